@@ -1,0 +1,150 @@
+//! Reading request bodies and query strings into domain types, naming every bad field.
+//!
+//! Bodies are parsed to a JSON value first (400 if that fails), then walked by hand so that
+//! every invalid and every unknown field is reported at once, by its JSON path.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use serde_json::{Map, Value};
+
+use crate::domain::ParseError;
+use crate::error::{Error, FieldError};
+
+pub const BODY_LIMIT: usize = 256 * 1024;
+
+/// A JSON body; the rejection is problem+json like every other error.
+pub struct JsonBody(pub Value);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                Error::TooLarge
+            } else {
+                Error::Malformed("the request body could not be read".into())
+            }
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(Error::Malformed("the request body is empty; send a JSON object".into()));
+        }
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| Error::Malformed(format!("the body is not valid JSON: {e}")))
+    }
+}
+
+/// Collects field errors; `finish` fails with all of them.
+#[derive(Default)]
+pub struct Errors(Vec<FieldError>);
+
+impl Errors {
+    pub fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError { field: field.into(), message: message.into() });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn finish(self) -> Result<(), Error> {
+        if self.0.is_empty() { Ok(()) } else { Err(Error::Invalid(self.0)) }
+    }
+}
+
+pub fn path(parent: &str, key: &str) -> String {
+    if parent.is_empty() { key.to_owned() } else { format!("{parent}.{key}") }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// `value` as an object whose keys are all in `allowed`; an unknown key (a typo like `sendAt`)
+/// is an error, never silently ignored.
+pub fn object<'a>(value: &'a Value, at: &str, allowed: &[&str], errors: &mut Errors) -> Option<&'a Map<String, Value>> {
+    let Value::Object(map) = value else {
+        errors.add(if at.is_empty() { "body" } else { at }, format!("must be an object, not {}", type_name(value)));
+        return None;
+    };
+    for key in map.keys() {
+        if !allowed.contains(&key.as_str()) {
+            errors.add(path(at, key), format!("is not a known field (expected one of: {})", allowed.join(", ")));
+        }
+    }
+    Some(map)
+}
+
+/// A string field; absent or null gives `None`, another type is an error.
+pub fn string<'a>(map: &'a Map<String, Value>, at: &str, key: &str, errors: &mut Errors) -> Option<&'a str> {
+    match map.get(key) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s),
+        Some(other) => {
+            errors.add(path(at, key), format!("must be a string, not {}", type_name(other)));
+            None
+        }
+    }
+}
+
+/// A string field parsed into a domain type.
+pub fn parsed<T>(map: &Map<String, Value>, at: &str, key: &str, errors: &mut Errors, parse: impl FnOnce(&str) -> Result<T, ParseError>) -> Option<T> {
+    let raw = string(map, at, key, errors)?;
+    match parse(raw) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            errors.add(path(at, key), e.0);
+            None
+        }
+    }
+}
+
+pub fn boolean(map: &Map<String, Value>, at: &str, key: &str, errors: &mut Errors) -> Option<bool> {
+    match map.get(key) {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(other) => {
+            errors.add(path(at, key), format!("must be true or false, not {}", type_name(other)));
+            None
+        }
+    }
+}
+
+/// A text field with a size bound, so one part cannot fill the whole body limit unnoticed.
+pub fn text(map: &Map<String, Value>, at: &str, key: &str, max_bytes: usize, errors: &mut Errors) -> Option<String> {
+    let s = string(map, at, key, errors)?;
+    if s.len() > max_bytes {
+        errors.add(path(at, key), format!("must be at most {max_bytes} bytes"));
+        return None;
+    }
+    Some(s.to_owned())
+}
+
+/// `?limit=&cursor=` of every list.
+pub struct PageQuery {
+    pub limit: usize,
+    pub cursor: Option<String>,
+}
+
+pub fn page_query(query: &std::collections::HashMap<String, String>, errors: &mut Errors) -> PageQuery {
+    let limit = match query.get("limit") {
+        None => 100,
+        Some(raw) => match raw.parse::<usize>() {
+            Ok(n) if (1..=1000).contains(&n) => n,
+            _ => {
+                errors.add("limit", "must be a whole number from 1 to 1000");
+                100
+            }
+        },
+    };
+    let cursor = query.get("cursor").filter(|c| !c.is_empty()).cloned();
+    PageQuery { limit, cursor }
+}

@@ -1,0 +1,96 @@
+//! The HTTP API of `../shared/API.md`: one axum `Router`, served by `axum::serve` in `notifyd`
+//! and by `lambda_http::run` in the api Lambda.
+
+mod input;
+mod notifications;
+mod openapi;
+pub mod problem;
+mod templates;
+mod users;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+
+use crate::error::Error;
+use crate::services::App;
+
+pub use input::BODY_LIMIT;
+pub use openapi::OPENAPI_JSON;
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub app: App,
+    api_key: Arc<str>,
+}
+
+pub fn router(app: App, api_key: &str) -> Router {
+    let state = ApiState { app, api_key: Arc::from(api_key) };
+    let v1 = Router::new()
+        .route("/users/{user_id}", get(users::get).put(users::put).delete(users::delete))
+        .route("/templates/{template_id}", get(templates::get).put(templates::put).delete(templates::delete))
+        .route("/notifications", get(notifications::list).post(notifications::create))
+        .route(
+            "/notifications/{id}",
+            get(notifications::get).delete(notifications::cancel).patch(notifications::reschedule),
+        )
+        .route("/notifications/{id}/deliveries", get(notifications::deliveries))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_api_key));
+    Router::new()
+        .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route("/openapi.json", get(openapi::serve))
+        .nest("/v1", v1)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+async fn require_api_key(State(state): State<ApiState>, headers: HeaderMap, request: Request, next: Next) -> Response {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, key)| key.trim());
+    match presented {
+        Some(key) if constant_time_eq(key.as_bytes(), state.api_key.as_bytes()) => next.run(request).await,
+        _ => Error::Unauthorized.into_response(),
+    }
+}
+
+/// Compares without an early exit, so response timing does not reveal the key.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, x) in a.iter().enumerate() {
+        diff |= usize::from(x ^ b.get(i).copied().unwrap_or(!x));
+    }
+    diff == 0
+}
+
+async fn not_found() -> Response {
+    problem::problem(StatusCode::NOT_FOUND, "no-route", "Not found", "no such route", &[])
+}
+
+async fn method_not_allowed() -> Response {
+    problem::problem(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed", "this route does not take that method", &[])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn key_comparison() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(!constant_time_eq(b"", b"a"));
+        assert!(constant_time_eq(b"", b""));
+    }
+}

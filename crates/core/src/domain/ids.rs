@@ -1,0 +1,193 @@
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::ParseError;
+
+/// An id chosen by the client: 1..128 chars of `[A-Za-z0-9._:@-]`.
+fn parse_client_id(raw: &str) -> Result<String, ParseError> {
+    if raw.is_empty() || raw.len() > 128 {
+        return Err(ParseError::new("must be 1 to 128 characters"));
+    }
+    if !raw
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'@' | b'-'))
+    {
+        return Err(ParseError::new("may contain only A-Z a-z 0-9 . _ : @ -"));
+    }
+    Ok(raw.to_owned())
+}
+
+/// Common behaviour of the ids that clients choose.
+pub trait ClientId: Sized {
+    fn parse(raw: &str) -> Result<Self, ParseError>;
+    fn as_str(&self) -> &str;
+}
+
+macro_rules! client_id {
+    ($name:ident) => {
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl ClientId for $name {
+            fn parse(raw: &str) -> Result<Self, ParseError> {
+                parse_client_id(raw).map(Self)
+            }
+            fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl $name {
+            pub fn parse(raw: &str) -> Result<Self, ParseError> {
+                <Self as ClientId>::parse(raw)
+            }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = ParseError;
+            fn try_from(raw: String) -> Result<Self, ParseError> {
+                Self::parse(&raw)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+client_id!(UserId);
+client_id!(GroupId);
+client_id!(TemplateId);
+
+/// Server-made notification id: `ntf_` + a ULID, so ids sort by creation time.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct NotificationId(String);
+
+impl NotificationId {
+    const PREFIX: &'static str = "ntf_";
+
+    pub fn generate(at: jiff::Timestamp) -> Self {
+        let ms = u64::try_from(at.as_millisecond()).unwrap_or(0);
+        let ulid = ulid::Ulid::from_parts(ms, rand_u128());
+        Self(format!("{}{}", Self::PREFIX, ulid.to_string().to_ascii_lowercase()))
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, ParseError> {
+        let body = raw
+            .strip_prefix(Self::PREFIX)
+            .ok_or_else(|| ParseError::new("is not a notification id"))?;
+        ulid::Ulid::from_string(body).map_err(|_| ParseError::new("is not a notification id"))?;
+        Ok(Self(raw.to_ascii_lowercase()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn rand_u128() -> u128 {
+    // ulid's own generator draws from `rand`; a ULID only needs uniqueness, so the std hasher's
+    // per-process random keys mixed with a counter are enough and keep the dependency list short.
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let state = RandomState::new();
+    let mut a = state.build_hasher();
+    a.write_u64(n);
+    let mut b = state.build_hasher();
+    b.write_u64(n ^ 0x9e37_79b9_7f4a_7c15);
+    ((u128::from(a.finish()) << 64) | u128::from(b.finish())) & ((1u128 << 80) - 1)
+}
+
+impl TryFrom<String> for NotificationId {
+    type Error = ParseError;
+    fn try_from(raw: String) -> Result<Self, ParseError> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<NotificationId> for String {
+    fn from(id: NotificationId) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for NotificationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The `Idempotency-Key` header: 1..255 visible ASCII characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub fn parse(raw: &str) -> Result<Self, ParseError> {
+        if raw.is_empty() || raw.len() > 255 {
+            return Err(ParseError::new("must be 1 to 255 characters"));
+        }
+        if !raw.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+            return Err(ParseError::new("may contain only visible ASCII characters"));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ids() {
+        assert!(UserId::parse("u-1.a_b:c@d").is_ok());
+        assert!(UserId::parse("").is_err());
+        assert!(UserId::parse(&"a".repeat(129)).is_err());
+        assert!(UserId::parse(&"a".repeat(128)).is_ok());
+        assert!(UserId::parse("a b").is_err());
+        assert!(UserId::parse("a/b").is_err());
+        assert!(UserId::parse("é").is_err());
+    }
+
+    #[test]
+    fn notification_ids_sort_by_time_and_round_trip() {
+        let a = NotificationId::generate(jiff::Timestamp::from_millisecond(1_000).unwrap());
+        let b = NotificationId::generate(jiff::Timestamp::from_millisecond(2_000).unwrap());
+        assert!(a < b);
+        assert!(a.as_str().starts_with("ntf_"));
+        assert_eq!(NotificationId::parse(a.as_str()).unwrap(), a);
+        assert!(NotificationId::parse("ntf_nope").is_err());
+        assert!(NotificationId::parse("abc").is_err());
+        let c = NotificationId::generate(jiff::Timestamp::from_millisecond(1_000).unwrap());
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn idempotency_keys() {
+        assert!(IdempotencyKey::parse("k-1").is_ok());
+        assert!(IdempotencyKey::parse("").is_err());
+        assert!(IdempotencyKey::parse(&"k".repeat(256)).is_err());
+        assert!(IdempotencyKey::parse("a b").is_err());
+    }
+}

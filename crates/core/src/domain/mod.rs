@@ -1,0 +1,26 @@
+//! Domain types. Raw input becomes one of these at the edge; past the edge nothing re-checks it.
+
+mod channel;
+mod email_address;
+mod ids;
+mod phone_number;
+mod send_at;
+mod time_zone;
+
+pub use channel::Channel;
+pub use email_address::EmailAddress;
+pub use ids::{ClientId, GroupId, IdempotencyKey, NotificationId, TemplateId, UserId};
+pub use phone_number::PhoneNumber;
+pub use send_at::{SendAt, MAX_SCHEDULE_AHEAD, PAST_GRACE};
+pub use time_zone::TimeZoneName;
+
+/// Why a raw value did not parse; the message is shown to the API caller as is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(pub String);
+
+impl ParseError {
+    pub fn new(msg: impl Into<String>) -> Self {
+        Self(msg.into())
+    }
+}

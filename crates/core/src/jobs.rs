@@ -1,0 +1,28 @@
+//! Messages on the two queues. Both runtimes carry them as JSON.
+
+use serde::{Deserialize, Serialize};
+
+use crate::delivery::Recipient;
+use crate::domain::{Channel, NotificationId};
+
+/// Put on the fanout queue by the API (send now) or by a fired schedule. `cursor` is set when a
+/// fanout continues a large group where the previous invocation stopped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FanoutJob {
+    pub notification_id: NotificationId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+/// Many recipients in one queue message, to keep queue calls per recipient low.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DispatchJob {
+    pub notification_id: NotificationId,
+    pub items: Vec<DispatchItem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DispatchItem {
+    pub recipient: Recipient,
+    pub channels: Vec<Channel>,
+}

@@ -1,0 +1,14 @@
+//! The core of the notification service: domain types, ports, the services that move a
+//! notification (accept → fanout → dispatch) and the HTTP API. No AWS and no SQLite in here.
+
+pub mod api;
+pub mod delivery;
+pub mod domain;
+pub mod error;
+pub mod jobs;
+pub mod memory;
+pub mod notification;
+pub mod ports;
+pub mod services;
+pub mod template;
+pub mod user;

@@ -1,0 +1,35 @@
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use crate::jobs::{DispatchJob, FanoutJob};
+use crate::ports::{QueueError, Queues};
+
+#[derive(Default)]
+pub struct MemoryQueues {
+    pub fanout: Mutex<Vec<FanoutJob>>,
+    pub dispatch: Mutex<Vec<DispatchJob>>,
+}
+
+impl MemoryQueues {
+    pub fn take_fanout(&self) -> Vec<FanoutJob> {
+        std::mem::take(&mut self.fanout.lock().unwrap())
+    }
+
+    pub fn take_dispatch(&self) -> Vec<DispatchJob> {
+        std::mem::take(&mut self.dispatch.lock().unwrap())
+    }
+}
+
+#[async_trait]
+impl Queues for MemoryQueues {
+    async fn send_fanout(&self, job: &FanoutJob) -> Result<(), QueueError> {
+        self.fanout.lock().unwrap().push(job.clone());
+        Ok(())
+    }
+
+    async fn send_dispatch(&self, jobs: &[DispatchJob]) -> Result<(), QueueError> {
+        self.dispatch.lock().unwrap().extend_from_slice(jobs);
+        Ok(())
+    }
+}

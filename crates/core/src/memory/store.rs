@@ -1,0 +1,210 @@
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+
+use crate::delivery::{Claim, Delivery, DeliveryKey, DeliveryStatus, Outcome};
+use crate::domain::{IdempotencyKey, NotificationId, TemplateId, UserId};
+use crate::notification::{Counts, Notification, Status};
+use crate::ports::{IdempotencyRecord, InsertOutcome, Page, Store, StoreError};
+use crate::template::Template;
+use crate::user::User;
+
+#[derive(Default)]
+struct Inner {
+    users: HashMap<UserId, User>,
+    templates: HashMap<TemplateId, Template>,
+    idempotency: HashMap<String, IdempotencyRecord>,
+    notifications: BTreeMap<NotificationId, Notification>,
+    fanned_out: HashSet<NotificationId>,
+    /// Ordered by (notification, recipient, channel) so pages are stable.
+    deliveries: BTreeMap<(NotificationId, String, crate::domain::Channel), (Delivery, Option<Timestamp>)>,
+}
+
+#[derive(Default)]
+pub struct MemoryStore(Mutex<Inner>);
+
+fn page<T: Clone>(items: Vec<T>, limit: usize, offset: usize) -> Page<T> {
+    let next = (items.len() > offset + limit).then(|| (offset + limit).to_string());
+    Page { items: items.into_iter().skip(offset).take(limit).collect(), next_cursor: next }
+}
+
+fn offset(cursor: Option<&str>) -> Result<usize, StoreError> {
+    cursor.map_or(Ok(0), |c| c.parse().map_err(|_| StoreError::BadCursor))
+}
+
+fn key_of(k: &DeliveryKey) -> (NotificationId, String, crate::domain::Channel) {
+    (k.notification_id.clone(), k.recipient.clone(), k.channel)
+}
+
+impl Inner {
+    fn counts(&self, id: &NotificationId) -> Counts {
+        let mut c = Counts::default();
+        for ((nid, _, _), (d, _)) in self.deliveries.iter() {
+            if nid != id {
+                continue;
+            }
+            c.recipients += 1;
+            match d.status {
+                DeliveryStatus::Pending => c.pending += 1,
+                DeliveryStatus::Sent => c.sent += 1,
+                DeliveryStatus::Failed => c.failed += 1,
+                DeliveryStatus::Skipped => c.skipped += 1,
+            }
+        }
+        c
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn put_user(&self, user: &User) -> Result<(), StoreError> {
+        self.0.lock().unwrap().users.insert(user.id.clone(), user.clone());
+        Ok(())
+    }
+
+    async fn get_user(&self, id: &UserId) -> Result<Option<User>, StoreError> {
+        Ok(self.0.lock().unwrap().users.get(id).cloned())
+    }
+
+    async fn delete_user(&self, id: &UserId) -> Result<bool, StoreError> {
+        Ok(self.0.lock().unwrap().users.remove(id).is_some())
+    }
+
+    async fn put_template(&self, template: &Template) -> Result<(), StoreError> {
+        self.0.lock().unwrap().templates.insert(template.id.clone(), template.clone());
+        Ok(())
+    }
+
+    async fn get_template(&self, id: &TemplateId) -> Result<Option<Template>, StoreError> {
+        Ok(self.0.lock().unwrap().templates.get(id).cloned())
+    }
+
+    async fn delete_template(&self, id: &TemplateId) -> Result<bool, StoreError> {
+        Ok(self.0.lock().unwrap().templates.remove(id).is_some())
+    }
+
+    async fn find_idempotency(&self, key: &IdempotencyKey, now: Timestamp) -> Result<Option<IdempotencyRecord>, StoreError> {
+        Ok(self.0.lock().unwrap().idempotency.get(key.as_str()).filter(|r| r.expires_at > now).cloned())
+    }
+
+    async fn insert_notification(&self, n: &Notification, idem: Option<&IdempotencyRecord>, now: Timestamp) -> Result<InsertOutcome, StoreError> {
+        let mut inner = self.0.lock().unwrap();
+        if let Some(record) = idem {
+            if let Some(existing) = inner.idempotency.get(&record.key).filter(|r| r.expires_at > now) {
+                return Ok(InsertOutcome::KeyTaken(existing.clone()));
+            }
+            inner.idempotency.insert(record.key.clone(), record.clone());
+        }
+        inner.notifications.insert(n.id.clone(), n.clone());
+        Ok(InsertOutcome::Inserted)
+    }
+
+    async fn get_notification(&self, id: &NotificationId) -> Result<Option<Notification>, StoreError> {
+        Ok(self.0.lock().unwrap().notifications.get(id).cloned())
+    }
+
+    async fn list_notifications(&self, status: Option<Status>, limit: usize, cursor: Option<&str>) -> Result<Page<Notification>, StoreError> {
+        let inner = self.0.lock().unwrap();
+        let items: Vec<_> = inner.notifications.values().rev().filter(|n| status.is_none_or(|s| n.status == s)).cloned().collect();
+        Ok(page(items, limit, offset(cursor)?))
+    }
+
+    async fn transition(&self, id: &NotificationId, from: &[Status], to: Status) -> Result<bool, StoreError> {
+        let mut inner = self.0.lock().unwrap();
+        match inner.notifications.get_mut(id) {
+            Some(n) if from.contains(&n.status) => {
+                n.status = to;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn set_send_at(&self, id: &NotificationId, at: Timestamp) -> Result<bool, StoreError> {
+        let mut inner = self.0.lock().unwrap();
+        match inner.notifications.get_mut(id) {
+            Some(n) if n.status == Status::Scheduled => {
+                n.send_at = at;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn insert_deliveries(&self, deliveries: &[Delivery]) -> Result<(), StoreError> {
+        let mut inner = self.0.lock().unwrap();
+        for d in deliveries {
+            inner.deliveries.entry(key_of(&d.key)).or_insert_with(|| (d.clone(), None));
+        }
+        Ok(())
+    }
+
+    async fn mark_fanned_out(&self, id: &NotificationId) -> Result<(), StoreError> {
+        self.0.lock().unwrap().fanned_out.insert(id.clone());
+        Ok(())
+    }
+
+    async fn claim_delivery(&self, key: &DeliveryKey, now: Timestamp, lease_until: Timestamp) -> Result<Claim, StoreError> {
+        let mut inner = self.0.lock().unwrap();
+        let Some((d, lease)) = inner.deliveries.get_mut(&key_of(key)) else {
+            return Ok(Claim::Done);
+        };
+        if d.status != DeliveryStatus::Pending {
+            return Ok(Claim::Done);
+        }
+        if lease.is_some_and(|l| l > now) {
+            return Ok(Claim::Busy);
+        }
+        *lease = Some(lease_until);
+        d.attempts += 1;
+        Ok(Claim::Claimed { attempt: d.attempts })
+    }
+
+    async fn record_outcome(&self, key: &DeliveryKey, outcome: &Outcome) -> Result<(), StoreError> {
+        let mut inner = self.0.lock().unwrap();
+        if let Some((d, lease)) = inner.deliveries.get_mut(&key_of(key)) {
+            *lease = None;
+            match outcome {
+                Outcome::Sent { provider_message_id, at } => {
+                    d.status = DeliveryStatus::Sent;
+                    d.provider_message_id = Some(provider_message_id.clone());
+                    d.sent_at = Some(*at);
+                    d.error = None;
+                }
+                Outcome::Failed { error } => {
+                    d.status = DeliveryStatus::Failed;
+                    d.error = Some(error.clone());
+                }
+                Outcome::Retry { error } => d.error = Some(error.clone()),
+            }
+        }
+        Ok(())
+    }
+
+    async fn list_deliveries(&self, id: &NotificationId, limit: usize, cursor: Option<&str>) -> Result<Page<Delivery>, StoreError> {
+        let inner = self.0.lock().unwrap();
+        let items: Vec<_> = inner.deliveries.iter().filter(|((nid, _, _), _)| nid == id).map(|(_, (d, _))| d.clone()).collect();
+        Ok(page(items, limit, offset(cursor)?))
+    }
+
+    async fn counts(&self, id: &NotificationId) -> Result<Counts, StoreError> {
+        Ok(self.0.lock().unwrap().counts(id))
+    }
+
+    async fn finish_if_done(&self, id: &NotificationId) -> Result<Option<Status>, StoreError> {
+        let mut inner = self.0.lock().unwrap();
+        let counts = inner.counts(id);
+        if !inner.fanned_out.contains(id) || counts.pending > 0 {
+            return Ok(None);
+        }
+        match inner.notifications.get_mut(id) {
+            Some(n) if n.status == Status::Sending => {
+                n.status = Status::finished(&counts);
+                Ok(Some(n.status))
+            }
+            _ => Ok(None),
+        }
+    }
+}

@@ -1,0 +1,102 @@
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Channel, EmailAddress, GroupId, NotificationId, PhoneNumber, TemplateId, UserId};
+use crate::template::Parts;
+
+/// Who a notification is for. A group is resolved to its members when the send fires.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    UserId(UserId),
+    GroupId(GroupId),
+    Email(EmailAddress),
+    Phone(PhoneNumber),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Content {
+    Inline(Parts),
+    Template { id: TemplateId, data: serde_json::Map<String, serde_json::Value> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Scheduled,
+    Queued,
+    Sending,
+    Completed,
+    PartiallyFailed,
+    Failed,
+    Cancelled,
+}
+
+impl Status {
+    pub const ALL: [Status; 7] = [
+        Status::Scheduled,
+        Status::Queued,
+        Status::Sending,
+        Status::Completed,
+        Status::PartiallyFailed,
+        Status::Failed,
+        Status::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Scheduled => "scheduled",
+            Self::Queued => "queued",
+            Self::Sending => "sending",
+            Self::Completed => "completed",
+            Self::PartiallyFailed => "partially_failed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == raw)
+    }
+
+    /// The status a finished send ends in, from its delivery counts.
+    pub fn finished(counts: &Counts) -> Self {
+        if counts.failed == 0 {
+            Self::Completed
+        } else if counts.sent == 0 {
+            Self::Failed
+        } else {
+            Self::PartiallyFailed
+        }
+    }
+}
+
+/// Delivery counts: one delivery per recipient and channel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub recipients: u64,
+    pub pending: u64,
+    pub sent: u64,
+    pub failed: u64,
+    pub skipped: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    pub id: NotificationId,
+    pub to: Target,
+    pub channels: Vec<Channel>,
+    pub content: Content,
+    pub send_at: Timestamp,
+    pub created_at: Timestamp,
+    pub status: Status,
+}
+
+impl Notification {
+    /// The moment at which a fired schedule is early: it belongs to an older `send_at` that a
+    /// reschedule moved later, and the new schedule will fire instead.
+    pub fn fired_early(&self, now: Timestamp) -> bool {
+        self.status == Status::Scheduled && self.send_at > now.saturating_add(jiff::SignedDuration::from_secs(1)).unwrap_or(now)
+    }
+}

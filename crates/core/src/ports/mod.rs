@@ -1,0 +1,43 @@
+//! Ports: what the services need from the outside world. Adapters live in other crates
+//! (SQLite and SMTP in `notify-local`, AWS in `notify-aws`) and in `crate::memory` for tests.
+
+mod clock;
+mod email_sender;
+mod queues;
+mod scheduler;
+mod sms_sender;
+mod store;
+
+pub use clock::{Clock, SystemClock};
+pub use email_sender::{EmailSender, OutgoingEmail};
+pub use queues::{QueueError, Queues};
+pub use scheduler::{Scheduler, SchedulerError};
+pub use sms_sender::{OutgoingSms, SmsSender};
+pub use store::{IdempotencyRecord, InsertOutcome, Page, Store, StoreError};
+
+/// How a provider call failed. Transient errors are retried with backoff; permanent ones are
+/// recorded on the delivery as they are.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SendError {
+    pub kind: SendErrorKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendErrorKind {
+    /// Throttling, 5xx, timeouts, connection errors, SMTP 4xx.
+    Transient,
+    /// Rejected message, invalid or suppressed address, SMTP 5xx.
+    Permanent,
+}
+
+impl SendError {
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self { kind: SendErrorKind::Transient, message: message.into() }
+    }
+
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self { kind: SendErrorKind::Permanent, message: message.into() }
+    }
+}

@@ -1,0 +1,76 @@
+use async_trait::async_trait;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::delivery::{Claim, Delivery, DeliveryKey, Outcome};
+use crate::domain::{IdempotencyKey, NotificationId, TemplateId, UserId};
+use crate::notification::{Counts, Notification, Status};
+use crate::template::Template;
+use crate::user::User;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the cursor is not valid")]
+    BadCursor,
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// What the first request with an `Idempotency-Key` answered; kept 24 hours.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    pub key: String,
+    /// SHA-256 of the canonical request body: the same key with another body is a conflict.
+    pub request_hash: String,
+    pub notification_id: NotificationId,
+    pub response: serde_json::Value,
+    pub expires_at: Timestamp,
+}
+
+#[derive(Debug)]
+pub enum InsertOutcome {
+    Inserted,
+    /// A live record with this key exists already (a concurrent request won the race).
+    KeyTaken(IdempotencyRecord),
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    async fn put_user(&self, user: &User) -> Result<(), StoreError>;
+    async fn get_user(&self, id: &UserId) -> Result<Option<User>, StoreError>;
+    /// Also removes the user from every group.
+    async fn delete_user(&self, id: &UserId) -> Result<bool, StoreError>;
+
+    async fn put_template(&self, template: &Template) -> Result<(), StoreError>;
+    async fn get_template(&self, id: &TemplateId) -> Result<Option<Template>, StoreError>;
+    async fn delete_template(&self, id: &TemplateId) -> Result<bool, StoreError>;
+
+    async fn find_idempotency(&self, key: &IdempotencyKey, now: Timestamp) -> Result<Option<IdempotencyRecord>, StoreError>;
+    /// Stores the notification and, atomically with it, its idempotency record.
+    async fn insert_notification(&self, n: &Notification, idem: Option<&IdempotencyRecord>, now: Timestamp) -> Result<InsertOutcome, StoreError>;
+    async fn get_notification(&self, id: &NotificationId) -> Result<Option<Notification>, StoreError>;
+    /// Newest first.
+    async fn list_notifications(&self, status: Option<Status>, limit: usize, cursor: Option<&str>) -> Result<Page<Notification>, StoreError>;
+    /// Moves the status to `to` only if it is one of `from`; says whether it moved.
+    async fn transition(&self, id: &NotificationId, from: &[Status], to: Status) -> Result<bool, StoreError>;
+    /// Moves `send_at` only while the notification is `scheduled`; says whether it moved.
+    async fn set_send_at(&self, id: &NotificationId, at: Timestamp) -> Result<bool, StoreError>;
+
+    /// Inserts the rows that do not exist yet; existing rows (a page fanned out twice) are kept.
+    async fn insert_deliveries(&self, deliveries: &[Delivery]) -> Result<(), StoreError>;
+    /// Records that every recipient has a delivery row; from then on the send can finish.
+    async fn mark_fanned_out(&self, id: &NotificationId) -> Result<(), StoreError>;
+    /// Takes a pending delivery whose lease is free or expired, until `lease_until`.
+    async fn claim_delivery(&self, key: &DeliveryKey, now: Timestamp, lease_until: Timestamp) -> Result<Claim, StoreError>;
+    async fn record_outcome(&self, key: &DeliveryKey, outcome: &Outcome) -> Result<(), StoreError>;
+    async fn list_deliveries(&self, id: &NotificationId, limit: usize, cursor: Option<&str>) -> Result<Page<Delivery>, StoreError>;
+    async fn counts(&self, id: &NotificationId) -> Result<Counts, StoreError>;
+    /// Once fanned out with nothing pending, moves `sending` to its final status; returns it.
+    async fn finish_if_done(&self, id: &NotificationId) -> Result<Option<Status>, StoreError>;
+}

@@ -1,0 +1,21 @@
+//! The flow of a notification: `accept` (API) → schedule or queue → `fanout` → `dispatch`.
+
+pub mod accept;
+pub mod cancel;
+pub mod dispatch;
+pub mod fanout;
+pub mod message;
+pub mod reschedule;
+
+use std::sync::Arc;
+
+use crate::ports::{Clock, Queues, Scheduler, Store};
+
+/// What the API side needs: the services behind the HTTP routes.
+#[derive(Clone)]
+pub struct App {
+    pub store: Arc<dyn Store>,
+    pub scheduler: Arc<dyn Scheduler>,
+    pub queues: Arc<dyn Queues>,
+    pub clock: Arc<dyn Clock>,
+}
