@@ -79,7 +79,8 @@ pub struct Accepted {
 }
 
 pub async fn accept(app: &App, req: NewNotification, idem: Option<IdempotentRequest>) -> Result<Accepted, Error> {
-    let now = app.clock.now();
+    // Stores keep milliseconds; answer with exactly what is stored.
+    let now = app.clock.now().round(jiff::Unit::Millisecond).unwrap_or(app.clock.now());
     if let Some(idem) = &idem
         && let Some(record) = app.store.find_idempotency(&idem.key, now).await? {
             return replay(app, idem, record).await;
@@ -88,7 +89,7 @@ pub async fn accept(app: &App, req: NewNotification, idem: Option<IdempotentRequ
 
     let (status, send_at) = match req.send_at {
         SendAt::Now => (Status::Queued, now),
-        SendAt::At(at) => (Status::Scheduled, at),
+        SendAt::At(at) => (Status::Scheduled, at.round(jiff::Unit::Millisecond).unwrap_or(at)),
     };
     let notification = Notification {
         id: NotificationId::generate(now),

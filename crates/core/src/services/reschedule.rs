@@ -13,6 +13,7 @@ pub async fn reschedule(app: &App, id: &NotificationId, send_at: SendAt) -> Resu
     }
     let now = app.clock.now();
     let at = send_at.timestamp(now);
+    let at = at.round(jiff::Unit::Millisecond).unwrap_or(at);
     if !app.store.set_send_at(id, at).await? {
         return Err(conflict(app.store.get_notification(id).await?.map(|n| n.status).unwrap_or(n.status)));
     }

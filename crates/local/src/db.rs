@@ -1,0 +1,123 @@
+//! One SQLite database (WAL) holds the store, the queues and the schedules, so that a
+//! notification, its trigger and its deliveries change together or not at all.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::Connection;
+
+use notify_core::ports::StoreError;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS users (
+    id TEXT PRIMARY KEY,
+    body TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS templates (
+    id TEXT PRIMARY KEY,
+    body TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS idempotency (
+    key TEXT PRIMARY KEY,
+    body TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS notifications (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    send_at INTEGER NOT NULL,
+    fanned_out INTEGER NOT NULL DEFAULT 0,
+    body TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS notifications_by_status ON notifications(status, id);
+CREATE TABLE IF NOT EXISTS deliveries (
+    notification_id TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    user_id TEXT,
+    address TEXT,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    sent_at INTEGER,
+    provider_message_id TEXT,
+    lease_until INTEGER,
+    PRIMARY KEY (notification_id, recipient, channel)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS deliveries_by_status ON deliveries(notification_id, status);
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    visible_at INTEGER NOT NULL,
+    receives INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL DEFAULT 'ready',
+    last_error TEXT,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_ready ON jobs(queue, state, visible_at);
+CREATE TABLE IF NOT EXISTS schedules (
+    notification_id TEXT PRIMARY KEY,
+    due_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS schedules_by_due ON schedules(due_at);
+"#;
+
+/// The database handle shared by every local adapter. Calls run on the blocking pool.
+#[derive(Clone)]
+pub struct Db {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Db {
+    pub fn open(path: &Path) -> Result<Self, rusqlite::Error> {
+        let conn = Connection::open(path)?;
+        // FULL: a 202 must survive a power cut, not only a killed process.
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA foreign_keys = ON;
+             PRAGMA busy_timeout = 5000;",
+        )?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    pub fn open_in_memory() -> Result<Self, rusqlite::Error> {
+        let conn = Connection::open_in_memory()?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    pub async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("database task: {e}")))?
+    }
+}
+
+/// SQLite errors are never the caller's fault here: report them as unavailability.
+pub fn db_err(e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(format!("sqlite: {e}"))
+}
+
+pub fn json_err(e: serde_json::Error) -> StoreError {
+    StoreError::Unavailable(format!("stored JSON: {e}"))
+}
+
+pub fn millis(t: jiff::Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+pub fn from_millis(ms: i64) -> jiff::Timestamp {
+    jiff::Timestamp::from_millisecond(ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+}

@@ -1,0 +1,206 @@
+//! Durable queues in the database: a job is leased for a visibility timeout when received,
+//! deleted when acknowledged, made visible again later when retried, and dead-lettered after
+//! too many receives (a job that crashes its worker every time must not loop for ever).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::params;
+use tokio::sync::Notify;
+
+use notify_core::jobs::{DispatchJob, FanoutJob};
+use notify_core::ports::{QueueError, Queues, StoreError};
+
+use crate::db::{Db, db_err, millis};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueName {
+    Fanout,
+    Dispatch,
+}
+
+impl QueueName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fanout => "fanout",
+            Self::Dispatch => "dispatch",
+        }
+    }
+}
+
+/// A received job, invisible to other receivers until its lease ends.
+#[derive(Debug, Clone)]
+pub struct Leased {
+    pub id: i64,
+    pub payload: String,
+    /// How many times this job has been received, this time included.
+    pub receives: u32,
+}
+
+#[derive(Clone)]
+pub struct SqliteQueues {
+    db: Db,
+    fanout_ready: Arc<Notify>,
+    dispatch_ready: Arc<Notify>,
+}
+
+fn now_ms() -> i64 {
+    millis(jiff::Timestamp::now())
+}
+
+/// Inserts jobs inside an open transaction (the scheduler fires schedules this way).
+pub fn insert_jobs(conn: &rusqlite::Connection, queue: QueueName, payloads: &[String], visible_at: i64) -> Result<(), StoreError> {
+    let mut stmt = conn
+        .prepare_cached("INSERT INTO jobs (queue, payload, visible_at, created_at) VALUES (?1, ?2, ?3, ?3)")
+        .map_err(db_err)?;
+    for p in payloads {
+        stmt.execute(params![queue.as_str(), p, visible_at]).map_err(db_err)?;
+    }
+    Ok(())
+}
+
+impl SqliteQueues {
+    pub fn new(db: Db) -> Self {
+        Self { db, fanout_ready: Arc::new(Notify::new()), dispatch_ready: Arc::new(Notify::new()) }
+    }
+
+    /// Woken when jobs are added to `queue`.
+    pub fn ready(&self, queue: QueueName) -> Arc<Notify> {
+        match queue {
+            QueueName::Fanout => self.fanout_ready.clone(),
+            QueueName::Dispatch => self.dispatch_ready.clone(),
+        }
+    }
+
+    pub async fn enqueue(&self, queue: QueueName, payloads: Vec<String>) -> Result<(), StoreError> {
+        let now = now_ms();
+        self.db
+            .call(move |c| {
+                let tx = c.transaction().map_err(db_err)?;
+                insert_jobs(&tx, queue, &payloads, now)?;
+                tx.commit().map_err(db_err)
+            })
+            .await?;
+        self.ready(queue).notify_waiters();
+        Ok(())
+    }
+
+    /// Leases up to `max` visible jobs. Jobs received `max_receives` times already go to the
+    /// dead-letter state instead.
+    pub async fn receive(&self, queue: QueueName, max: usize, visibility: Duration, max_receives: u32) -> Result<Vec<Leased>, StoreError> {
+        let now = now_ms();
+        let until = now + visibility.as_millis() as i64;
+        self.db
+            .call(move |c| {
+                let tx = c.transaction().map_err(db_err)?;
+                tx.execute(
+                    "UPDATE jobs SET state = 'dead', last_error = coalesce(last_error, 'received too many times')
+                     WHERE queue = ?1 AND state = 'ready' AND visible_at <= ?2 AND receives >= ?3",
+                    params![queue.as_str(), now, max_receives],
+                )
+                .map_err(db_err)?;
+                let leased = {
+                    let mut stmt = tx
+                        .prepare_cached(
+                            "UPDATE jobs SET visible_at = ?1, receives = receives + 1
+                             WHERE id IN (SELECT id FROM jobs WHERE queue = ?2 AND state = 'ready' AND visible_at <= ?3
+                                          ORDER BY visible_at, id LIMIT ?4)
+                             RETURNING id, payload, receives",
+                        )
+                        .map_err(db_err)?;
+                    let rows = stmt
+                        .query_map(params![until, queue.as_str(), now, max as i64], |r| {
+                            Ok(Leased { id: r.get(0)?, payload: r.get(1)?, receives: r.get::<_, i64>(2)? as u32 })
+                        })
+                        .map_err(db_err)?;
+                    rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?
+                };
+                tx.commit().map_err(db_err)?;
+                Ok(leased)
+            })
+            .await
+    }
+
+    pub async fn ack(&self, id: i64) -> Result<(), StoreError> {
+        self.db
+            .call(move |c| {
+                c.prepare_cached("DELETE FROM jobs WHERE id = ?1").map_err(db_err)?.execute(params![id]).map_err(db_err)?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Makes the job visible again after `delay`.
+    pub async fn retry(&self, id: i64, delay: Duration, error: Option<String>) -> Result<(), StoreError> {
+        let at = now_ms() + delay.as_millis() as i64;
+        self.db
+            .call(move |c| {
+                c.execute("UPDATE jobs SET visible_at = ?1, last_error = coalesce(?2, last_error) WHERE id = ?3", params![at, error, id])
+                    .map_err(db_err)?;
+                Ok(())
+            })
+            .await
+    }
+
+    pub async fn dead_letter(&self, id: i64, error: String) -> Result<(), StoreError> {
+        self.db
+            .call(move |c| {
+                c.execute("UPDATE jobs SET state = 'dead', last_error = ?1 WHERE id = ?2", params![error, id]).map_err(db_err)?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Moves every dead job of `queue` back to ready; returns how many.
+    pub async fn redrive(&self, queue: QueueName) -> Result<usize, StoreError> {
+        let now = now_ms();
+        self.db
+            .call(move |c| {
+                c.execute("UPDATE jobs SET state = 'ready', receives = 0, visible_at = ?1 WHERE queue = ?2 AND state = 'dead'", params![now, queue.as_str()])
+                    .map_err(db_err)
+            })
+            .await
+    }
+
+    /// When the next ready job becomes visible, if any (ms since the epoch).
+    pub async fn next_visible_at(&self, queue: QueueName) -> Result<Option<i64>, StoreError> {
+        self.db
+            .call(move |c| {
+                c.query_row("SELECT min(visible_at) FROM jobs WHERE queue = ?1 AND state = 'ready'", params![queue.as_str()], |r| r.get(0))
+                    .map_err(db_err)
+            })
+            .await
+    }
+
+    /// (ready, dead) job counts of `queue`.
+    pub async fn depth(&self, queue: QueueName) -> Result<(u64, u64), StoreError> {
+        self.db
+            .call(move |c| {
+                c.query_row(
+                    "SELECT count(*) FILTER (WHERE state = 'ready'), count(*) FILTER (WHERE state = 'dead') FROM jobs WHERE queue = ?1",
+                    params![queue.as_str()],
+                    |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+                )
+                .map_err(db_err)
+            })
+            .await
+    }
+}
+
+fn queue_err(e: StoreError) -> QueueError {
+    QueueError(e.to_string())
+}
+
+#[async_trait]
+impl Queues for SqliteQueues {
+    async fn send_fanout(&self, job: &FanoutJob) -> Result<(), QueueError> {
+        let payload = serde_json::to_string(job).map_err(|e| QueueError(e.to_string()))?;
+        self.enqueue(QueueName::Fanout, vec![payload]).await.map_err(queue_err)
+    }
+
+    async fn send_dispatch(&self, jobs: &[DispatchJob]) -> Result<(), QueueError> {
+        let payloads = jobs.iter().map(serde_json::to_string).collect::<Result<Vec<_>, _>>().map_err(|e| QueueError(e.to_string()))?;
+        self.enqueue(QueueName::Dispatch, payloads).await.map_err(queue_err)
+    }
+}

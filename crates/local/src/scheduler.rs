@@ -1,0 +1,133 @@
+//! The scheduler on one machine: a `schedules` table and a timer that sleeps until the next
+//! due row. Firing moves the row to the fanout queue in one transaction, so a crash fires it
+//! either never (and the restart fires it at once) or exactly once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use rusqlite::params;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use notify_core::domain::NotificationId;
+use notify_core::jobs::FanoutJob;
+use notify_core::ports::{Scheduler, SchedulerError, StoreError};
+
+use crate::db::{Db, db_err, json_err, millis};
+use crate::queue::{QueueName, SqliteQueues, insert_jobs};
+
+#[derive(Clone)]
+pub struct SqliteScheduler {
+    db: Db,
+    changed: Arc<Notify>,
+}
+
+impl SqliteScheduler {
+    pub fn new(db: Db) -> Self {
+        Self { db, changed: Arc::new(Notify::new()) }
+    }
+
+    /// Fires every schedule due at `now`; returns how many fired.
+    pub async fn fire_due(&self, now: Timestamp) -> Result<usize, StoreError> {
+        let now = millis(now);
+        self.db
+            .call(move |c| {
+                let tx = c.transaction().map_err(db_err)?;
+                let ids: Vec<String> = {
+                    let mut stmt = tx.prepare_cached("SELECT notification_id FROM schedules WHERE due_at <= ?1").map_err(db_err)?;
+                    let rows = stmt.query_map(params![now], |r| r.get(0)).map_err(db_err)?;
+                    rows.collect::<Result<_, _>>().map_err(db_err)?
+                };
+                let mut payloads = Vec::with_capacity(ids.len());
+                for id in &ids {
+                    let notification_id = NotificationId::parse(id).map_err(|e| StoreError::Unavailable(e.0))?;
+                    payloads.push(serde_json::to_string(&FanoutJob { notification_id, cursor: None }).map_err(json_err)?);
+                }
+                insert_jobs(&tx, QueueName::Fanout, &payloads, now)?;
+                tx.execute("DELETE FROM schedules WHERE due_at <= ?1", params![now]).map_err(db_err)?;
+                tx.commit().map_err(db_err)?;
+                Ok(ids.len())
+            })
+            .await
+    }
+
+    async fn next_due(&self) -> Result<Option<i64>, StoreError> {
+        self.db.call(|c| c.query_row("SELECT min(due_at) FROM schedules", [], |r| r.get(0)).map_err(db_err)).await
+    }
+
+    /// Sleeps until the next due schedule (or a change), fires it, and repeats until shut down.
+    pub async fn run(self, queues: SqliteQueues, shutdown: CancellationToken) {
+        loop {
+            // Register interest before reading, so a schedule added meanwhile is not missed.
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let wait = match self.next_due().await {
+                Ok(None) => Duration::from_secs(3600),
+                Ok(Some(due)) => {
+                    let now = millis(Timestamp::now());
+                    if due <= now {
+                        match self.fire_due(Timestamp::now()).await {
+                            Ok(n) if n > 0 => {
+                                tracing::info!(fired = n, "schedules fired");
+                                queues.ready(QueueName::Fanout).notify_waiters();
+                            }
+                            Ok(_) => {}
+                            Err(e) => tracing::error!(error = %e, "firing schedules failed"),
+                        }
+                        continue;
+                    }
+                    Duration::from_millis((due - now) as u64)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "reading schedules failed");
+                    Duration::from_secs(1)
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = &mut changed => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+}
+
+fn sched_err(e: StoreError) -> SchedulerError {
+    SchedulerError(e.to_string())
+}
+
+#[async_trait]
+impl Scheduler for SqliteScheduler {
+    async fn schedule(&self, id: &NotificationId, at: Timestamp) -> Result<(), SchedulerError> {
+        let (id, at) = (id.as_str().to_owned(), millis(at));
+        self.db
+            .call(move |c| {
+                c.execute(
+                    "INSERT INTO schedules (notification_id, due_at) VALUES (?1, ?2) ON CONFLICT(notification_id) DO UPDATE SET due_at = excluded.due_at",
+                    params![id, at],
+                )
+                .map_err(db_err)?;
+                Ok(())
+            })
+            .await
+            .map_err(sched_err)?;
+        self.changed.notify_waiters();
+        Ok(())
+    }
+
+    async fn cancel(&self, id: &NotificationId) -> Result<(), SchedulerError> {
+        let id = id.as_str().to_owned();
+        self.db
+            .call(move |c| {
+                c.execute("DELETE FROM schedules WHERE notification_id = ?1", params![id]).map_err(db_err)?;
+                Ok(())
+            })
+            .await
+            .map_err(sched_err)?;
+        self.changed.notify_waiters();
+        Ok(())
+    }
+}

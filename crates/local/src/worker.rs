@@ -1,0 +1,160 @@
+//! The consumers of the local queues: receive jobs, run the core service, acknowledge or
+//! retry with backoff. Stops taking jobs on shutdown and finishes the ones in hand.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use notify_core::jobs::{DispatchJob, FanoutJob};
+use notify_core::services::dispatch::Dispatch;
+use notify_core::services::fanout::Fanout;
+
+use crate::queue::{Leased, QueueName, SqliteQueues};
+
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerSettings {
+    /// Jobs handled at once.
+    pub concurrency: usize,
+    /// How long a received job stays invisible; a worker that dies gives it back after this.
+    pub visibility: Duration,
+    /// Receives before a job is dead-lettered.
+    pub max_receives: u32,
+    /// First retry delay; doubles per receive, with jitter, up to `max_backoff`.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            concurrency: 8,
+            visibility: Duration::from_secs(120),
+            max_receives: 10,
+            base_backoff: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What a handler asks of the queue once it is done with a job.
+pub enum Verdict {
+    Done,
+    RetryLater(String),
+    DeadLetter(String),
+}
+
+pub fn backoff(settings: &WorkerSettings, receives: u32) -> Duration {
+    let exp = settings.base_backoff.saturating_mul(1u32 << receives.saturating_sub(1).min(16));
+    let capped = exp.min(settings.max_backoff);
+    // Full jitter in the upper half: spreads retries of a burst without making them instant.
+    let nanos = capped.as_nanos() as u64;
+    let jitter = if nanos == 0 { 0 } else { pseudo_random() % (nanos / 2 + 1) };
+    Duration::from_nanos(nanos / 2 + jitter)
+}
+
+fn pseudo_random() -> u64 {
+    use std::collections::hash_map::RandomState;
+    use std::hash::BuildHasher;
+    RandomState::new().hash_one(std::time::Instant::now())
+}
+
+/// Runs `handle` over the jobs of `queue` until `shutdown`.
+pub async fn run<F, Fut>(queues: SqliteQueues, queue: QueueName, settings: WorkerSettings, shutdown: CancellationToken, handle: F)
+where
+    F: Fn(Leased) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Verdict> + Send + 'static,
+{
+    let handle = Arc::new(handle);
+    let ready = queues.ready(queue);
+    let mut in_flight: JoinSet<()> = JoinSet::new();
+    loop {
+        let woken = ready.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        if shutdown.is_cancelled() {
+            break;
+        }
+        let room = settings.concurrency.saturating_sub(in_flight.len());
+        let jobs = if room == 0 {
+            Vec::new()
+        } else {
+            match queues.receive(queue, room, settings.visibility, settings.max_receives).await {
+                Ok(jobs) => jobs,
+                Err(e) => {
+                    tracing::error!(queue = queue.as_str(), error = %e, "receive failed");
+                    Vec::new()
+                }
+            }
+        };
+        let got = jobs.len();
+        for job in jobs {
+            let (queues, handle) = (queues.clone(), handle.clone());
+            in_flight.spawn(async move {
+                let (id, receives) = (job.id, job.receives);
+                let result = match handle(job).await {
+                    Verdict::Done => queues.ack(id).await,
+                    Verdict::RetryLater(why) => queues.retry(id, backoff(&settings, receives), Some(why)).await,
+                    Verdict::DeadLetter(why) => {
+                        tracing::error!(queue = queue.as_str(), job = id, error = why, "job dead-lettered");
+                        queues.dead_letter(id, why).await
+                    }
+                };
+                if let Err(e) = result {
+                    // The lease runs out and the job comes back: nothing is lost.
+                    tracing::error!(queue = queue.as_str(), job = id, error = %e, "could not settle a job");
+                }
+            });
+        }
+        if got > 0 && got == room {
+            continue;
+        }
+        // Idle (or full): wait for a new job, a finished one, the next visible one, or shutdown.
+        let wait = match queues.next_visible_at(queue).await {
+            Ok(Some(at)) => Duration::from_millis((at - jiff::Timestamp::now().as_millisecond()).clamp(1, 60_000) as u64),
+            _ => Duration::from_secs(60),
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = &mut woken => {}
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+    while in_flight.join_next().await.is_some() {}
+}
+
+/// The fanout consumer.
+pub fn fanout_handler(fanout: Arc<Fanout>) -> impl Fn(Leased) -> std::pin::Pin<Box<dyn Future<Output = Verdict> + Send>> + Send + Sync + 'static {
+    move |job: Leased| {
+        let fanout = fanout.clone();
+        Box::pin(async move {
+            let Ok(parsed) = serde_json::from_str::<FanoutJob>(&job.payload) else {
+                return Verdict::DeadLetter("not a fanout job".into());
+            };
+            match fanout.handle(&parsed).await {
+                Ok(_) => Verdict::Done,
+                Err(e) => Verdict::RetryLater(e.to_string()),
+            }
+        })
+    }
+}
+
+/// The dispatch consumer.
+pub fn dispatch_handler(dispatch: Arc<Dispatch>) -> impl Fn(Leased) -> std::pin::Pin<Box<dyn Future<Output = Verdict> + Send>> + Send + Sync + 'static {
+    move |job: Leased| {
+        let dispatch = dispatch.clone();
+        Box::pin(async move {
+            let Ok(parsed) = serde_json::from_str::<DispatchJob>(&job.payload) else {
+                return Verdict::DeadLetter("not a dispatch job".into());
+            };
+            match dispatch.handle(&parsed).await {
+                Ok(report) if report.retry => Verdict::RetryLater("some deliveries will be retried".into()),
+                Ok(_) => Verdict::Done,
+                Err(e) => Verdict::RetryLater(e.to_string()),
+            }
+        })
+    }
+}

@@ -1,0 +1,62 @@
+//! Configuration: environment variables, each overridable by a flag of the same meaning.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+
+#[derive(Debug, Parser)]
+#[command(name = "notifyd", version, about = "The notification service on one machine")]
+pub struct Config {
+    /// Where the API listens.
+    #[arg(long = "addr", env = "NOTIFY_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// Embedded database and outbox.
+    #[arg(long = "data-dir", env = "NOTIFY_DATA_DIR", default_value = "./.notify")]
+    pub data_dir: PathBuf,
+    /// The bearer key; generated at first start and saved to $NOTIFY_DATA_DIR/api-key when unset.
+    #[arg(long = "api-key", env = "NOTIFY_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// e.g. smtp://127.0.0.1:2525 or smtps://user:pass@host:465; unset writes .eml files to the outbox.
+    #[arg(long = "smtp-url", env = "NOTIFY_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// The From address.
+    #[arg(long = "email-from", env = "NOTIFY_EMAIL_FROM", default_value = "notify@localhost")]
+    pub email_from: String,
+    /// A URL that receives POST {"to", "body"}; unset appends JSON lines to the outbox.
+    #[arg(long = "sms-webhook-url", env = "NOTIFY_SMS_WEBHOOK_URL")]
+    pub sms_webhook_url: Option<String>,
+}
+
+/// The configured key, or the one saved at first start, or a new one saved now (mode 0600).
+/// Returns the key and whether it was just made (then it is printed once).
+pub fn api_key(config: &Config) -> std::io::Result<(String, bool)> {
+    if let Some(key) = config.api_key.as_ref().filter(|k| !k.is_empty()) {
+        return Ok((key.clone(), false));
+    }
+    let path = config.data_dir.join("api-key");
+    if let Ok(saved) = std::fs::read_to_string(&path) {
+        let saved = saved.trim().to_owned();
+        if !saved.is_empty() {
+            return Ok((saved, false));
+        }
+    }
+    let key = generate_key()?;
+    write_private(&path, &key)?;
+    Ok((key, true))
+}
+
+fn generate_key() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(format!("nk_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
+}
