@@ -1,1 +1,428 @@
+//! What the end-to-end tests run against: the real `notifyd` binary, a real SMTP server
+//! (aiosmtpd on loopback) and a real HTTP webhook receiver.
 
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use serde_json::{Value, json};
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn python() -> PathBuf {
+    std::env::var_os("NOTIFY_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv/bin/python"))
+}
+
+fn notifyd_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("NOTIFYD_BIN") {
+        return p.into();
+    }
+    // target/<profile>/deps/<test binary> → target/<profile>/notifyd
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().join("notifyd")
+}
+
+async fn wait_until<F: FnMut() -> bool>(timeout: Duration, mut ready: F) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if ready() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    ready()
+}
+
+/// One message as the SMTP server received it.
+#[derive(Debug, Clone)]
+pub struct Email {
+    pub mail_from: String,
+    pub rcpt_tos: Vec<String>,
+    pub data: String,
+    pub received_at: Timestamp,
+}
+
+impl Email {
+    pub fn header(&self, name: &str) -> Option<String> {
+        let head = self.data.split("\r\n\r\n").next().unwrap_or("");
+        let prefix = format!("{}:", name.to_ascii_lowercase());
+        head.split("\r\n")
+            .find(|line| line.to_ascii_lowercase().starts_with(&prefix))
+            .map(|line| line[prefix.len()..].trim().to_owned())
+    }
+}
+
+#[derive(Default, Clone)]
+pub struct SinkFaults {
+    /// Share of messages answered with 451 (transient).
+    pub fail_4xx_rate: f64,
+    /// Recipients answered with 550 (permanent).
+    pub reject: Vec<String>,
+}
+
+pub struct SmtpSink {
+    child: Child,
+    pub port: u16,
+    out: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmtpSink {
+    pub async fn start() -> Self {
+        Self::start_with(SinkFaults::default()).await
+    }
+
+    pub async fn start_with(faults: SinkFaults) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("received.jsonl");
+        std::fs::write(&out, "").unwrap();
+        let port = free_port();
+        let mut cmd = Command::new(python());
+        cmd.arg(repo_root().join("tests/support/smtp_sink.py"))
+            .args(["--port", &port.to_string(), "--out"])
+            .arg(&out)
+            .args(["--fail-4xx-rate", &faults.fail_4xx_rate.to_string()]);
+        for r in &faults.reject {
+            cmd.args(["--reject", r]);
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "start the SMTP sink with {} (run ./scripts/test to set up .venv): {e}",
+                    python().display()
+                )
+            });
+        let up = wait_until(Duration::from_secs(15), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })
+        .await;
+        assert!(up, "the SMTP sink did not start on port {port}");
+        Self {
+            child,
+            port,
+            out,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    pub fn messages(&self) -> Vec<Email> {
+        std::fs::read_to_string(&self.out)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                Email {
+                    mail_from: v["mail_from"].as_str().unwrap().to_owned(),
+                    rcpt_tos: v["rcpt_tos"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|r| r.as_str().unwrap().to_owned())
+                        .collect(),
+                    data: v["data"].as_str().unwrap().to_owned(),
+                    received_at: Timestamp::from_millisecond(v["received_at_ms"].as_i64().unwrap())
+                        .unwrap(),
+                }
+            })
+            .collect()
+    }
+
+    /// Waits until at least `n` messages arrived; returns all of them.
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Email> {
+        wait_until(timeout, || self.messages().len() >= n).await;
+        self.messages()
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP server that records every POST body and answers with the status it is told.
+pub struct Webhook {
+    pub url: String,
+    pub received: Arc<Mutex<Vec<(Value, Timestamp)>>>,
+    pub answer: Arc<Mutex<u16>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Webhook {
+    pub async fn start() -> Self {
+        let received: Arc<Mutex<Vec<(Value, Timestamp)>>> = Arc::default();
+        let answer = Arc::new(Mutex::new(200u16));
+        let (r, a) = (received.clone(), answer.clone());
+        let app = axum::Router::new().route(
+            "/sms",
+            axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+                let (r, a) = (r.clone(), a.clone());
+                async move {
+                    let status = *a.lock().unwrap();
+                    if status < 300 {
+                        r.lock().unwrap().push((body, Timestamp::now()));
+                    }
+                    (
+                        axum::http::StatusCode::from_u16(status).unwrap(),
+                        axum::Json(json!({"ok": status < 300})),
+                    )
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/sms", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self {
+            url,
+            received,
+            answer,
+            task,
+        }
+    }
+
+    pub fn bodies(&self) -> Vec<Value> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(b, _)| b.clone())
+            .collect()
+    }
+
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Value> {
+        wait_until(timeout, || self.received.lock().unwrap().len() >= n).await;
+        self.bodies()
+    }
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// An HTTP answer, with the body parsed as JSON when it is JSON.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The `field`s named in a problem+json answer.
+    pub fn fields(&self) -> Vec<String> {
+        self.body["errors"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| e["field"].as_str().unwrap_or("").to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// The real `notifyd` binary in a temporary data directory, restartable on the same data.
+pub struct Notifyd {
+    child: Option<Child>,
+    pub data_dir: tempfile::TempDir,
+    pub port: u16,
+    pub key: String,
+    env: Vec<(String, String)>,
+    client: reqwest::Client,
+}
+
+impl Notifyd {
+    pub async fn start(env: &[(&str, &str)]) -> Self {
+        let mut d = Self {
+            child: None,
+            data_dir: tempfile::tempdir().unwrap(),
+            port: free_port(),
+            key: "test-key-0123456789".to_owned(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        };
+        d.spawn().await;
+        d
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.path().join("notifyd.log"))
+            .unwrap();
+        let mut cmd = Command::new(notifyd_bin());
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("NOTIFY_ADDR", format!("127.0.0.1:{}", self.port))
+            .env("NOTIFY_DATA_DIR", self.data_dir.path())
+            .env("NOTIFY_API_KEY", &self.key)
+            .env("RUST_LOG", "info");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "start {}: {e} (build it with cargo build -p notifyd)",
+                    notifyd_bin().display()
+                )
+            });
+        self.child = Some(child);
+        let port = self.port;
+        let up = wait_until(Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })
+        .await;
+        assert!(up, "notifyd did not start; log:\n{}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.path().join("notifyd.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM, then waits for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        child.wait().unwrap()
+    }
+
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop it first");
+        self.spawn().await;
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Answer {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(&self.key)
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.send(self.request(reqwest::Method::GET, path)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Answer {
+        self.send(self.request(reqwest::Method::DELETE, path)).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Answer {
+        self.send(self.request(reqwest::Method::PUT, path).json(&body))
+            .await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Answer {
+        self.send(self.request(reqwest::Method::POST, path).json(&body))
+            .await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> Answer {
+        self.send(self.request(reqwest::Method::PATCH, path).json(&body))
+            .await
+    }
+
+    /// Polls the notification until its status is one of `statuses`.
+    pub async fn wait_status(&self, id: &str, statuses: &[&str], timeout: Duration) -> Answer {
+        let start = Instant::now();
+        loop {
+            let a = self.get(&format!("/v1/notifications/{id}")).await;
+            if statuses.contains(&a.body["status"].as_str().unwrap_or(""))
+                || start.elapsed() > timeout
+            {
+                return a;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+impl Drop for Notifyd {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// An RFC 3339 time `secs` seconds from now (millisecond precision).
+pub fn in_secs(secs: f64) -> String {
+    let t = Timestamp::now() + jiff::SignedDuration::from_secs_f64(secs);
+    t.round(jiff::Unit::Millisecond).unwrap().to_string()
+}

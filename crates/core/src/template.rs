@@ -76,11 +76,16 @@ impl Compiled {
         let mut errors = Vec::new();
         for (part, source) in parts.fields() {
             if let Some(source) = source
-                && let Err(e) = env.add_template_owned(template_name(part), source.to_owned()) {
-                    errors.push((part, describe(&e)));
-                }
+                && let Err(e) = env.add_template_owned(template_name(part), source.to_owned())
+            {
+                errors.push((part, describe(&e)));
+            }
         }
-        if errors.is_empty() { Ok(Self { env }) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(Self { env })
+        } else {
+            Err(errors)
+        }
     }
 
     /// Renders every part present; a part that fails at render time (e.g. a filter given the
@@ -90,11 +95,18 @@ impl Compiled {
             if !present {
                 return Ok(None);
             }
-            let template = self.env.get_template(template_name(part)).map_err(|e| describe(&e))?;
-            template.render(context).map(Some).map_err(|e| format!("{part}: {}", describe(&e)))
+            let template = self
+                .env
+                .get_template(template_name(part))
+                .map_err(|e| describe(&e))?;
+            template
+                .render(context)
+                .map(Some)
+                .map_err(|e| format!("{part}: {}", describe(&e)))
         };
         Ok(Parts {
-            subject: render("subject", parts.subject.is_some())?.map(|s| s.replace(['\r', '\n'], " ")),
+            subject: render("subject", parts.subject.is_some())?
+                .map(|s| s.replace(['\r', '\n'], " ")),
             text: render("text", parts.text.is_some())?,
             html: render("html", parts.html.is_some())?,
             sms: render("sms", parts.sms.is_some())?,
@@ -138,7 +150,10 @@ mod tests {
         };
         let compiled = Compiled::compile(&parts).unwrap();
         let out = compiled
-            .render(&parts, &json!({"name": "<Ada>", "user": {"locale": "ko-KR"}}))
+            .render(
+                &parts,
+                &json!({"name": "<Ada>", "user": {"locale": "ko-KR"}}),
+            )
             .unwrap();
         assert_eq!(out.subject.unwrap(), "Hi <Ada>");
         assert_eq!(out.text.unwrap(), "Hello <Ada>, ko-KR");
@@ -148,8 +163,14 @@ mod tests {
 
     #[test]
     fn subject_cannot_inject_headers() {
-        let parts = Parts { subject: Some("{{ s }}".into()), ..Default::default() };
-        let out = Compiled::compile(&parts).unwrap().render(&parts, &json!({"s": "a\r\nBcc: x@y.z"})).unwrap();
+        let parts = Parts {
+            subject: Some("{{ s }}".into()),
+            ..Default::default()
+        };
+        let out = Compiled::compile(&parts)
+            .unwrap()
+            .render(&parts, &json!({"s": "a\r\nBcc: x@y.z"}))
+            .unwrap();
         assert_eq!(out.subject.unwrap(), "a  Bcc: x@y.z");
     }
 }

@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     payload TEXT NOT NULL,
     visible_at INTEGER NOT NULL,
     receives INTEGER NOT NULL DEFAULT 0,
+    leased INTEGER NOT NULL DEFAULT 0,
     state TEXT NOT NULL DEFAULT 'ready',
     last_error TEXT,
     created_at INTEGER NOT NULL
@@ -80,13 +81,36 @@ impl Db {
              PRAGMA busy_timeout = 5000;",
         )?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
     }
 
     pub fn open_in_memory() -> Result<Self, rusqlite::Error> {
         let conn = Connection::open_in_memory()?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// After a crash, the leases of the dead process (received jobs, claimed deliveries) would
+    /// only free themselves when they time out. One process owns the database (see
+    /// `notifyd`'s lock file), so at start every lease is stale: release them all now.
+    pub async fn release_stale_leases(&self) -> Result<(usize, usize), StoreError> {
+        let now = millis(jiff::Timestamp::now());
+        self.call(move |c| {
+            let tx = c.transaction().map_err(db_err)?;
+            let jobs = tx
+                .execute("UPDATE jobs SET leased = 0, visible_at = min(visible_at, ?1) WHERE leased = 1", rusqlite::params![now])
+                .map_err(db_err)?;
+            let deliveries = tx
+                .execute("UPDATE deliveries SET lease_until = NULL WHERE status = 'pending' AND lease_until IS NOT NULL", [])
+                .map_err(db_err)?;
+            tx.commit().map_err(db_err)?;
+            Ok((jobs, deliveries))
+        })
+        .await
     }
 
     /// Runs `f` with the connection on the blocking pool.

@@ -50,19 +50,31 @@ fn now_ms() -> i64 {
 }
 
 /// Inserts jobs inside an open transaction (the scheduler fires schedules this way).
-pub fn insert_jobs(conn: &rusqlite::Connection, queue: QueueName, payloads: &[String], visible_at: i64) -> Result<(), StoreError> {
+pub fn insert_jobs(
+    conn: &rusqlite::Connection,
+    queue: QueueName,
+    payloads: &[String],
+    visible_at: i64,
+) -> Result<(), StoreError> {
     let mut stmt = conn
-        .prepare_cached("INSERT INTO jobs (queue, payload, visible_at, created_at) VALUES (?1, ?2, ?3, ?3)")
+        .prepare_cached(
+            "INSERT INTO jobs (queue, payload, visible_at, created_at) VALUES (?1, ?2, ?3, ?3)",
+        )
         .map_err(db_err)?;
     for p in payloads {
-        stmt.execute(params![queue.as_str(), p, visible_at]).map_err(db_err)?;
+        stmt.execute(params![queue.as_str(), p, visible_at])
+            .map_err(db_err)?;
     }
     Ok(())
 }
 
 impl SqliteQueues {
     pub fn new(db: Db) -> Self {
-        Self { db, fanout_ready: Arc::new(Notify::new()), dispatch_ready: Arc::new(Notify::new()) }
+        Self {
+            db,
+            fanout_ready: Arc::new(Notify::new()),
+            dispatch_ready: Arc::new(Notify::new()),
+        }
     }
 
     /// Woken when jobs are added to `queue`.
@@ -88,7 +100,13 @@ impl SqliteQueues {
 
     /// Leases up to `max` visible jobs. Jobs received `max_receives` times already go to the
     /// dead-letter state instead.
-    pub async fn receive(&self, queue: QueueName, max: usize, visibility: Duration, max_receives: u32) -> Result<Vec<Leased>, StoreError> {
+    pub async fn receive(
+        &self,
+        queue: QueueName,
+        max: usize,
+        visibility: Duration,
+        max_receives: u32,
+    ) -> Result<Vec<Leased>, StoreError> {
         let now = now_ms();
         let until = now + visibility.as_millis() as i64;
         self.db
@@ -103,7 +121,7 @@ impl SqliteQueues {
                 let leased = {
                     let mut stmt = tx
                         .prepare_cached(
-                            "UPDATE jobs SET visible_at = ?1, receives = receives + 1
+                            "UPDATE jobs SET visible_at = ?1, receives = receives + 1, leased = 1
                              WHERE id IN (SELECT id FROM jobs WHERE queue = ?2 AND state = 'ready' AND visible_at <= ?3
                                           ORDER BY visible_at, id LIMIT ?4)
                              RETURNING id, payload, receives",
@@ -125,18 +143,26 @@ impl SqliteQueues {
     pub async fn ack(&self, id: i64) -> Result<(), StoreError> {
         self.db
             .call(move |c| {
-                c.prepare_cached("DELETE FROM jobs WHERE id = ?1").map_err(db_err)?.execute(params![id]).map_err(db_err)?;
+                c.prepare_cached("DELETE FROM jobs WHERE id = ?1")
+                    .map_err(db_err)?
+                    .execute(params![id])
+                    .map_err(db_err)?;
                 Ok(())
             })
             .await
     }
 
     /// Makes the job visible again after `delay`.
-    pub async fn retry(&self, id: i64, delay: Duration, error: Option<String>) -> Result<(), StoreError> {
+    pub async fn retry(
+        &self,
+        id: i64,
+        delay: Duration,
+        error: Option<String>,
+    ) -> Result<(), StoreError> {
         let at = now_ms() + delay.as_millis() as i64;
         self.db
             .call(move |c| {
-                c.execute("UPDATE jobs SET visible_at = ?1, last_error = coalesce(?2, last_error) WHERE id = ?3", params![at, error, id])
+                c.execute("UPDATE jobs SET visible_at = ?1, leased = 0, last_error = coalesce(?2, last_error) WHERE id = ?3", params![at, error, id])
                     .map_err(db_err)?;
                 Ok(())
             })
@@ -146,7 +172,11 @@ impl SqliteQueues {
     pub async fn dead_letter(&self, id: i64, error: String) -> Result<(), StoreError> {
         self.db
             .call(move |c| {
-                c.execute("UPDATE jobs SET state = 'dead', last_error = ?1 WHERE id = ?2", params![error, id]).map_err(db_err)?;
+                c.execute(
+                    "UPDATE jobs SET state = 'dead', leased = 0, last_error = ?1 WHERE id = ?2",
+                    params![error, id],
+                )
+                .map_err(db_err)?;
                 Ok(())
             })
             .await
@@ -157,7 +187,7 @@ impl SqliteQueues {
         let now = now_ms();
         self.db
             .call(move |c| {
-                c.execute("UPDATE jobs SET state = 'ready', receives = 0, visible_at = ?1 WHERE queue = ?2 AND state = 'dead'", params![now, queue.as_str()])
+                c.execute("UPDATE jobs SET state = 'ready', leased = 0, receives = 0, visible_at = ?1 WHERE queue = ?2 AND state = 'dead'", params![now, queue.as_str()])
                     .map_err(db_err)
             })
             .await
@@ -167,8 +197,12 @@ impl SqliteQueues {
     pub async fn next_visible_at(&self, queue: QueueName) -> Result<Option<i64>, StoreError> {
         self.db
             .call(move |c| {
-                c.query_row("SELECT min(visible_at) FROM jobs WHERE queue = ?1 AND state = 'ready'", params![queue.as_str()], |r| r.get(0))
-                    .map_err(db_err)
+                c.query_row(
+                    "SELECT min(visible_at) FROM jobs WHERE queue = ?1 AND state = 'ready'",
+                    params![queue.as_str()],
+                    |r| r.get(0),
+                )
+                .map_err(db_err)
             })
             .await
     }
@@ -196,11 +230,19 @@ fn queue_err(e: StoreError) -> QueueError {
 impl Queues for SqliteQueues {
     async fn send_fanout(&self, job: &FanoutJob) -> Result<(), QueueError> {
         let payload = serde_json::to_string(job).map_err(|e| QueueError(e.to_string()))?;
-        self.enqueue(QueueName::Fanout, vec![payload]).await.map_err(queue_err)
+        self.enqueue(QueueName::Fanout, vec![payload])
+            .await
+            .map_err(queue_err)
     }
 
     async fn send_dispatch(&self, jobs: &[DispatchJob]) -> Result<(), QueueError> {
-        let payloads = jobs.iter().map(serde_json::to_string).collect::<Result<Vec<_>, _>>().map_err(|e| QueueError(e.to_string()))?;
-        self.enqueue(QueueName::Dispatch, payloads).await.map_err(queue_err)
+        let payloads = jobs
+            .iter()
+            .map(serde_json::to_string)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| QueueError(e.to_string()))?;
+        self.enqueue(QueueName::Dispatch, payloads)
+            .await
+            .map_err(queue_err)
     }
 }

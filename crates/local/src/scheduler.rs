@@ -26,7 +26,10 @@ pub struct SqliteScheduler {
 
 impl SqliteScheduler {
     pub fn new(db: Db) -> Self {
-        Self { db, changed: Arc::new(Notify::new()) }
+        Self {
+            db,
+            changed: Arc::new(Notify::new()),
+        }
     }
 
     /// Fires every schedule due at `now`; returns how many fired.
@@ -36,17 +39,27 @@ impl SqliteScheduler {
             .call(move |c| {
                 let tx = c.transaction().map_err(db_err)?;
                 let ids: Vec<String> = {
-                    let mut stmt = tx.prepare_cached("SELECT notification_id FROM schedules WHERE due_at <= ?1").map_err(db_err)?;
+                    let mut stmt = tx
+                        .prepare_cached("SELECT notification_id FROM schedules WHERE due_at <= ?1")
+                        .map_err(db_err)?;
                     let rows = stmt.query_map(params![now], |r| r.get(0)).map_err(db_err)?;
                     rows.collect::<Result<_, _>>().map_err(db_err)?
                 };
                 let mut payloads = Vec::with_capacity(ids.len());
                 for id in &ids {
-                    let notification_id = NotificationId::parse(id).map_err(|e| StoreError::Unavailable(e.0))?;
-                    payloads.push(serde_json::to_string(&FanoutJob { notification_id, cursor: None }).map_err(json_err)?);
+                    let notification_id =
+                        NotificationId::parse(id).map_err(|e| StoreError::Unavailable(e.0))?;
+                    payloads.push(
+                        serde_json::to_string(&FanoutJob {
+                            notification_id,
+                            cursor: None,
+                        })
+                        .map_err(json_err)?,
+                    );
                 }
                 insert_jobs(&tx, QueueName::Fanout, &payloads, now)?;
-                tx.execute("DELETE FROM schedules WHERE due_at <= ?1", params![now]).map_err(db_err)?;
+                tx.execute("DELETE FROM schedules WHERE due_at <= ?1", params![now])
+                    .map_err(db_err)?;
                 tx.commit().map_err(db_err)?;
                 Ok(ids.len())
             })
@@ -54,7 +67,12 @@ impl SqliteScheduler {
     }
 
     async fn next_due(&self) -> Result<Option<i64>, StoreError> {
-        self.db.call(|c| c.query_row("SELECT min(due_at) FROM schedules", [], |r| r.get(0)).map_err(db_err)).await
+        self.db
+            .call(|c| {
+                c.query_row("SELECT min(due_at) FROM schedules", [], |r| r.get(0))
+                    .map_err(db_err)
+            })
+            .await
     }
 
     /// Sleeps until the next due schedule (or a change), fires it, and repeats until shut down.
@@ -122,7 +140,11 @@ impl Scheduler for SqliteScheduler {
         let id = id.as_str().to_owned();
         self.db
             .call(move |c| {
-                c.execute("DELETE FROM schedules WHERE notification_id = ?1", params![id]).map_err(db_err)?;
+                c.execute(
+                    "DELETE FROM schedules WHERE notification_id = ?1",
+                    params![id],
+                )
+                .map_err(db_err)?;
                 Ok(())
             })
             .await

@@ -30,22 +30,35 @@ fn encode_cursor(parts: &[&str]) -> String {
 }
 
 fn decode_cursor(raw: &str, n: usize) -> Result<Vec<String>, StoreError> {
-    let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| StoreError::BadCursor)?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(raw)
+        .map_err(|_| StoreError::BadCursor)?;
     let parts: Vec<String> = serde_json::from_slice(&bytes).map_err(|_| StoreError::BadCursor)?;
-    if parts.len() == n { Ok(parts) } else { Err(StoreError::BadCursor) }
+    if parts.len() == n {
+        Ok(parts)
+    } else {
+        Err(StoreError::BadCursor)
+    }
 }
 
-fn read_notification(body: String, status: String, send_at: i64) -> Result<Notification, StoreError> {
+fn read_notification(
+    body: String,
+    status: String,
+    send_at: i64,
+) -> Result<Notification, StoreError> {
     let mut n: Notification = serde_json::from_str(&body).map_err(json_err)?;
     // The columns are the truth; the body keeps what never changes.
-    n.status = Status::parse(&status).ok_or_else(|| StoreError::Unavailable(format!("unknown status {status}")))?;
+    n.status = Status::parse(&status)
+        .ok_or_else(|| StoreError::Unavailable(format!("unknown status {status}")))?;
     n.send_at = from_millis(send_at);
     Ok(n)
 }
 
 fn counts_in(conn: &rusqlite::Connection, id: &str) -> Result<Counts, StoreError> {
     let mut stmt = conn
-        .prepare_cached("SELECT status, count(*) FROM deliveries WHERE notification_id = ?1 GROUP BY status")
+        .prepare_cached(
+            "SELECT status, count(*) FROM deliveries WHERE notification_id = ?1 GROUP BY status",
+        )
         .map_err(db_err)?;
     let mut rows = stmt.query(params![id]).map_err(db_err)?;
     let mut c = Counts::default();
@@ -82,14 +95,27 @@ impl Store for SqliteStore {
         let id = id.as_str().to_owned();
         let body: Option<String> = self
             .db
-            .call(move |c| c.query_row("SELECT body FROM users WHERE id = ?1", params![id], |r| r.get(0)).optional().map_err(db_err))
+            .call(move |c| {
+                c.query_row("SELECT body FROM users WHERE id = ?1", params![id], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(db_err)
+            })
             .await?;
-        body.map(|b| serde_json::from_str(&b).map_err(json_err)).transpose()
+        body.map(|b| serde_json::from_str(&b).map_err(json_err))
+            .transpose()
     }
 
     async fn delete_user(&self, id: &UserId) -> Result<bool, StoreError> {
         let id = id.as_str().to_owned();
-        self.db.call(move |c| Ok(c.execute("DELETE FROM users WHERE id = ?1", params![id]).map_err(db_err)? > 0)).await
+        self.db
+            .call(move |c| {
+                Ok(c.execute("DELETE FROM users WHERE id = ?1", params![id])
+                    .map_err(db_err)?
+                    > 0)
+            })
+            .await
     }
 
     async fn put_template(&self, template: &Template) -> Result<(), StoreError> {
@@ -108,34 +134,77 @@ impl Store for SqliteStore {
         let id = id.as_str().to_owned();
         let body: Option<String> = self
             .db
-            .call(move |c| c.query_row("SELECT body FROM templates WHERE id = ?1", params![id], |r| r.get(0)).optional().map_err(db_err))
+            .call(move |c| {
+                c.query_row(
+                    "SELECT body FROM templates WHERE id = ?1",
+                    params![id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_err)
+            })
             .await?;
-        body.map(|b| serde_json::from_str(&b).map_err(json_err)).transpose()
+        body.map(|b| serde_json::from_str(&b).map_err(json_err))
+            .transpose()
     }
 
     async fn delete_template(&self, id: &TemplateId) -> Result<bool, StoreError> {
         let id = id.as_str().to_owned();
-        self.db.call(move |c| Ok(c.execute("DELETE FROM templates WHERE id = ?1", params![id]).map_err(db_err)? > 0)).await
+        self.db
+            .call(move |c| {
+                Ok(
+                    c.execute("DELETE FROM templates WHERE id = ?1", params![id])
+                        .map_err(db_err)?
+                        > 0,
+                )
+            })
+            .await
     }
 
-    async fn find_idempotency(&self, key: &IdempotencyKey, now: Timestamp) -> Result<Option<IdempotencyRecord>, StoreError> {
+    async fn find_idempotency(
+        &self,
+        key: &IdempotencyKey,
+        now: Timestamp,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
         let key = key.as_str().to_owned();
         let now = millis(now);
         let body: Option<String> = self
             .db
             .call(move |c| {
-                c.query_row("SELECT body FROM idempotency WHERE key = ?1 AND expires_at > ?2", params![key, now], |r| r.get(0))
-                    .optional()
-                    .map_err(db_err)
+                c.query_row(
+                    "SELECT body FROM idempotency WHERE key = ?1 AND expires_at > ?2",
+                    params![key, now],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_err)
             })
             .await?;
-        body.map(|b| serde_json::from_str(&b).map_err(json_err)).transpose()
+        body.map(|b| serde_json::from_str(&b).map_err(json_err))
+            .transpose()
     }
 
-    async fn insert_notification(&self, n: &Notification, idem: Option<&IdempotencyRecord>, now: Timestamp) -> Result<InsertOutcome, StoreError> {
+    async fn insert_notification(
+        &self,
+        n: &Notification,
+        idem: Option<&IdempotencyRecord>,
+        now: Timestamp,
+    ) -> Result<InsertOutcome, StoreError> {
         let body = serde_json::to_string(n).map_err(json_err)?;
-        let (id, status, send_at) = (n.id.as_str().to_owned(), n.status.as_str(), millis(n.send_at));
-        let idem = idem.map(|r| Ok::<_, StoreError>((r.key.clone(), serde_json::to_string(r).map_err(json_err)?, millis(r.expires_at)))).transpose()?;
+        let (id, status, send_at) = (
+            n.id.as_str().to_owned(),
+            n.status.as_str(),
+            millis(n.send_at),
+        );
+        let idem = idem
+            .map(|r| {
+                Ok::<_, StoreError>((
+                    r.key.clone(),
+                    serde_json::to_string(r).map_err(json_err)?,
+                    millis(r.expires_at),
+                ))
+            })
+            .transpose()?;
         let now = millis(now);
         self.db
             .call(move |c| {
@@ -161,7 +230,10 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn get_notification(&self, id: &NotificationId) -> Result<Option<Notification>, StoreError> {
+    async fn get_notification(
+        &self,
+        id: &NotificationId,
+    ) -> Result<Option<Notification>, StoreError> {
         let id = id.as_str().to_owned();
         let row: Option<(String, String, i64)> = self
             .db
@@ -176,8 +248,15 @@ impl Store for SqliteStore {
         row.map(|(b, s, t)| read_notification(b, s, t)).transpose()
     }
 
-    async fn list_notifications(&self, status: Option<Status>, limit: usize, cursor: Option<&str>) -> Result<Page<Notification>, StoreError> {
-        let after = cursor.map(|c| decode_cursor(c, 1).map(|mut v| v.remove(0))).transpose()?;
+    async fn list_notifications(
+        &self,
+        status: Option<Status>,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Notification>, StoreError> {
+        let after = cursor
+            .map(|c| decode_cursor(c, 1).map(|mut v| v.remove(0)))
+            .transpose()?;
         let status = status.map(Status::as_str);
         let rows: Vec<(String, String, i64)> = self
             .db
@@ -190,12 +269,17 @@ impl Store for SqliteStore {
                     )
                     .map_err(db_err)?;
                 let rows = stmt
-                    .query_map(params![status, after, limit as i64 + 1], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .query_map(params![status, after, limit as i64 + 1], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })
                     .map_err(db_err)?;
                 rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
             })
             .await?;
-        let mut items = rows.into_iter().map(|(b, s, t)| read_notification(b, s, t)).collect::<Result<Vec<_>, _>>()?;
+        let mut items = rows
+            .into_iter()
+            .map(|(b, s, t)| read_notification(b, s, t))
+            .collect::<Result<Vec<_>, _>>()?;
         let next_cursor = if items.len() > limit {
             items.truncate(limit);
             items.last().map(|n| encode_cursor(&[n.id.as_str()]))
@@ -205,7 +289,12 @@ impl Store for SqliteStore {
         Ok(Page { items, next_cursor })
     }
 
-    async fn transition(&self, id: &NotificationId, from: &[Status], to: Status) -> Result<bool, StoreError> {
+    async fn transition(
+        &self,
+        id: &NotificationId,
+        from: &[Status],
+        to: Status,
+    ) -> Result<bool, StoreError> {
         let id = id.as_str().to_owned();
         let from: Vec<&'static str> = from.iter().map(|s| s.as_str()).collect();
         self.db
@@ -230,7 +319,12 @@ impl Store for SqliteStore {
         let at = millis(at);
         self.db
             .call(move |c| {
-                Ok(c.execute("UPDATE notifications SET send_at = ?1 WHERE id = ?2 AND status = 'scheduled'", params![at, id]).map_err(db_err)? == 1)
+                Ok(c.execute(
+                    "UPDATE notifications SET send_at = ?1 WHERE id = ?2 AND status = 'scheduled'",
+                    params![at, id],
+                )
+                .map_err(db_err)?
+                    == 1)
             })
             .await
     }
@@ -269,14 +363,27 @@ impl Store for SqliteStore {
         let id = id.as_str().to_owned();
         self.db
             .call(move |c| {
-                c.execute("UPDATE notifications SET fanned_out = 1 WHERE id = ?1", params![id]).map_err(db_err)?;
+                c.execute(
+                    "UPDATE notifications SET fanned_out = 1 WHERE id = ?1",
+                    params![id],
+                )
+                .map_err(db_err)?;
                 Ok(())
             })
             .await
     }
 
-    async fn claim_delivery(&self, key: &DeliveryKey, now: Timestamp, lease_until: Timestamp) -> Result<Claim, StoreError> {
-        let (id, recipient, channel) = (key.notification_id.as_str().to_owned(), key.recipient.clone(), key.channel.as_str());
+    async fn claim_delivery(
+        &self,
+        key: &DeliveryKey,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<Claim, StoreError> {
+        let (id, recipient, channel) = (
+            key.notification_id.as_str().to_owned(),
+            key.recipient.clone(),
+            key.channel.as_str(),
+        );
         let (now, lease_until) = (millis(now), millis(lease_until));
         self.db
             .call(move |c| {
@@ -308,9 +415,21 @@ impl Store for SqliteStore {
     }
 
     async fn record_outcome(&self, key: &DeliveryKey, outcome: &Outcome) -> Result<(), StoreError> {
-        let (id, recipient, channel) = (key.notification_id.as_str().to_owned(), key.recipient.clone(), key.channel.as_str());
+        let (id, recipient, channel) = (
+            key.notification_id.as_str().to_owned(),
+            key.recipient.clone(),
+            key.channel.as_str(),
+        );
         let (status, error, sent_at, provider_id) = match outcome {
-            Outcome::Sent { provider_message_id, at } => ("sent", None, Some(millis(*at)), Some(provider_message_id.clone())),
+            Outcome::Sent {
+                provider_message_id,
+                at,
+            } => (
+                "sent",
+                None,
+                Some(millis(*at)),
+                Some(provider_message_id.clone()),
+            ),
             Outcome::Failed { error } => ("failed", Some(error.clone()), None, None),
             Outcome::Retry { error } => ("pending", Some(error.clone()), None, None),
         };
@@ -328,11 +447,26 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn list_deliveries(&self, id: &NotificationId, limit: usize, cursor: Option<&str>) -> Result<Page<Delivery>, StoreError> {
+    async fn list_deliveries(
+        &self,
+        id: &NotificationId,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Delivery>, StoreError> {
         let after = cursor.map(|c| decode_cursor(c, 2)).transpose()?;
         let nid = id.clone();
         let id = id.as_str().to_owned();
-        type Row = (String, String, Option<String>, Option<String>, String, i64, Option<String>, Option<i64>, Option<String>);
+        type Row = (
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            String,
+            i64,
+            Option<String>,
+            Option<i64>,
+            Option<String>,
+        );
         let rows: Vec<Row> = self
             .db
             .call(move |c| {
@@ -356,11 +490,30 @@ impl Store for SqliteStore {
             })
             .await?;
         let mut items = Vec::with_capacity(rows.len());
-        for (recipient, channel, user_id, address, status, attempts, error, sent_at, provider_message_id) in rows {
-            let bad = |what: &str| StoreError::Unavailable(format!("stored delivery has a bad {what}"));
+        for (
+            recipient,
+            channel,
+            user_id,
+            address,
+            status,
+            attempts,
+            error,
+            sent_at,
+            provider_message_id,
+        ) in rows
+        {
+            let bad =
+                |what: &str| StoreError::Unavailable(format!("stored delivery has a bad {what}"));
             items.push(Delivery {
-                key: DeliveryKey { notification_id: nid.clone(), recipient, channel: Channel::parse(&channel).map_err(|_| bad("channel"))? },
-                user_id: user_id.map(|u| UserId::parse(&u)).transpose().map_err(|_| bad("user id"))?,
+                key: DeliveryKey {
+                    notification_id: nid.clone(),
+                    recipient,
+                    channel: Channel::parse(&channel).map_err(|_| bad("channel"))?,
+                },
+                user_id: user_id
+                    .map(|u| UserId::parse(&u))
+                    .transpose()
+                    .map_err(|_| bad("user id"))?,
                 address,
                 status: DeliveryStatus::parse(&status).ok_or_else(|| bad("status"))?,
                 attempts: attempts as u32,
@@ -371,7 +524,9 @@ impl Store for SqliteStore {
         }
         let next_cursor = if items.len() > limit {
             items.truncate(limit);
-            items.last().map(|d| encode_cursor(&[&d.key.recipient, d.key.channel.as_str()]))
+            items
+                .last()
+                .map(|d| encode_cursor(&[&d.key.recipient, d.key.channel.as_str()]))
         } else {
             None
         };
@@ -389,7 +544,11 @@ impl Store for SqliteStore {
             .call(move |c| {
                 let tx = c.transaction().map_err(db_err)?;
                 let fanned_out: Option<bool> = tx
-                    .query_row("SELECT fanned_out FROM notifications WHERE id = ?1 AND status = 'sending'", params![id], |r| r.get(0))
+                    .query_row(
+                        "SELECT fanned_out FROM notifications WHERE id = ?1 AND status = 'sending'",
+                        params![id],
+                        |r| r.get(0),
+                    )
                     .optional()
                     .map_err(db_err)?;
                 if fanned_out != Some(true) {
@@ -400,8 +559,11 @@ impl Store for SqliteStore {
                     return Ok(None);
                 }
                 let status = Status::finished(&counts);
-                tx.execute("UPDATE notifications SET status = ?1 WHERE id = ?2 AND status = 'sending'", params![status.as_str(), id])
-                    .map_err(db_err)?;
+                tx.execute(
+                    "UPDATE notifications SET status = ?1 WHERE id = ?2 AND status = 'sending'",
+                    params![status.as_str(), id],
+                )
+                .map_err(db_err)?;
                 tx.commit().map_err(db_err)?;
                 Ok(Some(status))
             })

@@ -11,6 +11,9 @@ use crate::domain::ParseError;
 use crate::error::{Error, FieldError};
 
 pub const BODY_LIMIT: usize = 256 * 1024;
+/// A body somewhat over the limit is still read to its end before the 413, so that the client,
+/// which may still be writing, reads the answer instead of a reset connection.
+const DRAIN_LIMIT: usize = 4 * BODY_LIMIT;
 
 /// A JSON body; the rejection is problem+json like every other error.
 pub struct JsonBody(pub Value);
@@ -18,16 +21,33 @@ pub struct JsonBody(pub Value);
 impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = Error;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                Error::TooLarge
-            } else {
-                Error::Malformed("the request body could not be read".into())
-            }
-        })?;
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Error> {
+        let declared = req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > DRAIN_LIMIT) {
+            return Err(Error::TooLarge);
+        }
+        let bytes: Bytes = axum::body::to_bytes(req.into_body(), DRAIN_LIMIT)
+            .await
+            .map_err(|e| {
+                let too_large = std::error::Error::source(&e)
+                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+                if too_large {
+                    Error::TooLarge
+                } else {
+                    Error::Malformed("the request body could not be read".into())
+                }
+            })?;
+        if bytes.len() > BODY_LIMIT {
+            return Err(Error::TooLarge);
+        }
         if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(Error::Malformed("the request body is empty; send a JSON object".into()));
+            return Err(Error::Malformed(
+                "the request body is empty; send a JSON object".into(),
+            ));
         }
         serde_json::from_slice(&bytes)
             .map(JsonBody)
@@ -41,7 +61,14 @@ pub struct Errors(Vec<FieldError>);
 
 impl Errors {
     pub fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.0.push(FieldError { field: field.into(), message: message.into() });
+        self.0.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    pub fn has(&self, field: &str) -> bool {
+        self.0.iter().any(|e| e.field == field)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -49,12 +76,20 @@ impl Errors {
     }
 
     pub fn finish(self) -> Result<(), Error> {
-        if self.0.is_empty() { Ok(()) } else { Err(Error::Invalid(self.0)) }
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Invalid(self.0))
+        }
     }
 }
 
 pub fn path(parent: &str, key: &str) -> String {
-    if parent.is_empty() { key.to_owned() } else { format!("{parent}.{key}") }
+    if parent.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{parent}.{key}")
+    }
 }
 
 fn type_name(v: &Value) -> &'static str {
@@ -70,33 +105,61 @@ fn type_name(v: &Value) -> &'static str {
 
 /// `value` as an object whose keys are all in `allowed`; an unknown key (a typo like `sendAt`)
 /// is an error, never silently ignored.
-pub fn object<'a>(value: &'a Value, at: &str, allowed: &[&str], errors: &mut Errors) -> Option<&'a Map<String, Value>> {
+pub fn object<'a>(
+    value: &'a Value,
+    at: &str,
+    allowed: &[&str],
+    errors: &mut Errors,
+) -> Option<&'a Map<String, Value>> {
     let Value::Object(map) = value else {
-        errors.add(if at.is_empty() { "body" } else { at }, format!("must be an object, not {}", type_name(value)));
+        errors.add(
+            if at.is_empty() { "body" } else { at },
+            format!("must be an object, not {}", type_name(value)),
+        );
         return None;
     };
     for key in map.keys() {
         if !allowed.contains(&key.as_str()) {
-            errors.add(path(at, key), format!("is not a known field (expected one of: {})", allowed.join(", ")));
+            errors.add(
+                path(at, key),
+                format!(
+                    "is not a known field (expected one of: {})",
+                    allowed.join(", ")
+                ),
+            );
         }
     }
     Some(map)
 }
 
 /// A string field; absent or null gives `None`, another type is an error.
-pub fn string<'a>(map: &'a Map<String, Value>, at: &str, key: &str, errors: &mut Errors) -> Option<&'a str> {
+pub fn string<'a>(
+    map: &'a Map<String, Value>,
+    at: &str,
+    key: &str,
+    errors: &mut Errors,
+) -> Option<&'a str> {
     match map.get(key) {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s),
         Some(other) => {
-            errors.add(path(at, key), format!("must be a string, not {}", type_name(other)));
+            errors.add(
+                path(at, key),
+                format!("must be a string, not {}", type_name(other)),
+            );
             None
         }
     }
 }
 
 /// A string field parsed into a domain type.
-pub fn parsed<T>(map: &Map<String, Value>, at: &str, key: &str, errors: &mut Errors, parse: impl FnOnce(&str) -> Result<T, ParseError>) -> Option<T> {
+pub fn parsed<T>(
+    map: &Map<String, Value>,
+    at: &str,
+    key: &str,
+    errors: &mut Errors,
+    parse: impl FnOnce(&str) -> Result<T, ParseError>,
+) -> Option<T> {
     let raw = string(map, at, key, errors)?;
     match parse(raw) {
         Ok(v) => Some(v),
@@ -112,14 +175,23 @@ pub fn boolean(map: &Map<String, Value>, at: &str, key: &str, errors: &mut Error
         None | Some(Value::Null) => None,
         Some(Value::Bool(b)) => Some(*b),
         Some(other) => {
-            errors.add(path(at, key), format!("must be true or false, not {}", type_name(other)));
+            errors.add(
+                path(at, key),
+                format!("must be true or false, not {}", type_name(other)),
+            );
             None
         }
     }
 }
 
 /// A text field with a size bound, so one part cannot fill the whole body limit unnoticed.
-pub fn text(map: &Map<String, Value>, at: &str, key: &str, max_bytes: usize, errors: &mut Errors) -> Option<String> {
+pub fn text(
+    map: &Map<String, Value>,
+    at: &str,
+    key: &str,
+    max_bytes: usize,
+    errors: &mut Errors,
+) -> Option<String> {
     let s = string(map, at, key, errors)?;
     if s.len() > max_bytes {
         errors.add(path(at, key), format!("must be at most {max_bytes} bytes"));
@@ -134,7 +206,10 @@ pub struct PageQuery {
     pub cursor: Option<String>,
 }
 
-pub fn page_query(query: &std::collections::HashMap<String, String>, errors: &mut Errors) -> PageQuery {
+pub fn page_query(
+    query: &std::collections::HashMap<String, String>,
+    errors: &mut Errors,
+) -> PageQuery {
     let limit = match query.get("limit") {
         None => 100,
         Some(raw) => match raw.parse::<usize>() {

@@ -30,28 +30,59 @@ pub struct ApiState {
 }
 
 pub fn router(app: App, api_key: &str) -> Router {
-    let state = ApiState { app, api_key: Arc::from(api_key) };
+    let state = ApiState {
+        app,
+        api_key: Arc::from(api_key),
+    };
     let v1 = Router::new()
-        .route("/users/{user_id}", get(users::get).put(users::put).delete(users::delete))
-        .route("/templates/{template_id}", get(templates::get).put(templates::put).delete(templates::delete))
-        .route("/notifications", get(notifications::list).post(notifications::create))
+        .route(
+            "/users/{user_id}",
+            get(users::get).put(users::put).delete(users::delete),
+        )
+        .route(
+            "/templates/{template_id}",
+            get(templates::get)
+                .put(templates::put)
+                .delete(templates::delete),
+        )
+        .route(
+            "/notifications",
+            get(notifications::list).post(notifications::create),
+        )
         .route(
             "/notifications/{id}",
-            get(notifications::get).delete(notifications::cancel).patch(notifications::reschedule),
+            get(notifications::get)
+                .delete(notifications::cancel)
+                .patch(notifications::reschedule),
         )
-        .route("/notifications/{id}/deliveries", get(notifications::deliveries))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_api_key));
+        .route(
+            "/notifications/{id}/deliveries",
+            get(notifications::deliveries),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_api_key,
+        ));
     Router::new()
-        .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
         .route("/openapi.json", get(openapi::serve))
         .nest("/v1", v1)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        // `JsonBody` enforces BODY_LIMIT itself, to answer 413 as problem+json.
+        .layer(DefaultBodyLimit::disable())
         .with_state(state)
 }
 
-async fn require_api_key(State(state): State<ApiState>, headers: HeaderMap, request: Request, next: Next) -> Response {
+async fn require_api_key(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    request: Request,
+    next: Next,
+) -> Response {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -59,7 +90,9 @@ async fn require_api_key(State(state): State<ApiState>, headers: HeaderMap, requ
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, key)| key.trim());
     match presented {
-        Some(key) if constant_time_eq(key.as_bytes(), state.api_key.as_bytes()) => next.run(request).await,
+        Some(key) if constant_time_eq(key.as_bytes(), state.api_key.as_bytes()) => {
+            next.run(request).await
+        }
         _ => Error::Unauthorized.into_response(),
     }
 }
@@ -74,11 +107,23 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn not_found() -> Response {
-    problem::problem(StatusCode::NOT_FOUND, "no-route", "Not found", "no such route", &[])
+    problem::problem(
+        StatusCode::NOT_FOUND,
+        "no-route",
+        "Not found",
+        "no such route",
+        &[],
+    )
 }
 
 async fn method_not_allowed() -> Response {
-    problem::problem(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed", "this route does not take that method", &[])
+    problem::problem(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        "this route does not take that method",
+        &[],
+    )
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
+use axum::Json;
 use axum::extract::{Path, State, rejection::PathRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde_json::{Value, json};
 
 use super::ApiState;
@@ -38,7 +38,11 @@ pub fn parse_parts(map: &serde_json::Map<String, Value>, at: &str, errors: &mut 
     }
 }
 
-pub async fn put(State(state): State<ApiState>, path: Result<Path<String>, PathRejection>, JsonBody(body): JsonBody) -> Result<Response, Error> {
+pub async fn put(
+    State(state): State<ApiState>,
+    path: Result<Path<String>, PathRejection>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, Error> {
     let id = template_id(path)?;
     let mut errors = Errors::default();
     let parts = match input::object(&body, "", &["subject", "text", "html", "sms"], &mut errors) {
@@ -49,24 +53,36 @@ pub async fn put(State(state): State<ApiState>, path: Result<Path<String>, PathR
         errors.add("body", "needs at least one of subject, text, html, sms");
     }
     if errors.is_empty()
-        && let Err(compile_errors) = Compiled::compile(&parts) {
-            for (part, why) in compile_errors {
-                errors.add(part, format!("does not compile: {why}"));
-            }
+        && let Err(compile_errors) = Compiled::compile(&parts)
+    {
+        for (part, why) in compile_errors {
+            errors.add(part, format!("does not compile: {why}"));
         }
+    }
     errors.finish()?;
     let template = Template { id, parts };
     state.app.store.put_template(&template).await?;
     Ok(Json(to_json(&template)).into_response())
 }
 
-pub async fn get(State(state): State<ApiState>, path: Result<Path<String>, PathRejection>) -> Result<Response, Error> {
+pub async fn get(
+    State(state): State<ApiState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, Error> {
     let id = template_id(path)?;
-    let t = state.app.store.get_template(&id).await?.ok_or(Error::NotFound("template"))?;
+    let t = state
+        .app
+        .store
+        .get_template(&id)
+        .await?
+        .ok_or(Error::NotFound("template"))?;
     Ok(Json(to_json(&t)).into_response())
 }
 
-pub async fn delete(State(state): State<ApiState>, path: Result<Path<String>, PathRejection>) -> Result<Response, Error> {
+pub async fn delete(
+    State(state): State<ApiState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, Error> {
     let id = template_id(path)?;
     if !state.app.store.delete_template(&id).await? {
         return Err(Error::NotFound("template"));

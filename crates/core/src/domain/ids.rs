@@ -84,7 +84,11 @@ impl NotificationId {
     pub fn generate(at: jiff::Timestamp) -> Self {
         let ms = u64::try_from(at.as_millisecond()).unwrap_or(0);
         let ulid = ulid::Ulid::from_parts(ms, rand_u128());
-        Self(format!("{}{}", Self::PREFIX, ulid.to_string().to_ascii_lowercase()))
+        Self(format!(
+            "{}{}",
+            Self::PREFIX,
+            ulid.to_string().to_ascii_lowercase()
+        ))
     }
 
     pub fn parse(raw: &str) -> Result<Self, ParseError> {

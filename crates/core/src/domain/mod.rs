@@ -11,7 +11,7 @@ pub use channel::Channel;
 pub use email_address::EmailAddress;
 pub use ids::{ClientId, GroupId, IdempotencyKey, NotificationId, TemplateId, UserId};
 pub use phone_number::PhoneNumber;
-pub use send_at::{SendAt, MAX_SCHEDULE_AHEAD, PAST_GRACE};
+pub use send_at::{MAX_SCHEDULE_AHEAD, PAST_GRACE, SendAt};
 pub use time_zone::TimeZoneName;
 
 /// Why a raw value did not parse; the message is shown to the API caller as is.

@@ -50,10 +50,16 @@ mod tests {
 
     #[test]
     fn parses_iana_names() {
-        assert_eq!(TimeZoneName::parse("Asia/Seoul").unwrap().as_str(), "Asia/Seoul");
+        assert_eq!(
+            TimeZoneName::parse("Asia/Seoul").unwrap().as_str(),
+            "Asia/Seoul"
+        );
         assert!(TimeZoneName::parse("UTC").is_ok());
         for bad in ["", "Mars/Base", "+09:00", "../../etc/passwd"] {
-            assert!(TimeZoneName::parse(bad).is_err(), "{bad} should be rejected");
+            assert!(
+                TimeZoneName::parse(bad).is_err(),
+                "{bad} should be rejected"
+            );
         }
     }
 }

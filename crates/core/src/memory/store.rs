@@ -19,7 +19,8 @@ struct Inner {
     notifications: BTreeMap<NotificationId, Notification>,
     fanned_out: HashSet<NotificationId>,
     /// Ordered by (notification, recipient, channel) so pages are stable.
-    deliveries: BTreeMap<(NotificationId, String, crate::domain::Channel), (Delivery, Option<Timestamp>)>,
+    deliveries:
+        BTreeMap<(NotificationId, String, crate::domain::Channel), (Delivery, Option<Timestamp>)>,
 }
 
 #[derive(Default)]
@@ -27,7 +28,10 @@ pub struct MemoryStore(Mutex<Inner>);
 
 fn page<T: Clone>(items: Vec<T>, limit: usize, offset: usize) -> Page<T> {
     let next = (items.len() > offset + limit).then(|| (offset + limit).to_string());
-    Page { items: items.into_iter().skip(offset).take(limit).collect(), next_cursor: next }
+    Page {
+        items: items.into_iter().skip(offset).take(limit).collect(),
+        next_cursor: next,
+    }
 }
 
 fn offset(cursor: Option<&str>) -> Result<usize, StoreError> {
@@ -60,7 +64,11 @@ impl Inner {
 #[async_trait]
 impl Store for MemoryStore {
     async fn put_user(&self, user: &User) -> Result<(), StoreError> {
-        self.0.lock().unwrap().users.insert(user.id.clone(), user.clone());
+        self.0
+            .lock()
+            .unwrap()
+            .users
+            .insert(user.id.clone(), user.clone());
         Ok(())
     }
 
@@ -73,7 +81,11 @@ impl Store for MemoryStore {
     }
 
     async fn put_template(&self, template: &Template) -> Result<(), StoreError> {
-        self.0.lock().unwrap().templates.insert(template.id.clone(), template.clone());
+        self.0
+            .lock()
+            .unwrap()
+            .templates
+            .insert(template.id.clone(), template.clone());
         Ok(())
     }
 
@@ -85,14 +97,34 @@ impl Store for MemoryStore {
         Ok(self.0.lock().unwrap().templates.remove(id).is_some())
     }
 
-    async fn find_idempotency(&self, key: &IdempotencyKey, now: Timestamp) -> Result<Option<IdempotencyRecord>, StoreError> {
-        Ok(self.0.lock().unwrap().idempotency.get(key.as_str()).filter(|r| r.expires_at > now).cloned())
+    async fn find_idempotency(
+        &self,
+        key: &IdempotencyKey,
+        now: Timestamp,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .idempotency
+            .get(key.as_str())
+            .filter(|r| r.expires_at > now)
+            .cloned())
     }
 
-    async fn insert_notification(&self, n: &Notification, idem: Option<&IdempotencyRecord>, now: Timestamp) -> Result<InsertOutcome, StoreError> {
+    async fn insert_notification(
+        &self,
+        n: &Notification,
+        idem: Option<&IdempotencyRecord>,
+        now: Timestamp,
+    ) -> Result<InsertOutcome, StoreError> {
         let mut inner = self.0.lock().unwrap();
         if let Some(record) = idem {
-            if let Some(existing) = inner.idempotency.get(&record.key).filter(|r| r.expires_at > now) {
+            if let Some(existing) = inner
+                .idempotency
+                .get(&record.key)
+                .filter(|r| r.expires_at > now)
+            {
                 return Ok(InsertOutcome::KeyTaken(existing.clone()));
             }
             inner.idempotency.insert(record.key.clone(), record.clone());
@@ -101,17 +133,36 @@ impl Store for MemoryStore {
         Ok(InsertOutcome::Inserted)
     }
 
-    async fn get_notification(&self, id: &NotificationId) -> Result<Option<Notification>, StoreError> {
+    async fn get_notification(
+        &self,
+        id: &NotificationId,
+    ) -> Result<Option<Notification>, StoreError> {
         Ok(self.0.lock().unwrap().notifications.get(id).cloned())
     }
 
-    async fn list_notifications(&self, status: Option<Status>, limit: usize, cursor: Option<&str>) -> Result<Page<Notification>, StoreError> {
+    async fn list_notifications(
+        &self,
+        status: Option<Status>,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Notification>, StoreError> {
         let inner = self.0.lock().unwrap();
-        let items: Vec<_> = inner.notifications.values().rev().filter(|n| status.is_none_or(|s| n.status == s)).cloned().collect();
+        let items: Vec<_> = inner
+            .notifications
+            .values()
+            .rev()
+            .filter(|n| status.is_none_or(|s| n.status == s))
+            .cloned()
+            .collect();
         Ok(page(items, limit, offset(cursor)?))
     }
 
-    async fn transition(&self, id: &NotificationId, from: &[Status], to: Status) -> Result<bool, StoreError> {
+    async fn transition(
+        &self,
+        id: &NotificationId,
+        from: &[Status],
+        to: Status,
+    ) -> Result<bool, StoreError> {
         let mut inner = self.0.lock().unwrap();
         match inner.notifications.get_mut(id) {
             Some(n) if from.contains(&n.status) => {
@@ -136,7 +187,10 @@ impl Store for MemoryStore {
     async fn insert_deliveries(&self, deliveries: &[Delivery]) -> Result<(), StoreError> {
         let mut inner = self.0.lock().unwrap();
         for d in deliveries {
-            inner.deliveries.entry(key_of(&d.key)).or_insert_with(|| (d.clone(), None));
+            inner
+                .deliveries
+                .entry(key_of(&d.key))
+                .or_insert_with(|| (d.clone(), None));
         }
         Ok(())
     }
@@ -146,7 +200,12 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn claim_delivery(&self, key: &DeliveryKey, now: Timestamp, lease_until: Timestamp) -> Result<Claim, StoreError> {
+    async fn claim_delivery(
+        &self,
+        key: &DeliveryKey,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<Claim, StoreError> {
         let mut inner = self.0.lock().unwrap();
         let Some((d, lease)) = inner.deliveries.get_mut(&key_of(key)) else {
             return Ok(Claim::Done);
@@ -159,7 +218,9 @@ impl Store for MemoryStore {
         }
         *lease = Some(lease_until);
         d.attempts += 1;
-        Ok(Claim::Claimed { attempt: d.attempts })
+        Ok(Claim::Claimed {
+            attempt: d.attempts,
+        })
     }
 
     async fn record_outcome(&self, key: &DeliveryKey, outcome: &Outcome) -> Result<(), StoreError> {
@@ -167,7 +228,10 @@ impl Store for MemoryStore {
         if let Some((d, lease)) = inner.deliveries.get_mut(&key_of(key)) {
             *lease = None;
             match outcome {
-                Outcome::Sent { provider_message_id, at } => {
+                Outcome::Sent {
+                    provider_message_id,
+                    at,
+                } => {
                     d.status = DeliveryStatus::Sent;
                     d.provider_message_id = Some(provider_message_id.clone());
                     d.sent_at = Some(*at);
@@ -183,9 +247,19 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn list_deliveries(&self, id: &NotificationId, limit: usize, cursor: Option<&str>) -> Result<Page<Delivery>, StoreError> {
+    async fn list_deliveries(
+        &self,
+        id: &NotificationId,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Delivery>, StoreError> {
         let inner = self.0.lock().unwrap();
-        let items: Vec<_> = inner.deliveries.iter().filter(|((nid, _, _), _)| nid == id).map(|(_, (d, _))| d.clone()).collect();
+        let items: Vec<_> = inner
+            .deliveries
+            .iter()
+            .filter(|((nid, _, _), _)| nid == id)
+            .map(|(_, (d, _))| d.clone())
+            .collect();
         Ok(page(items, limit, offset(cursor)?))
     }
 

@@ -51,14 +51,36 @@ pub trait Store: Send + Sync {
     async fn get_template(&self, id: &TemplateId) -> Result<Option<Template>, StoreError>;
     async fn delete_template(&self, id: &TemplateId) -> Result<bool, StoreError>;
 
-    async fn find_idempotency(&self, key: &IdempotencyKey, now: Timestamp) -> Result<Option<IdempotencyRecord>, StoreError>;
+    async fn find_idempotency(
+        &self,
+        key: &IdempotencyKey,
+        now: Timestamp,
+    ) -> Result<Option<IdempotencyRecord>, StoreError>;
     /// Stores the notification and, atomically with it, its idempotency record.
-    async fn insert_notification(&self, n: &Notification, idem: Option<&IdempotencyRecord>, now: Timestamp) -> Result<InsertOutcome, StoreError>;
-    async fn get_notification(&self, id: &NotificationId) -> Result<Option<Notification>, StoreError>;
+    async fn insert_notification(
+        &self,
+        n: &Notification,
+        idem: Option<&IdempotencyRecord>,
+        now: Timestamp,
+    ) -> Result<InsertOutcome, StoreError>;
+    async fn get_notification(
+        &self,
+        id: &NotificationId,
+    ) -> Result<Option<Notification>, StoreError>;
     /// Newest first.
-    async fn list_notifications(&self, status: Option<Status>, limit: usize, cursor: Option<&str>) -> Result<Page<Notification>, StoreError>;
+    async fn list_notifications(
+        &self,
+        status: Option<Status>,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Notification>, StoreError>;
     /// Moves the status to `to` only if it is one of `from`; says whether it moved.
-    async fn transition(&self, id: &NotificationId, from: &[Status], to: Status) -> Result<bool, StoreError>;
+    async fn transition(
+        &self,
+        id: &NotificationId,
+        from: &[Status],
+        to: Status,
+    ) -> Result<bool, StoreError>;
     /// Moves `send_at` only while the notification is `scheduled`; says whether it moved.
     async fn set_send_at(&self, id: &NotificationId, at: Timestamp) -> Result<bool, StoreError>;
 
@@ -67,9 +89,19 @@ pub trait Store: Send + Sync {
     /// Records that every recipient has a delivery row; from then on the send can finish.
     async fn mark_fanned_out(&self, id: &NotificationId) -> Result<(), StoreError>;
     /// Takes a pending delivery whose lease is free or expired, until `lease_until`.
-    async fn claim_delivery(&self, key: &DeliveryKey, now: Timestamp, lease_until: Timestamp) -> Result<Claim, StoreError>;
+    async fn claim_delivery(
+        &self,
+        key: &DeliveryKey,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<Claim, StoreError>;
     async fn record_outcome(&self, key: &DeliveryKey, outcome: &Outcome) -> Result<(), StoreError>;
-    async fn list_deliveries(&self, id: &NotificationId, limit: usize, cursor: Option<&str>) -> Result<Page<Delivery>, StoreError>;
+    async fn list_deliveries(
+        &self,
+        id: &NotificationId,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Delivery>, StoreError>;
     async fn counts(&self, id: &NotificationId) -> Result<Counts, StoreError>;
     /// Once fanned out with nothing pending, moves `sending` to its final status; returns it.
     async fn finish_if_done(&self, id: &NotificationId) -> Result<Option<Status>, StoreError>;

@@ -28,7 +28,9 @@ pub struct FanoutSettings {
 
 impl Default for FanoutSettings {
     fn default() -> Self {
-        Self { recipients_per_job: 50 }
+        Self {
+            recipients_per_job: 50,
+        }
     }
 }
 
@@ -56,10 +58,18 @@ impl Fanout {
         };
         match n.status {
             Status::Cancelled => return Ok(ignored("cancelled")),
-            Status::Completed | Status::PartiallyFailed | Status::Failed => return Ok(ignored("already finished")),
-            Status::Scheduled if n.fired_early(self.clock.now()) => return Ok(ignored("fired before send_at")),
+            Status::Completed | Status::PartiallyFailed | Status::Failed => {
+                return Ok(ignored("already finished"));
+            }
+            Status::Scheduled if n.fired_early(self.clock.now()) => {
+                return Ok(ignored("fired before send_at"));
+            }
             Status::Scheduled | Status::Queued => {
-                if !self.store.transition(id, &[Status::Scheduled, Status::Queued], Status::Sending).await? {
+                if !self
+                    .store
+                    .transition(id, &[Status::Scheduled, Status::Queued], Status::Sending)
+                    .await?
+                {
                     // Lost a race: proceed only if the winner was another fanout, not a cancel.
                     let now = self.store.get_notification(id).await?.map(|n| n.status);
                     if now != Some(Status::Sending) {
@@ -76,22 +86,37 @@ impl Fanout {
         for resolved in page {
             let (recipient, channels) = plan(&n, resolved, &mut deliveries);
             if !channels.is_empty() {
-                items.push(DispatchItem { recipient, channels });
+                items.push(DispatchItem {
+                    recipient,
+                    channels,
+                });
             }
         }
         self.store.insert_deliveries(&deliveries).await?;
         let jobs: Vec<DispatchJob> = items
             .chunks(self.settings.recipients_per_job.max(1))
-            .map(|chunk| DispatchJob { notification_id: id.clone(), items: chunk.to_vec() })
+            .map(|chunk| DispatchJob {
+                notification_id: id.clone(),
+                items: chunk.to_vec(),
+            })
             .collect();
         if !jobs.is_empty() {
             self.queues.send_dispatch(&jobs).await?;
         }
 
-        let mut report = FanoutReport { deliveries: deliveries.len(), dispatch_jobs: jobs.len(), ..Default::default() };
+        let mut report = FanoutReport {
+            deliveries: deliveries.len(),
+            dispatch_jobs: jobs.len(),
+            ..Default::default()
+        };
         match next_cursor {
             Some(cursor) => {
-                self.queues.send_fanout(&FanoutJob { notification_id: id.clone(), cursor: Some(cursor) }).await?;
+                self.queues
+                    .send_fanout(&FanoutJob {
+                        notification_id: id.clone(),
+                        cursor: Some(cursor),
+                    })
+                    .await?;
                 report.continued = true;
             }
             None => {
@@ -104,25 +129,48 @@ impl Fanout {
     }
 
     /// One page of recipients, resolved now (not when the request was accepted).
-    async fn resolve(&self, n: &Notification, _cursor: Option<&str>) -> Result<(Vec<Resolved>, Option<String>), Error> {
+    async fn resolve(
+        &self,
+        n: &Notification,
+        _cursor: Option<&str>,
+    ) -> Result<(Vec<Resolved>, Option<String>), Error> {
         let one = match &n.to {
             Target::UserId(user_id) => match self.store.get_user(user_id).await? {
                 Some(user) => Resolved::Found(Recipient::from_user(&user), user.channels),
                 None => Resolved::Gone(
-                    Recipient { key: user_id.as_str().to_owned(), user_id: Some(user_id.clone()), email: None, phone: None, timezone: None, locale: None },
+                    Recipient {
+                        key: user_id.as_str().to_owned(),
+                        user_id: Some(user_id.clone()),
+                        email: None,
+                        phone: None,
+                        timezone: None,
+                        locale: None,
+                    },
                     "the user no longer exists",
                 ),
             },
-            Target::Email(address) => Resolved::Found(Recipient::email(address.clone()), ChannelPrefs::default()),
-            Target::Phone(number) => Resolved::Found(Recipient::phone(number.clone()), ChannelPrefs::default()),
-            Target::GroupId(_) => return Err(Error::Unavailable("group sends are not supported by this store".into())),
+            Target::Email(address) => {
+                Resolved::Found(Recipient::email(address.clone()), ChannelPrefs::default())
+            }
+            Target::Phone(number) => {
+                Resolved::Found(Recipient::phone(number.clone()), ChannelPrefs::default())
+            }
+            Target::GroupId(_) => {
+                return Err(Error::Unavailable(
+                    "group sends are not supported by this store".into(),
+                ));
+            }
         };
         Ok((vec![one], None))
     }
 }
 
 /// Decides, per channel, whether the recipient gets a pending delivery or a skipped one.
-fn plan(n: &Notification, resolved: Resolved, deliveries: &mut Vec<Delivery>) -> (Recipient, Vec<Channel>) {
+fn plan(
+    n: &Notification,
+    resolved: Resolved,
+    deliveries: &mut Vec<Delivery>,
+) -> (Recipient, Vec<Channel>) {
     let mut channels = Vec::new();
     let recipient = match resolved {
         Resolved::Gone(recipient, why) => {
@@ -144,7 +192,9 @@ fn plan(n: &Notification, resolved: Resolved, deliveries: &mut Vec<Delivery>) ->
                     None
                 };
                 match skip {
-                    Some(why) => deliveries.push(Delivery::skipped(&n.id, &recipient, channel, why)),
+                    Some(why) => {
+                        deliveries.push(Delivery::skipped(&n.id, &recipient, channel, why))
+                    }
                     None => {
                         deliveries.push(Delivery::pending(&n.id, &recipient, channel));
                         channels.push(channel);
@@ -159,5 +209,8 @@ fn plan(n: &Notification, resolved: Resolved, deliveries: &mut Vec<Delivery>) ->
 
 fn ignored(why: &'static str) -> FanoutReport {
     tracing::info!(reason = why, "fanout ignored");
-    FanoutReport { ignored: Some(why), ..Default::default() }
+    FanoutReport {
+        ignored: Some(why),
+        ..Default::default()
+    }
 }
