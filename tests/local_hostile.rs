@@ -253,7 +253,7 @@ async fn malformed_and_oversized_bodies() {
     assert_eq!(a.status, 413, "{}", a.text);
     assert_eq!(a.header("content-type"), Some("application/problem+json"));
     // A part over its own limit inside a body under 256 KiB.
-    let big_part = format!("{}", "y".repeat(200 * 1024));
+    let big_part = "y".repeat(200 * 1024);
     let a = d.post("/v1/notifications", json!({"to": {"email": "a@example.com"}, "content": {"subject": "s", "text": big_part}})).await;
     assert_eq!(a.status, 422, "{}", a.text);
     assert_eq!(a.fields(), ["content.text"]);

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod delivery;
+pub mod contract;
 pub mod domain;
 pub mod error;
 pub mod jobs;

@@ -570,3 +570,13 @@ impl Store for SqliteStore {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn meets_the_store_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::Db::open(&dir.path().join("t.db")).unwrap();
+        notify_core::contract::run_all(&super::SqliteStore::new(db)).await;
+    }
+}

@@ -282,3 +282,11 @@ impl Store for MemoryStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn meets_the_store_contract() {
+        crate::contract::run_all(&super::MemoryStore::default()).await;
+    }
+}

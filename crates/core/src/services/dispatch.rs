@@ -50,7 +50,7 @@ enum Source {
     Inline(Parts),
     Template {
         parts: Parts,
-        compiled: Compiled,
+        compiled: Box<Compiled>,
         data: serde_json::Map<String, serde_json::Value>,
     },
     Broken(String),
@@ -70,7 +70,7 @@ impl Dispatch {
                 Some(t) => match Compiled::compile(&t.parts) {
                     Ok(compiled) => Source::Template {
                         parts: t.parts,
-                        compiled,
+                        compiled: Box::new(compiled),
                         data: data.clone(),
                     },
                     Err(errors) => {
