@@ -1,0 +1,53 @@
+//! Configuration from the environment variables that `template.yaml` sets.
+
+#[derive(Debug, Clone)]
+pub struct AwsConfig {
+    /// The DynamoDB table (single-table design, see `store.rs`).
+    pub table: String,
+    pub fanout_queue_url: String,
+    pub dispatch_queue_url: String,
+    /// The schedules' target.
+    pub fanout_queue_arn: String,
+    pub schedule_group: String,
+    /// The role EventBridge Scheduler assumes to send to the fanout queue.
+    pub scheduler_role_arn: String,
+    /// Where Scheduler puts a fire it could not deliver.
+    pub scheduler_dlq_arn: Option<String>,
+    pub email_from: String,
+    pub ses_configuration_set: Option<String>,
+    /// Attempts per delivery before a transient error becomes `failed`.
+    pub max_attempts: u32,
+    /// Recipients per dispatch message.
+    pub recipients_per_job: usize,
+}
+
+fn var(name: &str) -> Result<String, String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty()).ok_or_else(|| format!("{name} is not set"))
+}
+
+fn optional(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl AwsConfig {
+    /// Reads what every function needs; a function that does not use a value still gets it
+    /// from the template, so one reader serves all three.
+    pub fn from_env() -> Result<Self, String> {
+        Ok(Self {
+            table: var("NOTIFY_TABLE")?,
+            fanout_queue_url: var("NOTIFY_FANOUT_QUEUE_URL")?,
+            dispatch_queue_url: var("NOTIFY_DISPATCH_QUEUE_URL")?,
+            fanout_queue_arn: var("NOTIFY_FANOUT_QUEUE_ARN")?,
+            schedule_group: var("NOTIFY_SCHEDULE_GROUP")?,
+            scheduler_role_arn: var("NOTIFY_SCHEDULER_ROLE_ARN")?,
+            scheduler_dlq_arn: optional("NOTIFY_SCHEDULER_DLQ_ARN"),
+            email_from: var("NOTIFY_EMAIL_FROM")?,
+            ses_configuration_set: optional("NOTIFY_SES_CONFIGURATION_SET"),
+            max_attempts: optional("NOTIFY_MAX_ATTEMPTS").map(|v| v.parse().map_err(|_| "NOTIFY_MAX_ATTEMPTS is not a number".to_owned())).transpose()?.unwrap_or(5),
+            recipients_per_job: optional("NOTIFY_RECIPIENTS_PER_JOB")
+                .map(|v| v.parse().map_err(|_| "NOTIFY_RECIPIENTS_PER_JOB is not a number".to_owned()))
+                .transpose()?
+                .unwrap_or(50),
+        })
+    }
+}

@@ -1,0 +1,39 @@
+//! Email by SES v2 `SendEmail` with Raw content: the same MIME bytes the local runtime sends.
+
+use async_trait::async_trait;
+use aws_sdk_sesv2::Client;
+use aws_sdk_sesv2::primitives::Blob;
+use aws_sdk_sesv2::types::{Destination, EmailContent, RawMessage};
+
+use notify_core::ports::{EmailSender, OutgoingEmail, SendError};
+
+use crate::provider_error::classify;
+
+pub struct SesEmail {
+    client: Client,
+    configuration_set: Option<String>,
+}
+
+impl SesEmail {
+    pub fn new(client: Client, configuration_set: Option<String>) -> Self {
+        Self { client, configuration_set }
+    }
+}
+
+#[async_trait]
+impl EmailSender for SesEmail {
+    async fn send(&self, email: &OutgoingEmail) -> Result<String, SendError> {
+        let raw = RawMessage::builder().data(Blob::new(email.raw.clone())).build().map_err(|e| SendError::permanent(e.to_string()))?;
+        let out = self
+            .client
+            .send_email()
+            .from_email_address(email.from.as_str())
+            .destination(Destination::builder().to_addresses(email.to.as_str()).build())
+            .content(EmailContent::builder().raw(raw).build())
+            .set_configuration_set_name(self.configuration_set.clone())
+            .send()
+            .await
+            .map_err(|e| classify("SES", &e))?;
+        Ok(out.message_id().unwrap_or_default().to_owned())
+    }
+}

@@ -1,0 +1,11 @@
+//! Adapters that run the core on AWS, and the Lambda handlers that the three functions wire up.
+
+pub mod config;
+pub mod email;
+pub mod handlers;
+pub mod provider_error;
+pub mod queues;
+pub mod scheduler;
+pub mod sms;
+pub mod store;
+pub mod wiring;

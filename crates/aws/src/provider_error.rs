@@ -1,0 +1,57 @@
+//! Sorting AWS errors into transient (retry with backoff) and permanent (record and stop).
+
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use notify_core::ports::SendError;
+
+/// Error codes that mean "slow down" or "try later" whatever the HTTP status says.
+const TRANSIENT_CODES: &[&str] = &[
+    "TooManyRequestsException",
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "Throttled",
+    "LimitExceededException",
+    "RequestLimitExceeded",
+    "ServiceUnavailable",
+    "InternalFailure",
+    "InternalError",
+    "InternalServerError",
+    "KMSThrottlingException",
+];
+
+pub fn classify<E>(service: &str, err: &SdkError<E, HttpResponse>) -> SendError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match err {
+        SdkError::ServiceError(se) => {
+            let code = se.err().code().unwrap_or("Unknown");
+            let message = se.err().message().unwrap_or("");
+            let status = se.raw().status().as_u16();
+            let text = format!("{service} {status} {code}: {message}");
+            if status == 429 || status >= 500 || TRANSIENT_CODES.contains(&code) {
+                SendError::transient(text)
+            } else {
+                SendError::permanent(text)
+            }
+        }
+        SdkError::ConstructionFailure(_) => SendError::permanent(format!("{service}: the request could not be built: {err}")),
+        // Timeouts, connection failures, unreadable responses: the call may pass later.
+        _ => SendError::transient(format!("{service}: {}", describe(err))),
+    }
+}
+
+/// The whole chain of causes, for logs and error fields.
+pub fn describe(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,84 @@
+//! The queues port on SQS. Dispatch jobs go 10 to a `SendMessageBatch`; entries that fail
+//! inside a 200 answer are sent again, a few times, before the call fails.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+
+use notify_core::jobs::{DispatchJob, FanoutJob};
+use notify_core::ports::{QueueError, Queues};
+
+use crate::provider_error::describe;
+
+const BATCH: usize = 10;
+const ATTEMPTS: u32 = 5;
+
+pub struct SqsQueues {
+    client: Client,
+    fanout_url: String,
+    dispatch_url: String,
+}
+
+impl SqsQueues {
+    pub fn new(client: Client, fanout_url: String, dispatch_url: String) -> Self {
+        Self { client, fanout_url, dispatch_url }
+    }
+
+    /// Sends every body, 10 per call, retrying only the failed entries.
+    pub async fn send_all(&self, queue_url: &str, bodies: Vec<String>) -> Result<(), QueueError> {
+        for chunk in bodies.chunks(BATCH) {
+            let mut pending: Vec<(String, &String)> = chunk.iter().enumerate().map(|(i, b)| (i.to_string(), b)).collect();
+            let mut attempt = 0;
+            while !pending.is_empty() {
+                attempt += 1;
+                let entries = pending
+                    .iter()
+                    .map(|(id, body)| SendMessageBatchRequestEntry::builder().id(id).message_body(body.as_str()).build())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| QueueError(e.to_string()))?;
+                let out = self
+                    .client
+                    .send_message_batch()
+                    .queue_url(queue_url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                    .map_err(|e| QueueError(format!("sqs: {}", describe(&e))))?;
+                let failed: Vec<_> = out.failed().iter().map(|f| (f.id().to_owned(), f.sender_fault(), f.code().to_owned())).collect();
+                if let Some((_, _, code)) = failed.iter().find(|(_, sender_fault, _)| *sender_fault) {
+                    return Err(QueueError(format!("sqs refused a message: {code}")));
+                }
+                if !failed.is_empty() && attempt >= ATTEMPTS {
+                    return Err(QueueError(format!("sqs: {} messages still failing after {ATTEMPTS} attempts", failed.len())));
+                }
+                pending.retain(|(id, _)| failed.iter().any(|(f, _, _)| f == id));
+                if !pending.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Queues for SqsQueues {
+    async fn send_fanout(&self, job: &FanoutJob) -> Result<(), QueueError> {
+        let body = serde_json::to_string(job).map_err(|e| QueueError(e.to_string()))?;
+        self.client
+            .send_message()
+            .queue_url(&self.fanout_url)
+            .message_body(body)
+            .send()
+            .await
+            .map_err(|e| QueueError(format!("sqs: {}", describe(&e))))?;
+        Ok(())
+    }
+
+    async fn send_dispatch(&self, jobs: &[DispatchJob]) -> Result<(), QueueError> {
+        let bodies = jobs.iter().map(serde_json::to_string).collect::<Result<Vec<_>, _>>().map_err(|e| QueueError(e.to_string()))?;
+        self.send_all(&self.dispatch_url, bodies).await
+    }
+}

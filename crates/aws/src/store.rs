@@ -1,0 +1,592 @@
+//! The store port on DynamoDB, one table (on-demand):
+//!
+//! | item | PK | SK | other |
+//! | --- | --- | --- | --- |
+//! | user | `U#<id>` | `U` | `body` |
+//! | template | `T#<id>` | `T` | `body` |
+//! | idempotency record | `I#<key>` | `I` | `body`, `expires_at` (ms), `ttl` (s, the table's TTL attribute) |
+//! | notification | `N#<id>` | `N` | `body`, `status`, `send_at`, `fanned_out`; `GSI1PK`=`N`, `GSI1SK`=id (all, newest first); `GSI2PK`=`S#<status>`, `GSI2SK`=id |
+//! | delivery | `N#<id>` | `D#<recipient>#<channel>` | `recipient`, `channel`, `status`, `attempts`, `lease_until`, ... |
+//! | count shard | `N#<id>` | `C#<0..15>` | `recipients`, `pending`, `sent`, `failed`, `skipped` |
+//!
+//! Counts live in 16 shards per notification, each changed in the same transaction as the
+//! delivery row it counts, so they are exact and no single item takes every write of a big send.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jiff::Timestamp;
+
+use notify_core::delivery::{Claim, Delivery, DeliveryKey, DeliveryStatus, Outcome};
+use notify_core::domain::{Channel, IdempotencyKey, NotificationId, TemplateId, UserId};
+use notify_core::notification::{Counts, Notification, Status};
+use notify_core::ports::{IdempotencyRecord, InsertOutcome, Page, Store, StoreError};
+use notify_core::template::Template;
+use notify_core::user::User;
+
+use crate::provider_error::describe;
+
+pub const COUNT_SHARDS: u64 = 16;
+/// Conditional writes in flight at once when inserting a page of deliveries.
+const WRITE_CONCURRENCY: usize = 16;
+
+type Item = HashMap<String, AttributeValue>;
+
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn key(pk: String, sk: &str) -> Item {
+    HashMap::from([("PK".to_owned(), s(pk)), ("SK".to_owned(), s(sk))])
+}
+
+fn ntf_pk(id: &NotificationId) -> String {
+    format!("N#{id}")
+}
+
+fn delivery_sk(recipient: &str, channel: Channel) -> String {
+    format!("D#{recipient}#{channel}")
+}
+
+fn shard_sk(recipient: &str) -> String {
+    // FNV-1a: stable across processes and versions, unlike the std hasher.
+    let hash = recipient.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    format!("C#{}", hash % COUNT_SHARDS)
+}
+
+fn err(e: impl std::error::Error) -> StoreError {
+    StoreError::Unavailable(format!("dynamodb: {}", describe(&e)))
+}
+
+fn build_err(e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
+    StoreError::Unavailable(format!("dynamodb request: {e}"))
+}
+
+fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
+}
+
+fn get_n(item: &Item, name: &str) -> Option<i64> {
+    item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
+}
+
+fn body<T: serde::de::DeserializeOwned>(item: &Item) -> Result<T, StoreError> {
+    let raw = get_s(item, "body").ok_or_else(|| StoreError::Unavailable("item without body".into()))?;
+    serde_json::from_str(raw).map_err(|e| StoreError::Unavailable(format!("stored JSON: {e}")))
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Unavailable(format!("JSON: {e}")))
+}
+
+fn read_notification(item: &Item) -> Result<Notification, StoreError> {
+    let mut n: Notification = body(item)?;
+    let status = get_s(item, "status").unwrap_or_default();
+    n.status = Status::parse(status).ok_or_else(|| StoreError::Unavailable(format!("unknown status {status}")))?;
+    n.send_at = get_n(item, "send_at").and_then(|ms| Timestamp::from_millisecond(ms).ok()).unwrap_or(n.send_at);
+    Ok(n)
+}
+
+/// An opaque cursor: the key attributes of the last item of a page.
+fn encode_cursor(item: &Item, names: &[&str]) -> String {
+    let map: HashMap<&str, &str> = names.iter().filter_map(|k| get_s(item, k).map(|v| (*k, v))).collect();
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(&map).expect("strings serialize"))
+}
+
+fn decode_cursor(raw: &str, names: &[&str]) -> Result<Item, StoreError> {
+    let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| StoreError::BadCursor)?;
+    let map: HashMap<String, String> = serde_json::from_slice(&bytes).map_err(|_| StoreError::BadCursor)?;
+    if map.len() != names.len() || !names.iter().all(|k| map.contains_key(*k)) {
+        return Err(StoreError::BadCursor);
+    }
+    Ok(map.into_iter().map(|(k, v)| (k, s(v))).collect())
+}
+
+fn is_condition_failure<E: aws_smithy_types::error::metadata::ProvideErrorMetadata>(e: &aws_sdk_dynamodb::error::SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>) -> bool {
+    e.as_service_error().and_then(|se| se.code()) == Some("ConditionalCheckFailedException")
+}
+
+/// Whether a cancelled transaction failed only on its condition checks.
+fn cancelled_by_condition(e: &aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, aws_smithy_runtime_api::client::orchestrator::HttpResponse>) -> bool {
+    match e.as_service_error() {
+        Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c)) => {
+            let reasons = c.cancellation_reasons();
+            reasons.is_empty() || reasons.iter().any(|r| r.code() == Some("ConditionalCheckFailed"))
+        }
+        _ => false,
+    }
+}
+
+impl DynamoStore {
+    async fn get(&self, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(out.item)
+    }
+
+    async fn put_body(&self, pk: String, sk: &str, body: String) -> Result<(), StoreError> {
+        let mut item = key(pk, sk);
+        item.insert("body".into(), s(body));
+        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(err)?;
+        Ok(())
+    }
+
+    async fn delete(&self, pk: String, sk: &str) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(out.attributes.is_some())
+    }
+
+    /// The counter update that goes with a delivery changing from `from` (none: a new row) to `to`.
+    fn count_update(&self, id: &NotificationId, recipient: &str, from: Option<DeliveryStatus>, to: DeliveryStatus) -> Result<TransactWriteItem, StoreError> {
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(ntf_pk(id), &shard_sk(recipient))))
+            .expression_attribute_names("#to", to.as_str())
+            .expression_attribute_values(":one", n(1));
+        let expression = match from {
+            Some(from) => {
+                update = update.expression_attribute_names("#from", from.as_str()).expression_attribute_values(":minus", n(-1));
+                "ADD #to :one, #from :minus"
+            }
+            None => {
+                update = update.expression_attribute_names("#recipients", "recipients");
+                "ADD #to :one, #recipients :one"
+            }
+        };
+        let update = update.update_expression(expression).build().map_err(build_err)?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    async fn insert_delivery(&self, d: &Delivery) -> Result<(), StoreError> {
+        let id = &d.key.notification_id;
+        let mut item = key(ntf_pk(id), &delivery_sk(&d.key.recipient, d.key.channel));
+        item.insert("recipient".into(), s(&d.key.recipient));
+        item.insert("channel".into(), s(d.key.channel.as_str()));
+        item.insert("status".into(), s(d.status.as_str()));
+        item.insert("attempts".into(), n(0));
+        if let Some(u) = &d.user_id {
+            item.insert("user_id".into(), s(u.as_str()));
+        }
+        if let Some(a) = &d.address {
+            item.insert("address".into(), s(a));
+        }
+        if let Some(e) = &d.error {
+            item.insert("error".into(), s(e));
+        }
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(PK)")
+            .build()
+            .map_err(build_err)?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(self.count_update(id, &d.key.recipient, None, d.status)?)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // The row exists: this page was fanned out before. Keep it as it is.
+            Err(e) if cancelled_by_condition(&e) => Ok(()),
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    async fn query_page(&self, index: Option<&str>, key_condition: &str, values: Item, limit: usize, start: Option<Item>, forward: bool) -> Result<Vec<Item>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .set_index_name(index.map(str::to_owned))
+            .key_condition_expression(key_condition)
+            .set_expression_attribute_values(Some(values))
+            .scan_index_forward(forward)
+            .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(out.items.unwrap_or_default())
+    }
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    async fn put_user(&self, user: &User) -> Result<(), StoreError> {
+        self.put_body(format!("U#{}", user.id), "U", to_json(user)?).await
+    }
+
+    async fn get_user(&self, id: &UserId) -> Result<Option<User>, StoreError> {
+        self.get(format!("U#{id}"), "U").await?.map(|i| body(&i)).transpose()
+    }
+
+    async fn delete_user(&self, id: &UserId) -> Result<bool, StoreError> {
+        self.delete(format!("U#{id}"), "U").await
+    }
+
+    async fn put_template(&self, template: &Template) -> Result<(), StoreError> {
+        self.put_body(format!("T#{}", template.id), "T", to_json(template)?).await
+    }
+
+    async fn get_template(&self, id: &TemplateId) -> Result<Option<Template>, StoreError> {
+        self.get(format!("T#{id}"), "T").await?.map(|i| body(&i)).transpose()
+    }
+
+    async fn delete_template(&self, id: &TemplateId) -> Result<bool, StoreError> {
+        self.delete(format!("T#{id}"), "T").await
+    }
+
+    async fn find_idempotency(&self, key: &IdempotencyKey, now: Timestamp) -> Result<Option<IdempotencyRecord>, StoreError> {
+        // TTL deletes expired items only eventually: check the expiry here too.
+        match self.get(format!("I#{}", key.as_str()), "I").await? {
+            Some(item) if get_n(&item, "expires_at").unwrap_or(0) > now.as_millisecond() => Ok(Some(body(&item)?)),
+            _ => Ok(None),
+        }
+    }
+
+    async fn insert_notification(&self, n_: &Notification, idem: Option<&IdempotencyRecord>, now: Timestamp) -> Result<InsertOutcome, StoreError> {
+        let mut item = key(ntf_pk(&n_.id), "N");
+        item.insert("body".into(), s(to_json(n_)?));
+        item.insert("status".into(), s(n_.status.as_str()));
+        item.insert("send_at".into(), n(n_.send_at.as_millisecond()));
+        item.insert("fanned_out".into(), AttributeValue::Bool(false));
+        item.insert("GSI1PK".into(), s("N"));
+        item.insert("GSI1SK".into(), s(n_.id.as_str()));
+        item.insert("GSI2PK".into(), s(format!("S#{}", n_.status.as_str())));
+        item.insert("GSI2SK".into(), s(n_.id.as_str()));
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(PK)")
+            .build()
+            .map_err(build_err)?;
+        let mut tx = self.client.transact_write_items().transact_items(TransactWriteItem::builder().put(put).build());
+        if let Some(record) = idem {
+            let mut item = key(format!("I#{}", record.key), "I");
+            item.insert("body".into(), s(to_json(record)?));
+            item.insert("expires_at".into(), n(record.expires_at.as_millisecond()));
+            item.insert("ttl".into(), n(record.expires_at.as_second()));
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                // A live record wins; an expired one (TTL not yet run) is replaced.
+                .condition_expression("attribute_not_exists(PK) OR expires_at <= :now")
+                .expression_attribute_values(":now", n(now.as_millisecond()))
+                .build()
+                .map_err(build_err)?;
+            tx = tx.transact_items(TransactWriteItem::builder().put(put).build());
+        }
+        match tx.send().await {
+            Ok(_) => Ok(InsertOutcome::Inserted),
+            Err(e) if idem.is_some() && cancelled_by_condition(&e) => {
+                let key = IdempotencyKey::parse(&idem.expect("checked").key).map_err(|e| StoreError::Unavailable(e.0))?;
+                match self.find_idempotency(&key, now).await? {
+                    Some(existing) => Ok(InsertOutcome::KeyTaken(existing)),
+                    None => Err(StoreError::Unavailable("idempotency record vanished during insert".into())),
+                }
+            }
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    async fn get_notification(&self, id: &NotificationId) -> Result<Option<Notification>, StoreError> {
+        self.get(ntf_pk(id), "N").await?.map(|i| read_notification(&i)).transpose()
+    }
+
+    async fn list_notifications(&self, status: Option<Status>, limit: usize, cursor: Option<&str>) -> Result<Page<Notification>, StoreError> {
+        let (index, pk_name, sk_name, pk) = match status {
+            None => ("GSI1", "GSI1PK", "GSI1SK", "N".to_owned()),
+            Some(st) => ("GSI2", "GSI2PK", "GSI2SK", format!("S#{}", st.as_str())),
+        };
+        let names = ["PK", "SK", pk_name, sk_name];
+        let start = cursor.map(|c| decode_cursor(c, &names)).transpose()?;
+        if let Some(start) = &start {
+            if get_s(start, pk_name) != Some(pk.as_str()) {
+                return Err(StoreError::BadCursor);
+            }
+        }
+        let items = self
+            .query_page(Some(index), &format!("{pk_name} = :pk"), HashMap::from([(":pk".to_owned(), s(pk))]), limit, start, false)
+            .await?;
+        let next_cursor = (items.len() > limit).then(|| encode_cursor(&items[limit - 1], &names));
+        let items = items.iter().take(limit).map(read_notification).collect::<Result<_, _>>()?;
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn transition(&self, id: &NotificationId, from: &[Status], to: Status) -> Result<bool, StoreError> {
+        let placeholders: Vec<String> = (0..from.len()).map(|i| format!(":f{i}")).collect();
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(ntf_pk(id), "N")))
+            .update_expression("SET #status = :to, GSI2PK = :gsi")
+            .condition_expression(format!("attribute_exists(PK) AND #status IN ({})", placeholders.join(", ")))
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":to", s(to.as_str()))
+            .expression_attribute_values(":gsi", s(format!("S#{}", to.as_str())));
+        for (p, st) in placeholders.iter().zip(from) {
+            req = req.expression_attribute_values(p, s(st.as_str()));
+        }
+        match req.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    async fn set_send_at(&self, id: &NotificationId, at: Timestamp) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(ntf_pk(id), "N")))
+            .update_expression("SET send_at = :at")
+            .condition_expression("#status = :scheduled")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":at", n(at.as_millisecond()))
+            .expression_attribute_values(":scheduled", s("scheduled"))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    async fn insert_deliveries(&self, deliveries: &[Delivery]) -> Result<(), StoreError> {
+        for chunk in deliveries.chunks(WRITE_CONCURRENCY) {
+            let mut writes = Vec::with_capacity(chunk.len());
+            for d in chunk {
+                writes.push(self.insert_delivery(d));
+            }
+            futures::future::try_join_all(writes).await?;
+        }
+        Ok(())
+    }
+
+    async fn mark_fanned_out(&self, id: &NotificationId) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(ntf_pk(id), "N")))
+            .update_expression("SET fanned_out = :t")
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn claim_delivery(&self, k: &DeliveryKey, now: Timestamp, lease_until: Timestamp) -> Result<Claim, StoreError> {
+        let item_key = key(ntf_pk(&k.notification_id), &delivery_sk(&k.recipient, k.channel));
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(item_key.clone()))
+            .update_expression("SET lease_until = :lease ADD attempts :one")
+            .condition_expression("#status = :pending AND (attribute_not_exists(lease_until) OR lease_until <= :now)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":lease", n(lease_until.as_millisecond()))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":pending", s("pending"))
+            .expression_attribute_values(":now", n(now.as_millisecond()))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let attempt = out.attributes.as_ref().and_then(|a| get_n(a, "attempts")).unwrap_or(1);
+                Ok(Claim::Claimed { attempt: attempt as u32 })
+            }
+            Err(e) if is_condition_failure(&e) => {
+                let item = self.get(get_s(&item_key, "PK").unwrap_or_default().to_owned(), get_s(&item_key, "SK").unwrap_or_default()).await?;
+                Ok(match item.as_ref().and_then(|i| get_s(i, "status")) {
+                    Some("pending") => Claim::Busy,
+                    _ => Claim::Done,
+                })
+            }
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    async fn record_outcome(&self, k: &DeliveryKey, outcome: &Outcome) -> Result<(), StoreError> {
+        let item_key = key(ntf_pk(&k.notification_id), &delivery_sk(&k.recipient, k.channel));
+        let update = Update::builder().table_name(&self.table).set_key(Some(item_key)).expression_attribute_names("#status", "status");
+        let (update, to) = match outcome {
+            Outcome::Retry { error } => {
+                // Still pending: no count changes, so no transaction.
+                let result = self
+                    .client
+                    .update_item()
+                    .table_name(&self.table)
+                    .set_key(Some(key(ntf_pk(&k.notification_id), &delivery_sk(&k.recipient, k.channel))))
+                    .update_expression("SET #error = :error REMOVE lease_until")
+                    .condition_expression("#status = :pending")
+                    .expression_attribute_names("#status", "status")
+                    .expression_attribute_names("#error", "error")
+                    .expression_attribute_values(":error", s(error))
+                    .expression_attribute_values(":pending", s("pending"))
+                    .send()
+                    .await;
+                return match result {
+                    Ok(_) => Ok(()),
+                    Err(e) if is_condition_failure(&e) => Ok(()),
+                    Err(e) => Err(err(e)),
+                };
+            }
+            Outcome::Sent { provider_message_id, at } => (
+                update
+                    .update_expression("SET #status = :to, sent_at = :at, provider_message_id = :pid REMOVE lease_until, #error")
+                    .expression_attribute_names("#error", "error")
+                    .expression_attribute_values(":at", n(at.as_millisecond()))
+                    .expression_attribute_values(":pid", s(provider_message_id)),
+                DeliveryStatus::Sent,
+            ),
+            Outcome::Failed { error } => (
+                update
+                    .update_expression("SET #status = :to, #error = :error REMOVE lease_until")
+                    .expression_attribute_names("#error", "error")
+                    .expression_attribute_values(":error", s(error)),
+                DeliveryStatus::Failed,
+            ),
+        };
+        let update = update
+            .condition_expression("#status = :pending")
+            .expression_attribute_values(":pending", s("pending"))
+            .expression_attribute_values(":to", s(to.as_str()))
+            .build()
+            .map_err(build_err)?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(update).build())
+            .transact_items(self.count_update(&k.notification_id, &k.recipient, Some(DeliveryStatus::Pending), to)?)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Already final (a duplicate worker recorded it first): the counts stay as they are.
+            Err(e) if cancelled_by_condition(&e) => Ok(()),
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    async fn list_deliveries(&self, id: &NotificationId, limit: usize, cursor: Option<&str>) -> Result<Page<Delivery>, StoreError> {
+        let names = ["PK", "SK"];
+        let start = cursor.map(|c| decode_cursor(c, &names)).transpose()?;
+        let pk = ntf_pk(id);
+        if let Some(start) = &start {
+            if get_s(start, "PK") != Some(pk.as_str()) {
+                return Err(StoreError::BadCursor);
+            }
+        }
+        let items = self
+            .query_page(
+                None,
+                "PK = :pk AND begins_with(SK, :d)",
+                HashMap::from([(":pk".to_owned(), s(pk)), (":d".to_owned(), s("D#"))]),
+                limit,
+                start,
+                true,
+            )
+            .await?;
+        let next_cursor = (items.len() > limit).then(|| encode_cursor(&items[limit - 1], &names));
+        let mut out = Vec::with_capacity(limit.min(items.len()));
+        for item in items.iter().take(limit) {
+            let bad = |what: &str| StoreError::Unavailable(format!("stored delivery has a bad {what}"));
+            out.push(Delivery {
+                key: DeliveryKey {
+                    notification_id: id.clone(),
+                    recipient: get_s(item, "recipient").ok_or_else(|| bad("recipient"))?.to_owned(),
+                    channel: Channel::parse(get_s(item, "channel").unwrap_or_default()).map_err(|_| bad("channel"))?,
+                },
+                user_id: get_s(item, "user_id").map(UserId::parse).transpose().map_err(|_| bad("user id"))?,
+                address: get_s(item, "address").map(str::to_owned),
+                status: DeliveryStatus::parse(get_s(item, "status").unwrap_or_default()).ok_or_else(|| bad("status"))?,
+                attempts: get_n(item, "attempts").unwrap_or(0) as u32,
+                error: get_s(item, "error").map(str::to_owned),
+                sent_at: get_n(item, "sent_at").and_then(|ms| Timestamp::from_millisecond(ms).ok()),
+                provider_message_id: get_s(item, "provider_message_id").map(str::to_owned),
+            });
+        }
+        Ok(Page { items: out, next_cursor })
+    }
+
+    async fn counts(&self, id: &NotificationId) -> Result<Counts, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("PK = :pk AND begins_with(SK, :c)")
+            .expression_attribute_values(":pk", s(ntf_pk(id)))
+            .expression_attribute_values(":c", s("C#"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(err)?;
+        let mut c = Counts::default();
+        for item in out.items() {
+            let get = |k: &str| get_n(item, k).unwrap_or(0).max(0) as u64;
+            c.recipients += get("recipients");
+            c.pending += get("pending");
+            c.sent += get("sent");
+            c.failed += get("failed");
+            c.skipped += get("skipped");
+        }
+        Ok(c)
+    }
+
+    async fn finish_if_done(&self, id: &NotificationId) -> Result<Option<Status>, StoreError> {
+        let Some(item) = self.get(ntf_pk(id), "N").await? else { return Ok(None) };
+        let fanned_out = item.get("fanned_out").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false);
+        if get_s(&item, "status") != Some("sending") || !fanned_out {
+            return Ok(None);
+        }
+        let counts = self.counts(id).await?;
+        if counts.pending > 0 {
+            return Ok(None);
+        }
+        let status = Status::finished(&counts);
+        Ok(self.transition(id, &[Status::Sending], status).await?.then_some(status))
+    }
+}

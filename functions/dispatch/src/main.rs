@@ -1,0 +1,17 @@
+//! The dispatch Lambda: SQS dispatch queue → SES v2 email and SNS SMS, one claim per delivery.
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use notify_aws::{config::AwsConfig, handlers, wiring};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    wiring::init_tracing();
+    let config = AwsConfig::from_env()?;
+    let sdk = wiring::sdk_config().await;
+    let dispatch = &wiring::dispatch(&config, &sdk)?;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<SqsBatchResponse, Error>(handlers::dispatch_event(dispatch, event.payload).await)
+    }))
+    .await
+}

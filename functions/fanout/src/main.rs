@@ -1,0 +1,17 @@
+//! The fanout Lambda: SQS fanout queue → delivery rows and dispatch jobs.
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use notify_aws::{config::AwsConfig, handlers, wiring};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    wiring::init_tracing();
+    let config = AwsConfig::from_env()?;
+    let sdk = wiring::sdk_config().await;
+    let fanout = &wiring::fanout(&config, &sdk);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<SqsBatchResponse, Error>(handlers::fanout_event(fanout, event.payload).await)
+    }))
+    .await
+}
