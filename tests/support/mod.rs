@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
+pub mod aws;
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -18,14 +20,14 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-fn repo_root() -> PathBuf {
+pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()
         .to_path_buf()
 }
 
-fn python() -> PathBuf {
+pub fn python() -> PathBuf {
     std::env::var_os("NOTIFY_TEST_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join(".venv/bin/python"))
@@ -40,7 +42,7 @@ fn notifyd_bin() -> PathBuf {
     exe.parent().unwrap().parent().unwrap().join("notifyd")
 }
 
-async fn wait_until<F: FnMut() -> bool>(timeout: Duration, mut ready: F) -> bool {
+pub async fn wait_until<F: FnMut() -> bool>(timeout: Duration, mut ready: F) -> bool {
     let start = Instant::now();
     while start.elapsed() < timeout {
         if ready() {
