@@ -22,7 +22,10 @@ pub struct AwsConfig {
 }
 
 fn var(name: &str) -> Result<String, String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty()).ok_or_else(|| format!("{name} is not set"))
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| format!("{name} is not set"))
 }
 
 fn optional(name: &str) -> Option<String> {
@@ -43,9 +46,18 @@ impl AwsConfig {
             scheduler_dlq_arn: optional("NOTIFY_SCHEDULER_DLQ_ARN"),
             email_from: var("NOTIFY_EMAIL_FROM")?,
             ses_configuration_set: optional("NOTIFY_SES_CONFIGURATION_SET"),
-            max_attempts: optional("NOTIFY_MAX_ATTEMPTS").map(|v| v.parse().map_err(|_| "NOTIFY_MAX_ATTEMPTS is not a number".to_owned())).transpose()?.unwrap_or(5),
+            max_attempts: optional("NOTIFY_MAX_ATTEMPTS")
+                .map(|v| {
+                    v.parse()
+                        .map_err(|_| "NOTIFY_MAX_ATTEMPTS is not a number".to_owned())
+                })
+                .transpose()?
+                .unwrap_or(5),
             recipients_per_job: optional("NOTIFY_RECIPIENTS_PER_JOB")
-                .map(|v| v.parse().map_err(|_| "NOTIFY_RECIPIENTS_PER_JOB is not a number".to_owned()))
+                .map(|v| {
+                    v.parse()
+                        .map_err(|_| "NOTIFY_RECIPIENTS_PER_JOB is not a number".to_owned())
+                })
                 .transpose()?
                 .unwrap_or(50),
         })

@@ -9,7 +9,10 @@ use notify_core::services::dispatch::Dispatch;
 use notify_core::services::fanout::Fanout;
 
 fn parse<T: serde::de::DeserializeOwned>(record: &SqsMessage) -> Option<T> {
-    record.body.as_deref().and_then(|b| serde_json::from_str(b).ok())
+    record
+        .body
+        .as_deref()
+        .and_then(|b| serde_json::from_str(b).ok())
 }
 
 /// Fanout: one job per message, in order. A failed message goes back to the queue and, after
@@ -24,7 +27,9 @@ pub async fn fanout_event(fanout: &Fanout, event: SqsEvent) -> SqsBatchResponse 
             continue;
         };
         match fanout.handle(&job).await {
-            Ok(report) => tracing::info!(id = %job.notification_id, deliveries = report.deliveries, jobs = report.dispatch_jobs, continued = report.continued, ignored = report.ignored, "fanout"),
+            Ok(report) => {
+                tracing::info!(id = %job.notification_id, deliveries = report.deliveries, jobs = report.dispatch_jobs, continued = report.continued, ignored = report.ignored, "fanout")
+            }
             Err(e) => {
                 tracing::error!(id = %job.notification_id, error = %e, "fanout failed");
                 response.add_failure(message_id);

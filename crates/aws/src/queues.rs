@@ -23,19 +23,32 @@ pub struct SqsQueues {
 
 impl SqsQueues {
     pub fn new(client: Client, fanout_url: String, dispatch_url: String) -> Self {
-        Self { client, fanout_url, dispatch_url }
+        Self {
+            client,
+            fanout_url,
+            dispatch_url,
+        }
     }
 
     /// Sends every body, 10 per call, retrying only the failed entries.
     pub async fn send_all(&self, queue_url: &str, bodies: Vec<String>) -> Result<(), QueueError> {
         for chunk in bodies.chunks(BATCH) {
-            let mut pending: Vec<(String, &String)> = chunk.iter().enumerate().map(|(i, b)| (i.to_string(), b)).collect();
+            let mut pending: Vec<(String, &String)> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, b)| (i.to_string(), b))
+                .collect();
             let mut attempt = 0;
             while !pending.is_empty() {
                 attempt += 1;
                 let entries = pending
                     .iter()
-                    .map(|(id, body)| SendMessageBatchRequestEntry::builder().id(id).message_body(body.as_str()).build())
+                    .map(|(id, body)| {
+                        SendMessageBatchRequestEntry::builder()
+                            .id(id)
+                            .message_body(body.as_str())
+                            .build()
+                    })
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| QueueError(e.to_string()))?;
                 let out = self
@@ -46,12 +59,20 @@ impl SqsQueues {
                     .send()
                     .await
                     .map_err(|e| QueueError(format!("sqs: {}", describe(&e))))?;
-                let failed: Vec<_> = out.failed().iter().map(|f| (f.id().to_owned(), f.sender_fault(), f.code().to_owned())).collect();
-                if let Some((_, _, code)) = failed.iter().find(|(_, sender_fault, _)| *sender_fault) {
+                let failed: Vec<_> = out
+                    .failed()
+                    .iter()
+                    .map(|f| (f.id().to_owned(), f.sender_fault(), f.code().to_owned()))
+                    .collect();
+                if let Some((_, _, code)) = failed.iter().find(|(_, sender_fault, _)| *sender_fault)
+                {
                     return Err(QueueError(format!("sqs refused a message: {code}")));
                 }
                 if !failed.is_empty() && attempt >= ATTEMPTS {
-                    return Err(QueueError(format!("sqs: {} messages still failing after {ATTEMPTS} attempts", failed.len())));
+                    return Err(QueueError(format!(
+                        "sqs: {} messages still failing after {ATTEMPTS} attempts",
+                        failed.len()
+                    )));
                 }
                 pending.retain(|(id, _)| failed.iter().any(|(f, _, _)| f == id));
                 if !pending.is_empty() {
@@ -78,7 +99,11 @@ impl Queues for SqsQueues {
     }
 
     async fn send_dispatch(&self, jobs: &[DispatchJob]) -> Result<(), QueueError> {
-        let bodies = jobs.iter().map(serde_json::to_string).collect::<Result<Vec<_>, _>>().map_err(|e| QueueError(e.to_string()))?;
+        let bodies = jobs
+            .iter()
+            .map(serde_json::to_string)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| QueueError(e.to_string()))?;
         self.send_all(&self.dispatch_url, bodies).await
     }
 }

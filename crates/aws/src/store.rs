@@ -43,7 +43,10 @@ pub struct DynamoStore {
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self {
+            client,
+            table: table.into(),
+        }
     }
 }
 
@@ -69,7 +72,9 @@ fn delivery_sk(recipient: &str, channel: Channel) -> String {
 
 fn shard_sk(recipient: &str) -> String {
     // FNV-1a: stable across processes and versions, unlike the std hasher.
-    let hash = recipient.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let hash = recipient.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
     format!("C#{}", hash % COUNT_SHARDS)
 }
 
@@ -82,15 +87,20 @@ fn build_err(e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
 }
 
 fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
-    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
 }
 
 fn get_n(item: &Item, name: &str) -> Option<i64> {
-    item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
 }
 
 fn body<T: serde::de::DeserializeOwned>(item: &Item) -> Result<T, StoreError> {
-    let raw = get_s(item, "body").ok_or_else(|| StoreError::Unavailable("item without body".into()))?;
+    let raw =
+        get_s(item, "body").ok_or_else(|| StoreError::Unavailable("item without body".into()))?;
     serde_json::from_str(raw).map_err(|e| StoreError::Unavailable(format!("stored JSON: {e}")))
 }
 
@@ -101,32 +111,51 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
 fn read_notification(item: &Item) -> Result<Notification, StoreError> {
     let mut n: Notification = body(item)?;
     let status = get_s(item, "status").unwrap_or_default();
-    n.status = Status::parse(status).ok_or_else(|| StoreError::Unavailable(format!("unknown status {status}")))?;
-    n.send_at = get_n(item, "send_at").and_then(|ms| Timestamp::from_millisecond(ms).ok()).unwrap_or(n.send_at);
+    n.status = Status::parse(status)
+        .ok_or_else(|| StoreError::Unavailable(format!("unknown status {status}")))?;
+    n.send_at = get_n(item, "send_at")
+        .and_then(|ms| Timestamp::from_millisecond(ms).ok())
+        .unwrap_or(n.send_at);
     Ok(n)
 }
 
 /// An opaque cursor: the key attributes of the last item of a page.
 fn encode_cursor(item: &Item, names: &[&str]) -> String {
-    let map: HashMap<&str, &str> = names.iter().filter_map(|k| get_s(item, k).map(|v| (*k, v))).collect();
+    let map: HashMap<&str, &str> = names
+        .iter()
+        .filter_map(|k| get_s(item, k).map(|v| (*k, v)))
+        .collect();
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(&map).expect("strings serialize"))
 }
 
 fn decode_cursor(raw: &str, names: &[&str]) -> Result<Item, StoreError> {
-    let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| StoreError::BadCursor)?;
-    let map: HashMap<String, String> = serde_json::from_slice(&bytes).map_err(|_| StoreError::BadCursor)?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(raw)
+        .map_err(|_| StoreError::BadCursor)?;
+    let map: HashMap<String, String> =
+        serde_json::from_slice(&bytes).map_err(|_| StoreError::BadCursor)?;
     if map.len() != names.len() || !names.iter().all(|k| map.contains_key(*k)) {
         return Err(StoreError::BadCursor);
     }
     Ok(map.into_iter().map(|(k, v)| (k, s(v))).collect())
 }
 
-fn is_condition_failure<E: aws_smithy_types::error::metadata::ProvideErrorMetadata>(e: &aws_sdk_dynamodb::error::SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>) -> bool {
+fn is_condition_failure<E: aws_smithy_types::error::metadata::ProvideErrorMetadata>(
+    e: &aws_sdk_dynamodb::error::SdkError<
+        E,
+        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+    >,
+) -> bool {
     e.as_service_error().and_then(|se| se.code()) == Some("ConditionalCheckFailedException")
 }
 
 /// Whether a cancelled transaction failed only on its condition checks.
-fn cancelled_by_condition(e: &aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, aws_smithy_runtime_api::client::orchestrator::HttpResponse>) -> bool {
+fn cancelled_by_condition(
+    e: &aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+    >,
+) -> bool {
     match e.as_service_error() {
         Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c)) => {
             let reasons = c.cancellation_reasons();
@@ -153,7 +182,13 @@ impl DynamoStore {
     async fn put_body(&self, pk: String, sk: &str, body: String) -> Result<(), StoreError> {
         let mut item = key(pk, sk);
         item.insert("body".into(), s(body));
-        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(err)?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(err)?;
         Ok(())
     }
 
@@ -171,7 +206,13 @@ impl DynamoStore {
     }
 
     /// The counter update that goes with a delivery changing from `from` (none: a new row) to `to`.
-    fn count_update(&self, id: &NotificationId, recipient: &str, from: Option<DeliveryStatus>, to: DeliveryStatus) -> Result<TransactWriteItem, StoreError> {
+    fn count_update(
+        &self,
+        id: &NotificationId,
+        recipient: &str,
+        from: Option<DeliveryStatus>,
+        to: DeliveryStatus,
+    ) -> Result<TransactWriteItem, StoreError> {
         let mut update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key(ntf_pk(id), &shard_sk(recipient))))
@@ -179,7 +220,9 @@ impl DynamoStore {
             .expression_attribute_values(":one", n(1));
         let expression = match from {
             Some(from) => {
-                update = update.expression_attribute_names("#from", from.as_str()).expression_attribute_values(":minus", n(-1));
+                update = update
+                    .expression_attribute_names("#from", from.as_str())
+                    .expression_attribute_values(":minus", n(-1));
                 "ADD #to :one, #from :minus"
             }
             None => {
@@ -187,7 +230,10 @@ impl DynamoStore {
                 "ADD #to :one, #recipients :one"
             }
         };
-        let update = update.update_expression(expression).build().map_err(build_err)?;
+        let update = update
+            .update_expression(expression)
+            .build()
+            .map_err(build_err)?;
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
@@ -228,7 +274,15 @@ impl DynamoStore {
         }
     }
 
-    async fn query_page(&self, index: Option<&str>, key_condition: &str, values: Item, limit: usize, start: Option<Item>, forward: bool) -> Result<Vec<Item>, StoreError> {
+    async fn query_page(
+        &self,
+        index: Option<&str>,
+        key_condition: &str,
+        values: Item,
+        limit: usize,
+        start: Option<Item>,
+        forward: bool,
+    ) -> Result<Vec<Item>, StoreError> {
         let out = self
             .client
             .query()
@@ -249,11 +303,15 @@ impl DynamoStore {
 #[async_trait]
 impl Store for DynamoStore {
     async fn put_user(&self, user: &User) -> Result<(), StoreError> {
-        self.put_body(format!("U#{}", user.id), "U", to_json(user)?).await
+        self.put_body(format!("U#{}", user.id), "U", to_json(user)?)
+            .await
     }
 
     async fn get_user(&self, id: &UserId) -> Result<Option<User>, StoreError> {
-        self.get(format!("U#{id}"), "U").await?.map(|i| body(&i)).transpose()
+        self.get(format!("U#{id}"), "U")
+            .await?
+            .map(|i| body(&i))
+            .transpose()
     }
 
     async fn delete_user(&self, id: &UserId) -> Result<bool, StoreError> {
@@ -261,26 +319,41 @@ impl Store for DynamoStore {
     }
 
     async fn put_template(&self, template: &Template) -> Result<(), StoreError> {
-        self.put_body(format!("T#{}", template.id), "T", to_json(template)?).await
+        self.put_body(format!("T#{}", template.id), "T", to_json(template)?)
+            .await
     }
 
     async fn get_template(&self, id: &TemplateId) -> Result<Option<Template>, StoreError> {
-        self.get(format!("T#{id}"), "T").await?.map(|i| body(&i)).transpose()
+        self.get(format!("T#{id}"), "T")
+            .await?
+            .map(|i| body(&i))
+            .transpose()
     }
 
     async fn delete_template(&self, id: &TemplateId) -> Result<bool, StoreError> {
         self.delete(format!("T#{id}"), "T").await
     }
 
-    async fn find_idempotency(&self, key: &IdempotencyKey, now: Timestamp) -> Result<Option<IdempotencyRecord>, StoreError> {
+    async fn find_idempotency(
+        &self,
+        key: &IdempotencyKey,
+        now: Timestamp,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
         // TTL deletes expired items only eventually: check the expiry here too.
         match self.get(format!("I#{}", key.as_str()), "I").await? {
-            Some(item) if get_n(&item, "expires_at").unwrap_or(0) > now.as_millisecond() => Ok(Some(body(&item)?)),
+            Some(item) if get_n(&item, "expires_at").unwrap_or(0) > now.as_millisecond() => {
+                Ok(Some(body(&item)?))
+            }
             _ => Ok(None),
         }
     }
 
-    async fn insert_notification(&self, n_: &Notification, idem: Option<&IdempotencyRecord>, now: Timestamp) -> Result<InsertOutcome, StoreError> {
+    async fn insert_notification(
+        &self,
+        n_: &Notification,
+        idem: Option<&IdempotencyRecord>,
+        now: Timestamp,
+    ) -> Result<InsertOutcome, StoreError> {
         let mut item = key(ntf_pk(&n_.id), "N");
         item.insert("body".into(), s(to_json(n_)?));
         item.insert("status".into(), s(n_.status.as_str()));
@@ -296,7 +369,10 @@ impl Store for DynamoStore {
             .condition_expression("attribute_not_exists(PK)")
             .build()
             .map_err(build_err)?;
-        let mut tx = self.client.transact_write_items().transact_items(TransactWriteItem::builder().put(put).build());
+        let mut tx = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build());
         if let Some(record) = idem {
             let mut item = key(format!("I#{}", record.key), "I");
             item.insert("body".into(), s(to_json(record)?));
@@ -315,21 +391,35 @@ impl Store for DynamoStore {
         match tx.send().await {
             Ok(_) => Ok(InsertOutcome::Inserted),
             Err(e) if idem.is_some() && cancelled_by_condition(&e) => {
-                let key = IdempotencyKey::parse(&idem.expect("checked").key).map_err(|e| StoreError::Unavailable(e.0))?;
+                let key = IdempotencyKey::parse(&idem.expect("checked").key)
+                    .map_err(|e| StoreError::Unavailable(e.0))?;
                 match self.find_idempotency(&key, now).await? {
                     Some(existing) => Ok(InsertOutcome::KeyTaken(existing)),
-                    None => Err(StoreError::Unavailable("idempotency record vanished during insert".into())),
+                    None => Err(StoreError::Unavailable(
+                        "idempotency record vanished during insert".into(),
+                    )),
                 }
             }
             Err(e) => Err(err(e)),
         }
     }
 
-    async fn get_notification(&self, id: &NotificationId) -> Result<Option<Notification>, StoreError> {
-        self.get(ntf_pk(id), "N").await?.map(|i| read_notification(&i)).transpose()
+    async fn get_notification(
+        &self,
+        id: &NotificationId,
+    ) -> Result<Option<Notification>, StoreError> {
+        self.get(ntf_pk(id), "N")
+            .await?
+            .map(|i| read_notification(&i))
+            .transpose()
     }
 
-    async fn list_notifications(&self, status: Option<Status>, limit: usize, cursor: Option<&str>) -> Result<Page<Notification>, StoreError> {
+    async fn list_notifications(
+        &self,
+        status: Option<Status>,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Notification>, StoreError> {
         let (index, pk_name, sk_name, pk) = match status {
             None => ("GSI1", "GSI1PK", "GSI1SK", "N".to_owned()),
             Some(st) => ("GSI2", "GSI2PK", "GSI2SK", format!("S#{}", st.as_str())),
@@ -342,14 +432,30 @@ impl Store for DynamoStore {
             }
         }
         let items = self
-            .query_page(Some(index), &format!("{pk_name} = :pk"), HashMap::from([(":pk".to_owned(), s(pk))]), limit, start, false)
+            .query_page(
+                Some(index),
+                &format!("{pk_name} = :pk"),
+                HashMap::from([(":pk".to_owned(), s(pk))]),
+                limit,
+                start,
+                false,
+            )
             .await?;
         let next_cursor = (items.len() > limit).then(|| encode_cursor(&items[limit - 1], &names));
-        let items = items.iter().take(limit).map(read_notification).collect::<Result<_, _>>()?;
+        let items = items
+            .iter()
+            .take(limit)
+            .map(read_notification)
+            .collect::<Result<_, _>>()?;
         Ok(Page { items, next_cursor })
     }
 
-    async fn transition(&self, id: &NotificationId, from: &[Status], to: Status) -> Result<bool, StoreError> {
+    async fn transition(
+        &self,
+        id: &NotificationId,
+        from: &[Status],
+        to: Status,
+    ) -> Result<bool, StoreError> {
         let placeholders: Vec<String> = (0..from.len()).map(|i| format!(":f{i}")).collect();
         let mut req = self
             .client
@@ -357,7 +463,10 @@ impl Store for DynamoStore {
             .table_name(&self.table)
             .set_key(Some(key(ntf_pk(id), "N")))
             .update_expression("SET #status = :to, GSI2PK = :gsi")
-            .condition_expression(format!("attribute_exists(PK) AND #status IN ({})", placeholders.join(", ")))
+            .condition_expression(format!(
+                "attribute_exists(PK) AND #status IN ({})",
+                placeholders.join(", ")
+            ))
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":to", s(to.as_str()))
             .expression_attribute_values(":gsi", s(format!("S#{}", to.as_str())));
@@ -416,15 +525,25 @@ impl Store for DynamoStore {
         Ok(())
     }
 
-    async fn claim_delivery(&self, k: &DeliveryKey, now: Timestamp, lease_until: Timestamp) -> Result<Claim, StoreError> {
-        let item_key = key(ntf_pk(&k.notification_id), &delivery_sk(&k.recipient, k.channel));
+    async fn claim_delivery(
+        &self,
+        k: &DeliveryKey,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<Claim, StoreError> {
+        let item_key = key(
+            ntf_pk(&k.notification_id),
+            &delivery_sk(&k.recipient, k.channel),
+        );
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(item_key.clone()))
             .update_expression("SET lease_until = :lease ADD attempts :one")
-            .condition_expression("#status = :pending AND (attribute_not_exists(lease_until) OR lease_until <= :now)")
+            .condition_expression(
+                "#status = :pending AND (attribute_not_exists(lease_until) OR lease_until <= :now)",
+            )
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":lease", n(lease_until.as_millisecond()))
             .expression_attribute_values(":one", n(1))
@@ -435,11 +554,22 @@ impl Store for DynamoStore {
             .await;
         match result {
             Ok(out) => {
-                let attempt = out.attributes.as_ref().and_then(|a| get_n(a, "attempts")).unwrap_or(1);
-                Ok(Claim::Claimed { attempt: attempt as u32 })
+                let attempt = out
+                    .attributes
+                    .as_ref()
+                    .and_then(|a| get_n(a, "attempts"))
+                    .unwrap_or(1);
+                Ok(Claim::Claimed {
+                    attempt: attempt as u32,
+                })
             }
             Err(e) if is_condition_failure(&e) => {
-                let item = self.get(get_s(&item_key, "PK").unwrap_or_default().to_owned(), get_s(&item_key, "SK").unwrap_or_default()).await?;
+                let item = self
+                    .get(
+                        get_s(&item_key, "PK").unwrap_or_default().to_owned(),
+                        get_s(&item_key, "SK").unwrap_or_default(),
+                    )
+                    .await?;
                 Ok(match item.as_ref().and_then(|i| get_s(i, "status")) {
                     Some("pending") => Claim::Busy,
                     _ => Claim::Done,
@@ -450,8 +580,14 @@ impl Store for DynamoStore {
     }
 
     async fn record_outcome(&self, k: &DeliveryKey, outcome: &Outcome) -> Result<(), StoreError> {
-        let item_key = key(ntf_pk(&k.notification_id), &delivery_sk(&k.recipient, k.channel));
-        let update = Update::builder().table_name(&self.table).set_key(Some(item_key)).expression_attribute_names("#status", "status");
+        let item_key = key(
+            ntf_pk(&k.notification_id),
+            &delivery_sk(&k.recipient, k.channel),
+        );
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(item_key))
+            .expression_attribute_names("#status", "status");
         let (update, to) = match outcome {
             Outcome::Retry { error } => {
                 // Still pending: no count changes, so no transaction.
@@ -500,7 +636,12 @@ impl Store for DynamoStore {
             .client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().update(update).build())
-            .transact_items(self.count_update(&k.notification_id, &k.recipient, Some(DeliveryStatus::Pending), to)?)
+            .transact_items(self.count_update(
+                &k.notification_id,
+                &k.recipient,
+                Some(DeliveryStatus::Pending),
+                to,
+            )?)
             .send()
             .await;
         match result {
@@ -511,7 +652,12 @@ impl Store for DynamoStore {
         }
     }
 
-    async fn list_deliveries(&self, id: &NotificationId, limit: usize, cursor: Option<&str>) -> Result<Page<Delivery>, StoreError> {
+    async fn list_deliveries(
+        &self,
+        id: &NotificationId,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Delivery>, StoreError> {
         let names = ["PK", "SK"];
         let start = cursor.map(|c| decode_cursor(c, &names)).transpose()?;
         let pk = ntf_pk(id);
@@ -533,23 +679,34 @@ impl Store for DynamoStore {
         let next_cursor = (items.len() > limit).then(|| encode_cursor(&items[limit - 1], &names));
         let mut out = Vec::with_capacity(limit.min(items.len()));
         for item in items.iter().take(limit) {
-            let bad = |what: &str| StoreError::Unavailable(format!("stored delivery has a bad {what}"));
+            let bad =
+                |what: &str| StoreError::Unavailable(format!("stored delivery has a bad {what}"));
             out.push(Delivery {
                 key: DeliveryKey {
                     notification_id: id.clone(),
-                    recipient: get_s(item, "recipient").ok_or_else(|| bad("recipient"))?.to_owned(),
-                    channel: Channel::parse(get_s(item, "channel").unwrap_or_default()).map_err(|_| bad("channel"))?,
+                    recipient: get_s(item, "recipient")
+                        .ok_or_else(|| bad("recipient"))?
+                        .to_owned(),
+                    channel: Channel::parse(get_s(item, "channel").unwrap_or_default())
+                        .map_err(|_| bad("channel"))?,
                 },
-                user_id: get_s(item, "user_id").map(UserId::parse).transpose().map_err(|_| bad("user id"))?,
+                user_id: get_s(item, "user_id")
+                    .map(UserId::parse)
+                    .transpose()
+                    .map_err(|_| bad("user id"))?,
                 address: get_s(item, "address").map(str::to_owned),
-                status: DeliveryStatus::parse(get_s(item, "status").unwrap_or_default()).ok_or_else(|| bad("status"))?,
+                status: DeliveryStatus::parse(get_s(item, "status").unwrap_or_default())
+                    .ok_or_else(|| bad("status"))?,
                 attempts: get_n(item, "attempts").unwrap_or(0) as u32,
                 error: get_s(item, "error").map(str::to_owned),
                 sent_at: get_n(item, "sent_at").and_then(|ms| Timestamp::from_millisecond(ms).ok()),
                 provider_message_id: get_s(item, "provider_message_id").map(str::to_owned),
             });
         }
-        Ok(Page { items: out, next_cursor })
+        Ok(Page {
+            items: out,
+            next_cursor,
+        })
     }
 
     async fn counts(&self, id: &NotificationId) -> Result<Counts, StoreError> {
@@ -577,8 +734,14 @@ impl Store for DynamoStore {
     }
 
     async fn finish_if_done(&self, id: &NotificationId) -> Result<Option<Status>, StoreError> {
-        let Some(item) = self.get(ntf_pk(id), "N").await? else { return Ok(None) };
-        let fanned_out = item.get("fanned_out").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false);
+        let Some(item) = self.get(ntf_pk(id), "N").await? else {
+            return Ok(None);
+        };
+        let fanned_out = item
+            .get("fanned_out")
+            .and_then(|v| v.as_bool().ok())
+            .copied()
+            .unwrap_or(false);
         if get_s(&item, "status") != Some("sending") || !fanned_out {
             return Ok(None);
         }
@@ -587,6 +750,9 @@ impl Store for DynamoStore {
             return Ok(None);
         }
         let status = Status::finished(&counts);
-        Ok(self.transition(id, &[Status::Sending], status).await?.then_some(status))
+        Ok(self
+            .transition(id, &[Status::Sending], status)
+            .await?
+            .then_some(status))
     }
 }

@@ -19,7 +19,11 @@ fn notification(at: Timestamp, status: Status) -> Notification {
         id: NotificationId::generate(at),
         to: Target::Email(EmailAddress::parse("a@example.com").unwrap()),
         channels: vec![Channel::Email],
-        content: Content::Inline(Parts { subject: Some("s".into()), text: Some("t".into()), ..Default::default() }),
+        content: Content::Inline(Parts {
+            subject: Some("s".into()),
+            text: Some("t".into()),
+            ..Default::default()
+        }),
         send_at: at,
         created_at: at,
         status,
@@ -37,17 +41,34 @@ pub async fn run_all(store: &dyn Store) {
 async fn users_and_templates(store: &dyn Store) {
     let id = UserId::parse("contract-user").unwrap();
     assert_eq!(store.get_user(&id).await.unwrap(), None);
-    let mut user = User { id: id.clone(), email: Some(EmailAddress::parse("u@example.com").unwrap()), phone: None, timezone: None, locale: Some("ko-KR".into()), channels: ChannelPrefs::default() };
+    let mut user = User {
+        id: id.clone(),
+        email: Some(EmailAddress::parse("u@example.com").unwrap()),
+        phone: None,
+        timezone: None,
+        locale: Some("ko-KR".into()),
+        channels: ChannelPrefs::default(),
+    };
     store.put_user(&user).await.unwrap();
     assert_eq!(store.get_user(&id).await.unwrap().as_ref(), Some(&user));
     user.channels.sms = false;
     store.put_user(&user).await.unwrap();
-    assert_eq!(store.get_user(&id).await.unwrap().unwrap().channels.sms, false, "put replaces");
+    assert_eq!(
+        store.get_user(&id).await.unwrap().unwrap().channels.sms,
+        false,
+        "put replaces"
+    );
     assert!(store.delete_user(&id).await.unwrap());
     assert!(!store.delete_user(&id).await.unwrap());
     assert_eq!(store.get_user(&id).await.unwrap(), None);
 
-    let t = Template { id: TemplateId::parse("contract-t").unwrap(), parts: Parts { sms: Some("{{ x }}".into()), ..Default::default() } };
+    let t = Template {
+        id: TemplateId::parse("contract-t").unwrap(),
+        parts: Parts {
+            sms: Some("{{ x }}".into()),
+            ..Default::default()
+        },
+    };
     store.put_template(&t).await.unwrap();
     assert_eq!(store.get_template(&t.id).await.unwrap().as_ref(), Some(&t));
     assert!(store.delete_template(&t.id).await.unwrap());
@@ -66,11 +87,24 @@ async fn idempotency(store: &dyn Store) {
     };
     let expires = t0() + SignedDuration::from_hours(24);
     assert!(store.find_idempotency(&key, t0()).await.unwrap().is_none());
-    assert!(matches!(store.insert_notification(&n1, Some(&record(&n1, expires)), t0()).await.unwrap(), InsertOutcome::Inserted));
-    assert_eq!(store.find_idempotency(&key, t0()).await.unwrap(), Some(record(&n1, expires)));
+    assert!(matches!(
+        store
+            .insert_notification(&n1, Some(&record(&n1, expires)), t0())
+            .await
+            .unwrap(),
+        InsertOutcome::Inserted
+    ));
+    assert_eq!(
+        store.find_idempotency(&key, t0()).await.unwrap(),
+        Some(record(&n1, expires))
+    );
     // A second insert with the same live key stores nothing and hands back the first record.
     let n2 = notification(t0(), Status::Queued);
-    match store.insert_notification(&n2, Some(&record(&n2, expires)), t0()).await.unwrap() {
+    match store
+        .insert_notification(&n2, Some(&record(&n2, expires)), t0())
+        .await
+        .unwrap()
+    {
         InsertOutcome::KeyTaken(existing) => assert_eq!(existing.notification_id, n1.id),
         InsertOutcome::Inserted => panic!("the key was live"),
     }
@@ -80,24 +114,51 @@ async fn idempotency(store: &dyn Store) {
     assert!(store.find_idempotency(&key, later).await.unwrap().is_none());
     let n3 = notification(later, Status::Queued);
     let r3 = record(&n3, later + SignedDuration::from_hours(24));
-    assert!(matches!(store.insert_notification(&n3, Some(&r3), later).await.unwrap(), InsertOutcome::Inserted));
-    assert_eq!(store.find_idempotency(&key, later).await.unwrap().unwrap().notification_id, n3.id);
+    assert!(matches!(
+        store
+            .insert_notification(&n3, Some(&r3), later)
+            .await
+            .unwrap(),
+        InsertOutcome::Inserted
+    ));
+    assert_eq!(
+        store
+            .find_idempotency(&key, later)
+            .await
+            .unwrap()
+            .unwrap()
+            .notification_id,
+        n3.id
+    );
 }
 
 async fn notifications(store: &dyn Store) {
     let base = t0() + SignedDuration::from_hours(1000);
     let mut ids = Vec::new();
     for i in 0..5 {
-        let n = notification(base + SignedDuration::from_secs(i), if i % 2 == 0 { Status::Scheduled } else { Status::Queued });
+        let n = notification(
+            base + SignedDuration::from_secs(i),
+            if i % 2 == 0 {
+                Status::Scheduled
+            } else {
+                Status::Queued
+            },
+        );
         store.insert_notification(&n, None, base).await.unwrap();
-        assert_eq!(store.get_notification(&n.id).await.unwrap().as_ref(), Some(&n));
+        assert_eq!(
+            store.get_notification(&n.id).await.unwrap().as_ref(),
+            Some(&n)
+        );
         ids.push(n.id);
     }
     // Newest first, page by page.
     let mut seen = Vec::new();
     let mut cursor = None;
     loop {
-        let page = store.list_notifications(None, 2, cursor.as_deref()).await.unwrap();
+        let page = store
+            .list_notifications(None, 2, cursor.as_deref())
+            .await
+            .unwrap();
         assert!(page.items.len() <= 2);
         seen.extend(page.items.into_iter().map(|n| n.id));
         match page.next_cursor {
@@ -109,23 +170,72 @@ async fn notifications(store: &dyn Store) {
     let mut expected = ids.clone();
     expected.reverse();
     assert_eq!(mine, expected);
-    let scheduled = store.list_notifications(Some(Status::Scheduled), 1000, None).await.unwrap();
-    assert!(scheduled.items.iter().all(|n| n.status == Status::Scheduled));
-    assert_eq!(scheduled.items.iter().filter(|n| ids.contains(&n.id)).count(), 3);
-    assert!(matches!(store.list_notifications(None, 2, Some("not a cursor")).await, Err(StoreError::BadCursor)));
+    let scheduled = store
+        .list_notifications(Some(Status::Scheduled), 1000, None)
+        .await
+        .unwrap();
+    assert!(
+        scheduled
+            .items
+            .iter()
+            .all(|n| n.status == Status::Scheduled)
+    );
+    assert_eq!(
+        scheduled
+            .items
+            .iter()
+            .filter(|n| ids.contains(&n.id))
+            .count(),
+        3
+    );
+    assert!(matches!(
+        store
+            .list_notifications(None, 2, Some("not a cursor"))
+            .await,
+        Err(StoreError::BadCursor)
+    ));
 
     // Conditional moves.
     let id = &ids[0];
     let later = base + SignedDuration::from_hours(5);
     assert!(store.set_send_at(id, later).await.unwrap());
-    assert_eq!(store.get_notification(id).await.unwrap().unwrap().send_at, later);
-    assert!(!store.transition(id, &[Status::Queued], Status::Sending).await.unwrap());
-    assert!(store.transition(id, &[Status::Scheduled, Status::Queued], Status::Sending).await.unwrap());
-    assert!(!store.transition(id, &[Status::Scheduled], Status::Cancelled).await.unwrap());
-    assert_eq!(store.get_notification(id).await.unwrap().unwrap().status, Status::Sending);
-    assert!(!store.set_send_at(id, base).await.unwrap(), "only while scheduled");
+    assert_eq!(
+        store.get_notification(id).await.unwrap().unwrap().send_at,
+        later
+    );
+    assert!(
+        !store
+            .transition(id, &[Status::Queued], Status::Sending)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .transition(id, &[Status::Scheduled, Status::Queued], Status::Sending)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .transition(id, &[Status::Scheduled], Status::Cancelled)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.get_notification(id).await.unwrap().unwrap().status,
+        Status::Sending
+    );
+    assert!(
+        !store.set_send_at(id, base).await.unwrap(),
+        "only while scheduled"
+    );
     let unknown = NotificationId::generate(base);
-    assert!(!store.transition(&unknown, &[Status::Queued], Status::Sending).await.unwrap());
+    assert!(
+        !store
+            .transition(&unknown, &[Status::Queued], Status::Sending)
+            .await
+            .unwrap()
+    );
     assert!(store.get_notification(&unknown).await.unwrap().is_none());
 }
 
@@ -133,49 +243,175 @@ async fn deliveries(store: &dyn Store) {
     let now = t0() + SignedDuration::from_hours(2000);
     let n = notification(now, Status::Queued);
     store.insert_notification(&n, None, now).await.unwrap();
-    assert!(store.transition(&n.id, &[Status::Queued], Status::Sending).await.unwrap());
-    let recipients: Vec<Recipient> = (0..5).map(|i| Recipient::email(EmailAddress::parse(&format!("r{i}@example.com")).unwrap())).collect();
-    let mut rows: Vec<Delivery> = recipients.iter().map(|r| Delivery::pending(&n.id, r, Channel::Email)).collect();
-    rows.push(Delivery::skipped(&n.id, &recipients[0], Channel::Sms, "the recipient has no phone number"));
+    assert!(
+        store
+            .transition(&n.id, &[Status::Queued], Status::Sending)
+            .await
+            .unwrap()
+    );
+    let recipients: Vec<Recipient> = (0..5)
+        .map(|i| Recipient::email(EmailAddress::parse(&format!("r{i}@example.com")).unwrap()))
+        .collect();
+    let mut rows: Vec<Delivery> = recipients
+        .iter()
+        .map(|r| Delivery::pending(&n.id, r, Channel::Email))
+        .collect();
+    rows.push(Delivery::skipped(
+        &n.id,
+        &recipients[0],
+        Channel::Sms,
+        "the recipient has no phone number",
+    ));
     store.insert_deliveries(&rows).await.unwrap();
     store.insert_deliveries(&rows[..2]).await.unwrap();
-    assert_eq!(store.counts(&n.id).await.unwrap(), Counts { recipients: 6, pending: 5, sent: 0, failed: 0, skipped: 1 });
+    assert_eq!(
+        store.counts(&n.id).await.unwrap(),
+        Counts {
+            recipients: 6,
+            pending: 5,
+            sent: 0,
+            failed: 0,
+            skipped: 1
+        }
+    );
 
-    let key = |i: usize| DeliveryKey { notification_id: n.id.clone(), recipient: recipients[i].key.clone(), channel: Channel::Email };
+    let key = |i: usize| DeliveryKey {
+        notification_id: n.id.clone(),
+        recipient: recipients[i].key.clone(),
+        channel: Channel::Email,
+    };
     let lease = now + SignedDuration::from_secs(60);
-    assert_eq!(store.claim_delivery(&key(0), now, lease).await.unwrap(), Claim::Claimed { attempt: 1 });
-    assert_eq!(store.claim_delivery(&key(0), now, lease).await.unwrap(), Claim::Busy);
+    assert_eq!(
+        store.claim_delivery(&key(0), now, lease).await.unwrap(),
+        Claim::Claimed { attempt: 1 }
+    );
+    assert_eq!(
+        store.claim_delivery(&key(0), now, lease).await.unwrap(),
+        Claim::Busy
+    );
     // An expired lease is taken over.
     let after = lease + SignedDuration::from_secs(1);
-    assert_eq!(store.claim_delivery(&key(0), after, after + SignedDuration::from_secs(60)).await.unwrap(), Claim::Claimed { attempt: 2 });
-    store.record_outcome(&key(0), &Outcome::Sent { provider_message_id: "p0".into(), at: after }).await.unwrap();
-    assert_eq!(store.claim_delivery(&key(0), after, lease).await.unwrap(), Claim::Done);
+    assert_eq!(
+        store
+            .claim_delivery(&key(0), after, after + SignedDuration::from_secs(60))
+            .await
+            .unwrap(),
+        Claim::Claimed { attempt: 2 }
+    );
+    store
+        .record_outcome(
+            &key(0),
+            &Outcome::Sent {
+                provider_message_id: "p0".into(),
+                at: after,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.claim_delivery(&key(0), after, lease).await.unwrap(),
+        Claim::Done
+    );
 
     // Retry releases the lease at once and keeps the attempt count.
-    assert_eq!(store.claim_delivery(&key(1), now, lease).await.unwrap(), Claim::Claimed { attempt: 1 });
-    store.record_outcome(&key(1), &Outcome::Retry { error: "421".into() }).await.unwrap();
-    assert_eq!(store.claim_delivery(&key(1), now, lease).await.unwrap(), Claim::Claimed { attempt: 2 });
-    store.record_outcome(&key(1), &Outcome::Failed { error: "550 no such user".into() }).await.unwrap();
-    let skipped_key = DeliveryKey { notification_id: n.id.clone(), recipient: recipients[0].key.clone(), channel: Channel::Sms };
-    assert_eq!(store.claim_delivery(&skipped_key, now, lease).await.unwrap(), Claim::Done);
+    assert_eq!(
+        store.claim_delivery(&key(1), now, lease).await.unwrap(),
+        Claim::Claimed { attempt: 1 }
+    );
+    store
+        .record_outcome(
+            &key(1),
+            &Outcome::Retry {
+                error: "421".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.claim_delivery(&key(1), now, lease).await.unwrap(),
+        Claim::Claimed { attempt: 2 }
+    );
+    store
+        .record_outcome(
+            &key(1),
+            &Outcome::Failed {
+                error: "550 no such user".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let skipped_key = DeliveryKey {
+        notification_id: n.id.clone(),
+        recipient: recipients[0].key.clone(),
+        channel: Channel::Sms,
+    };
+    assert_eq!(
+        store
+            .claim_delivery(&skipped_key, now, lease)
+            .await
+            .unwrap(),
+        Claim::Done
+    );
 
-    assert_eq!(store.finish_if_done(&n.id).await.unwrap(), None, "not fanned out yet");
+    assert_eq!(
+        store.finish_if_done(&n.id).await.unwrap(),
+        None,
+        "not fanned out yet"
+    );
     store.mark_fanned_out(&n.id).await.unwrap();
-    assert_eq!(store.finish_if_done(&n.id).await.unwrap(), None, "still pending");
+    assert_eq!(
+        store.finish_if_done(&n.id).await.unwrap(),
+        None,
+        "still pending"
+    );
     for i in 2..5 {
-        assert!(matches!(store.claim_delivery(&key(i), now, lease).await.unwrap(), Claim::Claimed { .. }));
-        store.record_outcome(&key(i), &Outcome::Sent { provider_message_id: format!("p{i}"), at: now }).await.unwrap();
+        assert!(matches!(
+            store.claim_delivery(&key(i), now, lease).await.unwrap(),
+            Claim::Claimed { .. }
+        ));
+        store
+            .record_outcome(
+                &key(i),
+                &Outcome::Sent {
+                    provider_message_id: format!("p{i}"),
+                    at: now,
+                },
+            )
+            .await
+            .unwrap();
     }
-    assert_eq!(store.counts(&n.id).await.unwrap(), Counts { recipients: 6, pending: 0, sent: 4, failed: 1, skipped: 1 });
-    assert_eq!(store.finish_if_done(&n.id).await.unwrap(), Some(Status::PartiallyFailed));
-    assert_eq!(store.get_notification(&n.id).await.unwrap().unwrap().status, Status::PartiallyFailed);
-    assert_eq!(store.finish_if_done(&n.id).await.unwrap(), None, "finishes once");
+    assert_eq!(
+        store.counts(&n.id).await.unwrap(),
+        Counts {
+            recipients: 6,
+            pending: 0,
+            sent: 4,
+            failed: 1,
+            skipped: 1
+        }
+    );
+    assert_eq!(
+        store.finish_if_done(&n.id).await.unwrap(),
+        Some(Status::PartiallyFailed)
+    );
+    assert_eq!(
+        store.get_notification(&n.id).await.unwrap().unwrap().status,
+        Status::PartiallyFailed
+    );
+    assert_eq!(
+        store.finish_if_done(&n.id).await.unwrap(),
+        None,
+        "finishes once"
+    );
 
     // Pages of deliveries cover every row once.
     let mut all = Vec::new();
     let mut cursor = None;
     loop {
-        let page = store.list_deliveries(&n.id, 4, cursor.as_deref()).await.unwrap();
+        let page = store
+            .list_deliveries(&n.id, 4, cursor.as_deref())
+            .await
+            .unwrap();
         all.extend(page.items);
         match page.next_cursor {
             Some(c) => cursor = Some(c),
@@ -184,12 +420,28 @@ async fn deliveries(store: &dyn Store) {
     }
     assert_eq!(all.len(), 6);
     let first = all.iter().find(|d| d.key == key(0)).unwrap();
-    assert_eq!((first.status, first.attempts, first.provider_message_id.as_deref()), (DeliveryStatus::Sent, 2, Some("p0")));
+    assert_eq!(
+        (
+            first.status,
+            first.attempts,
+            first.provider_message_id.as_deref()
+        ),
+        (DeliveryStatus::Sent, 2, Some("p0"))
+    );
     assert_eq!(first.sent_at, Some(after));
     assert_eq!(first.address.as_deref(), Some("r0@example.com"));
     let failed = all.iter().find(|d| d.key == key(1)).unwrap();
-    assert_eq!((failed.status, failed.error.as_deref()), (DeliveryStatus::Failed, Some("550 no such user")));
+    assert_eq!(
+        (failed.status, failed.error.as_deref()),
+        (DeliveryStatus::Failed, Some("550 no such user"))
+    );
     let skipped = all.iter().find(|d| d.key.channel == Channel::Sms).unwrap();
-    assert_eq!((skipped.status, skipped.address.as_deref()), (DeliveryStatus::Skipped, None));
-    assert!(matches!(store.list_deliveries(&n.id, 4, Some("%%%")).await, Err(StoreError::BadCursor)));
+    assert_eq!(
+        (skipped.status, skipped.address.as_deref()),
+        (DeliveryStatus::Skipped, None)
+    );
+    assert!(matches!(
+        store.list_deliveries(&n.id, 4, Some("%%%")).await,
+        Err(StoreError::BadCursor)
+    ));
 }

@@ -2,8 +2,8 @@
 //! notification (accept → fanout → dispatch) and the HTTP API. No AWS and no SQLite in here.
 
 pub mod api;
-pub mod delivery;
 pub mod contract;
+pub mod delivery;
 pub mod domain;
 pub mod error;
 pub mod jobs;

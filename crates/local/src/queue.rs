@@ -254,38 +254,90 @@ mod tests {
     #[tokio::test]
     async fn lease_ack_retry_and_dead_letter() {
         let q = SqliteQueues::new(Db::open_in_memory().unwrap());
-        q.enqueue(QueueName::Dispatch, vec!["a".into(), "b".into()]).await.unwrap();
+        q.enqueue(QueueName::Dispatch, vec!["a".into(), "b".into()])
+            .await
+            .unwrap();
         let vis = Duration::from_secs(60);
         let got = q.receive(QueueName::Dispatch, 10, vis, 3).await.unwrap();
-        assert_eq!(got.iter().map(|j| j.payload.as_str()).collect::<Vec<_>>(), ["a", "b"]);
-        assert!(q.receive(QueueName::Dispatch, 10, vis, 3).await.unwrap().is_empty(), "leased jobs are invisible");
-        assert!(q.receive(QueueName::Fanout, 10, vis, 3).await.unwrap().is_empty(), "queues are separate");
+        assert_eq!(
+            got.iter().map(|j| j.payload.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert!(
+            q.receive(QueueName::Dispatch, 10, vis, 3)
+                .await
+                .unwrap()
+                .is_empty(),
+            "leased jobs are invisible"
+        );
+        assert!(
+            q.receive(QueueName::Fanout, 10, vis, 3)
+                .await
+                .unwrap()
+                .is_empty(),
+            "queues are separate"
+        );
         q.ack(got[0].id).await.unwrap();
-        q.retry(got[1].id, Duration::ZERO, Some("later".into())).await.unwrap();
+        q.retry(got[1].id, Duration::ZERO, Some("later".into()))
+            .await
+            .unwrap();
         let again = q.receive(QueueName::Dispatch, 10, vis, 3).await.unwrap();
         assert_eq!((again.len(), again[0].receives), (1, 2));
         q.retry(again[0].id, Duration::ZERO, None).await.unwrap();
-        assert_eq!(q.receive(QueueName::Dispatch, 10, vis, 3).await.unwrap()[0].receives, 3);
+        assert_eq!(
+            q.receive(QueueName::Dispatch, 10, vis, 3).await.unwrap()[0].receives,
+            3
+        );
         q.retry(again[0].id, Duration::ZERO, None).await.unwrap();
-        assert!(q.receive(QueueName::Dispatch, 10, vis, 3).await.unwrap().is_empty(), "a fourth receive dead-letters it");
+        assert!(
+            q.receive(QueueName::Dispatch, 10, vis, 3)
+                .await
+                .unwrap()
+                .is_empty(),
+            "a fourth receive dead-letters it"
+        );
         assert_eq!(q.depth(QueueName::Dispatch).await.unwrap(), (0, 1));
         assert_eq!(q.redrive(QueueName::Dispatch).await.unwrap(), 1);
-        assert_eq!(q.receive(QueueName::Dispatch, 10, vis, 3).await.unwrap()[0].payload, "b");
+        assert_eq!(
+            q.receive(QueueName::Dispatch, 10, vis, 3).await.unwrap()[0].payload,
+            "b"
+        );
     }
 
     #[tokio::test]
     async fn a_crashed_run_gives_its_leases_back_at_start() {
         let db = Db::open_in_memory().unwrap();
         let q = SqliteQueues::new(db.clone());
-        q.enqueue(QueueName::Fanout, vec!["x".into()]).await.unwrap();
+        q.enqueue(QueueName::Fanout, vec!["x".into()])
+            .await
+            .unwrap();
         let vis = Duration::from_secs(3600);
-        assert_eq!(q.receive(QueueName::Fanout, 1, vis, 5).await.unwrap().len(), 1);
+        assert_eq!(
+            q.receive(QueueName::Fanout, 1, vis, 5).await.unwrap().len(),
+            1
+        );
         let delayed = q.clone();
-        delayed.enqueue(QueueName::Fanout, vec!["y".into()]).await.unwrap();
-        let y = q.receive(QueueName::Fanout, 1, vis, 5).await.unwrap().remove(0);
-        q.retry(y.id, Duration::from_secs(3600), None).await.unwrap();
-        assert_eq!(db.release_stale_leases().await.unwrap().0, 1, "only the leased job, not the delayed retry");
+        delayed
+            .enqueue(QueueName::Fanout, vec!["y".into()])
+            .await
+            .unwrap();
+        let y = q
+            .receive(QueueName::Fanout, 1, vis, 5)
+            .await
+            .unwrap()
+            .remove(0);
+        q.retry(y.id, Duration::from_secs(3600), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            db.release_stale_leases().await.unwrap().0,
+            1,
+            "only the leased job, not the delayed retry"
+        );
         let got = q.receive(QueueName::Fanout, 10, vis, 5).await.unwrap();
-        assert_eq!(got.iter().map(|j| j.payload.as_str()).collect::<Vec<_>>(), ["x"]);
+        assert_eq!(
+            got.iter().map(|j| j.payload.as_str()).collect::<Vec<_>>(),
+            ["x"]
+        );
     }
 }

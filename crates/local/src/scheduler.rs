@@ -166,15 +166,47 @@ mod tests {
         let t: Timestamp = "2026-11-21T00:00:00Z".parse().unwrap();
         let a = NotificationId::generate(t);
         let b = NotificationId::generate(t);
-        s.schedule(&a, t + jiff::SignedDuration::from_secs(10)).await.unwrap();
-        s.schedule(&b, t + jiff::SignedDuration::from_secs(20)).await.unwrap();
-        s.schedule(&a, t + jiff::SignedDuration::from_secs(30)).await.unwrap();
-        assert_eq!(s.fire_due(t + jiff::SignedDuration::from_secs(10)).await.unwrap(), 0, "a was moved to +30s");
-        assert_eq!(s.fire_due(t + jiff::SignedDuration::from_secs(25)).await.unwrap(), 1);
-        assert_eq!(s.fire_due(t + jiff::SignedDuration::from_secs(25)).await.unwrap(), 0, "fired once");
+        s.schedule(&a, t + jiff::SignedDuration::from_secs(10))
+            .await
+            .unwrap();
+        s.schedule(&b, t + jiff::SignedDuration::from_secs(20))
+            .await
+            .unwrap();
+        s.schedule(&a, t + jiff::SignedDuration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.fire_due(t + jiff::SignedDuration::from_secs(10))
+                .await
+                .unwrap(),
+            0,
+            "a was moved to +30s"
+        );
+        assert_eq!(
+            s.fire_due(t + jiff::SignedDuration::from_secs(25))
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            s.fire_due(t + jiff::SignedDuration::from_secs(25))
+                .await
+                .unwrap(),
+            0,
+            "fired once"
+        );
         s.cancel(&a).await.unwrap();
-        assert_eq!(s.fire_due(t + jiff::SignedDuration::from_secs(99)).await.unwrap(), 0, "cancelled");
-        let jobs = q.receive(QueueName::Fanout, 10, Duration::from_secs(5), 5).await.unwrap();
+        assert_eq!(
+            s.fire_due(t + jiff::SignedDuration::from_secs(99))
+                .await
+                .unwrap(),
+            0,
+            "cancelled"
+        );
+        let jobs = q
+            .receive(QueueName::Fanout, 10, Duration::from_secs(5), 5)
+            .await
+            .unwrap();
         let job: FanoutJob = serde_json::from_str(&jobs[0].payload).unwrap();
         assert_eq!((jobs.len(), job.notification_id), (1, b));
     }
