@@ -426,10 +426,10 @@ impl Store for DynamoStore {
         };
         let names = ["PK", "SK", pk_name, sk_name];
         let start = cursor.map(|c| decode_cursor(c, &names)).transpose()?;
-        if let Some(start) = &start {
-            if get_s(start, pk_name) != Some(pk.as_str()) {
-                return Err(StoreError::BadCursor);
-            }
+        if let Some(start) = &start
+            && get_s(start, pk_name) != Some(pk.as_str())
+        {
+            return Err(StoreError::BadCursor);
         }
         let items = self
             .query_page(
@@ -661,10 +661,10 @@ impl Store for DynamoStore {
         let names = ["PK", "SK"];
         let start = cursor.map(|c| decode_cursor(c, &names)).transpose()?;
         let pk = ntf_pk(id);
-        if let Some(start) = &start {
-            if get_s(start, "PK") != Some(pk.as_str()) {
-                return Err(StoreError::BadCursor);
-            }
+        if let Some(start) = &start
+            && get_s(start, "PK") != Some(pk.as_str())
+        {
+            return Err(StoreError::BadCursor);
         }
         let items = self
             .query_page(
