@@ -162,7 +162,7 @@ async fn now_goes_queued_sending_completed() {
     w.drain().await;
     let n = w.store.get_notification(&a.id).await.unwrap().unwrap();
     assert_eq!(n.status, Status::Completed);
-    let sent = w.email.sent.lock().unwrap();
+    let sent = w.email.sent.lock().unwrap().clone();
     assert_eq!(sent.len(), 1);
     let raw = String::from_utf8(sent[0].raw.clone()).unwrap();
     assert!(
