@@ -8,40 +8,21 @@ fn cfn_lint_reports_no_error() {
     let out = std::process::Command::new(&cfn_lint)
         .arg(repo_root().join("template.yaml"))
         .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "run {} (./scripts/test installs it): {e}",
-                cfn_lint.display()
-            )
-        });
-    assert!(
-        out.status.success(),
-        "cfn-lint:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .unwrap_or_else(|e| panic!("run {} (./scripts/test installs it): {e}", cfn_lint.display()));
+    assert!(out.status.success(), "cfn-lint:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
 fn every_variable_the_code_reads_is_set_by_the_template() {
     let template = std::fs::read_to_string(repo_root().join("template.yaml")).unwrap();
     let config = std::fs::read_to_string(repo_root().join("crates/aws/src/config.rs")).unwrap();
-    let mut names: Vec<&str> = config
-        .split('"')
-        .filter(|s| s.starts_with("NOTIFY_") && !s.contains(' '))
-        .collect();
+    let mut names: Vec<&str> = config.split('"').filter(|s| s.starts_with("NOTIFY_") && !s.contains(' ')).collect();
     names.push("NOTIFY_API_KEY_SECRET_ARN");
     names.sort();
     names.dedup();
     assert!(names.len() >= 10, "{names:?}");
     for name in names {
-        if name == "NOTIFY_RECIPIENTS_PER_JOB" {
-            continue; // optional tuning knob with a default; not a template parameter
-        }
-        assert!(
-            template.contains(&format!("{name}:")),
-            "template.yaml does not set {name}"
-        );
+        assert!(template.contains(&format!("{name}:")), "template.yaml does not set {name}");
     }
     for needle in [
         "provided.al2023",

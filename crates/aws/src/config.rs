@@ -19,13 +19,18 @@ pub struct AwsConfig {
     pub max_attempts: u32,
     /// Recipients per dispatch message.
     pub recipients_per_job: usize,
+    /// Group members the fanout reads per page.
+    pub fanout_page_size: usize,
+    /// Seconds one fanout invocation works before it continues in a new one (below its timeout).
+    pub fanout_time_budget_secs: u64,
+}
+
+fn number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
+    optional(name).map(|v| v.parse().map_err(|_| format!("{name} is not a number"))).transpose().map(|v| v.unwrap_or(default))
 }
 
 fn var(name: &str) -> Result<String, String> {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| format!("{name} is not set"))
+    std::env::var(name).ok().filter(|v| !v.is_empty()).ok_or_else(|| format!("{name} is not set"))
 }
 
 fn optional(name: &str) -> Option<String> {
@@ -46,20 +51,10 @@ impl AwsConfig {
             scheduler_dlq_arn: optional("NOTIFY_SCHEDULER_DLQ_ARN"),
             email_from: var("NOTIFY_EMAIL_FROM")?,
             ses_configuration_set: optional("NOTIFY_SES_CONFIGURATION_SET"),
-            max_attempts: optional("NOTIFY_MAX_ATTEMPTS")
-                .map(|v| {
-                    v.parse()
-                        .map_err(|_| "NOTIFY_MAX_ATTEMPTS is not a number".to_owned())
-                })
-                .transpose()?
-                .unwrap_or(5),
-            recipients_per_job: optional("NOTIFY_RECIPIENTS_PER_JOB")
-                .map(|v| {
-                    v.parse()
-                        .map_err(|_| "NOTIFY_RECIPIENTS_PER_JOB is not a number".to_owned())
-                })
-                .transpose()?
-                .unwrap_or(50),
+            max_attempts: number("NOTIFY_MAX_ATTEMPTS", 5)?,
+            recipients_per_job: number("NOTIFY_RECIPIENTS_PER_JOB", 50)?,
+            fanout_page_size: number("NOTIFY_FANOUT_PAGE_SIZE", 2000)?,
+            fanout_time_budget_secs: number("NOTIFY_FANOUT_TIME_BUDGET_SECS", 40)?,
         })
     }
 }

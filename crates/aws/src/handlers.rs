@@ -9,10 +9,7 @@ use notify_core::services::dispatch::Dispatch;
 use notify_core::services::fanout::Fanout;
 
 fn parse<T: serde::de::DeserializeOwned>(record: &SqsMessage) -> Option<T> {
-    record
-        .body
-        .as_deref()
-        .and_then(|b| serde_json::from_str(b).ok())
+    record.body.as_deref().and_then(|b| serde_json::from_str(b).ok())
 }
 
 /// Fanout: one job per message, in order. A failed message goes back to the queue and, after

@@ -38,9 +38,7 @@ where
                 SendError::permanent(text)
             }
         }
-        SdkError::ConstructionFailure(_) => {
-            SendError::permanent(format!("{service}: the request could not be built: {err}"))
-        }
+        SdkError::ConstructionFailure(_) => SendError::permanent(format!("{service}: the request could not be built: {err}")),
         // Timeouts, connection failures, unreadable responses: the call may pass later.
         _ => SendError::transient(format!("{service}: {}", describe(err))),
     }

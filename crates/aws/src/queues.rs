@@ -13,6 +13,25 @@ use notify_core::ports::{QueueError, Queues};
 use crate::provider_error::describe;
 
 const BATCH: usize = 10;
+/// SQS limits a whole batch to 256 KiB.
+const BATCH_BYTES: usize = 256 * 1024;
+
+/// Groups bodies into batches of at most 10 messages and 256 KiB.
+pub fn batches(bodies: &[String]) -> Vec<&[String]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, b) in bodies.iter().enumerate() {
+        if i > start && (i - start == BATCH || bytes + b.len() > BATCH_BYTES) {
+            out.push(&bodies[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += b.len();
+    }
+    if start < bodies.len() {
+        out.push(&bodies[start..]);
+    }
+    out
+}
 const ATTEMPTS: u32 = 5;
 
 pub struct SqsQueues {
@@ -23,32 +42,19 @@ pub struct SqsQueues {
 
 impl SqsQueues {
     pub fn new(client: Client, fanout_url: String, dispatch_url: String) -> Self {
-        Self {
-            client,
-            fanout_url,
-            dispatch_url,
-        }
+        Self { client, fanout_url, dispatch_url }
     }
 
-    /// Sends every body, 10 per call, retrying only the failed entries.
+    /// Sends every body, 10 (and at most 256 KiB) per call, retrying only the failed entries.
     pub async fn send_all(&self, queue_url: &str, bodies: Vec<String>) -> Result<(), QueueError> {
-        for chunk in bodies.chunks(BATCH) {
-            let mut pending: Vec<(String, &String)> = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, b)| (i.to_string(), b))
-                .collect();
+        for chunk in batches(&bodies) {
+            let mut pending: Vec<(String, &String)> = chunk.iter().enumerate().map(|(i, b)| (i.to_string(), b)).collect();
             let mut attempt = 0;
             while !pending.is_empty() {
                 attempt += 1;
                 let entries = pending
                     .iter()
-                    .map(|(id, body)| {
-                        SendMessageBatchRequestEntry::builder()
-                            .id(id)
-                            .message_body(body.as_str())
-                            .build()
-                    })
+                    .map(|(id, body)| SendMessageBatchRequestEntry::builder().id(id).message_body(body.as_str()).build())
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| QueueError(e.to_string()))?;
                 let out = self
@@ -59,20 +65,12 @@ impl SqsQueues {
                     .send()
                     .await
                     .map_err(|e| QueueError(format!("sqs: {}", describe(&e))))?;
-                let failed: Vec<_> = out
-                    .failed()
-                    .iter()
-                    .map(|f| (f.id().to_owned(), f.sender_fault(), f.code().to_owned()))
-                    .collect();
-                if let Some((_, _, code)) = failed.iter().find(|(_, sender_fault, _)| *sender_fault)
-                {
+                let failed: Vec<_> = out.failed().iter().map(|f| (f.id().to_owned(), f.sender_fault(), f.code().to_owned())).collect();
+                if let Some((_, _, code)) = failed.iter().find(|(_, sender_fault, _)| *sender_fault) {
                     return Err(QueueError(format!("sqs refused a message: {code}")));
                 }
                 if !failed.is_empty() && attempt >= ATTEMPTS {
-                    return Err(QueueError(format!(
-                        "sqs: {} messages still failing after {ATTEMPTS} attempts",
-                        failed.len()
-                    )));
+                    return Err(QueueError(format!("sqs: {} messages still failing after {ATTEMPTS} attempts", failed.len())));
                 }
                 pending.retain(|(id, _)| failed.iter().any(|(f, _, _)| f == id));
                 if !pending.is_empty() {
@@ -99,11 +97,21 @@ impl Queues for SqsQueues {
     }
 
     async fn send_dispatch(&self, jobs: &[DispatchJob]) -> Result<(), QueueError> {
-        let bodies = jobs
-            .iter()
-            .map(serde_json::to_string)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| QueueError(e.to_string()))?;
+        let bodies = jobs.iter().map(serde_json::to_string).collect::<Result<Vec<_>, _>>().map_err(|e| QueueError(e.to_string()))?;
         self.send_all(&self.dispatch_url, bodies).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::batches;
+
+    #[test]
+    fn batches_hold_ten_messages_and_256_kib_at_most() {
+        let small: Vec<String> = (0..25).map(|i| i.to_string()).collect();
+        assert_eq!(batches(&small).iter().map(|b| b.len()).collect::<Vec<_>>(), [10, 10, 5]);
+        let big: Vec<String> = (0..5).map(|_| "x".repeat(100 * 1024)).collect();
+        assert_eq!(batches(&big).iter().map(|b| b.len()).collect::<Vec<_>>(), [2, 2, 1]);
+        assert!(batches(&[]).is_empty());
     }
 }

@@ -4,10 +4,7 @@
 
 use async_trait::async_trait;
 use aws_sdk_scheduler::Client;
-use aws_sdk_scheduler::types::{
-    ActionAfterCompletion, DeadLetterConfig, FlexibleTimeWindow, FlexibleTimeWindowMode,
-    RetryPolicy, Target,
-};
+use aws_sdk_scheduler::types::{ActionAfterCompletion, DeadLetterConfig, FlexibleTimeWindow, FlexibleTimeWindowMode, RetryPolicy, Target};
 use jiff::Timestamp;
 
 use notify_core::domain::NotificationId;
@@ -25,44 +22,20 @@ pub struct EventBridgeScheduler {
 }
 
 impl EventBridgeScheduler {
-    pub fn new(
-        client: Client,
-        group: String,
-        target_arn: String,
-        role_arn: String,
-        dlq_arn: Option<String>,
-    ) -> Self {
-        Self {
-            client,
-            group,
-            target_arn,
-            role_arn,
-            dlq_arn,
-        }
+    pub fn new(client: Client, group: String, target_arn: String, role_arn: String, dlq_arn: Option<String>) -> Self {
+        Self { client, group, target_arn, role_arn, dlq_arn }
     }
 
     fn target(&self, id: &NotificationId) -> Result<Target, SchedulerError> {
-        let input = serde_json::to_string(&FanoutJob {
-            notification_id: id.clone(),
-            cursor: None,
-        })
-        .map_err(|e| SchedulerError(e.to_string()))?;
+        let input =
+            serde_json::to_string(&FanoutJob { notification_id: id.clone(), cursor: None }).map_err(|e| SchedulerError(e.to_string()))?;
         Target::builder()
             .arn(&self.target_arn)
             .role_arn(&self.role_arn)
             .input(input)
             // Scheduler retries a target it cannot reach for up to a day, then uses the DLQ.
-            .retry_policy(
-                RetryPolicy::builder()
-                    .maximum_retry_attempts(185)
-                    .maximum_event_age_in_seconds(86_400)
-                    .build(),
-            )
-            .set_dead_letter_config(
-                self.dlq_arn
-                    .as_ref()
-                    .map(|arn| DeadLetterConfig::builder().arn(arn).build()),
-            )
+            .retry_policy(RetryPolicy::builder().maximum_retry_attempts(185).maximum_event_age_in_seconds(86_400).build())
+            .set_dead_letter_config(self.dlq_arn.as_ref().map(|arn| DeadLetterConfig::builder().arn(arn).build()))
             .build()
             .map_err(|e| SchedulerError(e.to_string()))
     }
@@ -76,10 +49,7 @@ pub fn at_expression(at: Timestamp) -> String {
 }
 
 fn window() -> Result<FlexibleTimeWindow, SchedulerError> {
-    FlexibleTimeWindow::builder()
-        .mode(FlexibleTimeWindowMode::Off)
-        .build()
-        .map_err(|e| SchedulerError(e.to_string()))
+    FlexibleTimeWindow::builder().mode(FlexibleTimeWindowMode::Off).build().map_err(|e| SchedulerError(e.to_string()))
 }
 
 fn err(e: impl std::error::Error) -> SchedulerError {
@@ -104,10 +74,7 @@ impl Scheduler for EventBridgeScheduler {
         match created {
             Ok(_) => Ok(()),
             // It exists (a reschedule, or a replayed request): move it.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conflict_exception()) =>
-            {
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_conflict_exception()) => {
                 self.client
                     .update_schedule()
                     .name(id.as_str())
@@ -127,21 +94,9 @@ impl Scheduler for EventBridgeScheduler {
     }
 
     async fn cancel(&self, id: &NotificationId) -> Result<(), SchedulerError> {
-        match self
-            .client
-            .delete_schedule()
-            .name(id.as_str())
-            .group_name(&self.group)
-            .send()
-            .await
-        {
+        match self.client.delete_schedule().name(id.as_str()).group_name(&self.group).send().await {
             Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_resource_not_found_exception()) =>
-            {
-                Ok(())
-            }
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_not_found_exception()) => Ok(()),
             Err(e) => Err(err(e)),
         }
     }
@@ -153,13 +108,7 @@ mod tests {
 
     #[test]
     fn at_expressions_are_utc_and_never_early() {
-        assert_eq!(
-            at_expression("2026-12-01T09:00:00+09:00".parse().unwrap()),
-            "at(2026-12-01T00:00:00)"
-        );
-        assert_eq!(
-            at_expression("2026-12-01T00:00:00.001Z".parse().unwrap()),
-            "at(2026-12-01T00:00:01)"
-        );
+        assert_eq!(at_expression("2026-12-01T09:00:00+09:00".parse().unwrap()), "at(2026-12-01T00:00:00)");
+        assert_eq!(at_expression("2026-12-01T00:00:00.001Z".parse().unwrap()), "at(2026-12-01T00:00:01)");
     }
 }

@@ -6,23 +6,32 @@
 //! | template | `T#<id>` | `T` | `body` |
 //! | idempotency record | `I#<key>` | `I` | `body`, `expires_at` (ms), `ttl` (s, the table's TTL attribute) |
 //! | notification | `N#<id>` | `N` | `body`, `status`, `send_at`, `fanned_out`; `GSI1PK`=`N`, `GSI1SK`=id (all, newest first); `GSI2PK`=`S#<status>`, `GSI2SK`=id |
+//! | fanned-out page | `N#<id>` | `P#<page>` | (marks the page as counted) |
 //! | delivery | `N#<id>` | `D#<recipient>#<channel>` | `recipient`, `channel`, `status`, `attempts`, `lease_until`, ... |
-//! | count shard | `N#<id>` | `C#<0..15>` | `recipients`, `pending`, `sent`, `failed`, `skipped` |
+//! | count shard | `N#<id>` | `C#<0..15>` | `recipients`, `pending`, `sent`, `failed`, `skipped` (signed; their sums are the counts) |
+//! | group | `G#<id>` | `G` | `name`, `member_count` |
+//! | membership | `G#<id>` | `M#<user>` | `user_id`; `GSI1PK`=`UG#<user>`, `GSI1SK`=`G#<group>` (a user's groups) |
 //!
-//! Counts live in 16 shards per notification, each changed in the same transaction as the
-//! delivery row it counts, so they are exact and no single item takes every write of a big send.
+//! Fanout writes nothing per pending recipient: a page adds its totals to one count shard
+//! (with the page's marker, in one transaction, so a page fanned out twice counts once) and
+//! writes only its `skipped` rows. A pending delivery's row is created by its first claim.
+//! Every outcome changes the row and a count shard in one transaction, so the counts are exact,
+//! and with 16 shards no single item takes every write of a big send.
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Delete, KeysAndAttributes, Put, PutRequest, ReturnValue, TransactWriteItem, Update, WriteRequest,
+};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jiff::Timestamp;
 
 use notify_core::delivery::{Claim, Delivery, DeliveryKey, DeliveryStatus, Outcome};
-use notify_core::domain::{Channel, IdempotencyKey, NotificationId, TemplateId, UserId};
+use notify_core::domain::{Channel, GroupId, IdempotencyKey, NotificationId, TemplateId, UserId};
+use notify_core::group::Group;
 use notify_core::notification::{Counts, Notification, Status};
 use notify_core::ports::{IdempotencyRecord, InsertOutcome, Page, Store, StoreError};
 use notify_core::template::Template;
@@ -43,10 +52,7 @@ pub struct DynamoStore {
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-        }
+        Self { client, table: table.into() }
     }
 }
 
@@ -72,9 +78,7 @@ fn delivery_sk(recipient: &str, channel: Channel) -> String {
 
 fn shard_sk(recipient: &str) -> String {
     // FNV-1a: stable across processes and versions, unlike the std hasher.
-    let hash = recipient.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
+    let hash = recipient.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
     format!("C#{}", hash % COUNT_SHARDS)
 }
 
@@ -87,20 +91,15 @@ fn build_err(e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
 }
 
 fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
-    item.get(name)
-        .and_then(|v| v.as_s().ok())
-        .map(String::as_str)
+    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
 }
 
 fn get_n(item: &Item, name: &str) -> Option<i64> {
-    item.get(name)
-        .and_then(|v| v.as_n().ok())
-        .and_then(|v| v.parse().ok())
+    item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
 }
 
 fn body<T: serde::de::DeserializeOwned>(item: &Item) -> Result<T, StoreError> {
-    let raw =
-        get_s(item, "body").ok_or_else(|| StoreError::Unavailable("item without body".into()))?;
+    let raw = get_s(item, "body").ok_or_else(|| StoreError::Unavailable("item without body".into()))?;
     serde_json::from_str(raw).map_err(|e| StoreError::Unavailable(format!("stored JSON: {e}")))
 }
 
@@ -108,32 +107,49 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| StoreError::Unavailable(format!("JSON: {e}")))
 }
 
+fn delivery_item(d: &Delivery) -> Item {
+    let mut item = key(ntf_pk(&d.key.notification_id), &delivery_sk(&d.key.recipient, d.key.channel));
+    item.insert("recipient".into(), s(&d.key.recipient));
+    item.insert("channel".into(), s(d.key.channel.as_str()));
+    item.insert("status".into(), s(d.status.as_str()));
+    item.insert("attempts".into(), n(d.attempts));
+    if let Some(u) = &d.user_id {
+        item.insert("user_id".into(), s(u.as_str()));
+    }
+    if let Some(a) = &d.address {
+        item.insert("address".into(), s(a));
+    }
+    if let Some(e) = &d.error {
+        item.insert("error".into(), s(e));
+    }
+    item
+}
+
+fn read_group(id: &GroupId, item: &Item) -> Group {
+    Group {
+        id: id.clone(),
+        name: get_s(item, "name").unwrap_or_default().to_owned(),
+        member_count: get_n(item, "member_count").unwrap_or(0).max(0) as u64,
+    }
+}
+
 fn read_notification(item: &Item) -> Result<Notification, StoreError> {
     let mut n: Notification = body(item)?;
     let status = get_s(item, "status").unwrap_or_default();
-    n.status = Status::parse(status)
-        .ok_or_else(|| StoreError::Unavailable(format!("unknown status {status}")))?;
-    n.send_at = get_n(item, "send_at")
-        .and_then(|ms| Timestamp::from_millisecond(ms).ok())
-        .unwrap_or(n.send_at);
+    n.status = Status::parse(status).ok_or_else(|| StoreError::Unavailable(format!("unknown status {status}")))?;
+    n.send_at = get_n(item, "send_at").and_then(|ms| Timestamp::from_millisecond(ms).ok()).unwrap_or(n.send_at);
     Ok(n)
 }
 
 /// An opaque cursor: the key attributes of the last item of a page.
 fn encode_cursor(item: &Item, names: &[&str]) -> String {
-    let map: HashMap<&str, &str> = names
-        .iter()
-        .filter_map(|k| get_s(item, k).map(|v| (*k, v)))
-        .collect();
+    let map: HashMap<&str, &str> = names.iter().filter_map(|k| get_s(item, k).map(|v| (*k, v))).collect();
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(&map).expect("strings serialize"))
 }
 
 fn decode_cursor(raw: &str, names: &[&str]) -> Result<Item, StoreError> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(raw)
-        .map_err(|_| StoreError::BadCursor)?;
-    let map: HashMap<String, String> =
-        serde_json::from_slice(&bytes).map_err(|_| StoreError::BadCursor)?;
+    let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| StoreError::BadCursor)?;
+    let map: HashMap<String, String> = serde_json::from_slice(&bytes).map_err(|_| StoreError::BadCursor)?;
     if map.len() != names.len() || !names.iter().all(|k| map.contains_key(*k)) {
         return Err(StoreError::BadCursor);
     }
@@ -141,10 +157,7 @@ fn decode_cursor(raw: &str, names: &[&str]) -> Result<Item, StoreError> {
 }
 
 fn is_condition_failure<E: aws_smithy_types::error::metadata::ProvideErrorMetadata>(
-    e: &aws_sdk_dynamodb::error::SdkError<
-        E,
-        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
-    >,
+    e: &aws_sdk_dynamodb::error::SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>,
 ) -> bool {
     e.as_service_error().and_then(|se| se.code()) == Some("ConditionalCheckFailedException")
 }
@@ -167,28 +180,15 @@ fn cancelled_by_condition(
 
 impl DynamoStore {
     async fn get(&self, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(pk, sk)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(err)?;
+        let out =
+            self.client.get_item().table_name(&self.table).set_key(Some(key(pk, sk))).consistent_read(true).send().await.map_err(err)?;
         Ok(out.item)
     }
 
     async fn put_body(&self, pk: String, sk: &str, body: String) -> Result<(), StoreError> {
         let mut item = key(pk, sk);
         item.insert("body".into(), s(body));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(err)?;
+        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(err)?;
         Ok(())
     }
 
@@ -220,9 +220,7 @@ impl DynamoStore {
             .expression_attribute_values(":one", n(1));
         let expression = match from {
             Some(from) => {
-                update = update
-                    .expression_attribute_names("#from", from.as_str())
-                    .expression_attribute_values(":minus", n(-1));
+                update = update.expression_attribute_names("#from", from.as_str()).expression_attribute_values(":minus", n(-1));
                 "ADD #to :one, #from :minus"
             }
             None => {
@@ -230,46 +228,94 @@ impl DynamoStore {
                 "ADD #to :one, #recipients :one"
             }
         };
-        let update = update
-            .update_expression(expression)
-            .build()
-            .map_err(build_err)?;
+        let update = update.update_expression(expression).build().map_err(build_err)?;
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
-    async fn insert_delivery(&self, d: &Delivery) -> Result<(), StoreError> {
-        let id = &d.key.notification_id;
-        let mut item = key(ntf_pk(id), &delivery_sk(&d.key.recipient, d.key.channel));
-        item.insert("recipient".into(), s(&d.key.recipient));
-        item.insert("channel".into(), s(d.key.channel.as_str()));
-        item.insert("status".into(), s(d.status.as_str()));
-        item.insert("attempts".into(), n(0));
-        if let Some(u) = &d.user_id {
-            item.insert("user_id".into(), s(u.as_str()));
+    /// Writes rows that never change again (skipped ones) 25 per call, retrying unprocessed items.
+    async fn batch_put(&self, items: Vec<Item>) -> Result<(), StoreError> {
+        for chunk in items.chunks(25) {
+            let mut requests: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|item| {
+                    PutRequest::builder().set_item(Some(item.clone())).build().map(|p| WriteRequest::builder().put_request(p).build())
+                })
+                .collect::<Result<_, _>>()
+                .map_err(build_err)?;
+            for attempt in 0..8u32 {
+                let out = self.client.batch_write_item().request_items(&self.table, requests).send().await.map_err(err)?;
+                requests = out.unprocessed_items.and_then(|mut u| u.remove(&self.table)).unwrap_or_default();
+                if requests.is_empty() {
+                    break;
+                }
+                if attempt == 7 {
+                    return Err(StoreError::Unavailable(format!("dynamodb: {} writes still unprocessed", requests.len())));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(25 << attempt)).await;
+            }
         }
-        if let Some(a) = &d.address {
-            item.insert("address".into(), s(a));
+        Ok(())
+    }
+
+    /// Removes one membership and counts it off the group, in one transaction.
+    async fn remove_member(&self, group: &GroupId, user: &UserId) -> Result<bool, StoreError> {
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("G#{group}"), &format!("M#{user}"))))
+            .condition_expression("attribute_exists(PK)")
+            .build()
+            .map_err(build_err)?;
+        let count = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("G#{group}"), "G")))
+            .update_expression("ADD member_count :minus")
+            .expression_attribute_values(":minus", n(-1))
+            .build()
+            .map_err(build_err)?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().delete(delete).build())
+            .transact_items(TransactWriteItem::builder().update(count).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if cancelled_by_condition(&e) => Ok(false),
+            Err(e) => Err(err(e)),
         }
-        if let Some(e) = &d.error {
-            item.insert("error".into(), s(e));
-        }
+    }
+
+    async fn add_member(&self, group: &GroupId, user: &UserId) -> Result<bool, StoreError> {
+        let mut item = key(format!("G#{group}"), &format!("M#{user}"));
+        item.insert("user_id".into(), s(user.as_str()));
+        item.insert("GSI1PK".into(), s(format!("UG#{user}")));
+        item.insert("GSI1SK".into(), s(format!("G#{group}")));
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(PK)")
             .build()
             .map_err(build_err)?;
+        let count = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("G#{group}"), "G")))
+            .update_expression("ADD member_count :one")
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_values(":one", n(1))
+            .build()
+            .map_err(build_err)?;
         let result = self
             .client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().put(put).build())
-            .transact_items(self.count_update(id, &d.key.recipient, None, d.status)?)
+            .transact_items(TransactWriteItem::builder().update(count).build())
             .send()
             .await;
         match result {
-            Ok(_) => Ok(()),
-            // The row exists: this page was fanned out before. Keep it as it is.
-            Err(e) if cancelled_by_condition(&e) => Ok(()),
+            Ok(_) => Ok(true),
+            // Already a member, or the group is gone.
+            Err(e) if cancelled_by_condition(&e) => Ok(false),
             Err(e) => Err(err(e)),
         }
     }
@@ -303,47 +349,186 @@ impl DynamoStore {
 #[async_trait]
 impl Store for DynamoStore {
     async fn put_user(&self, user: &User) -> Result<(), StoreError> {
-        self.put_body(format!("U#{}", user.id), "U", to_json(user)?)
-            .await
+        self.put_body(format!("U#{}", user.id), "U", to_json(user)?).await
     }
 
     async fn get_user(&self, id: &UserId) -> Result<Option<User>, StoreError> {
-        self.get(format!("U#{id}"), "U")
-            .await?
-            .map(|i| body(&i))
-            .transpose()
+        self.get(format!("U#{id}"), "U").await?.map(|i| body(&i)).transpose()
+    }
+
+    async fn get_users(&self, ids: &[UserId]) -> Result<Vec<User>, StoreError> {
+        let mut users = Vec::with_capacity(ids.len());
+        let mut seen = std::collections::HashSet::new();
+        let unique: Vec<&UserId> = ids.iter().filter(|id| seen.insert(*id)).collect();
+        for chunk in unique.chunks(100) {
+            let mut keys: Vec<Item> = chunk.iter().map(|id| key(format!("U#{id}"), "U")).collect();
+            for attempt in 0..8u32 {
+                let request = KeysAndAttributes::builder().set_keys(Some(keys)).build().map_err(build_err)?;
+                let out = self.client.batch_get_item().request_items(&self.table, request).send().await.map_err(err)?;
+                for item in out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
+                    users.push(body(&item)?);
+                }
+                keys = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).map(|k| k.keys).unwrap_or_default();
+                if keys.is_empty() {
+                    break;
+                }
+                if attempt == 7 {
+                    return Err(StoreError::Unavailable(format!("dynamodb: {} reads still unprocessed", keys.len())));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(25 << attempt)).await;
+            }
+        }
+        Ok(users)
     }
 
     async fn delete_user(&self, id: &UserId) -> Result<bool, StoreError> {
+        // Memberships first: a user that is gone must not stay on a list.
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name("GSI1")
+                .key_condition_expression("GSI1PK = :pk")
+                .expression_attribute_values(":pk", s(format!("UG#{id}")))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(err)?;
+            for item in out.items() {
+                if let Some(group) = get_s(item, "GSI1SK").and_then(|g| g.strip_prefix("G#")).and_then(|g| GroupId::parse(g).ok()) {
+                    self.remove_member(&group, id).await?;
+                }
+            }
+            match out.last_evaluated_key {
+                Some(k) => start = Some(k),
+                None => break,
+            }
+        }
         self.delete(format!("U#{id}"), "U").await
     }
 
-    async fn put_template(&self, template: &Template) -> Result<(), StoreError> {
-        self.put_body(format!("T#{}", template.id), "T", to_json(template)?)
+    async fn put_group(&self, id: &GroupId, name: &str) -> Result<Group, StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("G#{id}"), "G")))
+            .update_expression("SET #name = :name ADD member_count :zero")
+            .expression_attribute_names("#name", "name")
+            .expression_attribute_values(":name", s(name))
+            .expression_attribute_values(":zero", n(0))
+            .return_values(ReturnValue::AllNew)
+            .send()
             .await
+            .map_err(err)?;
+        Ok(read_group(id, &out.attributes.unwrap_or_default()))
+    }
+
+    async fn get_group(&self, id: &GroupId) -> Result<Option<Group>, StoreError> {
+        Ok(self.get(format!("G#{id}"), "G").await?.map(|item| read_group(id, &item)))
+    }
+
+    async fn delete_group(&self, id: &GroupId) -> Result<bool, StoreError> {
+        let existed = self.delete(format!("G#{id}"), "G").await?;
+        // Then its memberships, a page at a time (a notification already fanned out keeps its rows).
+        loop {
+            let page = self.list_members(id, 1000, None).await?;
+            if page.items.is_empty() {
+                break;
+            }
+            for chunk in page.items.chunks(25) {
+                let requests: Vec<WriteRequest> = chunk
+                    .iter()
+                    .map(|u| {
+                        aws_sdk_dynamodb::types::DeleteRequest::builder()
+                            .set_key(Some(key(format!("G#{id}"), &format!("M#{u}"))))
+                            .build()
+                            .map(|d| WriteRequest::builder().delete_request(d).build())
+                    })
+                    .collect::<Result<_, _>>()
+                    .map_err(build_err)?;
+                let mut pending = requests;
+                for attempt in 0..8u32 {
+                    let out = self.client.batch_write_item().request_items(&self.table, pending).send().await.map_err(err)?;
+                    pending = out.unprocessed_items.and_then(|mut u| u.remove(&self.table)).unwrap_or_default();
+                    if pending.is_empty() {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(25 << attempt)).await;
+                }
+            }
+        }
+        Ok(existed)
+    }
+
+    async fn add_members(&self, id: &GroupId, users: &[UserId]) -> Result<u64, StoreError> {
+        let mut added = 0;
+        for chunk in users.chunks(WRITE_CONCURRENCY) {
+            let mut writes = Vec::with_capacity(chunk.len());
+            for u in chunk {
+                writes.push(self.add_member(id, u));
+            }
+            added += futures::future::try_join_all(writes).await?.into_iter().filter(|a| *a).count() as u64;
+        }
+        Ok(added)
+    }
+
+    async fn remove_members(&self, id: &GroupId, users: &[UserId]) -> Result<u64, StoreError> {
+        let mut removed = 0;
+        for chunk in users.chunks(WRITE_CONCURRENCY) {
+            let mut writes = Vec::with_capacity(chunk.len());
+            for u in chunk {
+                writes.push(self.remove_member(id, u));
+            }
+            removed += futures::future::try_join_all(writes).await?.into_iter().filter(|r| *r).count() as u64;
+        }
+        Ok(removed)
+    }
+
+    async fn list_members(&self, id: &GroupId, limit: usize, cursor: Option<&str>) -> Result<Page<UserId>, StoreError> {
+        let names = ["PK", "SK"];
+        let pk = format!("G#{id}");
+        let start = cursor.map(|c| decode_cursor(c, &names)).transpose()?;
+        if start.as_ref().is_some_and(|st| get_s(st, "PK") != Some(pk.as_str())) {
+            return Err(StoreError::BadCursor);
+        }
+        let items = self
+            .query_page(
+                None,
+                "PK = :pk AND begins_with(SK, :m)",
+                HashMap::from([(":pk".to_owned(), s(pk)), (":m".to_owned(), s("M#"))]),
+                limit,
+                start,
+                true,
+            )
+            .await?;
+        let next_cursor = (items.len() > limit).then(|| encode_cursor(&items[limit - 1], &names));
+        let members = items
+            .iter()
+            .take(limit)
+            .map(|i| UserId::parse(get_s(i, "user_id").unwrap_or_default()).map_err(|e| StoreError::Unavailable(e.0)))
+            .collect::<Result<_, _>>()?;
+        Ok(Page { items: members, next_cursor })
+    }
+
+    async fn put_template(&self, template: &Template) -> Result<(), StoreError> {
+        self.put_body(format!("T#{}", template.id), "T", to_json(template)?).await
     }
 
     async fn get_template(&self, id: &TemplateId) -> Result<Option<Template>, StoreError> {
-        self.get(format!("T#{id}"), "T")
-            .await?
-            .map(|i| body(&i))
-            .transpose()
+        self.get(format!("T#{id}"), "T").await?.map(|i| body(&i)).transpose()
     }
 
     async fn delete_template(&self, id: &TemplateId) -> Result<bool, StoreError> {
         self.delete(format!("T#{id}"), "T").await
     }
 
-    async fn find_idempotency(
-        &self,
-        key: &IdempotencyKey,
-        now: Timestamp,
-    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+    async fn find_idempotency(&self, key: &IdempotencyKey, now: Timestamp) -> Result<Option<IdempotencyRecord>, StoreError> {
         // TTL deletes expired items only eventually: check the expiry here too.
         match self.get(format!("I#{}", key.as_str()), "I").await? {
-            Some(item) if get_n(&item, "expires_at").unwrap_or(0) > now.as_millisecond() => {
-                Ok(Some(body(&item)?))
-            }
+            Some(item) if get_n(&item, "expires_at").unwrap_or(0) > now.as_millisecond() => Ok(Some(body(&item)?)),
             _ => Ok(None),
         }
     }
@@ -369,10 +554,7 @@ impl Store for DynamoStore {
             .condition_expression("attribute_not_exists(PK)")
             .build()
             .map_err(build_err)?;
-        let mut tx = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put).build());
+        let mut tx = self.client.transact_write_items().transact_items(TransactWriteItem::builder().put(put).build());
         if let Some(record) = idem {
             let mut item = key(format!("I#{}", record.key), "I");
             item.insert("body".into(), s(to_json(record)?));
@@ -391,27 +573,18 @@ impl Store for DynamoStore {
         match tx.send().await {
             Ok(_) => Ok(InsertOutcome::Inserted),
             Err(e) if idem.is_some() && cancelled_by_condition(&e) => {
-                let key = IdempotencyKey::parse(&idem.expect("checked").key)
-                    .map_err(|e| StoreError::Unavailable(e.0))?;
+                let key = IdempotencyKey::parse(&idem.expect("checked").key).map_err(|e| StoreError::Unavailable(e.0))?;
                 match self.find_idempotency(&key, now).await? {
                     Some(existing) => Ok(InsertOutcome::KeyTaken(existing)),
-                    None => Err(StoreError::Unavailable(
-                        "idempotency record vanished during insert".into(),
-                    )),
+                    None => Err(StoreError::Unavailable("idempotency record vanished during insert".into())),
                 }
             }
             Err(e) => Err(err(e)),
         }
     }
 
-    async fn get_notification(
-        &self,
-        id: &NotificationId,
-    ) -> Result<Option<Notification>, StoreError> {
-        self.get(ntf_pk(id), "N")
-            .await?
-            .map(|i| read_notification(&i))
-            .transpose()
+    async fn get_notification(&self, id: &NotificationId) -> Result<Option<Notification>, StoreError> {
+        self.get(ntf_pk(id), "N").await?.map(|i| read_notification(&i)).transpose()
     }
 
     async fn list_notifications(
@@ -432,30 +605,14 @@ impl Store for DynamoStore {
             return Err(StoreError::BadCursor);
         }
         let items = self
-            .query_page(
-                Some(index),
-                &format!("{pk_name} = :pk"),
-                HashMap::from([(":pk".to_owned(), s(pk))]),
-                limit,
-                start,
-                false,
-            )
+            .query_page(Some(index), &format!("{pk_name} = :pk"), HashMap::from([(":pk".to_owned(), s(pk))]), limit, start, false)
             .await?;
         let next_cursor = (items.len() > limit).then(|| encode_cursor(&items[limit - 1], &names));
-        let items = items
-            .iter()
-            .take(limit)
-            .map(read_notification)
-            .collect::<Result<_, _>>()?;
+        let items = items.iter().take(limit).map(read_notification).collect::<Result<_, _>>()?;
         Ok(Page { items, next_cursor })
     }
 
-    async fn transition(
-        &self,
-        id: &NotificationId,
-        from: &[Status],
-        to: Status,
-    ) -> Result<bool, StoreError> {
+    async fn transition(&self, id: &NotificationId, from: &[Status], to: Status) -> Result<bool, StoreError> {
         let placeholders: Vec<String> = (0..from.len()).map(|i| format!(":f{i}")).collect();
         let mut req = self
             .client
@@ -463,10 +620,7 @@ impl Store for DynamoStore {
             .table_name(&self.table)
             .set_key(Some(key(ntf_pk(id), "N")))
             .update_expression("SET #status = :to, GSI2PK = :gsi")
-            .condition_expression(format!(
-                "attribute_exists(PK) AND #status IN ({})",
-                placeholders.join(", ")
-            ))
+            .condition_expression(format!("attribute_exists(PK) AND #status IN ({})", placeholders.join(", ")))
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":to", s(to.as_str()))
             .expression_attribute_values(":gsi", s(format!("S#{}", to.as_str())));
@@ -500,15 +654,53 @@ impl Store for DynamoStore {
         }
     }
 
-    async fn insert_deliveries(&self, deliveries: &[Delivery]) -> Result<(), StoreError> {
-        for chunk in deliveries.chunks(WRITE_CONCURRENCY) {
-            let mut writes = Vec::with_capacity(chunk.len());
-            for d in chunk {
-                writes.push(self.insert_delivery(d));
-            }
-            futures::future::try_join_all(writes).await?;
+    async fn insert_deliveries(&self, id: &NotificationId, page: &str, deliveries: &[Delivery]) -> Result<(), StoreError> {
+        let marker = format!("P#{page}");
+        if self.get(ntf_pk(id), &marker).await?.is_some() {
+            return Ok(());
         }
-        Ok(())
+        let mut totals = Counts::default();
+        let mut skipped = Vec::new();
+        for d in deliveries {
+            totals.recipients += 1;
+            match d.status {
+                DeliveryStatus::Skipped => {
+                    totals.skipped += 1;
+                    skipped.push(delivery_item(d));
+                }
+                _ => totals.pending += 1,
+            }
+        }
+        // Skipped rows are final: writing one twice writes the same thing.
+        self.batch_put(skipped).await?;
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(key(ntf_pk(id), &marker)))
+            .condition_expression("attribute_not_exists(PK)")
+            .build()
+            .map_err(build_err)?;
+        let count = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(ntf_pk(id), &shard_sk(page))))
+            .update_expression("ADD recipients :r, pending :p, skipped :s")
+            .expression_attribute_values(":r", n(totals.recipients))
+            .expression_attribute_values(":p", n(totals.pending))
+            .expression_attribute_values(":s", n(totals.skipped))
+            .build()
+            .map_err(build_err)?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(TransactWriteItem::builder().update(count).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // A concurrent fanout of the same page counted it.
+            Err(e) if cancelled_by_condition(&e) => Ok(()),
+            Err(e) => Err(err(e)),
+        }
     }
 
     async fn mark_fanned_out(&self, id: &NotificationId) -> Result<(), StoreError> {
@@ -525,51 +717,45 @@ impl Store for DynamoStore {
         Ok(())
     }
 
-    async fn claim_delivery(
-        &self,
-        k: &DeliveryKey,
-        now: Timestamp,
-        lease_until: Timestamp,
-    ) -> Result<Claim, StoreError> {
-        let item_key = key(
-            ntf_pk(&k.notification_id),
-            &delivery_sk(&k.recipient, k.channel),
-        );
-        let result = self
+    async fn claim_delivery(&self, planned: &Delivery, now: Timestamp, lease_until: Timestamp) -> Result<Claim, StoreError> {
+        let k = &planned.key;
+        let item_key = key(ntf_pk(&k.notification_id), &delivery_sk(&k.recipient, k.channel));
+        // The first claim creates the row (fanout did not write it); later ones need it pending
+        // with a free or expired lease.
+        let mut sets =
+            vec!["lease_until = :lease", "recipient = :recipient", "channel = :channel", "#status = if_not_exists(#status, :pending)"];
+        let mut req = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(item_key.clone()))
-            .update_expression("SET lease_until = :lease ADD attempts :one")
             .condition_expression(
-                "#status = :pending AND (attribute_not_exists(lease_until) OR lease_until <= :now)",
+                "attribute_not_exists(PK) OR (#status = :pending AND (attribute_not_exists(lease_until) OR lease_until <= :now))",
             )
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":lease", n(lease_until.as_millisecond()))
+            .expression_attribute_values(":recipient", s(&k.recipient))
+            .expression_attribute_values(":channel", s(k.channel.as_str()))
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":pending", s("pending"))
             .expression_attribute_values(":now", n(now.as_millisecond()))
-            .return_values(ReturnValue::UpdatedNew)
-            .send()
-            .await;
+            .return_values(ReturnValue::UpdatedNew);
+        if let Some(u) = &planned.user_id {
+            sets.push("user_id = :user");
+            req = req.expression_attribute_values(":user", s(u.as_str()));
+        }
+        if let Some(a) = &planned.address {
+            sets.push("address = :address");
+            req = req.expression_attribute_values(":address", s(a));
+        }
+        let result = req.update_expression(format!("SET {} ADD attempts :one", sets.join(", "))).send().await;
         match result {
             Ok(out) => {
-                let attempt = out
-                    .attributes
-                    .as_ref()
-                    .and_then(|a| get_n(a, "attempts"))
-                    .unwrap_or(1);
-                Ok(Claim::Claimed {
-                    attempt: attempt as u32,
-                })
+                let attempt = out.attributes.as_ref().and_then(|a| get_n(a, "attempts")).unwrap_or(1);
+                Ok(Claim::Claimed { attempt: attempt as u32 })
             }
             Err(e) if is_condition_failure(&e) => {
-                let item = self
-                    .get(
-                        get_s(&item_key, "PK").unwrap_or_default().to_owned(),
-                        get_s(&item_key, "SK").unwrap_or_default(),
-                    )
-                    .await?;
+                let item = self.get(ntf_pk(&k.notification_id), &delivery_sk(&k.recipient, k.channel)).await?;
                 Ok(match item.as_ref().and_then(|i| get_s(i, "status")) {
                     Some("pending") => Claim::Busy,
                     _ => Claim::Done,
@@ -580,14 +766,8 @@ impl Store for DynamoStore {
     }
 
     async fn record_outcome(&self, k: &DeliveryKey, outcome: &Outcome) -> Result<(), StoreError> {
-        let item_key = key(
-            ntf_pk(&k.notification_id),
-            &delivery_sk(&k.recipient, k.channel),
-        );
-        let update = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(item_key))
-            .expression_attribute_names("#status", "status");
+        let item_key = key(ntf_pk(&k.notification_id), &delivery_sk(&k.recipient, k.channel));
+        let update = Update::builder().table_name(&self.table).set_key(Some(item_key)).expression_attribute_names("#status", "status");
         let (update, to) = match outcome {
             Outcome::Retry { error } => {
                 // Still pending: no count changes, so no transaction.
@@ -636,12 +816,7 @@ impl Store for DynamoStore {
             .client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().update(update).build())
-            .transact_items(self.count_update(
-                &k.notification_id,
-                &k.recipient,
-                Some(DeliveryStatus::Pending),
-                to,
-            )?)
+            .transact_items(self.count_update(&k.notification_id, &k.recipient, Some(DeliveryStatus::Pending), to)?)
             .send()
             .await;
         match result {
@@ -652,12 +827,7 @@ impl Store for DynamoStore {
         }
     }
 
-    async fn list_deliveries(
-        &self,
-        id: &NotificationId,
-        limit: usize,
-        cursor: Option<&str>,
-    ) -> Result<Page<Delivery>, StoreError> {
+    async fn list_deliveries(&self, id: &NotificationId, limit: usize, cursor: Option<&str>) -> Result<Page<Delivery>, StoreError> {
         let names = ["PK", "SK"];
         let start = cursor.map(|c| decode_cursor(c, &names)).transpose()?;
         let pk = ntf_pk(id);
@@ -679,34 +849,23 @@ impl Store for DynamoStore {
         let next_cursor = (items.len() > limit).then(|| encode_cursor(&items[limit - 1], &names));
         let mut out = Vec::with_capacity(limit.min(items.len()));
         for item in items.iter().take(limit) {
-            let bad =
-                |what: &str| StoreError::Unavailable(format!("stored delivery has a bad {what}"));
+            let bad = |what: &str| StoreError::Unavailable(format!("stored delivery has a bad {what}"));
             out.push(Delivery {
                 key: DeliveryKey {
                     notification_id: id.clone(),
-                    recipient: get_s(item, "recipient")
-                        .ok_or_else(|| bad("recipient"))?
-                        .to_owned(),
-                    channel: Channel::parse(get_s(item, "channel").unwrap_or_default())
-                        .map_err(|_| bad("channel"))?,
+                    recipient: get_s(item, "recipient").ok_or_else(|| bad("recipient"))?.to_owned(),
+                    channel: Channel::parse(get_s(item, "channel").unwrap_or_default()).map_err(|_| bad("channel"))?,
                 },
-                user_id: get_s(item, "user_id")
-                    .map(UserId::parse)
-                    .transpose()
-                    .map_err(|_| bad("user id"))?,
+                user_id: get_s(item, "user_id").map(UserId::parse).transpose().map_err(|_| bad("user id"))?,
                 address: get_s(item, "address").map(str::to_owned),
-                status: DeliveryStatus::parse(get_s(item, "status").unwrap_or_default())
-                    .ok_or_else(|| bad("status"))?,
+                status: DeliveryStatus::parse(get_s(item, "status").unwrap_or_default()).ok_or_else(|| bad("status"))?,
                 attempts: get_n(item, "attempts").unwrap_or(0) as u32,
                 error: get_s(item, "error").map(str::to_owned),
                 sent_at: get_n(item, "sent_at").and_then(|ms| Timestamp::from_millisecond(ms).ok()),
                 provider_message_id: get_s(item, "provider_message_id").map(str::to_owned),
             });
         }
-        Ok(Page {
-            items: out,
-            next_cursor,
-        })
+        Ok(Page { items: out, next_cursor })
     }
 
     async fn counts(&self, id: &NotificationId) -> Result<Counts, StoreError> {
@@ -722,14 +881,20 @@ impl Store for DynamoStore {
             .await
             .map_err(err)?;
         let mut c = Counts::default();
+        let mut sums = [("recipients", 0i64), ("pending", 0), ("sent", 0), ("failed", 0), ("skipped", 0)];
         for item in out.items() {
-            let get = |k: &str| get_n(item, k).unwrap_or(0).max(0) as u64;
-            c.recipients += get("recipients");
-            c.pending += get("pending");
-            c.sent += get("sent");
-            c.failed += get("failed");
-            c.skipped += get("skipped");
+            for (k, total) in sums.iter_mut() {
+                *total += get_n(item, k).unwrap_or(0);
+            }
         }
+        // A shard alone may be negative (a page's pending counted on one shard, its outcomes on
+        // others); the sums are exact.
+        let get = |k: &str| sums.iter().find(|(name, _)| *name == k).map_or(0, |(_, v)| (*v).max(0) as u64);
+        c.recipients = get("recipients");
+        c.pending = get("pending");
+        c.sent = get("sent");
+        c.failed = get("failed");
+        c.skipped = get("skipped");
         Ok(c)
     }
 
@@ -737,11 +902,7 @@ impl Store for DynamoStore {
         let Some(item) = self.get(ntf_pk(id), "N").await? else {
             return Ok(None);
         };
-        let fanned_out = item
-            .get("fanned_out")
-            .and_then(|v| v.as_bool().ok())
-            .copied()
-            .unwrap_or(false);
+        let fanned_out = item.get("fanned_out").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false);
         if get_s(&item, "status") != Some("sending") || !fanned_out {
             return Ok(None);
         }
@@ -750,9 +911,6 @@ impl Store for DynamoStore {
             return Ok(None);
         }
         let status = Status::finished(&counts);
-        Ok(self
-            .transition(id, &[Status::Sending], status)
-            .await?
-            .then_some(status))
+        Ok(self.transition(id, &[Status::Sending], status).await?.then_some(status))
     }
 }

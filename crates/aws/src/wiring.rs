@@ -23,9 +23,7 @@ use crate::store::DynamoStore;
 pub fn init_tracing() {
     tracing_subscriber::fmt()
         .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_current_span(false)
         .without_time()
         .with_target(false)
@@ -38,18 +36,11 @@ pub async fn sdk_config() -> SdkConfig {
 }
 
 fn store(config: &AwsConfig, sdk: &SdkConfig) -> Arc<DynamoStore> {
-    Arc::new(DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(sdk),
-        &config.table,
-    ))
+    Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &config.table))
 }
 
 fn queues(config: &AwsConfig, sdk: &SdkConfig) -> Arc<SqsQueues> {
-    Arc::new(SqsQueues::new(
-        aws_sdk_sqs::Client::new(sdk),
-        config.fanout_queue_url.clone(),
-        config.dispatch_queue_url.clone(),
-    ))
+    Arc::new(SqsQueues::new(aws_sdk_sqs::Client::new(sdk), config.fanout_queue_url.clone(), config.dispatch_queue_url.clone()))
 }
 
 /// The API side: store, scheduler, queues.
@@ -61,12 +52,7 @@ pub fn app(config: &AwsConfig, sdk: &SdkConfig) -> App {
         config.scheduler_role_arn.clone(),
         config.scheduler_dlq_arn.clone(),
     );
-    App {
-        store: store(config, sdk),
-        scheduler: Arc::new(scheduler),
-        queues: queues(config, sdk),
-        clock: Arc::new(SystemClock),
-    }
+    App { store: store(config, sdk), scheduler: Arc::new(scheduler), queues: queues(config, sdk), clock: Arc::new(SystemClock) }
 }
 
 pub fn fanout(config: &AwsConfig, sdk: &SdkConfig) -> Fanout {
@@ -76,48 +62,36 @@ pub fn fanout(config: &AwsConfig, sdk: &SdkConfig) -> Fanout {
         clock: Arc::new(SystemClock) as Arc<dyn Clock>,
         settings: FanoutSettings {
             recipients_per_job: config.recipients_per_job,
+            page_size: config.fanout_page_size,
+            time_budget: std::time::Duration::from_secs(config.fanout_time_budget_secs),
+            ..FanoutSettings::default()
         },
     }
 }
 
 pub fn dispatch(config: &AwsConfig, sdk: &SdkConfig) -> Result<Dispatch, String> {
-    let from =
-        EmailAddress::parse(&config.email_from).map_err(|e| format!("NOTIFY_EMAIL_FROM {e}"))?;
+    let from = EmailAddress::parse(&config.email_from).map_err(|e| format!("NOTIFY_EMAIL_FROM {e}"))?;
     Ok(Dispatch {
         store: store(config, sdk),
-        email: Arc::new(SesEmail::new(
-            aws_sdk_sesv2::Client::new(sdk),
-            config.ses_configuration_set.clone(),
-        )),
+        email: Arc::new(SesEmail::new(aws_sdk_sesv2::Client::new(sdk), config.ses_configuration_set.clone())),
         sms: Arc::new(SnsSms::new(aws_sdk_sns::Client::new(sdk))),
         clock: Arc::new(SystemClock),
-        settings: DispatchSettings {
-            from,
-            lease: jiff::SignedDuration::from_secs(120),
-            max_attempts: config.max_attempts,
-        },
+        settings: DispatchSettings { from, lease: jiff::SignedDuration::from_secs(120), max_attempts: config.max_attempts },
     })
 }
 
 /// The API key: `NOTIFY_API_KEY` (for local runs), else the secret `NOTIFY_API_KEY_SECRET_ARN`
 /// that the template generates, read once at init.
 pub async fn api_key(sdk: &SdkConfig) -> Result<String, String> {
-    if let Some(key) = std::env::var("NOTIFY_API_KEY")
-        .ok()
-        .filter(|k| !k.is_empty())
-    {
+    if let Some(key) = std::env::var("NOTIFY_API_KEY").ok().filter(|k| !k.is_empty()) {
         return Ok(key);
     }
-    let arn = std::env::var("NOTIFY_API_KEY_SECRET_ARN")
-        .map_err(|_| "set NOTIFY_API_KEY_SECRET_ARN or NOTIFY_API_KEY".to_owned())?;
+    let arn = std::env::var("NOTIFY_API_KEY_SECRET_ARN").map_err(|_| "set NOTIFY_API_KEY_SECRET_ARN or NOTIFY_API_KEY".to_owned())?;
     let out = aws_sdk_secretsmanager::Client::new(sdk)
         .get_secret_value()
         .secret_id(&arn)
         .send()
         .await
         .map_err(|e| format!("reading the API key secret: {}", describe(&e)))?;
-    out.secret_string()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| "the API key secret is empty".to_owned())
+    out.secret_string().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).ok_or_else(|| "the API key secret is empty".to_owned())
 }

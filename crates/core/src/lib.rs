@@ -6,6 +6,7 @@ pub mod contract;
 pub mod delivery;
 pub mod domain;
 pub mod error;
+pub mod group;
 pub mod jobs;
 pub mod memory;
 pub mod notification;

@@ -1,9 +1,7 @@
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{
-    Channel, EmailAddress, GroupId, NotificationId, PhoneNumber, TemplateId, UserId,
-};
+use crate::domain::{Channel, EmailAddress, GroupId, NotificationId, PhoneNumber, TemplateId, UserId};
 use crate::template::Parts;
 
 /// Who a notification is for. A group is resolved to its members when the send fires.
@@ -20,10 +18,7 @@ pub enum Target {
 #[serde(rename_all = "snake_case")]
 pub enum Content {
     Inline(Parts),
-    Template {
-        id: TemplateId,
-        data: serde_json::Map<String, serde_json::Value>,
-    },
+    Template { id: TemplateId, data: serde_json::Map<String, serde_json::Value> },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -39,15 +34,8 @@ pub enum Status {
 }
 
 impl Status {
-    pub const ALL: [Status; 7] = [
-        Status::Scheduled,
-        Status::Queued,
-        Status::Sending,
-        Status::Completed,
-        Status::PartiallyFailed,
-        Status::Failed,
-        Status::Cancelled,
-    ];
+    pub const ALL: [Status; 7] =
+        [Status::Scheduled, Status::Queued, Status::Sending, Status::Completed, Status::PartiallyFailed, Status::Failed, Status::Cancelled];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -102,10 +90,6 @@ impl Notification {
     /// The moment at which a fired schedule is early: it belongs to an older `send_at` that a
     /// reschedule moved later, and the new schedule will fire instead.
     pub fn fired_early(&self, now: Timestamp) -> bool {
-        self.status == Status::Scheduled
-            && self.send_at
-                > now
-                    .saturating_add(jiff::SignedDuration::from_secs(1))
-                    .unwrap_or(now)
+        self.status == Status::Scheduled && self.send_at > now.saturating_add(jiff::SignedDuration::from_secs(1)).unwrap_or(now)
     }
 }

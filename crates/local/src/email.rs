@@ -25,15 +25,8 @@ impl SmtpEmail {
 }
 
 fn envelope(email: &OutgoingEmail) -> Result<Envelope, SendError> {
-    let parse = |a: &str| {
-        a.parse::<lettre::Address>()
-            .map_err(|e| SendError::permanent(format!("address: {e}")))
-    };
-    Envelope::new(
-        Some(parse(email.from.as_str())?),
-        vec![parse(email.to.as_str())?],
-    )
-    .map_err(|e| SendError::permanent(e.to_string()))
+    let parse = |a: &str| a.parse::<lettre::Address>().map_err(|e| SendError::permanent(format!("address: {e}")));
+    Envelope::new(Some(parse(email.from.as_str())?), vec![parse(email.to.as_str())?]).map_err(|e| SendError::permanent(e.to_string()))
 }
 
 #[async_trait]
@@ -66,27 +59,14 @@ impl EmlOutbox {
 impl EmailSender for EmlOutbox {
     async fn send(&self, email: &OutgoingEmail) -> Result<String, SendError> {
         let id = email.message_id.trim_matches(['<', '>']).to_owned();
-        let name: String = id
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        let name: String = id.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' }).collect();
         let tmp = self.dir.join(format!(".{name}.tmp"));
         let path = self.dir.join(format!("{name}.eml"));
         let io = |e: std::io::Error| SendError::transient(format!("outbox: {e}"));
         let file = tokio::fs::File::create(&tmp).await.map_err(io)?;
         let mut file = tokio::io::BufWriter::new(file);
-        tokio::io::AsyncWriteExt::write_all(&mut file, &email.raw)
-            .await
-            .map_err(io)?;
-        tokio::io::AsyncWriteExt::flush(&mut file)
-            .await
-            .map_err(io)?;
+        tokio::io::AsyncWriteExt::write_all(&mut file, &email.raw).await.map_err(io)?;
+        tokio::io::AsyncWriteExt::flush(&mut file).await.map_err(io)?;
         file.into_inner().sync_all().await.map_err(io)?;
         tokio::fs::rename(&tmp, &path).await.map_err(io)?;
         Ok(id)

@@ -7,7 +7,8 @@ use jiff::Timestamp;
 use rusqlite::{OptionalExtension, params};
 
 use notify_core::delivery::{Claim, Delivery, DeliveryKey, DeliveryStatus, Outcome};
-use notify_core::domain::{Channel, IdempotencyKey, NotificationId, TemplateId, UserId};
+use notify_core::domain::{Channel, GroupId, IdempotencyKey, NotificationId, TemplateId, UserId};
+use notify_core::group::Group;
 use notify_core::notification::{Counts, Notification, Status};
 use notify_core::ports::{IdempotencyRecord, InsertOutcome, Page, Store, StoreError};
 use notify_core::template::Template;
@@ -30,36 +31,22 @@ fn encode_cursor(parts: &[&str]) -> String {
 }
 
 fn decode_cursor(raw: &str, n: usize) -> Result<Vec<String>, StoreError> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(raw)
-        .map_err(|_| StoreError::BadCursor)?;
+    let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| StoreError::BadCursor)?;
     let parts: Vec<String> = serde_json::from_slice(&bytes).map_err(|_| StoreError::BadCursor)?;
-    if parts.len() == n {
-        Ok(parts)
-    } else {
-        Err(StoreError::BadCursor)
-    }
+    if parts.len() == n { Ok(parts) } else { Err(StoreError::BadCursor) }
 }
 
-fn read_notification(
-    body: String,
-    status: String,
-    send_at: i64,
-) -> Result<Notification, StoreError> {
+fn read_notification(body: String, status: String, send_at: i64) -> Result<Notification, StoreError> {
     let mut n: Notification = serde_json::from_str(&body).map_err(json_err)?;
     // The columns are the truth; the body keeps what never changes.
-    n.status = Status::parse(&status)
-        .ok_or_else(|| StoreError::Unavailable(format!("unknown status {status}")))?;
+    n.status = Status::parse(&status).ok_or_else(|| StoreError::Unavailable(format!("unknown status {status}")))?;
     n.send_at = from_millis(send_at);
     Ok(n)
 }
 
 fn counts_in(conn: &rusqlite::Connection, id: &str) -> Result<Counts, StoreError> {
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT status, count(*) FROM deliveries WHERE notification_id = ?1 GROUP BY status",
-        )
-        .map_err(db_err)?;
+    let mut stmt =
+        conn.prepare_cached("SELECT status, count(*) FROM deliveries WHERE notification_id = ?1 GROUP BY status").map_err(db_err)?;
     let mut rows = stmt.query(params![id]).map_err(db_err)?;
     let mut c = Counts::default();
     while let Some(row) = rows.next().map_err(db_err)? {
@@ -84,8 +71,11 @@ impl Store for SqliteStore {
         let id = user.id.as_str().to_owned();
         self.db
             .call(move |c| {
-                c.execute("INSERT INTO users (id, body) VALUES (?1, ?2) ON CONFLICT(id) DO UPDATE SET body = excluded.body", params![id, body])
-                    .map_err(db_err)?;
+                c.execute(
+                    "INSERT INTO users (id, body) VALUES (?1, ?2) ON CONFLICT(id) DO UPDATE SET body = excluded.body",
+                    params![id, body],
+                )
+                .map_err(db_err)?;
                 Ok(())
             })
             .await
@@ -95,27 +85,154 @@ impl Store for SqliteStore {
         let id = id.as_str().to_owned();
         let body: Option<String> = self
             .db
+            .call(move |c| c.query_row("SELECT body FROM users WHERE id = ?1", params![id], |r| r.get(0)).optional().map_err(db_err))
+            .await?;
+        body.map(|b| serde_json::from_str(&b).map_err(json_err)).transpose()
+    }
+
+    async fn get_users(&self, ids: &[UserId]) -> Result<Vec<User>, StoreError> {
+        let ids: Vec<String> = ids.iter().map(|i| i.as_str().to_owned()).collect();
+        let bodies: Vec<String> = self
+            .db
             .call(move |c| {
-                c.query_row("SELECT body FROM users WHERE id = ?1", params![id], |r| {
-                    r.get(0)
-                })
-                .optional()
-                .map_err(db_err)
+                let mut stmt = c.prepare_cached("SELECT body FROM users WHERE id = ?1").map_err(db_err)?;
+                let mut out = Vec::with_capacity(ids.len());
+                for id in &ids {
+                    if let Some(body) = stmt.query_row(params![id], |r| r.get(0)).optional().map_err(db_err)? {
+                        out.push(body);
+                    }
+                }
+                Ok(out)
             })
             .await?;
-        body.map(|b| serde_json::from_str(&b).map_err(json_err))
-            .transpose()
+        bodies.iter().map(|b| serde_json::from_str(b).map_err(json_err)).collect()
     }
 
     async fn delete_user(&self, id: &UserId) -> Result<bool, StoreError> {
         let id = id.as_str().to_owned();
         self.db
             .call(move |c| {
-                Ok(c.execute("DELETE FROM users WHERE id = ?1", params![id])
-                    .map_err(db_err)?
-                    > 0)
+                let tx = c.transaction().map_err(db_err)?;
+                tx.execute(
+                    "UPDATE groups SET member_count = member_count - 1
+                     WHERE id IN (SELECT group_id FROM memberships WHERE user_id = ?1)",
+                    params![id],
+                )
+                .map_err(db_err)?;
+                tx.execute("DELETE FROM memberships WHERE user_id = ?1", params![id]).map_err(db_err)?;
+                let deleted = tx.execute("DELETE FROM users WHERE id = ?1", params![id]).map_err(db_err)? > 0;
+                tx.commit().map_err(db_err)?;
+                Ok(deleted)
             })
             .await
+    }
+
+    async fn put_group(&self, id: &GroupId, name: &str) -> Result<Group, StoreError> {
+        let (gid, name) = (id.clone(), name.to_owned());
+        self.db
+            .call(move |c| {
+                let count: i64 = c
+                    .query_row(
+                        "INSERT INTO groups (id, name) VALUES (?1, ?2) ON CONFLICT(id) DO UPDATE SET name = excluded.name RETURNING member_count",
+                        params![gid.as_str(), name],
+                        |r| r.get(0),
+                    )
+                    .map_err(db_err)?;
+                Ok(Group { id: gid, name, member_count: count as u64 })
+            })
+            .await
+    }
+
+    async fn get_group(&self, id: &GroupId) -> Result<Option<Group>, StoreError> {
+        let gid = id.clone();
+        self.db
+            .call(move |c| {
+                c.query_row("SELECT name, member_count FROM groups WHERE id = ?1", params![gid.as_str()], |r| {
+                    Ok(Group { id: gid.clone(), name: r.get(0)?, member_count: r.get::<_, i64>(1)? as u64 })
+                })
+                .optional()
+                .map_err(db_err)
+            })
+            .await
+    }
+
+    async fn delete_group(&self, id: &GroupId) -> Result<bool, StoreError> {
+        let id = id.as_str().to_owned();
+        self.db
+            .call(move |c| {
+                let tx = c.transaction().map_err(db_err)?;
+                tx.execute("DELETE FROM memberships WHERE group_id = ?1", params![id]).map_err(db_err)?;
+                let deleted = tx.execute("DELETE FROM groups WHERE id = ?1", params![id]).map_err(db_err)? > 0;
+                tx.commit().map_err(db_err)?;
+                Ok(deleted)
+            })
+            .await
+    }
+
+    async fn add_members(&self, id: &GroupId, users: &[UserId]) -> Result<u64, StoreError> {
+        let id = id.as_str().to_owned();
+        let users: Vec<String> = users.iter().map(|u| u.as_str().to_owned()).collect();
+        self.db
+            .call(move |c| {
+                let tx = c.transaction().map_err(db_err)?;
+                let mut added = 0;
+                {
+                    let mut stmt =
+                        tx.prepare_cached("INSERT OR IGNORE INTO memberships (group_id, user_id) VALUES (?1, ?2)").map_err(db_err)?;
+                    for u in &users {
+                        added += stmt.execute(params![id, u]).map_err(db_err)? as i64;
+                    }
+                }
+                tx.execute("UPDATE groups SET member_count = member_count + ?1 WHERE id = ?2", params![added, id]).map_err(db_err)?;
+                tx.commit().map_err(db_err)?;
+                Ok(added as u64)
+            })
+            .await
+    }
+
+    async fn remove_members(&self, id: &GroupId, users: &[UserId]) -> Result<u64, StoreError> {
+        let id = id.as_str().to_owned();
+        let users: Vec<String> = users.iter().map(|u| u.as_str().to_owned()).collect();
+        self.db
+            .call(move |c| {
+                let tx = c.transaction().map_err(db_err)?;
+                let mut removed = 0;
+                {
+                    let mut stmt = tx.prepare_cached("DELETE FROM memberships WHERE group_id = ?1 AND user_id = ?2").map_err(db_err)?;
+                    for u in &users {
+                        removed += stmt.execute(params![id, u]).map_err(db_err)? as i64;
+                    }
+                }
+                tx.execute("UPDATE groups SET member_count = member_count - ?1 WHERE id = ?2", params![removed, id]).map_err(db_err)?;
+                tx.commit().map_err(db_err)?;
+                Ok(removed as u64)
+            })
+            .await
+    }
+
+    async fn list_members(&self, id: &GroupId, limit: usize, cursor: Option<&str>) -> Result<Page<UserId>, StoreError> {
+        let after = cursor.map(|c| decode_cursor(c, 1).map(|mut v| v.remove(0))).transpose()?;
+        let id = id.as_str().to_owned();
+        let rows: Vec<String> = self
+            .db
+            .call(move |c| {
+                let mut stmt = c
+                    .prepare_cached(
+                        "SELECT user_id FROM memberships WHERE group_id = ?1 AND (?2 IS NULL OR user_id > ?2) ORDER BY user_id LIMIT ?3",
+                    )
+                    .map_err(db_err)?;
+                let rows = stmt.query_map(params![id, after, limit as i64 + 1], |r| r.get(0)).map_err(db_err)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+            })
+            .await?;
+        let mut items = rows.iter().map(|u| UserId::parse(u).map_err(|e| StoreError::Unavailable(e.0))).collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|u| encode_cursor(&[u.as_str()]))
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
     }
 
     async fn put_template(&self, template: &Template) -> Result<(), StoreError> {
@@ -123,8 +240,11 @@ impl Store for SqliteStore {
         let id = template.id.as_str().to_owned();
         self.db
             .call(move |c| {
-                c.execute("INSERT INTO templates (id, body) VALUES (?1, ?2) ON CONFLICT(id) DO UPDATE SET body = excluded.body", params![id, body])
-                    .map_err(db_err)?;
+                c.execute(
+                    "INSERT INTO templates (id, body) VALUES (?1, ?2) ON CONFLICT(id) DO UPDATE SET body = excluded.body",
+                    params![id, body],
+                )
+                .map_err(db_err)?;
                 Ok(())
             })
             .await
@@ -134,54 +254,28 @@ impl Store for SqliteStore {
         let id = id.as_str().to_owned();
         let body: Option<String> = self
             .db
-            .call(move |c| {
-                c.query_row(
-                    "SELECT body FROM templates WHERE id = ?1",
-                    params![id],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(db_err)
-            })
+            .call(move |c| c.query_row("SELECT body FROM templates WHERE id = ?1", params![id], |r| r.get(0)).optional().map_err(db_err))
             .await?;
-        body.map(|b| serde_json::from_str(&b).map_err(json_err))
-            .transpose()
+        body.map(|b| serde_json::from_str(&b).map_err(json_err)).transpose()
     }
 
     async fn delete_template(&self, id: &TemplateId) -> Result<bool, StoreError> {
         let id = id.as_str().to_owned();
-        self.db
-            .call(move |c| {
-                Ok(
-                    c.execute("DELETE FROM templates WHERE id = ?1", params![id])
-                        .map_err(db_err)?
-                        > 0,
-                )
-            })
-            .await
+        self.db.call(move |c| Ok(c.execute("DELETE FROM templates WHERE id = ?1", params![id]).map_err(db_err)? > 0)).await
     }
 
-    async fn find_idempotency(
-        &self,
-        key: &IdempotencyKey,
-        now: Timestamp,
-    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+    async fn find_idempotency(&self, key: &IdempotencyKey, now: Timestamp) -> Result<Option<IdempotencyRecord>, StoreError> {
         let key = key.as_str().to_owned();
         let now = millis(now);
         let body: Option<String> = self
             .db
             .call(move |c| {
-                c.query_row(
-                    "SELECT body FROM idempotency WHERE key = ?1 AND expires_at > ?2",
-                    params![key, now],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(db_err)
+                c.query_row("SELECT body FROM idempotency WHERE key = ?1 AND expires_at > ?2", params![key, now], |r| r.get(0))
+                    .optional()
+                    .map_err(db_err)
             })
             .await?;
-        body.map(|b| serde_json::from_str(&b).map_err(json_err))
-            .transpose()
+        body.map(|b| serde_json::from_str(&b).map_err(json_err)).transpose()
     }
 
     async fn insert_notification(
@@ -191,19 +285,9 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> Result<InsertOutcome, StoreError> {
         let body = serde_json::to_string(n).map_err(json_err)?;
-        let (id, status, send_at) = (
-            n.id.as_str().to_owned(),
-            n.status.as_str(),
-            millis(n.send_at),
-        );
+        let (id, status, send_at) = (n.id.as_str().to_owned(), n.status.as_str(), millis(n.send_at));
         let idem = idem
-            .map(|r| {
-                Ok::<_, StoreError>((
-                    r.key.clone(),
-                    serde_json::to_string(r).map_err(json_err)?,
-                    millis(r.expires_at),
-                ))
-            })
+            .map(|r| Ok::<_, StoreError>((r.key.clone(), serde_json::to_string(r).map_err(json_err)?, millis(r.expires_at))))
             .transpose()?;
         let now = millis(now);
         self.db
@@ -218,11 +302,17 @@ impl Store for SqliteStore {
                         return Ok(InsertOutcome::KeyTaken(serde_json::from_str(&existing).map_err(json_err)?));
                     }
                     // An expired record with this key is replaced.
-                    tx.execute("INSERT OR REPLACE INTO idempotency (key, body, expires_at) VALUES (?1, ?2, ?3)", params![key, record, expires_at])
-                        .map_err(db_err)?;
-                }
-                tx.execute("INSERT INTO notifications (id, status, send_at, body) VALUES (?1, ?2, ?3, ?4)", params![id, status, send_at, body])
+                    tx.execute(
+                        "INSERT OR REPLACE INTO idempotency (key, body, expires_at) VALUES (?1, ?2, ?3)",
+                        params![key, record, expires_at],
+                    )
                     .map_err(db_err)?;
+                }
+                tx.execute(
+                    "INSERT INTO notifications (id, status, send_at, body) VALUES (?1, ?2, ?3, ?4)",
+                    params![id, status, send_at, body],
+                )
+                .map_err(db_err)?;
                 tx.execute("DELETE FROM idempotency WHERE expires_at <= ?1", params![now]).map_err(db_err)?;
                 tx.commit().map_err(db_err)?;
                 Ok(InsertOutcome::Inserted)
@@ -230,10 +320,7 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn get_notification(
-        &self,
-        id: &NotificationId,
-    ) -> Result<Option<Notification>, StoreError> {
+    async fn get_notification(&self, id: &NotificationId) -> Result<Option<Notification>, StoreError> {
         let id = id.as_str().to_owned();
         let row: Option<(String, String, i64)> = self
             .db
@@ -254,9 +341,7 @@ impl Store for SqliteStore {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page<Notification>, StoreError> {
-        let after = cursor
-            .map(|c| decode_cursor(c, 1).map(|mut v| v.remove(0)))
-            .transpose()?;
+        let after = cursor.map(|c| decode_cursor(c, 1).map(|mut v| v.remove(0))).transpose()?;
         let status = status.map(Status::as_str);
         let rows: Vec<(String, String, i64)> = self
             .db
@@ -268,18 +353,12 @@ impl Store for SqliteStore {
                          ORDER BY id DESC LIMIT ?3",
                     )
                     .map_err(db_err)?;
-                let rows = stmt
-                    .query_map(params![status, after, limit as i64 + 1], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                    })
-                    .map_err(db_err)?;
+                let rows =
+                    stmt.query_map(params![status, after, limit as i64 + 1], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(db_err)?;
                 rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
             })
             .await?;
-        let mut items = rows
-            .into_iter()
-            .map(|(b, s, t)| read_notification(b, s, t))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut items = rows.into_iter().map(|(b, s, t)| read_notification(b, s, t)).collect::<Result<Vec<_>, _>>()?;
         let next_cursor = if items.len() > limit {
             items.truncate(limit);
             items.last().map(|n| encode_cursor(&[n.id.as_str()]))
@@ -289,12 +368,7 @@ impl Store for SqliteStore {
         Ok(Page { items, next_cursor })
     }
 
-    async fn transition(
-        &self,
-        id: &NotificationId,
-        from: &[Status],
-        to: Status,
-    ) -> Result<bool, StoreError> {
+    async fn transition(&self, id: &NotificationId, from: &[Status], to: Status) -> Result<bool, StoreError> {
         let id = id.as_str().to_owned();
         let from: Vec<&'static str> = from.iter().map(|s| s.as_str()).collect();
         self.db
@@ -319,17 +393,16 @@ impl Store for SqliteStore {
         let at = millis(at);
         self.db
             .call(move |c| {
-                Ok(c.execute(
-                    "UPDATE notifications SET send_at = ?1 WHERE id = ?2 AND status = 'scheduled'",
-                    params![at, id],
-                )
-                .map_err(db_err)?
+                Ok(c.execute("UPDATE notifications SET send_at = ?1 WHERE id = ?2 AND status = 'scheduled'", params![at, id])
+                    .map_err(db_err)?
                     == 1)
             })
             .await
     }
 
-    async fn insert_deliveries(&self, deliveries: &[Delivery]) -> Result<(), StoreError> {
+    /// Rows are keyed by (notification, recipient, channel), so a page inserted twice is a no-op
+    /// without a page key.
+    async fn insert_deliveries(&self, _id: &NotificationId, _page: &str, deliveries: &[Delivery]) -> Result<(), StoreError> {
         let deliveries = deliveries.to_vec();
         self.db
             .call(move |c| {
@@ -363,27 +436,15 @@ impl Store for SqliteStore {
         let id = id.as_str().to_owned();
         self.db
             .call(move |c| {
-                c.execute(
-                    "UPDATE notifications SET fanned_out = 1 WHERE id = ?1",
-                    params![id],
-                )
-                .map_err(db_err)?;
+                c.execute("UPDATE notifications SET fanned_out = 1 WHERE id = ?1", params![id]).map_err(db_err)?;
                 Ok(())
             })
             .await
     }
 
-    async fn claim_delivery(
-        &self,
-        key: &DeliveryKey,
-        now: Timestamp,
-        lease_until: Timestamp,
-    ) -> Result<Claim, StoreError> {
-        let (id, recipient, channel) = (
-            key.notification_id.as_str().to_owned(),
-            key.recipient.clone(),
-            key.channel.as_str(),
-        );
+    async fn claim_delivery(&self, planned: &Delivery, now: Timestamp, lease_until: Timestamp) -> Result<Claim, StoreError> {
+        let key = &planned.key;
+        let (id, recipient, channel) = (key.notification_id.as_str().to_owned(), key.recipient.clone(), key.channel.as_str());
         let (now, lease_until) = (millis(now), millis(lease_until));
         self.db
             .call(move |c| {
@@ -415,21 +476,9 @@ impl Store for SqliteStore {
     }
 
     async fn record_outcome(&self, key: &DeliveryKey, outcome: &Outcome) -> Result<(), StoreError> {
-        let (id, recipient, channel) = (
-            key.notification_id.as_str().to_owned(),
-            key.recipient.clone(),
-            key.channel.as_str(),
-        );
+        let (id, recipient, channel) = (key.notification_id.as_str().to_owned(), key.recipient.clone(), key.channel.as_str());
         let (status, error, sent_at, provider_id) = match outcome {
-            Outcome::Sent {
-                provider_message_id,
-                at,
-            } => (
-                "sent",
-                None,
-                Some(millis(*at)),
-                Some(provider_message_id.clone()),
-            ),
+            Outcome::Sent { provider_message_id, at } => ("sent", None, Some(millis(*at)), Some(provider_message_id.clone())),
             Outcome::Failed { error } => ("failed", Some(error.clone()), None, None),
             Outcome::Retry { error } => ("pending", Some(error.clone()), None, None),
         };
@@ -447,26 +496,11 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn list_deliveries(
-        &self,
-        id: &NotificationId,
-        limit: usize,
-        cursor: Option<&str>,
-    ) -> Result<Page<Delivery>, StoreError> {
+    async fn list_deliveries(&self, id: &NotificationId, limit: usize, cursor: Option<&str>) -> Result<Page<Delivery>, StoreError> {
         let after = cursor.map(|c| decode_cursor(c, 2)).transpose()?;
         let nid = id.clone();
         let id = id.as_str().to_owned();
-        type Row = (
-            String,
-            String,
-            Option<String>,
-            Option<String>,
-            String,
-            i64,
-            Option<String>,
-            Option<i64>,
-            Option<String>,
-        );
+        type Row = (String, String, Option<String>, Option<String>, String, i64, Option<String>, Option<i64>, Option<String>);
         let rows: Vec<Row> = self
             .db
             .call(move |c| {
@@ -490,30 +524,15 @@ impl Store for SqliteStore {
             })
             .await?;
         let mut items = Vec::with_capacity(rows.len());
-        for (
-            recipient,
-            channel,
-            user_id,
-            address,
-            status,
-            attempts,
-            error,
-            sent_at,
-            provider_message_id,
-        ) in rows
-        {
-            let bad =
-                |what: &str| StoreError::Unavailable(format!("stored delivery has a bad {what}"));
+        for (recipient, channel, user_id, address, status, attempts, error, sent_at, provider_message_id) in rows {
+            let bad = |what: &str| StoreError::Unavailable(format!("stored delivery has a bad {what}"));
             items.push(Delivery {
                 key: DeliveryKey {
                     notification_id: nid.clone(),
                     recipient,
                     channel: Channel::parse(&channel).map_err(|_| bad("channel"))?,
                 },
-                user_id: user_id
-                    .map(|u| UserId::parse(&u))
-                    .transpose()
-                    .map_err(|_| bad("user id"))?,
+                user_id: user_id.map(|u| UserId::parse(&u)).transpose().map_err(|_| bad("user id"))?,
                 address,
                 status: DeliveryStatus::parse(&status).ok_or_else(|| bad("status"))?,
                 attempts: attempts as u32,
@@ -524,9 +543,7 @@ impl Store for SqliteStore {
         }
         let next_cursor = if items.len() > limit {
             items.truncate(limit);
-            items
-                .last()
-                .map(|d| encode_cursor(&[&d.key.recipient, d.key.channel.as_str()]))
+            items.last().map(|d| encode_cursor(&[&d.key.recipient, d.key.channel.as_str()]))
         } else {
             None
         };
@@ -544,11 +561,7 @@ impl Store for SqliteStore {
             .call(move |c| {
                 let tx = c.transaction().map_err(db_err)?;
                 let fanned_out: Option<bool> = tx
-                    .query_row(
-                        "SELECT fanned_out FROM notifications WHERE id = ?1 AND status = 'sending'",
-                        params![id],
-                        |r| r.get(0),
-                    )
+                    .query_row("SELECT fanned_out FROM notifications WHERE id = ?1 AND status = 'sending'", params![id], |r| r.get(0))
                     .optional()
                     .map_err(db_err)?;
                 if fanned_out != Some(true) {
@@ -559,11 +572,8 @@ impl Store for SqliteStore {
                     return Ok(None);
                 }
                 let status = Status::finished(&counts);
-                tx.execute(
-                    "UPDATE notifications SET status = ?1 WHERE id = ?2 AND status = 'sending'",
-                    params![status.as_str(), id],
-                )
-                .map_err(db_err)?;
+                tx.execute("UPDATE notifications SET status = ?1 WHERE id = ?2 AND status = 'sending'", params![status.as_str(), id])
+                    .map_err(db_err)?;
                 tx.commit().map_err(db_err)?;
                 Ok(Some(status))
             })

@@ -47,17 +47,11 @@ pub enum Verdict {
 }
 
 pub fn backoff(settings: &WorkerSettings, receives: u32) -> Duration {
-    let exp = settings
-        .base_backoff
-        .saturating_mul(1u32 << receives.saturating_sub(1).min(16));
+    let exp = settings.base_backoff.saturating_mul(1u32 << receives.saturating_sub(1).min(16));
     let capped = exp.min(settings.max_backoff);
     // Full jitter in the upper half: spreads retries of a burst without making them instant.
     let nanos = capped.as_nanos() as u64;
-    let jitter = if nanos == 0 {
-        0
-    } else {
-        pseudo_random() % (nanos / 2 + 1)
-    };
+    let jitter = if nanos == 0 { 0 } else { pseudo_random() % (nanos / 2 + 1) };
     Duration::from_nanos(nanos / 2 + jitter)
 }
 
@@ -68,13 +62,8 @@ fn pseudo_random() -> u64 {
 }
 
 /// Runs `handle` over the jobs of `queue` until `shutdown`.
-pub async fn run<F, Fut>(
-    queues: SqliteQueues,
-    queue: QueueName,
-    settings: WorkerSettings,
-    shutdown: CancellationToken,
-    handle: F,
-) where
+pub async fn run<F, Fut>(queues: SqliteQueues, queue: QueueName, settings: WorkerSettings, shutdown: CancellationToken, handle: F)
+where
     F: Fn(Leased) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Verdict> + Send + 'static,
 {
@@ -92,10 +81,7 @@ pub async fn run<F, Fut>(
         let jobs = if room == 0 {
             Vec::new()
         } else {
-            match queues
-                .receive(queue, room, settings.visibility, settings.max_receives)
-                .await
-            {
+            match queues.receive(queue, room, settings.visibility, settings.max_receives).await {
                 Ok(jobs) => jobs,
                 Err(e) => {
                     tracing::error!(queue = queue.as_str(), error = %e, "receive failed");
@@ -127,9 +113,7 @@ pub async fn run<F, Fut>(
         }
         // Idle (or full): wait for a new job, a finished one, the next visible one, or shutdown.
         let wait = match queues.next_visible_at(queue).await {
-            Ok(Some(at)) => Duration::from_millis(
-                (at - jiff::Timestamp::now().as_millisecond()).clamp(1, 60_000) as u64,
-            ),
+            Ok(Some(at)) => Duration::from_millis((at - jiff::Timestamp::now().as_millisecond()).clamp(1, 60_000) as u64),
             _ => Duration::from_secs(60),
         };
         tokio::select! {
@@ -145,8 +129,7 @@ pub async fn run<F, Fut>(
 /// The fanout consumer.
 pub fn fanout_handler(
     fanout: Arc<Fanout>,
-) -> impl Fn(Leased) -> std::pin::Pin<Box<dyn Future<Output = Verdict> + Send>> + Send + Sync + 'static
-{
+) -> impl Fn(Leased) -> std::pin::Pin<Box<dyn Future<Output = Verdict> + Send>> + Send + Sync + 'static {
     move |job: Leased| {
         let fanout = fanout.clone();
         Box::pin(async move {
@@ -164,8 +147,7 @@ pub fn fanout_handler(
 /// The dispatch consumer.
 pub fn dispatch_handler(
     dispatch: Arc<Dispatch>,
-) -> impl Fn(Leased) -> std::pin::Pin<Box<dyn Future<Output = Verdict> + Send>> + Send + Sync + 'static
-{
+) -> impl Fn(Leased) -> std::pin::Pin<Box<dyn Future<Output = Verdict> + Send>> + Send + Sync + 'static {
     move |job: Leased| {
         let dispatch = dispatch.clone();
         Box::pin(async move {
@@ -173,9 +155,7 @@ pub fn dispatch_handler(
                 return Verdict::DeadLetter("not a dispatch job".into());
             };
             match dispatch.handle(&parsed).await {
-                Ok(report) if report.retry => {
-                    Verdict::RetryLater("some deliveries will be retried".into())
-                }
+                Ok(report) if report.retry => Verdict::RetryLater("some deliveries will be retried".into()),
                 Ok(_) => Verdict::Done,
                 Err(e) => Verdict::RetryLater(e.to_string()),
             }

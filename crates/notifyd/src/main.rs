@@ -25,9 +25,7 @@ use config::Config;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     match run(Config::parse()).await {
@@ -40,34 +38,20 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(config: Config) -> Result<(), String> {
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| format!("{}: {e}", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("{}: {e}", config.data_dir.display()))?;
     let (api_key, new_key) = config::api_key(&config).map_err(|e| format!("API key: {e}"))?;
     if new_key {
-        println!(
-            "notifyd: generated an API key (saved to {}): {api_key}",
-            config.data_dir.join("api-key").display()
-        );
+        println!("notifyd: generated an API key (saved to {}): {api_key}", config.data_dir.join("api-key").display());
     }
-    let from =
-        EmailAddress::parse(&config.email_from).map_err(|e| format!("NOTIFY_EMAIL_FROM {e}"))?;
+    let from = EmailAddress::parse(&config.email_from).map_err(|e| format!("NOTIFY_EMAIL_FROM {e}"))?;
 
     // One process per data directory: the queues' leases assume it (see `release_stale_leases`).
-    let lock = std::fs::File::create(config.data_dir.join("lock"))
-        .map_err(|e| format!("lock file: {e}"))?;
-    lock.try_lock()
-        .map_err(|_| format!("another notifyd is using {}", config.data_dir.display()))?;
+    let lock = std::fs::File::create(config.data_dir.join("lock")).map_err(|e| format!("lock file: {e}"))?;
+    lock.try_lock().map_err(|_| format!("another notifyd is using {}", config.data_dir.display()))?;
     let db = Db::open(&config.data_dir.join("notify.db")).map_err(|e| format!("database: {e}"))?;
-    let (jobs, deliveries) = db
-        .release_stale_leases()
-        .await
-        .map_err(|e| format!("database: {e}"))?;
+    let (jobs, deliveries) = db.release_stale_leases().await.map_err(|e| format!("database: {e}"))?;
     if jobs + deliveries > 0 {
-        tracing::info!(
-            jobs,
-            deliveries,
-            "released the leases of a previous run that did not stop cleanly"
-        );
+        tracing::info!(jobs, deliveries, "released the leases of a previous run that did not stop cleanly");
     }
     let store = Arc::new(SqliteStore::new(db.clone()));
     let queues = SqliteQueues::new(db.clone());
@@ -75,26 +59,14 @@ async fn run(config: Config) -> Result<(), String> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let email: Arc<dyn EmailSender> = match &config.smtp_url {
         Some(url) => Arc::new(SmtpEmail::from_url(url)?),
-        None => Arc::new(
-            EmlOutbox::new(config.data_dir.join("outbox/email"))
-                .map_err(|e| format!("outbox: {e}"))?,
-        ),
+        None => Arc::new(EmlOutbox::new(config.data_dir.join("outbox/email")).map_err(|e| format!("outbox: {e}"))?),
     };
     let sms: Arc<dyn SmsSender> = match &config.sms_webhook_url {
         Some(url) => Arc::new(WebhookSms::new(url)?),
-        None => Arc::new(
-            JsonlOutbox::open(config.data_dir.join("outbox/sms.jsonl"))
-                .await
-                .map_err(|e| format!("outbox: {e}"))?,
-        ),
+        None => Arc::new(JsonlOutbox::open(config.data_dir.join("outbox/sms.jsonl")).await.map_err(|e| format!("outbox: {e}"))?),
     };
 
-    let app = App {
-        store: store.clone(),
-        scheduler: Arc::new(scheduler.clone()),
-        queues: Arc::new(queues.clone()),
-        clock: clock.clone(),
-    };
+    let app = App { store: store.clone(), scheduler: Arc::new(scheduler.clone()), queues: Arc::new(queues.clone()), clock: clock.clone() };
     let fanout = Arc::new(Fanout {
         store: store.clone(),
         queues: Arc::new(queues.clone()),
@@ -106,11 +78,7 @@ async fn run(config: Config) -> Result<(), String> {
         email,
         sms,
         clock,
-        settings: DispatchSettings {
-            from,
-            lease: jiff::SignedDuration::from_secs(60),
-            max_attempts: 5,
-        },
+        settings: DispatchSettings { from, lease: jiff::SignedDuration::from_secs(60), max_attempts: 5 },
     });
 
     let shutdown = CancellationToken::new();
@@ -120,24 +88,13 @@ async fn run(config: Config) -> Result<(), String> {
     tasks.spawn(worker::run(
         queues.clone(),
         QueueName::Fanout,
-        WorkerSettings {
-            concurrency: 2,
-            ..settings
-        },
+        WorkerSettings { concurrency: 2, ..settings },
         shutdown.clone(),
         worker::fanout_handler(fanout),
     ));
-    tasks.spawn(worker::run(
-        queues.clone(),
-        QueueName::Dispatch,
-        settings,
-        shutdown.clone(),
-        worker::dispatch_handler(dispatch),
-    ));
+    tasks.spawn(worker::run(queues.clone(), QueueName::Dispatch, settings, shutdown.clone(), worker::dispatch_handler(dispatch)));
 
-    let listener = tokio::net::TcpListener::bind(config.addr)
-        .await
-        .map_err(|e| format!("listen on {}: {e}", config.addr))?;
+    let listener = tokio::net::TcpListener::bind(config.addr).await.map_err(|e| format!("listen on {}: {e}", config.addr))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "notifyd listening");
     println!("notifyd: listening on http://{addr}");
@@ -160,8 +117,7 @@ async fn run(config: Config) -> Result<(), String> {
 }
 
 async fn wait_for_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}

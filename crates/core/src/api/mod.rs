@@ -1,6 +1,7 @@
 //! The HTTP API of `../shared/API.md`: one axum `Router`, served by `axum::serve` in `notifyd`
 //! and by `lambda_http::run` in the api Lambda.
 
+mod groups;
 mod input;
 mod notifications;
 mod openapi;
@@ -30,44 +31,19 @@ pub struct ApiState {
 }
 
 pub fn router(app: App, api_key: &str) -> Router {
-    let state = ApiState {
-        app,
-        api_key: Arc::from(api_key),
-    };
+    let state = ApiState { app, api_key: Arc::from(api_key) };
     let v1 = Router::new()
-        .route(
-            "/users/{user_id}",
-            get(users::get).put(users::put).delete(users::delete),
-        )
-        .route(
-            "/templates/{template_id}",
-            get(templates::get)
-                .put(templates::put)
-                .delete(templates::delete),
-        )
-        .route(
-            "/notifications",
-            get(notifications::list).post(notifications::create),
-        )
-        .route(
-            "/notifications/{id}",
-            get(notifications::get)
-                .delete(notifications::cancel)
-                .patch(notifications::reschedule),
-        )
-        .route(
-            "/notifications/{id}/deliveries",
-            get(notifications::deliveries),
-        )
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            require_api_key,
-        ));
+        .route("/users/{user_id}", get(users::get).put(users::put).delete(users::delete))
+        .route("/templates/{template_id}", get(templates::get).put(templates::put).delete(templates::delete))
+        .route("/groups/{group_id}", get(groups::get).put(groups::put).delete(groups::delete))
+        .route("/groups/{group_id}/members", get(groups::members).post(groups::change))
+        .route("/groups/{group_id}/members/{user_id}", axum::routing::put(groups::subscribe).delete(groups::unsubscribe))
+        .route("/notifications", get(notifications::list).post(notifications::create))
+        .route("/notifications/{id}", get(notifications::get).delete(notifications::cancel).patch(notifications::reschedule))
+        .route("/notifications/{id}/deliveries", get(notifications::deliveries))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_api_key));
     Router::new()
-        .route(
-            "/healthz",
-            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
-        )
+        .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
         .route("/openapi.json", get(openapi::serve))
         .nest("/v1", v1)
         .fallback(not_found)
@@ -77,12 +53,7 @@ pub fn router(app: App, api_key: &str) -> Router {
         .with_state(state)
 }
 
-async fn require_api_key(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    request: Request,
-    next: Next,
-) -> Response {
+async fn require_api_key(State(state): State<ApiState>, headers: HeaderMap, request: Request, next: Next) -> Response {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -90,9 +61,7 @@ async fn require_api_key(
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, key)| key.trim());
     match presented {
-        Some(key) if constant_time_eq(key.as_bytes(), state.api_key.as_bytes()) => {
-            next.run(request).await
-        }
+        Some(key) if constant_time_eq(key.as_bytes(), state.api_key.as_bytes()) => next.run(request).await,
         _ => Error::Unauthorized.into_response(),
     }
 }
@@ -107,13 +76,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn not_found() -> Response {
-    problem::problem(
-        StatusCode::NOT_FOUND,
-        "no-route",
-        "Not found",
-        "no such route",
-        &[],
-    )
+    problem::problem(StatusCode::NOT_FOUND, "no-route", "Not found", "no such route", &[])
 }
 
 async fn method_not_allowed() -> Response {

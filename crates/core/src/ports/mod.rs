@@ -34,16 +34,10 @@ pub enum SendErrorKind {
 
 impl SendError {
     pub fn transient(message: impl Into<String>) -> Self {
-        Self {
-            kind: SendErrorKind::Transient,
-            message: message.into(),
-        }
+        Self { kind: SendErrorKind::Transient, message: message.into() }
     }
 
     pub fn permanent(message: impl Into<String>) -> Self {
-        Self {
-            kind: SendErrorKind::Permanent,
-            message: message.into(),
-        }
+        Self { kind: SendErrorKind::Permanent, message: message.into() }
     }
 }

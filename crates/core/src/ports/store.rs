@@ -3,7 +3,8 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::delivery::{Claim, Delivery, DeliveryKey, Outcome};
-use crate::domain::{IdempotencyKey, NotificationId, TemplateId, UserId};
+use crate::domain::{GroupId, IdempotencyKey, NotificationId, TemplateId, UserId};
+use crate::group::Group;
 use crate::notification::{Counts, Notification, Status};
 use crate::template::Template;
 use crate::user::User;
@@ -44,18 +45,28 @@ pub enum InsertOutcome {
 pub trait Store: Send + Sync {
     async fn put_user(&self, user: &User) -> Result<(), StoreError>;
     async fn get_user(&self, id: &UserId) -> Result<Option<User>, StoreError>;
+    /// The users among `ids` that exist (any order); used to resolve a page of group members.
+    async fn get_users(&self, ids: &[UserId]) -> Result<Vec<User>, StoreError>;
     /// Also removes the user from every group.
     async fn delete_user(&self, id: &UserId) -> Result<bool, StoreError>;
+
+    /// Creates the group or renames it; returns it with its member count.
+    async fn put_group(&self, id: &GroupId, name: &str) -> Result<Group, StoreError>;
+    async fn get_group(&self, id: &GroupId) -> Result<Option<Group>, StoreError>;
+    /// Also removes its memberships.
+    async fn delete_group(&self, id: &GroupId) -> Result<bool, StoreError>;
+    /// Subscribes the users (existing memberships are kept); returns how many were new.
+    async fn add_members(&self, id: &GroupId, users: &[UserId]) -> Result<u64, StoreError>;
+    /// Unsubscribes the users (absent ones are ignored); returns how many were removed.
+    async fn remove_members(&self, id: &GroupId, users: &[UserId]) -> Result<u64, StoreError>;
+    /// A page of members in a stable order, read without loading the group.
+    async fn list_members(&self, id: &GroupId, limit: usize, cursor: Option<&str>) -> Result<Page<UserId>, StoreError>;
 
     async fn put_template(&self, template: &Template) -> Result<(), StoreError>;
     async fn get_template(&self, id: &TemplateId) -> Result<Option<Template>, StoreError>;
     async fn delete_template(&self, id: &TemplateId) -> Result<bool, StoreError>;
 
-    async fn find_idempotency(
-        &self,
-        key: &IdempotencyKey,
-        now: Timestamp,
-    ) -> Result<Option<IdempotencyRecord>, StoreError>;
+    async fn find_idempotency(&self, key: &IdempotencyKey, now: Timestamp) -> Result<Option<IdempotencyRecord>, StoreError>;
     /// Stores the notification and, atomically with it, its idempotency record.
     async fn insert_notification(
         &self,
@@ -63,10 +74,7 @@ pub trait Store: Send + Sync {
         idem: Option<&IdempotencyRecord>,
         now: Timestamp,
     ) -> Result<InsertOutcome, StoreError>;
-    async fn get_notification(
-        &self,
-        id: &NotificationId,
-    ) -> Result<Option<Notification>, StoreError>;
+    async fn get_notification(&self, id: &NotificationId) -> Result<Option<Notification>, StoreError>;
     /// Newest first.
     async fn list_notifications(
         &self,
@@ -75,33 +83,22 @@ pub trait Store: Send + Sync {
         cursor: Option<&str>,
     ) -> Result<Page<Notification>, StoreError>;
     /// Moves the status to `to` only if it is one of `from`; says whether it moved.
-    async fn transition(
-        &self,
-        id: &NotificationId,
-        from: &[Status],
-        to: Status,
-    ) -> Result<bool, StoreError>;
+    async fn transition(&self, id: &NotificationId, from: &[Status], to: Status) -> Result<bool, StoreError>;
     /// Moves `send_at` only while the notification is `scheduled`; says whether it moved.
     async fn set_send_at(&self, id: &NotificationId, at: Timestamp) -> Result<bool, StoreError>;
 
-    /// Inserts the rows that do not exist yet; existing rows (a page fanned out twice) are kept.
-    async fn insert_deliveries(&self, deliveries: &[Delivery]) -> Result<(), StoreError>;
+    /// Records one fanned-out page of deliveries (`pending` or `skipped`), once per `page` of a
+    /// notification: a page fanned out twice changes no row and no count. A store may keep
+    /// `pending` rows only in its counts until they are claimed (DynamoDB does, so that fanout
+    /// writes nothing per recipient).
+    async fn insert_deliveries(&self, id: &NotificationId, page: &str, deliveries: &[Delivery]) -> Result<(), StoreError>;
     /// Records that every recipient has a delivery row; from then on the send can finish.
     async fn mark_fanned_out(&self, id: &NotificationId) -> Result<(), StoreError>;
-    /// Takes a pending delivery whose lease is free or expired, until `lease_until`.
-    async fn claim_delivery(
-        &self,
-        key: &DeliveryKey,
-        now: Timestamp,
-        lease_until: Timestamp,
-    ) -> Result<Claim, StoreError>;
+    /// Takes a pending delivery whose lease is free or expired, until `lease_until`. `delivery`
+    /// is the row as planned, for stores that create the row on its first claim.
+    async fn claim_delivery(&self, delivery: &Delivery, now: Timestamp, lease_until: Timestamp) -> Result<Claim, StoreError>;
     async fn record_outcome(&self, key: &DeliveryKey, outcome: &Outcome) -> Result<(), StoreError>;
-    async fn list_deliveries(
-        &self,
-        id: &NotificationId,
-        limit: usize,
-        cursor: Option<&str>,
-    ) -> Result<Page<Delivery>, StoreError>;
+    async fn list_deliveries(&self, id: &NotificationId, limit: usize, cursor: Option<&str>) -> Result<Page<Delivery>, StoreError>;
     async fn counts(&self, id: &NotificationId) -> Result<Counts, StoreError>;
     /// Once fanned out with nothing pending, moves `sending` to its final status; returns it.
     async fn finish_if_done(&self, id: &NotificationId) -> Result<Option<Status>, StoreError>;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use jiff::SignedDuration;
 
-use crate::delivery::{Claim, DeliveryKey, Outcome, Recipient};
+use crate::delivery::{Claim, Delivery, DeliveryKey, Outcome, Recipient};
 use crate::domain::{Channel, EmailAddress};
 use crate::error::Error;
 use crate::jobs::DispatchJob;
@@ -48,11 +48,7 @@ pub struct DispatchReport {
 /// The parts to render for this notification, compiled once per job.
 enum Source {
     Inline(Parts),
-    Template {
-        parts: Parts,
-        compiled: Box<Compiled>,
-        data: serde_json::Map<String, serde_json::Value>,
-    },
+    Template { parts: Parts, compiled: Box<Compiled>, data: serde_json::Map<String, serde_json::Value> },
     Broken(String),
 }
 
@@ -68,27 +64,18 @@ impl Dispatch {
             Content::Template { id, data } => match self.store.get_template(id).await? {
                 None => Source::Broken(format!("template {id:?} was deleted before the send")),
                 Some(t) => match Compiled::compile(&t.parts) {
-                    Ok(compiled) => Source::Template {
-                        parts: t.parts,
-                        compiled: Box::new(compiled),
-                        data: data.clone(),
-                    },
-                    Err(errors) => {
-                        Source::Broken(format!("template {id:?} does not compile: {errors:?}"))
-                    }
+                    Ok(compiled) => Source::Template { parts: t.parts, compiled: Box::new(compiled), data: data.clone() },
+                    Err(errors) => Source::Broken(format!("template {id:?} does not compile: {errors:?}")),
                 },
             },
         };
         for item in &job.items {
             for &channel in &item.channels {
-                let key = DeliveryKey {
-                    notification_id: n.id.clone(),
-                    recipient: item.recipient.key.clone(),
-                    channel,
-                };
+                let planned = Delivery::pending(&n.id, &item.recipient, channel);
+                let key = planned.key.clone();
                 let now = self.clock.now();
                 let lease_until = now.saturating_add(self.settings.lease).unwrap_or(now);
-                let attempt = match self.store.claim_delivery(&key, now, lease_until).await? {
+                let attempt = match self.store.claim_delivery(&planned, now, lease_until).await? {
                     Claim::Claimed { attempt } => attempt,
                     Claim::Done => {
                         report.already_done += 1;
@@ -101,19 +88,13 @@ impl Dispatch {
                     }
                 };
                 let outcome = match self.deliver(&source, &item.recipient, channel, &key).await {
-                    Ok(provider_message_id) => Outcome::Sent {
-                        provider_message_id,
-                        at: self.clock.now(),
-                    },
-                    Err(e)
-                        if e.kind == SendErrorKind::Transient
-                            && attempt < self.settings.max_attempts =>
-                    {
+                    Ok(provider_message_id) => Outcome::Sent { provider_message_id, at: self.clock.now() },
+                    Err(e) if e.kind == SendErrorKind::Transient && attempt < self.settings.max_attempts => {
                         Outcome::Retry { error: e.message }
                     }
-                    Err(e) if e.kind == SendErrorKind::Transient => Outcome::Failed {
-                        error: format!("gave up after {attempt} attempts: {}", e.message),
-                    },
+                    Err(e) if e.kind == SendErrorKind::Transient => {
+                        Outcome::Failed { error: format!("gave up after {attempt} attempts: {}", e.message) }
+                    }
                     Err(e) => Outcome::Failed { error: e.message },
                 };
                 match &outcome {
@@ -134,54 +115,27 @@ impl Dispatch {
         Ok(report)
     }
 
-    async fn deliver(
-        &self,
-        source: &Source,
-        recipient: &Recipient,
-        channel: Channel,
-        key: &DeliveryKey,
-    ) -> Result<String, SendError> {
+    async fn deliver(&self, source: &Source, recipient: &Recipient, channel: Channel, key: &DeliveryKey) -> Result<String, SendError> {
         let parts = match source {
             Source::Inline(parts) => parts.clone(),
-            Source::Template {
-                parts,
-                compiled,
-                data,
-            } => {
+            Source::Template { parts, compiled, data } => {
                 let mut context = data.clone();
                 context.insert("user".into(), recipient.template_context());
-                compiled
-                    .render(parts, &serde_json::Value::Object(context))
-                    .map_err(SendError::permanent)?
+                compiled.render(parts, &serde_json::Value::Object(context)).map_err(SendError::permanent)?
             }
             Source::Broken(why) => return Err(SendError::permanent(why.clone())),
         };
         match channel {
             Channel::Email => {
-                let to = recipient
-                    .email
-                    .as_ref()
-                    .ok_or_else(|| SendError::permanent("no email address"))?;
-                let email = message::build_email(&self.settings.from, to, key, &parts)
-                    .map_err(SendError::permanent)?;
+                let to = recipient.email.as_ref().ok_or_else(|| SendError::permanent("no email address"))?;
+                let email = message::build_email(&self.settings.from, to, key, &parts).map_err(SendError::permanent)?;
                 self.email.send(&email).await
             }
             Channel::Sms => {
-                let to = recipient
-                    .phone
-                    .clone()
-                    .ok_or_else(|| SendError::permanent("no phone number"))?;
-                let body = parts
-                    .sms
-                    .ok_or_else(|| SendError::permanent("no sms text"))?;
+                let to = recipient.phone.clone().ok_or_else(|| SendError::permanent("no phone number"))?;
+                let body = parts.sms.ok_or_else(|| SendError::permanent("no sms text"))?;
                 let domain = "sms";
-                self.sms
-                    .send(&OutgoingSms {
-                        to,
-                        body,
-                        message_id: message::message_id(key, domain),
-                    })
-                    .await
+                self.sms.send(&OutgoingSms { to, body, message_id: message::message_id(key, domain) }).await
             }
         }
     }

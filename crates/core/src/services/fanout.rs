@@ -1,17 +1,22 @@
 //! Fanout: turns one fired notification into delivery rows and dispatch jobs, page by page.
 //!
-//! Idempotent: a job that runs twice inserts no new rows (rows are keyed by notification,
-//! recipient and channel) and at worst repeats dispatch jobs, whose claims stop a second send.
+//! A group is read a page of members at a time, never whole. One invocation works through
+//! pages until its time budget is spent, then puts a continuation (the same job with the next
+//! cursor) on the fanout queue, so no single invocation has to finish a large group.
+//!
+//! Idempotent: a page fanned out twice changes no row or count (`insert_deliveries` is keyed by
+//! page) and at worst repeats dispatch jobs, whose claims stop a second send.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::delivery::{Delivery, Recipient};
-use crate::domain::Channel;
+use crate::domain::{Channel, UserId};
 use crate::error::Error;
 use crate::jobs::{DispatchItem, DispatchJob, FanoutJob};
 use crate::notification::{Notification, Status, Target};
 use crate::ports::{Clock, Queues, Store};
-use crate::user::ChannelPrefs;
+use crate::user::{ChannelPrefs, User};
 
 pub struct Fanout {
     pub store: Arc<dyn Store>,
@@ -22,23 +27,30 @@ pub struct Fanout {
 
 #[derive(Debug, Clone, Copy)]
 pub struct FanoutSettings {
-    /// Recipients carried by one dispatch job (one queue message).
+    /// At most this many recipients in one dispatch job (one queue message).
     pub recipients_per_job: usize,
+    /// At most this many bytes of JSON in one dispatch job; ten jobs go in one SQS batch,
+    /// whose total is limited to 256 KiB.
+    pub max_job_bytes: usize,
+    /// Group members read per page.
+    pub page_size: usize,
+    /// After this long, finish the current page and continue in a new job.
+    pub time_budget: Duration,
 }
 
 impl Default for FanoutSettings {
     fn default() -> Self {
-        Self {
-            recipients_per_job: 50,
-        }
+        Self { recipients_per_job: 50, max_job_bytes: 24 * 1024, page_size: 1000, time_budget: Duration::from_secs(20) }
     }
 }
 
-/// What one fanout step did, for logs and tests.
+/// What one fanout job did, for logs and tests.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct FanoutReport {
+    pub pages: usize,
     pub deliveries: usize,
     pub dispatch_jobs: usize,
+    /// A continuation job was queued for the rest of the group.
     pub continued: bool,
     /// Why nothing was done (cancelled, already finished, fired early, unknown id).
     pub ignored: Option<&'static str>,
@@ -50,26 +62,29 @@ enum Resolved {
     Gone(Recipient, &'static str),
 }
 
+fn gone_user(id: &UserId) -> Resolved {
+    let recipient =
+        Recipient { key: id.as_str().to_owned(), user_id: Some(id.clone()), email: None, phone: None, timezone: None, locale: None };
+    Resolved::Gone(recipient, "the user no longer exists")
+}
+
+fn found(user: &User) -> Resolved {
+    Resolved::Found(Recipient::from_user(user), user.channels)
+}
+
 impl Fanout {
     pub async fn handle(&self, job: &FanoutJob) -> Result<FanoutReport, Error> {
+        let started = Instant::now();
         let id = &job.notification_id;
         let Some(n) = self.store.get_notification(id).await? else {
             return Ok(ignored("unknown notification"));
         };
         match n.status {
             Status::Cancelled => return Ok(ignored("cancelled")),
-            Status::Completed | Status::PartiallyFailed | Status::Failed => {
-                return Ok(ignored("already finished"));
-            }
-            Status::Scheduled if n.fired_early(self.clock.now()) => {
-                return Ok(ignored("fired before send_at"));
-            }
+            Status::Completed | Status::PartiallyFailed | Status::Failed => return Ok(ignored("already finished")),
+            Status::Scheduled if n.fired_early(self.clock.now()) => return Ok(ignored("fired before send_at")),
             Status::Scheduled | Status::Queued => {
-                if !self
-                    .store
-                    .transition(id, &[Status::Scheduled, Status::Queued], Status::Sending)
-                    .await?
-                {
+                if !self.store.transition(id, &[Status::Scheduled, Status::Queued], Status::Sending).await? {
                     // Lost a race: proceed only if the winner was another fanout, not a cancel.
                     let now = self.store.get_notification(id).await?.map(|n| n.status);
                     if now != Some(Status::Sending) {
@@ -80,97 +95,89 @@ impl Fanout {
             Status::Sending => {}
         }
 
-        let (page, next_cursor) = self.resolve(&n, job.cursor.as_deref()).await?;
-        let mut deliveries = Vec::new();
-        let mut items = Vec::new();
-        for resolved in page {
-            let (recipient, channels) = plan(&n, resolved, &mut deliveries);
-            if !channels.is_empty() {
-                items.push(DispatchItem {
-                    recipient,
-                    channels,
-                });
+        let mut report = FanoutReport::default();
+        let mut cursor = job.cursor.clone();
+        loop {
+            let (page, next) = self.resolve(&n, cursor.as_deref()).await?;
+            let (deliveries, jobs) = self.plan(&n, page);
+            // The page key is the cursor that led to it: the same page always has the same key.
+            self.store.insert_deliveries(id, cursor.as_deref().unwrap_or(""), &deliveries).await?;
+            if !jobs.is_empty() {
+                self.queues.send_dispatch(&jobs).await?;
+            }
+            report.pages += 1;
+            report.deliveries += deliveries.len();
+            report.dispatch_jobs += jobs.len();
+            match next {
+                None => {
+                    self.store.mark_fanned_out(id).await?;
+                    // Everything may have been skipped, with no dispatch job left to finish it.
+                    self.store.finish_if_done(id).await?;
+                    return Ok(report);
+                }
+                Some(next) if started.elapsed() >= self.settings.time_budget => {
+                    self.queues.send_fanout(&FanoutJob { notification_id: id.clone(), cursor: Some(next) }).await?;
+                    report.continued = true;
+                    return Ok(report);
+                }
+                Some(next) => cursor = Some(next),
             }
         }
-        self.store.insert_deliveries(&deliveries).await?;
-        let jobs: Vec<DispatchJob> = items
-            .chunks(self.settings.recipients_per_job.max(1))
-            .map(|chunk| DispatchJob {
-                notification_id: id.clone(),
-                items: chunk.to_vec(),
-            })
-            .collect();
-        if !jobs.is_empty() {
-            self.queues.send_dispatch(&jobs).await?;
-        }
-
-        let mut report = FanoutReport {
-            deliveries: deliveries.len(),
-            dispatch_jobs: jobs.len(),
-            ..Default::default()
-        };
-        match next_cursor {
-            Some(cursor) => {
-                self.queues
-                    .send_fanout(&FanoutJob {
-                        notification_id: id.clone(),
-                        cursor: Some(cursor),
-                    })
-                    .await?;
-                report.continued = true;
-            }
-            None => {
-                self.store.mark_fanned_out(id).await?;
-                // Everything may have been skipped, with no dispatch job left to finish it.
-                self.store.finish_if_done(id).await?;
-            }
-        }
-        Ok(report)
     }
 
     /// One page of recipients, resolved now (not when the request was accepted).
-    async fn resolve(
-        &self,
-        n: &Notification,
-        _cursor: Option<&str>,
-    ) -> Result<(Vec<Resolved>, Option<String>), Error> {
+    async fn resolve(&self, n: &Notification, cursor: Option<&str>) -> Result<(Vec<Resolved>, Option<String>), Error> {
         let one = match &n.to {
             Target::UserId(user_id) => match self.store.get_user(user_id).await? {
-                Some(user) => Resolved::Found(Recipient::from_user(&user), user.channels),
-                None => Resolved::Gone(
-                    Recipient {
-                        key: user_id.as_str().to_owned(),
-                        user_id: Some(user_id.clone()),
-                        email: None,
-                        phone: None,
-                        timezone: None,
-                        locale: None,
-                    },
-                    "the user no longer exists",
-                ),
+                Some(user) => found(&user),
+                None => gone_user(user_id),
             },
-            Target::Email(address) => {
-                Resolved::Found(Recipient::email(address.clone()), ChannelPrefs::default())
-            }
-            Target::Phone(number) => {
-                Resolved::Found(Recipient::phone(number.clone()), ChannelPrefs::default())
-            }
-            Target::GroupId(_) => {
-                return Err(Error::Unavailable(
-                    "group sends are not supported by this store".into(),
-                ));
+            Target::Email(address) => Resolved::Found(Recipient::email(address.clone()), ChannelPrefs::default()),
+            Target::Phone(number) => Resolved::Found(Recipient::phone(number.clone()), ChannelPrefs::default()),
+            Target::GroupId(group) => {
+                let members = self.store.list_members(group, self.settings.page_size, cursor).await?;
+                let users = self.store.get_users(&members.items).await?;
+                let by_id: std::collections::HashMap<&UserId, &User> = users.iter().map(|u| (&u.id, u)).collect();
+                let page = members.items.iter().map(|m| by_id.get(m).map_or_else(|| gone_user(m), |u| found(u))).collect();
+                return Ok((page, members.next_cursor));
             }
         };
         Ok((vec![one], None))
     }
+
+    /// Delivery rows for a page, and the dispatch jobs for its pending ones, each bounded by
+    /// recipient count and by size.
+    fn plan(&self, n: &Notification, page: Vec<Resolved>) -> (Vec<Delivery>, Vec<DispatchJob>) {
+        let mut deliveries = Vec::with_capacity(page.len() * n.channels.len());
+        let mut jobs = Vec::new();
+        let mut items: Vec<DispatchItem> = Vec::new();
+        let mut bytes = 0;
+        // The job's own fields, and a margin for JSON punctuation.
+        let overhead = 64 + n.id.as_str().len();
+        for resolved in page {
+            let (recipient, channels) = plan_recipient(n, resolved, &mut deliveries);
+            if channels.is_empty() {
+                continue;
+            }
+            let item = DispatchItem { recipient, channels };
+            let size = serde_json::to_vec(&item).map(|v| v.len() + 1).unwrap_or(1024);
+            let full = items.len() >= self.settings.recipients_per_job.max(1) || overhead + bytes + size > self.settings.max_job_bytes;
+            if full && !items.is_empty() {
+                jobs.push(DispatchJob { notification_id: n.id.clone(), items: std::mem::take(&mut items) });
+                bytes = 0;
+            }
+            bytes += size;
+            items.push(item);
+        }
+        if !items.is_empty() {
+            jobs.push(DispatchJob { notification_id: n.id.clone(), items });
+        }
+        (deliveries, jobs)
+    }
 }
 
 /// Decides, per channel, whether the recipient gets a pending delivery or a skipped one.
-fn plan(
-    n: &Notification,
-    resolved: Resolved,
-    deliveries: &mut Vec<Delivery>,
-) -> (Recipient, Vec<Channel>) {
+fn plan_recipient(n: &Notification, resolved: Resolved, deliveries: &mut Vec<Delivery>) -> (Recipient, Vec<Channel>) {
     let mut channels = Vec::new();
     let recipient = match resolved {
         Resolved::Gone(recipient, why) => {
@@ -192,9 +199,7 @@ fn plan(
                     None
                 };
                 match skip {
-                    Some(why) => {
-                        deliveries.push(Delivery::skipped(&n.id, &recipient, channel, why))
-                    }
+                    Some(why) => deliveries.push(Delivery::skipped(&n.id, &recipient, channel, why)),
                     None => {
                         deliveries.push(Delivery::pending(&n.id, &recipient, channel));
                         channels.push(channel);
@@ -209,8 +214,5 @@ fn plan(
 
 fn ignored(why: &'static str) -> FanoutReport {
     tracing::info!(reason = why, "fanout ignored");
-    FanoutReport {
-        ignored: Some(why),
-        ..Default::default()
-    }
+    FanoutReport { ignored: Some(why), ..Default::default() }
 }

@@ -5,22 +5,10 @@ use crate::jobs::FanoutJob;
 use crate::notification::{Notification, Status};
 
 /// Moves a scheduled notification; a time not in the future sends it now.
-pub async fn reschedule(
-    app: &App,
-    id: &NotificationId,
-    send_at: SendAt,
-) -> Result<Notification, Error> {
-    let mut n = app
-        .store
-        .get_notification(id)
-        .await?
-        .ok_or(Error::NotFound("notification"))?;
-    let conflict = |status: Status| {
-        Error::Conflict(format!(
-            "only a scheduled notification can be rescheduled (status {})",
-            status.as_str()
-        ))
-    };
+pub async fn reschedule(app: &App, id: &NotificationId, send_at: SendAt) -> Result<Notification, Error> {
+    let mut n = app.store.get_notification(id).await?.ok_or(Error::NotFound("notification"))?;
+    let conflict =
+        |status: Status| Error::Conflict(format!("only a scheduled notification can be rescheduled (status {})", status.as_str()));
     if n.status != Status::Scheduled {
         return Err(conflict(n.status));
     }
@@ -28,13 +16,7 @@ pub async fn reschedule(
     let at = send_at.timestamp(now);
     let at = at.round(jiff::Unit::Millisecond).unwrap_or(at);
     if !app.store.set_send_at(id, at).await? {
-        return Err(conflict(
-            app.store
-                .get_notification(id)
-                .await?
-                .map(|n| n.status)
-                .unwrap_or(n.status),
-        ));
+        return Err(conflict(app.store.get_notification(id).await?.map(|n| n.status).unwrap_or(n.status)));
     }
     n.send_at = at;
     match send_at {
@@ -42,25 +24,10 @@ pub async fn reschedule(
         // `send_at` and ignores it.
         SendAt::At(_) => app.scheduler.schedule(id, at).await?,
         SendAt::Now => {
-            if !app
-                .store
-                .transition(id, &[Status::Scheduled], Status::Queued)
-                .await?
-            {
-                return Err(conflict(
-                    app.store
-                        .get_notification(id)
-                        .await?
-                        .map(|n| n.status)
-                        .unwrap_or(n.status),
-                ));
+            if !app.store.transition(id, &[Status::Scheduled], Status::Queued).await? {
+                return Err(conflict(app.store.get_notification(id).await?.map(|n| n.status).unwrap_or(n.status)));
             }
-            app.queues
-                .send_fanout(&FanoutJob {
-                    notification_id: id.clone(),
-                    cursor: None,
-                })
-                .await?;
+            app.queues.send_fanout(&FanoutJob { notification_id: id.clone(), cursor: None }).await?;
             if let Err(e) = app.scheduler.cancel(id).await {
                 tracing::warn!(%id, error = %e, "could not delete the old schedule");
             }
