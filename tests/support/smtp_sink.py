@@ -10,7 +10,6 @@ messages (a transient error), --reject ADDRESS answers 550 to a recipient (a per
 import argparse
 import asyncio
 import json
-import os
 import random
 import signal
 import time
@@ -42,7 +41,6 @@ class Sink:
         }
         self.out.write(json.dumps(line) + "\n")
         self.out.flush()
-        os.fsync(self.out.fileno())
         return "250 OK queued"
 
 

@@ -75,22 +75,37 @@ CREATE TABLE IF NOT EXISTS schedules (
 CREATE INDEX IF NOT EXISTS schedules_by_due ON schedules(due_at);
 "#;
 
-/// The database handle shared by every local adapter. Calls run on the blocking pool.
+/// When a commit is on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Synced at every commit: survives a power cut. For what answers a 202.
+    Full,
+    /// Synced at checkpoints: survives a killed process, and a power cut may lose the last
+    /// commits. For the workers: a lost claim or outcome means at worst one repeated send,
+    /// the same as a crash in the middle of a provider call.
+    Normal,
+}
+
+/// One connection to the database, shared by the adapters that use it. Calls run on the
+/// blocking pool.
 #[derive(Clone)]
 pub struct Db {
     conn: Arc<Mutex<Connection>>,
 }
 
 impl Db {
-    pub fn open(path: &Path) -> Result<Self, rusqlite::Error> {
+    pub fn open(path: &Path, durability: Durability) -> Result<Self, rusqlite::Error> {
         let conn = Connection::open(path)?;
-        // FULL: a 202 must survive a power cut, not only a killed process.
-        conn.execute_batch(
+        let synchronous = match durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
+        conn.execute_batch(&format!(
             "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = FULL;
+             PRAGMA synchronous = {synchronous};
              PRAGMA foreign_keys = ON;
-             PRAGMA busy_timeout = 5000;",
-        )?;
+             PRAGMA busy_timeout = 10000;"
+        ))?;
         conn.execute_batch(SCHEMA)?;
         Ok(Self { conn: Arc::new(Mutex::new(conn)) })
     }

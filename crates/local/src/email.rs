@@ -13,12 +13,18 @@ pub struct SmtpEmail {
     transport: AsyncSmtpTransport<Tokio1Executor>,
 }
 
+/// SMTP connections kept open and used at once; as many as dispatch jobs run at once.
+pub const SMTP_CONNECTIONS: u32 = 16;
+
 impl SmtpEmail {
-    /// `smtp://host:port` (plain, or STARTTLS when offered), `smtps://user:pass@host:465`.
+    /// `smtp://host:port` (plain; `?tls=required` for STARTTLS), `smtps://user:pass@host:465`.
     pub fn from_url(url: &str) -> Result<Self, String> {
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
             .map_err(|e| format!("NOTIFY_SMTP_URL: {e}"))?
             .timeout(Some(Duration::from_secs(30)))
+            // lettre 0.11 leaves Nagle on, which costs about 40 ms a message on each connection
+            // (fixed upstream, not yet released): enough connections at once hide most of it.
+            .pool_config(lettre::transport::smtp::PoolConfig::new().max_size(SMTP_CONNECTIONS))
             .build();
         Ok(Self { transport })
     }

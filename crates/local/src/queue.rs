@@ -64,6 +64,11 @@ impl SqliteQueues {
         Self { db, fanout_ready: Arc::new(Notify::new()), dispatch_ready: Arc::new(Notify::new()) }
     }
 
+    /// The same queues over another connection, waking the same workers.
+    pub fn on(&self, db: Db) -> Self {
+        Self { db, fanout_ready: self.fanout_ready.clone(), dispatch_ready: self.dispatch_ready.clone() }
+    }
+
     /// Woken when jobs are added to `queue`.
     pub fn ready(&self, queue: QueueName) -> Arc<Notify> {
         match queue {

@@ -29,6 +29,11 @@ impl SqliteScheduler {
         Self { db, changed: Arc::new(Notify::new()) }
     }
 
+    /// The same schedules over another connection, waking the same timer.
+    pub fn on(&self, db: Db) -> Self {
+        Self { db, changed: self.changed.clone() }
+    }
+
     /// Fires every schedule due at `now`; returns how many fired.
     pub async fn fire_due(&self, now: Timestamp) -> Result<usize, StoreError> {
         let now = millis(now);

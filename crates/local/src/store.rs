@@ -586,7 +586,7 @@ mod tests {
     #[tokio::test]
     async fn meets_the_store_contract() {
         let dir = tempfile::tempdir().unwrap();
-        let db = crate::Db::open(&dir.path().join("t.db")).unwrap();
+        let db = crate::Db::open(&dir.path().join("t.db"), crate::db::Durability::Full).unwrap();
         notify_core::contract::run_all(&super::SqliteStore::new(db)).await;
     }
 }

@@ -78,15 +78,19 @@ where
             break;
         }
         let room = settings.concurrency.saturating_sub(in_flight.len());
-        let jobs = if room == 0 {
-            Vec::new()
-        } else {
-            match queues.receive(queue, room, settings.visibility, settings.max_receives).await {
-                Ok(jobs) => jobs,
-                Err(e) => {
-                    tracing::error!(queue = queue.as_str(), error = %e, "receive failed");
-                    Vec::new()
-                }
+        if room == 0 {
+            // Full: wait for a job to finish, not for the queue.
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                Some(_) = in_flight.join_next() => {}
+            }
+            continue;
+        }
+        let jobs = match queues.receive(queue, room, settings.visibility, settings.max_receives).await {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                tracing::error!(queue = queue.as_str(), error = %e, "receive failed");
+                Vec::new()
             }
         };
         let got = jobs.len();
@@ -108,10 +112,10 @@ where
                 }
             });
         }
-        if got > 0 && got == room {
+        if got == room {
             continue;
         }
-        // Idle (or full): wait for a new job, a finished one, the next visible one, or shutdown.
+        // Nothing more visible now: wait for a new job, the next visible one, or shutdown.
         let wait = match queues.next_visible_at(queue).await {
             Ok(Some(at)) => Duration::from_millis((at - jiff::Timestamp::now().as_millisecond()).clamp(1, 60_000) as u64),
             _ => Duration::from_secs(60),

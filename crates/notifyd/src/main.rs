@@ -13,6 +13,7 @@ use notify_core::services::App;
 use notify_core::services::dispatch::{Dispatch, DispatchSettings};
 use notify_core::services::fanout::{Fanout, FanoutSettings};
 use notify_local::Db;
+use notify_local::db::Durability;
 use notify_local::email::{EmlOutbox, SmtpEmail};
 use notify_local::queue::{QueueName, SqliteQueues};
 use notify_local::scheduler::SqliteScheduler;
@@ -48,13 +49,19 @@ async fn run(config: Config) -> Result<(), String> {
     // One process per data directory: the queues' leases assume it (see `release_stale_leases`).
     let lock = std::fs::File::create(config.data_dir.join("lock")).map_err(|e| format!("lock file: {e}"))?;
     lock.try_lock().map_err(|_| format!("another notifyd is using {}", config.data_dir.display()))?;
-    let db = Db::open(&config.data_dir.join("notify.db")).map_err(|e| format!("database: {e}"))?;
+    // Two connections: the API's commits are synced before its 202; the workers' are not, which
+    // a power cut can cost at most a repeated send (see `Durability`).
+    let path = config.data_dir.join("notify.db");
+    let db = Db::open(&path, Durability::Full).map_err(|e| format!("database: {e}"))?;
+    let worker_db = Db::open(&path, Durability::Normal).map_err(|e| format!("database: {e}"))?;
     let (jobs, deliveries) = db.release_stale_leases().await.map_err(|e| format!("database: {e}"))?;
     if jobs + deliveries > 0 {
         tracing::info!(jobs, deliveries, "released the leases of a previous run that did not stop cleanly");
     }
     let store = Arc::new(SqliteStore::new(db.clone()));
+    let worker_store = Arc::new(SqliteStore::new(worker_db.clone()));
     let queues = SqliteQueues::new(db.clone());
+    let worker_queues = queues.on(worker_db.clone());
     let scheduler = SqliteScheduler::new(db.clone());
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let email: Arc<dyn EmailSender> = match &config.smtp_url {
@@ -66,15 +73,15 @@ async fn run(config: Config) -> Result<(), String> {
         None => Arc::new(JsonlOutbox::open(config.data_dir.join("outbox/sms.jsonl")).await.map_err(|e| format!("outbox: {e}"))?),
     };
 
-    let app = App { store: store.clone(), scheduler: Arc::new(scheduler.clone()), queues: Arc::new(queues.clone()), clock: clock.clone() };
+    let app = App { store, scheduler: Arc::new(scheduler.clone()), queues: Arc::new(queues.clone()), clock: clock.clone() };
     let fanout = Arc::new(Fanout {
-        store: store.clone(),
-        queues: Arc::new(queues.clone()),
+        store: worker_store.clone(),
+        queues: Arc::new(worker_queues.clone()),
         clock: clock.clone(),
         settings: FanoutSettings::default(),
     });
     let dispatch = Arc::new(Dispatch {
-        store,
+        store: worker_store,
         email,
         sms,
         clock,
@@ -82,17 +89,17 @@ async fn run(config: Config) -> Result<(), String> {
     });
 
     let shutdown = CancellationToken::new();
-    let settings = WorkerSettings::default();
+    let settings = WorkerSettings { concurrency: notify_local::email::SMTP_CONNECTIONS as usize, ..WorkerSettings::default() };
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(scheduler.run(queues.clone(), shutdown.clone()));
+    tasks.spawn(scheduler.on(worker_db.clone()).run(worker_queues.clone(), shutdown.clone()));
     tasks.spawn(worker::run(
-        queues.clone(),
+        worker_queues.clone(),
         QueueName::Fanout,
         WorkerSettings { concurrency: 2, ..settings },
         shutdown.clone(),
         worker::fanout_handler(fanout),
     ));
-    tasks.spawn(worker::run(queues.clone(), QueueName::Dispatch, settings, shutdown.clone(), worker::dispatch_handler(dispatch)));
+    tasks.spawn(worker::run(worker_queues.clone(), QueueName::Dispatch, settings, shutdown.clone(), worker::dispatch_handler(dispatch)));
 
     let listener = tokio::net::TcpListener::bind(config.addr).await.map_err(|e| format!("listen on {}: {e}", config.addr))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
