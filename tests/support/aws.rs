@@ -1,4 +1,5 @@
-//! moto in server mode on a free loopback port, and the resources of `template.yaml` made in it.
+//! moto in server mode on a free loopback port (see `moto_server.py` for its one change), and the
+//! resources of `template.yaml` made in it.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -25,13 +26,14 @@ pub struct Moto {
 impl Moto {
     pub async fn start() -> Self {
         let port = free_port();
-        let bin = python().parent().unwrap().join("moto_server");
-        let child = Command::new(&bin)
+        let script = super::repo_root().join("tests/support/moto_server.py");
+        let child = Command::new(python())
+            .arg(&script)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("start {} (run ./scripts/test to set up .venv): {e}", bin.display()));
+            .unwrap_or_else(|e| panic!("start {} (run ./scripts/test to set up .venv): {e}", script.display()));
         let up = wait_until(Duration::from_secs(30), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()).await;
         assert!(up, "moto did not start on port {port}");
         Self { child, endpoint: format!("http://127.0.0.1:{port}") }
@@ -209,6 +211,7 @@ impl AwsWorld {
 }
 
 /// An API Gateway (HTTP API, payload 2.0) event from `events/`, sent through the api handler.
+#[derive(Clone)]
 pub struct ApiHandler {
     adapter: lambda_http::Adapter<'static, axum::response::Response, axum::Router>,
 }

@@ -22,9 +22,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, KeysAndAttributes, Put, PutRequest, ReturnValue, TransactWriteItem, Update, WriteRequest,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, PutRequest, ReturnValue, TransactWriteItem, Update, WriteRequest};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jiff::Timestamp;
@@ -257,33 +255,24 @@ impl DynamoStore {
         Ok(())
     }
 
-    /// Removes one membership and counts it off the group, in one transaction.
+    /// Removes one membership, then counts it off the group. Not a transaction: `member_count`
+    /// is for display, a crash between the two writes leaves it off by one, and a transaction
+    /// would double the cost of every (un)subscribe.
     async fn remove_member(&self, group: &GroupId, user: &UserId) -> Result<bool, StoreError> {
-        let delete = Delete::builder()
+        let out = self
+            .client
+            .delete_item()
             .table_name(&self.table)
             .set_key(Some(key(format!("G#{group}"), &format!("M#{user}"))))
-            .condition_expression("attribute_exists(PK)")
-            .build()
-            .map_err(build_err)?;
-        let count = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(format!("G#{group}"), "G")))
-            .update_expression("ADD member_count :minus")
-            .expression_attribute_values(":minus", n(-1))
-            .build()
-            .map_err(build_err)?;
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().delete(delete).build())
-            .transact_items(TransactWriteItem::builder().update(count).build())
+            .return_values(ReturnValue::AllOld)
             .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if cancelled_by_condition(&e) => Ok(false),
-            Err(e) => Err(err(e)),
+            .await
+            .map_err(err)?;
+        if out.attributes.is_none() {
+            return Ok(false);
         }
+        self.add_to_member_count(group, -1).await?;
+        Ok(true)
     }
 
     async fn add_member(&self, group: &GroupId, user: &UserId) -> Result<bool, StoreError> {
@@ -291,31 +280,39 @@ impl DynamoStore {
         item.insert("user_id".into(), s(user.as_str()));
         item.insert("GSI1PK".into(), s(format!("UG#{user}")));
         item.insert("GSI1SK".into(), s(format!("G#{group}")));
-        let put = Put::builder()
+        let result = self
+            .client
+            .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(PK)")
-            .build()
-            .map_err(build_err)?;
-        let count = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(format!("G#{group}"), "G")))
-            .update_expression("ADD member_count :one")
-            .condition_expression("attribute_exists(PK)")
-            .expression_attribute_values(":one", n(1))
-            .build()
-            .map_err(build_err)?;
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put).build())
-            .transact_items(TransactWriteItem::builder().update(count).build())
             .send()
             .await;
         match result {
-            Ok(_) => Ok(true),
-            // Already a member, or the group is gone.
-            Err(e) if cancelled_by_condition(&e) => Ok(false),
+            Ok(_) => {
+                self.add_to_member_count(group, 1).await?;
+                Ok(true)
+            }
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    async fn add_to_member_count(&self, group: &GroupId, by: i64) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("G#{group}"), "G")))
+            .update_expression("ADD member_count :by")
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_values(":by", n(by))
+            .send()
+            .await;
+        match result {
+            // The group was deleted meanwhile: nothing to count.
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Ok(()),
             Err(e) => Err(err(e)),
         }
     }

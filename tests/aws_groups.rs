@@ -1,0 +1,113 @@
+//! A 2,500-member group through the AWS handlers against moto, with a page size and time
+//! budget small enough that the fanout continues itself through the queue. (The events of
+//! `events/` serve as templates: a PUT event with another path is a PUT to that path.)
+
+use std::collections::HashMap;
+
+use futures::StreamExt;
+use notify_aws::handlers::{dispatch_event, fanout_event};
+use notify_aws::wiring;
+use notify_tests::aws::{ApiHandler, AwsWorld, api_event};
+use serde_json::json;
+
+const MEMBERS: usize = 2_500;
+const UNSUBSCRIBED: usize = 3;
+const NO_EMAIL: usize = 1_234;
+
+fn uid(i: usize) -> String {
+    format!("m{i:04}")
+}
+
+#[tokio::test]
+async fn a_2500_member_group_gets_one_email_each_and_the_fanout_continues_itself() {
+    let _ = tracing_subscriber::fmt().with_env_filter("warn").with_test_writer().try_init();
+    let started = std::time::Instant::now();
+    let mut w = AwsWorld::start().await;
+    w.config.fanout_page_size = 300;
+    w.config.fanout_time_budget_secs = 0;
+    let api = ApiHandler::new(&w);
+    futures::stream::iter(0..MEMBERS)
+        .map(|i| {
+            let mut api = api.clone();
+            async move {
+                let user =
+                    if i == NO_EMAIL { json!({"phone": "+14155550100"}) } else { json!({"email": format!("{}@example.org", uid(i))}) };
+                let a = api.call(api_event("api-put-user.json", Some(&format!("/v1/users/{}", uid(i))), Some(user))).await;
+                assert_eq!(a.status, 200);
+            }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<()>>()
+        .await;
+    eprintln!("users: {:?}", started.elapsed());
+    let mut api = api.clone();
+    let put_group = |path: &str, body| api_event("api-put-user.json", Some(path), Some(body));
+    assert_eq!(api.call(put_group("/v1/groups/fans", json!({"name": "Fans"}))).await.status, 200);
+    for chunk in (0..MEMBERS).collect::<Vec<_>>().chunks(1000) {
+        let ids: Vec<String> = chunk.iter().map(|i| uid(*i)).collect();
+        let a = api.call(api_event("api-post-notification-now.json", Some("/v1/groups/fans/members"), Some(json!({"add": ids})))).await;
+        assert_eq!(a.status, 200, "{:?}", a.body);
+    }
+    eprintln!("members: {:?}", started.elapsed());
+    let unsubscribe = api_event("api-delete-user.json", Some(&format!("/v1/groups/fans/members/{}", uid(UNSUBSCRIBED))), None);
+    assert_eq!(api.call(unsubscribe).await.status, 204);
+    let g = api.call(api_event("api-get-user.json", Some("/v1/groups/fans"), None)).await;
+    assert_eq!(g.body["member_count"], MEMBERS - 1);
+
+    let a = api
+        .call(api_event(
+            "api-post-notification-now.json",
+            None,
+            Some(json!({"to": {"group_id": "fans"}, "content": {"subject": "News", "text": "Hello fans"}})),
+        ))
+        .await;
+    assert_eq!(a.status, 202, "{:?}", a.body);
+    let id = a.body["id"].as_str().unwrap().to_owned();
+
+    let fanout = wiring::fanout(&w.config, &w.sdk);
+    let dispatch = wiring::dispatch(&w.config, &w.sdk).unwrap();
+    let mut fanout_runs = 0;
+    loop {
+        let e = w.receive_event(&w.config.fanout_queue_url, 1).await;
+        if e.records.is_empty() {
+            break;
+        }
+        let job: serde_json::Value = serde_json::from_str(e.records[0].body.as_deref().unwrap()).unwrap();
+        assert_eq!(job.get("cursor").is_some(), fanout_runs > 0, "every run after the first is a continuation");
+        let r = fanout_event(&fanout, e.clone()).await;
+        assert!(r.batch_item_failures.is_empty());
+        w.settle(&w.config.fanout_queue_url, &e, &r).await;
+        fanout_runs += 1;
+    }
+    assert_eq!(fanout_runs, (MEMBERS - 1).div_ceil(300), "one page per run");
+
+    eprintln!("fanout: {:?}", started.elapsed());
+    let mut messages = 0;
+    loop {
+        let e = w.receive_event(&w.config.dispatch_queue_url, 10).await;
+        if e.records.is_empty() {
+            break;
+        }
+        messages += e.records.len();
+        let r = dispatch_event(&dispatch, e.clone()).await;
+        assert!(r.batch_item_failures.is_empty(), "{r:?}");
+        w.settle(&w.config.dispatch_queue_url, &e, &r).await;
+    }
+    assert!(messages >= (MEMBERS - 2) / 50, "{messages} dispatch messages: many recipients each");
+
+    eprintln!("dispatch: {:?}", started.elapsed());
+    let emails = w.moto.raw_emails().await;
+    let mut per_address: HashMap<String, usize> = HashMap::new();
+    for e in &emails {
+        let to = e["destinations"][0].as_str().unwrap().to_owned();
+        *per_address.entry(to).or_default() += 1;
+    }
+    for i in 0..MEMBERS {
+        let want = usize::from(i != UNSUBSCRIBED && i != NO_EMAIL);
+        assert_eq!(per_address.get(&format!("{}@example.org", uid(i))).copied().unwrap_or(0), want, "{}", uid(i));
+    }
+    assert_eq!(emails.len(), MEMBERS - 2);
+    let n = api.call(api_event("api-get-notification.json", Some(&format!("/v1/notifications/{id}")), None)).await;
+    assert_eq!(n.body["status"], "completed", "{:?}", n.body);
+    assert_eq!(n.body["counts"], json!({"recipients": MEMBERS - 1, "pending": 0, "sent": MEMBERS - 2, "failed": 0, "skipped": 1}));
+}

@@ -1,0 +1,48 @@
+"""moto in server mode for the tests, with one change: cheaper DynamoDB transaction backups.
+
+moto backs up every table a TransactWriteItems touches with copy.deepcopy, once per item, before
+applying it: O(table size) per call, about 100 ms at a few thousand items and growing, and not
+safe against requests served at the same time on other threads (it answered 500s). Real DynamoDB
+has neither cost. Here the backup copies the table's item maps but not the items, and
+transactions run one at a time. moto restores the backup when a transaction is cancelled; that
+restores every put and delete, and an update only if it came before nothing that could fail. The
+project's transactions put the conditional item first, so a cancelled one has changed nothing
+but puts, and the emulator still checks every condition as DynamoDB does.
+"""
+
+import copy
+import sys
+import threading
+import types
+
+import moto.dynamodb.models as dynamodb_models
+from moto.dynamodb.models.table import Table
+from moto.server import main
+
+_lock = threading.Lock()
+
+
+def _backup(obj, memo=None):
+    if not isinstance(obj, Table):
+        return copy.deepcopy(obj, memo)
+    snapshot = copy.copy(obj)
+    items = list(obj.items.items())  # one atomic copy under the GIL
+    snapshot.items = type(obj.items)(dict)
+    for key, value in items:
+        snapshot.items[key] = dict(value) if isinstance(value, dict) else value
+    return snapshot
+
+
+dynamodb_models.copy = types.SimpleNamespace(deepcopy=_backup, copy=copy.copy)
+_transact = dynamodb_models.DynamoDBBackend.transact_write_items
+
+
+def _serialized(self, *args, **kwargs):
+    with _lock:
+        return _transact(self, *args, **kwargs)
+
+
+dynamodb_models.DynamoDBBackend.transact_write_items = _serialized
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
