@@ -33,6 +33,8 @@ pub fn batches(bodies: &[String]) -> Vec<&[String]> {
     out
 }
 const ATTEMPTS: u32 = 5;
+/// SendMessageBatch calls in flight at once.
+pub const SEND_CONCURRENCY: usize = 4;
 
 pub struct SqsQueues {
     client: Client,
@@ -45,9 +47,18 @@ impl SqsQueues {
         Self { client, fanout_url, dispatch_url }
     }
 
-    /// Sends every body, 10 (and at most 256 KiB) per call, retrying only the failed entries.
+    /// Sends every body, 10 (and at most 256 KiB) per call, several calls at once.
     pub async fn send_all(&self, queue_url: &str, bodies: Vec<String>) -> Result<(), QueueError> {
-        for chunk in batches(&bodies) {
+        let all = batches(&bodies);
+        for calls in all.chunks(SEND_CONCURRENCY) {
+            futures::future::try_join_all(calls.iter().map(|chunk| self.send_batch(queue_url, chunk))).await?;
+        }
+        Ok(())
+    }
+
+    /// One SendMessageBatch, retrying only the entries that failed inside its answer.
+    async fn send_batch(&self, queue_url: &str, chunk: &[String]) -> Result<(), QueueError> {
+        {
             let mut pending: Vec<(String, &String)> = chunk.iter().enumerate().map(|(i, b)| (i.to_string(), b)).collect();
             let mut attempt = 0;
             while !pending.is_empty() {

@@ -40,6 +40,8 @@ use crate::provider_error::describe;
 pub const COUNT_SHARDS: u64 = 16;
 /// Conditional writes in flight at once when inserting a page of deliveries.
 const WRITE_CONCURRENCY: usize = 16;
+/// BatchGetItem calls in flight at once when resolving a page of members.
+pub const READ_CONCURRENCY: usize = 8;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -230,6 +232,24 @@ impl DynamoStore {
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
+    async fn batch_get_users(&self, ids: &[&UserId]) -> Result<Vec<User>, StoreError> {
+        let mut users = Vec::with_capacity(ids.len());
+        let mut keys: Vec<Item> = ids.iter().map(|id| key(format!("U#{id}"), "U")).collect();
+        for attempt in 0..8u32 {
+            let request = KeysAndAttributes::builder().set_keys(Some(keys)).build().map_err(build_err)?;
+            let out = self.client.batch_get_item().request_items(&self.table, request).send().await.map_err(err)?;
+            for item in out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
+                users.push(body(&item)?);
+            }
+            keys = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).map(|k| k.keys).unwrap_or_default();
+            if keys.is_empty() {
+                return Ok(users);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25 << attempt)).await;
+        }
+        Err(StoreError::Unavailable(format!("dynamodb: {} reads still unprocessed", keys.len())))
+    }
+
     /// Writes rows that never change again (skipped ones) 25 per call, retrying unprocessed items.
     async fn batch_put(&self, items: Vec<Item>) -> Result<(), StoreError> {
         for chunk in items.chunks(25) {
@@ -354,25 +374,17 @@ impl Store for DynamoStore {
     }
 
     async fn get_users(&self, ids: &[UserId]) -> Result<Vec<User>, StoreError> {
-        let mut users = Vec::with_capacity(ids.len());
         let mut seen = std::collections::HashSet::new();
         let unique: Vec<&UserId> = ids.iter().filter(|id| seen.insert(*id)).collect();
-        for chunk in unique.chunks(100) {
-            let mut keys: Vec<Item> = chunk.iter().map(|id| key(format!("U#{id}"), "U")).collect();
-            for attempt in 0..8u32 {
-                let request = KeysAndAttributes::builder().set_keys(Some(keys)).build().map_err(build_err)?;
-                let out = self.client.batch_get_item().request_items(&self.table, request).send().await.map_err(err)?;
-                for item in out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
-                    users.push(body(&item)?);
-                }
-                keys = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).map(|k| k.keys).unwrap_or_default();
-                if keys.is_empty() {
-                    break;
-                }
-                if attempt == 7 {
-                    return Err(StoreError::Unavailable(format!("dynamodb: {} reads still unprocessed", keys.len())));
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(25 << attempt)).await;
+        // 100 keys per BatchGetItem, several calls at once: a page of 2,000 members is one round trip or three.
+        let mut users = Vec::with_capacity(unique.len());
+        for calls in unique.chunks(100 * READ_CONCURRENCY) {
+            let mut reads = Vec::with_capacity(READ_CONCURRENCY);
+            for chunk in calls.chunks(100) {
+                reads.push(self.batch_get_users(chunk));
+            }
+            for found in futures::future::try_join_all(reads).await? {
+                users.extend(found);
             }
         }
         Ok(users)
