@@ -2,9 +2,10 @@
 
 moto backs up every table a TransactWriteItems touches with copy.deepcopy, once per item, before
 applying it: O(table size) per call, about 100 ms at a few thousand items and growing, and not
-safe against requests served at the same time on other threads (it answered 500s). Real DynamoDB
-has neither cost. Here the backup copies the table's item maps but not the items, and
-transactions run one at a time. moto restores the backup when a transaction is cancelled; that
+safe against requests served at the same time on other threads (it answered 500s); nor are its
+other writes (two concurrent `ADD` updates of one item could lose one). Real DynamoDB has neither
+problem. Here the backup copies the table's item maps but not the items, and DynamoDB writes run
+one at a time. moto restores the backup when a transaction is cancelled; that
 restores every put and delete, and an update only if it came before nothing that could fail. The
 project's transactions put the conditional item first, so a cancelled one has changed nothing
 but puts, and the emulator still checks every condition as DynamoDB does.
@@ -19,7 +20,7 @@ import moto.dynamodb.models as dynamodb_models
 from moto.dynamodb.models.table import Table
 from moto.server import main
 
-_lock = threading.Lock()
+_lock = threading.RLock()
 
 
 def _backup(obj, memo=None):
@@ -34,15 +35,21 @@ def _backup(obj, memo=None):
 
 
 dynamodb_models.copy = types.SimpleNamespace(deepcopy=_backup, copy=copy.copy)
-_transact = dynamodb_models.DynamoDBBackend.transact_write_items
 
 
-def _serialized(self, *args, **kwargs):
-    with _lock:
-        return _transact(self, *args, **kwargs)
+def _serialize(name):
+    original = getattr(dynamodb_models.DynamoDBBackend, name)
+
+    def serialized(self, *args, **kwargs):
+        with _lock:
+            return original(self, *args, **kwargs)
+
+    setattr(dynamodb_models.DynamoDBBackend, name, serialized)
 
 
-dynamodb_models.DynamoDBBackend.transact_write_items = _serialized
+for _name in ("transact_write_items", "put_item", "update_item", "delete_item", "batch_write_item"):
+    if hasattr(dynamodb_models.DynamoDBBackend, _name):
+        _serialize(_name)
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -5,12 +5,21 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use lettre::address::Envelope;
+use lettre::transport::smtp::client::AsyncSmtpConnection;
+use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use notify_core::ports::{EmailSender, OutgoingEmail, SendError};
 
 pub struct SmtpEmail {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    how: Connect,
+}
+
+enum Connect {
+    /// `smtp://host:port` without TLS: our own pool of connections with TCP_NODELAY.
+    Plain { addr: String, connections: tokio::sync::Semaphore, idle: tokio::sync::Mutex<Vec<AsyncSmtpConnection>> },
+    /// Everything else (TLS, authentication): lettre's pooled transport.
+    Lettre(AsyncSmtpTransport<Tokio1Executor>),
 }
 
 /// SMTP connections kept open and used at once; as many as dispatch jobs run at once.
@@ -19,15 +28,78 @@ pub const SMTP_CONNECTIONS: u32 = 16;
 impl SmtpEmail {
     /// `smtp://host:port` (plain; `?tls=required` for STARTTLS), `smtps://user:pass@host:465`.
     pub fn from_url(url: &str) -> Result<Self, String> {
+        // lettre 0.11 leaves Nagle on: its message body and the final `.` are two writes, and the
+        // second waits for the server's delayed ACK, about 40 ms a message (fixed upstream, not
+        // released). For plain SMTP, the common relay on a private network and the test sink, we
+        // open the TCP connections ourselves with TCP_NODELAY and let lettre speak SMTP on them.
+        if let Some(addr) = url.strip_prefix("smtp://").filter(|a| !a.is_empty() && !a.contains(['@', '?', '/'])) {
+            return Ok(Self {
+                how: Connect::Plain {
+                    addr: addr.to_owned(),
+                    connections: tokio::sync::Semaphore::new(SMTP_CONNECTIONS as usize),
+                    idle: tokio::sync::Mutex::new(Vec::new()),
+                },
+            });
+        }
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
             .map_err(|e| format!("NOTIFY_SMTP_URL: {e}"))?
             .timeout(Some(Duration::from_secs(30)))
-            // lettre 0.11 leaves Nagle on, which costs about 40 ms a message on each connection
-            // (fixed upstream, not yet released): enough connections at once hide most of it.
+            // With Nagle on (see above), enough connections at once hide most of the stall.
             .pool_config(lettre::transport::smtp::PoolConfig::new().max_size(SMTP_CONNECTIONS))
             .build();
-        Ok(Self { transport })
+        Ok(Self { how: Connect::Lettre(transport) })
     }
+
+    async fn connect(addr: &str) -> Result<AsyncSmtpConnection, SendError> {
+        let connect = async {
+            let stream = tokio::net::TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            Ok::<_, std::io::Error>(stream)
+        };
+        let stream = match tokio::time::timeout(Duration::from_secs(30), connect).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => return Err(SendError::transient(format!("SMTP connect to {addr}: {e}"))),
+            Err(_) => return Err(SendError::transient(format!("SMTP connect to {addr}: timed out"))),
+        };
+        AsyncSmtpConnection::connect_with_transport(Box::new(stream), &ClientId::default()).await.map_err(classify)
+    }
+
+    /// One message on a pooled plain connection; a connection that failed is dropped, not reused.
+    async fn send_plain(
+        addr: &str,
+        connections: &tokio::sync::Semaphore,
+        idle: &tokio::sync::Mutex<Vec<AsyncSmtpConnection>>,
+        envelope: &Envelope,
+        raw: &[u8],
+    ) -> Result<(), SendError> {
+        let _permit = connections.acquire().await.expect("never closed");
+        let pooled = idle.lock().await.pop();
+        let mut conn = match pooled {
+            Some(c) if !c.has_broken() => c,
+            _ => Self::connect(addr).await?,
+        };
+        let result = tokio::time::timeout(Duration::from_secs(60), conn.send(envelope, raw)).await;
+        match result {
+            Ok(Ok(_)) => {
+                idle.lock().await.push(conn);
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                // After a refused message the session is still good (RSET is sent by lettre).
+                if !conn.has_broken() && e.is_permanent() {
+                    idle.lock().await.push(conn);
+                }
+                Err(classify(e))
+            }
+            Err(_) => Err(SendError::transient("SMTP: the send timed out")),
+        }
+    }
+}
+
+/// 5xx: the server refused this message for good. Everything else (4xx, a dropped connection, a
+/// timeout) may pass on a later attempt.
+fn classify(e: lettre::transport::smtp::Error) -> SendError {
+    if e.is_permanent() { SendError::permanent(format!("SMTP: {e}")) } else { SendError::transient(format!("SMTP: {e}")) }
 }
 
 fn envelope(email: &OutgoingEmail) -> Result<Envelope, SendError> {
@@ -39,13 +111,11 @@ fn envelope(email: &OutgoingEmail) -> Result<Envelope, SendError> {
 impl EmailSender for SmtpEmail {
     async fn send(&self, email: &OutgoingEmail) -> Result<String, SendError> {
         let envelope = envelope(email)?;
-        match self.transport.send_raw(&envelope, &email.raw).await {
-            Ok(_) => Ok(email.message_id.trim_matches(['<', '>']).to_owned()),
-            // 5xx: the server refused this message for good. Everything else (4xx, a dropped
-            // connection, a timeout) may pass on a later attempt.
-            Err(e) if e.is_permanent() => Err(SendError::permanent(format!("SMTP: {e}"))),
-            Err(e) => Err(SendError::transient(format!("SMTP: {e}"))),
+        match &self.how {
+            Connect::Plain { addr, connections, idle } => Self::send_plain(addr, connections, idle, &envelope, &email.raw).await?,
+            Connect::Lettre(transport) => transport.send_raw(&envelope, &email.raw).await.map(|_| ()).map_err(classify)?,
         }
+        Ok(email.message_id.trim_matches(['<', '>']).to_owned())
     }
 }
 

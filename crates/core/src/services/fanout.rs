@@ -8,7 +8,10 @@
 //! page) and at worst repeats dispatch jobs, whose claims stop a second send.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock: the same as std's in production, and a paused one in the simulated AWS benchmark.
+use tokio::time::Instant;
 
 use crate::delivery::{Delivery, Recipient};
 use crate::domain::{Channel, UserId};

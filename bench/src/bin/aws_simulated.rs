@@ -1,0 +1,214 @@
+//! A simulated AWS run: the real fanout and dispatch code over adapters that make the calls the
+//! AWS adapters make, each taking a modelled time (10 ms a DynamoDB call, 20 ms an SQS batch,
+//! 60 ms an SES send), at the concurrency `template.yaml` allows (one fanout chain; dispatch
+//! MaximumConcurrency 20 invocations of up to 10 messages in parallel). tokio's clock is paused,
+//! so time passes only in modelled calls: the run prints simulated wall time, the AWS calls per
+//! 1M recipients, and from them the AWS cost per 1M emails beside SES's own $100.
+//!
+//! cargo run --release -p notify-bench --bin aws_simulated [-- N]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use tokio::sync::{Mutex, mpsc};
+use tokio::time::Instant;
+
+use notify_bench::sim::{Latency, SimEmail, SimQueues, SimStore};
+use notify_bench::{populated, thousands};
+use notify_core::domain::{Channel, EmailAddress, SendAt};
+use notify_core::memory::{MemoryScheduler, RecordingSms};
+use notify_core::notification::{Content, Status, Target};
+use notify_core::ports::{Store, SystemClock};
+use notify_core::services::App;
+use notify_core::services::accept::{NewNotification, accept};
+use notify_core::services::dispatch::{Dispatch, DispatchSettings};
+use notify_core::services::fanout::{Fanout, FanoutSettings};
+use notify_core::template::Parts;
+
+/// The template's settings.
+const PAGE: usize = 2000;
+const FANOUT_BUDGET: Duration = Duration::from_secs(40);
+const DISPATCH_CONCURRENCY: usize = 20;
+const DISPATCH_BATCH: usize = 10;
+const LAMBDA_GB: f64 = 0.25;
+
+fn main() {
+    let n: usize = std::env::args().nth(1).map(|a| a.parse().expect("N")).unwrap_or(1_000_000);
+    let cpu = std::time::Instant::now();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+    rt.block_on(run(n));
+    println!("(simulation took {:.1?} of real time on this machine)", cpu.elapsed());
+}
+
+async fn run(n: usize) {
+    let (memory, group) = populated(n).await;
+    let store = Arc::new(SimStore::new(memory, Latency::AWS));
+    let (fanout_tx, mut fanout_rx) = mpsc::unbounded_channel();
+    let (dispatch_tx, dispatch_rx) = mpsc::unbounded_channel();
+    let queues = Arc::new(SimQueues {
+        latency: Latency::AWS,
+        calls: Default::default(),
+        fanout: fanout_tx,
+        dispatch: Some(dispatch_tx),
+        dispatch_jobs: Default::default(),
+        dispatch_bytes: Default::default(),
+    });
+    let email = Arc::new(SimEmail { latency: Latency::AWS, calls: Default::default() });
+    let app =
+        App { store: store.clone(), scheduler: Arc::new(MemoryScheduler::default()), queues: queues.clone(), clock: Arc::new(SystemClock) };
+    let fanout = Arc::new(Fanout {
+        store: store.clone(),
+        queues: queues.clone(),
+        clock: Arc::new(SystemClock),
+        settings: FanoutSettings { page_size: PAGE, time_budget: FANOUT_BUDGET, ..FanoutSettings::default() },
+    });
+    let dispatch = Arc::new(Dispatch {
+        store: store.clone(),
+        email: email.clone(),
+        sms: Arc::new(RecordingSms::default()),
+        clock: Arc::new(SystemClock),
+        settings: DispatchSettings {
+            from: EmailAddress::parse("news@example.com").unwrap(),
+            lease: jiff::SignedDuration::from_secs(120),
+            max_attempts: 5,
+        },
+    });
+
+    let request = NewNotification {
+        to: Target::GroupId(group),
+        channels: vec![Channel::Email],
+        content: Content::Inline(Parts { subject: Some("News".into()), text: Some("Hello everyone".into()), ..Default::default() }),
+        send_at: SendAt::Now,
+    };
+    let start = Instant::now();
+    let accepted = accept(&app, request, None).await.unwrap();
+
+    // The fanout event source: one invocation per message, continuations included.
+    let fanout_task = {
+        let fanout = fanout.clone();
+        tokio::spawn(async move {
+            let mut invocations = Vec::new();
+            while let Some(job) = fanout_rx.recv().await {
+                let t = Instant::now();
+                let report = fanout.handle(&job).await.unwrap();
+                invocations.push(t.elapsed());
+                if !report.continued {
+                    break;
+                }
+            }
+            (invocations, start.elapsed())
+        })
+    };
+    // The dispatch event source: up to 20 invocations at once, each up to 10 messages in parallel.
+    let dispatch_rx = Arc::new(Mutex::new(dispatch_rx));
+    let durations: Arc<std::sync::Mutex<Vec<Duration>>> = Arc::default();
+    let mut workers = Vec::new();
+    for _ in 0..DISPATCH_CONCURRENCY {
+        let (rx, dispatch, durations) = (dispatch_rx.clone(), dispatch.clone(), durations.clone());
+        workers.push(tokio::spawn(async move {
+            loop {
+                let mut batch = Vec::new();
+                {
+                    let mut rx = rx.lock().await;
+                    match rx.recv().await {
+                        Some(job) => batch.push(job),
+                        None => break,
+                    }
+                    while batch.len() < DISPATCH_BATCH {
+                        match rx.try_recv() {
+                            Ok(job) => batch.push(job),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                let t = Instant::now();
+                join_all(batch.iter().map(|job| dispatch.handle(job))).await;
+                durations.lock().unwrap().push(t.elapsed());
+            }
+        }));
+    }
+    let (fanout_invocations, fanout_done) = fanout_task.await.unwrap();
+    loop {
+        let n = store.inner.get_notification(&accepted.id).await.unwrap().unwrap();
+        if n.status != Status::Sending && n.status != Status::Queued {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let all_sent = start.elapsed();
+    let queue_calls = queues.calls.snapshot();
+    drop(queues);
+    drop(fanout);
+    for w in workers {
+        w.abort();
+    }
+    let dispatch_invocations = durations.lock().unwrap().clone();
+    let counts = store.counts(&accepted.id).await.unwrap();
+    assert_eq!((counts.sent, counts.pending), (n as u64, 0), "{counts:?}");
+
+    println!("simulated AWS run, {} members, latencies {:?}", thousands(n as f64), Latency::AWS);
+    println!(
+        "  fanout:   all {} dispatch messages queued after {:.1} s (simulated), {} invocations",
+        thousands((n / 50) as f64),
+        fanout_done.as_secs_f64(),
+        fanout_invocations.len()
+    );
+    println!(
+        "  dispatch: all {} emails sent after {:.1} s: {} emails/s at {DISPATCH_CONCURRENCY} x {DISPATCH_BATCH} messages in parallel",
+        thousands(n as f64),
+        all_sent.as_secs_f64(),
+        thousands(n as f64 / all_sent.as_secs_f64())
+    );
+    // The floor at this concurrency: SES calls alone, back to back, 200 at a time.
+    let floor = Latency::AWS.ses_send.as_secs_f64() * n as f64 / (DISPATCH_CONCURRENCY * DISPATCH_BATCH) as f64;
+    println!(
+        "  baseline: SES calls alone at the same concurrency take {floor:.1} s; the whole run takes {:.2}x that",
+        all_sent.as_secs_f64() / floor
+    );
+
+    // Calls per 1M recipients, and what they cost (us-east-1 on-demand list prices).
+    let scale = 1_000_000.0 / n as f64;
+    let mut calls = store.calls.snapshot();
+    calls.extend(queue_calls);
+    calls.extend(email.calls.snapshot());
+    println!("\n  AWS calls per 1M recipients:");
+    for (op, c) in &calls {
+        println!("    {op:<22} {:>12}", thousands(*c as f64 * scale));
+    }
+    // DynamoDB units: items are under 1 KB. Writes 1 WRU, transactional writes 2 WRU per item
+    // (our transactions have 2 items); consistent reads 1 RRU; a BatchGetItem of 100 profiles
+    // 50 RRU (eventually consistent); a Query of 2,000 memberships (~80 bytes each) 20 RRU.
+    let get = |k: &str| *calls.get(k).unwrap_or(&0) as f64 * scale;
+    let wru = get("PutItem") + get("UpdateItem") + get("DeleteItem") + 4.0 * get("TransactWriteItems") + 25.0 * get("BatchWriteItem");
+    let rru = get("GetItem") + 50.0 * get("BatchGetItem") + 20.0 * get("Query");
+    let ddb = wru * 0.625e-6 + rru * 0.125e-6;
+    // SQS: every call is a request (a batch of 10 jobs of ~7.5 KiB is 2 billed 64 KiB chunks),
+    // plus the event source mapping's ReceiveMessage and DeleteMessageBatch per Lambda batch.
+    let sqs_requests = 2.0 * get("SQS SendMessageBatch")
+        + get("SQS SendMessage")
+        + 2.0 * (dispatch_invocations.len() as f64 + fanout_invocations.len() as f64) * scale;
+    let sqs = sqs_requests * 0.40e-6;
+    let gb_s = LAMBDA_GB * (dispatch_invocations.iter().chain(fanout_invocations.iter()).map(Duration::as_secs_f64).sum::<f64>()) * scale;
+    let lambda_requests = (dispatch_invocations.len() + fanout_invocations.len()) as f64 * scale;
+    let lambda = gb_s * 0.0000133334 + lambda_requests * 0.20e-6;
+    let scheduler = 1.0 * 1.0e-6; // one schedule per reserved send, whatever its size
+    let ses = 100.0;
+    let ours = ddb + sqs + lambda + scheduler;
+    println!("\n  AWS cost per 1M emails:");
+    println!("    DynamoDB   {:>10}  ({} WRU, {} RRU)", format!("${ddb:.2}"), thousands(wru), thousands(rru));
+    println!("    SQS        {:>10}  ({} requests)", format!("${sqs:.3}"), thousands(sqs_requests));
+    println!(
+        "    Lambda     {:>10}  ({} GB-s arm64, {} invocations)",
+        format!("${lambda:.3}"),
+        thousands(gb_s),
+        thousands(lambda_requests)
+    );
+    println!("    Scheduler  {:>10}  (one schedule per reserved send)", format!("${scheduler:.6}"));
+    println!(
+        "    total      {:>10}  = {:.1}% of SES's own ${ses:.0} per 1M (ratio {:.3})",
+        format!("${ours:.2}"),
+        100.0 * ours / ses,
+        ours / ses
+    );
+}

@@ -1,0 +1,66 @@
+//! Shared pieces of the benchmarks: a populated in-memory world, and the peak memory of this process.
+
+use notify_core::domain::{EmailAddress, GroupId, UserId};
+use notify_core::memory::MemoryStore;
+use notify_core::ports::Store;
+use notify_core::user::{ChannelPrefs, User};
+
+pub mod sim;
+
+/// Peak resident memory of this process so far (VmHWM), in MiB.
+pub fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+pub fn member(i: usize) -> UserId {
+    UserId::parse(&format!("u{i:08}")).unwrap()
+}
+
+/// A store with `n` users, all in group `everyone`.
+pub async fn populated(n: usize) -> (MemoryStore, GroupId) {
+    let store = MemoryStore::default();
+    let group = GroupId::parse("everyone").unwrap();
+    store.put_group(&group, "Everyone").await.unwrap();
+    let mut ids = Vec::with_capacity(1000);
+    for i in 0..n {
+        let id = member(i);
+        let email = EmailAddress::parse(&format!("{id}@example.com")).unwrap();
+        store
+            .put_user(&User {
+                id: id.clone(),
+                email: Some(email),
+                phone: None,
+                timezone: None,
+                locale: None,
+                channels: ChannelPrefs::default(),
+            })
+            .await
+            .unwrap();
+        ids.push(id);
+        if ids.len() == 1000 {
+            store.add_members(&group, &ids).await.unwrap();
+            ids.clear();
+        }
+    }
+    store.add_members(&group, &ids).await.unwrap();
+    (store, group)
+}
+
+/// `n` with thousands separators, for reports.
+pub fn thousands(n: f64) -> String {
+    let s = format!("{:.0}", n);
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}

@@ -1,0 +1,322 @@
+//! Adapters that behave like the AWS ones in the calls they make and the time each takes,
+//! over memory: for a simulated AWS run on tokio's paused clock, where every sleep is a
+//! modelled network call and the clock jumps over it. They count the calls they stand for.
+//!
+//! Call pattern, as in `notify-aws`: a page of members is one Query and ceil(n/100) BatchGetItem
+//! calls, `READ_CONCURRENCY` at once; a fanned-out page is one GetItem (its marker) and one
+//! TransactWriteItems (marker and counts); a claim is one UpdateItem; an outcome is one
+//! TransactWriteItems; dispatch jobs go 10 to a SendMessageBatch, `SEND_CONCURRENCY` calls at once.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use tokio::sync::mpsc;
+
+use notify_aws::queues::SEND_CONCURRENCY;
+use notify_aws::store::READ_CONCURRENCY;
+use notify_core::delivery::{Claim, Delivery, DeliveryKey, DeliveryStatus, Outcome};
+use notify_core::domain::{Channel, GroupId, IdempotencyKey, NotificationId, TemplateId, UserId};
+use notify_core::group::Group;
+use notify_core::jobs::{DispatchJob, FanoutJob};
+use notify_core::memory::MemoryStore;
+use notify_core::notification::{Counts, Notification, Status};
+use notify_core::ports::{
+    EmailSender, IdempotencyRecord, InsertOutcome, OutgoingEmail, Page, QueueError, Queues, SendError, Store, StoreError,
+};
+use notify_core::template::Template;
+use notify_core::user::User;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Latency {
+    pub dynamodb: Duration,
+    pub sqs_batch: Duration,
+    pub ses_send: Duration,
+}
+
+impl Latency {
+    pub const NONE: Latency = Latency { dynamodb: Duration::ZERO, sqs_batch: Duration::ZERO, ses_send: Duration::ZERO };
+    /// The figures of the issue: 10 ms a DynamoDB call, 20 ms an SQS batch, 60 ms an SES send.
+    pub const AWS: Latency =
+        Latency { dynamodb: Duration::from_millis(10), sqs_batch: Duration::from_millis(20), ses_send: Duration::from_millis(60) };
+}
+
+/// Calls by AWS operation.
+#[derive(Default)]
+pub struct Calls(Mutex<BTreeMap<&'static str, u64>>);
+
+impl Calls {
+    pub fn add(&self, op: &'static str, n: u64) {
+        *self.0.lock().unwrap().entry(op).or_default() += n;
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<&'static str, u64> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+async fn pause(d: Duration) {
+    if !d.is_zero() {
+        tokio::time::sleep(d).await;
+    }
+}
+
+#[derive(Default)]
+struct Deliveries {
+    rows: HashMap<(String, Channel), (DeliveryStatus, u32, Option<Timestamp>)>,
+    pages: HashSet<String>,
+    counts: [i64; 5],
+    fanned_out: bool,
+}
+
+/// The DynamoDB store's behaviour over `MemoryStore`; pending rows live only in the counts
+/// until claimed, as in DynamoDB. One notification at a time.
+pub struct SimStore {
+    pub inner: MemoryStore,
+    pub latency: Latency,
+    pub calls: Calls,
+    deliveries: Mutex<Deliveries>,
+}
+
+impl SimStore {
+    pub fn new(inner: MemoryStore, latency: Latency) -> Self {
+        Self { inner, latency, calls: Calls::default(), deliveries: Mutex::default() }
+    }
+
+    async fn ddb(&self, op: &'static str, calls: u64, rounds: u64) {
+        self.calls.add(op, calls);
+        pause(self.latency.dynamodb * rounds as u32).await;
+    }
+}
+
+const RECIPIENTS: usize = 0;
+const PENDING: usize = 1;
+const SENT: usize = 2;
+const FAILED: usize = 3;
+const SKIPPED: usize = 4;
+
+#[async_trait]
+impl Store for SimStore {
+    async fn put_user(&self, user: &User) -> Result<(), StoreError> {
+        self.ddb("PutItem", 1, 1).await;
+        self.inner.put_user(user).await
+    }
+    async fn get_user(&self, id: &UserId) -> Result<Option<User>, StoreError> {
+        self.ddb("GetItem", 1, 1).await;
+        self.inner.get_user(id).await
+    }
+    async fn get_users(&self, ids: &[UserId]) -> Result<Vec<User>, StoreError> {
+        let calls = ids.len().div_ceil(100) as u64;
+        self.ddb("BatchGetItem", calls, calls.div_ceil(READ_CONCURRENCY as u64)).await;
+        self.inner.get_users(ids).await
+    }
+    async fn delete_user(&self, id: &UserId) -> Result<bool, StoreError> {
+        self.ddb("DeleteItem", 1, 1).await;
+        self.inner.delete_user(id).await
+    }
+    async fn put_group(&self, id: &GroupId, name: &str) -> Result<Group, StoreError> {
+        self.inner.put_group(id, name).await
+    }
+    async fn get_group(&self, id: &GroupId) -> Result<Option<Group>, StoreError> {
+        self.ddb("GetItem", 1, 1).await;
+        self.inner.get_group(id).await
+    }
+    async fn delete_group(&self, id: &GroupId) -> Result<bool, StoreError> {
+        self.inner.delete_group(id).await
+    }
+    async fn add_members(&self, id: &GroupId, users: &[UserId]) -> Result<u64, StoreError> {
+        self.inner.add_members(id, users).await
+    }
+    async fn remove_members(&self, id: &GroupId, users: &[UserId]) -> Result<u64, StoreError> {
+        self.inner.remove_members(id, users).await
+    }
+    async fn list_members(&self, id: &GroupId, limit: usize, cursor: Option<&str>) -> Result<Page<UserId>, StoreError> {
+        self.ddb("Query", 1, 1).await;
+        self.inner.list_members(id, limit, cursor).await
+    }
+    async fn put_template(&self, template: &Template) -> Result<(), StoreError> {
+        self.inner.put_template(template).await
+    }
+    async fn get_template(&self, id: &TemplateId) -> Result<Option<Template>, StoreError> {
+        self.ddb("GetItem", 1, 1).await;
+        self.inner.get_template(id).await
+    }
+    async fn delete_template(&self, id: &TemplateId) -> Result<bool, StoreError> {
+        self.inner.delete_template(id).await
+    }
+    async fn find_idempotency(&self, key: &IdempotencyKey, now: Timestamp) -> Result<Option<IdempotencyRecord>, StoreError> {
+        self.ddb("GetItem", 1, 1).await;
+        self.inner.find_idempotency(key, now).await
+    }
+    async fn insert_notification(
+        &self,
+        n: &Notification,
+        idem: Option<&IdempotencyRecord>,
+        now: Timestamp,
+    ) -> Result<InsertOutcome, StoreError> {
+        self.ddb("TransactWriteItems", 1, 1).await;
+        self.inner.insert_notification(n, idem, now).await
+    }
+    async fn get_notification(&self, id: &NotificationId) -> Result<Option<Notification>, StoreError> {
+        self.ddb("GetItem", 1, 1).await;
+        self.inner.get_notification(id).await
+    }
+    async fn list_notifications(
+        &self,
+        status: Option<Status>,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Notification>, StoreError> {
+        self.ddb("Query", 1, 1).await;
+        self.inner.list_notifications(status, limit, cursor).await
+    }
+    async fn transition(&self, id: &NotificationId, from: &[Status], to: Status) -> Result<bool, StoreError> {
+        self.ddb("UpdateItem", 1, 1).await;
+        self.inner.transition(id, from, to).await
+    }
+    async fn set_send_at(&self, id: &NotificationId, at: Timestamp) -> Result<bool, StoreError> {
+        self.ddb("UpdateItem", 1, 1).await;
+        self.inner.set_send_at(id, at).await
+    }
+    async fn insert_deliveries(&self, _id: &NotificationId, page: &str, deliveries: &[Delivery]) -> Result<(), StoreError> {
+        self.ddb("GetItem", 1, 1).await;
+        let skipped = deliveries.iter().filter(|d| d.status == DeliveryStatus::Skipped).count() as u64;
+        if skipped > 0 {
+            self.ddb("BatchWriteItem", skipped.div_ceil(25), skipped.div_ceil(25)).await;
+        }
+        self.ddb("TransactWriteItems", 1, 1).await;
+        let mut d = self.deliveries.lock().unwrap();
+        if !d.pages.insert(page.to_owned()) {
+            return Ok(());
+        }
+        for row in deliveries {
+            d.counts[RECIPIENTS] += 1;
+            if row.status == DeliveryStatus::Skipped {
+                d.counts[SKIPPED] += 1;
+                d.rows.insert((row.key.recipient.clone(), row.key.channel), (DeliveryStatus::Skipped, 0, None));
+            } else {
+                d.counts[PENDING] += 1;
+            }
+        }
+        Ok(())
+    }
+    async fn mark_fanned_out(&self, _id: &NotificationId) -> Result<(), StoreError> {
+        self.ddb("UpdateItem", 1, 1).await;
+        self.deliveries.lock().unwrap().fanned_out = true;
+        Ok(())
+    }
+    async fn claim_delivery(&self, planned: &Delivery, now: Timestamp, lease_until: Timestamp) -> Result<Claim, StoreError> {
+        self.ddb("UpdateItem", 1, 1).await;
+        let mut d = self.deliveries.lock().unwrap();
+        let row = d.rows.entry((planned.key.recipient.clone(), planned.key.channel)).or_insert((DeliveryStatus::Pending, 0, None));
+        match row {
+            (DeliveryStatus::Pending, attempts, lease) if lease.is_none_or(|l| l <= now) => {
+                *attempts += 1;
+                *lease = Some(lease_until);
+                Ok(Claim::Claimed { attempt: *attempts })
+            }
+            (DeliveryStatus::Pending, _, _) => Ok(Claim::Busy),
+            _ => Ok(Claim::Done),
+        }
+    }
+    async fn record_outcome(&self, key: &DeliveryKey, outcome: &Outcome) -> Result<(), StoreError> {
+        self.ddb("TransactWriteItems", 1, 1).await;
+        let mut d = self.deliveries.lock().unwrap();
+        let to = match outcome {
+            Outcome::Sent { .. } => SENT,
+            Outcome::Failed { .. } => FAILED,
+            Outcome::Retry { .. } => {
+                if let Some(row) = d.rows.get_mut(&(key.recipient.clone(), key.channel)) {
+                    row.2 = None;
+                }
+                return Ok(());
+            }
+        };
+        if let Some(row) = d.rows.get_mut(&(key.recipient.clone(), key.channel)) {
+            if row.0 == DeliveryStatus::Pending {
+                row.0 = if to == SENT { DeliveryStatus::Sent } else { DeliveryStatus::Failed };
+                d.counts[PENDING] -= 1;
+                d.counts[to] += 1;
+            }
+        }
+        Ok(())
+    }
+    async fn list_deliveries(&self, _id: &NotificationId, _limit: usize, _cursor: Option<&str>) -> Result<Page<Delivery>, StoreError> {
+        Ok(Page { items: vec![], next_cursor: None })
+    }
+    async fn counts(&self, _id: &NotificationId) -> Result<Counts, StoreError> {
+        self.ddb("Query", 1, 1).await;
+        let c = self.deliveries.lock().unwrap().counts;
+        Ok(Counts {
+            recipients: c[RECIPIENTS] as u64,
+            pending: c[PENDING] as u64,
+            sent: c[SENT] as u64,
+            failed: c[FAILED] as u64,
+            skipped: c[SKIPPED] as u64,
+        })
+    }
+    async fn finish_if_done(&self, id: &NotificationId) -> Result<Option<Status>, StoreError> {
+        self.ddb("GetItem", 1, 1).await;
+        if !self.deliveries.lock().unwrap().fanned_out {
+            return Ok(None);
+        }
+        let counts = self.counts(id).await?;
+        if counts.pending > 0 {
+            return Ok(None);
+        }
+        let status = Status::finished(&counts);
+        Ok(self.transition(id, &[Status::Sending], status).await?.then_some(status))
+    }
+}
+
+/// SQS: jobs go to channels that the simulated event source mappings read.
+pub struct SimQueues {
+    pub latency: Latency,
+    pub calls: Calls,
+    pub fanout: mpsc::UnboundedSender<FanoutJob>,
+    /// None drops dispatch jobs (planning alone is measured).
+    pub dispatch: Option<mpsc::UnboundedSender<DispatchJob>>,
+    pub dispatch_jobs: std::sync::atomic::AtomicU64,
+    pub dispatch_bytes: std::sync::atomic::AtomicU64,
+}
+
+#[async_trait]
+impl Queues for SimQueues {
+    async fn send_fanout(&self, job: &FanoutJob) -> Result<(), QueueError> {
+        self.calls.add("SQS SendMessage", 1);
+        pause(self.latency.sqs_batch).await;
+        self.fanout.send(job.clone()).map_err(|e| QueueError(e.to_string()))
+    }
+
+    async fn send_dispatch(&self, jobs: &[DispatchJob]) -> Result<(), QueueError> {
+        let batches = jobs.len().div_ceil(10) as u64;
+        self.calls.add("SQS SendMessageBatch", batches);
+        pause(self.latency.sqs_batch * batches.div_ceil(SEND_CONCURRENCY as u64) as u32).await;
+        use std::sync::atomic::Ordering::Relaxed;
+        self.dispatch_jobs.fetch_add(jobs.len() as u64, Relaxed);
+        for job in jobs {
+            self.dispatch_bytes.fetch_add(serde_json::to_vec(job).map(|v| v.len() as u64).unwrap_or(0), Relaxed);
+            if let Some(tx) = &self.dispatch {
+                tx.send(job.clone()).map_err(|e| QueueError(e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// SES v2 SendEmail that takes `latency.ses_send` and always succeeds.
+pub struct SimEmail {
+    pub latency: Latency,
+    pub calls: Calls,
+}
+
+#[async_trait]
+impl EmailSender for SimEmail {
+    async fn send(&self, email: &OutgoingEmail) -> Result<String, SendError> {
+        self.calls.add("SES SendEmail", 1);
+        pause(self.latency.ses_send).await;
+        Ok(email.message_id.clone())
+    }
+}
