@@ -109,8 +109,10 @@ impl SmtpSink {
     }
 
     pub fn messages(&self) -> Vec<Email> {
-        std::fs::read_to_string(&self.out)
-            .unwrap()
+        let text = std::fs::read_to_string(&self.out).unwrap();
+        // The sink may be writing a line right now: read only the complete ones.
+        let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+        complete
             .lines()
             .filter(|l| !l.is_empty())
             .map(|l| {
