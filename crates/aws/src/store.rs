@@ -252,27 +252,44 @@ impl DynamoStore {
 
     /// Writes rows that never change again (skipped ones) 25 per call, retrying unprocessed items.
     async fn batch_put(&self, items: Vec<Item>) -> Result<(), StoreError> {
-        for chunk in items.chunks(25) {
-            let mut requests: Vec<WriteRequest> = chunk
-                .iter()
-                .map(|item| {
-                    PutRequest::builder().set_item(Some(item.clone())).build().map(|p| WriteRequest::builder().put_request(p).build())
-                })
-                .collect::<Result<_, _>>()
-                .map_err(build_err)?;
+        let requests = items
+            .into_iter()
+            .map(|item| PutRequest::builder().set_item(Some(item)).build().map(|p| WriteRequest::builder().put_request(p).build()))
+            .collect::<Result<_, _>>()
+            .map_err(build_err)?;
+        self.batch_write(requests).await
+    }
+
+    /// BatchWriteItem, 25 requests a call, sending unprocessed ones again with backoff.
+    async fn batch_write(&self, requests: Vec<WriteRequest>) -> Result<(), StoreError> {
+        for chunk in requests.chunks(25) {
+            let mut pending = chunk.to_vec();
             for attempt in 0..8u32 {
-                let out = self.client.batch_write_item().request_items(&self.table, requests).send().await.map_err(err)?;
-                requests = out.unprocessed_items.and_then(|mut u| u.remove(&self.table)).unwrap_or_default();
-                if requests.is_empty() {
+                let out = self.client.batch_write_item().request_items(&self.table, pending).send().await.map_err(err)?;
+                pending = out.unprocessed_items.and_then(|mut u| u.remove(&self.table)).unwrap_or_default();
+                if pending.is_empty() {
                     break;
                 }
                 if attempt == 7 {
-                    return Err(StoreError::Unavailable(format!("dynamodb: {} writes still unprocessed", requests.len())));
+                    return Err(StoreError::Unavailable(format!("dynamodb: {} writes still unprocessed", pending.len())));
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(25 << attempt)).await;
             }
         }
         Ok(())
+    }
+
+    /// Subscribes or unsubscribes each user, several at once; returns how many changed.
+    async fn change_members(&self, id: &GroupId, users: &[UserId], subscribe: bool) -> Result<u64, StoreError> {
+        let mut changed = 0;
+        for chunk in users.chunks(WRITE_CONCURRENCY) {
+            let mut writes = Vec::with_capacity(chunk.len());
+            for u in chunk {
+                writes.push(async move { if subscribe { self.add_member(id, u).await } else { self.remove_member(id, u).await } });
+            }
+            changed += futures::future::try_join_all(writes).await?.into_iter().filter(|c| *c).count() as u64;
+        }
+        Ok(changed)
     }
 
     /// Removes one membership, then counts it off the group. Not a transaction: `member_count`
@@ -447,53 +464,28 @@ impl Store for DynamoStore {
             if page.items.is_empty() {
                 break;
             }
-            for chunk in page.items.chunks(25) {
-                let requests: Vec<WriteRequest> = chunk
-                    .iter()
-                    .map(|u| {
-                        aws_sdk_dynamodb::types::DeleteRequest::builder()
-                            .set_key(Some(key(format!("G#{id}"), &format!("M#{u}"))))
-                            .build()
-                            .map(|d| WriteRequest::builder().delete_request(d).build())
-                    })
-                    .collect::<Result<_, _>>()
-                    .map_err(build_err)?;
-                let mut pending = requests;
-                for attempt in 0..8u32 {
-                    let out = self.client.batch_write_item().request_items(&self.table, pending).send().await.map_err(err)?;
-                    pending = out.unprocessed_items.and_then(|mut u| u.remove(&self.table)).unwrap_or_default();
-                    if pending.is_empty() {
-                        break;
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(25 << attempt)).await;
-                }
-            }
+            let deletes = page
+                .items
+                .iter()
+                .map(|u| {
+                    aws_sdk_dynamodb::types::DeleteRequest::builder()
+                        .set_key(Some(key(format!("G#{id}"), &format!("M#{u}"))))
+                        .build()
+                        .map(|d| WriteRequest::builder().delete_request(d).build())
+                })
+                .collect::<Result<_, _>>()
+                .map_err(build_err)?;
+            self.batch_write(deletes).await?;
         }
         Ok(existed)
     }
 
     async fn add_members(&self, id: &GroupId, users: &[UserId]) -> Result<u64, StoreError> {
-        let mut added = 0;
-        for chunk in users.chunks(WRITE_CONCURRENCY) {
-            let mut writes = Vec::with_capacity(chunk.len());
-            for u in chunk {
-                writes.push(self.add_member(id, u));
-            }
-            added += futures::future::try_join_all(writes).await?.into_iter().filter(|a| *a).count() as u64;
-        }
-        Ok(added)
+        self.change_members(id, users, true).await
     }
 
     async fn remove_members(&self, id: &GroupId, users: &[UserId]) -> Result<u64, StoreError> {
-        let mut removed = 0;
-        for chunk in users.chunks(WRITE_CONCURRENCY) {
-            let mut writes = Vec::with_capacity(chunk.len());
-            for u in chunk {
-                writes.push(self.remove_member(id, u));
-            }
-            removed += futures::future::try_join_all(writes).await?.into_iter().filter(|r| *r).count() as u64;
-        }
-        Ok(removed)
+        self.change_members(id, users, false).await
     }
 
     async fn list_members(&self, id: &GroupId, limit: usize, cursor: Option<&str>) -> Result<Page<UserId>, StoreError> {
