@@ -234,12 +234,12 @@ impl Store for SimStore {
                 return Ok(());
             }
         };
-        if let Some(row) = d.rows.get_mut(&(key.recipient.clone(), key.channel)) {
-            if row.0 == DeliveryStatus::Pending {
-                row.0 = if to == SENT { DeliveryStatus::Sent } else { DeliveryStatus::Failed };
-                d.counts[PENDING] -= 1;
-                d.counts[to] += 1;
-            }
+        if let Some(row) = d.rows.get_mut(&(key.recipient.clone(), key.channel))
+            && row.0 == DeliveryStatus::Pending
+        {
+            row.0 = if to == SENT { DeliveryStatus::Sent } else { DeliveryStatus::Failed };
+            d.counts[PENDING] -= 1;
+            d.counts[to] += 1;
         }
         Ok(())
     }
