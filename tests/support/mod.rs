@@ -65,6 +65,8 @@ impl Email {
 pub struct SinkFaults {
     /// Share of messages answered with 451 (transient).
     pub fail_4xx_rate: f64,
+    /// Share of messages answered with 421 (throttling).
+    pub throttle_rate: f64,
     /// Recipients answered with 550 (permanent).
     pub reject: Vec<String>,
 }
@@ -90,7 +92,8 @@ impl SmtpSink {
         cmd.arg(repo_root().join("tests/support/smtp_sink.py"))
             .args(["--port", &port.to_string(), "--out"])
             .arg(&out)
-            .args(["--fail-4xx-rate", &faults.fail_4xx_rate.to_string()]);
+            .args(["--fail-4xx-rate", &faults.fail_4xx_rate.to_string()])
+            .args(["--throttle-rate", &faults.throttle_rate.to_string()]);
         for r in &faults.reject {
             cmd.args(["--reject", r]);
         }

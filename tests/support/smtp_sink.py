@@ -4,7 +4,8 @@ Each accepted message is appended as one JSON line to --out:
 {"mail_from", "rcpt_tos", "data", "received_at_ms"}.
 
 Faults, for the delivery-guarantee tests: --fail-4xx-rate answers 451 to that share of
-messages (a transient error), --reject ADDRESS answers 550 to a recipient (a permanent one).
+messages (a transient error), --throttle-rate answers 421 "too many" to that share (throttling),
+--reject ADDRESS answers 550 to a recipient (a permanent error).
 """
 
 import argparse
@@ -18,9 +19,10 @@ from aiosmtpd.controller import Controller
 
 
 class Sink:
-    def __init__(self, out, fail_rate, reject, seed):
+    def __init__(self, out, fail_rate, throttle_rate, reject, seed):
         self.out = open(out, "a", buffering=1)
         self.fail_rate = fail_rate
+        self.throttle_rate = throttle_rate
         self.reject = {a.lower() for a in reject}
         self.random = random.Random(seed)
 
@@ -31,8 +33,11 @@ class Sink:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
-        if self.fail_rate and self.random.random() < self.fail_rate:
+        draw = self.random.random()
+        if draw < self.fail_rate:
             return "451 4.3.0 try again later"
+        if draw < self.fail_rate + self.throttle_rate:
+            return "421 4.7.0 too many messages, slow down"
         line = {
             "mail_from": envelope.mail_from,
             "rcpt_tos": envelope.rcpt_tos,
@@ -49,11 +54,12 @@ def main():
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--fail-4xx-rate", type=float, default=0.0)
+    p.add_argument("--throttle-rate", type=float, default=0.0)
     p.add_argument("--reject", action="append", default=[])
     p.add_argument("--seed", type=int, default=1)
     a = p.parse_args()
     controller = Controller(
-        Sink(a.out, a.fail_4xx_rate, a.reject, a.seed),
+        Sink(a.out, a.fail_4xx_rate, a.throttle_rate, a.reject, a.seed),
         hostname="127.0.0.1",
         port=a.port,
         data_size_limit=10 * 1024 * 1024,

@@ -26,6 +26,12 @@ pub struct Config {
     /// A URL that receives POST {"to", "body"}; unset appends JSON lines to the outbox.
     #[arg(long = "sms-webhook-url", env = "NOTIFY_SMS_WEBHOOK_URL")]
     pub sms_webhook_url: Option<String>,
+    /// Attempts per delivery before a transient error marks it failed.
+    #[arg(long = "max-attempts", env = "NOTIFY_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub max_attempts: u32,
+    /// First retry delay in milliseconds; it doubles per attempt (with jitter) up to 5 minutes.
+    #[arg(long = "retry-base-ms", env = "NOTIFY_RETRY_BASE_MS", default_value_t = 2000)]
+    pub retry_base_ms: u64,
 }
 
 /// The configured key, or the one saved at first start, or a new one saved now (mode 0600).

@@ -85,11 +85,18 @@ async fn run(config: Config) -> Result<(), String> {
         email,
         sms,
         clock,
-        settings: DispatchSettings { from, lease: jiff::SignedDuration::from_secs(60), max_attempts: 5 },
+        settings: DispatchSettings { from, lease: jiff::SignedDuration::from_secs(60), max_attempts: config.max_attempts },
     });
 
     let shutdown = CancellationToken::new();
-    let settings = WorkerSettings { concurrency: notify_local::email::SMTP_CONNECTIONS as usize, ..WorkerSettings::default() };
+    let settings = WorkerSettings {
+        concurrency: notify_local::email::SMTP_CONNECTIONS as usize,
+        base_backoff: std::time::Duration::from_millis(config.retry_base_ms),
+        // Each receive makes at most one attempt per delivery; the margin covers receives that
+        // found a delivery claimed by another worker. Past this the job is dead-lettered.
+        max_receives: config.max_attempts + 10,
+        ..WorkerSettings::default()
+    };
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(scheduler.on(worker_db.clone()).run(worker_queues.clone(), shutdown.clone()));
     tasks.spawn(worker::run(
