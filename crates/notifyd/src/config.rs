@@ -8,6 +8,8 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(name = "notifyd", version, about = "The notification service on one machine")]
 pub struct Config {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Where the API listens.
     #[arg(long = "addr", env = "NOTIFY_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
@@ -32,6 +34,15 @@ pub struct Config {
     /// First retry delay in milliseconds; it doubles per attempt (with jitter) up to 5 minutes.
     #[arg(long = "retry-base-ms", env = "NOTIFY_RETRY_BASE_MS", default_value_t = 2000)]
     pub retry_base_ms: u64,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Moves every dead-lettered job of both queues back to ready, and exits. Safe while
+    /// notifyd runs: its workers pick the jobs up within a minute.
+    Redrive,
+    /// Prints the ready and dead-lettered jobs of both queues, and exits.
+    Queues,
 }
 
 /// The configured key, or the one saved at first start, or a new one saved now (mode 0600).

@@ -40,6 +40,9 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(config: Config) -> Result<(), String> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("{}: {e}", config.data_dir.display()))?;
+    if let Some(command) = &config.command {
+        return admin(&config, command).await;
+    }
     let (api_key, new_key) = config::api_key(&config).map_err(|e| format!("API key: {e}"))?;
     if new_key {
         println!("notifyd: generated an API key (saved to {}): {api_key}", config.data_dir.join("api-key").display());
@@ -127,6 +130,25 @@ async fn run(config: Config) -> Result<(), String> {
     while tasks.join_next().await.is_some() {}
     tracing::info!("stopped");
     drop(lock);
+    Ok(())
+}
+
+/// The queue commands: they open the database beside a running notifyd (SQLite allows it).
+async fn admin(config: &Config, command: &config::Command) -> Result<(), String> {
+    let db = Db::open(&config.data_dir.join("notify.db"), Durability::Full).map_err(|e| format!("database: {e}"))?;
+    let queues = SqliteQueues::new(db);
+    for queue in [QueueName::Fanout, QueueName::Dispatch] {
+        match command {
+            config::Command::Redrive => {
+                let moved = queues.redrive(queue).await.map_err(|e| e.to_string())?;
+                println!("{}: {moved} dead-lettered jobs moved back to ready", queue.as_str());
+            }
+            config::Command::Queues => {
+                let (ready, dead) = queues.depth(queue).await.map_err(|e| e.to_string())?;
+                println!("{}: {ready} ready, {dead} dead-lettered", queue.as_str());
+            }
+        }
+    }
     Ok(())
 }
 
