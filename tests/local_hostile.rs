@@ -214,8 +214,12 @@ async fn a_generated_api_key_is_saved_private_and_reused() {
         .spawn()
         .unwrap();
     let mut child = out;
-    tokio::time::sleep(Duration::from_millis(700)).await;
     let key_path = dir.path().join("api-key");
+    let up = notify_tests::wait_until(Duration::from_secs(20), || {
+        key_path.exists() && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+    assert!(up, "notifyd did not start");
     let key = std::fs::read_to_string(&key_path).unwrap();
     assert_eq!(std::fs::metadata(&key_path).unwrap().permissions().mode() & 0o777, 0o600);
     let client = reqwest::Client::new();
