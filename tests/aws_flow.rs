@@ -35,10 +35,8 @@ async fn run_queues(w: &AwsWorld) {
 /// What EventBridge Scheduler does when the schedule comes due: put its target input on the
 /// target queue.
 async fn fire_schedule(w: &AwsWorld, id: &str) {
-    let s = w.scheduler().get_schedule().name(id).group_name(&w.config.schedule_group).send().await.unwrap();
-    let target = s.target().unwrap();
-    assert_eq!(target.arn(), w.config.fanout_queue_arn);
-    w.sqs().send_message().queue_url(&w.config.fanout_queue_url).message_body(target.input().unwrap()).send().await.unwrap();
+    let input = w.schedule_input(id).await;
+    w.sqs().send_message().queue_url(&w.config.fanout_queue_url).message_body(input).send().await.unwrap();
     // ActionAfterCompletion DELETE.
     w.scheduler().delete_schedule().name(id).group_name(&w.config.schedule_group).send().await.unwrap();
 }
@@ -134,19 +132,7 @@ async fn cancel_deletes_the_schedule_and_a_late_fire_sends_nothing() {
     let a = api.call(e).await;
     assert_eq!(a.status, 202, "{:?}", a.body);
     let id = a.body["id"].as_str().unwrap().to_owned();
-    let input = w
-        .scheduler()
-        .get_schedule()
-        .name(&id)
-        .group_name(&w.config.schedule_group)
-        .send()
-        .await
-        .unwrap()
-        .target()
-        .unwrap()
-        .input()
-        .unwrap()
-        .to_owned();
+    let input = w.schedule_input(&id).await;
 
     let c = api.call(api_event("api-cancel-notification.json", Some(&format!("/v1/notifications/{id}")), None)).await;
     assert_eq!((c.status, c.body["status"].as_str()), (200, Some("cancelled")));
@@ -166,19 +152,7 @@ async fn a_dispatch_message_delivered_twice_sends_once_and_a_schedule_fired_twic
     let a = api.call(api_event("api-post-notification-now.json", None, Some(body))).await;
     let id = a.body["id"].as_str().unwrap().to_owned();
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
-    let input = w
-        .scheduler()
-        .get_schedule()
-        .name(&id)
-        .group_name(&w.config.schedule_group)
-        .send()
-        .await
-        .unwrap()
-        .target()
-        .unwrap()
-        .input()
-        .unwrap()
-        .to_owned();
+    let input = w.schedule_input(&id).await;
     for _ in 0..2 {
         w.sqs().send_message().queue_url(&w.config.fanout_queue_url).message_body(&input).send().await.unwrap();
     }

@@ -163,6 +163,14 @@ impl AwsWorld {
         aws_sdk_scheduler::Client::new(&self.sdk)
     }
 
+    /// The target input of the schedule of notification `id`: what it puts on the queue when it fires.
+    pub async fn schedule_input(&self, id: &str) -> String {
+        let s = self.scheduler().get_schedule().name(id).group_name(&self.config.schedule_group).send().await.unwrap();
+        let target = s.target().unwrap();
+        assert_eq!(target.arn(), self.config.fanout_queue_arn);
+        target.input().unwrap().to_owned()
+    }
+
     /// Receives what is on a queue (up to `max`) as a Lambda SQS event, the way the event
     /// source mapping would deliver it.
     pub async fn receive_event(&self, queue_url: &str, max: i32) -> aws_lambda_events::sqs::SqsEvent {

@@ -354,6 +354,35 @@ impl DynamoStore {
         }
     }
 
+    /// A page of the items of partition `pk` whose sort key starts with `prefix`, in order,
+    /// with the opaque cursor of the next page.
+    async fn query_prefix(
+        &self,
+        pk: String,
+        prefix: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<(Vec<Item>, Option<String>), StoreError> {
+        let names = ["PK", "SK"];
+        let start = cursor.map(|c| decode_cursor(c, &names)).transpose()?;
+        if start.as_ref().is_some_and(|st| get_s(st, "PK") != Some(pk.as_str())) {
+            return Err(StoreError::BadCursor);
+        }
+        let mut items = self
+            .query_page(
+                None,
+                "PK = :pk AND begins_with(SK, :prefix)",
+                HashMap::from([(":pk".to_owned(), s(pk)), (":prefix".to_owned(), s(prefix))]),
+                limit,
+                start,
+                true,
+            )
+            .await?;
+        let next_cursor = (items.len() > limit).then(|| encode_cursor(&items[limit - 1], &names));
+        items.truncate(limit);
+        Ok((items, next_cursor))
+    }
+
     async fn query_page(
         &self,
         index: Option<&str>,
@@ -489,26 +518,9 @@ impl Store for DynamoStore {
     }
 
     async fn list_members(&self, id: &GroupId, limit: usize, cursor: Option<&str>) -> Result<Page<UserId>, StoreError> {
-        let names = ["PK", "SK"];
-        let pk = format!("G#{id}");
-        let start = cursor.map(|c| decode_cursor(c, &names)).transpose()?;
-        if start.as_ref().is_some_and(|st| get_s(st, "PK") != Some(pk.as_str())) {
-            return Err(StoreError::BadCursor);
-        }
-        let items = self
-            .query_page(
-                None,
-                "PK = :pk AND begins_with(SK, :m)",
-                HashMap::from([(":pk".to_owned(), s(pk)), (":m".to_owned(), s("M#"))]),
-                limit,
-                start,
-                true,
-            )
-            .await?;
-        let next_cursor = (items.len() > limit).then(|| encode_cursor(&items[limit - 1], &names));
+        let (items, next_cursor) = self.query_prefix(format!("G#{id}"), "M#", limit, cursor).await?;
         let members = items
             .iter()
-            .take(limit)
             .map(|i| UserId::parse(get_s(i, "user_id").unwrap_or_default()).map_err(|e| StoreError::Unavailable(e.0)))
             .collect::<Result<_, _>>()?;
         Ok(Page { items: members, next_cursor })
@@ -829,27 +841,9 @@ impl Store for DynamoStore {
     }
 
     async fn list_deliveries(&self, id: &NotificationId, limit: usize, cursor: Option<&str>) -> Result<Page<Delivery>, StoreError> {
-        let names = ["PK", "SK"];
-        let start = cursor.map(|c| decode_cursor(c, &names)).transpose()?;
-        let pk = ntf_pk(id);
-        if let Some(start) = &start
-            && get_s(start, "PK") != Some(pk.as_str())
-        {
-            return Err(StoreError::BadCursor);
-        }
-        let items = self
-            .query_page(
-                None,
-                "PK = :pk AND begins_with(SK, :d)",
-                HashMap::from([(":pk".to_owned(), s(pk)), (":d".to_owned(), s("D#"))]),
-                limit,
-                start,
-                true,
-            )
-            .await?;
-        let next_cursor = (items.len() > limit).then(|| encode_cursor(&items[limit - 1], &names));
-        let mut out = Vec::with_capacity(limit.min(items.len()));
-        for item in items.iter().take(limit) {
+        let (items, next_cursor) = self.query_prefix(ntf_pk(id), "D#", limit, cursor).await?;
+        let mut out = Vec::with_capacity(items.len());
+        for item in &items {
             let bad = |what: &str| StoreError::Unavailable(format!("stored delivery has a bad {what}"));
             out.push(Delivery {
                 key: DeliveryKey {
