@@ -205,30 +205,18 @@ impl DynamoStore {
         Ok(out.attributes.is_some())
     }
 
-    /// The counter update that goes with a delivery changing from `from` (none: a new row) to `to`.
-    fn count_update(
-        &self,
-        id: &NotificationId,
-        recipient: &str,
-        from: Option<DeliveryStatus>,
-        to: DeliveryStatus,
-    ) -> Result<TransactWriteItem, StoreError> {
-        let mut update = Update::builder()
+    /// The count-shard update that goes with a delivery leaving `pending` for `to`.
+    fn outcome_count(&self, id: &NotificationId, recipient: &str, to: DeliveryStatus) -> Result<TransactWriteItem, StoreError> {
+        let update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key(ntf_pk(id), &shard_sk(recipient))))
+            .update_expression("ADD #to :one, #pending :minus")
             .expression_attribute_names("#to", to.as_str())
-            .expression_attribute_values(":one", n(1));
-        let expression = match from {
-            Some(from) => {
-                update = update.expression_attribute_names("#from", from.as_str()).expression_attribute_values(":minus", n(-1));
-                "ADD #to :one, #from :minus"
-            }
-            None => {
-                update = update.expression_attribute_names("#recipients", "recipients");
-                "ADD #to :one, #recipients :one"
-            }
-        };
-        let update = update.update_expression(expression).build().map_err(build_err)?;
+            .expression_attribute_names("#pending", "pending")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":minus", n(-1))
+            .build()
+            .map_err(build_err)?;
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
@@ -829,7 +817,7 @@ impl Store for DynamoStore {
             .client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().update(update).build())
-            .transact_items(self.count_update(&k.notification_id, &k.recipient, Some(DeliveryStatus::Pending), to)?)
+            .transact_items(self.outcome_count(&k.notification_id, &k.recipient, to)?)
             .send()
             .await;
         match result {
