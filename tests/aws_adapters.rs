@@ -78,7 +78,7 @@ async fn sqs_sends_dispatch_jobs_ten_per_batch_and_fanout_jobs() {
     want.sort_by(|a, b| a.items[0].recipient.key.cmp(&b.items[0].recipient.key));
     assert_eq!(got, want);
 
-    let job = FanoutJob { notification_id: NotificationId::generate(Timestamp::now()), cursor: Some("c1".into()) };
+    let job = FanoutJob { cursor: Some("c1".into()), ..FanoutJob::start(NotificationId::generate(Timestamp::now())) };
     queues.send_fanout(&job).await.unwrap();
     let event = w.receive_event(&w.config.fanout_queue_url, 10).await;
     assert_eq!(serde_json::from_str::<FanoutJob>(event.records[0].body.as_deref().unwrap()).unwrap(), job);

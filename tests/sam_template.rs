@@ -38,3 +38,12 @@ fn every_variable_the_code_reads_is_set_by_the_template() {
         assert!(template.contains(needle), "template.yaml lacks {needle}");
     }
 }
+
+#[test]
+fn dispatch_knows_its_queues_max_receive_count() {
+    let template = std::fs::read_to_string(repo_root().join("template.yaml")).unwrap();
+    let queue = template.split("\n  DispatchQueue:\n").nth(1).and_then(|rest| rest.split("\n  DispatchDeadLetterQueue:").next()).unwrap();
+    let count = queue.split("maxReceiveCount:").nth(1).unwrap().lines().next().unwrap().trim();
+    let env = template.split("NOTIFY_DISPATCH_MAX_RECEIVES:").nth(1).unwrap().lines().next().unwrap().trim();
+    assert_eq!(count, env, "the dispatch function must mark deliveries failed on the queue's last receive");
+}

@@ -243,6 +243,10 @@ impl Store for SimStore {
         }
         Ok(())
     }
+    async fn reopen_failed(&self, _key: &DeliveryKey) -> Result<bool, StoreError> {
+        // The benchmarks never retry a notification.
+        Ok(false)
+    }
     async fn list_deliveries(&self, _id: &NotificationId, _limit: usize, _cursor: Option<&str>) -> Result<Page<Delivery>, StoreError> {
         Ok(Page { items: vec![], next_cursor: None })
     }

@@ -151,6 +151,12 @@ impl AwsWorld {
             recipients_per_job: 50,
             fanout_page_size: 2000,
             fanout_time_budget_secs: 40,
+            dispatch_time_budget_secs: 20,
+            email_per_second: None,
+            sms_per_second: None,
+            retry_base_secs: 1,
+            // As the test queues' redrive policy.
+            dispatch_max_receives: 5,
         };
         Self { moto, sdk, config, fanout_dlq_url, dispatch_dlq_url }
     }

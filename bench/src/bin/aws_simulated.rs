@@ -63,17 +63,14 @@ async fn run(n: usize) {
         clock: Arc::new(SystemClock),
         settings: FanoutSettings { page_size: PAGE, time_budget: FANOUT_BUDGET, ..FanoutSettings::default() },
     });
-    let dispatch = Arc::new(Dispatch {
-        store: store.clone(),
-        email: email.clone(),
-        sms: Arc::new(RecordingSms::default()),
-        clock: Arc::new(SystemClock),
-        settings: DispatchSettings {
-            from: EmailAddress::parse("news@example.com").unwrap(),
-            lease: jiff::SignedDuration::from_secs(120),
-            max_attempts: 5,
-        },
-    });
+    let dispatch = Arc::new(Dispatch::new(
+        store.clone(),
+        email.clone(),
+        Arc::new(RecordingSms::default()),
+        Arc::new(SystemClock),
+        // The AWS defaults, with a time budget that never cuts a simulated job short.
+        DispatchSettings { time_budget: Duration::from_secs(3600), ..DispatchSettings::new(EmailAddress::parse("news@example.com").unwrap()) },
+    ));
 
     let request = NewNotification {
         to: Target::GroupId(group),

@@ -23,10 +23,30 @@ pub struct AwsConfig {
     pub fanout_page_size: usize,
     /// Seconds one fanout invocation works before it continues in a new one (below its timeout).
     pub fanout_time_budget_secs: u64,
+    /// Seconds one dispatch message works before it leaves the rest for its next receive.
+    pub dispatch_time_budget_secs: u64,
+    /// Most emails and SMS per second from one dispatch execution environment. The account-wide
+    /// rate is this times the dispatch event source's `MaximumConcurrency`.
+    pub email_per_second: Option<f64>,
+    pub sms_per_second: Option<f64>,
+    /// First delay (seconds) before a retried dispatch message comes back; doubles per receive.
+    pub retry_base_secs: u64,
+    /// The dispatch queue's `maxReceiveCount`: on that receive, pending deliveries are marked
+    /// failed before the message goes to the dead-letter queue.
+    pub dispatch_max_receives: u32,
 }
 
 fn number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
     optional(name).map(|v| v.parse().map_err(|_| format!("{name} is not a number"))).transpose().map(|v| v.unwrap_or(default))
+}
+
+/// A positive rate, or nothing when unset or 0.
+fn rate(name: &str) -> Result<Option<f64>, String> {
+    let value: f64 = number(name, 0.0)?;
+    if !value.is_finite() || value < 0.0 {
+        return Err(format!("{name} must be a positive number of sends per second"));
+    }
+    Ok((value > 0.0).then_some(value))
 }
 
 fn var(name: &str) -> Result<String, String> {
@@ -55,6 +75,11 @@ impl AwsConfig {
             recipients_per_job: number("NOTIFY_RECIPIENTS_PER_JOB", 50)?,
             fanout_page_size: number("NOTIFY_FANOUT_PAGE_SIZE", 2000)?,
             fanout_time_budget_secs: number("NOTIFY_FANOUT_TIME_BUDGET_SECS", 40)?,
+            dispatch_time_budget_secs: number("NOTIFY_DISPATCH_TIME_BUDGET_SECS", 20)?,
+            email_per_second: rate("NOTIFY_EMAIL_PER_SECOND")?,
+            sms_per_second: rate("NOTIFY_SMS_PER_SECOND")?,
+            retry_base_secs: number("NOTIFY_RETRY_BASE_SECS", 5)?,
+            dispatch_max_receives: number("NOTIFY_DISPATCH_MAX_RECEIVES", 10)?,
         })
     }
 }

@@ -1,12 +1,17 @@
 //! What the three Lambdas do with an event. The functions' `main.rs` only wire these up, and
 //! the tests drive the same code with events read from an SQS emulator.
 
+use std::sync::Arc;
+
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::future::join_all;
 
+use notify_core::backoff::Backoff;
 use notify_core::jobs::{DispatchJob, FanoutJob};
 use notify_core::services::dispatch::Dispatch;
 use notify_core::services::fanout::Fanout;
+
+use crate::queues::SqsQueues;
 
 fn parse<T: serde::de::DeserializeOwned>(record: &SqsMessage) -> Option<T> {
     record.body.as_deref().and_then(|b| serde_json::from_str(b).ok())
@@ -36,25 +41,42 @@ pub async fn fanout_event(fanout: &Fanout, event: SqsEvent) -> SqsBatchResponse 
     response
 }
 
+/// The dispatch Lambda's state: the service, and how to retry a message.
+pub struct DispatchConsumer {
+    pub dispatch: Dispatch,
+    pub queues: Arc<SqsQueues>,
+    /// The visibility timeout a retried message gets, by receive count.
+    pub backoff: Backoff,
+    /// The queue's `maxReceiveCount`.
+    pub max_receives: u32,
+}
+
 /// Dispatch: the messages of a batch in parallel; only those with a delivery left to retry
-/// (or that failed outright) are reported back, so the others are deleted.
-pub async fn dispatch_event(dispatch: &Dispatch, event: SqsEvent) -> SqsBatchResponse {
+/// (or that failed outright) are reported back, so the others are deleted. A reported message
+/// first gets a visibility timeout from the backoff, so it returns later instead of at once;
+/// on its last receive its pending deliveries are marked failed before it goes to the DLQ.
+pub async fn dispatch_event(consumer: &DispatchConsumer, event: SqsEvent) -> SqsBatchResponse {
     let outcomes = join_all(event.records.iter().map(|record| async move {
         let message_id = record.message_id.clone().unwrap_or_default();
         let Some(job) = parse::<DispatchJob>(record) else {
             tracing::error!(message_id, "not a dispatch job");
             return Some(message_id);
         };
-        match dispatch.handle(&job).await {
+        let why = match consumer.dispatch.handle(&job).await {
             Ok(report) => {
-                tracing::info!(id = %job.notification_id, sent = report.sent, failed = report.failed, already_done = report.already_done, retry = report.retry, "dispatch");
-                report.retry.then_some(message_id)
+                tracing::info!(id = %job.notification_id, sent = report.sent, failed = report.failed, already_done = report.already_done, throttled = report.throttled, retry = report.retry, "dispatch");
+                if !report.retry {
+                    return None;
+                }
+                "some deliveries will be retried".to_owned()
             }
             Err(e) => {
                 tracing::error!(id = %job.notification_id, error = %e, "dispatch failed");
-                Some(message_id)
+                e.to_string()
             }
-        }
+        };
+        consumer.retry_later(record, &job, &why).await;
+        Some(message_id)
     }))
     .await;
     let mut response = SqsBatchResponse::default();
@@ -62,4 +84,23 @@ pub async fn dispatch_event(dispatch: &Dispatch, event: SqsEvent) -> SqsBatchRes
         response.add_failure(failed);
     }
     response
+}
+
+impl DispatchConsumer {
+    async fn retry_later(&self, record: &SqsMessage, job: &DispatchJob, why: &str) {
+        let receives: u32 = record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1);
+        if receives >= self.max_receives {
+            let reason = format!("dead-lettered after {receives} receives: {why}");
+            match self.dispatch.give_up(job, &reason).await {
+                Ok(marked) => tracing::warn!(id = %job.notification_id, marked, "pending deliveries marked failed"),
+                Err(e) => tracing::error!(id = %job.notification_id, error = %e, "could not mark the pending deliveries failed"),
+            }
+            return;
+        }
+        let Some(receipt) = record.receipt_handle.as_deref() else { return };
+        if let Err(e) = self.queues.delay_dispatch(receipt, self.backoff.delay(receives)).await {
+            // The message still comes back, after the queue's own visibility timeout.
+            tracing::warn!(id = %job.notification_id, error = %e, "could not delay a retried message");
+        }
+    }
 }

@@ -6,8 +6,8 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use notify_core::ports::SendError;
 
-/// Error codes that mean "slow down" or "try later" whatever the HTTP status says.
-const TRANSIENT_CODES: &[&str] = &[
+/// Error codes that mean "slow down", whatever the HTTP status says.
+const THROTTLING_CODES: &[&str] = &[
     "TooManyRequestsException",
     "Throttling",
     "ThrottlingException",
@@ -15,11 +15,15 @@ const TRANSIENT_CODES: &[&str] = &[
     "Throttled",
     "LimitExceededException",
     "RequestLimitExceeded",
+    "KMSThrottlingException",
+];
+
+/// Error codes that mean "try later".
+const TRANSIENT_CODES: &[&str] = &[
     "ServiceUnavailable",
     "InternalFailure",
     "InternalError",
     "InternalServerError",
-    "KMSThrottlingException",
 ];
 
 pub fn classify<E>(service: &str, err: &SdkError<E, HttpResponse>) -> SendError
@@ -32,7 +36,9 @@ where
             let message = se.err().message().unwrap_or("");
             let status = se.raw().status().as_u16();
             let text = format!("{service} {status} {code}: {message}");
-            if status == 429 || status >= 500 || TRANSIENT_CODES.contains(&code) {
+            if status == 429 || THROTTLING_CODES.contains(&code) {
+                SendError::throttled(text)
+            } else if status >= 500 || TRANSIENT_CODES.contains(&code) {
                 SendError::transient(text)
             } else {
                 SendError::permanent(text)

@@ -47,6 +47,22 @@ impl SqsQueues {
         Self { client, fanout_url, dispatch_url }
     }
 
+    /// Keeps a received dispatch message hidden for `delay` from now: the backoff of a retried
+    /// message, so a failing send does not come back at once and keep the Lambda busy.
+    pub async fn delay_dispatch(&self, receipt_handle: &str, delay: Duration) -> Result<(), QueueError> {
+        // SQS takes whole seconds, at most 12 hours.
+        let secs = delay.as_secs().clamp(1, 43_200) as i32;
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.dispatch_url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(secs)
+            .send()
+            .await
+            .map_err(|e| QueueError(format!("sqs: {}", describe(&e))))?;
+        Ok(())
+    }
+
     /// Sends every body, 10 (and at most 256 KiB) per call, several calls at once.
     pub async fn send_all(&self, queue_url: &str, bodies: Vec<String>) -> Result<(), QueueError> {
         let all = batches(&bodies);

@@ -28,7 +28,7 @@ impl EventBridgeScheduler {
 
     fn target(&self, id: &NotificationId) -> Result<Target, SchedulerError> {
         let input =
-            serde_json::to_string(&FanoutJob { notification_id: id.clone(), cursor: None }).map_err(|e| SchedulerError(e.to_string()))?;
+            serde_json::to_string(&FanoutJob::start(id.clone())).map_err(|e| SchedulerError(e.to_string()))?;
         Target::builder()
             .arn(&self.target_arn)
             .role_arn(&self.role_arn)

@@ -828,6 +828,43 @@ impl Store for DynamoStore {
         }
     }
 
+    async fn reopen_failed(&self, k: &DeliveryKey) -> Result<bool, StoreError> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(ntf_pk(&k.notification_id), &delivery_sk(&k.recipient, k.channel))))
+            .update_expression("SET #status = :pending, attempts = :zero REMOVE lease_until")
+            .condition_expression("#status = :failed")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":pending", s("pending"))
+            .expression_attribute_values(":failed", s("failed"))
+            .expression_attribute_values(":zero", n(0))
+            .build()
+            .map_err(build_err)?;
+        // The shard moves one count from failed back to pending, in the same transaction.
+        let shard = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(ntf_pk(&k.notification_id), &shard_sk(&k.recipient))))
+            .update_expression("ADD #failed :minus, #pending :one")
+            .expression_attribute_names("#failed", "failed")
+            .expression_attribute_names("#pending", "pending")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":minus", n(-1))
+            .build()
+            .map_err(build_err)?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(update).build())
+            .transact_items(TransactWriteItem::builder().update(shard).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if cancelled_by_condition(&e) => Ok(false),
+            Err(e) => Err(err(e)),
+        }
+    }
+
     async fn list_deliveries(&self, id: &NotificationId, limit: usize, cursor: Option<&str>) -> Result<Page<Delivery>, StoreError> {
         let (items, next_cursor) = self.query_prefix(ntf_pk(id), "D#", limit, cursor).await?;
         let mut out = Vec::with_capacity(items.len());

@@ -6,13 +6,15 @@ use std::sync::Arc;
 use aws_config::{BehaviorVersion, SdkConfig};
 
 use notify_core::domain::EmailAddress;
-use notify_core::ports::{Clock, SystemClock};
+use notify_core::backoff::Backoff;
+use notify_core::ports::{Clock, EmailSender, SystemClock};
 use notify_core::services::App;
 use notify_core::services::dispatch::{Dispatch, DispatchSettings};
 use notify_core::services::fanout::{Fanout, FanoutSettings};
 
 use crate::config::AwsConfig;
 use crate::email::SesEmail;
+use crate::handlers::DispatchConsumer;
 use crate::provider_error::describe;
 use crate::queues::SqsQueues;
 use crate::scheduler::EventBridgeScheduler;
@@ -69,14 +71,33 @@ pub fn fanout(config: &AwsConfig, sdk: &SdkConfig) -> Fanout {
     }
 }
 
-pub fn dispatch(config: &AwsConfig, sdk: &SdkConfig) -> Result<Dispatch, String> {
+/// The dispatch side, sending by SES and SNS.
+pub fn dispatch(config: &AwsConfig, sdk: &SdkConfig) -> Result<DispatchConsumer, String> {
+    let email = Arc::new(SesEmail::new(aws_sdk_sesv2::Client::new(sdk), config.ses_configuration_set.clone()));
+    dispatch_with(config, sdk, email)
+}
+
+/// The dispatch side with another email sender (the fault-injecting one of the tests).
+pub fn dispatch_with(config: &AwsConfig, sdk: &SdkConfig, email: Arc<dyn EmailSender>) -> Result<DispatchConsumer, String> {
     let from = EmailAddress::parse(&config.email_from).map_err(|e| format!("NOTIFY_EMAIL_FROM {e}"))?;
-    Ok(Dispatch {
-        store: store(config, sdk),
-        email: Arc::new(SesEmail::new(aws_sdk_sesv2::Client::new(sdk), config.ses_configuration_set.clone())),
-        sms: Arc::new(SnsSms::new(aws_sdk_sns::Client::new(sdk))),
-        clock: Arc::new(SystemClock),
-        settings: DispatchSettings { from, lease: jiff::SignedDuration::from_secs(120), max_attempts: config.max_attempts },
+    let dispatch = Dispatch::new(
+        store(config, sdk),
+        email,
+        Arc::new(SnsSms::new(aws_sdk_sns::Client::new(sdk))),
+        Arc::new(SystemClock),
+        DispatchSettings {
+            max_attempts: config.max_attempts,
+            email_per_second: config.email_per_second,
+            sms_per_second: config.sms_per_second,
+            time_budget: std::time::Duration::from_secs(config.dispatch_time_budget_secs),
+            ..DispatchSettings::new(from)
+        },
+    );
+    Ok(DispatchConsumer {
+        dispatch,
+        queues: queues(config, sdk),
+        backoff: Backoff { base: std::time::Duration::from_secs(config.retry_base_secs), max: std::time::Duration::from_secs(900) },
+        max_receives: config.dispatch_max_receives,
     })
 }
 

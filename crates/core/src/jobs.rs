@@ -6,12 +6,22 @@ use crate::delivery::Recipient;
 use crate::domain::{Channel, NotificationId};
 
 /// Put on the fanout queue by the API (send now) or by a fired schedule. `cursor` is set when a
-/// fanout continues a large group where the previous invocation stopped.
+/// fanout continues a large group where the previous invocation stopped. `retry_failed` asks
+/// the fanout to go through the recorded deliveries instead, and send the failed ones again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FanoutJob {
     pub notification_id: NotificationId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retry_failed: bool,
+}
+
+impl FanoutJob {
+    /// The first fanout of a notification.
+    pub fn start(notification_id: NotificationId) -> Self {
+        Self { notification_id, cursor: None, retry_failed: false }
+    }
 }
 
 /// Many recipients in one queue message, to keep queue calls per recipient low.

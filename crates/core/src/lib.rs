@@ -2,6 +2,7 @@
 //! notification (accept → fanout → dispatch) and the HTTP API. No AWS and no SQLite in here.
 
 pub mod api;
+pub mod backoff;
 pub mod contract;
 pub mod delivery;
 pub mod domain;

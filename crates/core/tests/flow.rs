@@ -9,12 +9,12 @@ use notify_core::delivery::DeliveryStatus;
 use notify_core::domain::{Channel, EmailAddress, IdempotencyKey, PhoneNumber, SendAt, UserId};
 use notify_core::error::Error;
 use notify_core::memory::{FakeClock, MemoryQueues, MemoryScheduler, MemoryStore, RecordingEmail, RecordingSms};
-use notify_core::notification::{Content, Status, Target};
+use notify_core::notification::{Content, Counts, Status, Target};
 use notify_core::ports::{SendError, Store};
 use notify_core::services::accept::{IdempotentRequest, NewNotification, accept};
 use notify_core::services::dispatch::{Dispatch, DispatchSettings};
 use notify_core::services::fanout::{Fanout, FanoutSettings};
-use notify_core::services::{App, cancel::cancel, reschedule::reschedule};
+use notify_core::services::{App, cancel::cancel, reschedule::reschedule, retry};
 use notify_core::template::Parts;
 use notify_core::user::{ChannelPrefs, User};
 
@@ -39,17 +39,18 @@ fn world() -> World {
     let sms = Arc::new(RecordingSms::default());
     let app = App { store: store.clone(), scheduler: scheduler.clone(), queues: queues.clone(), clock: clock.clone() };
     let fanout = Fanout { store: store.clone(), queues: queues.clone(), clock: clock.clone(), settings: FanoutSettings::default() };
-    let dispatch = Dispatch {
-        store: store.clone(),
-        email: email.clone(),
-        sms: sms.clone(),
-        clock: clock.clone(),
-        settings: DispatchSettings {
-            from: EmailAddress::parse("from@example.com").unwrap(),
+    let dispatch = Dispatch::new(
+        store.clone(),
+        email.clone(),
+        sms.clone(),
+        clock.clone(),
+        DispatchSettings {
             lease: SignedDuration::from_secs(60),
             max_attempts: 3,
+            throttle_pause: std::time::Duration::from_millis(1),
+            ..DispatchSettings::new(EmailAddress::parse("from@example.com").unwrap())
         },
-    };
+    );
     World { clock, store, queues, scheduler, email, sms, app, fanout, dispatch }
 }
 
@@ -77,7 +78,7 @@ impl World {
         let due: Vec<_> = self.scheduler.schedules.lock().unwrap().iter().filter(|(_, at)| **at <= now).map(|(id, _)| id.clone()).collect();
         for id in due {
             self.scheduler.schedules.lock().unwrap().remove(&id);
-            self.fanout.handle(&notify_core::jobs::FanoutJob { notification_id: id, cursor: None }).await.unwrap();
+            self.fanout.handle(&notify_core::jobs::FanoutJob::start(id)).await.unwrap();
         }
         self.drain().await;
     }
@@ -165,7 +166,7 @@ async fn cancel_stops_a_schedule_that_fires_anyway() {
     assert!(w.scheduler.schedules.lock().unwrap().is_empty());
     // The schedule fires anyway (deleted too late): the fanout re-checks and sends nothing.
     w.clock.advance(SignedDuration::from_secs(31));
-    let report = w.fanout.handle(&notify_core::jobs::FanoutJob { notification_id: a.id.clone(), cursor: None }).await.unwrap();
+    let report = w.fanout.handle(&notify_core::jobs::FanoutJob::start(a.id.clone())).await.unwrap();
     assert_eq!(report.ignored, Some("cancelled"));
     w.drain().await;
     assert!(w.email.sent.lock().unwrap().is_empty());
@@ -188,7 +189,7 @@ async fn reschedule_later_ignores_the_old_fire() {
     assert_eq!(w.scheduler.schedules.lock().unwrap()[&a.id], new_at);
     // A stale fire at the old time (the old schedule was not yet moved) does nothing.
     w.clock.advance(SignedDuration::from_secs(10));
-    let report = w.fanout.handle(&notify_core::jobs::FanoutJob { notification_id: a.id.clone(), cursor: None }).await.unwrap();
+    let report = w.fanout.handle(&notify_core::jobs::FanoutJob::start(a.id.clone())).await.unwrap();
     assert_eq!(report.ignored, Some("fired before send_at"));
     assert_eq!(w.store.get_notification(&a.id).await.unwrap().unwrap().status, Status::Scheduled);
     w.clock.advance(SignedDuration::from_secs(50));
@@ -319,4 +320,81 @@ async fn timestamps_are_kept_to_the_millisecond() {
     let a = accept(&w.app, email_to("ms@example.com"), None).await.unwrap();
     let n = w.store.get_notification(&a.id).await.unwrap().unwrap();
     assert_eq!(n.created_at, "2026-11-21T00:00:00.123Z".parse::<Timestamp>().unwrap());
+}
+
+#[tokio::test]
+async fn throttling_pauses_and_sends_again_without_using_up_attempts() {
+    let w = world();
+    // More throttles than the attempt limit (3): they slow the send down, they do not fail it.
+    w.email.fail_next.lock().unwrap().extend((0..4).map(|_| SendError::throttled("454 4.7.0 slow down")));
+    let a = accept(&w.app, email_to("slow@example.com"), None).await.unwrap();
+    w.fanout.handle(&w.queues.take_fanout().remove(0)).await.unwrap();
+    let job = w.queues.take_dispatch().remove(0);
+    let report = w.dispatch.handle(&job).await.unwrap();
+    assert_eq!((report.sent, report.throttled, report.retry), (1, 4, false));
+    let rows = w.store.list_deliveries(&a.id, 10, None).await.unwrap().items;
+    assert_eq!((rows[0].status, rows[0].attempts), (DeliveryStatus::Sent, 1), "one claim, one attempt");
+    assert!(w.dispatch.pace(Channel::Email).current_rate().is_some(), "the email channel slowed down");
+    assert_eq!(w.store.get_notification(&a.id).await.unwrap().unwrap().status, Status::Completed);
+}
+
+#[tokio::test]
+async fn a_job_the_queue_gives_up_on_marks_its_pending_deliveries_failed() {
+    let w = world();
+    w.email.fail_next.lock().unwrap().push_back(SendError::transient("451 try later"));
+    let a = accept(&w.app, email_to("dlq@example.com"), None).await.unwrap();
+    w.fanout.handle(&w.queues.take_fanout().remove(0)).await.unwrap();
+    let job = w.queues.take_dispatch().remove(0);
+    assert!(w.dispatch.handle(&job).await.unwrap().retry);
+    assert_eq!(w.store.get_notification(&a.id).await.unwrap().unwrap().status, Status::Sending);
+
+    assert_eq!(w.dispatch.give_up(&job, "dead-lettered after 15 receives").await.unwrap(), 1);
+    let rows = w.store.list_deliveries(&a.id, 10, None).await.unwrap().items;
+    assert_eq!((rows[0].status, rows[0].error.as_deref()), (DeliveryStatus::Failed, Some("dead-lettered after 15 receives")));
+    assert_eq!(w.store.get_notification(&a.id).await.unwrap().unwrap().status, Status::Failed, "the send finishes");
+    assert_eq!(w.dispatch.give_up(&job, "again").await.unwrap(), 0, "a final delivery is left alone");
+}
+
+#[tokio::test]
+async fn retry_sends_only_the_failed_deliveries_again() {
+    let w = world();
+    let users: Vec<User> = ["r1", "r2", "r3"]
+        .iter()
+        .map(|id| User {
+            id: UserId::parse(id).unwrap(),
+            email: Some(EmailAddress::parse(&format!("{id}@example.com")).unwrap()),
+            phone: None,
+            timezone: None,
+            locale: None,
+            channels: ChannelPrefs::default(),
+        })
+        .collect();
+    for u in &users {
+        w.store.put_user(u).await.unwrap();
+        accept(&w.app, NewNotification { to: Target::UserId(u.id.clone()), ..email_to("x@example.com") }, None).await.unwrap();
+    }
+    let ids: Vec<_> = w.store.list_notifications(None, 10, None).await.unwrap().items.into_iter().map(|n| n.id).collect();
+    // The first send fails for good; the other two go.
+    w.email.fail_next.lock().unwrap().push_back(SendError::permanent("550 mailbox full"));
+    w.drain().await;
+    let mut by_status = std::collections::HashMap::new();
+    for id in &ids {
+        by_status.insert(w.store.get_notification(id).await.unwrap().unwrap().status, id.clone());
+    }
+    let (failed_id, completed_id) = (&by_status[&Status::Failed], &by_status[&Status::Completed]);
+    assert_eq!(w.email.sent.lock().unwrap().len(), 2);
+
+    // Only a notification that finished with failures can be retried.
+    assert!(matches!(retry::request(&w.app, completed_id).await, Err(notify_core::error::Error::Conflict(_))));
+    let n = retry::request(&w.app, failed_id).await.unwrap();
+    assert_eq!(n.status, Status::Sending);
+    assert!(matches!(retry::request(&w.app, failed_id).await, Err(notify_core::error::Error::Conflict(_))), "one retry at a time");
+    w.drain().await;
+
+    let sent = w.email.sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 3, "only the failed delivery went again");
+    let rows = w.store.list_deliveries(failed_id, 10, None).await.unwrap().items;
+    assert_eq!((rows[0].status, rows[0].attempts), (DeliveryStatus::Sent, 1));
+    assert_eq!(w.store.get_notification(failed_id).await.unwrap().unwrap().status, Status::Completed);
+    assert_eq!(w.store.counts(failed_id).await.unwrap(), Counts { recipients: 1, pending: 0, sent: 1, failed: 0, skipped: 0 });
 }

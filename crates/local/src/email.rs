@@ -96,10 +96,17 @@ impl SmtpEmail {
     }
 }
 
-/// 5xx: the server refused this message for good. Everything else (4xx, a dropped connection, a
-/// timeout) may pass on a later attempt.
+/// 5xx: the server refused this message for good. 421, or a 4xx with the enhanced status 4.7.x
+/// that servers use for rate limits (RFC 3463), asks us to slow down. Everything else (other
+/// 4xx, a dropped connection, a timeout) may pass on a later attempt.
 fn classify(e: lettre::transport::smtp::Error) -> SendError {
-    if e.is_permanent() { SendError::permanent(format!("SMTP: {e}")) } else { SendError::transient(format!("SMTP: {e}")) }
+    let text = format!("SMTP: {e}");
+    if e.is_permanent() {
+        return SendError::permanent(text);
+    }
+    let code = e.status().map(|c| c.to_string());
+    let enhanced_rate_limit = e.is_transient() && e.to_string().contains("4.7.");
+    if code.as_deref() == Some("421") || enhanced_rate_limit { SendError::throttled(text) } else { SendError::transient(text) }
 }
 
 fn envelope(email: &OutgoingEmail) -> Result<Envelope, SendError> {

@@ -48,7 +48,7 @@ impl SqliteScheduler {
                 let mut payloads = Vec::with_capacity(ids.len());
                 for id in &ids {
                     let notification_id = NotificationId::parse(id).map_err(|e| StoreError::Unavailable(e.0))?;
-                    payloads.push(serde_json::to_string(&FanoutJob { notification_id, cursor: None }).map_err(json_err)?);
+                    payloads.push(serde_json::to_string(&FanoutJob::start(notification_id)).map_err(json_err)?);
                 }
                 insert_jobs(&tx, QueueName::Fanout, &payloads, now)?;
                 tx.execute("DELETE FROM schedules WHERE due_at <= ?1", params![now]).map_err(db_err)?;

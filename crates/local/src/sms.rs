@@ -49,7 +49,9 @@ impl SmsSender for WebhookSms {
         }
         let text: String = response.text().await.unwrap_or_default().chars().take(300).collect();
         let message = format!("webhook answered {status}: {text}");
-        if status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408 {
+        if status.as_u16() == 429 {
+            Err(SendError::throttled(message))
+        } else if status.is_server_error() || status.as_u16() == 408 {
             Err(SendError::transient(message))
         } else {
             Err(SendError::permanent(message))

@@ -496,6 +496,24 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn reopen_failed(&self, key: &DeliveryKey) -> Result<bool, StoreError> {
+        let (id, recipient, channel) = (key.notification_id.as_str().to_owned(), key.recipient.clone(), key.channel.as_str());
+        self.db
+            .call(move |c| {
+                // The last error stays until the next attempt replaces it: it says why this is retried.
+                let changed = c
+                    .prepare_cached(
+                        "UPDATE deliveries SET status = 'pending', attempts = 0, lease_until = NULL
+                         WHERE notification_id = ?1 AND recipient = ?2 AND channel = ?3 AND status = 'failed'",
+                    )
+                    .map_err(db_err)?
+                    .execute(params![id, recipient, channel])
+                    .map_err(db_err)?;
+                Ok(changed == 1)
+            })
+            .await
+    }
+
     async fn list_deliveries(&self, id: &NotificationId, limit: usize, cursor: Option<&str>) -> Result<Page<Delivery>, StoreError> {
         let after = cursor.map(|c| decode_cursor(c, 2)).transpose()?;
         let nid = id.clone();

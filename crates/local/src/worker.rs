@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use notify_core::backoff::Backoff;
 use notify_core::jobs::{DispatchJob, FanoutJob};
 use notify_core::services::dispatch::Dispatch;
 use notify_core::services::fanout::Fanout;
@@ -22,9 +23,8 @@ pub struct WorkerSettings {
     pub visibility: Duration,
     /// Receives before a job is dead-lettered.
     pub max_receives: u32,
-    /// First retry delay; doubles per receive, with jitter, up to `max_backoff`.
-    pub base_backoff: Duration,
-    pub max_backoff: Duration,
+    /// Delay before a job asked to retry comes back; doubles per receive, with jitter.
+    pub backoff: Backoff,
 }
 
 impl Default for WorkerSettings {
@@ -33,8 +33,7 @@ impl Default for WorkerSettings {
             concurrency: 8,
             visibility: Duration::from_secs(120),
             max_receives: 10,
-            base_backoff: Duration::from_secs(2),
-            max_backoff: Duration::from_secs(300),
+            backoff: Backoff { base: Duration::from_secs(2), max: Duration::from_secs(300) },
         }
     }
 }
@@ -44,21 +43,6 @@ pub enum Verdict {
     Done,
     RetryLater(String),
     DeadLetter(String),
-}
-
-pub fn backoff(settings: &WorkerSettings, receives: u32) -> Duration {
-    let exp = settings.base_backoff.saturating_mul(1u32 << receives.saturating_sub(1).min(16));
-    let capped = exp.min(settings.max_backoff);
-    // Full jitter in the upper half: spreads retries of a burst without making them instant.
-    let nanos = capped.as_nanos() as u64;
-    let jitter = if nanos == 0 { 0 } else { pseudo_random() % (nanos / 2 + 1) };
-    Duration::from_nanos(nanos / 2 + jitter)
-}
-
-fn pseudo_random() -> u64 {
-    use std::collections::hash_map::RandomState;
-    use std::hash::BuildHasher;
-    RandomState::new().hash_one(std::time::Instant::now())
 }
 
 /// Runs `handle` over the jobs of `queue` until `shutdown`.
@@ -100,7 +84,7 @@ where
                 let (id, receives) = (job.id, job.receives);
                 let result = match handle(job).await {
                     Verdict::Done => queues.ack(id).await,
-                    Verdict::RetryLater(why) => queues.retry(id, backoff(&settings, receives), Some(why)).await,
+                    Verdict::RetryLater(why) => queues.retry(id, settings.backoff.delay(receives), Some(why)).await,
                     Verdict::DeadLetter(why) => {
                         tracing::error!(queue = queue.as_str(), job = id, error = why, "job dead-lettered");
                         queues.dead_letter(id, why).await
@@ -148,9 +132,12 @@ pub fn fanout_handler(
     }
 }
 
-/// The dispatch consumer.
+/// The dispatch consumer. On a job's last receive (`max_receives`), deliveries still pending
+/// are marked failed before the job is dead-lettered, so that the notification finishes and
+/// `POST /v1/notifications/{id}/retry` can send them again.
 pub fn dispatch_handler(
     dispatch: Arc<Dispatch>,
+    max_receives: u32,
 ) -> impl Fn(Leased) -> std::pin::Pin<Box<dyn Future<Output = Verdict> + Send>> + Send + Sync + 'static {
     move |job: Leased| {
         let dispatch = dispatch.clone();
@@ -158,11 +145,20 @@ pub fn dispatch_handler(
             let Ok(parsed) = serde_json::from_str::<DispatchJob>(&job.payload) else {
                 return Verdict::DeadLetter("not a dispatch job".into());
             };
-            match dispatch.handle(&parsed).await {
-                Ok(report) if report.retry => Verdict::RetryLater("some deliveries will be retried".into()),
-                Ok(_) => Verdict::Done,
-                Err(e) => Verdict::RetryLater(e.to_string()),
+            let why = match dispatch.handle(&parsed).await {
+                Ok(report) if !report.retry => return Verdict::Done,
+                Ok(_) => "some deliveries will be retried".to_owned(),
+                Err(e) => e.to_string(),
+            };
+            if job.receives < max_receives {
+                return Verdict::RetryLater(why);
             }
+            let reason = format!("dead-lettered after {} receives: {why}", job.receives);
+            match dispatch.give_up(&parsed, &reason).await {
+                Ok(marked) => tracing::warn!(id = %parsed.notification_id, marked, "pending deliveries marked failed"),
+                Err(e) => tracing::error!(id = %parsed.notification_id, error = %e, "could not mark the pending deliveries failed"),
+            }
+            Verdict::DeadLetter(reason)
         })
     }
 }

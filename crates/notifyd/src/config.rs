@@ -34,6 +34,15 @@ pub struct Config {
     /// First retry delay in milliseconds; it doubles per attempt (with jitter) up to 5 minutes.
     #[arg(long = "retry-base-ms", env = "NOTIFY_RETRY_BASE_MS", default_value_t = 2000)]
     pub retry_base_ms: u64,
+
+    /// Most emails per second (unset: as fast as the SMTP server takes them; it still slows
+    /// down when the server throttles).
+    #[arg(long = "email-per-second", env = "NOTIFY_EMAIL_PER_SECOND", value_parser = positive_rate)]
+    pub email_per_second: Option<f64>,
+
+    /// Most SMS per second (unset: as fast as the webhook takes them).
+    #[arg(long = "sms-per-second", env = "NOTIFY_SMS_PER_SECOND", value_parser = positive_rate)]
+    pub sms_per_second: Option<f64>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -76,4 +85,11 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
     file.write_all(contents.as_bytes())?;
     file.sync_all()
+}
+
+fn positive_rate(raw: &str) -> Result<f64, String> {
+    match raw.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!("{raw:?} is not a positive number of sends per second")),
+    }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
+use notify_core::backoff::Backoff;
 use notify_core::domain::EmailAddress;
 use notify_core::ports::{Clock, EmailSender, SmsSender, SystemClock};
 use notify_core::services::App;
@@ -83,18 +84,25 @@ async fn run(config: Config) -> Result<(), String> {
         clock: clock.clone(),
         settings: FanoutSettings::default(),
     });
-    let dispatch = Arc::new(Dispatch {
-        store: worker_store,
+    let dispatch = Arc::new(Dispatch::new(
+        worker_store,
         email,
         sms,
         clock,
-        settings: DispatchSettings { from, lease: jiff::SignedDuration::from_secs(60), max_attempts: config.max_attempts },
-    });
+        DispatchSettings {
+            lease: jiff::SignedDuration::from_secs(60),
+            max_attempts: config.max_attempts,
+            email_per_second: config.email_per_second,
+            sms_per_second: config.sms_per_second,
+            time_budget: std::time::Duration::from_secs(30),
+            ..DispatchSettings::new(from)
+        },
+    ));
 
     let shutdown = CancellationToken::new();
     let settings = WorkerSettings {
         concurrency: notify_local::email::SMTP_CONNECTIONS as usize,
-        base_backoff: std::time::Duration::from_millis(config.retry_base_ms),
+        backoff: Backoff { base: std::time::Duration::from_millis(config.retry_base_ms), max: std::time::Duration::from_secs(300) },
         // Each receive makes at most one attempt per delivery; the margin covers receives that
         // found a delivery claimed by another worker. Past this the job is dead-lettered.
         max_receives: config.max_attempts + 10,
@@ -109,7 +117,7 @@ async fn run(config: Config) -> Result<(), String> {
         shutdown.clone(),
         worker::fanout_handler(fanout),
     ));
-    tasks.spawn(worker::run(worker_queues.clone(), QueueName::Dispatch, settings, shutdown.clone(), worker::dispatch_handler(dispatch)));
+    tasks.spawn(worker::run(worker_queues.clone(), QueueName::Dispatch, settings, shutdown.clone(), worker::dispatch_handler(dispatch, settings.max_receives)));
 
     let listener = tokio::net::TcpListener::bind(config.addr).await.map_err(|e| format!("listen on {}: {e}", config.addr))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;

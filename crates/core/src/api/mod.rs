@@ -41,6 +41,7 @@ pub fn router(app: App, api_key: &str) -> Router {
         .route("/notifications", get(notifications::list).post(notifications::create))
         .route("/notifications/{id}", get(notifications::get).delete(notifications::cancel).patch(notifications::reschedule))
         .route("/notifications/{id}/deliveries", get(notifications::deliveries))
+        .route("/notifications/{id}/retry", axum::routing::post(notifications::retry))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_api_key));
     Router::new()
         .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))

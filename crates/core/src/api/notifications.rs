@@ -14,7 +14,7 @@ use crate::domain::{Channel, EmailAddress, GroupId, IdempotencyKey, Notification
 use crate::error::Error;
 use crate::notification::{Content, Notification, Status, Target};
 use crate::services::accept::{self, IdempotentRequest, NewNotification};
-use crate::services::{cancel, reschedule};
+use crate::services::{cancel, reschedule, retry};
 
 fn notification_id(path: Result<Path<String>, PathRejection>) -> Result<NotificationId, Error> {
     let Path(raw) = path.map_err(|_| Error::NotFound("notification"))?;
@@ -269,4 +269,12 @@ pub async fn reschedule(
     let n = reschedule::reschedule(&state.app, &id, send_at).await?;
     let counts = state.app.store.counts(&id).await?;
     Ok(Json(to_json(&n, Some(counts))).into_response())
+}
+
+/// Sends the failed deliveries again; 202, as the work happens after the answer.
+pub async fn retry(State(state): State<ApiState>, path: Result<Path<String>, PathRejection>) -> Result<Response, Error> {
+    let id = notification_id(path)?;
+    let n = retry::request(&state.app, &id).await?;
+    let counts = state.app.store.counts(&id).await?;
+    Ok((StatusCode::ACCEPTED, Json(to_json(&n, Some(counts)))).into_response())
 }

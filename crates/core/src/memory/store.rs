@@ -247,6 +247,19 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn reopen_failed(&self, key: &DeliveryKey) -> Result<bool, StoreError> {
+        let mut inner = self.0.lock().unwrap();
+        match inner.deliveries.get_mut(&key_of(key)) {
+            Some((d, lease)) if d.status == DeliveryStatus::Failed => {
+                d.status = DeliveryStatus::Pending;
+                d.attempts = 0;
+                *lease = None;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     async fn list_deliveries(&self, id: &NotificationId, limit: usize, cursor: Option<&str>) -> Result<Page<Delivery>, StoreError> {
         let inner = self.0.lock().unwrap();
         let items: Vec<_> = inner.deliveries.iter().filter(|((nid, _, _), _)| nid == id).map(|(_, (d, _))| d.clone()).collect();

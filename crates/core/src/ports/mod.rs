@@ -26,8 +26,11 @@ pub struct SendError {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendErrorKind {
-    /// Throttling, 5xx, timeouts, connection errors, SMTP 4xx.
+    /// 5xx, timeouts, connection errors, SMTP 4xx.
     Transient,
+    /// The provider asks us to slow down (HTTP 429, SES `TooManyRequests`, SMTP 421): retried
+    /// after a pause, and the channel's pace drops.
+    Throttled,
     /// Rejected message, invalid or suppressed address, SMTP 5xx.
     Permanent,
 }
@@ -35,6 +38,10 @@ pub enum SendErrorKind {
 impl SendError {
     pub fn transient(message: impl Into<String>) -> Self {
         Self { kind: SendErrorKind::Transient, message: message.into() }
+    }
+
+    pub fn throttled(message: impl Into<String>) -> Self {
+        Self { kind: SendErrorKind::Throttled, message: message.into() }
     }
 
     pub fn permanent(message: impl Into<String>) -> Self {

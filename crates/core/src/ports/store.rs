@@ -98,6 +98,9 @@ pub trait Store: Send + Sync {
     /// is the row as planned, for stores that create the row on its first claim.
     async fn claim_delivery(&self, delivery: &Delivery, now: Timestamp, lease_until: Timestamp) -> Result<Claim, StoreError>;
     async fn record_outcome(&self, key: &DeliveryKey, outcome: &Outcome) -> Result<(), StoreError>;
+    /// Moves a `failed` delivery back to `pending` with no attempts and no lease, for a retry;
+    /// says whether it moved (a delivery in any other status is left alone).
+    async fn reopen_failed(&self, key: &DeliveryKey) -> Result<bool, StoreError>;
     async fn list_deliveries(&self, id: &NotificationId, limit: usize, cursor: Option<&str>) -> Result<Page<Delivery>, StoreError>;
     async fn counts(&self, id: &NotificationId) -> Result<Counts, StoreError>;
     /// Once fanned out with nothing pending, moves `sending` to its final status; returns it.

@@ -143,7 +143,7 @@ async fn replay(app: &App, idem: &IdempotentRequest, record: IdempotencyRecord) 
 /// Puts the fanout job on the queue (send now) or creates the schedule (send later).
 pub async fn ensure_trigger(app: &App, n: &Notification) -> Result<(), Error> {
     match n.status {
-        Status::Queued => app.queues.send_fanout(&FanoutJob { notification_id: n.id.clone(), cursor: None }).await?,
+        Status::Queued => app.queues.send_fanout(&FanoutJob::start(n.id.clone())).await?,
         Status::Scheduled => app.scheduler.schedule(&n.id, n.send_at).await?,
         _ => {}
     }

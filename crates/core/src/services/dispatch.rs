@@ -4,10 +4,16 @@
 //! attempts + 1) → `sent` | `failed` | back to `pending` with the lease released (transient
 //! error). A worker that dies mid-send leaves the lease to expire; the job comes back from the
 //! queue and the next worker takes it over. Only that crash can repeat a send.
+//!
+//! Pace: each channel has a `RateLimit`. A throttled send lowers the channel's rate and is tried
+//! again under the same claim after a pause, so throttling slows a send down and does not use up
+//! its attempts; a job that runs out of its time budget leaves the rest for its next receive.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use jiff::SignedDuration;
+use tokio::time::Instant;
 
 use crate::delivery::{Claim, Delivery, DeliveryKey, Outcome, Recipient};
 use crate::domain::{Channel, EmailAddress};
@@ -18,22 +24,51 @@ use crate::ports::{Clock, EmailSender, OutgoingSms, SendError, SendErrorKind, Sm
 use crate::template::{Compiled, Parts};
 
 use super::message;
+use crate::backoff::jitter;
+use super::rate_limit::RateLimit;
 
 pub struct Dispatch {
-    pub store: Arc<dyn Store>,
-    pub email: Arc<dyn EmailSender>,
-    pub sms: Arc<dyn SmsSender>,
-    pub clock: Arc<dyn Clock>,
-    pub settings: DispatchSettings,
+    store: Arc<dyn Store>,
+    email: Arc<dyn EmailSender>,
+    sms: Arc<dyn SmsSender>,
+    clock: Arc<dyn Clock>,
+    settings: DispatchSettings,
+    email_pace: RateLimit,
+    sms_pace: RateLimit,
 }
 
 #[derive(Debug, Clone)]
 pub struct DispatchSettings {
     pub from: EmailAddress,
-    /// How long a claim protects a delivery from other workers; longer than any provider call.
+    /// How long a claim protects a delivery from other workers; longer than any provider call
+    /// plus the pauses after throttling.
     pub lease: SignedDuration,
     /// Attempts per delivery before a transient error becomes `failed`.
     pub max_attempts: u32,
+    /// Most sends per second on each channel, per process (`None`: as fast as the provider takes).
+    pub email_per_second: Option<f64>,
+    pub sms_per_second: Option<f64>,
+    /// Sends of one delivery under one claim while the provider throttles.
+    pub throttle_tries: u32,
+    /// First pause after a throttle; doubles per try.
+    pub throttle_pause: Duration,
+    /// A job stops claiming after this long and asks to come back for the rest.
+    pub time_budget: Duration,
+}
+
+impl DispatchSettings {
+    pub fn new(from: EmailAddress) -> Self {
+        Self {
+            from,
+            lease: SignedDuration::from_secs(120),
+            max_attempts: 5,
+            email_per_second: None,
+            sms_per_second: None,
+            throttle_tries: 5,
+            throttle_pause: Duration::from_millis(250),
+            time_budget: Duration::from_secs(20),
+        }
+    }
 }
 
 /// What one job did. `retry` asks the queue to bring the job back later (with backoff).
@@ -42,6 +77,8 @@ pub struct DispatchReport {
     pub sent: usize,
     pub failed: usize,
     pub already_done: usize,
+    /// Sends the provider throttled (each then paused and tried again).
+    pub throttled: usize,
     pub retry: bool,
 }
 
@@ -53,7 +90,27 @@ enum Source {
 }
 
 impl Dispatch {
+    pub fn new(
+        store: Arc<dyn Store>,
+        email: Arc<dyn EmailSender>,
+        sms: Arc<dyn SmsSender>,
+        clock: Arc<dyn Clock>,
+        settings: DispatchSettings,
+    ) -> Self {
+        let email_pace = RateLimit::new(settings.email_per_second);
+        let sms_pace = RateLimit::new(settings.sms_per_second);
+        Self { store, email, sms, clock, settings, email_pace, sms_pace }
+    }
+
+    pub fn pace(&self, channel: Channel) -> &RateLimit {
+        match channel {
+            Channel::Email => &self.email_pace,
+            Channel::Sms => &self.sms_pace,
+        }
+    }
+
     pub async fn handle(&self, job: &DispatchJob) -> Result<DispatchReport, Error> {
+        let started = Instant::now();
         let mut report = DispatchReport::default();
         let Some(n) = self.store.get_notification(&job.notification_id).await? else {
             tracing::warn!(id = %job.notification_id, "dispatch job for an unknown notification");
@@ -71,6 +128,11 @@ impl Dispatch {
         };
         for item in &job.items {
             for &channel in &item.channels {
+                if started.elapsed() >= self.settings.time_budget {
+                    // Claims not taken are free for the job's next receive.
+                    report.retry = true;
+                    break;
+                }
                 let planned = Delivery::pending(&n.id, &item.recipient, channel);
                 let key = planned.key.clone();
                 let now = self.clock.now();
@@ -87,15 +149,11 @@ impl Dispatch {
                         continue;
                     }
                 };
-                let outcome = match self.deliver(&source, &item.recipient, channel, &key).await {
+                let outcome = match self.deliver_paced(&source, &item.recipient, channel, &key, &mut report).await {
                     Ok(provider_message_id) => Outcome::Sent { provider_message_id, at: self.clock.now() },
-                    Err(e) if e.kind == SendErrorKind::Transient && attempt < self.settings.max_attempts => {
-                        Outcome::Retry { error: e.message }
-                    }
-                    Err(e) if e.kind == SendErrorKind::Transient => {
-                        Outcome::Failed { error: format!("gave up after {attempt} attempts: {}", e.message) }
-                    }
-                    Err(e) => Outcome::Failed { error: e.message },
+                    Err(e) if e.kind == SendErrorKind::Permanent => Outcome::Failed { error: e.message },
+                    Err(e) if attempt < self.settings.max_attempts => Outcome::Retry { error: e.message },
+                    Err(e) => Outcome::Failed { error: format!("gave up after {attempt} attempts: {}", e.message) },
                 };
                 match &outcome {
                     Outcome::Sent { .. } => report.sent += 1,
@@ -113,6 +171,57 @@ impl Dispatch {
         }
         self.store.finish_if_done(&n.id).await?;
         Ok(report)
+    }
+
+    /// Marks the job's deliveries that are still pending `failed` with `why`: the queue gave up
+    /// on the job (its last receive), and a send must not stay pending for ever. Returns how
+    /// many it marked. A delivery another worker holds is left to that worker.
+    pub async fn give_up(&self, job: &DispatchJob, why: &str) -> Result<usize, Error> {
+        let mut marked = 0;
+        for item in &job.items {
+            for &channel in &item.channels {
+                let planned = Delivery::pending(&job.notification_id, &item.recipient, channel);
+                let now = self.clock.now();
+                let lease_until = now.saturating_add(self.settings.lease).unwrap_or(now);
+                if let Claim::Claimed { .. } = self.store.claim_delivery(&planned, now, lease_until).await? {
+                    self.store.record_outcome(&planned.key, &Outcome::Failed { error: why.to_owned() }).await?;
+                    marked += 1;
+                }
+            }
+        }
+        self.store.finish_if_done(&job.notification_id).await?;
+        Ok(marked)
+    }
+
+    /// One send at the channel's pace; while throttled, pauses (doubling) and sends again under
+    /// the same claim, up to `throttle_tries`.
+    async fn deliver_paced(
+        &self,
+        source: &Source,
+        recipient: &Recipient,
+        channel: Channel,
+        key: &DeliveryKey,
+        report: &mut DispatchReport,
+    ) -> Result<String, SendError> {
+        let pace = self.pace(channel);
+        let mut pause = self.settings.throttle_pause;
+        let mut tries = 0;
+        loop {
+            pace.acquire().await;
+            tries += 1;
+            match self.deliver(source, recipient, channel, key).await {
+                Err(e) if e.kind == SendErrorKind::Throttled => {
+                    report.throttled += 1;
+                    pace.throttled();
+                    if tries >= self.settings.throttle_tries.max(1) {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(jitter(pause)).await;
+                    pause = pause.saturating_mul(2);
+                }
+                result => return result,
+            }
+        }
     }
 
     async fn deliver(&self, source: &Source, recipient: &Recipient, channel: Channel, key: &DeliveryKey) -> Result<String, SendError> {
@@ -140,3 +249,4 @@ impl Dispatch {
         }
     }
 }
+

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::delivery::{Delivery, Recipient};
-use crate::domain::{Channel, UserId};
+use crate::domain::{Channel, NotificationId, UserId};
 use crate::error::Error;
 use crate::jobs::{DispatchItem, DispatchJob, FanoutJob};
 use crate::notification::{Notification, Status, Target};
@@ -77,6 +77,9 @@ fn found(user: &User) -> Resolved {
 
 impl Fanout {
     pub async fn handle(&self, job: &FanoutJob) -> Result<FanoutReport, Error> {
+        if job.retry_failed {
+            return self.retry_failed(job).await;
+        }
         let started = Instant::now();
         let id = &job.notification_id;
         let Some(n) = self.store.get_notification(id).await? else {
@@ -119,7 +122,7 @@ impl Fanout {
                     return Ok(report);
                 }
                 Some(next) if started.elapsed() >= self.settings.time_budget => {
-                    self.queues.send_fanout(&FanoutJob { notification_id: id.clone(), cursor: Some(next) }).await?;
+                    self.queues.send_fanout(&FanoutJob { cursor: Some(next), ..job.clone() }).await?;
                     report.continued = true;
                     return Ok(report);
                 }
@@ -148,34 +151,40 @@ impl Fanout {
         Ok((vec![one], None))
     }
 
-    /// Delivery rows for a page, and the dispatch jobs for its pending ones, each bounded by
-    /// recipient count and by size.
+    /// Delivery rows for a page, and the dispatch jobs for its pending ones.
     fn plan(&self, n: &Notification, page: Vec<Resolved>) -> (Vec<Delivery>, Vec<DispatchJob>) {
         let mut deliveries = Vec::with_capacity(page.len() * n.channels.len());
-        let mut jobs = Vec::new();
-        let mut items: Vec<DispatchItem> = Vec::new();
-        let mut bytes = 0;
-        // The job's own fields, and a margin for JSON punctuation.
-        let overhead = 64 + n.id.as_str().len();
+        let mut items = Vec::with_capacity(page.len());
         for resolved in page {
             let (recipient, channels) = plan_recipient(n, resolved, &mut deliveries);
-            if channels.is_empty() {
-                continue;
+            if !channels.is_empty() {
+                items.push(DispatchItem { recipient, channels });
             }
-            let item = DispatchItem { recipient, channels };
+        }
+        (deliveries, self.pack(&n.id, items))
+    }
+
+    /// Dispatch jobs for the items, each bounded by recipient count and by size.
+    pub(super) fn pack(&self, id: &NotificationId, items: Vec<DispatchItem>) -> Vec<DispatchJob> {
+        let mut jobs = Vec::new();
+        let mut batch: Vec<DispatchItem> = Vec::new();
+        let mut bytes = 0;
+        // The job's own fields, and a margin for JSON punctuation.
+        let overhead = 64 + id.as_str().len();
+        for item in items {
             let size = serde_json::to_vec(&item).map(|v| v.len() + 1).unwrap_or(1024);
-            let full = items.len() >= self.settings.recipients_per_job.max(1) || overhead + bytes + size > self.settings.max_job_bytes;
-            if full && !items.is_empty() {
-                jobs.push(DispatchJob { notification_id: n.id.clone(), items: std::mem::take(&mut items) });
+            let full = batch.len() >= self.settings.recipients_per_job.max(1) || overhead + bytes + size > self.settings.max_job_bytes;
+            if full && !batch.is_empty() {
+                jobs.push(DispatchJob { notification_id: id.clone(), items: std::mem::take(&mut batch) });
                 bytes = 0;
             }
             bytes += size;
-            items.push(item);
+            batch.push(item);
         }
-        if !items.is_empty() {
-            jobs.push(DispatchJob { notification_id: n.id.clone(), items });
+        if !batch.is_empty() {
+            jobs.push(DispatchJob { notification_id: id.clone(), items: batch });
         }
-        (deliveries, jobs)
+        jobs
     }
 }
 
@@ -215,7 +224,7 @@ fn plan_recipient(n: &Notification, resolved: Resolved, deliveries: &mut Vec<Del
     (recipient, channels)
 }
 
-fn ignored(why: &'static str) -> FanoutReport {
+pub(super) fn ignored(why: &'static str) -> FanoutReport {
     tracing::info!(reason = why, "fanout ignored");
     FanoutReport { ignored: Some(why), ..Default::default() }
 }

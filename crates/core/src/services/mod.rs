@@ -5,7 +5,9 @@ pub mod cancel;
 pub mod dispatch;
 pub mod fanout;
 pub mod message;
+pub mod rate_limit;
 pub mod reschedule;
+pub mod retry;
 
 use std::sync::Arc;
 

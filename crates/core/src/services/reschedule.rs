@@ -27,7 +27,7 @@ pub async fn reschedule(app: &App, id: &NotificationId, send_at: SendAt) -> Resu
             if !app.store.transition(id, &[Status::Scheduled], Status::Queued).await? {
                 return Err(conflict(app.store.get_notification(id).await?.map(|n| n.status).unwrap_or(n.status)));
             }
-            app.queues.send_fanout(&FanoutJob { notification_id: id.clone(), cursor: None }).await?;
+            app.queues.send_fanout(&FanoutJob::start(id.clone())).await?;
             if let Err(e) = app.scheduler.cancel(id).await {
                 tracing::warn!(%id, error = %e, "could not delete the old schedule");
             }

@@ -1,0 +1,188 @@
+//! The pace of sends on one channel: at most a configured rate, and slower while the provider
+//! throttles.
+//!
+//! Each send reserves the next free slot (1/rate apart) and sleeps until it. A throttling answer
+//! halves the rate; every second without one wins back a tenth of the configured rate (AIMD, as
+//! TCP does), so a burst settles near what the provider accepts instead of failing sends. With no
+//! configured rate the limiter lets everything through until the first throttle, then starts
+//! from half the rate it measured over the last second.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+// tokio's clock, so that the simulated benchmarks and paused-clock tests see the same pacing.
+use tokio::time::Instant;
+
+/// The slowest pace a throttled channel falls to.
+const MIN_RATE: f64 = 1.0;
+
+#[derive(Debug)]
+pub struct RateLimit {
+    configured: Option<f64>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    /// Sends per second now; `None` while unlimited.
+    rate: Option<f64>,
+    next_slot: Instant,
+    last_throttle: Option<Instant>,
+    last_raise: Instant,
+    /// Sends counted in the current and the previous one-second window.
+    window_start: Instant,
+    window_sends: u32,
+    previous_window_sends: u32,
+}
+
+impl RateLimit {
+    /// `per_second` of `None` (or not positive) means no limit until the provider throttles.
+    pub fn new(per_second: Option<f64>) -> Self {
+        let configured = per_second.filter(|r| r.is_finite() && *r > 0.0);
+        let now = Instant::now();
+        Self {
+            configured,
+            state: Mutex::new(State {
+                rate: configured,
+                next_slot: now,
+                last_throttle: None,
+                last_raise: now,
+                window_start: now,
+                window_sends: 0,
+                previous_window_sends: 0,
+            }),
+        }
+    }
+
+    /// Waits for this send's slot.
+    pub async fn acquire(&self) {
+        let wait = {
+            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            s.count(now);
+            s.recover(now, self.configured);
+            match s.rate {
+                None => Duration::ZERO,
+                Some(rate) => {
+                    let slot = s.next_slot.max(now);
+                    s.next_slot = slot + Duration::from_secs_f64(1.0 / rate);
+                    slot - now
+                }
+            }
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// The provider said "slow down".
+    pub fn throttled(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        // Several sends in flight report the same throttle; halve once per half second.
+        if s.last_throttle.is_some_and(|t| now - t < Duration::from_millis(500)) {
+            return;
+        }
+        let current = s.rate.unwrap_or_else(|| f64::from(s.previous_window_sends.max(s.window_sends)));
+        s.rate = Some((current / 2.0).max(MIN_RATE));
+        s.last_throttle = Some(now);
+        s.last_raise = now;
+    }
+
+    /// The pace now, in sends per second (`None`: unlimited).
+    pub fn current_rate(&self) -> Option<f64> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).rate
+    }
+}
+
+impl State {
+    fn count(&mut self, now: Instant) {
+        if now - self.window_start >= Duration::from_secs(1) {
+            self.previous_window_sends = self.window_sends;
+            self.window_sends = 0;
+            self.window_start = now;
+        }
+        self.window_sends = self.window_sends.saturating_add(1);
+    }
+
+    /// Additive increase: a tenth of the ceiling per quiet second, up to the ceiling. Unlimited
+    /// channels go back to unlimited once they are twice as fast as where they were throttled.
+    fn recover(&mut self, now: Instant, configured: Option<f64>) {
+        let (Some(rate), Some(throttled_at)) = (self.rate, self.last_throttle) else { return };
+        if now - throttled_at < Duration::from_secs(1) || now - self.last_raise < Duration::from_secs(1) {
+            return;
+        }
+        self.last_raise = now;
+        let step = configured.unwrap_or(rate).max(MIN_RATE * 10.0) / 10.0;
+        let raised = rate + step;
+        self.rate = match configured {
+            Some(ceiling) => Some(raised.min(ceiling)),
+            None if raised >= 4.0 * rate.max(MIN_RATE) => None,
+            None => Some(raised),
+        };
+        if self.rate == configured {
+            self.last_throttle = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_configured_rate_spaces_the_sends() {
+        let limit = RateLimit::new(Some(10.0));
+        let start = Instant::now();
+        for _ in 0..21 {
+            limit.acquire().await;
+        }
+        // The first goes at once, then one every 100 ms.
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttle_halves_the_rate_and_quiet_seconds_win_it_back() {
+        let limit = RateLimit::new(Some(100.0));
+        limit.acquire().await;
+        limit.throttled();
+        assert_eq!(limit.current_rate(), Some(50.0));
+        // A second report of the same throttle does not halve again.
+        limit.throttled();
+        assert_eq!(limit.current_rate(), Some(50.0));
+        tokio::time::advance(Duration::from_millis(1100)).await;
+        limit.acquire().await;
+        assert_eq!(limit.current_rate(), Some(60.0));
+        for _ in 0..10 {
+            tokio::time::advance(Duration::from_millis(1001)).await;
+            limit.acquire().await;
+        }
+        assert_eq!(limit.current_rate(), Some(100.0), "never above the configured ceiling");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unlimited_channel_starts_from_half_the_measured_rate() {
+        let limit = RateLimit::new(None);
+        for _ in 0..40 {
+            limit.acquire().await;
+        }
+        assert_eq!(limit.current_rate(), None);
+        limit.throttled();
+        assert_eq!(limit.current_rate(), Some(20.0));
+        let start = Instant::now();
+        for _ in 0..21 {
+            limit.acquire().await;
+        }
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_limit_means_no_wait() {
+        let limit = RateLimit::new(None);
+        let start = Instant::now();
+        for _ in 0..1000 {
+            limit.acquire().await;
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+}

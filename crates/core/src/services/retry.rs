@@ -1,0 +1,130 @@
+//! Retry: sends the failed deliveries of a finished notification again, and nothing else.
+//!
+//! The API moves the notification from `failed` or `partially_failed` back to `sending` and puts
+//! a fanout job with `retry_failed` on the queue. The fanout goes through the recorded
+//! deliveries a page at a time (with the same time budget and continuations as a group), reopens
+//! each failed one (failed → pending, attempts from zero) and queues dispatch jobs for them.
+//! Sent and skipped deliveries are never reopened, so a retry cannot repeat a send; the move to
+//! `sending` is conditional, so two retry requests start one retry.
+
+use std::collections::HashMap;
+
+use tokio::time::Instant;
+
+use super::App;
+use super::fanout::{Fanout, FanoutReport, ignored};
+use crate::delivery::{Delivery, DeliveryStatus, Recipient};
+use crate::domain::{Channel, EmailAddress, NotificationId, PhoneNumber, UserId};
+use crate::error::Error;
+use crate::jobs::{DispatchItem, FanoutJob};
+use crate::notification::{Notification, Status};
+use crate::user::User;
+
+/// `POST /v1/notifications/{id}/retry`.
+pub async fn request(app: &App, id: &NotificationId) -> Result<Notification, Error> {
+    let mut n = app.store.get_notification(id).await?.ok_or(Error::NotFound("notification"))?;
+    let finished_with_failures = [Status::Failed, Status::PartiallyFailed];
+    if !finished_with_failures.contains(&n.status) {
+        return Err(Error::Conflict(format!(
+            "only a notification that finished with failed deliveries can be retried (status {})",
+            n.status.as_str()
+        )));
+    }
+    if !app.store.transition(id, &finished_with_failures, Status::Sending).await? {
+        return Err(Error::Conflict("a retry of this notification is already under way".into()));
+    }
+    let job = FanoutJob { retry_failed: true, ..FanoutJob::start(id.clone()) };
+    if let Err(e) = app.queues.send_fanout(&job).await {
+        // Nothing was reopened: put the status back so that the caller can ask again.
+        if let Err(undo) = app.store.transition(id, &[Status::Sending], n.status).await {
+            tracing::error!(%id, error = %undo, "a retry could not be queued nor undone");
+        }
+        return Err(e.into());
+    }
+    n.status = Status::Sending;
+    Ok(n)
+}
+
+impl Fanout {
+    /// The fanout side of a retry: reopen the failed deliveries, a page at a time.
+    pub(super) async fn retry_failed(&self, job: &FanoutJob) -> Result<FanoutReport, Error> {
+        let started = Instant::now();
+        let id = &job.notification_id;
+        match self.store.get_notification(id).await? {
+            None => return Ok(ignored("unknown notification")),
+            Some(n) if n.status != Status::Sending => return Ok(ignored("not being retried")),
+            Some(_) => {}
+        }
+        let mut report = FanoutReport::default();
+        let mut cursor = job.cursor.clone();
+        loop {
+            let page = self.store.list_deliveries(id, self.settings.page_size, cursor.as_deref()).await?;
+            let mut reopened = Vec::new();
+            for d in page.items.into_iter().filter(|d| d.status == DeliveryStatus::Failed) {
+                if self.store.reopen_failed(&d.key).await? {
+                    reopened.push(d);
+                }
+            }
+            let items = self.recipients_again(reopened).await?;
+            let jobs = self.pack(id, items);
+            if !jobs.is_empty() {
+                self.queues.send_dispatch(&jobs).await?;
+            }
+            report.pages += 1;
+            report.dispatch_jobs += jobs.len();
+            match page.next_cursor {
+                None => {
+                    // Nothing was failed after all (or it all went already): finish now.
+                    self.store.finish_if_done(id).await?;
+                    return Ok(report);
+                }
+                Some(next) if started.elapsed() >= self.settings.time_budget => {
+                    self.queues.send_fanout(&FanoutJob { cursor: Some(next), ..job.clone() }).await?;
+                    report.continued = true;
+                    return Ok(report);
+                }
+                Some(next) => cursor = Some(next),
+            }
+        }
+    }
+
+    /// Dispatch items for reopened deliveries: a user's current profile when the user still
+    /// exists (an address fixed since is used), else the address the delivery recorded.
+    async fn recipients_again(&self, reopened: Vec<Delivery>) -> Result<Vec<DispatchItem>, Error> {
+        let ids: Vec<UserId> = reopened.iter().filter_map(|d| d.user_id.clone()).collect();
+        let users: HashMap<UserId, User> = self.store.get_users(&ids).await?.into_iter().map(|u| (u.id.clone(), u)).collect();
+        let mut items: Vec<DispatchItem> = Vec::new();
+        for d in reopened {
+            // Rows come ordered by recipient, so a recipient's channels are next to each other.
+            if let Some(last) = items.last_mut().filter(|i| i.recipient.key == d.key.recipient) {
+                last.channels.push(d.key.channel);
+                add_address(&mut last.recipient, &d);
+                continue;
+            }
+            let mut recipient = match d.user_id.as_ref().and_then(|u| users.get(u)) {
+                Some(user) => Recipient::from_user(user),
+                None => Recipient {
+                    key: d.key.recipient.clone(),
+                    user_id: d.user_id.clone(),
+                    email: None,
+                    phone: None,
+                    timezone: None,
+                    locale: None,
+                },
+            };
+            add_address(&mut recipient, &d);
+            items.push(DispatchItem { recipient, channels: vec![d.key.channel] });
+        }
+        Ok(items)
+    }
+}
+
+/// Fills the channel's address from the delivery row when the profile has none.
+fn add_address(recipient: &mut Recipient, d: &Delivery) {
+    let Some(address) = d.address.as_deref() else { return };
+    match d.key.channel {
+        Channel::Email if recipient.email.is_none() => recipient.email = EmailAddress::parse(address).ok(),
+        Channel::Sms if recipient.phone.is_none() => recipient.phone = PhoneNumber::parse(address).ok(),
+        _ => {}
+    }
+}
