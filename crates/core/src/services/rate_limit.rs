@@ -1,11 +1,13 @@
 //! The pace of sends on one channel: at most a configured rate, and slower while the provider
 //! throttles.
 //!
-//! Each send reserves the next free slot (1/rate apart) and sleeps until it. A throttling answer
-//! halves the rate; every second without one wins back a tenth of the configured rate (AIMD, as
-//! TCP does), so a burst settles near what the provider accepts instead of failing sends. With no
-//! configured rate the limiter lets everything through until the first throttle, then starts
-//! from half the rate it measured over the last second.
+//! Each send reserves the next free slot (1/rate apart) and sleeps until it. When throttling
+//! answers reach a tenth of the sends of the last second, the rate halves; every second without
+//! that wins back a tenth of the configured rate (AIMD, as TCP does), so a burst settles near
+//! what the provider accepts instead of failing sends. A stray throttle (below that share) only
+//! pauses its own send: halving on every one would crawl at a few sends per second against a
+//! provider that throttles a small share at random. With no configured rate the limiter lets
+//! everything through until it first halves, from the rate it measured over the last second.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -15,6 +17,9 @@ use tokio::time::Instant;
 
 /// The slowest pace a throttled channel falls to.
 const MIN_RATE: f64 = 1.0;
+/// Throttles in one second, at least, and as a share of that second's sends, that halve the rate.
+const MIN_THROTTLES: u32 = 2;
+const THROTTLE_SHARE: f64 = 0.1;
 
 #[derive(Debug)]
 pub struct RateLimit {
@@ -32,6 +37,7 @@ struct State {
     /// Sends counted in the current and the previous one-second window.
     window_start: Instant,
     window_sends: u32,
+    window_throttles: u32,
     previous_window_sends: u32,
 }
 
@@ -49,6 +55,7 @@ impl RateLimit {
                 last_raise: now,
                 window_start: now,
                 window_sends: 0,
+                window_throttles: 0,
                 previous_window_sends: 0,
             }),
         }
@@ -79,6 +86,11 @@ impl RateLimit {
     pub fn throttled(&self) {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
+        s.window_throttles = s.window_throttles.saturating_add(1);
+        let sends = s.window_sends.max(s.previous_window_sends);
+        if s.window_throttles < MIN_THROTTLES || f64::from(s.window_throttles) < THROTTLE_SHARE * f64::from(sends) {
+            return;
+        }
         // Several sends in flight report the same throttle; halve once per half second.
         if s.last_throttle.is_some_and(|t| now - t < Duration::from_millis(500)) {
             return;
@@ -100,6 +112,7 @@ impl State {
         if now - self.window_start >= Duration::from_secs(1) {
             self.previous_window_sends = self.window_sends;
             self.window_sends = 0;
+            self.window_throttles = 0;
             self.window_start = now;
         }
         self.window_sends = self.window_sends.saturating_add(1);
@@ -146,8 +159,10 @@ mod tests {
         let limit = RateLimit::new(Some(100.0));
         limit.acquire().await;
         limit.throttled();
+        assert_eq!(limit.current_rate(), Some(100.0), "one throttle alone only pauses its send");
+        limit.throttled();
         assert_eq!(limit.current_rate(), Some(50.0));
-        // A second report of the same throttle does not halve again.
+        // More reports of the same throttle do not halve again.
         limit.throttled();
         assert_eq!(limit.current_rate(), Some(50.0));
         tokio::time::advance(Duration::from_millis(1100)).await;
@@ -167,6 +182,10 @@ mod tests {
             limit.acquire().await;
         }
         assert_eq!(limit.current_rate(), None);
+        for _ in 0..3 {
+            limit.throttled();
+        }
+        assert_eq!(limit.current_rate(), None, "3 throttles in 40 sends are under a tenth");
         limit.throttled();
         assert_eq!(limit.current_rate(), Some(20.0));
         let start = Instant::now();
