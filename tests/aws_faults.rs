@@ -69,7 +69,8 @@ async fn transient_errors_and_throttling_end_in_one_email_each_and_retry_sends_o
         .map(|i| {
             let mut api = api.clone();
             async move {
-                let a = api.call(api_event("api-put-user.json", Some(&format!("/v1/users/f{i:03}")), Some(json!({"email": address(i)})))).await;
+                let a =
+                    api.call(api_event("api-put-user.json", Some(&format!("/v1/users/f{i:03}")), Some(json!({"email": address(i)})))).await;
                 assert_eq!(a.status, 200);
             }
         })
@@ -93,7 +94,10 @@ async fn transient_errors_and_throttling_end_in_one_email_each_and_retry_sends_o
     let started = Instant::now();
     let (n, reported) = run_until_final(&w, &mut api, &dispatch, &id).await;
     let (transient, throttles) = (faulty.injected_transient.load(Ordering::Relaxed), faulty.injected_throttles.load(Ordering::Relaxed));
-    eprintln!("first send: {:?}, {transient} transient errors and {throttles} throttles injected, {reported} messages retried", started.elapsed());
+    eprintln!(
+        "first send: {:?}, {transient} transient errors and {throttles} throttles injected, {reported} messages retried",
+        started.elapsed()
+    );
     assert!(transient >= MEMBERS / 10 && throttles >= 3, "the faults happened: {transient} transient, {throttles} throttles");
     assert!(reported > 0, "messages with transient errors came back through the queue");
     assert_eq!(n["status"], "partially_failed", "{n}");

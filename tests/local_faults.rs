@@ -1,11 +1,10 @@
 //! notifyd against an SMTP server that fails on purpose: 20% of messages get 451, 5% get 421
 //! (throttling), and three chosen addresses get 550. Every other address gets exactly one email;
-//! the three are `failed` with the server's answer.
+//! the three are `failed` with the server's answer, and a retry sends to them and no one else.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use futures::StreamExt;
 use notify_tests::{Notifyd, SinkFaults, SmtpSink};
 use serde_json::json;
 
@@ -20,21 +19,10 @@ async fn transient_errors_and_throttling_are_retried_and_permanent_ones_recorded
     let rejected: Vec<String> = [11, 2222, 4999].iter().map(|i| address(*i)).collect();
     let smtp = SmtpSink::start_with(SinkFaults { fail_4xx_rate: 0.20, throttle_rate: 0.05, reject: rejected.clone() }).await;
     let d = Notifyd::start(&[("NOTIFY_SMTP_URL", &smtp.url()), ("NOTIFY_MAX_ATTEMPTS", "12"), ("NOTIFY_RETRY_BASE_MS", "100")]).await;
-    futures::stream::iter(0..MEMBERS)
-        .map(|i| {
-            let d = &d;
-            async move { assert_eq!(d.put(&format!("/v1/users/f{i:05}"), json!({"email": address(i)})).await.status, 200) }
-        })
-        .buffer_unordered(16)
-        .collect::<Vec<()>>()
-        .await;
-    d.put("/v1/groups/faulty", json!({"name": "Faulty"})).await;
-    for chunk in (0..MEMBERS).collect::<Vec<_>>().chunks(1000) {
-        let ids: Vec<String> = chunk.iter().map(|i| format!("f{i:05}")).collect();
-        assert_eq!(d.post("/v1/groups/faulty/members", json!({"add": ids})).await.status, 200);
-    }
+    d.put_group_of("faulty", (0..MEMBERS).map(|i| (format!("f{i:05}"), json!({"email": address(i)}))).collect()).await;
     let a = d.post("/v1/notifications", json!({"to": {"group_id": "faulty"}, "content": {"subject": "Retry me", "text": "Hello"}})).await;
     let id = a.body["id"].as_str().unwrap();
+    let started = std::time::Instant::now();
     let n = d.wait_status(id, &["completed", "partially_failed", "failed"], Duration::from_secs(600)).await;
     assert_eq!(n.body["status"], "partially_failed", "{}", n.text);
     assert_eq!(n.body["counts"], json!({"recipients": MEMBERS, "pending": 0, "sent": MEMBERS - 3, "failed": 3, "skipped": 0}));
@@ -82,5 +70,35 @@ async fn transient_errors_and_throttling_are_retried_and_permanent_ones_recorded
     }
     // About a quarter of the first attempts failed on purpose.
     assert!(retried > MEMBERS / 10, "only {retried} deliveries were retried");
-    eprintln!("{retried} of {MEMBERS} deliveries needed more than one attempt");
+    eprintln!("{retried} of {MEMBERS} deliveries needed more than one attempt; the send took {:?}", started.elapsed());
+
+    // The three fix their mailboxes: a retry sends to them once, and to no one else.
+    smtp.accept_all();
+    let r = d.post(&format!("/v1/notifications/{id}/retry"), json!(null)).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let n = d.wait_status(id, &["completed", "partially_failed", "failed"], Duration::from_secs(120)).await;
+    assert_eq!(n.body["status"], "completed", "{}", n.text);
+    assert_eq!(n.body["counts"], json!({"recipients": MEMBERS, "pending": 0, "sent": MEMBERS, "failed": 0, "skipped": 0}));
+    let mut per_address: HashMap<String, usize> = HashMap::new();
+    for m in smtp.messages() {
+        *per_address.entry(m.rcpt_tos[0].clone()).or_default() += 1;
+    }
+    assert_eq!(per_address.len(), MEMBERS);
+    assert!(per_address.values().all(|n| *n == 1), "one email per address in all");
+    assert_eq!(d.post(&format!("/v1/notifications/{id}/retry"), json!(null)).await.status, 409, "nothing failed any more");
+}
+
+#[tokio::test]
+async fn a_configured_email_rate_spaces_the_sends() {
+    let smtp = SmtpSink::start().await;
+    let d = Notifyd::start(&[("NOTIFY_SMTP_URL", &smtp.url()), ("NOTIFY_EMAIL_PER_SECOND", "40")]).await;
+    for i in 0..81 {
+        let a = d.post("/v1/notifications", json!({"to": {"email": address(i)}, "content": {"subject": "Paced", "text": "x"}})).await;
+        assert_eq!(a.status, 202);
+    }
+    let mut received: Vec<_> = smtp.wait_for(81, Duration::from_secs(60)).await.iter().map(|m| m.received_at).collect();
+    received.sort();
+    // 81 sends at 40 per second: the first at once, the last 80 × 25 ms = 2 s later at least.
+    let spread = received[80].duration_since(received[0]);
+    assert!(spread >= jiff::SignedDuration::from_millis(1950), "81 emails in {spread:?}");
 }

@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use futures::StreamExt;
 use jiff::Timestamp;
 use notify_tests::{Notifyd, SmtpSink, in_secs};
 use serde_json::json;
@@ -69,21 +68,13 @@ async fn a_10000_member_group_gets_one_email_each_now_and_at_send_at() {
     let smtp = SmtpSink::start().await;
     let d = Notifyd::start(&[("NOTIFY_SMTP_URL", &smtp.url())]).await;
     let started = std::time::Instant::now();
-    futures::stream::iter(0..MEMBERS)
+    let users = (0..MEMBERS)
         .map(|i| {
             let user = if i == NO_EMAIL { json!({"phone": "+14155550100"}) } else { json!({"email": format!("{}@example.com", uid(i))}) };
-            let d = &d;
-            async move { assert_eq!(d.put(&format!("/v1/users/{}", uid(i)), user).await.status, 200) }
+            (uid(i), user)
         })
-        .buffer_unordered(16)
-        .collect::<Vec<()>>()
-        .await;
-    d.put("/v1/groups/everyone", json!({"name": "Everyone"})).await;
-    for chunk in (0..MEMBERS).collect::<Vec<_>>().chunks(1000) {
-        let ids: Vec<String> = chunk.iter().map(|i| uid(*i)).collect();
-        let a = d.post("/v1/groups/everyone/members", json!({"add": ids})).await;
-        assert_eq!(a.status, 200, "{}", a.text);
-    }
+        .collect();
+    d.put_group_of("everyone", users).await;
     assert_eq!(d.get("/v1/groups/everyone").await.body["member_count"], MEMBERS);
     eprintln!("set-up of {MEMBERS} users: {:?}", started.elapsed());
 

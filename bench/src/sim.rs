@@ -243,6 +243,9 @@ impl Store for SimStore {
         }
         Ok(())
     }
+    async fn begin_retry(&self, _id: &NotificationId) -> Result<bool, StoreError> {
+        Ok(false)
+    }
     async fn reopen_failed(&self, _key: &DeliveryKey) -> Result<bool, StoreError> {
         // The benchmarks never retry a notification.
         Ok(false)

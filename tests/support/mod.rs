@@ -95,9 +95,9 @@ impl SmtpSink {
             .arg(&out)
             .args(["--fail-4xx-rate", &faults.fail_4xx_rate.to_string()])
             .args(["--throttle-rate", &faults.throttle_rate.to_string()]);
-        for r in &faults.reject {
-            cmd.args(["--reject", r]);
-        }
+        let reject_file = dir.path().join("reject.txt");
+        std::fs::write(&reject_file, faults.reject.join("\n")).unwrap();
+        cmd.arg("--reject-file").arg(&reject_file);
         let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -110,6 +110,11 @@ impl SmtpSink {
 
     pub fn url(&self) -> String {
         format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// The rejected recipients accept mail from now on (they fixed their mailboxes).
+    pub fn accept_all(&self) {
+        std::fs::write(self._dir.path().join("reject.txt"), "").unwrap();
     }
 
     pub fn messages(&self) -> Vec<Email> {
@@ -328,6 +333,25 @@ impl Notifyd {
     }
 
     /// Polls the notification until its status is one of `statuses`.
+    /// Creates the users (16 requests at a time) and a group `group` of all of them.
+    pub async fn put_group_of(&self, group: &str, users: Vec<(String, Value)>) {
+        use futures::StreamExt;
+        let ids: Vec<String> = users.iter().map(|(id, _)| id.clone()).collect();
+        futures::stream::iter(users)
+            .map(|(id, body)| async move {
+                let a = self.put(&format!("/v1/users/{id}"), body).await;
+                assert_eq!(a.status, 200, "{}", a.text);
+            })
+            .buffer_unordered(16)
+            .collect::<Vec<()>>()
+            .await;
+        assert_eq!(self.put(&format!("/v1/groups/{group}"), json!({"name": group})).await.status, 200);
+        for chunk in ids.chunks(1000) {
+            let a = self.post(&format!("/v1/groups/{group}/members"), json!({"add": chunk})).await;
+            assert_eq!(a.status, 200, "{}", a.text);
+        }
+    }
+
     pub async fn wait_status(&self, id: &str, statuses: &[&str], timeout: Duration) -> Answer {
         let start = Instant::now();
         loop {

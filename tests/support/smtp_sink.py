@@ -5,7 +5,8 @@ Each accepted message is appended as one JSON line to --out:
 
 Faults, for the delivery-guarantee tests: --fail-4xx-rate answers 451 to that share of
 messages (a transient error), --throttle-rate answers 421 "too many" to that share (throttling),
---reject ADDRESS answers 550 to a recipient (a permanent error).
+--reject-file PATH answers 550 to the recipients listed in that file, one per line (a permanent
+error); the file is read again for each recipient, so a test can empty it to "fix" the mailboxes.
 """
 
 import argparse
@@ -19,15 +20,21 @@ from aiosmtpd.controller import Controller
 
 
 class Sink:
-    def __init__(self, out, fail_rate, throttle_rate, reject, seed):
+    def __init__(self, out, fail_rate, throttle_rate, reject_file, seed):
         self.out = open(out, "a", buffering=1)
         self.fail_rate = fail_rate
         self.throttle_rate = throttle_rate
-        self.reject = {a.lower() for a in reject}
+        self.reject_file = reject_file
         self.random = random.Random(seed)
 
+    def rejected(self):
+        if not self.reject_file:
+            return set()
+        with open(self.reject_file) as f:
+            return {line.strip().lower() for line in f if line.strip()}
+
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if address.lower() in self.reject:
+        if address.lower() in self.rejected():
             return "550 5.1.1 mailbox unavailable"
         envelope.rcpt_tos.append(address)
         return "250 OK"
@@ -55,11 +62,11 @@ def main():
     p.add_argument("--out", required=True)
     p.add_argument("--fail-4xx-rate", type=float, default=0.0)
     p.add_argument("--throttle-rate", type=float, default=0.0)
-    p.add_argument("--reject", action="append", default=[])
+    p.add_argument("--reject-file")
     p.add_argument("--seed", type=int, default=1)
     a = p.parse_args()
     controller = Controller(
-        Sink(a.out, a.fail_4xx_rate, a.throttle_rate, a.reject, a.seed),
+        Sink(a.out, a.fail_4xx_rate, a.throttle_rate, a.reject_file, a.seed),
         hostname="127.0.0.1",
         port=a.port,
         data_size_limit=10 * 1024 * 1024,

@@ -69,7 +69,10 @@ async fn run(n: usize) {
         Arc::new(RecordingSms::default()),
         Arc::new(SystemClock),
         // The AWS defaults, with a time budget that never cuts a simulated job short.
-        DispatchSettings { time_budget: Duration::from_secs(3600), ..DispatchSettings::new(EmailAddress::parse("news@example.com").unwrap()) },
+        DispatchSettings {
+            time_budget: Duration::from_secs(3600),
+            ..DispatchSettings::new(EmailAddress::parse("news@example.com").unwrap())
+        },
     ));
 
     let request = NewNotification {

@@ -19,12 +19,7 @@ const THROTTLING_CODES: &[&str] = &[
 ];
 
 /// Error codes that mean "try later".
-const TRANSIENT_CODES: &[&str] = &[
-    "ServiceUnavailable",
-    "InternalFailure",
-    "InternalError",
-    "InternalServerError",
-];
+const TRANSIENT_CODES: &[&str] = &["ServiceUnavailable", "InternalFailure", "InternalError", "InternalServerError"];
 
 pub fn classify<E>(service: &str, err: &SdkError<E, HttpResponse>) -> SendError
 where

@@ -27,8 +27,7 @@ impl EventBridgeScheduler {
     }
 
     fn target(&self, id: &NotificationId) -> Result<Target, SchedulerError> {
-        let input =
-            serde_json::to_string(&FanoutJob::start(id.clone())).map_err(|e| SchedulerError(e.to_string()))?;
+        let input = serde_json::to_string(&FanoutJob::start(id.clone())).map_err(|e| SchedulerError(e.to_string()))?;
         Target::builder()
             .arn(&self.target_arn)
             .role_arn(&self.role_arn)

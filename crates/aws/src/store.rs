@@ -704,6 +704,29 @@ impl Store for DynamoStore {
         }
     }
 
+    async fn begin_retry(&self, id: &NotificationId) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(ntf_pk(id), "N")))
+            .update_expression("SET #status = :sending, GSI2PK = :gsi, fanned_out = :f")
+            .condition_expression("#status IN (:failed, :partially_failed)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":sending", s(Status::Sending.as_str()))
+            .expression_attribute_values(":gsi", s(format!("S#{}", Status::Sending.as_str())))
+            .expression_attribute_values(":f", AttributeValue::Bool(false))
+            .expression_attribute_values(":failed", s(Status::Failed.as_str()))
+            .expression_attribute_values(":partially_failed", s(Status::PartiallyFailed.as_str()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(err(e)),
+        }
+    }
+
     async fn mark_fanned_out(&self, id: &NotificationId) -> Result<(), StoreError> {
         self.client
             .update_item()

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 
-use notify_core::domain::EmailAddress;
 use notify_core::backoff::Backoff;
+use notify_core::domain::EmailAddress;
 use notify_core::ports::{Clock, EmailSender, SystemClock};
 use notify_core::services::App;
 use notify_core::services::dispatch::{Dispatch, DispatchSettings};

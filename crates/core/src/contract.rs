@@ -272,12 +272,14 @@ async fn deliveries(store: &dyn Store) {
     // A retry reopens only the failed delivery: attempts from zero, counts moved back.
     assert!(!store.reopen_failed(&key(0)).await.unwrap(), "a sent delivery stays sent");
     assert!(!store.reopen_failed(&rows[5].key).await.unwrap(), "a skipped delivery stays skipped");
-    assert!(store.transition(&n.id, &[Status::PartiallyFailed], Status::Sending).await.unwrap());
+    assert!(store.begin_retry(&n.id).await.unwrap());
+    assert!(!store.begin_retry(&n.id).await.unwrap(), "one retry at a time");
     assert!(store.reopen_failed(&key(1)).await.unwrap());
     assert!(!store.reopen_failed(&key(1)).await.unwrap(), "reopened once");
     assert_eq!(store.counts(&n.id).await.unwrap(), Counts { recipients: 6, pending: 1, sent: 4, failed: 0, skipped: 1 });
-    assert_eq!(store.finish_if_done(&n.id).await.unwrap(), None, "pending again");
     assert_eq!(store.claim_delivery(&planned(1), now, lease).await.unwrap(), Claim::Claimed { attempt: 1 });
     store.record_outcome(&key(1), &Outcome::Sent { provider_message_id: "p1".into(), at: now }).await.unwrap();
+    assert_eq!(store.finish_if_done(&n.id).await.unwrap(), None, "not through all the deliveries yet");
+    store.mark_fanned_out(&n.id).await.unwrap();
     assert_eq!(store.finish_if_done(&n.id).await.unwrap(), Some(Status::Completed));
 }

@@ -326,7 +326,7 @@ async fn timestamps_are_kept_to_the_millisecond() {
 async fn throttling_pauses_and_sends_again_without_using_up_attempts() {
     let w = world();
     // More throttles than the attempt limit (3): they slow the send down, they do not fail it.
-    w.email.fail_next.lock().unwrap().extend((0..4).map(|_| SendError::throttled("454 4.7.0 slow down")));
+    w.email.fail_next.lock().unwrap().extend((0..4).map(|_| SendError::throttled("421 4.7.0 slow down")));
     let a = accept(&w.app, email_to("slow@example.com"), None).await.unwrap();
     w.fanout.handle(&w.queues.take_fanout().remove(0)).await.unwrap();
     let job = w.queues.take_dispatch().remove(0);

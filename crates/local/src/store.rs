@@ -432,6 +432,22 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn begin_retry(&self, id: &NotificationId) -> Result<bool, StoreError> {
+        let id = id.as_str().to_owned();
+        self.db
+            .call(move |c| {
+                let changed = c
+                    .execute(
+                        "UPDATE notifications SET status = 'sending', fanned_out = 0
+                         WHERE id = ?1 AND status IN ('failed', 'partially_failed')",
+                        params![id],
+                    )
+                    .map_err(db_err)?;
+                Ok(changed == 1)
+            })
+            .await
+    }
+
     async fn mark_fanned_out(&self, id: &NotificationId) -> Result<(), StoreError> {
         let id = id.as_str().to_owned();
         self.db

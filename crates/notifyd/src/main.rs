@@ -117,7 +117,13 @@ async fn run(config: Config) -> Result<(), String> {
         shutdown.clone(),
         worker::fanout_handler(fanout),
     ));
-    tasks.spawn(worker::run(worker_queues.clone(), QueueName::Dispatch, settings, shutdown.clone(), worker::dispatch_handler(dispatch, settings.max_receives)));
+    tasks.spawn(worker::run(
+        worker_queues.clone(),
+        QueueName::Dispatch,
+        settings,
+        shutdown.clone(),
+        worker::dispatch_handler(dispatch, settings.max_receives),
+    ));
 
     let listener = tokio::net::TcpListener::bind(config.addr).await.map_err(|e| format!("listen on {}: {e}", config.addr))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;

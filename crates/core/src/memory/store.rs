@@ -205,6 +205,18 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn begin_retry(&self, id: &NotificationId) -> Result<bool, StoreError> {
+        let mut inner = self.0.lock().unwrap();
+        match inner.notifications.get_mut(id) {
+            Some(n) if matches!(n.status, Status::Failed | Status::PartiallyFailed) => {
+                n.status = Status::Sending;
+                inner.fanned_out.remove(id);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     async fn mark_fanned_out(&self, id: &NotificationId) -> Result<(), StoreError> {
         self.0.lock().unwrap().fanned_out.insert(id.clone());
         Ok(())

@@ -84,6 +84,10 @@ pub trait Store: Send + Sync {
     ) -> Result<Page<Notification>, StoreError>;
     /// Moves the status to `to` only if it is one of `from`; says whether it moved.
     async fn transition(&self, id: &NotificationId, from: &[Status], to: Status) -> Result<bool, StoreError>;
+    /// Moves a notification that finished with failures (`failed`, `partially_failed`) back to
+    /// `sending`, not fanned out: it cannot finish before the retry has been through all its
+    /// deliveries. Says whether it moved.
+    async fn begin_retry(&self, id: &NotificationId) -> Result<bool, StoreError>;
     /// Moves `send_at` only while the notification is `scheduled`; says whether it moved.
     async fn set_send_at(&self, id: &NotificationId, at: Timestamp) -> Result<bool, StoreError>;
 

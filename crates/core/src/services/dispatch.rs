@@ -24,8 +24,8 @@ use crate::ports::{Clock, EmailSender, OutgoingSms, SendError, SendErrorKind, Sm
 use crate::template::{Compiled, Parts};
 
 use super::message;
-use crate::backoff::jitter;
 use super::rate_limit::RateLimit;
+use crate::backoff::jitter;
 
 pub struct Dispatch {
     store: Arc<dyn Store>,
@@ -249,4 +249,3 @@ impl Dispatch {
         }
     }
 }
-

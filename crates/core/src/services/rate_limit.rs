@@ -2,12 +2,13 @@
 //! throttles.
 //!
 //! Each send reserves the next free slot (1/rate apart) and sleeps until it. When throttling
-//! answers reach a tenth of the sends of the last second, the rate halves; every second without
-//! that wins back a tenth of the configured rate (AIMD, as TCP does), so a burst settles near
-//! what the provider accepts instead of failing sends. A stray throttle (below that share) only
-//! pauses its own send: halving on every one would crawl at a few sends per second against a
-//! provider that throttles a small share at random. With no configured rate the limiter lets
-//! everything through until it first halves, from the rate it measured over the last second.
+//! answers reach a fifth of the sends of the last second, the rate halves; every quiet second
+//! wins back a quarter (at least a tenth of the configured ceiling). Sending faster than a quota
+//! draws throttles in proportion to the excess, so the rate settles near what the provider
+//! accepts instead of failing sends. A stray throttle (below that share) only pauses its own
+//! send: halving on each would crawl against a provider that throttles a small share at random.
+//! With no configured rate the limiter lets everything through until it first halves (from the
+//! rate it measured over the last second), and again once it is back to twice that rate.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -18,8 +19,8 @@ use tokio::time::Instant;
 /// The slowest pace a throttled channel falls to.
 const MIN_RATE: f64 = 1.0;
 /// Throttles in one second, at least, and as a share of that second's sends, that halve the rate.
-const MIN_THROTTLES: u32 = 2;
-const THROTTLE_SHARE: f64 = 0.1;
+const MIN_THROTTLES: u32 = 3;
+const THROTTLE_SHARE: f64 = 0.2;
 
 #[derive(Debug)]
 pub struct RateLimit {
@@ -31,6 +32,8 @@ pub struct RateLimit {
 struct State {
     /// Sends per second now; `None` while unlimited.
     rate: Option<f64>,
+    /// For an unlimited channel: the rate measured when it was first slowed down.
+    measured_at_throttle: f64,
     next_slot: Instant,
     last_throttle: Option<Instant>,
     last_raise: Instant,
@@ -50,6 +53,7 @@ impl RateLimit {
             configured,
             state: Mutex::new(State {
                 rate: configured,
+                measured_at_throttle: 0.0,
                 next_slot: now,
                 last_throttle: None,
                 last_raise: now,
@@ -95,8 +99,15 @@ impl RateLimit {
         if s.last_throttle.is_some_and(|t| now - t < Duration::from_millis(500)) {
             return;
         }
-        let current = s.rate.unwrap_or_else(|| f64::from(s.previous_window_sends.max(s.window_sends)));
+        let current = match s.rate {
+            Some(rate) => rate,
+            None => {
+                s.measured_at_throttle = f64::from(sends);
+                f64::from(sends)
+            }
+        };
         s.rate = Some((current / 2.0).max(MIN_RATE));
+        tracing::warn!(per_second = s.rate, throttles = s.window_throttles, sends, "the provider throttles: sending slower");
         s.last_throttle = Some(now);
         s.last_raise = now;
     }
@@ -118,19 +129,18 @@ impl State {
         self.window_sends = self.window_sends.saturating_add(1);
     }
 
-    /// Additive increase: a tenth of the ceiling per quiet second, up to the ceiling. Unlimited
-    /// channels go back to unlimited once they are twice as fast as where they were throttled.
+    /// A quarter more per quiet second (at least a tenth of the ceiling), up to the ceiling;
+    /// an unlimited channel is unlimited again at twice the rate where it was first slowed.
     fn recover(&mut self, now: Instant, configured: Option<f64>) {
         let (Some(rate), Some(throttled_at)) = (self.rate, self.last_throttle) else { return };
         if now - throttled_at < Duration::from_secs(1) || now - self.last_raise < Duration::from_secs(1) {
             return;
         }
         self.last_raise = now;
-        let step = configured.unwrap_or(rate).max(MIN_RATE * 10.0) / 10.0;
-        let raised = rate + step;
+        let raised = (rate * 1.25).max(rate + configured.unwrap_or(0.0) / 10.0).max(MIN_RATE * 2.0);
         self.rate = match configured {
             Some(ceiling) => Some(raised.min(ceiling)),
-            None if raised >= 4.0 * rate.max(MIN_RATE) => None,
+            None if raised >= 2.0 * self.measured_at_throttle => None,
             None => Some(raised),
         };
         if self.rate == configured {
@@ -159,7 +169,8 @@ mod tests {
         let limit = RateLimit::new(Some(100.0));
         limit.acquire().await;
         limit.throttled();
-        assert_eq!(limit.current_rate(), Some(100.0), "one throttle alone only pauses its send");
+        limit.throttled();
+        assert_eq!(limit.current_rate(), Some(100.0), "two throttles alone only pause their sends");
         limit.throttled();
         assert_eq!(limit.current_rate(), Some(50.0));
         // More reports of the same throttle do not halve again.
@@ -167,7 +178,7 @@ mod tests {
         assert_eq!(limit.current_rate(), Some(50.0));
         tokio::time::advance(Duration::from_millis(1100)).await;
         limit.acquire().await;
-        assert_eq!(limit.current_rate(), Some(60.0));
+        assert_eq!(limit.current_rate(), Some(62.5));
         for _ in 0..10 {
             tokio::time::advance(Duration::from_millis(1001)).await;
             limit.acquire().await;
@@ -182,10 +193,10 @@ mod tests {
             limit.acquire().await;
         }
         assert_eq!(limit.current_rate(), None);
-        for _ in 0..3 {
+        for _ in 0..7 {
             limit.throttled();
         }
-        assert_eq!(limit.current_rate(), None, "3 throttles in 40 sends are under a tenth");
+        assert_eq!(limit.current_rate(), None, "7 throttles in 40 sends are under a fifth");
         limit.throttled();
         assert_eq!(limit.current_rate(), Some(20.0));
         let start = Instant::now();
@@ -193,6 +204,18 @@ mod tests {
             limit.acquire().await;
         }
         assert_eq!(start.elapsed(), Duration::from_secs(1));
+        // Each quiet second adds a quarter: 20, 25, 31.3, 39.1, 48.8, then 61, 76.3, and past
+        // twice the measured 40 it is unlimited again.
+        for _ in 0..4 {
+            tokio::time::advance(Duration::from_millis(1001)).await;
+            limit.acquire().await;
+        }
+        assert!(limit.current_rate().is_some_and(|r| r > 39.0), "{:?}", limit.current_rate());
+        for _ in 0..3 {
+            tokio::time::advance(Duration::from_millis(1001)).await;
+            limit.acquire().await;
+        }
+        assert_eq!(limit.current_rate(), None);
     }
 
     #[tokio::test(start_paused = true)]

@@ -5,7 +5,9 @@
 //! deliveries a page at a time (with the same time budget and continuations as a group), reopens
 //! each failed one (failed → pending, attempts from zero) and queues dispatch jobs for them.
 //! Sent and skipped deliveries are never reopened, so a retry cannot repeat a send; the move to
-//! `sending` is conditional, so two retry requests start one retry.
+//! `sending` is conditional, so two retry requests start one retry. That move also clears the
+//! "fanned out" mark, so that a reopened delivery sent at once cannot finish the notification
+//! while later pages still hold failed deliveries to reopen.
 
 use std::collections::HashMap;
 
@@ -30,13 +32,17 @@ pub async fn request(app: &App, id: &NotificationId) -> Result<Notification, Err
             n.status.as_str()
         )));
     }
-    if !app.store.transition(id, &finished_with_failures, Status::Sending).await? {
+    if !app.store.begin_retry(id).await? {
         return Err(Error::Conflict("a retry of this notification is already under way".into()));
     }
     let job = FanoutJob { retry_failed: true, ..FanoutJob::start(id.clone()) };
     if let Err(e) = app.queues.send_fanout(&job).await {
         // Nothing was reopened: put the status back so that the caller can ask again.
-        if let Err(undo) = app.store.transition(id, &[Status::Sending], n.status).await {
+        let undo = match app.store.transition(id, &[Status::Sending], n.status).await {
+            Ok(_) => app.store.mark_fanned_out(id).await,
+            Err(e) => Err(e),
+        };
+        if let Err(undo) = undo {
             tracing::error!(%id, error = %undo, "a retry could not be queued nor undone");
         }
         return Err(e.into());
@@ -74,7 +80,8 @@ impl Fanout {
             report.dispatch_jobs += jobs.len();
             match page.next_cursor {
                 None => {
-                    // Nothing was failed after all (or it all went already): finish now.
+                    // From here the send can finish (at once if nothing was reopened).
+                    self.store.mark_fanned_out(id).await?;
                     self.store.finish_if_done(id).await?;
                     return Ok(report);
                 }
