@@ -137,6 +137,11 @@ impl SmtpSink {
     }
 
     /// Waits until at least `n` messages arrived; returns all of them.
+    /// How many messages arrived, without parsing them (for benchmarks that poll).
+    pub fn count(&self) -> usize {
+        std::fs::read(&self.out).map(|bytes| bytes.iter().filter(|b| **b == b'\n').count()).unwrap_or(0)
+    }
+
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Email> {
         wait_until(timeout, || self.messages().len() >= n).await;
         self.messages()

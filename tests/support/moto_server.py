@@ -47,6 +47,27 @@ def _serialize(name):
     setattr(dynamodb_models.DynamoDBBackend, name, serialized)
 
 
+def _copy_on_write(original):
+    def update_item(self, table_name, key, *args, **kwargs):
+        try:
+            table = self.get_table(table_name)
+            hash_value, range_value = self.get_keys_value(table, key)
+            item = table.get_item(hash_value, range_value)
+        except Exception:  # the original call reports what is wrong
+            item = None
+        if item is not None:
+            fresh = copy.deepcopy(item)
+            if range_value is None:
+                table.items[hash_value] = fresh
+            else:
+                table.items[hash_value][range_value] = fresh
+        return original(self, table_name, key, *args, **kwargs)
+
+    return update_item
+
+
+dynamodb_models.DynamoDBBackend.update_item = _copy_on_write(dynamodb_models.DynamoDBBackend.update_item)
+
 for _name in ("transact_write_items", "put_item", "update_item", "delete_item", "batch_write_item"):
     if hasattr(dynamodb_models.DynamoDBBackend, _name):
         _serialize(_name)
