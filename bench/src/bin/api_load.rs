@@ -65,7 +65,8 @@ async fn load(d: &Notifyd, duration: Duration, connections: usize, post: bool) -
                 let mut i = 0usize;
                 while Instant::now() < deadline {
                     let request = if post {
-                        let body = json!({"to": {"email": format!("c{c}-{i}@example.com")}, "content": {"subject": "Load", "text": "Hello"}});
+                        let body =
+                            json!({"to": {"email": format!("c{c}-{i}@example.com")}, "content": {"subject": "Load", "text": "Hello"}});
                         client.post(&post_url).bearer_auth(&key).json(&body)
                     } else {
                         client.get(&health_url)
@@ -76,7 +77,11 @@ async fn load(d: &Notifyd, duration: Duration, connections: usize, post: bool) -
                         Err(_) => false,
                     };
                     latencies.push(t.elapsed().as_micros() as u64);
-                    if accepted { ok += 1 } else { errors += 1 }
+                    if accepted {
+                        ok += 1
+                    } else {
+                        errors += 1
+                    }
                     i += 1;
                 }
                 (ok, errors, latencies)
@@ -121,7 +126,10 @@ async fn main() {
         all.saturating_sub(run.elapsed),
         thousands(run.ok as f64 / all.as_secs_f64())
     );
-    println!("ratio: accepting a notification runs at {:.2}x the requests per second of GET /healthz", run.per_second() / baseline.per_second());
+    println!(
+        "ratio: accepting a notification runs at {:.2}x the requests per second of GET /healthz",
+        run.per_second() / baseline.per_second()
+    );
 }
 
 fn num_cpus() -> usize {

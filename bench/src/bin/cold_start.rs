@@ -168,7 +168,10 @@ async fn main() {
         ("dispatch: sqs-dispatch.json", "dispatch", event("sqs-dispatch.json")),
     ];
     println!("{runs} cold starts each, native release builds ({}), AWS on moto over loopback", std::env::consts::ARCH);
-    println!("{:<30} {:>10} {:>10} {:>12} {:>12} {:>9} {:>8}", "function", "init p50", "init p90", "1st inv p50", "1st inv p90", "init/floor", "MB");
+    println!(
+        "{:<30} {:>10} {:>10} {:>12} {:>12} {:>9} {:>8}",
+        "function", "init p50", "init p90", "1st inv p50", "1st inv p90", "init/floor", "MB"
+    );
     let mut floor = None;
     for (label, bin, event) in functions {
         let binary = target_dir().join("release").join(bin);

@@ -81,7 +81,7 @@ impl SqliteQueues {
         let now = now_ms();
         self.db
             .call(move |c| {
-                let tx = c.transaction().map_err(db_err)?;
+                let tx = c.savepoint().map_err(db_err)?;
                 insert_jobs(&tx, queue, &payloads, now)?;
                 tx.commit().map_err(db_err)
             })
@@ -97,12 +97,17 @@ impl SqliteQueues {
         let until = now + visibility.as_millis() as i64;
         self.db
             .call(move |c| {
-                let tx = c.transaction().map_err(db_err)?;
-                tx.execute(
+                let tx = c.savepoint().map_err(db_err)?;
+                // Only among the jobs next in line: a scan of the whole backlog per receive made a
+                // backlog of 100k jobs drain at 160 a second.
+                tx.prepare_cached(
                     "UPDATE jobs SET state = 'dead', last_error = coalesce(last_error, 'received too many times')
-                     WHERE queue = ?1 AND state = 'ready' AND visible_at <= ?2 AND receives >= ?3",
-                    params![queue.as_str(), now, max_receives],
+                     WHERE id IN (SELECT id FROM jobs WHERE queue = ?1 AND state = 'ready' AND visible_at <= ?2
+                                  ORDER BY visible_at, id LIMIT ?4)
+                       AND receives >= ?3",
                 )
+                .map_err(db_err)?
+                .execute(params![queue.as_str(), now, max_receives, max as i64])
                 .map_err(db_err)?;
                 let leased = {
                     let mut stmt = tx

@@ -39,7 +39,7 @@ impl SqliteScheduler {
         let now = millis(now);
         self.db
             .call(move |c| {
-                let tx = c.transaction().map_err(db_err)?;
+                let tx = c.savepoint().map_err(db_err)?;
                 let ids: Vec<String> = {
                     let mut stmt = tx.prepare_cached("SELECT notification_id FROM schedules WHERE due_at <= ?1").map_err(db_err)?;
                     let rows = stmt.query_map(params![now], |r| r.get(0)).map_err(db_err)?;

@@ -112,7 +112,7 @@ impl Store for SqliteStore {
         let id = id.as_str().to_owned();
         self.db
             .call(move |c| {
-                let tx = c.transaction().map_err(db_err)?;
+                let tx = c.savepoint().map_err(db_err)?;
                 tx.execute(
                     "UPDATE groups SET member_count = member_count - 1
                      WHERE id IN (SELECT group_id FROM memberships WHERE user_id = ?1)",
@@ -160,7 +160,7 @@ impl Store for SqliteStore {
         let id = id.as_str().to_owned();
         self.db
             .call(move |c| {
-                let tx = c.transaction().map_err(db_err)?;
+                let tx = c.savepoint().map_err(db_err)?;
                 tx.execute("DELETE FROM memberships WHERE group_id = ?1", params![id]).map_err(db_err)?;
                 let deleted = tx.execute("DELETE FROM groups WHERE id = ?1", params![id]).map_err(db_err)? > 0;
                 tx.commit().map_err(db_err)?;
@@ -174,7 +174,7 @@ impl Store for SqliteStore {
         let users: Vec<String> = users.iter().map(|u| u.as_str().to_owned()).collect();
         self.db
             .call(move |c| {
-                let tx = c.transaction().map_err(db_err)?;
+                let tx = c.savepoint().map_err(db_err)?;
                 let mut added = 0;
                 {
                     let mut stmt =
@@ -195,7 +195,7 @@ impl Store for SqliteStore {
         let users: Vec<String> = users.iter().map(|u| u.as_str().to_owned()).collect();
         self.db
             .call(move |c| {
-                let tx = c.transaction().map_err(db_err)?;
+                let tx = c.savepoint().map_err(db_err)?;
                 let mut removed = 0;
                 {
                     let mut stmt = tx.prepare_cached("DELETE FROM memberships WHERE group_id = ?1 AND user_id = ?2").map_err(db_err)?;
@@ -292,7 +292,7 @@ impl Store for SqliteStore {
         let now = millis(now);
         self.db
             .call(move |c| {
-                let tx = c.transaction().map_err(db_err)?;
+                let tx = c.savepoint().map_err(db_err)?;
                 if let Some((key, record, expires_at)) = idem {
                     let existing: Option<String> = tx
                         .query_row("SELECT body FROM idempotency WHERE key = ?1 AND expires_at > ?2", params![key, now], |r| r.get(0))
@@ -406,7 +406,7 @@ impl Store for SqliteStore {
         let deliveries = deliveries.to_vec();
         self.db
             .call(move |c| {
-                let tx = c.transaction().map_err(db_err)?;
+                let tx = c.savepoint().map_err(db_err)?;
                 {
                     let mut stmt = tx
                         .prepare_cached(
@@ -593,7 +593,7 @@ impl Store for SqliteStore {
         let id = id.as_str().to_owned();
         self.db
             .call(move |c| {
-                let tx = c.transaction().map_err(db_err)?;
+                let tx = c.savepoint().map_err(db_err)?;
                 let fanned_out: Option<bool> = tx
                     .query_row("SELECT fanned_out FROM notifications WHERE id = ?1 AND status = 'sending'", params![id], |r| r.get(0))
                     .optional()
