@@ -2,7 +2,6 @@
 //! (throttling), and three chosen addresses get 550. Every other address gets exactly one email;
 //! the three are `failed` with the server's answer, and a retry sends to them and no one else.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use notify_tests::{Notifyd, SinkFaults, SmtpSink};
@@ -27,10 +26,7 @@ async fn transient_errors_and_throttling_are_retried_and_permanent_ones_recorded
     assert_eq!(n.body["status"], "partially_failed", "{}", n.text);
     assert_eq!(n.body["counts"], json!({"recipients": MEMBERS, "pending": 0, "sent": MEMBERS - 3, "failed": 3, "skipped": 0}));
 
-    let mut per_address: HashMap<String, usize> = HashMap::new();
-    for m in smtp.messages() {
-        *per_address.entry(m.rcpt_tos[0].clone()).or_default() += 1;
-    }
+    let per_address = smtp.per_recipient();
     for i in 0..MEMBERS {
         let want = usize::from(!rejected.contains(&address(i)));
         assert_eq!(per_address.get(&address(i)).copied().unwrap_or(0), want, "{}", address(i));
@@ -79,10 +75,7 @@ async fn transient_errors_and_throttling_are_retried_and_permanent_ones_recorded
     let n = d.wait_status(id, &["completed", "partially_failed", "failed"], Duration::from_secs(120)).await;
     assert_eq!(n.body["status"], "completed", "{}", n.text);
     assert_eq!(n.body["counts"], json!({"recipients": MEMBERS, "pending": 0, "sent": MEMBERS, "failed": 0, "skipped": 0}));
-    let mut per_address: HashMap<String, usize> = HashMap::new();
-    for m in smtp.messages() {
-        *per_address.entry(m.rcpt_tos[0].clone()).or_default() += 1;
-    }
+    let per_address = smtp.per_recipient();
     assert_eq!(per_address.len(), MEMBERS);
     assert!(per_address.values().all(|n| *n == 1), "one email per address in all");
     assert_eq!(d.post(&format!("/v1/notifications/{id}/retry"), json!(null)).await.status, 409, "nothing failed any more");

@@ -137,6 +137,15 @@ impl SmtpSink {
     }
 
     /// Waits until at least `n` messages arrived; returns all of them.
+    /// How many messages each recipient got.
+    pub fn per_recipient(&self) -> std::collections::HashMap<String, usize> {
+        let mut counts = std::collections::HashMap::new();
+        for m in self.messages() {
+            *counts.entry(m.rcpt_tos[0].clone()).or_default() += 1;
+        }
+        counts
+    }
+
     /// How many messages arrived, without parsing them (for benchmarks that poll).
     pub fn count(&self) -> usize {
         std::fs::read(&self.out).map(|bytes| bytes.iter().filter(|b| **b == b'\n').count()).unwrap_or(0)

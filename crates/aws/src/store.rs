@@ -205,14 +205,21 @@ impl DynamoStore {
         Ok(out.attributes.is_some())
     }
 
-    /// The count-shard update that goes with a delivery leaving `pending` for `to`.
-    fn outcome_count(&self, id: &NotificationId, recipient: &str, to: DeliveryStatus) -> Result<TransactWriteItem, StoreError> {
+    /// The count-shard update that goes with a delivery moving from `from` to `to` (an outcome:
+    /// pending → sent or failed; a retry: failed → pending).
+    fn move_count(
+        &self,
+        id: &NotificationId,
+        recipient: &str,
+        from: DeliveryStatus,
+        to: DeliveryStatus,
+    ) -> Result<TransactWriteItem, StoreError> {
         let update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key(ntf_pk(id), &shard_sk(recipient))))
-            .update_expression("ADD #to :one, #pending :minus")
+            .update_expression("ADD #to :one, #from :minus")
             .expression_attribute_names("#to", to.as_str())
-            .expression_attribute_names("#pending", "pending")
+            .expression_attribute_names("#from", from.as_str())
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":minus", n(-1))
             .build()
@@ -840,7 +847,7 @@ impl Store for DynamoStore {
             .client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().update(update).build())
-            .transact_items(self.outcome_count(&k.notification_id, &k.recipient, to)?)
+            .transact_items(self.move_count(&k.notification_id, &k.recipient, DeliveryStatus::Pending, to)?)
             .send()
             .await;
         match result {
@@ -863,22 +870,12 @@ impl Store for DynamoStore {
             .expression_attribute_values(":zero", n(0))
             .build()
             .map_err(build_err)?;
-        // The shard moves one count from failed back to pending, in the same transaction.
-        let shard = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(ntf_pk(&k.notification_id), &shard_sk(&k.recipient))))
-            .update_expression("ADD #failed :minus, #pending :one")
-            .expression_attribute_names("#failed", "failed")
-            .expression_attribute_names("#pending", "pending")
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":minus", n(-1))
-            .build()
-            .map_err(build_err)?;
         let result = self
             .client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().update(update).build())
-            .transact_items(TransactWriteItem::builder().update(shard).build())
+            // The shard moves one count from failed back to pending, in the same transaction.
+            .transact_items(self.move_count(&k.notification_id, &k.recipient, DeliveryStatus::Failed, DeliveryStatus::Pending)?)
             .send()
             .await;
         match result {

@@ -114,20 +114,37 @@ impl Fanout {
             report.pages += 1;
             report.deliveries += deliveries.len();
             report.dispatch_jobs += jobs.len();
-            match next {
-                None => {
-                    self.store.mark_fanned_out(id).await?;
-                    // Everything may have been skipped, with no dispatch job left to finish it.
-                    self.store.finish_if_done(id).await?;
-                    return Ok(report);
-                }
-                Some(next) if started.elapsed() >= self.settings.time_budget => {
-                    self.queues.send_fanout(&FanoutJob { cursor: Some(next), ..job.clone() }).await?;
-                    report.continued = true;
-                    return Ok(report);
-                }
+            match self.after_page(job, next, started, &mut report).await? {
                 Some(next) => cursor = Some(next),
+                None => return Ok(report),
             }
+        }
+    }
+
+    /// After a page: the cursor of the next one to do in this invocation, or `None` when this
+    /// invocation is done: the last page was done (the send may finish from now on, at once if
+    /// nothing is left pending), or the time budget is spent and a continuation is queued.
+    pub(super) async fn after_page(
+        &self,
+        job: &FanoutJob,
+        next: Option<String>,
+        started: Instant,
+        report: &mut FanoutReport,
+    ) -> Result<Option<String>, Error> {
+        match next {
+            None => {
+                self.store.mark_fanned_out(&job.notification_id).await?;
+                // Everything may have been skipped (or nothing reopened), with no dispatch job
+                // left to finish it.
+                self.store.finish_if_done(&job.notification_id).await?;
+                Ok(None)
+            }
+            Some(next) if started.elapsed() >= self.settings.time_budget => {
+                self.queues.send_fanout(&FanoutJob { cursor: Some(next), ..job.clone() }).await?;
+                report.continued = true;
+                Ok(None)
+            }
+            Some(next) => Ok(Some(next)),
         }
     }
 

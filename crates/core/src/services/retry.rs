@@ -78,19 +78,9 @@ impl Fanout {
             }
             report.pages += 1;
             report.dispatch_jobs += jobs.len();
-            match page.next_cursor {
-                None => {
-                    // From here the send can finish (at once if nothing was reopened).
-                    self.store.mark_fanned_out(id).await?;
-                    self.store.finish_if_done(id).await?;
-                    return Ok(report);
-                }
-                Some(next) if started.elapsed() >= self.settings.time_budget => {
-                    self.queues.send_fanout(&FanoutJob { cursor: Some(next), ..job.clone() }).await?;
-                    report.continued = true;
-                    return Ok(report);
-                }
+            match self.after_page(job, page.next_cursor, started, &mut report).await? {
                 Some(next) => cursor = Some(next),
+                None => return Ok(report),
             }
         }
     }
