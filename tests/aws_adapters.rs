@@ -87,8 +87,11 @@ async fn sqs_sends_dispatch_jobs_ten_per_batch_and_fanout_jobs() {
 #[tokio::test]
 async fn scheduler_creates_moves_and_deletes_one_shot_schedules() {
     let w = AwsWorld::start().await;
+    let queues = std::sync::Arc::new(SqsQueues::new(w.sqs(), w.config.fanout_queue_url.clone(), w.config.dispatch_queue_url.clone()));
     let s = EventBridgeScheduler::new(
         w.scheduler(),
+        queues,
+        std::time::Duration::from_secs(900),
         w.config.schedule_group.clone(),
         w.config.fanout_queue_arn.clone(),
         w.config.scheduler_role_arn.clone(),
@@ -98,7 +101,7 @@ async fn scheduler_creates_moves_and_deletes_one_shot_schedules() {
     let at: Timestamp = "2027-01-02T03:04:05.250+09:00".parse().unwrap();
     s.schedule(&id, at).await.unwrap();
     let got = w.scheduler().get_schedule().name(id.as_str()).group_name(&w.config.schedule_group).send().await.unwrap();
-    assert_eq!(got.schedule_expression(), Some("at(2027-01-01T18:04:06)"));
+    assert_eq!(got.schedule_expression(), Some("at(2027-01-01T18:03:00)"), "the minute before send_at's");
     assert_eq!(got.schedule_expression_timezone(), Some("UTC"));
     assert_eq!(got.flexible_time_window().unwrap().mode().as_str(), "OFF");
     let target = got.target().unwrap();
@@ -112,7 +115,17 @@ async fn scheduler_creates_moves_and_deletes_one_shot_schedules() {
     // Scheduling again (a reschedule, or a replayed request) moves it.
     s.schedule(&id, at + SignedDuration::from_hours(1)).await.unwrap();
     let got = w.scheduler().get_schedule().name(id.as_str()).group_name(&w.config.schedule_group).send().await.unwrap();
-    assert_eq!(got.schedule_expression(), Some("at(2027-01-01T19:04:06)"));
+    assert_eq!(got.schedule_expression(), Some("at(2027-01-01T19:03:00)"));
+
+    // Due within SQS's 15 minutes: no schedule (the old one goes), a delayed fanout job instead.
+    s.schedule(&id, Timestamp::now() + SignedDuration::from_secs(3)).await.unwrap();
+    let gone = w.scheduler().get_schedule().name(id.as_str()).group_name(&w.config.schedule_group).send().await;
+    assert!(gone.is_err(), "a near send has no schedule");
+    assert!(w.receive_event(&w.config.fanout_queue_url, 10).await.records.is_empty(), "held back by DelaySeconds");
+    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+    let event = w.receive_event(&w.config.fanout_queue_url, 10).await;
+    assert_eq!(serde_json::from_str::<FanoutJob>(event.records[0].body.as_deref().unwrap()).unwrap(), FanoutJob::start(id.clone()));
+    s.schedule(&id, at).await.unwrap();
 
     s.cancel(&id).await.unwrap();
     let gone = w.scheduler().get_schedule().name(id.as_str()).group_name(&w.config.schedule_group).send().await;

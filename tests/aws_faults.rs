@@ -39,7 +39,7 @@ async fn run_until_final(w: &AwsWorld, api: &mut ApiHandler, dispatch: &Dispatch
         }
         let e = w.receive_event(&w.config.dispatch_queue_url, 10).await;
         if !e.records.is_empty() {
-            let r = dispatch_event(dispatch, e.clone()).await;
+            let r = dispatch_event(dispatch, e.clone(), notify_tests::aws::dispatch_deadline()).await;
             reported += r.batch_item_failures.len();
             w.settle(&w.config.dispatch_queue_url, &e, &r).await;
             continue;
@@ -164,7 +164,7 @@ async fn a_retried_message_is_hidden_for_its_backoff_and_its_last_receive_marks_
 
     let e = w.receive_event(&w.config.dispatch_queue_url, 10).await;
     assert_eq!(e.records.len(), 1);
-    let r = dispatch_event(&dispatch, e.clone()).await;
+    let r = dispatch_event(&dispatch, e.clone(), notify_tests::aws::dispatch_deadline()).await;
     assert_eq!(r.batch_item_failures.len(), 1);
     // The backoff (one second here) keeps it away; the queue's own timeout is 180 s.
     assert!(w.receive_event(&w.config.dispatch_queue_url, 10).await.records.is_empty(), "not back at once");
@@ -175,7 +175,7 @@ async fn a_retried_message_is_hidden_for_its_backoff_and_its_last_receive_marks_
     // Say this is the queue's last receive (maxReceiveCount): the delivery still pending after
     // it is marked failed, and the message goes on to the dead-letter queue.
     again.records[0].attributes.insert("ApproximateReceiveCount".into(), w.config.dispatch_max_receives.to_string());
-    let r = dispatch_event(&dispatch, again.clone()).await;
+    let r = dispatch_event(&dispatch, again.clone(), notify_tests::aws::dispatch_deadline()).await;
     assert_eq!(r.batch_item_failures.len(), 1, "reported, so SQS moves it to the DLQ");
     let n = api.call(api_event("api-get-notification.json", Some(&format!("/v1/notifications/{id}")), None)).await;
     assert_eq!(n.body["status"], "failed", "{:?}", n.body);

@@ -26,7 +26,7 @@ async fn run_queues(w: &AwsWorld) {
         if e.records.is_empty() {
             break;
         }
-        let r = dispatch_event(&dispatch, e.clone()).await;
+        let r = dispatch_event(&dispatch, e.clone(), notify_tests::aws::dispatch_deadline()).await;
         assert!(r.batch_item_failures.is_empty(), "dispatch failed: {r:?}");
         w.settle(&w.config.dispatch_queue_url, &e, &r).await;
     }
@@ -168,9 +168,9 @@ async fn a_dispatch_message_delivered_twice_sends_once_and_a_schedule_fired_twic
     assert_eq!(e.records.len(), 2);
     // In one batch the two run in parallel: one claims the delivery, the other finds it busy
     // and is reported for redelivery, which then finds it sent.
-    let first = dispatch_event(&dispatch, e.clone()).await;
+    let first = dispatch_event(&dispatch, e.clone(), notify_tests::aws::dispatch_deadline()).await;
     assert!(first.batch_item_failures.len() <= 1, "{first:?}");
-    let again = dispatch_event(&dispatch, e.clone()).await;
+    let again = dispatch_event(&dispatch, e.clone(), notify_tests::aws::dispatch_deadline()).await;
     assert!(again.batch_item_failures.is_empty(), "{again:?}");
     assert_eq!(w.moto.raw_emails().await.len(), 1, "sent once");
     let n = api.call(api_event("api-get-notification.json", Some(&format!("/v1/notifications/{id}")), None)).await;
@@ -211,7 +211,7 @@ async fn a_failed_dispatch_is_reported_alone_for_redelivery() {
     junk.message_id = Some("junk".into());
     junk.body = Some("not a job".into());
     e.records.push(junk);
-    let r = dispatch_event(&dispatch, e).await;
+    let r = dispatch_event(&dispatch, e, notify_tests::aws::dispatch_deadline()).await;
     let failed: Vec<_> = r.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
     assert_eq!(failed, ["junk"], "only the unreadable message goes back");
     let get = |id: &str| api_event("api-get-notification.json", Some(&format!("/v1/notifications/{id}")), None);
@@ -274,7 +274,7 @@ async fn every_file_in_events_goes_through_its_handler() {
             let r = fanout_event(&fanout, serde_json::from_value(e).unwrap()).await;
             assert!(r.batch_item_failures.is_empty(), "{name}: an unknown notification is ignored, not retried");
         } else if name.starts_with("sqs-dispatch") {
-            let r = dispatch_event(&dispatch, serde_json::from_value(e).unwrap()).await;
+            let r = dispatch_event(&dispatch, serde_json::from_value(e).unwrap(), notify_tests::aws::dispatch_deadline()).await;
             assert!(r.batch_item_failures.is_empty(), "{name}");
         } else {
             panic!("{name}: no handler takes this event; add it here");

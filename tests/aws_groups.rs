@@ -92,7 +92,7 @@ async fn a_2500_member_group_gets_one_email_each_and_the_fanout_continues_itself
             break;
         }
         messages += e.records.len();
-        let r = dispatch_event(&dispatch, e.clone()).await;
+        let r = dispatch_event(&dispatch, e.clone(), notify_tests::aws::dispatch_deadline()).await;
         assert!(r.batch_item_failures.is_empty(), "{r:?}");
         w.settle(&w.config.dispatch_queue_url, &e, &r).await;
     }

@@ -297,6 +297,18 @@ impl Queues for SimQueues {
         self.fanout.send(job.clone()).map_err(|e| QueueError(e.to_string()))
     }
 
+    async fn send_fanout_after(&self, job: &FanoutJob, delay: Duration) -> Result<(), QueueError> {
+        self.calls.add("SQS SendMessage", 1);
+        pause(self.latency.sqs_batch).await;
+        // SQS holds the message back; the sender goes on at once.
+        let (tx, job) = (self.fanout.clone(), job.clone());
+        tokio::spawn(async move {
+            pause(delay).await;
+            let _ = tx.send(job);
+        });
+        Ok(())
+    }
+
     async fn send_dispatch(&self, jobs: &[DispatchJob]) -> Result<(), QueueError> {
         let batches = jobs.len().div_ceil(10) as u64;
         self.calls.add("SQS SendMessageBatch", batches);

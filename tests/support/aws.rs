@@ -69,14 +69,77 @@ pub async fn sdk_config(endpoint: &str) -> SdkConfig {
         .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("testing", "testing", None, None, "moto"))
+        .retry_config(notify_aws::wiring::retry_config())
         .load()
         .await
+}
+
+/// The fault proxy (`aws_fault_proxy.py`) in front of moto.
+pub struct FaultProxy {
+    child: Child,
+    pub endpoint: String,
+}
+
+impl FaultProxy {
+    pub async fn start(upstream: &str, rates: &Value) -> Self {
+        let port = free_port();
+        let script = super::repo_root().join("tests/support/aws_fault_proxy.py");
+        let child = Command::new(python())
+            .arg(&script)
+            .args([port.to_string(), upstream.to_owned(), rates.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", script.display()));
+        let up = wait_until(Duration::from_secs(30), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()).await;
+        assert!(up, "the fault proxy did not start on port {port}");
+        Self { child, endpoint: format!("http://127.0.0.1:{port}") }
+    }
+
+    /// Changes some rates (the others stay).
+    pub async fn set(&self, rates: Value) {
+        let answer = reqwest::Client::new().post(format!("{}/_faults", self.endpoint)).body(rates.to_string()).send().await.unwrap();
+        assert!(answer.status().is_success());
+    }
+
+    /// `{"rates": {...}, "injected": {fault: count}}`.
+    pub async fn report(&self) -> Value {
+        reqwest::get(format!("{}/_faults", self.endpoint)).await.unwrap().json().await.unwrap()
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How the world differs from the default one.
+#[derive(Clone)]
+pub struct WorldOptions {
+    /// Fault rates for the proxy (`aws_fault_proxy.py`); none: the functions talk to moto.
+    pub faults: Option<Value>,
+    /// The queues' visibility timeouts (seconds).
+    pub fanout_visibility: u32,
+    pub dispatch_visibility: u32,
+}
+
+impl Default for WorldOptions {
+    fn default() -> Self {
+        Self { faults: None, fanout_visibility: 360, dispatch_visibility: 180 }
+    }
 }
 
 /// moto with the stack's resources, as `template.yaml` declares them.
 pub struct AwsWorld {
     pub moto: Moto,
+    /// In the functions' way, when the world has faults.
+    pub proxy: Option<FaultProxy>,
+    /// What the functions use: through the proxy when there is one.
     pub sdk: SdkConfig,
+    /// Straight to moto: for setting up, and for AWS's own moves (a schedule firing).
+    pub direct: SdkConfig,
     pub config: AwsConfig,
     pub fanout_dlq_url: String,
     pub dispatch_dlq_url: String,
@@ -95,6 +158,10 @@ async fn queue(sqs: &aws_sdk_sqs::Client, name: &str, visibility: u32, dlq_arn: 
 
 impl AwsWorld {
     pub async fn start() -> Self {
+        Self::start_with(WorldOptions::default()).await
+    }
+
+    pub async fn start_with(options: WorldOptions) -> Self {
         let moto = Moto::start().await;
         let sdk = sdk_config(&moto.endpoint).await;
         let ddb = aws_sdk_dynamodb::Client::new(&sdk);
@@ -131,8 +198,8 @@ impl AwsWorld {
         let (fanout_dlq_url, fanout_dlq_arn) = queue(&sqs, "notify-fanout-dlq", 30, None).await;
         let (dispatch_dlq_url, dispatch_dlq_arn) = queue(&sqs, "notify-dispatch-dlq", 30, None).await;
         let (_, scheduler_dlq_arn) = queue(&sqs, "notify-scheduler-dlq", 30, None).await;
-        let (fanout_url, fanout_arn) = queue(&sqs, "notify-fanout", 360, Some(&fanout_dlq_arn)).await;
-        let (dispatch_url, _) = queue(&sqs, "notify-dispatch", 180, Some(&dispatch_dlq_arn)).await;
+        let (fanout_url, fanout_arn) = queue(&sqs, "notify-fanout", options.fanout_visibility, Some(&fanout_dlq_arn)).await;
+        let (dispatch_url, _) = queue(&sqs, "notify-dispatch", options.dispatch_visibility, Some(&dispatch_dlq_arn)).await;
 
         aws_sdk_scheduler::Client::new(&sdk).create_schedule_group().name("notify-sends").send().await.unwrap();
         aws_sdk_sesv2::Client::new(&sdk).create_email_identity().email_identity("example.com").send().await.unwrap();
@@ -157,8 +224,20 @@ impl AwsWorld {
             retry_base_secs: 1,
             // As the test queues' redrive policy.
             dispatch_max_receives: 5,
+            queue_delay_max_secs: 900,
+            dispatch_send_reserve_ms: 5000,
+            dispatch_lease_secs: 40,
         };
-        Self { moto, sdk, config, fanout_dlq_url, dispatch_dlq_url }
+        let direct = sdk.clone();
+        let (proxy, sdk) = match &options.faults {
+            Some(rates) => {
+                let proxy = FaultProxy::start(&moto.endpoint, rates).await;
+                let sdk = sdk_config(&proxy.endpoint).await;
+                (Some(proxy), sdk)
+            }
+            None => (None, sdk),
+        };
+        Self { moto, proxy, sdk, direct, config, fanout_dlq_url, dispatch_dlq_url }
     }
 
     pub fn sqs(&self) -> aws_sdk_sqs::Client {
@@ -189,22 +268,7 @@ impl AwsWorld {
             .send()
             .await
             .unwrap();
-        let records: Vec<Value> = out
-            .messages()
-            .iter()
-            .map(|m| {
-                serde_json::json!({
-                    "messageId": m.message_id(),
-                    "receiptHandle": m.receipt_handle(),
-                    "body": m.body(),
-                    "attributes": m.attributes().map(|a| a.iter().map(|(k, v)| (k.as_str().to_owned(), v.clone())).collect::<std::collections::HashMap<_, _>>()).unwrap_or_default(),
-                    "messageAttributes": {},
-                    "eventSource": "aws:sqs",
-                    "awsRegion": "us-east-1",
-                })
-            })
-            .collect();
-        serde_json::from_value(serde_json::json!({"Records": records})).unwrap()
+        sqs_event(out.messages())
     }
 
     /// Deletes from the queue every record the handler did not report as failed, as the event
@@ -222,6 +286,25 @@ impl AwsWorld {
             }
         }
     }
+}
+
+/// Received SQS messages as the Lambda event the event source mapping makes of them.
+pub fn sqs_event(messages: &[aws_sdk_sqs::types::Message]) -> aws_lambda_events::sqs::SqsEvent {
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "messageId": m.message_id(),
+                "receiptHandle": m.receipt_handle(),
+                "body": m.body(),
+                "attributes": m.attributes().map(|a| a.iter().map(|(k, v)| (k.as_str().to_owned(), v.clone())).collect::<std::collections::HashMap<_, _>>()).unwrap_or_default(),
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+                "awsRegion": "us-east-1",
+            })
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({"Records": records})).unwrap()
 }
 
 /// An API Gateway (HTTP API, payload 2.0) event from `events/`, sent through the api handler.
@@ -270,4 +353,12 @@ pub fn api_event(name: &str, path: Option<&str>, body: Option<Value>) -> Value {
         e["body"] = Value::String(body.to_string());
     }
     e
+}
+
+/// The dispatch function's `Timeout` in `template.yaml`.
+pub const DISPATCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// When Lambda would kill a dispatch invocation that starts now.
+pub fn dispatch_deadline() -> tokio::time::Instant {
+    tokio::time::Instant::now() + DISPATCH_TIMEOUT
 }

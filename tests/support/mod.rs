@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 pub mod aws;
 pub mod faults;
+pub mod lambdas;
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()

@@ -2,9 +2,11 @@
 //! the tests drive the same code with events read from an SQS emulator.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::future::join_all;
+use tokio::time::Instant;
 
 use notify_core::backoff::Backoff;
 use notify_core::jobs::{DispatchJob, FanoutJob};
@@ -55,14 +57,17 @@ pub struct DispatchConsumer {
 /// (or that failed outright) are reported back, so the others are deleted. A reported message
 /// first gets a visibility timeout from the backoff, so it returns later instead of at once;
 /// on its last receive its pending deliveries are marked failed before it goes to the DLQ.
-pub async fn dispatch_event(consumer: &DispatchConsumer, event: SqsEvent) -> SqsBatchResponse {
+///
+/// `deadline` is when Lambda kills the invocation (the context's deadline): no send starts
+/// that could not be recorded before it.
+pub async fn dispatch_event(consumer: &DispatchConsumer, event: SqsEvent, deadline: Instant) -> SqsBatchResponse {
     let outcomes = join_all(event.records.iter().map(|record| async move {
         let message_id = record.message_id.clone().unwrap_or_default();
         let Some(job) = parse::<DispatchJob>(record) else {
             tracing::error!(message_id, "not a dispatch job");
             return Some(message_id);
         };
-        let why = match consumer.dispatch.handle(&job).await {
+        let why = match consumer.dispatch.handle_until(&job, deadline).await {
             Ok(report) => {
                 tracing::info!(id = %job.notification_id, sent = report.sent, failed = report.failed, already_done = report.already_done, throttled = report.throttled, retry = report.retry, "dispatch");
                 if !report.retry {
@@ -84,6 +89,13 @@ pub async fn dispatch_event(consumer: &DispatchConsumer, event: SqsEvent) -> Sqs
         response.add_failure(failed);
     }
     response
+}
+
+/// The moment an invocation is killed, from the Lambda context's deadline (milliseconds since
+/// the Unix epoch), on tokio's clock.
+pub fn deadline_from_epoch_millis(deadline_ms: u64) -> Instant {
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
 }
 
 impl DispatchConsumer {

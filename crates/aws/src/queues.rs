@@ -8,7 +8,7 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
 use notify_core::jobs::{DispatchJob, FanoutJob};
-use notify_core::ports::{QueueError, Queues};
+use notify_core::ports::{MAX_QUEUE_DELAY, QueueError, Queues};
 
 use crate::provider_error::describe;
 
@@ -117,6 +117,20 @@ impl Queues for SqsQueues {
             .send_message()
             .queue_url(&self.fanout_url)
             .message_body(body)
+            .send()
+            .await
+            .map_err(|e| QueueError(format!("sqs: {}", describe(&e))))?;
+        Ok(())
+    }
+
+    async fn send_fanout_after(&self, job: &FanoutJob, delay: Duration) -> Result<(), QueueError> {
+        let body = serde_json::to_string(job).map_err(|e| QueueError(e.to_string()))?;
+        let secs = delay.as_millis().div_ceil(1000).min(MAX_QUEUE_DELAY.as_secs().into()) as i32;
+        self.client
+            .send_message()
+            .queue_url(&self.fanout_url)
+            .message_body(body)
+            .delay_seconds(secs)
             .send()
             .await
             .map_err(|e| QueueError(format!("sqs: {}", describe(&e))))?;

@@ -76,10 +76,31 @@ fn delivery_sk(recipient: &str, channel: Channel) -> String {
     format!("D#{recipient}#{channel}")
 }
 
+/// FNV-1a: stable across processes and versions, unlike the std hasher.
+fn fnv(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
 fn shard_sk(recipient: &str) -> String {
-    // FNV-1a: stable across processes and versions, unlike the std hasher.
-    let hash = recipient.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-    format!("C#{}", hash % COUNT_SHARDS)
+    format!("C#{}", fnv(recipient) % COUNT_SHARDS)
+}
+
+/// The index partition of every notification (`GSI1`) and of those in one status (`GSI2`) is
+/// one of `INDEX_SHARDS`, by the notification's id: one index partition key takes about 1,000
+/// writes a second, and each notification writes its index entries four times (insert, sending,
+/// fanned out, finished), two more for each status change in `GSI2`.
+pub const INDEX_SHARDS: u64 = 64;
+
+fn index_shard(id: &NotificationId) -> u64 {
+    fnv(id.as_str()) % INDEX_SHARDS
+}
+
+fn all_index_pk(shard: u64) -> String {
+    format!("N#{shard:02}")
+}
+
+fn status_index_pk(status: Status, shard: u64) -> String {
+    format!("S#{}#{shard:02}", status.as_str())
 }
 
 fn err(e: impl std::error::Error) -> StoreError {
@@ -178,7 +199,55 @@ fn cancelled_by_condition(
     }
 }
 
+type TransactResult = Result<
+    (),
+    aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+    >,
+>;
+
+/// Whether a cancelled transaction may pass if sent again: it met another transaction on one of
+/// its items (`TransactionConflict`) or was throttled, and no condition failed. AWS documents
+/// both; the SDK does not retry a cancelled transaction.
+fn cancelled_but_retryable(
+    e: &aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+    >,
+) -> bool {
+    match e.as_service_error() {
+        Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c)) => {
+            let codes: Vec<&str> = c.cancellation_reasons().iter().filter_map(|r| r.code()).collect();
+            !codes.contains(&"ConditionalCheckFailed")
+                && codes.iter().any(|c| matches!(*c, "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"))
+        }
+        _ => false,
+    }
+}
+
+/// Attempts of one transaction cancelled by conflicts before its caller sees the error.
+const TRANSACT_ATTEMPTS: u32 = 8;
+
 impl DynamoStore {
+    /// TransactWriteItems, sent again (jittered, doubling pauses) while it is cancelled by a
+    /// conflict or throttling: the outcome of a send that happened must be written.
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> TransactResult {
+        let mut pause = std::time::Duration::from_millis(20);
+        let mut attempt = 1;
+        loop {
+            let result = self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await;
+            match result {
+                Err(e) if attempt < TRANSACT_ATTEMPTS && cancelled_but_retryable(&e) => {
+                    tokio::time::sleep(notify_core::backoff::jitter(pause)).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(1));
+                    attempt += 1;
+                }
+                other => return other.map(|_| ()),
+            }
+        }
+    }
+
     async fn get(&self, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {
         let out =
             self.client.get_item().table_name(&self.table).set_key(Some(key(pk, sk))).consistent_read(true).send().await.map_err(err)?;
@@ -387,21 +456,123 @@ impl DynamoStore {
         start: Option<Item>,
         forward: bool,
     ) -> Result<Vec<Item>, StoreError> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .set_index_name(index.map(str::to_owned))
-            .key_condition_expression(key_condition)
-            .set_expression_attribute_values(Some(values))
-            .scan_index_forward(forward)
-            .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX))
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(err)?;
-        Ok(out.items.unwrap_or_default())
+        // One more than asked, to know whether there is a next page. A Query stops at 1 MB
+        // whatever its limit: follow LastEvaluatedKey until the page is full or the end.
+        let want = limit + 1;
+        let mut items: Vec<Item> = Vec::with_capacity(want.min(1000));
+        let mut start = start;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .set_index_name(index.map(str::to_owned))
+                .key_condition_expression(key_condition)
+                .set_expression_attribute_values(Some(values.clone()))
+                .scan_index_forward(forward)
+                .limit(i32::try_from(want - items.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(err)?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(next) if items.len() < want => start = Some(next),
+                _ => return Ok(items),
+            }
+        }
     }
+}
+
+/// One index shard's part of a newest-first listing, read a few items at a time.
+struct ShardReader {
+    pk: String,
+    buffer: std::collections::VecDeque<Item>,
+    start: Option<Item>,
+    done: bool,
+}
+
+impl DynamoStore {
+    /// The `want` newest notifications (of one status, or all) with an id below `before`: a
+    /// merge of the index shards by id (ids sort by time), reading each shard only as far as
+    /// the merge needs.
+    async fn newest_across_shards(
+        &self,
+        status: Option<Status>,
+        want: usize,
+        before: Option<&NotificationId>,
+    ) -> Result<Vec<Item>, StoreError> {
+        let (index, pk_name, sk_name) = match status {
+            None => ("GSI1", "GSI1PK", "GSI1SK"),
+            Some(_) => ("GSI2", "GSI2PK", "GSI2SK"),
+        };
+        let mut shards: Vec<ShardReader> = (0..INDEX_SHARDS)
+            .map(|shard| ShardReader {
+                pk: match status {
+                    None => all_index_pk(shard),
+                    Some(st) => status_index_pk(st, shard),
+                },
+                buffer: Default::default(),
+                start: None,
+                done: false,
+            })
+            .collect();
+        let chunk = (want / INDEX_SHARDS as usize + 2).min(1000);
+        let mut out = Vec::with_capacity(want);
+        while out.len() < want {
+            let empty: Vec<&mut ShardReader> = shards.iter_mut().filter(|r| r.buffer.is_empty() && !r.done).collect();
+            let reads = empty.into_iter().map(|reader| async move {
+                let condition = match before {
+                    Some(_) => format!("{pk_name} = :pk AND {sk_name} < :before"),
+                    None => format!("{pk_name} = :pk"),
+                };
+                let mut req = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name(index)
+                    .key_condition_expression(condition)
+                    .expression_attribute_values(":pk", s(reader.pk.clone()))
+                    .scan_index_forward(false)
+                    .limit(chunk as i32)
+                    .set_exclusive_start_key(reader.start.take());
+                if let Some(before) = before {
+                    req = req.expression_attribute_values(":before", s(before.as_str()));
+                }
+                let page = req.send().await.map_err(err)?;
+                reader.buffer.extend(page.items.unwrap_or_default());
+                reader.done = page.last_evaluated_key.is_none();
+                reader.start = page.last_evaluated_key;
+                Ok::<_, StoreError>(())
+            });
+            futures::future::try_join_all(reads).await?;
+            if shards.iter().any(|r| r.buffer.is_empty() && !r.done) {
+                continue; // a read that stopped at 1 MB (or found nothing yet): read on
+            }
+            // Every shard with items left has one in hand: the newest of them is next.
+            let newest = shards
+                .iter_mut()
+                .filter(|r| !r.buffer.is_empty())
+                .max_by(|a, b| get_s(&a.buffer[0], sk_name).cmp(&get_s(&b.buffer[0], sk_name)));
+            match newest {
+                Some(reader) => out.extend(reader.buffer.pop_front()),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A listing cursor: the id of the last notification of the page (ids sort by time).
+fn encode_list_cursor(item: &Item) -> String {
+    let id = get_s(item, "GSI1SK").unwrap_or_default();
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(&serde_json::json!({ "before": id })).expect("strings serialize"))
+}
+
+fn decode_list_cursor(raw: &str) -> Result<NotificationId, StoreError> {
+    let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| StoreError::BadCursor)?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| StoreError::BadCursor)?;
+    value["before"].as_str().and_then(|id| NotificationId::parse(id).ok()).ok_or(StoreError::BadCursor)
 }
 
 #[async_trait]
@@ -552,9 +723,10 @@ impl Store for DynamoStore {
         item.insert("status".into(), s(n_.status.as_str()));
         item.insert("send_at".into(), n(n_.send_at.as_millisecond()));
         item.insert("fanned_out".into(), AttributeValue::Bool(false));
-        item.insert("GSI1PK".into(), s("N"));
+        let shard = index_shard(&n_.id);
+        item.insert("GSI1PK".into(), s(all_index_pk(shard)));
         item.insert("GSI1SK".into(), s(n_.id.as_str()));
-        item.insert("GSI2PK".into(), s(format!("S#{}", n_.status.as_str())));
+        item.insert("GSI2PK".into(), s(status_index_pk(n_.status, shard)));
         item.insert("GSI2SK".into(), s(n_.id.as_str()));
         let put = Put::builder()
             .table_name(&self.table)
@@ -562,7 +734,7 @@ impl Store for DynamoStore {
             .condition_expression("attribute_not_exists(PK)")
             .build()
             .map_err(build_err)?;
-        let mut tx = self.client.transact_write_items().transact_items(TransactWriteItem::builder().put(put).build());
+        let mut tx = vec![TransactWriteItem::builder().put(put).build()];
         if let Some(record) = idem {
             let mut item = key(format!("I#{}", record.key), "I");
             item.insert("body".into(), s(to_json(record)?));
@@ -576,9 +748,9 @@ impl Store for DynamoStore {
                 .expression_attribute_values(":now", n(now.as_millisecond()))
                 .build()
                 .map_err(build_err)?;
-            tx = tx.transact_items(TransactWriteItem::builder().put(put).build());
+            tx.push(TransactWriteItem::builder().put(put).build());
         }
-        match tx.send().await {
+        match self.transact(tx).await {
             Ok(_) => Ok(InsertOutcome::Inserted),
             Err(e) if idem.is_some() && cancelled_by_condition(&e) => {
                 let key = IdempotencyKey::parse(&idem.expect("checked").key).map_err(|e| StoreError::Unavailable(e.0))?;
@@ -601,21 +773,9 @@ impl Store for DynamoStore {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page<Notification>, StoreError> {
-        let (index, pk_name, sk_name, pk) = match status {
-            None => ("GSI1", "GSI1PK", "GSI1SK", "N".to_owned()),
-            Some(st) => ("GSI2", "GSI2PK", "GSI2SK", format!("S#{}", st.as_str())),
-        };
-        let names = ["PK", "SK", pk_name, sk_name];
-        let start = cursor.map(|c| decode_cursor(c, &names)).transpose()?;
-        if let Some(start) = &start
-            && get_s(start, pk_name) != Some(pk.as_str())
-        {
-            return Err(StoreError::BadCursor);
-        }
-        let items = self
-            .query_page(Some(index), &format!("{pk_name} = :pk"), HashMap::from([(":pk".to_owned(), s(pk))]), limit, start, false)
-            .await?;
-        let next_cursor = (items.len() > limit).then(|| encode_cursor(&items[limit - 1], &names));
+        let before = cursor.map(decode_list_cursor).transpose()?;
+        let items = self.newest_across_shards(status, limit + 1, before.as_ref()).await?;
+        let next_cursor = (items.len() > limit).then(|| encode_list_cursor(&items[limit - 1]));
         let items = items.iter().take(limit).map(read_notification).collect::<Result<_, _>>()?;
         Ok(Page { items, next_cursor })
     }
@@ -631,7 +791,7 @@ impl Store for DynamoStore {
             .condition_expression(format!("attribute_exists(PK) AND #status IN ({})", placeholders.join(", ")))
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":to", s(to.as_str()))
-            .expression_attribute_values(":gsi", s(format!("S#{}", to.as_str())));
+            .expression_attribute_values(":gsi", s(status_index_pk(to, index_shard(id))));
         for (p, st) in placeholders.iter().zip(from) {
             req = req.expression_attribute_values(p, s(st.as_str()));
         }
@@ -696,13 +856,8 @@ impl Store for DynamoStore {
             .expression_attribute_values(":s", n(totals.skipped))
             .build()
             .map_err(build_err)?;
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put).build())
-            .transact_items(TransactWriteItem::builder().update(count).build())
-            .send()
-            .await;
+        let result =
+            self.transact(vec![TransactWriteItem::builder().put(put).build(), TransactWriteItem::builder().update(count).build()]).await;
         match result {
             Ok(_) => Ok(()),
             // A concurrent fanout of the same page counted it.
@@ -721,7 +876,7 @@ impl Store for DynamoStore {
             .condition_expression("#status IN (:failed, :partially_failed)")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":sending", s(Status::Sending.as_str()))
-            .expression_attribute_values(":gsi", s(format!("S#{}", Status::Sending.as_str())))
+            .expression_attribute_values(":gsi", s(status_index_pk(Status::Sending, index_shard(id))))
             .expression_attribute_values(":f", AttributeValue::Bool(false))
             .expression_attribute_values(":failed", s(Status::Failed.as_str()))
             .expression_attribute_values(":partially_failed", s(Status::PartiallyFailed.as_str()))
@@ -843,13 +998,8 @@ impl Store for DynamoStore {
             .expression_attribute_values(":to", s(to.as_str()))
             .build()
             .map_err(build_err)?;
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(update).build())
-            .transact_items(self.move_count(&k.notification_id, &k.recipient, DeliveryStatus::Pending, to)?)
-            .send()
-            .await;
+        let count = self.move_count(&k.notification_id, &k.recipient, DeliveryStatus::Pending, to)?;
+        let result = self.transact(vec![TransactWriteItem::builder().update(update).build(), count]).await;
         match result {
             Ok(_) => Ok(()),
             // Already final (a duplicate worker recorded it first): the counts stay as they are.
@@ -870,14 +1020,9 @@ impl Store for DynamoStore {
             .expression_attribute_values(":zero", n(0))
             .build()
             .map_err(build_err)?;
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(update).build())
-            // The shard moves one count from failed back to pending, in the same transaction.
-            .transact_items(self.move_count(&k.notification_id, &k.recipient, DeliveryStatus::Failed, DeliveryStatus::Pending)?)
-            .send()
-            .await;
+        // The shard moves one count from failed back to pending, in the same transaction.
+        let count = self.move_count(&k.notification_id, &k.recipient, DeliveryStatus::Failed, DeliveryStatus::Pending)?;
+        let result = self.transact(vec![TransactWriteItem::builder().update(update).build(), count]).await;
         match result {
             Ok(_) => Ok(true),
             Err(e) if cancelled_by_condition(&e) => Ok(false),
@@ -909,22 +1054,30 @@ impl Store for DynamoStore {
     }
 
     async fn counts(&self, id: &NotificationId) -> Result<Counts, StoreError> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("PK = :pk AND begins_with(SK, :c)")
-            .expression_attribute_values(":pk", s(ntf_pk(id)))
-            .expression_attribute_values(":c", s("C#"))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(err)?;
         let mut c = Counts::default();
         let mut sums = [("recipients", 0i64), ("pending", 0), ("sent", 0), ("failed", 0), ("skipped", 0)];
-        for item in out.items() {
-            for (k, total) in sums.iter_mut() {
-                *total += get_n(item, k).unwrap_or(0);
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("PK = :pk AND begins_with(SK, :c)")
+                .expression_attribute_values(":pk", s(ntf_pk(id)))
+                .expression_attribute_values(":c", s("C#"))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(err)?;
+            for item in out.items() {
+                for (k, total) in sums.iter_mut() {
+                    *total += get_n(item, k).unwrap_or(0);
+                }
+            }
+            match out.last_evaluated_key {
+                Some(next) => start = Some(next),
+                None => break,
             }
         }
         // A shard alone may be negative (a page's pending counted on one shard, its outcomes on

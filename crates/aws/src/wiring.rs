@@ -35,7 +35,22 @@ pub fn init_tracing() {
 /// The SDK configuration from the environment (region, credentials, `AWS_ENDPOINT_URL`).
 pub async fn sdk_config() -> SdkConfig {
     let native_roots = std::env::var("NOTIFY_TLS_ROOTS").is_ok_and(|v| v == "native");
-    aws_config::defaults(BehaviorVersion::latest()).http_client(https_client(native_roots)).load().await
+    aws_config::defaults(BehaviorVersion::latest()).http_client(https_client(native_roots)).retry_config(retry_config()).load().await
+}
+
+/// The SDK's standard retries (throttling, 5xx, timeouts; jittered exponential backoff), with
+/// five attempts instead of three, since DynamoDB and SQS throttle and fail in bursts, and
+/// pauses of at most 2 s instead of 20, so that a call ends well within a function's timeout
+/// (a call still failing is retried by the queue, later).
+pub fn retry_config() -> aws_config::retry::RetryConfig {
+    aws_config::retry::RetryConfig::standard().with_max_attempts(5).with_max_backoff(std::time::Duration::from_secs(2))
+}
+
+/// Sends to SES and SNS: one quick retry at most. Dispatch paces and retries sends itself,
+/// against the invocation's deadline; the SDK's own pauses would hide the time a send takes,
+/// and a send cut off by Lambda's timeout may have happened without being recorded.
+pub fn send_retry_config() -> aws_config::retry::RetryConfig {
+    aws_config::retry::RetryConfig::standard().with_max_attempts(2).with_max_backoff(std::time::Duration::from_millis(200))
 }
 
 /// The root certificates AWS service endpoints chain to: Amazon Trust Services' Root CA 1 to 4,
@@ -63,14 +78,17 @@ fn queues(config: &AwsConfig, sdk: &SdkConfig) -> Arc<SqsQueues> {
 
 /// The API side: store, scheduler, queues.
 pub fn app(config: &AwsConfig, sdk: &SdkConfig) -> App {
+    let queues = queues(config, sdk);
     let scheduler = EventBridgeScheduler::new(
         aws_sdk_scheduler::Client::new(sdk),
+        queues.clone(),
+        std::time::Duration::from_secs(config.queue_delay_max_secs),
         config.schedule_group.clone(),
         config.fanout_queue_arn.clone(),
         config.scheduler_role_arn.clone(),
         config.scheduler_dlq_arn.clone(),
     );
-    App { store: store(config, sdk), scheduler: Arc::new(scheduler), queues: queues(config, sdk), clock: Arc::new(SystemClock) }
+    App { store: store(config, sdk), scheduler: Arc::new(scheduler), queues, clock: Arc::new(SystemClock) }
 }
 
 pub fn fanout(config: &AwsConfig, sdk: &SdkConfig) -> Fanout {
@@ -89,7 +107,8 @@ pub fn fanout(config: &AwsConfig, sdk: &SdkConfig) -> Fanout {
 
 /// The dispatch side, sending by SES and SNS.
 pub fn dispatch(config: &AwsConfig, sdk: &SdkConfig) -> Result<DispatchConsumer, String> {
-    let email = Arc::new(SesEmail::new(aws_sdk_sesv2::Client::new(sdk), config.ses_configuration_set.clone()));
+    let ses = aws_sdk_sesv2::config::Builder::from(sdk).retry_config(send_retry_config()).build();
+    let email = Arc::new(SesEmail::new(aws_sdk_sesv2::Client::from_conf(ses), config.ses_configuration_set.clone()));
     dispatch_with(config, sdk, email)
 }
 
@@ -99,13 +118,17 @@ pub fn dispatch_with(config: &AwsConfig, sdk: &SdkConfig, email: Arc<dyn EmailSe
     let dispatch = Dispatch::new(
         store(config, sdk),
         email,
-        Arc::new(SnsSms::new(aws_sdk_sns::Client::new(sdk))),
+        Arc::new(SnsSms::new(aws_sdk_sns::Client::from_conf(
+            aws_sdk_sns::config::Builder::from(sdk).retry_config(send_retry_config()).build(),
+        ))),
         Arc::new(SystemClock),
         DispatchSettings {
             max_attempts: config.max_attempts,
             email_per_second: config.email_per_second,
             sms_per_second: config.sms_per_second,
             time_budget: std::time::Duration::from_secs(config.dispatch_time_budget_secs),
+            send_reserve: std::time::Duration::from_millis(config.dispatch_send_reserve_ms),
+            lease: jiff::SignedDuration::from_secs(config.dispatch_lease_secs as i64),
             ..DispatchSettings::new(from)
         },
     );

@@ -85,11 +85,3 @@ pub struct Notification {
     pub created_at: Timestamp,
     pub status: Status,
 }
-
-impl Notification {
-    /// The moment at which a fired schedule is early: it belongs to an older `send_at` that a
-    /// reschedule moved later, and the new schedule will fire instead.
-    pub fn fired_early(&self, now: Timestamp) -> bool {
-        self.status == Status::Scheduled && self.send_at > now.saturating_add(jiff::SignedDuration::from_secs(1)).unwrap_or(now)
-    }
-}

@@ -187,11 +187,21 @@ async fn reschedule_later_ignores_the_old_fire() {
     let n = reschedule(&w.app, &a.id, SendAt::At(new_at)).await.unwrap();
     assert_eq!(n.send_at, new_at);
     assert_eq!(w.scheduler.schedules.lock().unwrap()[&a.id], new_at);
-    // A stale fire at the old time (the old schedule was not yet moved) does nothing.
+    // A stale fire at the old time (the old schedule was not yet moved) sends nothing: the job
+    // goes back on the queue until the new send_at, to the second.
     w.clock.advance(SignedDuration::from_secs(10));
     let report = w.fanout.handle(&notify_core::jobs::FanoutJob::start(a.id.clone())).await.unwrap();
-    assert_eq!(report.ignored, Some("fired before send_at"));
+    assert_eq!(report.ignored, Some("not yet due: held back until send_at"));
     assert_eq!(w.store.get_notification(&a.id).await.unwrap().unwrap().status, Status::Scheduled);
+    let held = w.queues.delayed_fanout.lock().unwrap().clone();
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].1, std::time::Duration::from_secs(50));
+    // A fire more than SQS's 15 minutes early is left to the schedule of the new send_at.
+    let far = w.clock.now() + SignedDuration::from_secs(3600);
+    reschedule(&w.app, &a.id, SendAt::At(far)).await.unwrap();
+    let report = w.fanout.handle(&notify_core::jobs::FanoutJob::start(a.id.clone())).await.unwrap();
+    assert_eq!(report.ignored, Some("fired before send_at; the schedule of the new send_at will fire"));
+    reschedule(&w.app, &a.id, SendAt::At(new_at)).await.unwrap();
     w.clock.advance(SignedDuration::from_secs(50));
     w.fire_due().await;
     assert_eq!(w.email.sent.lock().unwrap().len(), 1);

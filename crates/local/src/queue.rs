@@ -78,7 +78,12 @@ impl SqliteQueues {
     }
 
     pub async fn enqueue(&self, queue: QueueName, payloads: Vec<String>) -> Result<(), StoreError> {
-        let now = now_ms();
+        self.enqueue_after(queue, payloads, Duration::ZERO).await
+    }
+
+    /// Enqueues jobs that no worker receives before `delay` has passed.
+    pub async fn enqueue_after(&self, queue: QueueName, payloads: Vec<String>, delay: Duration) -> Result<(), StoreError> {
+        let now = now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
         self.db
             .call(move |c| {
                 let tx = c.savepoint().map_err(db_err)?;
@@ -213,6 +218,11 @@ impl Queues for SqliteQueues {
     async fn send_fanout(&self, job: &FanoutJob) -> Result<(), QueueError> {
         let payload = serde_json::to_string(job).map_err(|e| QueueError(e.to_string()))?;
         self.enqueue(QueueName::Fanout, vec![payload]).await.map_err(queue_err)
+    }
+
+    async fn send_fanout_after(&self, job: &FanoutJob, delay: Duration) -> Result<(), QueueError> {
+        let payload = serde_json::to_string(job).map_err(|e| QueueError(e.to_string()))?;
+        self.enqueue_after(QueueName::Fanout, vec![payload], delay).await.map_err(queue_err)
     }
 
     async fn send_dispatch(&self, jobs: &[DispatchJob]) -> Result<(), QueueError> {

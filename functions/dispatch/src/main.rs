@@ -11,7 +11,8 @@ async fn main() -> Result<(), Error> {
     let sdk = wiring::sdk_config().await;
     let dispatch = &wiring::dispatch(&config, &sdk)?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<SqsBatchResponse, Error>(handlers::dispatch_event(dispatch, event.payload).await)
+        let deadline = handlers::deadline_from_epoch_millis(event.context.deadline);
+        Ok::<SqsBatchResponse, Error>(handlers::dispatch_event(dispatch, event.payload, deadline).await)
     }))
     .await
 }

@@ -1,4 +1,5 @@
 use std::sync::Mutex;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -8,6 +9,8 @@ use crate::ports::{QueueError, Queues};
 #[derive(Default)]
 pub struct MemoryQueues {
     pub fanout: Mutex<Vec<FanoutJob>>,
+    /// Fanout jobs put on the queue with a delay, with it.
+    pub delayed_fanout: Mutex<Vec<(FanoutJob, Duration)>>,
     pub dispatch: Mutex<Vec<DispatchJob>>,
 }
 
@@ -25,6 +28,11 @@ impl MemoryQueues {
 impl Queues for MemoryQueues {
     async fn send_fanout(&self, job: &FanoutJob) -> Result<(), QueueError> {
         self.fanout.lock().unwrap().push(job.clone());
+        Ok(())
+    }
+
+    async fn send_fanout_after(&self, job: &FanoutJob, delay: Duration) -> Result<(), QueueError> {
+        self.delayed_fanout.lock().unwrap().push((job.clone(), delay));
         Ok(())
     }
 

@@ -10,7 +10,7 @@ mod store;
 
 pub use clock::{Clock, SystemClock};
 pub use email_sender::{EmailSender, OutgoingEmail};
-pub use queues::{QueueError, Queues};
+pub use queues::{MAX_QUEUE_DELAY, QueueError, Queues};
 pub use scheduler::{Scheduler, SchedulerError};
 pub use sms_sender::{OutgoingSms, SmsSender};
 pub use store::{IdempotencyRecord, InsertOutcome, Page, Store, StoreError};

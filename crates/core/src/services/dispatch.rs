@@ -27,6 +27,9 @@ use super::message;
 use super::rate_limit::RateLimit;
 use crate::backoff::jitter;
 
+/// Kept free before the deadline when writing an outcome: the last write must end in time.
+const RECORD_MARGIN: Duration = Duration::from_millis(250);
+
 pub struct Dispatch {
     store: Arc<dyn Store>,
     email: Arc<dyn EmailSender>,
@@ -54,6 +57,9 @@ pub struct DispatchSettings {
     pub throttle_pause: Duration,
     /// A job stops claiming after this long and asks to come back for the rest.
     pub time_budget: Duration,
+    /// The time one send and the write of its outcome may take: no send starts with less than
+    /// this left before the deadline (Lambda kills an invocation at its timeout).
+    pub send_reserve: Duration,
 }
 
 impl DispatchSettings {
@@ -67,6 +73,7 @@ impl DispatchSettings {
             throttle_tries: 5,
             throttle_pause: Duration::from_millis(250),
             time_budget: Duration::from_secs(20),
+            send_reserve: Duration::from_secs(5),
         }
     }
 }
@@ -109,8 +116,18 @@ impl Dispatch {
         }
     }
 
+    /// Handles a job within the time budget.
     pub async fn handle(&self, job: &DispatchJob) -> Result<DispatchReport, Error> {
+        self.handle_until(job, Instant::now() + self.settings.time_budget + self.settings.send_reserve).await
+    }
+
+    /// Handles a job until `deadline`, the moment the invocation is killed: a send starts only
+    /// with `send_reserve` left (and within the time budget), and the outcome of a send that
+    /// happened is written until the deadline, through the store's errors, because a send
+    /// whose outcome is lost is sent again once its lease runs out.
+    pub async fn handle_until(&self, job: &DispatchJob, deadline: Instant) -> Result<DispatchReport, Error> {
         let started = Instant::now();
+        let stop_sending = (started + self.settings.time_budget).min(deadline.checked_sub(self.settings.send_reserve).unwrap_or(started));
         let mut report = DispatchReport::default();
         let Some(n) = self.store.get_notification(&job.notification_id).await? else {
             tracing::warn!(id = %job.notification_id, "dispatch job for an unknown notification");
@@ -128,7 +145,7 @@ impl Dispatch {
         };
         for item in &job.items {
             for &channel in &item.channels {
-                if started.elapsed() >= self.settings.time_budget {
+                if Instant::now() >= stop_sending {
                     // Claims not taken are free for the job's next receive.
                     report.retry = true;
                     break;
@@ -137,7 +154,16 @@ impl Dispatch {
                 let key = planned.key.clone();
                 let now = self.clock.now();
                 let lease_until = now.saturating_add(self.settings.lease).unwrap_or(now);
-                let attempt = match self.store.claim_delivery(&planned, now, lease_until).await? {
+                let claim = match self.store.claim_delivery(&planned, now, lease_until).await {
+                    Ok(claim) => claim,
+                    // Nothing was sent: the job's next receive claims it again.
+                    Err(e) => {
+                        tracing::warn!(id = %n.id, %channel, error = %e, "could not claim a delivery");
+                        report.retry = true;
+                        continue;
+                    }
+                };
+                let attempt = match claim {
                     Claim::Claimed { attempt } => attempt,
                     Claim::Done => {
                         report.already_done += 1;
@@ -149,7 +175,7 @@ impl Dispatch {
                         continue;
                     }
                 };
-                let outcome = match self.deliver_paced(&source, &item.recipient, channel, &key, &mut report).await {
+                let outcome = match self.deliver_paced(&source, &item.recipient, channel, &key, stop_sending, &mut report).await {
                     Ok(provider_message_id) => Outcome::Sent { provider_message_id, at: self.clock.now() },
                     Err(e) if e.kind == SendErrorKind::Permanent => Outcome::Failed { error: e.message },
                     Err(e) if attempt < self.settings.max_attempts => Outcome::Retry { error: e.message },
@@ -166,11 +192,36 @@ impl Dispatch {
                         report.retry = true
                     }
                 }
-                self.store.record_outcome(&key, &outcome).await?;
+                self.record(&key, &outcome, deadline).await?;
             }
         }
-        self.store.finish_if_done(&n.id).await?;
+        if let Err(e) = self.store.finish_if_done(&n.id).await {
+            // Every outcome is recorded; the job's next receive (or the sweep) finishes it.
+            tracing::warn!(id = %n.id, error = %e, "could not finish the notification");
+            report.retry = true;
+        }
         Ok(report)
+    }
+
+    /// Writes an outcome, trying again through the store's errors until shortly before the
+    /// deadline. Only if that fails too does the send stay pending under its lease, to be
+    /// claimed and sent again once the lease runs out.
+    async fn record(&self, key: &DeliveryKey, outcome: &Outcome, deadline: Instant) -> Result<(), Error> {
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match self.store.record_outcome(key, outcome).await {
+                Ok(()) => return Ok(()),
+                Err(e) if Instant::now() + pause + RECORD_MARGIN < deadline => {
+                    tracing::warn!(id = %key.notification_id, channel = %key.channel, error = %e, "could not record an outcome; trying again");
+                    tokio::time::sleep(jitter(pause)).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => {
+                    tracing::error!(id = %key.notification_id, channel = %key.channel, error = %e, "outcome lost: the send may repeat after its lease");
+                    return Err(e.into());
+                }
+            }
+        }
     }
 
     /// Marks the job's deliveries that are still pending `failed` with `why`: the queue gave up
@@ -201,19 +252,22 @@ impl Dispatch {
         recipient: &Recipient,
         channel: Channel,
         key: &DeliveryKey,
+        stop_sending: Instant,
         report: &mut DispatchReport,
     ) -> Result<String, SendError> {
         let pace = self.pace(channel);
         let mut pause = self.settings.throttle_pause;
         let mut tries = 0;
         loop {
-            pace.acquire().await;
+            if tokio::time::timeout_at(stop_sending, pace.acquire()).await.is_err() {
+                return Err(SendError::throttled("the channel's pace left no time to send in this invocation"));
+            }
             tries += 1;
             match self.deliver(source, recipient, channel, key).await {
                 Err(e) if e.kind == SendErrorKind::Throttled => {
                     report.throttled += 1;
                     pace.throttled();
-                    if tries >= self.settings.throttle_tries.max(1) {
+                    if tries >= self.settings.throttle_tries.max(1) || Instant::now() + pause >= stop_sending {
                         return Err(e);
                     }
                     tokio::time::sleep(jitter(pause)).await;

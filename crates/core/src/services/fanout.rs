@@ -18,7 +18,7 @@ use crate::domain::{Channel, NotificationId, UserId};
 use crate::error::Error;
 use crate::jobs::{DispatchItem, DispatchJob, FanoutJob};
 use crate::notification::{Notification, Status, Target};
-use crate::ports::{Clock, Queues, Store};
+use crate::ports::{Clock, MAX_QUEUE_DELAY, Queues, Store};
 use crate::user::{ChannelPrefs, User};
 
 pub struct Fanout {
@@ -88,7 +88,7 @@ impl Fanout {
         match n.status {
             Status::Cancelled => return Ok(ignored("cancelled")),
             Status::Completed | Status::PartiallyFailed | Status::Failed => return Ok(ignored("already finished")),
-            Status::Scheduled if n.fired_early(self.clock.now()) => return Ok(ignored("fired before send_at")),
+            Status::Scheduled if n.send_at > self.clock.now() => return self.not_yet_due(job, &n).await,
             Status::Scheduled | Status::Queued => {
                 if !self.store.transition(id, &[Status::Scheduled, Status::Queued], Status::Sending).await? {
                     // Lost a race: proceed only if the winner was another fanout, not a cancel.
@@ -119,6 +119,25 @@ impl Fanout {
                 None => return Ok(report),
             }
         }
+    }
+
+    /// A trigger that came before `send_at`: EventBridge Scheduler fires anywhere within the
+    /// minute of a schedule (and the AWS adapter schedules a minute early on purpose), a
+    /// reschedule moves `send_at` after the old trigger left. Within SQS's longest delay the
+    /// job goes back on the queue until `send_at`, to the second; further out, the schedule
+    /// for the new `send_at` fires it again (and the sweep, if that ever fails).
+    async fn not_yet_due(&self, job: &FanoutJob, n: &Notification) -> Result<FanoutReport, Error> {
+        let now = self.clock.now();
+        let wait = n.send_at.duration_since(now);
+        let wait = Duration::from_millis(u64::try_from(wait.as_millis()).unwrap_or(0));
+        if wait > MAX_QUEUE_DELAY {
+            return Ok(ignored("fired before send_at; the schedule of the new send_at will fire"));
+        }
+        // Whole seconds on SQS: round up, so that the job never comes back early.
+        let delay = Duration::from_secs(wait.as_millis().div_ceil(1000) as u64);
+        self.queues.send_fanout_after(job, delay).await?;
+        tracing::info!(id = %n.id, delay_s = delay.as_secs(), "fired before send_at: held back until then");
+        Ok(FanoutReport { ignored: Some("not yet due: held back until send_at"), ..Default::default() })
     }
 
     /// After a page: the cursor of the next one to do in this invocation, or `None` when this

@@ -1,0 +1,217 @@
+//! The AWS path under every fault AWS documents, all at once, through the fault proxy
+//! (`support/aws_fault_proxy.py`): transaction conflicts, throttling and 500s on every service,
+//! partial batches, SQS delivering twice and after visibility timeouts, Lambda killing
+//! invocations at their timeout, and a scheduler that fires at the earliest moment allowed.
+//! Every recipient must get each message exactly once and every count must be exact.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use notify_aws::wiring;
+use notify_tests::aws::{ApiAnswer, ApiHandler, AwsWorld, WorldOptions, api_event};
+use notify_tests::lambdas::{LambdaSettings, Lambdas};
+use serde_json::{Value, json};
+
+const MEMBERS: usize = 300;
+const SINGLES: usize = 100;
+const WITH_SMS: usize = 20;
+/// Singles sent a few seconds ahead (a reserved send within SQS's delay).
+const RESERVED: usize = 10;
+
+fn every_fault() -> Value {
+    json!({
+        "dynamodb.transaction_conflict": 0.10,
+        "dynamodb.throttle": 0.05,
+        "dynamodb.internal_error": 0.02,
+        "dynamodb.unprocessed": 0.20,
+        "sqs.batch_failed": 0.20,
+        "sqs.internal_error": 0.03,
+        "sqs.duplicate": 0.10,
+        "ses.throttle": 0.10,
+        "sns.throttle": 0.10,
+        "scheduler.internal_error": 0.10,
+    })
+}
+
+fn no_faults() -> Value {
+    let mut rates = every_fault();
+    for v in rates.as_object_mut().unwrap().values_mut() {
+        *v = json!(0.0);
+    }
+    rates
+}
+
+/// A world whose functions run with short timeouts, so that kills and visibility timeouts
+/// happen within a test.
+async fn world(faults: Value) -> AwsWorld {
+    let mut w = AwsWorld::start_with(WorldOptions { faults: Some(faults), fanout_visibility: 8, dispatch_visibility: 8 }).await;
+    w.config.fanout_page_size = 100;
+    w.config.recipients_per_job = 10;
+    w.config.fanout_time_budget_secs = 2;
+    w.config.dispatch_time_budget_secs = 3;
+    w.config.dispatch_send_reserve_ms = 1000;
+    w.config.dispatch_lease_secs = 6;
+    w.config.retry_base_secs = 1;
+    w
+}
+
+fn settings() -> LambdaSettings {
+    LambdaSettings {
+        fanout_timeout: Duration::from_secs(5),
+        dispatch_timeout: Duration::from_secs(5),
+        dispatch_batch: 10,
+        dispatch_concurrency: 3,
+    }
+}
+
+/// A client that retries what the API says is retryable (503), with the same request and the
+/// same Idempotency-Key; every 503 must be problem+json.
+async fn call(api: &mut ApiHandler, event: Value) -> ApiAnswer {
+    for _ in 0..40 {
+        let a = api.call(event.clone()).await;
+        assert_ne!(a.status, 500, "never a bare 500: {:?}", a.body);
+        if a.status != 503 {
+            return a;
+        }
+        assert_eq!(a.headers["content-type"], "application/problem+json", "{:?}", a.headers);
+        assert_eq!(a.body["status"], 503);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the API kept answering 503");
+}
+
+fn with_key(mut event: Value, key: &str) -> Value {
+    event["headers"]["idempotency-key"] = json!(key);
+    event
+}
+
+fn phone(i: usize) -> String {
+    format!("+1555{:07}", i)
+}
+
+async fn setup_users(api: &mut ApiHandler) {
+    for i in 0..MEMBERS {
+        let body = json!({"email": format!("m{i:03}@example.org")});
+        let a = call(api, api_event("api-put-user.json", Some(&format!("/v1/users/m{i:03}")), Some(body))).await;
+        assert_eq!(a.status, 200, "{:?}", a.body);
+    }
+    for i in 0..SINGLES {
+        let mut body = json!({"email": format!("s{i:03}@example.net")});
+        if i < WITH_SMS {
+            body["phone"] = json!(phone(i));
+        }
+        let a = call(api, api_event("api-put-user.json", Some(&format!("/v1/users/s{i:03}")), Some(body))).await;
+        assert_eq!(a.status, 200, "{:?}", a.body);
+    }
+    let a = call(api, api_event("api-put-group.json", Some("/v1/groups/everyone"), Some(json!({"name": "Everyone"})))).await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    let ids: Vec<String> = (0..MEMBERS).map(|i| format!("m{i:03}")).collect();
+    for chunk in ids.chunks(100) {
+        let add =
+            api_event("api-change-group-members.json", Some("/v1/groups/everyone/members"), Some(json!({"add": chunk, "remove": []})));
+        let a = call(api, add).await;
+        assert_eq!(a.status, 200, "{:?}", a.body);
+    }
+    let g = call(api, api_event("api-get-group.json", Some("/v1/groups/everyone"), None)).await;
+    assert_eq!(g.body["member_count"], MEMBERS, "{:?}", g.body);
+}
+
+async fn wait_final(api: &mut ApiHandler, ids: &[String], timeout: Duration) -> HashMap<String, Value> {
+    let deadline = Instant::now() + timeout;
+    let mut done = HashMap::new();
+    while done.len() < ids.len() {
+        for id in ids.iter().filter(|id| !done.contains_key(*id)).cloned().collect::<Vec<_>>() {
+            let n = call(api, api_event("api-get-notification.json", Some(&format!("/v1/notifications/{id}")), None)).await;
+            let status = n.body["status"].as_str().unwrap_or_default().to_owned();
+            if !["queued", "scheduled", "sending"].contains(&status.as_str()) {
+                done.insert(id, n.body);
+            }
+        }
+        if done.len() < ids.len() {
+            let left: Vec<&String> = ids.iter().filter(|id| !done.contains_key(*id)).take(5).collect();
+            assert!(Instant::now() < deadline, "{} of {} notifications not final, e.g. {left:?}", ids.len() - done.len(), ids.len());
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    done
+}
+
+fn count_by(values: impl Iterator<Item = String>) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for v in values {
+        *counts.entry(v).or_default() += 1;
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn under_every_fault_at_once_each_message_arrives_exactly_once_and_counts_are_exact() {
+    let _ = tracing_subscriber::fmt().with_env_filter("error").with_test_writer().try_init();
+    let w = world(every_fault()).await;
+    let proxy = w.proxy.as_ref().unwrap();
+    let mut api = ApiHandler::new(&w);
+    setup_users(&mut api).await;
+
+    let lambdas = Lambdas::start(&w, wiring::fanout(&w.config, &w.sdk), wiring::dispatch(&w.config, &w.sdk).unwrap(), settings());
+    let mut ids = Vec::new();
+    let group = json!({"to": {"group_id": "everyone"}, "content": {"subject": "To all", "text": "Once each"}});
+    let a = call(&mut api, with_key(api_event("api-post-notification-now.json", None, Some(group)), "group-1")).await;
+    assert_eq!(a.status, 202, "{:?}", a.body);
+    ids.push(a.body["id"].as_str().unwrap().to_owned());
+    for i in 0..SINGLES {
+        let mut body = json!({"to": {"user_id": format!("s{i:03}")}, "content": {"subject": "Just you", "text": "Once", "sms": "Once"}});
+        if i < WITH_SMS {
+            body["channels"] = json!(["email", "sms"]);
+        }
+        if i >= SINGLES - RESERVED {
+            body["send_at"] = json!((jiff::Timestamp::now() + jiff::SignedDuration::from_secs(5)).to_string());
+        }
+        let a = call(&mut api, with_key(api_event("api-post-notification-now.json", None, Some(body)), &format!("single-{i}"))).await;
+        assert_eq!(a.status, 202, "{:?}", a.body);
+        ids.push(a.body["id"].as_str().unwrap().to_owned());
+    }
+
+    let started = Instant::now();
+    let finals = wait_final(&mut api, &ids, Duration::from_secs(300)).await;
+    let took = started.elapsed();
+    let report = proxy.report().await;
+    proxy.set(no_faults()).await;
+    let stats = &lambdas.stats;
+    let (fanouts, dispatches) = (stats.fanout_invocations.load(Ordering::Relaxed), stats.dispatch_invocations.load(Ordering::Relaxed));
+    let killed = (stats.killed_fanout.load(Ordering::Relaxed), stats.killed_dispatch.load(Ordering::Relaxed));
+    lambdas.stop().await;
+    eprintln!(
+        "all final in {took:?}: {fanouts} fanout and {dispatches} dispatch invocations, {killed:?} (fanout, dispatch) killed at their timeout; \
+         faults injected: {}",
+        report["injected"]
+    );
+
+    for (id, n) in &finals {
+        assert_eq!(n["status"], "completed", "{id}: {n}");
+        assert_eq!(n["counts"]["pending"], 0, "{n}");
+        assert_eq!(n["counts"]["failed"], 0, "{n}");
+        assert_eq!(n["counts"]["skipped"], 0, "{n}");
+        assert_eq!(n["counts"]["sent"], n["counts"]["recipients"], "{n}");
+    }
+    assert_eq!(finals[&ids[0]]["counts"]["recipients"], MEMBERS);
+
+    let emails = count_by(w.moto.raw_emails().await.iter().map(|e| e["destinations"][0].as_str().unwrap().to_owned()));
+    let mut want: Vec<String> = (0..MEMBERS).map(|i| format!("m{i:03}@example.org")).collect();
+    want.extend((0..SINGLES).map(|i| format!("s{i:03}@example.net")));
+    let missing: Vec<&String> = want.iter().filter(|a| !emails.contains_key(*a)).collect();
+    let repeated: Vec<(&String, &usize)> = emails.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(missing.is_empty(), "{} addresses got nothing: {missing:?}", missing.len());
+    assert!(repeated.is_empty(), "{} addresses got more than one email: {repeated:?}", repeated.len());
+    assert_eq!(emails.len(), want.len());
+    let sms = count_by(w.moto.sms().await.iter().map(|s| s["phone_number"].as_str().unwrap().to_owned()));
+    assert_eq!(sms, (0..WITH_SMS).map(|i| (phone(i), 1)).collect::<HashMap<_, _>>());
+
+    // Each fault really happened.
+    for fault in every_fault().as_object().unwrap().keys() {
+        if fault == "scheduler.internal_error" {
+            continue; // sends due within 15 minutes make no schedule
+        }
+        assert!(report["injected"][fault].as_u64().unwrap_or(0) > 0, "{fault} was never injected: {report}");
+    }
+}

@@ -1,0 +1,217 @@
+//! The parts of AWS that move messages between the functions, played as AWS plays them:
+//!
+//! - the SQS event source mappings: a batch received (through the fault proxy, so a message can
+//!   come twice), the function invoked with it, the records it does not report as failed
+//!   deleted, the others left to come back after their visibility timeout;
+//! - Lambda's timeout: an invocation still running at its function's `Timeout` is killed (its
+//!   future dropped, wherever it is, a provider call included) and nothing of its batch is
+//!   deleted;
+//! - EventBridge Scheduler: a one-shot `at()` schedule fires "with 60 second precision", so at
+//!   the earliest moment that allows: the first second of the minute it names (before the
+//!   second it names, and at once for a schedule whose minute has come). Firing puts the
+//!   target's input on the target queue and deletes the schedule (ActionAfterCompletion DELETE).
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use notify_aws::handlers::{DispatchConsumer, dispatch_event, fanout_event};
+use notify_core::services::fanout::Fanout;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::aws::{AwsWorld, sqs_event};
+
+#[derive(Debug, Clone)]
+pub struct LambdaSettings {
+    pub fanout_timeout: Duration,
+    pub dispatch_timeout: Duration,
+    /// The event source mapping's batch size for dispatch (fanout's is 1).
+    pub dispatch_batch: i32,
+    /// Dispatch invocations at once (`MaximumConcurrency`).
+    pub dispatch_concurrency: usize,
+}
+
+impl Default for LambdaSettings {
+    fn default() -> Self {
+        Self {
+            fanout_timeout: Duration::from_secs(60),
+            dispatch_timeout: Duration::from_secs(30),
+            dispatch_batch: 10,
+            dispatch_concurrency: 2,
+        }
+    }
+}
+
+/// A schedule fire: its name, the time its expression names, and when it fired.
+#[derive(Debug, Clone)]
+pub struct Fire {
+    pub name: String,
+    pub named: Timestamp,
+    pub fired_at: Timestamp,
+}
+
+#[derive(Default)]
+pub struct Stats {
+    pub fanout_invocations: AtomicUsize,
+    pub dispatch_invocations: AtomicUsize,
+    /// Invocations killed at their timeout.
+    pub killed_fanout: AtomicUsize,
+    pub killed_dispatch: AtomicUsize,
+    pub fires: Mutex<Vec<Fire>>,
+}
+
+/// The event source mappings and the scheduler, running until `stop`.
+pub struct Lambdas {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<JoinHandle<()>>,
+    pub stats: Arc<Stats>,
+}
+
+type Handler = Arc<
+    dyn Fn(aws_lambda_events::sqs::SqsEvent, Instant) -> futures::future::BoxFuture<'static, aws_lambda_events::sqs::SqsBatchResponse>
+        + Send
+        + Sync,
+>;
+
+impl Lambdas {
+    pub fn start(world: &AwsWorld, fanout: Fanout, dispatch: DispatchConsumer, settings: LambdaSettings) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(Stats::default());
+        let fanout = Arc::new(fanout);
+        let dispatch = Arc::new(dispatch);
+        let mut tasks = Vec::new();
+        let fanout_handler: Handler = Arc::new(move |event, _deadline| {
+            let fanout = fanout.clone();
+            Box::pin(async move { fanout_event(&fanout, event).await })
+        });
+        tasks.push(tokio::spawn(mapping(
+            world,
+            world.config.fanout_queue_url.clone(),
+            1,
+            settings.fanout_timeout,
+            fanout_handler,
+            stats.clone(),
+            stop.clone(),
+            |s| (&s.fanout_invocations, &s.killed_fanout),
+        )));
+        for _ in 0..settings.dispatch_concurrency {
+            let dispatch = dispatch.clone();
+            let handler: Handler = Arc::new(move |event, deadline| {
+                let dispatch = dispatch.clone();
+                Box::pin(async move { dispatch_event(&dispatch, event, deadline).await })
+            });
+            tasks.push(tokio::spawn(mapping(
+                world,
+                world.config.dispatch_queue_url.clone(),
+                settings.dispatch_batch,
+                settings.dispatch_timeout,
+                handler,
+                stats.clone(),
+                stop.clone(),
+                |s| (&s.dispatch_invocations, &s.killed_dispatch),
+            )));
+        }
+        tasks.push(tokio::spawn(scheduler(world, stats.clone(), stop.clone())));
+        Self { stop, tasks, stats }
+    }
+
+    pub async fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn mapping(
+    world: &AwsWorld,
+    queue_url: String,
+    batch: i32,
+    timeout: Duration,
+    handler: Handler,
+    stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+    counters: fn(&Stats) -> (&AtomicUsize, &AtomicUsize),
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    // The mapping's own SQS calls go through the proxy too: AWS's receives fail and repeat.
+    let sqs = aws_sdk_sqs::Client::new(&world.sdk);
+    async move {
+        while !stop.load(Ordering::Relaxed) {
+            let received = sqs
+                .receive_message()
+                .queue_url(&queue_url)
+                .max_number_of_messages(batch)
+                .wait_time_seconds(1)
+                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+                .send()
+                .await;
+            let messages = match received {
+                Ok(out) => out.messages.unwrap_or_default(),
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            if messages.is_empty() {
+                continue;
+            }
+            let event = sqs_event(&messages);
+            counters(&stats).0.fetch_add(1, Ordering::Relaxed);
+            let deadline = Instant::now() + timeout;
+            let Ok(response) = tokio::time::timeout_at(deadline, handler(event.clone(), deadline)).await else {
+                // Killed at the timeout: the whole batch comes back after its visibility timeout.
+                counters(&stats).1.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+            for m in &messages {
+                if !failed.contains(&m.message_id().unwrap_or_default()) {
+                    // A failed delete leaves the message to come back: at-least-once.
+                    let _ = sqs.delete_message().queue_url(&queue_url).receipt_handle(m.receipt_handle().unwrap_or_default()).send().await;
+                }
+            }
+        }
+    }
+}
+
+/// The time an `at(yyyy-mm-ddThh:mm:ss)` expression names, in UTC.
+pub fn at_time(expression: &str) -> Option<Timestamp> {
+    let inner = expression.strip_prefix("at(")?.strip_suffix(')')?;
+    let civil: jiff::civil::DateTime = inner.parse().ok()?;
+    civil.to_zoned(jiff::tz::TimeZone::UTC).ok().map(|z| z.timestamp())
+}
+
+fn scheduler(world: &AwsWorld, stats: Arc<Stats>, stop: Arc<AtomicBool>) -> impl std::future::Future<Output = ()> + Send + 'static {
+    // EventBridge's own moves: straight to moto, never faulted.
+    let client = aws_sdk_scheduler::Client::new(&world.direct);
+    let sqs = aws_sdk_sqs::Client::new(&world.direct);
+    let group = world.config.schedule_group.clone();
+    let queues = [(world.config.fanout_queue_arn.clone(), world.config.fanout_queue_url.clone())];
+    async move {
+        while !stop.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let Ok(list) = client.list_schedules().group_name(&group).send().await else { continue };
+            for summary in list.schedules() {
+                let Some(name) = summary.name() else { continue };
+                let Ok(s) = client.get_schedule().name(name).group_name(&group).send().await else { continue };
+                let Some(named) = s.schedule_expression().and_then(at_time) else { continue };
+                let earliest = Timestamp::from_second(named.as_second().div_euclid(60) * 60).unwrap();
+                let now = Timestamp::now();
+                if now < earliest {
+                    continue;
+                }
+                let Some(target) = s.target() else { continue };
+                let Some((_, url)) = queues.iter().find(|(arn, _)| arn == target.arn()) else { continue };
+                if sqs.send_message().queue_url(url).message_body(target.input().unwrap_or_default()).send().await.is_err() {
+                    continue; // Scheduler retries a target it cannot reach
+                }
+                let _ = client.delete_schedule().name(name).group_name(&group).send().await;
+                stats.fires.lock().unwrap().push(Fire { name: name.to_owned(), named, fired_at: now });
+            }
+        }
+    }
+}
