@@ -215,3 +215,134 @@ async fn under_every_fault_at_once_each_message_arrives_exactly_once_and_counts_
         assert!(report["injected"][fault].as_u64().unwrap_or(0) > 0, "{fault} was never injected: {report}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn when_aws_keeps_failing_the_api_answers_503_and_a_retry_with_the_same_key_sends_once() {
+    let _ = tracing_subscriber::fmt().with_env_filter("off").with_test_writer().try_init();
+    let w = world(no_faults()).await;
+    let proxy = w.proxy.as_ref().unwrap();
+    let mut api = ApiHandler::new(&w);
+    let body = json!({"to": {"email": "retry@example.org"}, "content": {"subject": "Once", "text": "Only once"}});
+    let post = with_key(api_event("api-post-notification-now.json", None, Some(body)), "client-retry-1");
+
+    // DynamoDB fails every call: nothing is stored, the answer says to retry.
+    proxy.set(json!({"dynamodb.internal_error": 1.0})).await;
+    let a = api.call(post.clone()).await;
+    assert_eq!(a.status, 503, "{:?}", a.body);
+    assert_eq!(a.headers["content-type"], "application/problem+json");
+    assert_eq!(a.headers["retry-after"], "1");
+    assert!(a.body["detail"].as_str().unwrap().contains("Idempotency-Key"), "{:?}", a.body);
+
+    // The notification is stored, then SQS fails: still 503, and nothing is lost.
+    proxy.set(json!({"dynamodb.internal_error": 0.0, "sqs.internal_error": 1.0})).await;
+    let a = api.call(post.clone()).await;
+    assert_eq!(a.status, 503, "{:?}", a.body);
+
+    // The client's retry with the same key: the same notification, sent once.
+    proxy.set(no_faults()).await;
+    let lambdas = Lambdas::start(&w, wiring::fanout(&w.config, &w.sdk), wiring::dispatch(&w.config, &w.sdk).unwrap(), settings());
+    let a = api.call(post.clone()).await;
+    assert_eq!(a.status, 202, "{:?}", a.body);
+    let id = a.body["id"].as_str().unwrap().to_owned();
+    let again = api.call(post.clone()).await;
+    assert_eq!(again.body["id"], a.body["id"], "a replay");
+    let finals = wait_final(&mut api, std::slice::from_ref(&id), Duration::from_secs(60)).await;
+    assert_eq!(finals[&id]["status"], "completed");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    lambdas.stop().await;
+    let to = w.moto.raw_emails().await.iter().filter(|e| e["destinations"][0] == "retry@example.org").count();
+    assert_eq!(to, 1);
+}
+
+/// A dispatch invocation killed at its timeout in the middle of a batch: nothing is lost, and
+/// only a send that was in SES's hands at the kill can repeat. With a send reserve longer than
+/// a send, no send is cut off and nothing repeats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dispatch_killed_at_its_timeout_loses_nothing_and_repeats_only_a_send_cut_off() {
+    let _ = tracing_subscriber::fmt().with_env_filter("off").with_test_writer().try_init();
+    const GROUP: usize = 40;
+    for (reserve_ms, may_repeat) in [(50, true), (1500, false)] {
+        let mut w = world(json!({"ses.delay_ms": 300})).await;
+        w.config.dispatch_time_budget_secs = 60;
+        w.config.dispatch_send_reserve_ms = reserve_ms;
+        w.config.dispatch_lease_secs = 3;
+        let mut api = ApiHandler::new(&w);
+        for i in 0..GROUP {
+            let body = json!({"email": format!("k{i:02}@example.org")});
+            assert_eq!(api.call(api_event("api-put-user.json", Some(&format!("/v1/users/k{i:02}")), Some(body))).await.status, 200);
+        }
+        api.call(api_event("api-put-group.json", Some("/v1/groups/k"), Some(json!({"name": "K"})))).await;
+        let ids: Vec<String> = (0..GROUP).map(|i| format!("k{i:02}")).collect();
+        api.call(api_event("api-change-group-members.json", Some("/v1/groups/k/members"), Some(json!({"add": ids, "remove": []})))).await;
+        let lambdas = Lambdas::start(
+            &w,
+            wiring::fanout(&w.config, &w.sdk),
+            wiring::dispatch(&w.config, &w.sdk).unwrap(),
+            LambdaSettings { dispatch_timeout: Duration::from_secs(2), ..settings() },
+        );
+        let body = json!({"to": {"group_id": "k"}, "content": {"subject": "Cut", "text": "Off"}});
+        let a = api.call(api_event("api-post-notification-now.json", None, Some(body))).await;
+        let id = a.body["id"].as_str().unwrap().to_owned();
+        let finals = wait_final(&mut api, std::slice::from_ref(&id), Duration::from_secs(120)).await;
+        assert_eq!(finals[&id]["status"], "completed", "{}", finals[&id]);
+        assert_eq!(finals[&id]["counts"]["sent"], GROUP);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let killed = lambdas.stats.killed_dispatch.load(Ordering::Relaxed);
+        lambdas.stop().await;
+        let emails = count_by(w.moto.raw_emails().await.iter().map(|e| e["destinations"][0].as_str().unwrap().to_owned()));
+        assert_eq!(emails.len(), GROUP, "every member got the email");
+        let repeats: usize = emails.values().map(|n| n - 1).sum();
+        eprintln!("send reserve {reserve_ms} ms: {killed} dispatch invocations killed, {repeats} sends repeated");
+        if may_repeat {
+            assert!(killed > 0, "the kills happened");
+            // At most the sends in flight at each kill: one per message of the batch.
+            assert!(repeats <= killed * 10, "{repeats} repeats for {killed} kills");
+        } else {
+            assert_eq!(repeats, 0, "no send was cut off");
+        }
+    }
+}
+
+/// SES pauses the account's sending: the deliveries wait, pending, without using up attempts
+/// and without a call per delivery, and go out once SES sends again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_paused_ses_account_makes_deliveries_wait_not_fail() {
+    let _ = tracing_subscriber::fmt().with_env_filter("off").with_test_writer().try_init();
+    const GROUP: usize = 30;
+    let mut w = world(json!({"ses.paused": 1.0})).await;
+    w.config.channel_pause_secs = 2;
+    let proxy = w.proxy.as_ref().unwrap();
+    let mut api = ApiHandler::new(&w);
+    for i in 0..GROUP {
+        let body = json!({"email": format!("p{i:02}@example.org")});
+        assert_eq!(api.call(api_event("api-put-user.json", Some(&format!("/v1/users/p{i:02}")), Some(body))).await.status, 200);
+    }
+    api.call(api_event("api-put-group.json", Some("/v1/groups/p"), Some(json!({"name": "P"})))).await;
+    let ids: Vec<String> = (0..GROUP).map(|i| format!("p{i:02}")).collect();
+    api.call(api_event("api-change-group-members.json", Some("/v1/groups/p/members"), Some(json!({"add": ids, "remove": []})))).await;
+    let lambdas = Lambdas::start(&w, wiring::fanout(&w.config, &w.sdk), wiring::dispatch(&w.config, &w.sdk).unwrap(), settings());
+    let body = json!({"to": {"group_id": "p"}, "content": {"subject": "Paused", "text": "Then sent"}});
+    let a = api.call(api_event("api-post-notification-now.json", None, Some(body))).await;
+    let id = a.body["id"].as_str().unwrap().to_owned();
+
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let n = api.call(api_event("api-get-notification.json", Some(&format!("/v1/notifications/{id}")), None)).await;
+    assert_eq!(n.body["status"], "sending", "{}", n.body);
+    assert_eq!(n.body["counts"]["pending"], GROUP, "nothing failed while paused: {}", n.body);
+    let calls = proxy.report().await["injected"]["ses.paused"].as_u64().unwrap_or(0);
+    assert!((1..=12).contains(&calls), "a few calls find the pause, not one per delivery per receive: {calls}");
+
+    proxy.set(json!({"ses.paused": 0.0})).await;
+    let finals = wait_final(&mut api, std::slice::from_ref(&id), Duration::from_secs(60)).await;
+    assert_eq!(finals[&id]["status"], "completed", "{}", finals[&id]);
+    assert_eq!(finals[&id]["counts"]["sent"], GROUP);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    lambdas.stop().await;
+    let emails = count_by(w.moto.raw_emails().await.iter().map(|e| e["destinations"][0].as_str().unwrap().to_owned()));
+    assert_eq!(emails.len(), GROUP);
+    assert!(emails.values().all(|n| *n == 1));
+    let d = api.call(api_event("api-get-deliveries.json", Some(&format!("/v1/notifications/{id}/deliveries")), None)).await;
+    for d in d.body["items"].as_array().unwrap() {
+        assert_eq!(d["attempts"], 1, "the pause used up no attempt: {d}");
+    }
+}

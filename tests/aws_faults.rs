@@ -32,7 +32,7 @@ async fn run_until_final(w: &AwsWorld, api: &mut ApiHandler, dispatch: &Dispatch
         assert!(Instant::now() < deadline, "the send did not finish");
         let e = w.receive_event(&w.config.fanout_queue_url, 1).await;
         if !e.records.is_empty() {
-            let r = fanout_event(&fanout, e.clone()).await;
+            let r = fanout_event(&fanout, e.clone(), w.config.fanout_max_receives).await;
             assert!(r.batch_item_failures.is_empty(), "{r:?}");
             w.settle(&w.config.fanout_queue_url, &e, &r).await;
             continue;
@@ -159,7 +159,7 @@ async fn a_retried_message_is_hidden_for_its_backoff_and_its_last_receive_marks_
     let id = a.body["id"].as_str().unwrap().to_owned();
     let fanout = wiring::fanout(&w.config, &w.sdk);
     let e = w.receive_event(&w.config.fanout_queue_url, 1).await;
-    fanout_event(&fanout, e.clone()).await;
+    fanout_event(&fanout, e.clone(), w.config.fanout_max_receives).await;
     w.settle(&w.config.fanout_queue_url, &e, &Default::default()).await;
 
     let e = w.receive_event(&w.config.dispatch_queue_url, 10).await;

@@ -17,7 +17,7 @@ async fn run_queues(w: &AwsWorld) {
         if e.records.is_empty() {
             break;
         }
-        let r = fanout_event(&fanout, e.clone()).await;
+        let r = fanout_event(&fanout, e.clone(), w.config.fanout_max_receives).await;
         assert!(r.batch_item_failures.is_empty(), "fanout failed: {r:?}");
         w.settle(&w.config.fanout_queue_url, &e, &r).await;
     }
@@ -47,7 +47,9 @@ fn in_secs(secs: i64) -> String {
 
 #[tokio::test]
 async fn scheduled_email_and_sms_go_through_api_scheduler_fanout_and_dispatch() {
-    let w = AwsWorld::start().await;
+    let mut w = AwsWorld::start().await;
+    // Every reserved send gets a schedule here (not only those due in more than 15 minutes).
+    w.config.queue_delay_max_secs = 0;
     let mut api = ApiHandler::new(&w);
     assert_eq!(api.call(event("api-put-user.json")).await.status, 200);
     assert_eq!(api.call(event("api-put-template.json")).await.status, 200);
@@ -123,7 +125,9 @@ async fn immediate_send_goes_straight_to_the_fanout_queue() {
 
 #[tokio::test]
 async fn cancel_deletes_the_schedule_and_a_late_fire_sends_nothing() {
-    let w = AwsWorld::start().await;
+    let mut w = AwsWorld::start().await;
+    // Every reserved send gets a schedule here (not only those due in more than 15 minutes).
+    w.config.queue_delay_max_secs = 0;
     let mut api = ApiHandler::new(&w);
     let mut e = event("api-post-notification-scheduled.json");
     let mut body: Value = serde_json::from_str(e["body"].as_str().unwrap()).unwrap();
@@ -146,7 +150,9 @@ async fn cancel_deletes_the_schedule_and_a_late_fire_sends_nothing() {
 
 #[tokio::test]
 async fn a_dispatch_message_delivered_twice_sends_once_and_a_schedule_fired_twice_too() {
-    let w = AwsWorld::start().await;
+    let mut w = AwsWorld::start().await;
+    // Every reserved send gets a schedule here (not only those due in more than 15 minutes).
+    w.config.queue_delay_max_secs = 0;
     let mut api = ApiHandler::new(&w);
     let body = json!({"to": {"email": "twice@example.org"}, "content": {"subject": "Once", "text": "Only once"}, "send_at": in_secs(1)});
     let a = api.call(api_event("api-post-notification-now.json", None, Some(body))).await;
@@ -159,7 +165,7 @@ async fn a_dispatch_message_delivered_twice_sends_once_and_a_schedule_fired_twic
     let fanout = wiring::fanout(&w.config, &w.sdk);
     for _ in 0..2 {
         let e = w.receive_event(&w.config.fanout_queue_url, 1).await;
-        let r = fanout_event(&fanout, e.clone()).await;
+        let r = fanout_event(&fanout, e.clone(), w.config.fanout_max_receives).await;
         w.settle(&w.config.fanout_queue_url, &e, &r).await;
     }
     // Two dispatch messages for one delivery (one per fire); deliver each twice.
@@ -200,7 +206,7 @@ async fn a_failed_dispatch_is_reported_alone_for_redelivery() {
     let fanout = wiring::fanout(&w.config, &w.sdk);
     for _ in 0..2 {
         let e = w.receive_event(&w.config.fanout_queue_url, 1).await;
-        let r = fanout_event(&fanout, e.clone()).await;
+        let r = fanout_event(&fanout, e.clone(), w.config.fanout_max_receives).await;
         w.settle(&w.config.fanout_queue_url, &e, &r).await;
     }
     // An unverified sender: SES refuses for good, the delivery is failed, the message is done.
@@ -271,7 +277,7 @@ async fn every_file_in_events_goes_through_its_handler() {
             };
             assert!(ok, "{name}: {} {:?}", a.status, a.body);
         } else if name.starts_with("sqs-fanout") {
-            let r = fanout_event(&fanout, serde_json::from_value(e).unwrap()).await;
+            let r = fanout_event(&fanout, serde_json::from_value(e).unwrap(), w.config.fanout_max_receives).await;
             assert!(r.batch_item_failures.is_empty(), "{name}: an unknown notification is ignored, not retried");
         } else if name.starts_with("sqs-dispatch") {
             let r = dispatch_event(&dispatch, serde_json::from_value(e).unwrap(), notify_tests::aws::dispatch_deadline()).await;

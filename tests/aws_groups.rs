@@ -77,7 +77,7 @@ async fn a_2500_member_group_gets_one_email_each_and_the_fanout_continues_itself
         }
         let job: serde_json::Value = serde_json::from_str(e.records[0].body.as_deref().unwrap()).unwrap();
         assert_eq!(job.get("cursor").is_some(), fanout_runs > 0, "every run after the first is a continuation");
-        let r = fanout_event(&fanout, e.clone()).await;
+        let r = fanout_event(&fanout, e.clone(), w.config.fanout_max_receives).await;
         assert!(r.batch_item_failures.is_empty());
         w.settle(&w.config.fanout_queue_url, &e, &r).await;
         fanout_runs += 1;

@@ -20,7 +20,7 @@ use notify_aws::store::READ_CONCURRENCY;
 use notify_core::delivery::{Claim, Delivery, DeliveryKey, DeliveryStatus, Outcome};
 use notify_core::domain::{Channel, GroupId, IdempotencyKey, NotificationId, TemplateId, UserId};
 use notify_core::group::Group;
-use notify_core::jobs::{DispatchJob, FanoutJob};
+use notify_core::jobs::{Chore, DispatchJob, FanoutJob};
 use notify_core::memory::MemoryStore;
 use notify_core::notification::{Counts, Notification, Status};
 use notify_core::ports::{
@@ -126,6 +126,9 @@ impl Store for SimStore {
     async fn delete_group(&self, id: &GroupId) -> Result<bool, StoreError> {
         self.inner.delete_group(id).await
     }
+    async fn purge_group(&self, id: &GroupId, max: usize) -> Result<bool, StoreError> {
+        self.inner.purge_group(id, max).await
+    }
     async fn add_members(&self, id: &GroupId, users: &[UserId]) -> Result<u64, StoreError> {
         self.inner.add_members(id, users).await
     }
@@ -227,7 +230,7 @@ impl Store for SimStore {
         let to = match outcome {
             Outcome::Sent { .. } => SENT,
             Outcome::Failed { .. } => FAILED,
-            Outcome::Retry { .. } => {
+            Outcome::Retry { .. } | Outcome::Deferred { .. } => {
                 if let Some(row) = d.rows.get_mut(&(key.recipient.clone(), key.channel)) {
                     row.2 = None;
                 }
@@ -306,6 +309,11 @@ impl Queues for SimQueues {
             pause(delay).await;
             let _ = tx.send(job);
         });
+        Ok(())
+    }
+
+    async fn send_chore(&self, _chore: &Chore) -> Result<(), QueueError> {
+        self.calls.add("SQS SendMessage", 1);
         Ok(())
     }
 

@@ -224,9 +224,11 @@ impl AwsWorld {
             retry_base_secs: 1,
             // As the test queues' redrive policy.
             dispatch_max_receives: 5,
+            fanout_max_receives: 5,
             queue_delay_max_secs: 900,
             dispatch_send_reserve_ms: 5000,
             dispatch_lease_secs: 40,
+            channel_pause_secs: 300,
         };
         let direct = sdk.clone();
         let (proxy, sdk) = match &options.faults {

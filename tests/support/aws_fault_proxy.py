@@ -45,6 +45,8 @@ DEFAULT_RATES = {
     "sqs.internal_error": 0.0,
     "sqs.duplicate": 0.0,
     "ses.throttle": 0.0,
+    # SES paused the account's sending (a bounce or complaint rate too high).
+    "ses.paused": 0.0,
     "sns.throttle": 0.0,
     "scheduler.internal_error": 0.0,
     # An UpdateSchedule that meets its schedule just fired (and deleted itself): the proxy
@@ -246,6 +248,8 @@ def fault_for(method, path, headers, body):
         delay = RATES.get("ses.delay_ms", 0)
         if delay:
             time.sleep(delay * (0.5 + RNG.random()) / 1000)
+        if draw("ses.paused"):
+            return rest_json_error(400, "SendingPausedException", "Email sending is disabled for your entire Amazon SES account. (injected)")
         if draw("ses.throttle"):
             return rest_json_error(429, "TooManyRequestsException", "Maximum sending rate exceeded. (injected)")
     if service == "sns" and b"Action=Publish" in body and draw("sns.throttle"):

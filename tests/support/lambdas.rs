@@ -81,11 +81,12 @@ impl Lambdas {
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(Stats::default());
         let fanout = Arc::new(fanout);
+        let max_receives = world.config.fanout_max_receives;
         let dispatch = Arc::new(dispatch);
         let mut tasks = Vec::new();
         let fanout_handler: Handler = Arc::new(move |event, _deadline| {
             let fanout = fanout.clone();
-            Box::pin(async move { fanout_event(&fanout, event).await })
+            Box::pin(async move { fanout_event(&fanout, event, max_receives).await })
         });
         tasks.push(tokio::spawn(mapping(
             world,

@@ -34,6 +34,9 @@ pub struct AwsConfig {
     /// The dispatch queue's `maxReceiveCount`: on that receive, pending deliveries are marked
     /// failed before the message goes to the dead-letter queue.
     pub dispatch_max_receives: u32,
+    /// The fanout queue's `maxReceiveCount`: on that receive a failing job is put back for
+    /// later instead of going to the dead-letter queue.
+    pub fanout_max_receives: u32,
     /// A reserved send due within this many seconds (at most SQS's 900) waits on the fanout
     /// queue with `DelaySeconds` instead of getting a schedule.
     pub queue_delay_max_secs: u64,
@@ -43,6 +46,9 @@ pub struct AwsConfig {
     /// Seconds a dispatch claim keeps other workers off a delivery: longer than the dispatch
     /// function's timeout, since no invocation outlives it.
     pub dispatch_lease_secs: u64,
+    /// Seconds a channel rests after SES or SNS stopped it (sending paused, access denied,
+    /// daily quota), and a job of that channel waits before it comes back (at most 900).
+    pub channel_pause_secs: u64,
 }
 
 fn number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
@@ -89,9 +95,11 @@ impl AwsConfig {
             sms_per_second: rate("NOTIFY_SMS_PER_SECOND")?,
             retry_base_secs: number("NOTIFY_RETRY_BASE_SECS", 5)?,
             dispatch_max_receives: number("NOTIFY_DISPATCH_MAX_RECEIVES", 10)?,
+            fanout_max_receives: number("NOTIFY_FANOUT_MAX_RECEIVES", 5)?,
             queue_delay_max_secs: number("NOTIFY_QUEUE_DELAY_MAX_SECS", 900u64)?.min(900),
             dispatch_send_reserve_ms: number("NOTIFY_DISPATCH_SEND_RESERVE_MS", 5000)?,
             dispatch_lease_secs: number("NOTIFY_DISPATCH_LEASE_SECS", 40)?,
+            channel_pause_secs: number("NOTIFY_CHANNEL_PAUSE_SECS", 300)?,
         })
     }
 }

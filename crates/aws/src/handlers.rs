@@ -9,7 +9,8 @@ use futures::future::join_all;
 use tokio::time::Instant;
 
 use notify_core::backoff::Backoff;
-use notify_core::jobs::{DispatchJob, FanoutJob};
+use notify_core::jobs::{Chore, DispatchJob, FanoutMessage};
+use notify_core::ports::MAX_QUEUE_DELAY;
 use notify_core::services::dispatch::Dispatch;
 use notify_core::services::fanout::Fanout;
 
@@ -21,21 +22,43 @@ fn parse<T: serde::de::DeserializeOwned>(record: &SqsMessage) -> Option<T> {
 
 /// Fanout: one job per message, in order. A failed message goes back to the queue and, after
 /// `maxReceiveCount` receives, to its dead-letter queue.
-pub async fn fanout_event(fanout: &Fanout, event: SqsEvent) -> SqsBatchResponse {
+pub async fn fanout_event(fanout: &Fanout, event: SqsEvent, max_receives: u32) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
     for record in event.records {
         let message_id = record.message_id.clone().unwrap_or_default();
-        let Some(job) = parse::<FanoutJob>(&record) else {
+        let Some(message) = parse::<FanoutMessage>(&record) else {
             tracing::error!(message_id, "not a fanout job");
             response.add_failure(message_id);
             continue;
         };
-        match fanout.handle(&job).await {
-            Ok(report) => {
-                tracing::info!(id = %job.notification_id, deliveries = report.deliveries, jobs = report.dispatch_jobs, continued = report.continued, ignored = report.ignored, "fanout")
-            }
+        match fanout.handle_message(&message).await {
+            Ok(report) => tracing::info!(
+                ?message,
+                deliveries = report.deliveries,
+                jobs = report.dispatch_jobs,
+                continued = report.continued,
+                ignored = report.ignored,
+                "fanout"
+            ),
             Err(e) => {
-                tracing::error!(id = %job.notification_id, error = %e, "fanout failed");
+                tracing::error!(?message, error = %e, "fanout failed");
+                let receives: u32 = record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1);
+                if receives >= max_receives {
+                    // Its last receive: rather than leave the notification `sending` for ever
+                    // behind a dead-lettered job, put a fresh copy back, 15 minutes on. A job
+                    // that can never pass keeps logging this error for an operator to see.
+                    tracing::error!(?message, receives, "a fanout job keeps failing: put back for later instead of dead-lettered");
+                    let put_back = match &message {
+                        FanoutMessage::Job(job) => fanout.queues.send_fanout_after(job, MAX_QUEUE_DELAY).await,
+                        FanoutMessage::Chore { chore: chore @ Chore::PurgeGroup { .. } } => fanout.queues.send_chore(chore).await,
+                        // The next sweep comes in minutes anyway.
+                        FanoutMessage::Chore { chore: Chore::Sweep } => Ok(()),
+                    };
+                    match put_back {
+                        Ok(()) => continue,
+                        Err(e) => tracing::error!(error = %e, "could not put the fanout job back"),
+                    }
+                }
                 response.add_failure(message_id);
             }
         }
@@ -51,6 +74,8 @@ pub struct DispatchConsumer {
     pub backoff: Backoff,
     /// The queue's `maxReceiveCount`.
     pub max_receives: u32,
+    /// How long a job whose channel is paused waits before it comes back.
+    pub pause: Duration,
 }
 
 /// Dispatch: the messages of a batch in parallel; only those with a delivery left to retry
@@ -69,9 +94,25 @@ pub async fn dispatch_event(consumer: &DispatchConsumer, event: SqsEvent, deadli
         };
         let why = match consumer.dispatch.handle_until(&job, deadline).await {
             Ok(report) => {
-                tracing::info!(id = %job.notification_id, sent = report.sent, failed = report.failed, already_done = report.already_done, throttled = report.throttled, retry = report.retry, "dispatch");
+                tracing::info!(id = %job.notification_id, sent = report.sent, failed = report.failed, already_done = report.already_done, throttled = report.throttled, deferred = report.deferred, retry = report.retry, rest = report.rest.as_ref().map(|r| r.items.len()), "dispatch");
+                if let Some(rest) = &report.rest {
+                    if let Err(e) = consumer.queues.send_dispatch_after(rest, Duration::ZERO).await {
+                        // The whole job comes back instead; its done deliveries are found done.
+                        tracing::warn!(id = %job.notification_id, error = %e, "could not queue the rest of a job");
+                        consumer.retry_later(record, &job, "out of time").await;
+                        return Some(message_id);
+                    }
+                }
                 if !report.retry {
                     return None;
+                }
+                if report.paused {
+                    // A paused channel may stay paused for hours: the job waits as a new message
+                    // (its receive count starts again), and this one is done.
+                    match consumer.queues.send_dispatch_after(&job, consumer.pause).await {
+                        Ok(()) => return None,
+                        Err(e) => tracing::warn!(id = %job.notification_id, error = %e, "could not put a paused job back"),
+                    }
                 }
                 "some deliveries will be retried".to_owned()
             }

@@ -18,6 +18,18 @@ const THROTTLING_CODES: &[&str] = &[
     "KMSThrottlingException",
 ];
 
+/// Error codes that stop a channel for every recipient: SES paused or suspended the account's
+/// sending, or the function's role may not send (IAM). Sending more only fails more.
+const PAUSING_CODES: &[&str] = &[
+    "SendingPausedException",
+    "AccountSuspendedException",
+    "AccessDeniedException",
+    "AccessDenied",
+    "AuthorizationError",
+    "InvalidClientTokenId",
+    "ExpiredTokenException",
+];
+
 /// Error codes that mean "try later".
 const TRANSIENT_CODES: &[&str] = &["ServiceUnavailable", "InternalFailure", "InternalError", "InternalServerError"];
 
@@ -31,7 +43,12 @@ where
             let message = se.err().message().unwrap_or("");
             let status = se.raw().status().as_u16();
             let text = format!("{service} {status} {code}: {message}");
-            if status == 429 || THROTTLING_CODES.contains(&code) {
+            // SES's daily quota answers LimitExceededException, as its per-second rate can:
+            // only the message tells them apart.
+            let daily_quota = code == "LimitExceededException" && message.to_ascii_lowercase().contains("daily");
+            if PAUSING_CODES.contains(&code) || daily_quota {
+                SendError::paused(text)
+            } else if status == 429 || THROTTLING_CODES.contains(&code) {
                 SendError::throttled(text)
             } else if status >= 500 || TRANSIENT_CODES.contains(&code) {
                 SendError::transient(text)

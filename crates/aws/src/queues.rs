@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
-use notify_core::jobs::{DispatchJob, FanoutJob};
+use notify_core::jobs::{Chore, DispatchJob, FanoutJob, FanoutMessage};
 use notify_core::ports::{MAX_QUEUE_DELAY, QueueError, Queues};
 
 use crate::provider_error::describe;
@@ -57,6 +57,23 @@ impl SqsQueues {
             .queue_url(&self.dispatch_url)
             .receipt_handle(receipt_handle)
             .visibility_timeout(secs)
+            .send()
+            .await
+            .map_err(|e| QueueError(format!("sqs: {}", describe(&e))))?;
+        Ok(())
+    }
+
+    /// Puts a dispatch job back as a new message, hidden for `delay` (at most 15 minutes): a
+    /// job whose channel is paused waits without counting receives towards its dead-letter
+    /// queue, however long the pause lasts.
+    pub async fn send_dispatch_after(&self, job: &DispatchJob, delay: Duration) -> Result<(), QueueError> {
+        let body = serde_json::to_string(job).map_err(|e| QueueError(e.to_string()))?;
+        let secs = delay.as_secs().min(MAX_QUEUE_DELAY.as_secs()) as i32;
+        self.client
+            .send_message()
+            .queue_url(&self.dispatch_url)
+            .message_body(body)
+            .delay_seconds(secs)
             .send()
             .await
             .map_err(|e| QueueError(format!("sqs: {}", describe(&e))))?;
@@ -131,6 +148,18 @@ impl Queues for SqsQueues {
             .queue_url(&self.fanout_url)
             .message_body(body)
             .delay_seconds(secs)
+            .send()
+            .await
+            .map_err(|e| QueueError(format!("sqs: {}", describe(&e))))?;
+        Ok(())
+    }
+
+    async fn send_chore(&self, chore: &Chore) -> Result<(), QueueError> {
+        let body = serde_json::to_string(&FanoutMessage::Chore { chore: chore.clone() }).map_err(|e| QueueError(e.to_string()))?;
+        self.client
+            .send_message()
+            .queue_url(&self.fanout_url)
+            .message_body(body)
             .send()
             .await
             .map_err(|e| QueueError(format!("sqs: {}", describe(&e))))?;

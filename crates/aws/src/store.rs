@@ -637,42 +637,81 @@ impl Store for DynamoStore {
             .table_name(&self.table)
             .set_key(Some(key(format!("G#{id}"), "G")))
             .update_expression("SET #name = :name ADD member_count :zero")
+            .condition_expression("attribute_not_exists(deleting)")
             .expression_attribute_names("#name", "name")
             .expression_attribute_values(":name", s(name))
             .expression_attribute_values(":zero", n(0))
             .return_values(ReturnValue::AllNew)
             .send()
-            .await
-            .map_err(err)?;
-        Ok(read_group(id, &out.attributes.unwrap_or_default()))
+            .await;
+        match out {
+            Ok(out) => Ok(read_group(id, &out.attributes.unwrap_or_default())),
+            Err(e) if is_condition_failure(&e) => {
+                Err(StoreError::Conflict("the group is still being deleted; create it again in a moment".into()))
+            }
+            Err(e) => Err(err(e)),
+        }
     }
 
     async fn get_group(&self, id: &GroupId) -> Result<Option<Group>, StoreError> {
-        Ok(self.get(format!("G#{id}"), "G").await?.map(|item| read_group(id, &item)))
+        let item = self.get(format!("G#{id}"), "G").await?;
+        // A group being deleted (its memberships purged in the background) is gone already.
+        Ok(item.filter(|item| !item.contains_key("deleting")).map(|item| read_group(id, &item)))
     }
 
+    /// Marks the group deleted (readers see it gone at once); `purge_group`, run by a chore,
+    /// removes its memberships and then the item. One write per member would not fit in an
+    /// API call for a big group.
     async fn delete_group(&self, id: &GroupId) -> Result<bool, StoreError> {
-        let existed = self.delete(format!("G#{id}"), "G").await?;
-        // Then its memberships, a page at a time (a notification already fanned out keeps its rows).
-        loop {
-            let page = self.list_members(id, 1000, None).await?;
-            if page.items.is_empty() {
-                break;
-            }
-            let deletes = page
-                .items
-                .iter()
-                .map(|u| {
-                    aws_sdk_dynamodb::types::DeleteRequest::builder()
-                        .set_key(Some(key(format!("G#{id}"), &format!("M#{u}"))))
-                        .build()
-                        .map(|d| WriteRequest::builder().delete_request(d).build())
-                })
-                .collect::<Result<_, _>>()
-                .map_err(build_err)?;
-            self.batch_write(deletes).await?;
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("G#{id}"), "G")))
+            .update_expression("SET deleting = :t")
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(err(e)),
         }
-        Ok(existed)
+    }
+
+    async fn purge_group(&self, id: &GroupId, max: usize) -> Result<bool, StoreError> {
+        // A notification already fanned out keeps its rows: only memberships go.
+        let page = self.list_members(id, max.clamp(1, 1000), None).await?;
+        let deletes = page
+            .items
+            .iter()
+            .map(|u| {
+                aws_sdk_dynamodb::types::DeleteRequest::builder()
+                    .set_key(Some(key(format!("G#{id}"), &format!("M#{u}"))))
+                    .build()
+                    .map(|d| WriteRequest::builder().delete_request(d).build())
+            })
+            .collect::<Result<_, _>>()
+            .map_err(build_err)?;
+        self.batch_write(deletes).await?;
+        if page.next_cursor.is_some() {
+            return Ok(false);
+        }
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("G#{id}"), "G")))
+            .condition_expression("attribute_exists(deleting)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            // Created again meanwhile, or gone already.
+            Err(e) if is_condition_failure(&e) => Ok(true),
+            Err(e) => Err(err(e)),
+        }
     }
 
     async fn add_members(&self, id: &GroupId, users: &[UserId]) -> Result<u64, StoreError> {
@@ -955,14 +994,17 @@ impl Store for DynamoStore {
         let item_key = key(ntf_pk(&k.notification_id), &delivery_sk(&k.recipient, k.channel));
         let update = Update::builder().table_name(&self.table).set_key(Some(item_key)).expression_attribute_names("#status", "status");
         let (update, to) = match outcome {
-            Outcome::Retry { error } => {
-                // Still pending: no count changes, so no transaction.
+            Outcome::Retry { error } | Outcome::Deferred { error } => {
+                // Still pending: no count changes, so no transaction. A deferred delivery gets
+                // back the attempt its claim counted.
+                let given_back = i64::from(matches!(outcome, Outcome::Deferred { .. }));
                 let result = self
                     .client
                     .update_item()
                     .table_name(&self.table)
                     .set_key(Some(key(ntf_pk(&k.notification_id), &delivery_sk(&k.recipient, k.channel))))
-                    .update_expression("SET #error = :error REMOVE lease_until")
+                    .update_expression("SET #error = :error ADD attempts :given_back REMOVE lease_until")
+                    .expression_attribute_values(":given_back", n(-given_back))
                     .condition_expression("#status = :pending")
                     .expression_attribute_names("#status", "status")
                     .expression_attribute_names("#error", "error")

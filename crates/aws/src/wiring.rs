@@ -129,6 +129,7 @@ pub fn dispatch_with(config: &AwsConfig, sdk: &SdkConfig, email: Arc<dyn EmailSe
             time_budget: std::time::Duration::from_secs(config.dispatch_time_budget_secs),
             send_reserve: std::time::Duration::from_millis(config.dispatch_send_reserve_ms),
             lease: jiff::SignedDuration::from_secs(config.dispatch_lease_secs as i64),
+            pause: std::time::Duration::from_secs(config.channel_pause_secs),
             ..DispatchSettings::new(from)
         },
     );
@@ -137,6 +138,7 @@ pub fn dispatch_with(config: &AwsConfig, sdk: &SdkConfig, email: Arc<dyn EmailSe
         queues: queues(config, sdk),
         backoff: Backoff { base: std::time::Duration::from_secs(config.retry_base_secs), max: std::time::Duration::from_secs(900) },
         max_receives: config.dispatch_max_receives,
+        pause: std::time::Duration::from_secs(config.channel_pause_secs.min(900)),
     })
 }
 

@@ -155,4 +155,9 @@ pub enum Outcome {
     Retry {
         error: String,
     },
+    /// The channel is paused (`SendErrorKind::Paused`): as `Retry`, and the attempt the claim
+    /// counted is given back, since nothing was wrong with this delivery.
+    Deferred {
+        error: String,
+    },
 }

@@ -40,6 +40,7 @@ impl From<StoreError> for Error {
         match e {
             StoreError::BadCursor => Self::invalid("cursor", "is not a cursor this list returned"),
             StoreError::Unavailable(msg) => Self::Unavailable(msg),
+            StoreError::Conflict(msg) => Self::Conflict(msg),
         }
     }
 }

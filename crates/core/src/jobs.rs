@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::delivery::Recipient;
-use crate::domain::{Channel, NotificationId};
+use crate::domain::{Channel, GroupId, NotificationId};
 
 /// Put on the fanout queue by the API (send now) or by a fired schedule. `cursor` is set when a
 /// fanout continues a large group where the previous invocation stopped. `retry_failed` asks
@@ -35,4 +35,24 @@ pub struct DispatchJob {
 pub struct DispatchItem {
     pub recipient: Recipient,
     pub channels: Vec<Channel>,
+}
+
+/// What the fanout queue carries: a notification's fanout, or a chore.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum FanoutMessage {
+    Job(FanoutJob),
+    Chore { chore: Chore },
+}
+
+/// Housekeeping that runs on the fanout queue, so that it needs no function of its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Chore {
+    /// Moves sends that should have moved: a reserved send still `scheduled` well after its
+    /// `send_at` (its trigger was lost) is fired; a `sending` one with nothing left pending is
+    /// finished. Put on the queue every few minutes (a recurring schedule on AWS, a timer locally).
+    Sweep,
+    /// Removes the memberships of a deleted group, a page at a time.
+    PurgeGroup { group_id: GroupId },
 }

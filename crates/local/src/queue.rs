@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use rusqlite::params;
 use tokio::sync::Notify;
 
-use notify_core::jobs::{DispatchJob, FanoutJob};
+use notify_core::jobs::{Chore, DispatchJob, FanoutJob, FanoutMessage};
 use notify_core::ports::{QueueError, Queues, StoreError};
 
 use crate::db::{Db, db_err, millis};
@@ -223,6 +223,11 @@ impl Queues for SqliteQueues {
     async fn send_fanout_after(&self, job: &FanoutJob, delay: Duration) -> Result<(), QueueError> {
         let payload = serde_json::to_string(job).map_err(|e| QueueError(e.to_string()))?;
         self.enqueue_after(QueueName::Fanout, vec![payload], delay).await.map_err(queue_err)
+    }
+
+    async fn send_chore(&self, chore: &Chore) -> Result<(), QueueError> {
+        let payload = serde_json::to_string(&FanoutMessage::Chore { chore: chore.clone() }).map_err(|e| QueueError(e.to_string()))?;
+        self.enqueue(QueueName::Fanout, vec![payload]).await.map_err(queue_err)
     }
 
     async fn send_dispatch(&self, jobs: &[DispatchJob]) -> Result<(), QueueError> {

@@ -169,6 +169,11 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn purge_group(&self, _id: &GroupId, _max: usize) -> Result<bool, StoreError> {
+        // SQLite removed the memberships with the group, in one transaction.
+        Ok(true)
+    }
+
     async fn add_members(&self, id: &GroupId, users: &[UserId]) -> Result<u64, StoreError> {
         let id = id.as_str().to_owned();
         let users: Vec<String> = users.iter().map(|u| u.as_str().to_owned()).collect();
@@ -496,16 +501,18 @@ impl Store for SqliteStore {
         let (status, error, sent_at, provider_id) = match outcome {
             Outcome::Sent { provider_message_id, at } => ("sent", None, Some(millis(*at)), Some(provider_message_id.clone())),
             Outcome::Failed { error } => ("failed", Some(error.clone()), None, None),
-            Outcome::Retry { error } => ("pending", Some(error.clone()), None, None),
+            Outcome::Retry { error } | Outcome::Deferred { error } => ("pending", Some(error.clone()), None, None),
         };
+        let given_back = i64::from(matches!(outcome, Outcome::Deferred { .. }));
         self.db
             .call(move |c| {
                 c.prepare_cached(
-                    "UPDATE deliveries SET status = ?1, error = ?2, sent_at = ?3, provider_message_id = ?4, lease_until = NULL
+                    "UPDATE deliveries SET status = ?1, error = ?2, sent_at = ?3, provider_message_id = ?4, lease_until = NULL,
+                         attempts = MAX(attempts - ?8, 0)
                      WHERE notification_id = ?5 AND recipient = ?6 AND channel = ?7",
                 )
                 .map_err(db_err)?
-                .execute(params![status, error, sent_at, provider_id, id, recipient, channel])
+                .execute(params![status, error, sent_at, provider_id, id, recipient, channel, given_back])
                 .map_err(db_err)?;
                 Ok(())
             })

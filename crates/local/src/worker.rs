@@ -9,7 +9,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use notify_core::backoff::Backoff;
-use notify_core::jobs::{DispatchJob, FanoutJob};
+use notify_core::jobs::{DispatchJob, FanoutMessage};
 use notify_core::services::dispatch::Dispatch;
 use notify_core::services::fanout::Fanout;
 
@@ -121,10 +121,10 @@ pub fn fanout_handler(
     move |job: Leased| {
         let fanout = fanout.clone();
         Box::pin(async move {
-            let Ok(parsed) = serde_json::from_str::<FanoutJob>(&job.payload) else {
+            let Ok(parsed) = serde_json::from_str::<FanoutMessage>(&job.payload) else {
                 return Verdict::DeadLetter("not a fanout job".into());
             };
-            match fanout.handle(&parsed).await {
+            match fanout.handle_message(&parsed).await {
                 Ok(_) => Verdict::Done,
                 Err(e) => Verdict::RetryLater(e.to_string()),
             }
@@ -146,7 +146,7 @@ pub fn dispatch_handler(
                 return Verdict::DeadLetter("not a dispatch job".into());
             };
             let why = match dispatch.handle(&parsed).await {
-                Ok(report) if !report.retry => return Verdict::Done,
+                Ok(report) if !report.retry && report.rest.is_none() => return Verdict::Done,
                 Ok(_) => "some deliveries will be retried".to_owned(),
                 Err(e) => e.to_string(),
             };

@@ -9,7 +9,8 @@ use tokio_util::sync::CancellationToken;
 
 use notify_core::backoff::Backoff;
 use notify_core::domain::EmailAddress;
-use notify_core::ports::{Clock, EmailSender, SmsSender, SystemClock};
+use notify_core::jobs::Chore;
+use notify_core::ports::{Clock, EmailSender, Queues, SmsSender, SystemClock};
 use notify_core::services::App;
 use notify_core::services::dispatch::{Dispatch, DispatchSettings};
 use notify_core::services::fanout::{Fanout, FanoutSettings};
@@ -125,6 +126,8 @@ async fn run(config: Config) -> Result<(), String> {
         worker::dispatch_handler(dispatch, settings.max_receives),
     ));
 
+    tasks.spawn(sweep_every(std::time::Duration::from_secs(60), worker_queues.clone(), shutdown.clone()));
+
     let listener = tokio::net::TcpListener::bind(config.addr).await.map_err(|e| format!("listen on {}: {e}", config.addr))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "notifyd listening");
@@ -164,6 +167,23 @@ async fn admin(config: &Config, command: &config::Command) -> Result<(), String>
         }
     }
     Ok(())
+}
+
+/// Puts a sweep on the fanout queue every `period`, as the recurring schedule does on AWS: a
+/// reserved send whose trigger was lost is fired, a send left `sending` is finished.
+async fn sweep_every(period: std::time::Duration, queues: SqliteQueues, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                if let Err(e) = queues.send_chore(&Chore::Sweep).await {
+                    tracing::warn!(error = %e, "could not queue the sweep");
+                }
+            }
+        }
+    }
 }
 
 async fn wait_for_signal() {

@@ -1,4 +1,5 @@
-//! The fanout Lambda: SQS fanout queue → delivery rows and dispatch jobs.
+//! The fanout Lambda: SQS fanout queue → delivery rows and dispatch jobs, and the chores
+//! (the sweep, purging a deleted group's memberships).
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
@@ -10,8 +11,9 @@ async fn main() -> Result<(), Error> {
     let config = AwsConfig::from_env()?;
     let sdk = wiring::sdk_config().await;
     let fanout = &wiring::fanout(&config, &sdk);
+    let max_receives = config.fanout_max_receives;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<SqsBatchResponse, Error>(handlers::fanout_event(fanout, event.payload).await)
+        Ok::<SqsBatchResponse, Error>(handlers::fanout_event(fanout, event.payload, max_receives).await)
     }))
     .await
 }

@@ -11,6 +11,7 @@ use super::input::{self, Errors, JsonBody};
 use crate::domain::{GroupId, UserId};
 use crate::error::Error;
 use crate::group::{Group, MAX_MEMBER_CHANGES};
+use crate::jobs::Chore;
 
 fn group_id(raw: &str) -> Result<GroupId, Error> {
     GroupId::parse(raw).map_err(|e| Error::invalid("group_id", e.0))
@@ -51,9 +52,12 @@ pub async fn get(State(state): State<ApiState>, path: Result<Path<String>, PathR
 
 pub async fn delete(State(state): State<ApiState>, path: Result<Path<String>, PathRejection>) -> Result<Response, Error> {
     let Path(raw) = path.map_err(|_| Error::NotFound("group"))?;
-    if !state.app.store.delete_group(&group_id(&raw)?).await? {
+    let id = group_id(&raw)?;
+    if !state.app.store.delete_group(&id).await? {
         return Err(Error::NotFound("group"));
     }
+    // Its memberships go in the background; a DELETE again (after a 503) asks again.
+    state.app.queues.send_chore(&Chore::PurgeGroup { group_id: id }).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::jobs::{DispatchJob, FanoutJob};
+use crate::jobs::{Chore, DispatchJob, FanoutJob};
 use crate::ports::{QueueError, Queues};
 
 #[derive(Default)]
@@ -11,6 +11,7 @@ pub struct MemoryQueues {
     pub fanout: Mutex<Vec<FanoutJob>>,
     /// Fanout jobs put on the queue with a delay, with it.
     pub delayed_fanout: Mutex<Vec<(FanoutJob, Duration)>>,
+    pub chores: Mutex<Vec<Chore>>,
     pub dispatch: Mutex<Vec<DispatchJob>>,
 }
 
@@ -33,6 +34,11 @@ impl Queues for MemoryQueues {
 
     async fn send_fanout_after(&self, job: &FanoutJob, delay: Duration) -> Result<(), QueueError> {
         self.delayed_fanout.lock().unwrap().push((job.clone(), delay));
+        Ok(())
+    }
+
+    async fn send_chore(&self, chore: &Chore) -> Result<(), QueueError> {
+        self.chores.lock().unwrap().push(chore.clone());
         Ok(())
     }
 

@@ -99,6 +99,10 @@ impl Store for MemoryStore {
         Ok(self.0.lock().unwrap().groups.remove(id).is_some())
     }
 
+    async fn purge_group(&self, _id: &GroupId, _max: usize) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
     async fn add_members(&self, id: &GroupId, users: &[UserId]) -> Result<u64, StoreError> {
         let mut inner = self.0.lock().unwrap();
         let Some((_, members)) = inner.groups.get_mut(id) else { return Ok(0) };
@@ -254,6 +258,10 @@ impl Store for MemoryStore {
                     d.error = Some(error.clone());
                 }
                 Outcome::Retry { error } => d.error = Some(error.clone()),
+                Outcome::Deferred { error } => {
+                    d.error = Some(error.clone());
+                    d.attempts = d.attempts.saturating_sub(1);
+                }
             }
         }
         Ok(())

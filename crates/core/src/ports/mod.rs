@@ -33,6 +33,10 @@ pub enum SendErrorKind {
     Throttled,
     /// Rejected message, invalid or suppressed address, SMTP 5xx.
     Permanent,
+    /// The channel cannot send anything for now, whoever the recipient: the provider paused or
+    /// suspended the account, refused our credentials, or the daily quota is spent. Nothing is
+    /// wrong with the delivery: it waits (without using up attempts) instead of failing.
+    Paused,
 }
 
 impl SendError {
@@ -42,6 +46,10 @@ impl SendError {
 
     pub fn throttled(message: impl Into<String>) -> Self {
         Self { kind: SendErrorKind::Throttled, message: message.into() }
+    }
+
+    pub fn paused(message: impl Into<String>) -> Self {
+        Self { kind: SendErrorKind::Paused, message: message.into() }
     }
 
     pub fn permanent(message: impl Into<String>) -> Self {

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::jobs::{DispatchJob, FanoutJob};
+use crate::jobs::{Chore, DispatchJob, FanoutJob};
 
 #[derive(Debug, thiserror::Error)]
 #[error("queue: {0}")]
@@ -21,4 +21,6 @@ pub trait Queues: Send + Sync {
     /// schedule that fired before its `send_at`.
     async fn send_fanout_after(&self, job: &FanoutJob, delay: Duration) -> Result<(), QueueError>;
     async fn send_dispatch(&self, jobs: &[DispatchJob]) -> Result<(), QueueError>;
+    /// Puts a chore on the fanout queue.
+    async fn send_chore(&self, chore: &Chore) -> Result<(), QueueError>;
 }

@@ -15,6 +15,9 @@ pub enum StoreError {
     BadCursor,
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The write does not fit the item's state (a group being deleted).
+    #[error("conflict: {0}")]
+    Conflict(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,8 +56,13 @@ pub trait Store: Send + Sync {
     /// Creates the group or renames it; returns it with its member count.
     async fn put_group(&self, id: &GroupId, name: &str) -> Result<Group, StoreError>;
     async fn get_group(&self, id: &GroupId) -> Result<Option<Group>, StoreError>;
-    /// Also removes its memberships.
+    /// Removes the group at once for every reader (and says whether it existed, or is still
+    /// being removed). Its memberships go too, at once, or later by `purge_group` in a store
+    /// where removing them all could take long (DynamoDB: one write per member).
     async fn delete_group(&self, id: &GroupId) -> Result<bool, StoreError>;
+    /// Removes up to `max` memberships of a deleted group; once none is left, the last trace
+    /// of the group. Says whether it is all gone.
+    async fn purge_group(&self, id: &GroupId, max: usize) -> Result<bool, StoreError>;
     /// Subscribes the users (existing memberships are kept); returns how many were new.
     async fn add_members(&self, id: &GroupId, users: &[UserId]) -> Result<u64, StoreError>;
     /// Unsubscribes the users (absent ones are ignored); returns how many were removed.

@@ -38,6 +38,8 @@ pub struct Dispatch {
     settings: DispatchSettings,
     email_pace: RateLimit,
     sms_pace: RateLimit,
+    /// Channels the provider stopped (`SendErrorKind::Paused`), until when, in this process.
+    paused: std::sync::Mutex<std::collections::HashMap<Channel, Instant>>,
 }
 
 #[derive(Debug, Clone)]
@@ -57,6 +59,9 @@ pub struct DispatchSettings {
     pub throttle_pause: Duration,
     /// A job stops claiming after this long and asks to come back for the rest.
     pub time_budget: Duration,
+    /// How long a channel rests after the provider paused it (account paused, access denied,
+    /// daily quota): its deliveries wait, without using up attempts.
+    pub pause: Duration,
     /// The time one send and the write of its outcome may take: no send starts with less than
     /// this left before the deadline (Lambda kills an invocation at its timeout).
     pub send_reserve: Duration,
@@ -73,19 +78,27 @@ impl DispatchSettings {
             throttle_tries: 5,
             throttle_pause: Duration::from_millis(250),
             time_budget: Duration::from_secs(20),
+            pause: Duration::from_secs(300),
             send_reserve: Duration::from_secs(5),
         }
     }
 }
 
 /// What one job did. `retry` asks the queue to bring the job back later (with backoff).
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct DispatchReport {
     pub sent: usize,
     pub failed: usize,
     pub already_done: usize,
     /// Sends the provider throttled (each then paused and tried again).
     pub throttled: usize,
+    /// Deliveries left pending because their channel is paused.
+    pub deferred: usize,
+    /// A channel is paused: the job should come back after the pause, not with the backoff.
+    pub paused: bool,
+    /// The items not reached before the time ran out: to go on in a new job, at once (a job
+    /// that makes progress must not use up its receives towards the dead-letter queue).
+    pub rest: Option<DispatchJob>,
     pub retry: bool,
 }
 
@@ -106,7 +119,7 @@ impl Dispatch {
     ) -> Self {
         let email_pace = RateLimit::new(settings.email_per_second);
         let sms_pace = RateLimit::new(settings.sms_per_second);
-        Self { store, email, sms, clock, settings, email_pace, sms_pace }
+        Self { store, email, sms, clock, settings, email_pace, sms_pace, paused: Default::default() }
     }
 
     pub fn pace(&self, channel: Channel) -> &RateLimit {
@@ -143,12 +156,19 @@ impl Dispatch {
                 },
             },
         };
-        for item in &job.items {
+        'items: for (i, item) in job.items.iter().enumerate() {
             for &channel in &item.channels {
                 if Instant::now() >= stop_sending {
-                    // Claims not taken are free for the job's next receive.
+                    // Out of time: the items not reached go on as a new job (an item's
+                    // channels done already are found done).
+                    report.rest = Some(DispatchJob { notification_id: job.notification_id.clone(), items: job.items[i..].to_vec() });
+                    break 'items;
+                }
+                if self.is_paused(channel) {
+                    report.deferred += 1;
+                    report.paused = true;
                     report.retry = true;
-                    break;
+                    continue;
                 }
                 let planned = Delivery::pending(&n.id, &item.recipient, channel);
                 let key = planned.key.clone();
@@ -178,6 +198,12 @@ impl Dispatch {
                 let outcome = match self.deliver_paced(&source, &item.recipient, channel, &key, stop_sending, &mut report).await {
                     Ok(provider_message_id) => Outcome::Sent { provider_message_id, at: self.clock.now() },
                     Err(e) if e.kind == SendErrorKind::Permanent => Outcome::Failed { error: e.message },
+                    Err(e) if e.kind == SendErrorKind::Paused => {
+                        self.pause_channel(channel, &e);
+                        report.deferred += 1;
+                        report.paused = true;
+                        Outcome::Deferred { error: e.message }
+                    }
                     Err(e) if attempt < self.settings.max_attempts => Outcome::Retry { error: e.message },
                     Err(e) => Outcome::Failed { error: format!("gave up after {attempt} attempts: {}", e.message) },
                 };
@@ -191,6 +217,7 @@ impl Dispatch {
                         tracing::info!(id = %n.id, %channel, attempt, error, "delivery will be retried");
                         report.retry = true
                     }
+                    Outcome::Deferred { .. } => report.retry = true,
                 }
                 self.record(&key, &outcome, deadline).await?;
             }
@@ -201,6 +228,25 @@ impl Dispatch {
             report.retry = true;
         }
         Ok(report)
+    }
+
+    fn is_paused(&self, channel: Channel) -> bool {
+        let mut paused = self.paused.lock().unwrap_or_else(|e| e.into_inner());
+        match paused.get(&channel) {
+            Some(until) if Instant::now() < *until => true,
+            Some(_) => {
+                paused.remove(&channel);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn pause_channel(&self, channel: Channel, why: &SendError) {
+        let mut paused = self.paused.lock().unwrap_or_else(|e| e.into_inner());
+        if paused.insert(channel, Instant::now() + self.settings.pause).is_none() {
+            tracing::error!(%channel, pause_s = self.settings.pause.as_secs(), error = %why, "the provider stopped this channel: its deliveries wait instead of failing");
+        }
     }
 
     /// Writes an outcome, trying again through the store's errors until shortly before the

@@ -57,6 +57,9 @@ pub struct FanoutReport {
     pub continued: bool,
     /// Why nothing was done (cancelled, already finished, fired early, unknown id).
     pub ignored: Option<&'static str>,
+    /// Sweep: overdue reserved sends fired, and sends finished.
+    pub refired: usize,
+    pub finished: usize,
 }
 
 /// A recipient as found at fire time, or the reason it cannot be reached at all.
@@ -177,6 +180,11 @@ impl Fanout {
             Target::Email(address) => Resolved::Found(Recipient::email(address.clone()), ChannelPrefs::default()),
             Target::Phone(number) => Resolved::Found(Recipient::phone(number.clone()), ChannelPrefs::default()),
             Target::GroupId(group) => {
+                // A group deleted before the send reaches no one (its memberships may not be
+                // purged yet).
+                if cursor.is_none() && self.store.get_group(group).await?.is_none() {
+                    return Ok((Vec::new(), None));
+                }
                 let members = self.store.list_members(group, self.settings.page_size, cursor).await?;
                 let users = self.store.get_users(&members.items).await?;
                 let by_id: std::collections::HashMap<&UserId, &User> = users.iter().map(|u| (&u.id, u)).collect();

@@ -2,6 +2,7 @@
 
 pub mod accept;
 pub mod cancel;
+pub mod chores;
 pub mod dispatch;
 pub mod fanout;
 pub mod message;
