@@ -157,7 +157,8 @@ async fn a_dispatch_message_delivered_twice_sends_once_and_a_schedule_fired_twic
     let body = json!({"to": {"email": "twice@example.org"}, "content": {"subject": "Once", "text": "Only once"}, "send_at": in_secs(1)});
     let a = api.call(api_event("api-post-notification-now.json", None, Some(body))).await;
     let id = a.body["id"].as_str().unwrap().to_owned();
-    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    // Past send_at (a fire before it would be held back on the queue until then).
+    tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
     let input = w.schedule_input(&id).await;
     for _ in 0..2 {
         w.sqs().send_message().queue_url(&w.config.fanout_queue_url).message_body(&input).send().await.unwrap();

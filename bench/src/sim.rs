@@ -16,7 +16,7 @@ use jiff::Timestamp;
 use tokio::sync::mpsc;
 
 use notify_aws::queues::SEND_CONCURRENCY;
-use notify_aws::store::READ_CONCURRENCY;
+use notify_aws::store::{self, READ_CONCURRENCY};
 use notify_core::delivery::{Claim, Delivery, DeliveryKey, DeliveryStatus, Outcome};
 use notify_core::domain::{Channel, GroupId, IdempotencyKey, NotificationId, TemplateId, UserId};
 use notify_core::group::Group;
@@ -71,18 +71,61 @@ struct Deliveries {
     fanned_out: bool,
 }
 
+/// Writes per partition key per simulated second, by table or index: DynamoDB takes about
+/// 1,000 writes a second on one partition key. The keys come from `notify_aws::store`, so the
+/// count follows the real table layout.
+pub struct PartitionWrites {
+    start: tokio::time::Instant,
+    writes: Mutex<HashMap<(u64, &'static str, String), u64>>,
+}
+
+impl Default for PartitionWrites {
+    fn default() -> Self {
+        Self { start: tokio::time::Instant::now(), writes: Mutex::default() }
+    }
+}
+
+impl PartitionWrites {
+    pub fn add(&self, table: &'static str, pk: String) {
+        let second = self.start.elapsed().as_secs();
+        *self.writes.lock().unwrap().entry((second, table, pk)).or_default() += 1;
+    }
+
+    /// Per table or index: the hottest partition key and its writes in its busiest second.
+    pub fn hottest(&self) -> BTreeMap<&'static str, (String, u64)> {
+        let mut out: BTreeMap<&'static str, (String, u64)> = BTreeMap::new();
+        for ((_, table, pk), n) in self.writes.lock().unwrap().iter() {
+            let entry = out.entry(table).or_insert_with(|| (pk.clone(), 0));
+            if *n > entry.1 {
+                *entry = (pk.clone(), *n);
+            }
+        }
+        out
+    }
+
+    /// Writes a notification's own item makes: the table item, its entry in the all-index
+    /// (GSI1) and in the status index (GSI2) under `status`, each in its shard.
+    fn notification_item(&self, id: &NotificationId, status: Status) {
+        let shard = store::index_shard(id);
+        self.add("table", store::ntf_pk(id));
+        self.add("GSI1", store::all_index_pk(shard));
+        self.add("GSI2", store::status_index_pk(status, shard));
+    }
+}
+
 /// The DynamoDB store's behaviour over `MemoryStore`; pending rows live only in the counts
 /// until claimed, as in DynamoDB. One notification at a time.
 pub struct SimStore {
     pub inner: MemoryStore,
     pub latency: Latency,
     pub calls: Calls,
+    pub partitions: PartitionWrites,
     deliveries: Mutex<Deliveries>,
 }
 
 impl SimStore {
     pub fn new(inner: MemoryStore, latency: Latency) -> Self {
-        Self { inner, latency, calls: Calls::default(), deliveries: Mutex::default() }
+        Self { inner, latency, calls: Calls::default(), partitions: PartitionWrites::default(), deliveries: Mutex::default() }
     }
 
     async fn ddb(&self, op: &'static str, calls: u64, rounds: u64) {
@@ -160,6 +203,10 @@ impl Store for SimStore {
         now: Timestamp,
     ) -> Result<InsertOutcome, StoreError> {
         self.ddb("TransactWriteItems", 1, 1).await;
+        self.partitions.notification_item(&n.id, n.status);
+        if let Some(record) = idem {
+            self.partitions.add("table", format!("I#{}", record.key));
+        }
         self.inner.insert_notification(n, idem, now).await
     }
     async fn get_notification(&self, id: &NotificationId) -> Result<Option<Notification>, StoreError> {
@@ -177,14 +224,28 @@ impl Store for SimStore {
     }
     async fn transition(&self, id: &NotificationId, from: &[Status], to: Status) -> Result<bool, StoreError> {
         self.ddb("UpdateItem", 1, 1).await;
-        self.inner.transition(id, from, to).await
+        let before = self.inner.get_notification(id).await?.map(|n| n.status);
+        let moved = self.inner.transition(id, from, to).await?;
+        if moved {
+            // The status index moves the entry: a delete under the old key, a put under the new.
+            self.partitions.notification_item(id, to);
+            if let Some(before) = before {
+                self.partitions.add("GSI2", store::status_index_pk(before, store::index_shard(id)));
+            }
+        }
+        Ok(moved)
     }
     async fn set_send_at(&self, id: &NotificationId, at: Timestamp) -> Result<bool, StoreError> {
         self.ddb("UpdateItem", 1, 1).await;
         self.inner.set_send_at(id, at).await
     }
-    async fn insert_deliveries(&self, _id: &NotificationId, page: &str, deliveries: &[Delivery]) -> Result<(), StoreError> {
+    async fn insert_deliveries(&self, id: &NotificationId, page: &str, deliveries: &[Delivery]) -> Result<(), StoreError> {
         self.ddb("GetItem", 1, 1).await;
+        self.partitions.add("table", store::ntf_pk(id));
+        self.partitions.add("table", store::count_pk(id, page));
+        for row in deliveries.iter().filter(|d| d.status == DeliveryStatus::Skipped) {
+            self.partitions.add("table", store::delivery_pk(id, &row.key.recipient));
+        }
         let skipped = deliveries.iter().filter(|d| d.status == DeliveryStatus::Skipped).count() as u64;
         if skipped > 0 {
             self.ddb("BatchWriteItem", skipped.div_ceil(25), skipped.div_ceil(25)).await;
@@ -205,13 +266,17 @@ impl Store for SimStore {
         }
         Ok(())
     }
-    async fn mark_fanned_out(&self, _id: &NotificationId) -> Result<(), StoreError> {
+    async fn mark_fanned_out(&self, id: &NotificationId) -> Result<(), StoreError> {
         self.ddb("UpdateItem", 1, 1).await;
+        if let Some(n) = self.inner.get_notification(id).await? {
+            self.partitions.notification_item(id, n.status);
+        }
         self.deliveries.lock().unwrap().fanned_out = true;
         Ok(())
     }
     async fn claim_delivery(&self, planned: &Delivery, now: Timestamp, lease_until: Timestamp) -> Result<Claim, StoreError> {
         self.ddb("UpdateItem", 1, 1).await;
+        self.partitions.add("table", store::delivery_pk(&planned.key.notification_id, &planned.key.recipient));
         let mut d = self.deliveries.lock().unwrap();
         let row = d.rows.entry((planned.key.recipient.clone(), planned.key.channel)).or_insert((DeliveryStatus::Pending, 0, None));
         match row {
@@ -226,6 +291,10 @@ impl Store for SimStore {
     }
     async fn record_outcome(&self, key: &DeliveryKey, outcome: &Outcome) -> Result<(), StoreError> {
         self.ddb("TransactWriteItems", 1, 1).await;
+        self.partitions.add("table", store::delivery_pk(&key.notification_id, &key.recipient));
+        if matches!(outcome, Outcome::Sent { .. } | Outcome::Failed { .. }) {
+            self.partitions.add("table", store::count_pk(&key.notification_id, &key.recipient));
+        }
         let mut d = self.deliveries.lock().unwrap();
         let to = match outcome {
             Outcome::Sent { .. } => SENT,
@@ -257,7 +326,8 @@ impl Store for SimStore {
         Ok(Page { items: vec![], next_cursor: None })
     }
     async fn counts(&self, _id: &NotificationId) -> Result<Counts, StoreError> {
-        self.ddb("Query", 1, 1).await;
+        // One consistent BatchGetItem of every count item.
+        self.ddb("BatchGetItem (counts)", 1, 1).await;
         let c = self.deliveries.lock().unwrap().counts;
         Ok(Counts {
             recipients: c[RECIPIENTS] as u64,

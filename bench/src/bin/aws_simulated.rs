@@ -14,6 +14,7 @@ use futures::future::join_all;
 use tokio::sync::{Mutex, mpsc};
 use tokio::time::Instant;
 
+use notify_aws::store::COUNT_SHARDS;
 use notify_bench::sim::{Latency, SimEmail, SimQueues, SimStore};
 use notify_bench::{populated, thousands};
 use notify_core::domain::{Channel, EmailAddress, SendAt};
@@ -167,6 +168,12 @@ async fn run(n: usize) {
         all_sent.as_secs_f64() / floor
     );
 
+    println!("\n  hottest partition key per table and index, writes in its busiest simulated second (DynamoDB takes ~1,000):");
+    for (table, (pk, writes)) in store.partitions.hottest() {
+        println!("    {table:<6} {writes:>6} writes/s  ({pk})");
+    }
+    println!("\n  {}", hot_keys_at_10k_notifications_per_second().await);
+
     // Calls per 1M recipients, and what they cost (us-east-1 on-demand list prices).
     let scale = 1_000_000.0 / n as f64;
     let mut calls = store.calls.snapshot();
@@ -181,7 +188,8 @@ async fn run(n: usize) {
     // 50 RRU (eventually consistent); a Query of 2,000 memberships (~80 bytes each) 20 RRU.
     let get = |k: &str| *calls.get(k).unwrap_or(&0) as f64 * scale;
     let wru = get("PutItem") + get("UpdateItem") + get("DeleteItem") + 4.0 * get("TransactWriteItems") + 25.0 * get("BatchWriteItem");
-    let rru = get("GetItem") + 50.0 * get("BatchGetItem") + 20.0 * get("Query");
+    // The counts: one consistent read of each of the COUNT_SHARDS small items.
+    let rru = get("GetItem") + 50.0 * get("BatchGetItem") + 20.0 * get("Query") + COUNT_SHARDS as f64 * get("BatchGetItem (counts)");
     let ddb = wru * 0.625e-6 + rru * 0.125e-6;
     // SQS: every call is a request (a batch of 10 jobs of ~7.5 KiB is 2 billed 64 KiB chunks),
     // plus the event source mapping's ReceiveMessage and DeleteMessageBatch per Lambda batch.
@@ -211,4 +219,58 @@ async fn run(n: usize) {
         100.0 * ours / ses,
         ours / ses
     );
+}
+
+/// 10,000 notifications accepted in one simulated second, each then going through the writes
+/// of a one-recipient send (queued, sending, one delivery claimed and sent, fanned out,
+/// completed), as the services make them: the hottest partition key of the table and of each
+/// index in that second.
+async fn hot_keys_at_10k_notifications_per_second() -> String {
+    const RATE: usize = 10_000;
+    let store = Arc::new(SimStore::new(notify_core::memory::MemoryStore::default(), Latency::AWS));
+    let (fanout_tx, _fanout_rx) = mpsc::unbounded_channel();
+    let queues = Arc::new(SimQueues {
+        latency: Latency::AWS,
+        calls: Default::default(),
+        fanout: fanout_tx,
+        dispatch: None,
+        dispatch_jobs: Default::default(),
+        dispatch_bytes: Default::default(),
+    });
+    let app = App { store: store.clone(), scheduler: Arc::new(MemoryScheduler::default()), queues, clock: Arc::new(SystemClock) };
+    let mut sends = Vec::with_capacity(RATE);
+    for i in 0..RATE {
+        let (app, store) = (app.clone(), store.clone());
+        sends.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_micros((i * 1_000_000 / RATE) as u64)).await;
+            let address = EmailAddress::parse(&format!("r{i}@example.com")).unwrap();
+            let request = NewNotification {
+                to: Target::Email(address.clone()),
+                channels: vec![Channel::Email],
+                content: Content::Inline(Parts { subject: Some("Hi".into()), text: Some("One".into()), ..Default::default() }),
+                send_at: SendAt::Now,
+            };
+            let key = notify_core::domain::IdempotencyKey::parse(&format!("k{i}")).unwrap();
+            let idem = notify_core::services::accept::IdempotentRequest::new(key, &serde_json::json!({"i": i}));
+            let id = accept(&app, request, Some(idem)).await.unwrap().id;
+            store.transition(&id, &[Status::Queued], Status::Sending).await.unwrap();
+            let recipient = notify_core::delivery::Recipient::email(address);
+            let delivery = notify_core::delivery::Delivery::pending(&id, &recipient, Channel::Email);
+            store.insert_deliveries(&id, "", std::slice::from_ref(&delivery)).await.unwrap();
+            store.mark_fanned_out(&id).await.unwrap();
+            let now = jiff::Timestamp::now();
+            store.claim_delivery(&delivery, now, now + jiff::SignedDuration::from_secs(40)).await.unwrap();
+            let sent = notify_core::delivery::Outcome::Sent { provider_message_id: "m".into(), at: now };
+            store.record_outcome(&delivery.key, &sent).await.unwrap();
+            store.transition(&id, &[Status::Sending], Status::Completed).await.unwrap();
+        }));
+    }
+    for s in sends {
+        s.await.unwrap();
+    }
+    let mut lines = vec![format!("{RATE} notifications accepted in one second, each sent to one recipient: hottest partition key")];
+    for (table, (pk, writes)) in store.partitions.hottest() {
+        lines.push(format!("    {table:<6} {writes:>6} writes/s  ({pk})"));
+    }
+    lines.join("\n")
 }

@@ -37,7 +37,15 @@ use notify_core::user::User;
 
 use crate::provider_error::describe;
 
-pub const COUNT_SHARDS: u64 = 16;
+/// Count items of one notification, each its own partition key: every outcome adds to one of
+/// them, so a send of any size spreads its count writes over this many partitions.
+pub const COUNT_SHARDS: u64 = 32;
+/// Partitions of one notification's delivery rows (by recipient): a big send claims and
+/// records thousands of deliveries a second, and one partition key takes about 1,000 writes
+/// a second.
+pub const DELIVERY_BUCKETS: u64 = 128;
+/// Buckets read at once when listing deliveries past the first bucket.
+const LIST_PARALLEL: u64 = 32;
 /// Conditional writes in flight at once when inserting a page of deliveries.
 const WRITE_CONCURRENCY: usize = 16;
 /// BatchGetItem calls in flight at once when resolving a page of members.
@@ -68,7 +76,8 @@ fn key(pk: String, sk: &str) -> Item {
     HashMap::from([("PK".to_owned(), s(pk)), ("SK".to_owned(), s(sk))])
 }
 
-fn ntf_pk(id: &NotificationId) -> String {
+/// The partition of a notification's own item and its page markers.
+pub fn ntf_pk(id: &NotificationId) -> String {
     format!("N#{id}")
 }
 
@@ -81,8 +90,26 @@ fn fnv(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
-fn shard_sk(recipient: &str) -> String {
-    format!("C#{}", fnv(recipient) % COUNT_SHARDS)
+/// The partition of one recipient's delivery rows.
+pub fn delivery_pk(id: &NotificationId, recipient: &str) -> String {
+    delivery_bucket_pk(id, fnv(recipient) % DELIVERY_BUCKETS)
+}
+
+fn delivery_bucket_pk(id: &NotificationId, bucket: u64) -> String {
+    format!("D#{id}#{bucket}")
+}
+
+/// The count item an outcome of `recipient` (or a fanned-out page, by its key) adds to.
+pub fn count_pk(id: &NotificationId, recipient: &str) -> String {
+    count_shard_pk(id, fnv(recipient) % COUNT_SHARDS)
+}
+
+fn count_shard_pk(id: &NotificationId, shard: u64) -> String {
+    format!("C#{id}#{shard}")
+}
+
+fn delivery_key(k: &DeliveryKey) -> Item {
+    key(delivery_pk(&k.notification_id, &k.recipient), &delivery_sk(&k.recipient, k.channel))
 }
 
 /// The index partition of every notification (`GSI1`) and of those in one status (`GSI2`) is
@@ -91,15 +118,15 @@ fn shard_sk(recipient: &str) -> String {
 /// fanned out, finished), two more for each status change in `GSI2`.
 pub const INDEX_SHARDS: u64 = 64;
 
-fn index_shard(id: &NotificationId) -> u64 {
+pub fn index_shard(id: &NotificationId) -> u64 {
     fnv(id.as_str()) % INDEX_SHARDS
 }
 
-fn all_index_pk(shard: u64) -> String {
+pub fn all_index_pk(shard: u64) -> String {
     format!("N#{shard:02}")
 }
 
-fn status_index_pk(status: Status, shard: u64) -> String {
+pub fn status_index_pk(status: Status, shard: u64) -> String {
     format!("S#{}#{shard:02}", status.as_str())
 }
 
@@ -129,7 +156,7 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
 }
 
 fn delivery_item(d: &Delivery) -> Item {
-    let mut item = key(ntf_pk(&d.key.notification_id), &delivery_sk(&d.key.recipient, d.key.channel));
+    let mut item = delivery_key(&d.key);
     item.insert("recipient".into(), s(&d.key.recipient));
     item.insert("channel".into(), s(d.key.channel.as_str()));
     item.insert("status".into(), s(d.status.as_str()));
@@ -285,7 +312,7 @@ impl DynamoStore {
     ) -> Result<TransactWriteItem, StoreError> {
         let update = Update::builder()
             .table_name(&self.table)
-            .set_key(Some(key(ntf_pk(id), &shard_sk(recipient))))
+            .set_key(Some(key(count_pk(id, recipient), "C")))
             .update_expression("ADD #to :one, #from :minus")
             .expression_attribute_names("#to", to.as_str())
             .expression_attribute_names("#from", from.as_str())
@@ -560,6 +587,64 @@ impl DynamoStore {
             }
         }
         Ok(out)
+    }
+}
+
+impl DynamoStore {
+    /// A page of a notification's deliveries: bucket by bucket, each in sort key order. The
+    /// cursor names the bucket and the sort key of the page's last row. Past the first bucket,
+    /// several are read at once: a small send has a row in a few buckets of many.
+    async fn deliveries_page(
+        &self,
+        id: &NotificationId,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<(Vec<Item>, Option<String>), StoreError> {
+        let (mut bucket, mut start) = match cursor {
+            Some(raw) => {
+                let (bucket, sk) = decode_delivery_cursor(raw)?;
+                (bucket, Some(key(delivery_bucket_pk(id, bucket), &sk)))
+            }
+            None => (0, None),
+        };
+        let want = limit + 1;
+        let mut items: Vec<(u64, Item)> = Vec::new();
+        let mut parallel = 1;
+        while bucket < DELIVERY_BUCKETS && items.len() < want {
+            let buckets: Vec<u64> = (bucket..(bucket + parallel).min(DELIVERY_BUCKETS)).collect();
+            let left = want - items.len();
+            let reads = buckets.iter().map(|b| {
+                let values = HashMap::from([(":pk".to_owned(), s(delivery_bucket_pk(id, *b))), (":d".to_owned(), s("D#"))]);
+                let from = if *b == bucket { start.take() } else { None };
+                self.query_page(None, "PK = :pk AND begins_with(SK, :d)", values, left - 1, from, true)
+            });
+            let pages = futures::future::try_join_all(reads.collect::<Vec<_>>()).await?;
+            for (b, page) in buckets.iter().zip(pages) {
+                items.extend(page.into_iter().map(|item| (*b, item)));
+            }
+            bucket = buckets.last().map_or(DELIVERY_BUCKETS, |b| b + 1);
+            parallel = LIST_PARALLEL;
+        }
+        items.truncate(want);
+        let next_cursor = (items.len() > limit).then(|| {
+            let (b, item) = &items[limit - 1];
+            encode_delivery_cursor(*b, get_s(item, "SK").unwrap_or_default())
+        });
+        items.truncate(limit);
+        Ok((items.into_iter().map(|(_, item)| item).collect(), next_cursor))
+    }
+}
+
+fn encode_delivery_cursor(bucket: u64, sk: &str) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(&serde_json::json!({ "b": bucket, "sk": sk })).expect("strings serialize"))
+}
+
+fn decode_delivery_cursor(raw: &str) -> Result<(u64, String), StoreError> {
+    let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| StoreError::BadCursor)?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| StoreError::BadCursor)?;
+    match (value["b"].as_u64(), value["sk"].as_str()) {
+        (Some(b), Some(sk)) if b < DELIVERY_BUCKETS && sk.starts_with("D#") => Ok((b, sk.to_owned())),
+        _ => Err(StoreError::BadCursor),
     }
 }
 
@@ -888,7 +973,7 @@ impl Store for DynamoStore {
             .map_err(build_err)?;
         let count = Update::builder()
             .table_name(&self.table)
-            .set_key(Some(key(ntf_pk(id), &shard_sk(page))))
+            .set_key(Some(key(count_pk(id, page), "C")))
             .update_expression("ADD recipients :r, pending :p, skipped :s")
             .expression_attribute_values(":r", n(totals.recipients))
             .expression_attribute_values(":p", n(totals.pending))
@@ -944,7 +1029,7 @@ impl Store for DynamoStore {
 
     async fn claim_delivery(&self, planned: &Delivery, now: Timestamp, lease_until: Timestamp) -> Result<Claim, StoreError> {
         let k = &planned.key;
-        let item_key = key(ntf_pk(&k.notification_id), &delivery_sk(&k.recipient, k.channel));
+        let item_key = delivery_key(k);
         // The first claim creates the row (fanout did not write it); later ones need it pending
         // with a free or expired lease.
         let mut sets =
@@ -980,7 +1065,7 @@ impl Store for DynamoStore {
                 Ok(Claim::Claimed { attempt: attempt as u32 })
             }
             Err(e) if is_condition_failure(&e) => {
-                let item = self.get(ntf_pk(&k.notification_id), &delivery_sk(&k.recipient, k.channel)).await?;
+                let item = self.get(delivery_pk(&k.notification_id, &k.recipient), &delivery_sk(&k.recipient, k.channel)).await?;
                 Ok(match item.as_ref().and_then(|i| get_s(i, "status")) {
                     Some("pending") => Claim::Busy,
                     _ => Claim::Done,
@@ -991,7 +1076,7 @@ impl Store for DynamoStore {
     }
 
     async fn record_outcome(&self, k: &DeliveryKey, outcome: &Outcome) -> Result<(), StoreError> {
-        let item_key = key(ntf_pk(&k.notification_id), &delivery_sk(&k.recipient, k.channel));
+        let item_key = delivery_key(k);
         let update = Update::builder().table_name(&self.table).set_key(Some(item_key)).expression_attribute_names("#status", "status");
         let (update, to) = match outcome {
             Outcome::Retry { error } | Outcome::Deferred { error } => {
@@ -1002,7 +1087,7 @@ impl Store for DynamoStore {
                     .client
                     .update_item()
                     .table_name(&self.table)
-                    .set_key(Some(key(ntf_pk(&k.notification_id), &delivery_sk(&k.recipient, k.channel))))
+                    .set_key(Some(delivery_key(k)))
                     .update_expression("SET #error = :error ADD attempts :given_back REMOVE lease_until")
                     .expression_attribute_values(":given_back", n(-given_back))
                     .condition_expression("#status = :pending")
@@ -1053,7 +1138,7 @@ impl Store for DynamoStore {
     async fn reopen_failed(&self, k: &DeliveryKey) -> Result<bool, StoreError> {
         let update = Update::builder()
             .table_name(&self.table)
-            .set_key(Some(key(ntf_pk(&k.notification_id), &delivery_sk(&k.recipient, k.channel))))
+            .set_key(Some(delivery_key(k)))
             .update_expression("SET #status = :pending, attempts = :zero REMOVE lease_until")
             .condition_expression("#status = :failed")
             .expression_attribute_names("#status", "status")
@@ -1073,7 +1158,7 @@ impl Store for DynamoStore {
     }
 
     async fn list_deliveries(&self, id: &NotificationId, limit: usize, cursor: Option<&str>) -> Result<Page<Delivery>, StoreError> {
-        let (items, next_cursor) = self.query_prefix(ntf_pk(id), "D#", limit, cursor).await?;
+        let (items, next_cursor) = self.deliveries_page(id, limit, cursor).await?;
         let mut out = Vec::with_capacity(items.len());
         for item in &items {
             let bad = |what: &str| StoreError::Unavailable(format!("stored delivery has a bad {what}"));
@@ -1098,29 +1183,25 @@ impl Store for DynamoStore {
     async fn counts(&self, id: &NotificationId) -> Result<Counts, StoreError> {
         let mut c = Counts::default();
         let mut sums = [("recipients", 0i64), ("pending", 0), ("sent", 0), ("failed", 0), ("skipped", 0)];
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("PK = :pk AND begins_with(SK, :c)")
-                .expression_attribute_values(":pk", s(ntf_pk(id)))
-                .expression_attribute_values(":c", s("C#"))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(err)?;
-            for item in out.items() {
+        // Every count item of the notification in one BatchGetItem (at most 100 keys), read
+        // consistently, sending unprocessed keys again.
+        let mut keys: Vec<Item> = (0..COUNT_SHARDS).map(|k| key(count_shard_pk(id, k), "C")).collect();
+        for attempt in 0..8u32 {
+            let request = KeysAndAttributes::builder().set_keys(Some(keys)).consistent_read(true).build().map_err(build_err)?;
+            let out = self.client.batch_get_item().request_items(&self.table, request).send().await.map_err(err)?;
+            for item in out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
                 for (k, total) in sums.iter_mut() {
-                    *total += get_n(item, k).unwrap_or(0);
+                    *total += get_n(&item, k).unwrap_or(0);
                 }
             }
-            match out.last_evaluated_key {
-                Some(next) => start = Some(next),
-                None => break,
+            keys = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).map(|k| k.keys).unwrap_or_default();
+            if keys.is_empty() {
+                break;
             }
+            if attempt == 7 {
+                return Err(StoreError::Unavailable(format!("dynamodb: {} count reads still unprocessed", keys.len())));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25 << attempt)).await;
         }
         // A shard alone may be negative (a page's pending counted on one shard, its outcomes on
         // others); the sums are exact.
