@@ -146,7 +146,8 @@ fn mapping(
                 .receive_message()
                 .queue_url(&queue_url)
                 .max_number_of_messages(batch)
-                .wait_time_seconds(1)
+                // Short polls: moto's long poll does not wake when a delayed message becomes
+                // visible (AWS's does), which would add up to a second to every delayed send.
                 .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
                 .send()
                 .await;
@@ -158,6 +159,7 @@ fn mapping(
                 }
             };
             if messages.is_empty() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
             let event = sqs_event(&messages);

@@ -142,7 +142,7 @@ impl Queues for SqsQueues {
 
     async fn send_fanout_after(&self, job: &FanoutJob, delay: Duration) -> Result<(), QueueError> {
         let body = serde_json::to_string(job).map_err(|e| QueueError(e.to_string()))?;
-        let secs = delay.as_millis().div_ceil(1000).min(MAX_QUEUE_DELAY.as_secs().into()) as i32;
+        let secs = delay.as_secs().min(MAX_QUEUE_DELAY.as_secs()) as i32;
         self.client
             .send_message()
             .queue_url(&self.fanout_url)

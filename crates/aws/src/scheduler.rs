@@ -133,8 +133,9 @@ impl Scheduler for EventBridgeScheduler {
         if wait > self.queue_delay_max {
             return self.put_schedule(id, at).await;
         }
-        // Due within minutes: the job waits on the queue, rounded up to the second.
-        let delay = Duration::from_secs(wait.as_millis().div_ceil(1000) as u64);
+        // Due within minutes: the job waits on the queue, whole seconds rounded down (the
+        // fanout waits the fraction left).
+        let delay = Duration::from_secs(wait.as_secs());
         self.queues.send_fanout_after(&FanoutJob::start(id.clone()), delay).await.map_err(|e| SchedulerError(e.to_string()))?;
         // A schedule of an earlier, further `send_at` (a reschedule) is no longer needed; if it
         // stays, its fire finds the send done or held back, and sends nothing.

@@ -408,3 +408,27 @@ async fn retry_sends_only_the_failed_deliveries_again() {
     assert_eq!(w.store.get_notification(failed_id).await.unwrap().unwrap().status, Status::Completed);
     assert_eq!(w.store.counts(failed_id).await.unwrap(), Counts { recipients: 1, pending: 0, sent: 1, failed: 0, skipped: 0 });
 }
+
+#[tokio::test]
+async fn a_rendered_sms_over_1600_characters_fails_without_a_send() {
+    let w = world();
+    let template = notify_core::template::Template {
+        id: notify_core::domain::TemplateId::parse("long").unwrap(),
+        parts: Parts { sms: Some("{{ text }}".into()), ..Default::default() },
+    };
+    w.store.put_template(&template).await.unwrap();
+    let mut data = serde_json::Map::new();
+    data.insert("text".into(), json!("x".repeat(1601)));
+    let req = NewNotification {
+        to: Target::Phone(PhoneNumber::parse("+821012345678").unwrap()),
+        channels: vec![Channel::Sms],
+        content: Content::Template { id: template.id.clone(), data },
+        send_at: SendAt::Now,
+    };
+    let a = accept(&w.app, req, None).await.unwrap();
+    w.drain().await;
+    assert!(w.sms.sent.lock().unwrap().is_empty());
+    let rows = w.store.list_deliveries(&a.id, 10, None).await.unwrap().items;
+    assert_eq!(rows[0].status, DeliveryStatus::Failed);
+    assert!(rows[0].error.as_deref().unwrap().contains("1601 characters"), "{:?}", rows[0].error);
+}

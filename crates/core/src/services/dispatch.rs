@@ -27,6 +27,9 @@ use super::message;
 use super::rate_limit::RateLimit;
 use crate::backoff::jitter;
 
+/// The longest SMS sent: SNS splits a message into at most 10 parts of 160 characters (GSM-7).
+pub const MAX_SMS_CHARS: usize = 1600;
+
 /// Kept free before the deadline when writing an outcome: the last write must end in time.
 const RECORD_MARGIN: Duration = Duration::from_millis(250);
 
@@ -343,6 +346,11 @@ impl Dispatch {
             Channel::Sms => {
                 let to = recipient.phone.clone().ok_or_else(|| SendError::permanent("no phone number"))?;
                 let body = parts.sms.ok_or_else(|| SendError::permanent("no sms text"))?;
+                // The template's source is capped, but its data can make the text longer.
+                let length = body.chars().count();
+                if length > MAX_SMS_CHARS {
+                    return Err(SendError::permanent(format!("the rendered SMS has {length} characters; at most {MAX_SMS_CHARS} can be sent")));
+                }
                 let domain = "sms";
                 self.sms.send(&OutgoingSms { to, body, message_id: message::message_id(key, domain) }).await
             }

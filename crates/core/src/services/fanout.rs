@@ -21,6 +21,9 @@ use crate::notification::{Notification, Status, Target};
 use crate::ports::{Clock, MAX_QUEUE_DELAY, Queues, Store};
 use crate::user::{ChannelPrefs, User};
 
+/// A job this close to its `send_at` waits in the invocation instead of on the queue.
+const WAIT_IN_PROCESS: Duration = Duration::from_secs(1);
+
 pub struct Fanout {
     pub store: Arc<dyn Store>,
     pub queues: Arc<dyn Queues>,
@@ -80,6 +83,11 @@ fn found(user: &User) -> Resolved {
 
 impl Fanout {
     pub async fn handle(&self, job: &FanoutJob) -> Result<FanoutReport, Error> {
+        self.handle_after(job, false).await
+    }
+
+    /// `waited`: the job already waited for `send_at` in this invocation.
+    async fn handle_after(&self, job: &FanoutJob, waited: bool) -> Result<FanoutReport, Error> {
         if job.retry_failed {
             return self.retry_failed(job).await;
         }
@@ -91,7 +99,7 @@ impl Fanout {
         match n.status {
             Status::Cancelled => return Ok(ignored("cancelled")),
             Status::Completed | Status::PartiallyFailed | Status::Failed => return Ok(ignored("already finished")),
-            Status::Scheduled if n.send_at > self.clock.now() => return self.not_yet_due(job, &n).await,
+            Status::Scheduled if !waited && n.send_at > self.clock.now() => return self.not_yet_due(job, &n).await,
             Status::Scheduled | Status::Queued => {
                 if !self.store.transition(id, &[Status::Scheduled, Status::Queued], Status::Sending).await? {
                     // Lost a race: proceed only if the winner was another fanout, not a cancel.
@@ -136,8 +144,14 @@ impl Fanout {
         if wait > MAX_QUEUE_DELAY {
             return Ok(ignored("fired before send_at; the schedule of the new send_at will fire"));
         }
-        // Whole seconds on SQS: round up, so that the job never comes back early.
-        let delay = Duration::from_secs(wait.as_millis().div_ceil(1000) as u64);
+        if wait < WAIT_IN_PROCESS {
+            // The last fraction of a second: waited here, since a queue delay is whole seconds.
+            tokio::time::sleep(wait).await;
+            return Box::pin(self.handle_after(job, true)).await;
+        }
+        // Whole seconds on SQS, rounded down: the job comes back less than a second early,
+        // and that fraction is waited above.
+        let delay = Duration::from_secs(wait.as_secs());
         self.queues.send_fanout_after(job, delay).await?;
         tracing::info!(id = %n.id, delay_s = delay.as_secs(), "fired before send_at: held back until then");
         Ok(FanoutReport { ignored: Some("not yet due: held back until send_at"), ..Default::default() })
