@@ -108,3 +108,31 @@ async fn deleting_a_big_group_answers_at_once_and_its_memberships_go_in_the_back
     let members = api.call(api_event("api-list-group-members.json", Some("/v1/groups/big/members"), None)).await;
     assert_eq!(members.body["items"], json!([]), "no old membership left");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fanout_job_failing_on_its_last_receive_is_put_back_for_later_not_dead_lettered() {
+    let w = AwsWorld::start_with(WorldOptions { faults: Some(json!({})), fanout_visibility: 8, dispatch_visibility: 8 }).await;
+    let proxy = w.proxy.as_ref().unwrap();
+    let id = NotificationId::generate(Timestamp::now());
+    let body = json!({"notification_id": id}).to_string();
+    w.sqs().send_message().queue_url(&w.config.fanout_queue_url).message_body(&body).send().await.unwrap();
+    let mut event = w.receive_event(&w.config.fanout_queue_url, 1).await;
+    // DynamoDB fails every call, and this is the queue's last receive of the job.
+    proxy.set(json!({"dynamodb.internal_error": 1.0})).await;
+    let fanout = wiring::fanout(&w.config, &w.sdk);
+    event.records[0].attributes.insert("ApproximateReceiveCount".into(), w.config.fanout_max_receives.to_string());
+    let response = notify_aws::handlers::fanout_event(&fanout, event.clone(), w.config.fanout_max_receives).await;
+    assert!(response.batch_item_failures.is_empty(), "not reported, so not dead-lettered: {response:?}");
+    proxy.set(json!({"dynamodb.internal_error": 0.0})).await;
+    w.settle(&w.config.fanout_queue_url, &event, &response).await;
+    let attrs = w
+        .sqs()
+        .get_queue_attributes()
+        .queue_url(&w.config.fanout_queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .unwrap();
+    let delayed = &attrs.attributes().unwrap()[&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed];
+    assert_eq!(delayed, "1", "a fresh copy waits 15 minutes on the queue");
+}

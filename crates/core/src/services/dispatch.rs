@@ -349,7 +349,9 @@ impl Dispatch {
                 // The template's source is capped, but its data can make the text longer.
                 let length = body.chars().count();
                 if length > MAX_SMS_CHARS {
-                    return Err(SendError::permanent(format!("the rendered SMS has {length} characters; at most {MAX_SMS_CHARS} can be sent")));
+                    return Err(SendError::permanent(format!(
+                        "the rendered SMS has {length} characters; at most {MAX_SMS_CHARS} can be sent"
+                    )));
                 }
                 let domain = "sms";
                 self.sms.send(&OutgoingSms { to, body, message_id: message::message_id(key, domain) }).await
