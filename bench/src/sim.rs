@@ -24,7 +24,8 @@ use notify_core::jobs::{Chore, DispatchJob, FanoutJob};
 use notify_core::memory::MemoryStore;
 use notify_core::notification::{Counts, Notification, Status};
 use notify_core::ports::{
-    EmailSender, IdempotencyRecord, InsertOutcome, OutgoingEmail, Page, QueueError, Queues, SendError, Store, StoreError,
+    EmailSender, IdempotencyRecord, InsertOutcome, OutgoingEmail, Page, QueueError, Queues,
+    SendError, Store, StoreError,
 };
 use notify_core::template::Template;
 use notify_core::user::User;
@@ -37,10 +38,17 @@ pub struct Latency {
 }
 
 impl Latency {
-    pub const NONE: Latency = Latency { dynamodb: Duration::ZERO, sqs_batch: Duration::ZERO, ses_send: Duration::ZERO };
+    pub const NONE: Latency = Latency {
+        dynamodb: Duration::ZERO,
+        sqs_batch: Duration::ZERO,
+        ses_send: Duration::ZERO,
+    };
     /// The figures of the issue: 10 ms a DynamoDB call, 20 ms an SQS batch, 60 ms an SES send.
-    pub const AWS: Latency =
-        Latency { dynamodb: Duration::from_millis(10), sqs_batch: Duration::from_millis(20), ses_send: Duration::from_millis(60) };
+    pub const AWS: Latency = Latency {
+        dynamodb: Duration::from_millis(10),
+        sqs_batch: Duration::from_millis(20),
+        ses_send: Duration::from_millis(60),
+    };
 }
 
 /// Calls by AWS operation.
@@ -81,14 +89,22 @@ pub struct PartitionWrites {
 
 impl Default for PartitionWrites {
     fn default() -> Self {
-        Self { start: tokio::time::Instant::now(), writes: Mutex::default() }
+        Self {
+            start: tokio::time::Instant::now(),
+            writes: Mutex::default(),
+        }
     }
 }
 
 impl PartitionWrites {
     pub fn add(&self, table: &'static str, pk: String) {
         let second = self.start.elapsed().as_secs();
-        *self.writes.lock().unwrap().entry((second, table, pk)).or_default() += 1;
+        *self
+            .writes
+            .lock()
+            .unwrap()
+            .entry((second, table, pk))
+            .or_default() += 1;
     }
 
     /// Per table or index: the hottest partition key and its writes in its busiest second.
@@ -125,7 +141,13 @@ pub struct SimStore {
 
 impl SimStore {
     pub fn new(inner: MemoryStore, latency: Latency) -> Self {
-        Self { inner, latency, calls: Calls::default(), partitions: PartitionWrites::default(), deliveries: Mutex::default() }
+        Self {
+            inner,
+            latency,
+            calls: Calls::default(),
+            partitions: PartitionWrites::default(),
+            deliveries: Mutex::default(),
+        }
     }
 
     async fn ddb(&self, op: &'static str, calls: u64, rounds: u64) {
@@ -152,7 +174,12 @@ impl Store for SimStore {
     }
     async fn get_users(&self, ids: &[UserId]) -> Result<Vec<User>, StoreError> {
         let calls = ids.len().div_ceil(100) as u64;
-        self.ddb("BatchGetItem", calls, calls.div_ceil(READ_CONCURRENCY as u64)).await;
+        self.ddb(
+            "BatchGetItem",
+            calls,
+            calls.div_ceil(READ_CONCURRENCY as u64),
+        )
+        .await;
         self.inner.get_users(ids).await
     }
     async fn delete_user(&self, id: &UserId) -> Result<bool, StoreError> {
@@ -178,7 +205,12 @@ impl Store for SimStore {
     async fn remove_members(&self, id: &GroupId, users: &[UserId]) -> Result<u64, StoreError> {
         self.inner.remove_members(id, users).await
     }
-    async fn list_members(&self, id: &GroupId, limit: usize, cursor: Option<&str>) -> Result<Page<UserId>, StoreError> {
+    async fn list_members(
+        &self,
+        id: &GroupId,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<UserId>, StoreError> {
         self.ddb("Query", 1, 1).await;
         self.inner.list_members(id, limit, cursor).await
     }
@@ -192,7 +224,11 @@ impl Store for SimStore {
     async fn delete_template(&self, id: &TemplateId) -> Result<bool, StoreError> {
         self.inner.delete_template(id).await
     }
-    async fn find_idempotency(&self, key: &IdempotencyKey, now: Timestamp) -> Result<Option<IdempotencyRecord>, StoreError> {
+    async fn find_idempotency(
+        &self,
+        key: &IdempotencyKey,
+        now: Timestamp,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
         self.ddb("GetItem", 1, 1).await;
         self.inner.find_idempotency(key, now).await
     }
@@ -209,7 +245,10 @@ impl Store for SimStore {
         }
         self.inner.insert_notification(n, idem, now).await
     }
-    async fn get_notification(&self, id: &NotificationId) -> Result<Option<Notification>, StoreError> {
+    async fn get_notification(
+        &self,
+        id: &NotificationId,
+    ) -> Result<Option<Notification>, StoreError> {
         self.ddb("GetItem", 1, 1).await;
         self.inner.get_notification(id).await
     }
@@ -222,7 +261,12 @@ impl Store for SimStore {
         self.ddb("Query", 1, 1).await;
         self.inner.list_notifications(status, limit, cursor).await
     }
-    async fn transition(&self, id: &NotificationId, from: &[Status], to: Status) -> Result<bool, StoreError> {
+    async fn transition(
+        &self,
+        id: &NotificationId,
+        from: &[Status],
+        to: Status,
+    ) -> Result<bool, StoreError> {
         self.ddb("UpdateItem", 1, 1).await;
         let before = self.inner.get_notification(id).await?.map(|n| n.status);
         let moved = self.inner.transition(id, from, to).await?;
@@ -230,7 +274,10 @@ impl Store for SimStore {
             // The status index moves the entry: a delete under the old key, a put under the new.
             self.partitions.notification_item(id, to);
             if let Some(before) = before {
-                self.partitions.add("GSI2", store::status_index_pk(before, store::index_shard(id)));
+                self.partitions.add(
+                    "GSI2",
+                    store::status_index_pk(before, store::index_shard(id)),
+                );
             }
         }
         Ok(moved)
@@ -239,16 +286,29 @@ impl Store for SimStore {
         self.ddb("UpdateItem", 1, 1).await;
         self.inner.set_send_at(id, at).await
     }
-    async fn insert_deliveries(&self, id: &NotificationId, page: &str, deliveries: &[Delivery]) -> Result<(), StoreError> {
+    async fn insert_deliveries(
+        &self,
+        id: &NotificationId,
+        page: &str,
+        deliveries: &[Delivery],
+    ) -> Result<(), StoreError> {
         self.ddb("GetItem", 1, 1).await;
         self.partitions.add("table", store::ntf_pk(id));
         self.partitions.add("table", store::count_pk(id, page));
-        for row in deliveries.iter().filter(|d| d.status == DeliveryStatus::Skipped) {
-            self.partitions.add("table", store::delivery_pk(id, &row.key.recipient));
+        for row in deliveries
+            .iter()
+            .filter(|d| d.status == DeliveryStatus::Skipped)
+        {
+            self.partitions
+                .add("table", store::delivery_pk(id, &row.key.recipient));
         }
-        let skipped = deliveries.iter().filter(|d| d.status == DeliveryStatus::Skipped).count() as u64;
+        let skipped = deliveries
+            .iter()
+            .filter(|d| d.status == DeliveryStatus::Skipped)
+            .count() as u64;
         if skipped > 0 {
-            self.ddb("BatchWriteItem", skipped.div_ceil(25), skipped.div_ceil(25)).await;
+            self.ddb("BatchWriteItem", skipped.div_ceil(25), skipped.div_ceil(25))
+                .await;
         }
         self.ddb("TransactWriteItems", 1, 1).await;
         let mut d = self.deliveries.lock().unwrap();
@@ -259,7 +319,10 @@ impl Store for SimStore {
             d.counts[RECIPIENTS] += 1;
             if row.status == DeliveryStatus::Skipped {
                 d.counts[SKIPPED] += 1;
-                d.rows.insert((row.key.recipient.clone(), row.key.channel), (DeliveryStatus::Skipped, 0, None));
+                d.rows.insert(
+                    (row.key.recipient.clone(), row.key.channel),
+                    (DeliveryStatus::Skipped, 0, None),
+                );
             } else {
                 d.counts[PENDING] += 1;
             }
@@ -274,11 +337,22 @@ impl Store for SimStore {
         self.deliveries.lock().unwrap().fanned_out = true;
         Ok(())
     }
-    async fn claim_delivery(&self, planned: &Delivery, now: Timestamp, lease_until: Timestamp) -> Result<Claim, StoreError> {
+    async fn claim_delivery(
+        &self,
+        planned: &Delivery,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<Claim, StoreError> {
         self.ddb("UpdateItem", 1, 1).await;
-        self.partitions.add("table", store::delivery_pk(&planned.key.notification_id, &planned.key.recipient));
+        self.partitions.add(
+            "table",
+            store::delivery_pk(&planned.key.notification_id, &planned.key.recipient),
+        );
         let mut d = self.deliveries.lock().unwrap();
-        let row = d.rows.entry((planned.key.recipient.clone(), planned.key.channel)).or_insert((DeliveryStatus::Pending, 0, None));
+        let row = d
+            .rows
+            .entry((planned.key.recipient.clone(), planned.key.channel))
+            .or_insert((DeliveryStatus::Pending, 0, None));
         match row {
             (DeliveryStatus::Pending, attempts, lease) if lease.is_none_or(|l| l <= now) => {
                 *attempts += 1;
@@ -291,9 +365,15 @@ impl Store for SimStore {
     }
     async fn record_outcome(&self, key: &DeliveryKey, outcome: &Outcome) -> Result<(), StoreError> {
         self.ddb("TransactWriteItems", 1, 1).await;
-        self.partitions.add("table", store::delivery_pk(&key.notification_id, &key.recipient));
+        self.partitions.add(
+            "table",
+            store::delivery_pk(&key.notification_id, &key.recipient),
+        );
         if matches!(outcome, Outcome::Sent { .. } | Outcome::Failed { .. }) {
-            self.partitions.add("table", store::count_pk(&key.notification_id, &key.recipient));
+            self.partitions.add(
+                "table",
+                store::count_pk(&key.notification_id, &key.recipient),
+            );
         }
         let mut d = self.deliveries.lock().unwrap();
         let to = match outcome {
@@ -309,7 +389,11 @@ impl Store for SimStore {
         if let Some(row) = d.rows.get_mut(&(key.recipient.clone(), key.channel))
             && row.0 == DeliveryStatus::Pending
         {
-            row.0 = if to == SENT { DeliveryStatus::Sent } else { DeliveryStatus::Failed };
+            row.0 = if to == SENT {
+                DeliveryStatus::Sent
+            } else {
+                DeliveryStatus::Failed
+            };
             d.counts[PENDING] -= 1;
             d.counts[to] += 1;
         }
@@ -322,8 +406,16 @@ impl Store for SimStore {
         // The benchmarks never retry a notification.
         Ok(false)
     }
-    async fn list_deliveries(&self, _id: &NotificationId, _limit: usize, _cursor: Option<&str>) -> Result<Page<Delivery>, StoreError> {
-        Ok(Page { items: vec![], next_cursor: None })
+    async fn list_deliveries(
+        &self,
+        _id: &NotificationId,
+        _limit: usize,
+        _cursor: Option<&str>,
+    ) -> Result<Page<Delivery>, StoreError> {
+        Ok(Page {
+            items: vec![],
+            next_cursor: None,
+        })
     }
     async fn counts(&self, _id: &NotificationId) -> Result<Counts, StoreError> {
         // One consistent BatchGetItem of every count item.
@@ -347,7 +439,10 @@ impl Store for SimStore {
             return Ok(None);
         }
         let status = Status::finished(&counts);
-        Ok(self.transition(id, &[Status::Sending], status).await?.then_some(status))
+        Ok(self
+            .transition(id, &[Status::Sending], status)
+            .await?
+            .then_some(status))
     }
 }
 
@@ -367,7 +462,9 @@ impl Queues for SimQueues {
     async fn send_fanout(&self, job: &FanoutJob) -> Result<(), QueueError> {
         self.calls.add("SQS SendMessage", 1);
         pause(self.latency.sqs_batch).await;
-        self.fanout.send(job.clone()).map_err(|e| QueueError(e.to_string()))
+        self.fanout
+            .send(job.clone())
+            .map_err(|e| QueueError(e.to_string()))
     }
 
     async fn send_fanout_after(&self, job: &FanoutJob, delay: Duration) -> Result<(), QueueError> {
@@ -394,9 +491,13 @@ impl Queues for SimQueues {
         use std::sync::atomic::Ordering::Relaxed;
         self.dispatch_jobs.fetch_add(jobs.len() as u64, Relaxed);
         for job in jobs {
-            self.dispatch_bytes.fetch_add(serde_json::to_vec(job).map(|v| v.len() as u64).unwrap_or(0), Relaxed);
+            self.dispatch_bytes.fetch_add(
+                serde_json::to_vec(job).map(|v| v.len() as u64).unwrap_or(0),
+                Relaxed,
+            );
             if let Some(tx) = &self.dispatch {
-                tx.send(job.clone()).map_err(|e| QueueError(e.to_string()))?;
+                tx.send(job.clone())
+                    .map_err(|e| QueueError(e.to_string()))?;
             }
         }
         Ok(())

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType, ScalarAttributeType,
-    TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::Value;
@@ -33,21 +33,40 @@ impl Moto {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("start {} (run ./scripts/test to set up .venv): {e}", script.display()));
-        let up = wait_until(Duration::from_secs(30), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()).await;
+            .unwrap_or_else(|e| {
+                panic!(
+                    "start {} (run ./scripts/test to set up .venv): {e}",
+                    script.display()
+                )
+            });
+        let up = wait_until(Duration::from_secs(30), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })
+        .await;
         assert!(up, "moto did not start on port {port}");
-        Self { child, endpoint: format!("http://127.0.0.1:{port}") }
+        Self {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
     }
 
     /// What moto recorded: `ses.RawMessage`, `sns.SMS`, ...
     pub async fn sent(&self) -> Value {
-        reqwest::get(format!("{}/moto-api/data.json", self.endpoint)).await.unwrap().json().await.unwrap()
+        reqwest::get(format!("{}/moto-api/data.json", self.endpoint))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     /// Each `{"source", "destinations", "raw_data", "id"}`.
     pub async fn raw_emails(&self) -> Vec<Value> {
         let data = self.sent().await;
-        data["ses"]["RawMessage"].as_array().cloned().unwrap_or_default()
+        data["ses"]["RawMessage"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Each `{"phone_number", "message", "message_id"}`.
@@ -68,7 +87,9 @@ pub async fn sdk_config(endpoint: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("testing", "testing", None, None, "moto"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "testing", "testing", None, None, "moto",
+        ))
         .retry_config(notify_aws::wiring::retry_config())
         .load()
         .await
@@ -91,20 +112,36 @@ impl FaultProxy {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", script.display()));
-        let up = wait_until(Duration::from_secs(30), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()).await;
+        let up = wait_until(Duration::from_secs(30), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })
+        .await;
         assert!(up, "the fault proxy did not start on port {port}");
-        Self { child, endpoint: format!("http://127.0.0.1:{port}") }
+        Self {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
     }
 
     /// Changes some rates (the others stay).
     pub async fn set(&self, rates: Value) {
-        let answer = reqwest::Client::new().post(format!("{}/_faults", self.endpoint)).body(rates.to_string()).send().await.unwrap();
+        let answer = reqwest::Client::new()
+            .post(format!("{}/_faults", self.endpoint))
+            .body(rates.to_string())
+            .send()
+            .await
+            .unwrap();
         assert!(answer.status().is_success());
     }
 
     /// `{"rates": {...}, "injected": {fault: count}}`.
     pub async fn report(&self) -> Value {
-        reqwest::get(format!("{}/_faults", self.endpoint)).await.unwrap().json().await.unwrap()
+        reqwest::get(format!("{}/_faults", self.endpoint))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 }
 
@@ -127,7 +164,11 @@ pub struct WorldOptions {
 
 impl Default for WorldOptions {
     fn default() -> Self {
-        Self { faults: None, fanout_visibility: 360, dispatch_visibility: 180 }
+        Self {
+            faults: None,
+            fanout_visibility: 360,
+            dispatch_visibility: 180,
+        }
     }
 }
 
@@ -145,13 +186,30 @@ pub struct AwsWorld {
     pub dispatch_dlq_url: String,
 }
 
-async fn queue(sqs: &aws_sdk_sqs::Client, name: &str, visibility: u32, dlq_arn: Option<&str>) -> (String, String) {
-    let mut req = sqs.create_queue().queue_name(name).attributes(QueueAttributeName::VisibilityTimeout, visibility.to_string());
+async fn queue(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    visibility: u32,
+    dlq_arn: Option<&str>,
+) -> (String, String) {
+    let mut req = sqs.create_queue().queue_name(name).attributes(
+        QueueAttributeName::VisibilityTimeout,
+        visibility.to_string(),
+    );
     if let Some(arn) = dlq_arn {
-        req = req.attributes(QueueAttributeName::RedrivePolicy, format!(r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":"5"}}"#));
+        req = req.attributes(
+            QueueAttributeName::RedrivePolicy,
+            format!(r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":"5"}}"#),
+        );
     }
     let url = req.send().await.unwrap().queue_url.unwrap();
-    let attrs = sqs.get_queue_attributes().queue_url(&url).attribute_names(QueueAttributeName::QueueArn).send().await.unwrap();
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap();
     let arn = attrs.attributes.unwrap()[&QueueAttributeName::QueueArn].clone();
     (url, arn)
 }
@@ -165,21 +223,42 @@ impl AwsWorld {
         let moto = Moto::start().await;
         let sdk = sdk_config(&moto.endpoint).await;
         let ddb = aws_sdk_dynamodb::Client::new(&sdk);
-        let attr = |name: &str| AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build().unwrap();
-        let key = |name: &str, t: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(t).build().unwrap();
+        let attr = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap()
+        };
+        let key = |name: &str, t: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(t)
+                .build()
+                .unwrap()
+        };
         let gsi = |n: &str| {
             GlobalSecondaryIndex::builder()
                 .index_name(n)
                 .key_schema(key(&format!("{n}PK"), KeyType::Hash))
                 .key_schema(key(&format!("{n}SK"), KeyType::Range))
-                .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
                 .build()
                 .unwrap()
         };
         ddb.create_table()
             .table_name("notify")
             .billing_mode(BillingMode::PayPerRequest)
-            .set_attribute_definitions(Some(["PK", "SK", "GSI1PK", "GSI1SK", "GSI2PK", "GSI2SK"].iter().map(|a| attr(a)).collect()))
+            .set_attribute_definitions(Some(
+                ["PK", "SK", "GSI1PK", "GSI1SK", "GSI2PK", "GSI2SK"]
+                    .iter()
+                    .map(|a| attr(a))
+                    .collect(),
+            ))
             .key_schema(key("PK", KeyType::Hash))
             .key_schema(key("SK", KeyType::Range))
             .global_secondary_indexes(gsi("GSI1"))
@@ -189,20 +268,49 @@ impl AwsWorld {
             .unwrap();
         ddb.update_time_to_live()
             .table_name("notify")
-            .time_to_live_specification(TimeToLiveSpecification::builder().attribute_name("ttl").enabled(true).build().unwrap())
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name("ttl")
+                    .enabled(true)
+                    .build()
+                    .unwrap(),
+            )
             .send()
             .await
             .unwrap();
 
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let (fanout_dlq_url, fanout_dlq_arn) = queue(&sqs, "notify-fanout-dlq", 30, None).await;
-        let (dispatch_dlq_url, dispatch_dlq_arn) = queue(&sqs, "notify-dispatch-dlq", 30, None).await;
+        let (dispatch_dlq_url, dispatch_dlq_arn) =
+            queue(&sqs, "notify-dispatch-dlq", 30, None).await;
         let (_, scheduler_dlq_arn) = queue(&sqs, "notify-scheduler-dlq", 30, None).await;
-        let (fanout_url, fanout_arn) = queue(&sqs, "notify-fanout", options.fanout_visibility, Some(&fanout_dlq_arn)).await;
-        let (dispatch_url, _) = queue(&sqs, "notify-dispatch", options.dispatch_visibility, Some(&dispatch_dlq_arn)).await;
+        let (fanout_url, fanout_arn) = queue(
+            &sqs,
+            "notify-fanout",
+            options.fanout_visibility,
+            Some(&fanout_dlq_arn),
+        )
+        .await;
+        let (dispatch_url, _) = queue(
+            &sqs,
+            "notify-dispatch",
+            options.dispatch_visibility,
+            Some(&dispatch_dlq_arn),
+        )
+        .await;
 
-        aws_sdk_scheduler::Client::new(&sdk).create_schedule_group().name("notify-sends").send().await.unwrap();
-        aws_sdk_sesv2::Client::new(&sdk).create_email_identity().email_identity("example.com").send().await.unwrap();
+        aws_sdk_scheduler::Client::new(&sdk)
+            .create_schedule_group()
+            .name("notify-sends")
+            .send()
+            .await
+            .unwrap();
+        aws_sdk_sesv2::Client::new(&sdk)
+            .create_email_identity()
+            .email_identity("example.com")
+            .send()
+            .await
+            .unwrap();
 
         let config = AwsConfig {
             table: "notify".into(),
@@ -239,7 +347,15 @@ impl AwsWorld {
             }
             None => (None, sdk),
         };
-        Self { moto, proxy, sdk, direct, config, fanout_dlq_url, dispatch_dlq_url }
+        Self {
+            moto,
+            proxy,
+            sdk,
+            direct,
+            config,
+            fanout_dlq_url,
+            dispatch_dlq_url,
+        }
     }
 
     pub fn sqs(&self) -> aws_sdk_sqs::Client {
@@ -252,7 +368,14 @@ impl AwsWorld {
 
     /// The target input of the schedule of notification `id`: what it puts on the queue when it fires.
     pub async fn schedule_input(&self, id: &str) -> String {
-        let s = self.scheduler().get_schedule().name(id).group_name(&self.config.schedule_group).send().await.unwrap();
+        let s = self
+            .scheduler()
+            .get_schedule()
+            .name(id)
+            .group_name(&self.config.schedule_group)
+            .send()
+            .await
+            .unwrap();
         let target = s.target().unwrap();
         assert_eq!(target.arn(), self.config.fanout_queue_arn);
         target.input().unwrap().to_owned()
@@ -260,7 +383,11 @@ impl AwsWorld {
 
     /// Receives what is on a queue (up to `max`) as a Lambda SQS event, the way the event
     /// source mapping would deliver it.
-    pub async fn receive_event(&self, queue_url: &str, max: i32) -> aws_lambda_events::sqs::SqsEvent {
+    pub async fn receive_event(
+        &self,
+        queue_url: &str,
+        max: i32,
+    ) -> aws_lambda_events::sqs::SqsEvent {
         let out = self
             .sqs()
             .receive_message()
@@ -281,10 +408,20 @@ impl AwsWorld {
         event: &aws_lambda_events::sqs::SqsEvent,
         response: &aws_lambda_events::sqs::SqsBatchResponse,
     ) {
-        let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+        let failed: Vec<&str> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
         for r in &event.records {
             if !failed.contains(&r.message_id.as_deref().unwrap_or_default()) {
-                self.sqs().delete_message().queue_url(queue_url).receipt_handle(r.receipt_handle.clone().unwrap()).send().await.unwrap();
+                self.sqs()
+                    .delete_message()
+                    .queue_url(queue_url)
+                    .receipt_handle(r.receipt_handle.clone().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
             }
         }
     }
@@ -323,25 +460,45 @@ pub struct ApiAnswer {
 
 impl ApiHandler {
     pub fn new(world: &AwsWorld) -> Self {
-        let router = notify_core::api::router(notify_aws::wiring::app(&world.config, &world.sdk), API_KEY);
-        Self { adapter: lambda_http::Adapter::from(router) }
+        let router =
+            notify_core::api::router(notify_aws::wiring::app(&world.config, &world.sdk), API_KEY);
+        Self {
+            adapter: lambda_http::Adapter::from(router),
+        }
     }
 
     pub async fn call(&mut self, event: Value) -> ApiAnswer {
         use tower::{Service, ServiceExt};
         let request: lambda_http::request::LambdaRequest = serde_json::from_value(event).unwrap();
         let event = lambda_runtime::LambdaEvent::new(request, lambda_runtime::Context::default());
-        let response = self.adapter.ready().await.unwrap().call(event).await.unwrap();
+        let response = self
+            .adapter
+            .ready()
+            .await
+            .unwrap()
+            .call(event)
+            .await
+            .unwrap();
         let json = serde_json::to_value(&response).unwrap();
-        let body = json["body"].as_str().map(|b| serde_json::from_str(b).unwrap_or(Value::String(b.to_owned()))).unwrap_or(Value::Null);
-        ApiAnswer { status: json["statusCode"].as_u64().unwrap() as u16, body, headers: json["headers"].clone() }
+        let body = json["body"]
+            .as_str()
+            .map(|b| serde_json::from_str(b).unwrap_or(Value::String(b.to_owned())))
+            .unwrap_or(Value::Null);
+        ApiAnswer {
+            status: json["statusCode"].as_u64().unwrap() as u16,
+            body,
+            headers: json["headers"].clone(),
+        }
     }
 }
 
 /// An event file from `events/`, parsed.
 pub fn event(name: &str) -> Value {
     let path = super::repo_root().join("events").join(name);
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+    serde_json::from_str(
+        &std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap()
 }
 
 /// An API event with another path and body.

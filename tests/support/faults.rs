@@ -25,7 +25,12 @@ pub struct FaultyEmail<E> {
 }
 
 impl<E> FaultyEmail<E> {
-    pub fn new(inner: E, transient_rate: f64, throttle_rate: f64, rejected: impl IntoIterator<Item = String>) -> Self {
+    pub fn new(
+        inner: E,
+        transient_rate: f64,
+        throttle_rate: f64,
+        rejected: impl IntoIterator<Item = String>,
+    ) -> Self {
         Self {
             inner,
             transient_rate,
@@ -53,7 +58,9 @@ fn draw(message_id: &str, attempt: u32) -> f64 {
 impl<E: EmailSender> EmailSender for FaultyEmail<E> {
     async fn send(&self, email: &OutgoingEmail) -> Result<String, SendError> {
         if self.rejected.lock().unwrap().contains(email.to.as_str()) {
-            return Err(SendError::permanent("sesv2 400 MessageRejected: Email address is on the suppression list (injected)"));
+            return Err(SendError::permanent(
+                "sesv2 400 MessageRejected: Email address is on the suppression list (injected)",
+            ));
         }
         let attempt = {
             let mut attempts = self.attempts.lock().unwrap();
@@ -65,11 +72,15 @@ impl<E: EmailSender> EmailSender for FaultyEmail<E> {
             let d = draw(&email.message_id, attempt);
             if d < self.transient_rate {
                 self.injected_transient.fetch_add(1, Ordering::Relaxed);
-                return Err(SendError::transient("sesv2 500 InternalFailure: (injected)"));
+                return Err(SendError::transient(
+                    "sesv2 500 InternalFailure: (injected)",
+                ));
             }
             if d < self.transient_rate + self.throttle_rate {
                 self.injected_throttles.fetch_add(1, Ordering::Relaxed);
-                return Err(SendError::throttled("sesv2 429 TooManyRequestsException: Maximum sending rate exceeded (injected)"));
+                return Err(SendError::throttled(
+                    "sesv2 429 TooManyRequestsException: Maximum sending rate exceeded (injected)",
+                ));
             }
         }
         self.inner.send(email).await

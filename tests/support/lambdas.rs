@@ -71,13 +71,21 @@ pub struct Lambdas {
 }
 
 type Handler = Arc<
-    dyn Fn(aws_lambda_events::sqs::SqsEvent, Instant) -> futures::future::BoxFuture<'static, aws_lambda_events::sqs::SqsBatchResponse>
+    dyn Fn(
+            aws_lambda_events::sqs::SqsEvent,
+            Instant,
+        ) -> futures::future::BoxFuture<'static, aws_lambda_events::sqs::SqsBatchResponse>
         + Send
         + Sync,
 >;
 
 impl Lambdas {
-    pub fn start(world: &AwsWorld, fanout: Fanout, dispatch: DispatchConsumer, settings: LambdaSettings) -> Self {
+    pub fn start(
+        world: &AwsWorld,
+        fanout: Fanout,
+        dispatch: DispatchConsumer,
+        settings: LambdaSettings,
+    ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(Stats::default());
         let fanout = Arc::new(fanout);
@@ -165,16 +173,27 @@ fn mapping(
             let event = sqs_event(&messages);
             counters(&stats).0.fetch_add(1, Ordering::Relaxed);
             let deadline = Instant::now() + timeout;
-            let Ok(response) = tokio::time::timeout_at(deadline, handler(event.clone(), deadline)).await else {
+            let Ok(response) =
+                tokio::time::timeout_at(deadline, handler(event.clone(), deadline)).await
+            else {
                 // Killed at the timeout: the whole batch comes back after its visibility timeout.
                 counters(&stats).1.fetch_add(1, Ordering::Relaxed);
                 continue;
             };
-            let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+            let failed: Vec<&str> = response
+                .batch_item_failures
+                .iter()
+                .map(|f| f.item_identifier.as_str())
+                .collect();
             for m in &messages {
                 if !failed.contains(&m.message_id().unwrap_or_default()) {
                     // A failed delete leaves the message to come back: at-least-once.
-                    let _ = sqs.delete_message().queue_url(&queue_url).receipt_handle(m.receipt_handle().unwrap_or_default()).send().await;
+                    let _ = sqs
+                        .delete_message()
+                        .queue_url(&queue_url)
+                        .receipt_handle(m.receipt_handle().unwrap_or_default())
+                        .send()
+                        .await;
                 }
             }
         }
@@ -185,35 +204,76 @@ fn mapping(
 pub fn at_time(expression: &str) -> Option<Timestamp> {
     let inner = expression.strip_prefix("at(")?.strip_suffix(')')?;
     let civil: jiff::civil::DateTime = inner.parse().ok()?;
-    civil.to_zoned(jiff::tz::TimeZone::UTC).ok().map(|z| z.timestamp())
+    civil
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .ok()
+        .map(|z| z.timestamp())
 }
 
-fn scheduler(world: &AwsWorld, stats: Arc<Stats>, stop: Arc<AtomicBool>) -> impl std::future::Future<Output = ()> + Send + 'static {
+fn scheduler(
+    world: &AwsWorld,
+    stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
     // EventBridge's own moves: straight to moto, never faulted.
     let client = aws_sdk_scheduler::Client::new(&world.direct);
     let sqs = aws_sdk_sqs::Client::new(&world.direct);
     let group = world.config.schedule_group.clone();
-    let queues = [(world.config.fanout_queue_arn.clone(), world.config.fanout_queue_url.clone())];
+    let queues = [(
+        world.config.fanout_queue_arn.clone(),
+        world.config.fanout_queue_url.clone(),
+    )];
     async move {
         while !stop.load(Ordering::Relaxed) {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            let Ok(list) = client.list_schedules().group_name(&group).send().await else { continue };
+            let Ok(list) = client.list_schedules().group_name(&group).send().await else {
+                continue;
+            };
             for summary in list.schedules() {
                 let Some(name) = summary.name() else { continue };
-                let Ok(s) = client.get_schedule().name(name).group_name(&group).send().await else { continue };
-                let Some(named) = s.schedule_expression().and_then(at_time) else { continue };
-                let earliest = Timestamp::from_second(named.as_second().div_euclid(60) * 60).unwrap();
+                let Ok(s) = client
+                    .get_schedule()
+                    .name(name)
+                    .group_name(&group)
+                    .send()
+                    .await
+                else {
+                    continue;
+                };
+                let Some(named) = s.schedule_expression().and_then(at_time) else {
+                    continue;
+                };
+                let earliest =
+                    Timestamp::from_second(named.as_second().div_euclid(60) * 60).unwrap();
                 let now = Timestamp::now();
                 if now < earliest {
                     continue;
                 }
                 let Some(target) = s.target() else { continue };
-                let Some((_, url)) = queues.iter().find(|(arn, _)| arn == target.arn()) else { continue };
-                if sqs.send_message().queue_url(url).message_body(target.input().unwrap_or_default()).send().await.is_err() {
+                let Some((_, url)) = queues.iter().find(|(arn, _)| arn == target.arn()) else {
+                    continue;
+                };
+                if sqs
+                    .send_message()
+                    .queue_url(url)
+                    .message_body(target.input().unwrap_or_default())
+                    .send()
+                    .await
+                    .is_err()
+                {
                     continue; // Scheduler retries a target it cannot reach
                 }
-                let _ = client.delete_schedule().name(name).group_name(&group).send().await;
-                stats.fires.lock().unwrap().push(Fire { name: name.to_owned(), named, fired_at: now });
+                let _ = client
+                    .delete_schedule()
+                    .name(name)
+                    .group_name(&group)
+                    .send()
+                    .await;
+                stats.fires.lock().unwrap().push(Fire {
+                    name: name.to_owned(),
+                    named,
+                    fired_at: now,
+                });
             }
         }
     }

@@ -15,15 +15,24 @@ pub mod faults;
 pub mod lambdas;
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 pub fn python() -> PathBuf {
-    std::env::var_os("NOTIFY_TEST_PYTHON").map(PathBuf::from).unwrap_or_else(|| repo_root().join(".venv/bin/python"))
+    std::env::var_os("NOTIFY_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv/bin/python"))
 }
 
 fn notifyd_bin() -> PathBuf {
@@ -59,7 +68,9 @@ impl Email {
     pub fn header(&self, name: &str) -> Option<String> {
         let head = self.data.split("\r\n\r\n").next().unwrap_or("");
         let prefix = format!("{}:", name.to_ascii_lowercase());
-        head.split("\r\n").find(|line| line.to_ascii_lowercase().starts_with(&prefix)).map(|line| line[prefix.len()..].trim().to_owned())
+        head.split("\r\n")
+            .find(|line| line.to_ascii_lowercase().starts_with(&prefix))
+            .map(|line| line[prefix.len()..].trim().to_owned())
     }
 }
 
@@ -103,10 +114,23 @@ impl SmtpSink {
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
-            .unwrap_or_else(|e| panic!("start the SMTP sink with {} (run ./scripts/test to set up .venv): {e}", python().display()));
-        let up = wait_until(Duration::from_secs(15), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()).await;
+            .unwrap_or_else(|e| {
+                panic!(
+                    "start the SMTP sink with {} (run ./scripts/test to set up .venv): {e}",
+                    python().display()
+                )
+            });
+        let up = wait_until(Duration::from_secs(15), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })
+        .await;
         assert!(up, "the SMTP sink did not start on port {port}");
-        Self { child, port, out, _dir: dir }
+        Self {
+            child,
+            port,
+            out,
+            _dir: dir,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -129,9 +153,15 @@ impl SmtpSink {
                 let v: Value = serde_json::from_str(l).unwrap();
                 Email {
                     mail_from: v["mail_from"].as_str().unwrap().to_owned(),
-                    rcpt_tos: v["rcpt_tos"].as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_owned()).collect(),
+                    rcpt_tos: v["rcpt_tos"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|r| r.as_str().unwrap().to_owned())
+                        .collect(),
                     data: v["data"].as_str().unwrap().to_owned(),
-                    received_at: Timestamp::from_millisecond(v["received_at_ms"].as_i64().unwrap()).unwrap(),
+                    received_at: Timestamp::from_millisecond(v["received_at_ms"].as_i64().unwrap())
+                        .unwrap(),
                 }
             })
             .collect()
@@ -149,7 +179,9 @@ impl SmtpSink {
 
     /// How many messages arrived, without parsing them (for benchmarks that poll).
     pub fn count(&self) -> usize {
-        std::fs::read(&self.out).map(|bytes| bytes.iter().filter(|b| **b == b'\n').count()).unwrap_or(0)
+        std::fs::read(&self.out)
+            .map(|bytes| bytes.iter().filter(|b| **b == b'\n').count())
+            .unwrap_or(0)
     }
 
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Email> {
@@ -187,7 +219,10 @@ impl Webhook {
                     if status < 300 {
                         r.lock().unwrap().push((body, Timestamp::now()));
                     }
-                    (axum::http::StatusCode::from_u16(status).unwrap(), axum::Json(json!({"ok": status < 300})))
+                    (
+                        axum::http::StatusCode::from_u16(status).unwrap(),
+                        axum::Json(json!({"ok": status < 300})),
+                    )
                 }
             }),
         );
@@ -196,11 +231,21 @@ impl Webhook {
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
-        Self { url, received, answer, task }
+        Self {
+            url,
+            received,
+            answer,
+            task,
+        }
     }
 
     pub fn bodies(&self) -> Vec<Value> {
-        self.received.lock().unwrap().iter().map(|(b, _)| b.clone()).collect()
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(b, _)| b.clone())
+            .collect()
     }
 
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Value> {
@@ -231,7 +276,14 @@ impl Answer {
 
     /// The `field`s named in a problem+json answer.
     pub fn fields(&self) -> Vec<String> {
-        self.body["errors"].as_array().map(|a| a.iter().map(|e| e["field"].as_str().unwrap_or("").to_owned()).collect()).unwrap_or_default()
+        self.body["errors"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| e["field"].as_str().unwrap_or("").to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }
 
@@ -252,15 +304,25 @@ impl Notifyd {
             data_dir: tempfile::tempdir().unwrap(),
             port: free_port(),
             key: "test-key-0123456789".to_owned(),
-            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-            client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
         };
         d.spawn().await;
         d
     }
 
     async fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.data_dir.path().join("notifyd.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.path().join("notifyd.log"))
+            .unwrap();
         let mut cmd = Command::new(notifyd_bin());
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -275,10 +337,18 @@ impl Notifyd {
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e} (build it with cargo build -p notifyd)", notifyd_bin().display()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "start {}: {e} (build it with cargo build -p notifyd)",
+                    notifyd_bin().display()
+                )
+            });
         self.child = Some(child);
         let port = self.port;
-        let up = wait_until(Duration::from_secs(20), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()).await;
+        let up = wait_until(Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })
+        .await;
         assert!(up, "notifyd did not start; log:\n{}", self.log());
     }
 
@@ -301,7 +371,10 @@ impl Notifyd {
     /// SIGTERM, then waits for the exit.
     pub fn terminate(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("running");
-        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
         child.wait().unwrap()
     }
 
@@ -320,11 +393,18 @@ impl Notifyd {
         let headers = response.headers().clone();
         let text = response.text().await.unwrap();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Answer { status, headers, body, text }
+        Answer {
+            status,
+            headers,
+            body,
+            text,
+        }
     }
 
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.client.request(method, self.url(path)).bearer_auth(&self.key)
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(&self.key)
     }
 
     pub async fn get(&self, path: &str) -> Answer {
@@ -336,15 +416,18 @@ impl Notifyd {
     }
 
     pub async fn put(&self, path: &str, body: Value) -> Answer {
-        self.send(self.request(reqwest::Method::PUT, path).json(&body)).await
+        self.send(self.request(reqwest::Method::PUT, path).json(&body))
+            .await
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Answer {
-        self.send(self.request(reqwest::Method::POST, path).json(&body)).await
+        self.send(self.request(reqwest::Method::POST, path).json(&body))
+            .await
     }
 
     pub async fn patch(&self, path: &str, body: Value) -> Answer {
-        self.send(self.request(reqwest::Method::PATCH, path).json(&body)).await
+        self.send(self.request(reqwest::Method::PATCH, path).json(&body))
+            .await
     }
 
     /// Polls the notification until its status is one of `statuses`.
@@ -360,9 +443,19 @@ impl Notifyd {
             .buffer_unordered(16)
             .collect::<Vec<()>>()
             .await;
-        assert_eq!(self.put(&format!("/v1/groups/{group}"), json!({"name": group})).await.status, 200);
+        assert_eq!(
+            self.put(&format!("/v1/groups/{group}"), json!({"name": group}))
+                .await
+                .status,
+            200
+        );
         for chunk in ids.chunks(1000) {
-            let a = self.post(&format!("/v1/groups/{group}/members"), json!({"add": chunk})).await;
+            let a = self
+                .post(
+                    &format!("/v1/groups/{group}/members"),
+                    json!({"add": chunk}),
+                )
+                .await;
             assert_eq!(a.status, 200, "{}", a.text);
         }
     }
@@ -371,7 +464,9 @@ impl Notifyd {
         let start = Instant::now();
         loop {
             let a = self.get(&format!("/v1/notifications/{id}")).await;
-            if statuses.contains(&a.body["status"].as_str().unwrap_or("")) || start.elapsed() > timeout {
+            if statuses.contains(&a.body["status"].as_str().unwrap_or(""))
+                || start.elapsed() > timeout
+            {
                 return a;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;

@@ -33,7 +33,8 @@ impl Run {
         if self.latencies.is_empty() {
             return 0.0;
         }
-        let i = ((self.latencies.len() as f64 * p).ceil() as usize).clamp(1, self.latencies.len()) - 1;
+        let i =
+            ((self.latencies.len() as f64 * p).ceil() as usize).clamp(1, self.latencies.len()) - 1;
         self.latencies[i] as f64 / 1000.0
     }
 
@@ -53,7 +54,10 @@ impl Run {
 
 /// `connections` tasks, each sending one request after the other until `duration` is over.
 async fn load(d: &Notifyd, duration: Duration, connections: usize, post: bool) -> Run {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(connections).build().unwrap();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .build()
+        .unwrap();
     let started = Instant::now();
     let deadline = started + duration;
     let tasks: Vec<_> = (0..connections)
@@ -88,7 +92,12 @@ async fn load(d: &Notifyd, duration: Duration, connections: usize, post: bool) -
             })
         })
         .collect();
-    let mut run = Run { ok: 0, errors: 0, latencies: Vec::new(), elapsed: Duration::ZERO };
+    let mut run = Run {
+        ok: 0,
+        errors: 0,
+        latencies: Vec::new(),
+        elapsed: Duration::ZERO,
+    };
     for t in tasks {
         let (ok, errors, latencies) = t.await.unwrap();
         run.ok += ok;
@@ -102,20 +111,39 @@ async fn load(d: &Notifyd, duration: Duration, connections: usize, post: bool) -
 
 #[tokio::main]
 async fn main() {
-    let seconds: u64 = std::env::args().nth(1).map(|a| a.parse().expect("SECONDS")).unwrap_or(30);
-    let connections: usize = std::env::args().nth(2).map(|a| a.parse().expect("CONNECTIONS")).unwrap_or(32);
+    let seconds: u64 = std::env::args()
+        .nth(1)
+        .map(|a| a.parse().expect("SECONDS"))
+        .unwrap_or(30);
+    let connections: usize = std::env::args()
+        .nth(2)
+        .map(|a| a.parse().expect("CONNECTIONS"))
+        .unwrap_or(32);
     let smtp = SmtpSink::start().await;
     let d = Notifyd::start(&[("NOTIFY_SMTP_URL", &smtp.url()), ("RUST_LOG", "warn")]).await;
-    println!("notifyd with aiosmtpd on loopback; {connections} connections; this machine: {} cores", num_cpus());
+    println!(
+        "notifyd with aiosmtpd on loopback; {connections} connections; this machine: {} cores",
+        num_cpus()
+    );
 
-    let baseline = load(&d, Duration::from_secs(seconds.div_ceil(3)), connections, false).await;
+    let baseline = load(
+        &d,
+        Duration::from_secs(seconds.div_ceil(3)),
+        connections,
+        false,
+    )
+    .await;
     baseline.print("baseline GET /healthz     ");
 
     let started = Instant::now();
     let run = load(&d, Duration::from_secs(seconds), connections, true).await;
     run.print("POST /v1/notifications    ");
     while smtp.count() < run.ok {
-        assert!(started.elapsed() < Duration::from_secs(3600), "emails stopped arriving at {}", smtp.count());
+        assert!(
+            started.elapsed() < Duration::from_secs(3600),
+            "emails stopped arriving at {}",
+            smtp.count()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let all = started.elapsed();
@@ -133,5 +161,7 @@ async fn main() {
 }
 
 fn num_cpus() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }

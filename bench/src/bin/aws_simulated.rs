@@ -35,11 +35,21 @@ const DISPATCH_BATCH: usize = 10;
 const LAMBDA_GB: f64 = 0.25;
 
 fn main() {
-    let n: usize = std::env::args().nth(1).map(|a| a.parse().expect("N")).unwrap_or(1_000_000);
+    let n: usize = std::env::args()
+        .nth(1)
+        .map(|a| a.parse().expect("N"))
+        .unwrap_or(1_000_000);
     let cpu = std::time::Instant::now();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
     rt.block_on(run(n));
-    println!("(simulation took {:.1?} of real time on this machine)", cpu.elapsed());
+    println!(
+        "(simulation took {:.1?} of real time on this machine)",
+        cpu.elapsed()
+    );
 }
 
 async fn run(n: usize) {
@@ -55,14 +65,25 @@ async fn run(n: usize) {
         dispatch_jobs: Default::default(),
         dispatch_bytes: Default::default(),
     });
-    let email = Arc::new(SimEmail { latency: Latency::AWS, calls: Default::default() });
-    let app =
-        App { store: store.clone(), scheduler: Arc::new(MemoryScheduler::default()), queues: queues.clone(), clock: Arc::new(SystemClock) };
+    let email = Arc::new(SimEmail {
+        latency: Latency::AWS,
+        calls: Default::default(),
+    });
+    let app = App {
+        store: store.clone(),
+        scheduler: Arc::new(MemoryScheduler::default()),
+        queues: queues.clone(),
+        clock: Arc::new(SystemClock),
+    };
     let fanout = Arc::new(Fanout {
         store: store.clone(),
         queues: queues.clone(),
         clock: Arc::new(SystemClock),
-        settings: FanoutSettings { page_size: PAGE, time_budget: FANOUT_BUDGET, ..FanoutSettings::default() },
+        settings: FanoutSettings {
+            page_size: PAGE,
+            time_budget: FANOUT_BUDGET,
+            ..FanoutSettings::default()
+        },
     });
     let dispatch = Arc::new(Dispatch::new(
         store.clone(),
@@ -79,7 +100,11 @@ async fn run(n: usize) {
     let request = NewNotification {
         to: Target::GroupId(group),
         channels: vec![Channel::Email],
-        content: Content::Inline(Parts { subject: Some("News".into()), text: Some("Hello everyone".into()), ..Default::default() }),
+        content: Content::Inline(Parts {
+            subject: Some("News".into()),
+            text: Some("Hello everyone".into()),
+            ..Default::default()
+        }),
         send_at: SendAt::Now,
     };
     let start = Instant::now();
@@ -131,7 +156,12 @@ async fn run(n: usize) {
     }
     let (fanout_invocations, fanout_done) = fanout_task.await.unwrap();
     loop {
-        let n = store.inner.get_notification(&accepted.id).await.unwrap().unwrap();
+        let n = store
+            .inner
+            .get_notification(&accepted.id)
+            .await
+            .unwrap()
+            .unwrap();
         if n.status != Status::Sending && n.status != Status::Queued {
             break;
         }
@@ -148,7 +178,11 @@ async fn run(n: usize) {
     let counts = store.counts(&accepted.id).await.unwrap();
     assert_eq!((counts.sent, counts.pending), (n as u64, 0), "{counts:?}");
 
-    println!("simulated AWS run, {} members, latencies {:?}", thousands(n as f64), Latency::AWS);
+    println!(
+        "simulated AWS run, {} members, latencies {:?}",
+        thousands(n as f64),
+        Latency::AWS
+    );
     println!(
         "  fanout:   all {} dispatch messages queued after {:.1} s (simulated), {} invocations",
         thousands((n / 50) as f64),
@@ -162,13 +196,16 @@ async fn run(n: usize) {
         thousands(n as f64 / all_sent.as_secs_f64())
     );
     // The floor at this concurrency: SES calls alone, back to back, 200 at a time.
-    let floor = Latency::AWS.ses_send.as_secs_f64() * n as f64 / (DISPATCH_CONCURRENCY * DISPATCH_BATCH) as f64;
+    let floor = Latency::AWS.ses_send.as_secs_f64() * n as f64
+        / (DISPATCH_CONCURRENCY * DISPATCH_BATCH) as f64;
     println!(
         "  baseline: SES calls alone at the same concurrency take {floor:.1} s; the whole run takes {:.2}x that",
         all_sent.as_secs_f64() / floor
     );
 
-    println!("\n  hottest partition key per table and index, writes in its busiest simulated second (DynamoDB takes ~1,000):");
+    println!(
+        "\n  hottest partition key per table and index, writes in its busiest simulated second (DynamoDB takes ~1,000):"
+    );
     for (table, (pk, writes)) in store.partitions.hottest() {
         println!("    {table:<6} {writes:>6} writes/s  ({pk})");
     }
@@ -187,9 +224,16 @@ async fn run(n: usize) {
     // (our transactions have 2 items); consistent reads 1 RRU; a BatchGetItem of 100 profiles
     // 50 RRU (eventually consistent); a Query of 2,000 memberships (~80 bytes each) 20 RRU.
     let get = |k: &str| *calls.get(k).unwrap_or(&0) as f64 * scale;
-    let wru = get("PutItem") + get("UpdateItem") + get("DeleteItem") + 4.0 * get("TransactWriteItems") + 25.0 * get("BatchWriteItem");
+    let wru = get("PutItem")
+        + get("UpdateItem")
+        + get("DeleteItem")
+        + 4.0 * get("TransactWriteItems")
+        + 25.0 * get("BatchWriteItem");
     // The counts: one consistent read of each of the COUNT_SHARDS small items.
-    let rru = get("GetItem") + 50.0 * get("BatchGetItem") + 20.0 * get("Query") + COUNT_SHARDS as f64 * get("BatchGetItem (counts)");
+    let rru = get("GetItem")
+        + 50.0 * get("BatchGetItem")
+        + 20.0 * get("Query")
+        + COUNT_SHARDS as f64 * get("BatchGetItem (counts)");
     let ddb = wru * 0.625e-6 + rru * 0.125e-6;
     // SQS: every call is a request (a batch of 10 jobs of ~7.5 KiB is 2 billed 64 KiB chunks),
     // plus the event source mapping's ReceiveMessage and DeleteMessageBatch per Lambda batch.
@@ -197,22 +241,40 @@ async fn run(n: usize) {
         + get("SQS SendMessage")
         + 2.0 * (dispatch_invocations.len() as f64 + fanout_invocations.len() as f64) * scale;
     let sqs = sqs_requests * 0.40e-6;
-    let gb_s = LAMBDA_GB * (dispatch_invocations.iter().chain(fanout_invocations.iter()).map(Duration::as_secs_f64).sum::<f64>()) * scale;
+    let gb_s = LAMBDA_GB
+        * (dispatch_invocations
+            .iter()
+            .chain(fanout_invocations.iter())
+            .map(Duration::as_secs_f64)
+            .sum::<f64>())
+        * scale;
     let lambda_requests = (dispatch_invocations.len() + fanout_invocations.len()) as f64 * scale;
     let lambda = gb_s * 0.0000133334 + lambda_requests * 0.20e-6;
     let scheduler = 1.0 * 1.0e-6; // one schedule per reserved send, whatever its size
     let ses = 100.0;
     let ours = ddb + sqs + lambda + scheduler;
     println!("\n  AWS cost per 1M emails:");
-    println!("    DynamoDB   {:>10}  ({} WRU, {} RRU)", format!("${ddb:.2}"), thousands(wru), thousands(rru));
-    println!("    SQS        {:>10}  ({} requests)", format!("${sqs:.3}"), thousands(sqs_requests));
+    println!(
+        "    DynamoDB   {:>10}  ({} WRU, {} RRU)",
+        format!("${ddb:.2}"),
+        thousands(wru),
+        thousands(rru)
+    );
+    println!(
+        "    SQS        {:>10}  ({} requests)",
+        format!("${sqs:.3}"),
+        thousands(sqs_requests)
+    );
     println!(
         "    Lambda     {:>10}  ({} GB-s arm64, {} invocations)",
         format!("${lambda:.3}"),
         thousands(gb_s),
         thousands(lambda_requests)
     );
-    println!("    Scheduler  {:>10}  (one schedule per reserved send)", format!("${scheduler:.6}"));
+    println!(
+        "    Scheduler  {:>10}  (one schedule per reserved send)",
+        format!("${scheduler:.6}")
+    );
     println!(
         "    total      {:>10}  = {:.1}% of SES's own ${ses:.0} per 1M (ratio {:.3})",
         format!("${ours:.2}"),
@@ -227,7 +289,10 @@ async fn run(n: usize) {
 /// index in that second.
 async fn hot_keys_at_10k_notifications_per_second() -> String {
     const RATE: usize = 10_000;
-    let store = Arc::new(SimStore::new(notify_core::memory::MemoryStore::default(), Latency::AWS));
+    let store = Arc::new(SimStore::new(
+        notify_core::memory::MemoryStore::default(),
+        Latency::AWS,
+    ));
     let (fanout_tx, _fanout_rx) = mpsc::unbounded_channel();
     let queues = Arc::new(SimQueues {
         latency: Latency::AWS,
@@ -237,7 +302,12 @@ async fn hot_keys_at_10k_notifications_per_second() -> String {
         dispatch_jobs: Default::default(),
         dispatch_bytes: Default::default(),
     });
-    let app = App { store: store.clone(), scheduler: Arc::new(MemoryScheduler::default()), queues, clock: Arc::new(SystemClock) };
+    let app = App {
+        store: store.clone(),
+        scheduler: Arc::new(MemoryScheduler::default()),
+        queues,
+        clock: Arc::new(SystemClock),
+    };
     let mut sends = Vec::with_capacity(RATE);
     for i in 0..RATE {
         let (app, store) = (app.clone(), store.clone());
@@ -247,28 +317,53 @@ async fn hot_keys_at_10k_notifications_per_second() -> String {
             let request = NewNotification {
                 to: Target::Email(address.clone()),
                 channels: vec![Channel::Email],
-                content: Content::Inline(Parts { subject: Some("Hi".into()), text: Some("One".into()), ..Default::default() }),
+                content: Content::Inline(Parts {
+                    subject: Some("Hi".into()),
+                    text: Some("One".into()),
+                    ..Default::default()
+                }),
                 send_at: SendAt::Now,
             };
             let key = notify_core::domain::IdempotencyKey::parse(&format!("k{i}")).unwrap();
-            let idem = notify_core::services::accept::IdempotentRequest::new(key, &serde_json::json!({"i": i}));
+            let idem = notify_core::services::accept::IdempotentRequest::new(
+                key,
+                &serde_json::json!({"i": i}),
+            );
             let id = accept(&app, request, Some(idem)).await.unwrap().id;
-            store.transition(&id, &[Status::Queued], Status::Sending).await.unwrap();
+            store
+                .transition(&id, &[Status::Queued], Status::Sending)
+                .await
+                .unwrap();
             let recipient = notify_core::delivery::Recipient::email(address);
-            let delivery = notify_core::delivery::Delivery::pending(&id, &recipient, Channel::Email);
-            store.insert_deliveries(&id, "", std::slice::from_ref(&delivery)).await.unwrap();
+            let delivery =
+                notify_core::delivery::Delivery::pending(&id, &recipient, Channel::Email);
+            store
+                .insert_deliveries(&id, "", std::slice::from_ref(&delivery))
+                .await
+                .unwrap();
             store.mark_fanned_out(&id).await.unwrap();
             let now = jiff::Timestamp::now();
-            store.claim_delivery(&delivery, now, now + jiff::SignedDuration::from_secs(40)).await.unwrap();
-            let sent = notify_core::delivery::Outcome::Sent { provider_message_id: "m".into(), at: now };
+            store
+                .claim_delivery(&delivery, now, now + jiff::SignedDuration::from_secs(40))
+                .await
+                .unwrap();
+            let sent = notify_core::delivery::Outcome::Sent {
+                provider_message_id: "m".into(),
+                at: now,
+            };
             store.record_outcome(&delivery.key, &sent).await.unwrap();
-            store.transition(&id, &[Status::Sending], Status::Completed).await.unwrap();
+            store
+                .transition(&id, &[Status::Sending], Status::Completed)
+                .await
+                .unwrap();
         }));
     }
     for s in sends {
         s.await.unwrap();
     }
-    let mut lines = vec![format!("{RATE} notifications accepted in one second, each sent to one recipient: hottest partition key")];
+    let mut lines = vec![format!(
+        "{RATE} notifications accepted in one second, each sent to one recipient: hottest partition key"
+    )];
     for (table, (pk, writes)) in store.partitions.hottest() {
         lines.push(format!("    {table:<6} {writes:>6} writes/s  ({pk})"));
     }

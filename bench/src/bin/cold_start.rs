@@ -46,10 +46,24 @@ async fn next(State(stub): State<Arc<Stub>>) -> impl IntoResponse {
     }
     let mut headers = HeaderMap::new();
     let deadline = jiff::Timestamp::now().as_millisecond() + 30_000;
-    headers.insert("lambda-runtime-aws-request-id", "00000000-0000-0000-0000-000000000001".parse().unwrap());
-    headers.insert("lambda-runtime-deadline-ms", deadline.to_string().parse().unwrap());
-    headers.insert("lambda-runtime-invoked-function-arn", "arn:aws:lambda:us-east-1:123456789012:function:bench".parse().unwrap());
-    headers.insert("lambda-runtime-trace-id", "Root=1-00000000-000000000000000000000001".parse().unwrap());
+    headers.insert(
+        "lambda-runtime-aws-request-id",
+        "00000000-0000-0000-0000-000000000001".parse().unwrap(),
+    );
+    headers.insert(
+        "lambda-runtime-deadline-ms",
+        deadline.to_string().parse().unwrap(),
+    );
+    headers.insert(
+        "lambda-runtime-invoked-function-arn",
+        "arn:aws:lambda:us-east-1:123456789012:function:bench"
+            .parse()
+            .unwrap(),
+    );
+    headers.insert(
+        "lambda-runtime-trace-id",
+        "Root=1-00000000-000000000000000000000001".parse().unwrap(),
+    );
     (StatusCode::OK, headers, stub.event.clone())
 }
 
@@ -65,7 +79,9 @@ struct Sample {
 }
 
 fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"))
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
 }
 
 /// The variables Lambda sets, and those the template sets, pointing at moto.
@@ -86,9 +102,15 @@ fn environment(config: &AwsConfig, endpoint: &str, secret_arn: &str) -> Vec<(Str
         ("NOTIFY_TABLE", config.table.clone()),
         ("NOTIFY_FANOUT_QUEUE_URL", config.fanout_queue_url.clone()),
         ("NOTIFY_FANOUT_QUEUE_ARN", config.fanout_queue_arn.clone()),
-        ("NOTIFY_DISPATCH_QUEUE_URL", config.dispatch_queue_url.clone()),
+        (
+            "NOTIFY_DISPATCH_QUEUE_URL",
+            config.dispatch_queue_url.clone(),
+        ),
         ("NOTIFY_SCHEDULE_GROUP", config.schedule_group.clone()),
-        ("NOTIFY_SCHEDULER_ROLE_ARN", config.scheduler_role_arn.clone()),
+        (
+            "NOTIFY_SCHEDULER_ROLE_ARN",
+            config.scheduler_role_arn.clone(),
+        ),
         ("NOTIFY_EMAIL_FROM", config.email_from.clone()),
         ("NOTIFY_API_KEY_SECRET_ARN", secret_arn.into()),
     ];
@@ -99,12 +121,24 @@ fn environment(config: &AwsConfig, endpoint: &str, secret_arn: &str) -> Vec<(Str
 }
 
 async fn start_once(binary: &PathBuf, env: &[(String, String)], event: &str) -> Sample {
-    let stub = Arc::new(Stub { event: event.to_owned(), ..Stub::default() });
+    let stub = Arc::new(Stub {
+        event: event.to_owned(),
+        ..Stub::default()
+    });
     let app = Router::new()
         .route("/2018-06-01/runtime/invocation/next", get(next))
-        .route("/2018-06-01/runtime/invocation/{id}/response", post(|s, b| answer(s, "response", b)))
-        .route("/2018-06-01/runtime/invocation/{id}/error", post(|s, b| answer(s, "error", b)))
-        .route("/2018-06-01/runtime/init/error", post(|s, b| answer(s, "init error", b)))
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/response",
+            post(|s, b| answer(s, "response", b)),
+        )
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/error",
+            post(|s, b| answer(s, "error", b)),
+        )
+        .route(
+            "/2018-06-01/runtime/init/error",
+            post(|s, b| answer(s, "init error", b)),
+        )
         .with_state(stub.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -123,11 +157,22 @@ async fn start_once(binary: &PathBuf, env: &[(String, String)], event: &str) -> 
     let _ = child.kill();
     let _ = child.wait();
     server.abort();
-    assert!(waited.is_ok(), "{}: no answer within 30 s", binary.display());
-    let first_next = stub.first_next.lock().unwrap().expect("the function never asked for an event");
+    assert!(
+        waited.is_ok(),
+        "{}: no answer within 30 s",
+        binary.display()
+    );
+    let first_next = stub
+        .first_next
+        .lock()
+        .unwrap()
+        .expect("the function never asked for an event");
     let (answered, what) = stub.answered.lock().unwrap().clone().unwrap();
     assert!(what.starts_with("response"), "{}: {what}", binary.display());
-    Sample { init: first_next - started, first_invocation: answered - first_next }
+    Sample {
+        init: first_next - started,
+        first_invocation: answered - first_next,
+    }
 }
 
 fn percentile(mut values: Vec<Duration>, p: f64) -> Duration {
@@ -142,9 +187,25 @@ fn ms(d: Duration) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let runs: usize = std::env::args().nth(1).map(|a| a.parse().expect("RUNS")).unwrap_or(20);
+    let runs: usize = std::env::args()
+        .nth(1)
+        .map(|a| a.parse().expect("RUNS"))
+        .unwrap_or(20);
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release", "-p", "api", "-p", "fanout", "-p", "dispatch", "-p", "notify-bench", "--bin", "hello_lambda"])
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "api",
+            "-p",
+            "fanout",
+            "-p",
+            "dispatch",
+            "-p",
+            "notify-bench",
+            "--bin",
+            "hello_lambda",
+        ])
         .args(["--bin", "api", "--bin", "fanout", "--bin", "dispatch"])
         .current_dir(repo_root())
         .status()
@@ -160,14 +221,34 @@ async fn main() {
         .await
         .expect("create the API key secret in moto");
     let env = environment(&world.config, &world.moto.endpoint, secret.arn().unwrap());
-    let event = |name: &str| std::fs::read_to_string(repo_root().join("events").join(name)).unwrap();
+    let event =
+        |name: &str| std::fs::read_to_string(repo_root().join("events").join(name)).unwrap();
     let functions = [
-        ("hello-world (floor)", "hello_lambda", r#"{"name": "bench"}"#.to_owned()),
-        ("api: POST /v1/notifications", "api", event("api-post-notification-now.json")),
-        ("fanout: sqs-fanout.json", "fanout", event("sqs-fanout.json")),
-        ("dispatch: sqs-dispatch.json", "dispatch", event("sqs-dispatch.json")),
+        (
+            "hello-world (floor)",
+            "hello_lambda",
+            r#"{"name": "bench"}"#.to_owned(),
+        ),
+        (
+            "api: POST /v1/notifications",
+            "api",
+            event("api-post-notification-now.json"),
+        ),
+        (
+            "fanout: sqs-fanout.json",
+            "fanout",
+            event("sqs-fanout.json"),
+        ),
+        (
+            "dispatch: sqs-dispatch.json",
+            "dispatch",
+            event("sqs-dispatch.json"),
+        ),
     ];
-    println!("{runs} cold starts each, native release builds ({}), AWS on moto over loopback", std::env::consts::ARCH);
+    println!(
+        "{runs} cold starts each, native release builds ({}), AWS on moto over loopback",
+        std::env::consts::ARCH
+    );
     println!(
         "{:<30} {:>10} {:>10} {:>12} {:>12} {:>9} {:>8}",
         "function", "init p50", "init p90", "1st inv p50", "1st inv p90", "init/floor", "MB"
@@ -188,10 +269,18 @@ async fn main() {
             label,
             ms(init),
             ms(percentile(samples.iter().map(|s| s.init).collect(), 0.9)),
-            ms(percentile(samples.iter().map(|s| s.first_invocation).collect(), 0.5)),
-            ms(percentile(samples.iter().map(|s| s.first_invocation).collect(), 0.9)),
+            ms(percentile(
+                samples.iter().map(|s| s.first_invocation).collect(),
+                0.5
+            )),
+            ms(percentile(
+                samples.iter().map(|s| s.first_invocation).collect(),
+                0.9
+            )),
             ratio,
-            std::fs::metadata(&binary).map(|m| m.len() as f64 / 1e6).unwrap_or(0.0)
+            std::fs::metadata(&binary)
+                .map(|m| m.len() as f64 / 1e6)
+                .unwrap_or(0.0)
         );
     }
 }

@@ -25,11 +25,19 @@ const PAGE: usize = 2000;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let n: usize = std::env::args().nth(1).map(|a| a.parse().expect("N")).unwrap_or(1_000_000);
+    let n: usize = std::env::args()
+        .nth(1)
+        .map(|a| a.parse().expect("N"))
+        .unwrap_or(1_000_000);
     let t = Instant::now();
     let (memory, group) = populated(n).await;
     let rss_data = peak_rss_mib();
-    println!("set-up: {} users in one group in {:.1?}, peak RSS {:.0} MiB", thousands(n as f64), t.elapsed(), rss_data);
+    println!(
+        "set-up: {} users in one group in {:.1?}, peak RSS {:.0} MiB",
+        thousands(n as f64),
+        t.elapsed(),
+        rss_data
+    );
 
     let store = Arc::new(SimStore::new(memory, Latency::NONE));
     let (fanout_tx, mut fanout_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -41,12 +49,20 @@ async fn main() {
         dispatch_jobs: Default::default(),
         dispatch_bytes: Default::default(),
     });
-    let app =
-        App { store: store.clone(), scheduler: Arc::new(MemoryScheduler::default()), queues: queues.clone(), clock: Arc::new(SystemClock) };
+    let app = App {
+        store: store.clone(),
+        scheduler: Arc::new(MemoryScheduler::default()),
+        queues: queues.clone(),
+        clock: Arc::new(SystemClock),
+    };
     let request = NewNotification {
         to: Target::GroupId(group.clone()),
         channels: vec![Channel::Email],
-        content: Content::Inline(Parts { subject: Some("Hello".into()), text: Some("Hello everyone".into()), ..Default::default() }),
+        content: Content::Inline(Parts {
+            subject: Some("Hello".into()),
+            text: Some("Hello everyone".into()),
+            ..Default::default()
+        }),
         send_at: notify_core::domain::SendAt::Now,
     };
     accept(&app, request, None).await.unwrap();
@@ -55,24 +71,36 @@ async fn main() {
         store: store.clone(),
         queues: queues.clone(),
         clock: Arc::new(SystemClock),
-        settings: FanoutSettings { page_size: PAGE, time_budget: Duration::from_secs(3600), ..FanoutSettings::default() },
+        settings: FanoutSettings {
+            page_size: PAGE,
+            time_budget: Duration::from_secs(3600),
+            ..FanoutSettings::default()
+        },
     };
     let t = Instant::now();
     let report = fanout.handle(&job).await.unwrap();
     let ours = t.elapsed();
     let rss_after = peak_rss_mib();
     assert_eq!(report.deliveries, n);
-    let jobs = queues.dispatch_jobs.load(std::sync::atomic::Ordering::Relaxed);
-    let bytes = queues.dispatch_bytes.load(std::sync::atomic::Ordering::Relaxed);
+    let jobs = queues
+        .dispatch_jobs
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let bytes = queues
+        .dispatch_bytes
+        .load(std::sync::atomic::Ordering::Relaxed);
 
     // Baseline: read every page and serialize every recipient once, nothing else.
     let t = Instant::now();
     let mut cursor = None;
     let mut serialized = 0usize;
     loop {
-        let page = MemoryStore::list_members(&store.inner, &group, PAGE, cursor.as_deref()).await.unwrap();
+        let page = MemoryStore::list_members(&store.inner, &group, PAGE, cursor.as_deref())
+            .await
+            .unwrap();
         for user in store.inner.get_users(&page.items).await.unwrap() {
-            serialized += serde_json::to_vec(&Recipient::from_user(&user)).unwrap().len();
+            serialized += serde_json::to_vec(&Recipient::from_user(&user))
+                .unwrap()
+                .len();
         }
         match page.next_cursor {
             Some(c) => cursor = Some(c),
@@ -93,8 +121,15 @@ async fn main() {
         n as f64 / jobs as f64,
         bytes as f64 / jobs as f64 / 1024.0
     );
-    println!("baseline: read and serialize each recipient once: {:.2?}, {} recipients/s", floor, thousands(rate(floor)));
-    println!("ratio:    fanout takes {:.2}x the baseline's time", ours.as_secs_f64() / floor.as_secs_f64());
+    println!(
+        "baseline: read and serialize each recipient once: {:.2?}, {} recipients/s",
+        floor,
+        thousands(rate(floor))
+    );
+    println!(
+        "ratio:    fanout takes {:.2}x the baseline's time",
+        ours.as_secs_f64() / floor.as_secs_f64()
+    );
     println!(
         "memory:   peak RSS {:.0} MiB with the data loaded, {:.0} MiB after the fanout: +{:.0} MiB for the fanout (one page at a time)",
         rss_data,

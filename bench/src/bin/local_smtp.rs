@@ -15,14 +15,27 @@ use serde_json::json;
 
 #[tokio::main]
 async fn main() {
-    let n: usize = std::env::args().nth(1).map(|a| a.parse().expect("N")).unwrap_or(100_000);
+    let n: usize = std::env::args()
+        .nth(1)
+        .map(|a| a.parse().expect("N"))
+        .unwrap_or(100_000);
     let smtp = SmtpSink::start().await;
     let d = Notifyd::start(&[("NOTIFY_SMTP_URL", &smtp.url()), ("RUST_LOG", "warn")]).await;
     let t = Instant::now();
     futures::stream::iter(0..n)
         .map(|i| {
             let d = &d;
-            async move { assert_eq!(d.put(&format!("/v1/users/b{i:07}"), json!({"email": format!("b{i:07}@example.com")})).await.status, 200) }
+            async move {
+                assert_eq!(
+                    d.put(
+                        &format!("/v1/users/b{i:07}"),
+                        json!({"email": format!("b{i:07}@example.com")})
+                    )
+                    .await
+                    .status,
+                    200
+                )
+            }
         })
         .buffer_unordered(32)
         .collect::<Vec<()>>()
@@ -30,26 +43,61 @@ async fn main() {
     d.put("/v1/groups/all", json!({"name": "All"})).await;
     for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
         let ids: Vec<String> = chunk.iter().map(|i| format!("b{i:07}")).collect();
-        assert_eq!(d.post("/v1/groups/all/members", json!({"add": ids})).await.status, 200);
+        assert_eq!(
+            d.post("/v1/groups/all/members", json!({"add": ids}))
+                .await
+                .status,
+            200
+        );
     }
-    println!("set-up: {} users and memberships in {:.1?}", thousands(n as f64), t.elapsed());
+    println!(
+        "set-up: {} users and memberships in {:.1?}",
+        thousands(n as f64),
+        t.elapsed()
+    );
 
     let t = Instant::now();
-    let a = d.post("/v1/notifications", json!({"to": {"group_id": "all"}, "content": {"subject": "Bench", "text": "Hello"}})).await;
+    let a = d
+        .post(
+            "/v1/notifications",
+            json!({"to": {"group_id": "all"}, "content": {"subject": "Bench", "text": "Hello"}}),
+        )
+        .await;
     assert_eq!(a.status, 202);
     let mails = smtp.wait_for(n, Duration::from_secs(3600)).await;
     let ours = t.elapsed();
     assert_eq!(mails.len(), n);
     let rate = n as f64 / ours.as_secs_f64();
-    println!("notifyd:  {} emails delivered to the SMTP server in {:.1?}: {} emails/s", thousands(n as f64), ours, thousands(rate));
+    println!(
+        "notifyd:  {} emails delivered to the SMTP server in {:.1?}: {} emails/s",
+        thousands(n as f64),
+        ours,
+        thousands(rate)
+    );
 
     // The same server's raw capacity: smtplib, 16 connections (notifyd's pool), a tenth as many messages.
     let raw = std::process::Command::new(python())
         .arg(repo_root().join("tests/support/smtp_blast.py"))
-        .args(["--port", &smtp.port.to_string(), "--messages", &(n / 10).max(1000).to_string(), "--connections", "16"])
+        .args([
+            "--port",
+            &smtp.port.to_string(),
+            "--messages",
+            &(n / 10).max(1000).to_string(),
+            "--connections",
+            "16",
+        ])
         .output()
         .expect("run smtp_blast.py");
-    let raw_rate: f64 = String::from_utf8_lossy(&raw.stdout).trim().parse().expect("a rate");
-    println!("baseline: a plain SMTP client (smtplib, 16 connections) to the same server: {} emails/s", thousands(raw_rate));
-    println!("ratio:    notifyd reaches {:.2}x the server's raw capacity", rate / raw_rate);
+    let raw_rate: f64 = String::from_utf8_lossy(&raw.stdout)
+        .trim()
+        .parse()
+        .expect("a rate");
+    println!(
+        "baseline: a plain SMTP client (smtplib, 16 connections) to the same server: {} emails/s",
+        thousands(raw_rate)
+    );
+    println!(
+        "ratio:    notifyd reaches {:.2}x the server's raw capacity",
+        rate / raw_rate
+    );
 }

@@ -18,10 +18,17 @@ use serde_json::json;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
 async fn main() {
-    let n: usize = std::env::args().nth(1).map(|a| a.parse().expect("N")).unwrap_or(40);
-    println!("reserved sends on the AWS path (moto, the fault proxy, a minute-precision scheduler), {n} per path");
-    for (path, queue_delay_max) in [("EventBridge schedule, then held back on the queue", 0), ("SQS DelaySeconds (due within 15 min)", 900)]
-    {
+    let n: usize = std::env::args()
+        .nth(1)
+        .map(|a| a.parse().expect("N"))
+        .unwrap_or(40);
+    println!(
+        "reserved sends on the AWS path (moto, the fault proxy, a minute-precision scheduler), {n} per path"
+    );
+    for (path, queue_delay_max) in [
+        ("EventBridge schedule, then held back on the queue", 0),
+        ("SQS DelaySeconds (due within 15 min)", 900),
+    ] {
         let (lateness, fires) = run(n, queue_delay_max).await;
         let early = lateness.iter().filter(|l| **l < 0.0).count();
         println!(
@@ -50,25 +57,46 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 
 /// Sorted lateness of each send (seconds), and sorted fire times against send_at.
 async fn run(n: usize, queue_delay_max: u64) -> (Vec<f64>, Vec<f64>) {
-    let mut w = AwsWorld::start_with(WorldOptions { faults: Some(json!({})), fanout_visibility: 8, dispatch_visibility: 8 }).await;
+    let mut w = AwsWorld::start_with(WorldOptions {
+        faults: Some(json!({})),
+        fanout_visibility: 8,
+        dispatch_visibility: 8,
+    })
+    .await;
     w.config.queue_delay_max_secs = queue_delay_max;
     let mut api = ApiHandler::new(&w);
-    let lambdas =
-        Lambdas::start(&w, wiring::fanout(&w.config, &w.sdk), wiring::dispatch(&w.config, &w.sdk).unwrap(), LambdaSettings::default());
+    let lambdas = Lambdas::start(
+        &w,
+        wiring::fanout(&w.config, &w.sdk),
+        wiring::dispatch(&w.config, &w.sdk).unwrap(),
+        LambdaSettings::default(),
+    );
     // Spread over the next 100 s at odd milliseconds, so that every second of a minute is hit.
     let start = Timestamp::now() + SignedDuration::from_secs(5);
     let mut sends = Vec::new();
     for i in 0..n {
         let at = start + SignedDuration::from_millis((i as i64 * 100_000 / n as i64) + 137);
         let body = json!({"to": {"email": format!("late{i}@example.org")}, "content": {"subject": "On time", "text": "?"}, "send_at": at.to_string()});
-        let a = api.call(api_event("api-post-notification-scheduled.json", Some("/v1/notifications"), Some(body))).await;
+        let a = api
+            .call(api_event(
+                "api-post-notification-scheduled.json",
+                Some("/v1/notifications"),
+                Some(body),
+            ))
+            .await;
         assert_eq!(a.status, 202, "{:?}", a.body);
         sends.push((a.body["id"].as_str().unwrap().to_owned(), at));
     }
     let mut lateness = Vec::new();
     for (id, at) in &sends {
         loop {
-            let d = api.call(api_event("api-get-deliveries.json", Some(&format!("/v1/notifications/{id}/deliveries")), None)).await;
+            let d = api
+                .call(api_event(
+                    "api-get-deliveries.json",
+                    Some(&format!("/v1/notifications/{id}/deliveries")),
+                    None,
+                ))
+                .await;
             if let Some(sent) = d.body["items"][0]["sent_at"].as_str() {
                 let sent: Timestamp = sent.parse().unwrap();
                 lateness.push(sent.duration_since(*at).as_secs_f64());
@@ -83,10 +111,14 @@ async fn run(n: usize, queue_delay_max: u64) -> (Vec<f64>, Vec<f64>) {
         .lock()
         .unwrap()
         .iter()
-        .filter_map(|f| sends.iter().find(|(id, _)| *id == f.name).map(|(_, at)| f.fired_at.duration_since(*at).as_secs_f64()))
+        .filter_map(|f| {
+            sends
+                .iter()
+                .find(|(id, _)| *id == f.name)
+                .map(|(_, at)| f.fired_at.duration_since(*at).as_secs_f64())
+        })
         .collect();
     lambdas.stop().await;
-    let mut lateness = lateness;
     lateness.sort_by(f64::total_cmp);
     let mut fires = fires;
     fires.sort_by(f64::total_cmp);

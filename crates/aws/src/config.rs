@@ -52,20 +52,28 @@ pub struct AwsConfig {
 }
 
 fn number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
-    optional(name).map(|v| v.parse().map_err(|_| format!("{name} is not a number"))).transpose().map(|v| v.unwrap_or(default))
+    optional(name)
+        .map(|v| v.parse().map_err(|_| format!("{name} is not a number")))
+        .transpose()
+        .map(|v| v.unwrap_or(default))
 }
 
 /// A positive rate, or nothing when unset or 0.
 fn rate(name: &str) -> Result<Option<f64>, String> {
     let value: f64 = number(name, 0.0)?;
     if !value.is_finite() || value < 0.0 {
-        return Err(format!("{name} must be a positive number of sends per second"));
+        return Err(format!(
+            "{name} must be a positive number of sends per second"
+        ));
     }
     Ok((value > 0.0).then_some(value))
 }
 
 fn var(name: &str) -> Result<String, String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty()).ok_or_else(|| format!("{name} is not set"))
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| format!("{name} is not set"))
 }
 
 fn optional(name: &str) -> Option<String> {

@@ -16,19 +16,29 @@ pub struct SesEmail {
 
 impl SesEmail {
     pub fn new(client: Client, configuration_set: Option<String>) -> Self {
-        Self { client, configuration_set }
+        Self {
+            client,
+            configuration_set,
+        }
     }
 }
 
 #[async_trait]
 impl EmailSender for SesEmail {
     async fn send(&self, email: &OutgoingEmail) -> Result<String, SendError> {
-        let raw = RawMessage::builder().data(Blob::new(email.raw.clone())).build().map_err(|e| SendError::permanent(e.to_string()))?;
+        let raw = RawMessage::builder()
+            .data(Blob::new(email.raw.clone()))
+            .build()
+            .map_err(|e| SendError::permanent(e.to_string()))?;
         let out = self
             .client
             .send_email()
             .from_email_address(email.from.as_str())
-            .destination(Destination::builder().to_addresses(email.to.as_str()).build())
+            .destination(
+                Destination::builder()
+                    .to_addresses(email.to.as_str())
+                    .build(),
+            )
             .content(EmailContent::builder().raw(raw).build())
             .set_configuration_set_name(self.configuration_set.clone())
             .send()

@@ -7,6 +7,7 @@ use std::time::Duration;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::future::join_all;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use notify_core::backoff::Backoff;
 use notify_core::jobs::{Chore, DispatchJob, FanoutMessage};
@@ -17,53 +18,83 @@ use notify_core::services::fanout::Fanout;
 use crate::queues::SqsQueues;
 
 fn parse<T: serde::de::DeserializeOwned>(record: &SqsMessage) -> Option<T> {
-    record.body.as_deref().and_then(|b| serde_json::from_str(b).ok())
+    record
+        .body
+        .as_deref()
+        .and_then(|b| serde_json::from_str(b).ok())
 }
 
 /// Fanout: one job per message, in order. A failed message goes back to the queue and, after
 /// `maxReceiveCount` receives, to its dead-letter queue.
 pub async fn fanout_event(fanout: &Fanout, event: SqsEvent, max_receives: u32) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
-    for record in event.records {
-        let message_id = record.message_id.clone().unwrap_or_default();
-        let Some(message) = parse::<FanoutMessage>(&record) else {
-            tracing::error!(message_id, "not a fanout job");
-            response.add_failure(message_id);
-            continue;
-        };
-        match fanout.handle_message(&message).await {
-            Ok(report) => tracing::info!(
+    for record in &event.records {
+        let span = tracing::info_span!(
+            "sqs_record",
+            message_id = record.message_id.as_deref().unwrap_or_default()
+        );
+        if let Some(failed) = fanout_record(fanout, record, max_receives)
+            .instrument(span)
+            .await
+        {
+            response.add_failure(failed);
+        }
+    }
+    response
+}
+
+/// One fanout record: `Some(message id)` if it is to come back.
+async fn fanout_record(fanout: &Fanout, record: &SqsMessage, max_receives: u32) -> Option<String> {
+    let message_id = record.message_id.clone().unwrap_or_default();
+    let Some(message) = parse::<FanoutMessage>(record) else {
+        tracing::error!(message_id, "not a fanout job");
+        return Some(message_id);
+    };
+    let e = match fanout.handle_message(&message).await {
+        Ok(report) => {
+            tracing::info!(
                 ?message,
                 deliveries = report.deliveries,
                 jobs = report.dispatch_jobs,
                 continued = report.continued,
                 ignored = report.ignored,
                 "fanout"
-            ),
-            Err(e) => {
-                tracing::error!(?message, error = %e, "fanout failed");
-                let receives: u32 = record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1);
-                if receives >= max_receives {
-                    // Its last receive: rather than leave the notification `sending` for ever
-                    // behind a dead-lettered job, put a fresh copy back, 15 minutes on. A job
-                    // that can never pass keeps logging this error for an operator to see.
-                    tracing::error!(?message, receives, "a fanout job keeps failing: put back for later instead of dead-lettered");
-                    let put_back = match &message {
-                        FanoutMessage::Job(job) => fanout.queues.send_fanout_after(job, MAX_QUEUE_DELAY).await,
-                        FanoutMessage::Chore { chore: chore @ Chore::PurgeGroup { .. } } => fanout.queues.send_chore(chore).await,
-                        // The next sweep comes in minutes anyway.
-                        FanoutMessage::Chore { chore: Chore::Sweep } => Ok(()),
-                    };
-                    match put_back {
-                        Ok(()) => continue,
-                        Err(e) => tracing::error!(error = %e, "could not put the fanout job back"),
-                    }
-                }
-                response.add_failure(message_id);
-            }
+            );
+            return None;
+        }
+        Err(e) => e,
+    };
+    tracing::error!(?message, error = %e, "fanout failed");
+    let receives: u32 = record
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(1);
+    if receives >= max_receives {
+        // Its last receive: rather than leave the notification `sending` for ever behind a
+        // dead-lettered job, put a fresh copy back, 15 minutes on. A job that can never pass
+        // keeps logging this error for an operator to see.
+        tracing::error!(
+            ?message,
+            receives,
+            "a fanout job keeps failing: put back for later instead of dead-lettered"
+        );
+        let put_back = match &message {
+            FanoutMessage::Job(job) => fanout.queues.send_fanout_after(job, MAX_QUEUE_DELAY).await,
+            FanoutMessage::Chore {
+                chore: chore @ Chore::PurgeGroup { .. },
+            } => fanout.queues.send_chore(chore).await,
+            // The next sweep comes in minutes anyway.
+            FanoutMessage::Chore {
+                chore: Chore::Sweep,
+            } => Ok(()),
+        };
+        match put_back {
+            Ok(()) => return None,
+            Err(e) => tracing::error!(error = %e, "could not put the fanout job back"),
         }
     }
-    response
+    Some(message_id)
 }
 
 /// The dispatch Lambda's state: the service, and how to retry a message.
@@ -85,8 +116,34 @@ pub struct DispatchConsumer {
 ///
 /// `deadline` is when Lambda kills the invocation (the context's deadline): no send starts
 /// that could not be recorded before it.
-pub async fn dispatch_event(consumer: &DispatchConsumer, event: SqsEvent, deadline: Instant) -> SqsBatchResponse {
-    let outcomes = join_all(event.records.iter().map(|record| async move {
+pub async fn dispatch_event(
+    consumer: &DispatchConsumer,
+    event: SqsEvent,
+    deadline: Instant,
+) -> SqsBatchResponse {
+    let outcomes = join_all(event.records.iter().map(|record| {
+        // The ten records of a batch run at once: a span each keeps their logs apart.
+        let span = tracing::info_span!(
+            "sqs_record",
+            message_id = record.message_id.as_deref().unwrap_or_default()
+        );
+        dispatch_record(consumer, record, deadline).instrument(span)
+    }))
+    .await;
+    let mut response = SqsBatchResponse::default();
+    for failed in outcomes.into_iter().flatten() {
+        response.add_failure(failed);
+    }
+    response
+}
+
+/// One record of a dispatch batch: `Some(message id)` if it is to come back.
+async fn dispatch_record(
+    consumer: &DispatchConsumer,
+    record: &SqsMessage,
+    deadline: Instant,
+) -> Option<String> {
+    {
         let message_id = record.message_id.clone().unwrap_or_default();
         let Some(job) = parse::<DispatchJob>(record) else {
             tracing::error!(message_id, "not a dispatch job");
@@ -95,13 +152,16 @@ pub async fn dispatch_event(consumer: &DispatchConsumer, event: SqsEvent, deadli
         let why = match consumer.dispatch.handle_until(&job, deadline).await {
             Ok(report) => {
                 tracing::info!(id = %job.notification_id, sent = report.sent, failed = report.failed, already_done = report.already_done, throttled = report.throttled, deferred = report.deferred, retry = report.retry, rest = report.rest.as_ref().map(|r| r.items.len()), "dispatch");
-                if let Some(rest) = &report.rest {
-                    if let Err(e) = consumer.queues.send_dispatch_after(rest, Duration::ZERO).await {
-                        // The whole job comes back instead; its done deliveries are found done.
-                        tracing::warn!(id = %job.notification_id, error = %e, "could not queue the rest of a job");
-                        consumer.retry_later(record, &job, "out of time").await;
-                        return Some(message_id);
-                    }
+                if let Some(rest) = &report.rest
+                    && let Err(e) = consumer
+                        .queues
+                        .send_dispatch_after(rest, Duration::ZERO)
+                        .await
+                {
+                    // The whole job comes back instead; its done deliveries are found done.
+                    tracing::warn!(id = %job.notification_id, error = %e, "could not queue the rest of a job");
+                    consumer.retry_later(record, &job, "out of time").await;
+                    return Some(message_id);
                 }
                 if !report.retry {
                     return None;
@@ -109,9 +169,15 @@ pub async fn dispatch_event(consumer: &DispatchConsumer, event: SqsEvent, deadli
                 if report.paused {
                     // A paused channel may stay paused for hours: the job waits as a new message
                     // (its receive count starts again), and this one is done.
-                    match consumer.queues.send_dispatch_after(&job, consumer.pause).await {
+                    match consumer
+                        .queues
+                        .send_dispatch_after(&job, consumer.pause)
+                        .await
+                    {
                         Ok(()) => return None,
-                        Err(e) => tracing::warn!(id = %job.notification_id, error = %e, "could not put a paused job back"),
+                        Err(e) => {
+                            tracing::warn!(id = %job.notification_id, error = %e, "could not put a paused job back")
+                        }
                     }
                 }
                 "some deliveries will be retried".to_owned()
@@ -123,35 +189,45 @@ pub async fn dispatch_event(consumer: &DispatchConsumer, event: SqsEvent, deadli
         };
         consumer.retry_later(record, &job, &why).await;
         Some(message_id)
-    }))
-    .await;
-    let mut response = SqsBatchResponse::default();
-    for failed in outcomes.into_iter().flatten() {
-        response.add_failure(failed);
     }
-    response
 }
 
 /// The moment an invocation is killed, from the Lambda context's deadline (milliseconds since
 /// the Unix epoch), on tokio's clock.
 pub fn deadline_from_epoch_millis(deadline_ms: u64) -> Instant {
-    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
     Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
 }
 
 impl DispatchConsumer {
     async fn retry_later(&self, record: &SqsMessage, job: &DispatchJob, why: &str) {
-        let receives: u32 = record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1);
+        let receives: u32 = record
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(1);
         if receives >= self.max_receives {
             let reason = format!("dead-lettered after {receives} receives: {why}");
             match self.dispatch.give_up(job, &reason).await {
-                Ok(marked) => tracing::warn!(id = %job.notification_id, marked, "pending deliveries marked failed"),
-                Err(e) => tracing::error!(id = %job.notification_id, error = %e, "could not mark the pending deliveries failed"),
+                Ok(marked) => {
+                    tracing::warn!(id = %job.notification_id, marked, "pending deliveries marked failed")
+                }
+                Err(e) => {
+                    tracing::error!(id = %job.notification_id, error = %e, "could not mark the pending deliveries failed")
+                }
             }
             return;
         }
-        let Some(receipt) = record.receipt_handle.as_deref() else { return };
-        if let Err(e) = self.queues.delay_dispatch(receipt, self.backoff.delay(receives)).await {
+        let Some(receipt) = record.receipt_handle.as_deref() else {
+            return;
+        };
+        if let Err(e) = self
+            .queues
+            .delay_dispatch(receipt, self.backoff.delay(receives))
+            .await
+        {
             // The message still comes back, after the queue's own visibility timeout.
             tracing::warn!(id = %job.notification_id, error = %e, "could not delay a retried message");
         }

@@ -31,7 +31,12 @@ const PAUSING_CODES: &[&str] = &[
 ];
 
 /// Error codes that mean "try later".
-const TRANSIENT_CODES: &[&str] = &["ServiceUnavailable", "InternalFailure", "InternalError", "InternalServerError"];
+const TRANSIENT_CODES: &[&str] = &[
+    "ServiceUnavailable",
+    "InternalFailure",
+    "InternalError",
+    "InternalServerError",
+];
 
 pub fn classify<E>(service: &str, err: &SdkError<E, HttpResponse>) -> SendError
 where
@@ -45,7 +50,8 @@ where
             let text = format!("{service} {status} {code}: {message}");
             // SES's daily quota answers LimitExceededException, as its per-second rate can:
             // only the message tells them apart.
-            let daily_quota = code == "LimitExceededException" && message.to_ascii_lowercase().contains("daily");
+            let daily_quota =
+                code == "LimitExceededException" && message.to_ascii_lowercase().contains("daily");
             if PAUSING_CODES.contains(&code) || daily_quota {
                 SendError::paused(text)
             } else if status == 429 || THROTTLING_CODES.contains(&code) {
@@ -56,7 +62,9 @@ where
                 SendError::permanent(text)
             }
         }
-        SdkError::ConstructionFailure(_) => SendError::permanent(format!("{service}: the request could not be built: {err}")),
+        SdkError::ConstructionFailure(_) => {
+            SendError::permanent(format!("{service}: the request could not be built: {err}"))
+        }
         // Timeouts, connection failures, unreadable responses: the call may pass later.
         _ => SendError::transient(format!("{service}: {}", describe(err))),
     }

@@ -44,12 +44,20 @@ pub struct SqsQueues {
 
 impl SqsQueues {
     pub fn new(client: Client, fanout_url: String, dispatch_url: String) -> Self {
-        Self { client, fanout_url, dispatch_url }
+        Self {
+            client,
+            fanout_url,
+            dispatch_url,
+        }
     }
 
     /// Keeps a received dispatch message hidden for `delay` from now: the backoff of a retried
     /// message, so a failing send does not come back at once and keep the Lambda busy.
-    pub async fn delay_dispatch(&self, receipt_handle: &str, delay: Duration) -> Result<(), QueueError> {
+    pub async fn delay_dispatch(
+        &self,
+        receipt_handle: &str,
+        delay: Duration,
+    ) -> Result<(), QueueError> {
         // SQS takes whole seconds, at most 12 hours.
         let secs = delay.as_secs().clamp(1, 43_200) as i32;
         self.client
@@ -66,7 +74,11 @@ impl SqsQueues {
     /// Puts a dispatch job back as a new message, hidden for `delay` (at most 15 minutes): a
     /// job whose channel is paused waits without counting receives towards its dead-letter
     /// queue, however long the pause lasts.
-    pub async fn send_dispatch_after(&self, job: &DispatchJob, delay: Duration) -> Result<(), QueueError> {
+    pub async fn send_dispatch_after(
+        &self,
+        job: &DispatchJob,
+        delay: Duration,
+    ) -> Result<(), QueueError> {
         let body = serde_json::to_string(job).map_err(|e| QueueError(e.to_string()))?;
         let secs = delay.as_secs().min(MAX_QUEUE_DELAY.as_secs()) as i32;
         self.client
@@ -84,7 +96,10 @@ impl SqsQueues {
     pub async fn send_all(&self, queue_url: &str, bodies: Vec<String>) -> Result<(), QueueError> {
         let all = batches(&bodies);
         for calls in all.chunks(SEND_CONCURRENCY) {
-            futures::future::try_join_all(calls.iter().map(|chunk| self.send_batch(queue_url, chunk))).await?;
+            futures::future::try_join_all(
+                calls.iter().map(|chunk| self.send_batch(queue_url, chunk)),
+            )
+            .await?;
         }
         Ok(())
     }
@@ -92,13 +107,22 @@ impl SqsQueues {
     /// One SendMessageBatch, retrying only the entries that failed inside its answer.
     async fn send_batch(&self, queue_url: &str, chunk: &[String]) -> Result<(), QueueError> {
         {
-            let mut pending: Vec<(String, &String)> = chunk.iter().enumerate().map(|(i, b)| (i.to_string(), b)).collect();
+            let mut pending: Vec<(String, &String)> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, b)| (i.to_string(), b))
+                .collect();
             let mut attempt = 0;
             while !pending.is_empty() {
                 attempt += 1;
                 let entries = pending
                     .iter()
-                    .map(|(id, body)| SendMessageBatchRequestEntry::builder().id(id).message_body(body.as_str()).build())
+                    .map(|(id, body)| {
+                        SendMessageBatchRequestEntry::builder()
+                            .id(id)
+                            .message_body(body.as_str())
+                            .build()
+                    })
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| QueueError(e.to_string()))?;
                 let out = self
@@ -109,12 +133,20 @@ impl SqsQueues {
                     .send()
                     .await
                     .map_err(|e| QueueError(format!("sqs: {}", describe(&e))))?;
-                let failed: Vec<_> = out.failed().iter().map(|f| (f.id().to_owned(), f.sender_fault(), f.code().to_owned())).collect();
-                if let Some((_, _, code)) = failed.iter().find(|(_, sender_fault, _)| *sender_fault) {
+                let failed: Vec<_> = out
+                    .failed()
+                    .iter()
+                    .map(|f| (f.id().to_owned(), f.sender_fault(), f.code().to_owned()))
+                    .collect();
+                if let Some((_, _, code)) = failed.iter().find(|(_, sender_fault, _)| *sender_fault)
+                {
                     return Err(QueueError(format!("sqs refused a message: {code}")));
                 }
                 if !failed.is_empty() && attempt >= ATTEMPTS {
-                    return Err(QueueError(format!("sqs: {} messages still failing after {ATTEMPTS} attempts", failed.len())));
+                    return Err(QueueError(format!(
+                        "sqs: {} messages still failing after {ATTEMPTS} attempts",
+                        failed.len()
+                    )));
                 }
                 pending.retain(|(id, _)| failed.iter().any(|(f, _, _)| f == id));
                 if !pending.is_empty() {
@@ -155,7 +187,10 @@ impl Queues for SqsQueues {
     }
 
     async fn send_chore(&self, chore: &Chore) -> Result<(), QueueError> {
-        let body = serde_json::to_string(&FanoutMessage::Chore { chore: chore.clone() }).map_err(|e| QueueError(e.to_string()))?;
+        let body = serde_json::to_string(&FanoutMessage::Chore {
+            chore: chore.clone(),
+        })
+        .map_err(|e| QueueError(e.to_string()))?;
         self.client
             .send_message()
             .queue_url(&self.fanout_url)
@@ -167,7 +202,11 @@ impl Queues for SqsQueues {
     }
 
     async fn send_dispatch(&self, jobs: &[DispatchJob]) -> Result<(), QueueError> {
-        let bodies = jobs.iter().map(serde_json::to_string).collect::<Result<Vec<_>, _>>().map_err(|e| QueueError(e.to_string()))?;
+        let bodies = jobs
+            .iter()
+            .map(serde_json::to_string)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| QueueError(e.to_string()))?;
         self.send_all(&self.dispatch_url, bodies).await
     }
 }
@@ -179,9 +218,15 @@ mod tests {
     #[test]
     fn batches_hold_ten_messages_and_256_kib_at_most() {
         let small: Vec<String> = (0..25).map(|i| i.to_string()).collect();
-        assert_eq!(batches(&small).iter().map(|b| b.len()).collect::<Vec<_>>(), [10, 10, 5]);
+        assert_eq!(
+            batches(&small).iter().map(|b| b.len()).collect::<Vec<_>>(),
+            [10, 10, 5]
+        );
         let big: Vec<String> = (0..5).map(|_| "x".repeat(100 * 1024)).collect();
-        assert_eq!(batches(&big).iter().map(|b| b.len()).collect::<Vec<_>>(), [2, 2, 1]);
+        assert_eq!(
+            batches(&big).iter().map(|b| b.len()).collect::<Vec<_>>(),
+            [2, 2, 1]
+        );
         assert!(batches(&[]).is_empty());
     }
 }

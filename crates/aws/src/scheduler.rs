@@ -16,7 +16,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_scheduler::Client;
-use aws_sdk_scheduler::types::{ActionAfterCompletion, DeadLetterConfig, FlexibleTimeWindow, FlexibleTimeWindowMode, RetryPolicy, Target};
+use aws_sdk_scheduler::types::{
+    ActionAfterCompletion, DeadLetterConfig, FlexibleTimeWindow, FlexibleTimeWindowMode,
+    RetryPolicy, Target,
+};
 use jiff::Timestamp;
 
 use notify_core::domain::NotificationId;
@@ -47,18 +50,36 @@ impl EventBridgeScheduler {
         role_arn: String,
         dlq_arn: Option<String>,
     ) -> Self {
-        Self { client, queues, queue_delay_max: queue_delay_max.min(MAX_QUEUE_DELAY), group, target_arn, role_arn, dlq_arn }
+        Self {
+            client,
+            queues,
+            queue_delay_max: queue_delay_max.min(MAX_QUEUE_DELAY),
+            group,
+            target_arn,
+            role_arn,
+            dlq_arn,
+        }
     }
 
     fn target(&self, id: &NotificationId) -> Result<Target, SchedulerError> {
-        let input = serde_json::to_string(&FanoutJob::start(id.clone())).map_err(|e| SchedulerError(e.to_string()))?;
+        let input = serde_json::to_string(&FanoutJob::start(id.clone()))
+            .map_err(|e| SchedulerError(e.to_string()))?;
         Target::builder()
             .arn(&self.target_arn)
             .role_arn(&self.role_arn)
             .input(input)
             // Scheduler retries a target it cannot reach for up to a day, then uses the DLQ.
-            .retry_policy(RetryPolicy::builder().maximum_retry_attempts(185).maximum_event_age_in_seconds(86_400).build())
-            .set_dead_letter_config(self.dlq_arn.as_ref().map(|arn| DeadLetterConfig::builder().arn(arn).build()))
+            .retry_policy(
+                RetryPolicy::builder()
+                    .maximum_retry_attempts(185)
+                    .maximum_event_age_in_seconds(86_400)
+                    .build(),
+            )
+            .set_dead_letter_config(
+                self.dlq_arn
+                    .as_ref()
+                    .map(|arn| DeadLetterConfig::builder().arn(arn).build()),
+            )
             .build()
             .map_err(|e| SchedulerError(e.to_string()))
     }
@@ -73,7 +94,10 @@ pub fn at_expression(at: Timestamp) -> String {
 }
 
 fn window() -> Result<FlexibleTimeWindow, SchedulerError> {
-    FlexibleTimeWindow::builder().mode(FlexibleTimeWindowMode::Off).build().map_err(|e| SchedulerError(e.to_string()))
+    FlexibleTimeWindow::builder()
+        .mode(FlexibleTimeWindowMode::Off)
+        .build()
+        .map_err(|e| SchedulerError(e.to_string()))
 }
 
 fn err(e: impl std::error::Error) -> SchedulerError {
@@ -99,7 +123,9 @@ impl EventBridgeScheduler {
                 .await;
             match created {
                 Ok(_) => return Ok(()),
-                Err(e) if e.as_service_error().is_some_and(|se| se.is_conflict_exception()) => {}
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|se| se.is_conflict_exception()) => {}
                 Err(e) => return Err(err(e)),
             }
             let updated = self
@@ -117,11 +143,15 @@ impl EventBridgeScheduler {
             match updated {
                 Ok(_) => return Ok(()),
                 // It fired (and deleted itself) in between: create it again.
-                Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_not_found_exception()) => {}
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|se| se.is_resource_not_found_exception()) => {}
                 Err(e) => return Err(err(e)),
             }
         }
-        Err(SchedulerError("scheduler: the schedule kept changing under a create and an update".into()))
+        Err(SchedulerError(
+            "scheduler: the schedule kept changing under a create and an update".into(),
+        ))
     }
 }
 
@@ -136,7 +166,10 @@ impl Scheduler for EventBridgeScheduler {
         // Due within minutes: the job waits on the queue, whole seconds rounded down (the
         // fanout waits the fraction left).
         let delay = Duration::from_secs(wait.as_secs());
-        self.queues.send_fanout_after(&FanoutJob::start(id.clone()), delay).await.map_err(|e| SchedulerError(e.to_string()))?;
+        self.queues
+            .send_fanout_after(&FanoutJob::start(id.clone()), delay)
+            .await
+            .map_err(|e| SchedulerError(e.to_string()))?;
         // A schedule of an earlier, further `send_at` (a reschedule) is no longer needed; if it
         // stays, its fire finds the send done or held back, and sends nothing.
         if let Err(e) = self.cancel(id).await {
@@ -146,9 +179,21 @@ impl Scheduler for EventBridgeScheduler {
     }
 
     async fn cancel(&self, id: &NotificationId) -> Result<(), SchedulerError> {
-        match self.client.delete_schedule().name(id.as_str()).group_name(&self.group).send().await {
+        match self
+            .client
+            .delete_schedule()
+            .name(id.as_str())
+            .group_name(&self.group)
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_not_found_exception()) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_resource_not_found_exception()) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(err(e)),
         }
     }
@@ -160,8 +205,17 @@ mod tests {
 
     #[test]
     fn at_expressions_name_the_minute_before_in_utc() {
-        assert_eq!(at_expression("2026-12-01T09:00:00+09:00".parse().unwrap()), "at(2026-11-30T23:59:00)");
-        assert_eq!(at_expression("2026-12-01T00:00:59.999Z".parse().unwrap()), "at(2026-11-30T23:59:00)");
-        assert_eq!(at_expression("2026-12-01T00:01:00Z".parse().unwrap()), "at(2026-12-01T00:00:00)");
+        assert_eq!(
+            at_expression("2026-12-01T09:00:00+09:00".parse().unwrap()),
+            "at(2026-11-30T23:59:00)"
+        );
+        assert_eq!(
+            at_expression("2026-12-01T00:00:59.999Z".parse().unwrap()),
+            "at(2026-11-30T23:59:00)"
+        );
+        assert_eq!(
+            at_expression("2026-12-01T00:01:00Z".parse().unwrap()),
+            "at(2026-12-01T00:00:00)"
+        );
     }
 }

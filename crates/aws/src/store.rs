@@ -22,7 +22,10 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, PutRequest, ReturnValue, TransactWriteItem, Update, WriteRequest};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, Put, PutRequest, ReturnValue, TransactWriteItem, Update,
+    WriteRequest,
+};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jiff::Timestamp;
@@ -60,7 +63,10 @@ pub struct DynamoStore {
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self {
+            client,
+            table: table.into(),
+        }
     }
 }
 
@@ -87,7 +93,9 @@ fn delivery_sk(recipient: &str, channel: Channel) -> String {
 
 /// FNV-1a: stable across processes and versions, unlike the std hasher.
 fn fnv(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// The partition of one recipient's delivery rows.
@@ -109,7 +117,10 @@ fn count_shard_pk(id: &NotificationId, shard: u64) -> String {
 }
 
 fn delivery_key(k: &DeliveryKey) -> Item {
-    key(delivery_pk(&k.notification_id, &k.recipient), &delivery_sk(&k.recipient, k.channel))
+    key(
+        delivery_pk(&k.notification_id, &k.recipient),
+        &delivery_sk(&k.recipient, k.channel),
+    )
 }
 
 /// The index partition of every notification (`GSI1`) and of those in one status (`GSI2`) is
@@ -139,15 +150,20 @@ fn build_err(e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
 }
 
 fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
-    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
 }
 
 fn get_n(item: &Item, name: &str) -> Option<i64> {
-    item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
 }
 
 fn body<T: serde::de::DeserializeOwned>(item: &Item) -> Result<T, StoreError> {
-    let raw = get_s(item, "body").ok_or_else(|| StoreError::Unavailable("item without body".into()))?;
+    let raw =
+        get_s(item, "body").ok_or_else(|| StoreError::Unavailable("item without body".into()))?;
     serde_json::from_str(raw).map_err(|e| StoreError::Unavailable(format!("stored JSON: {e}")))
 }
 
@@ -184,20 +200,29 @@ fn read_group(id: &GroupId, item: &Item) -> Group {
 fn read_notification(item: &Item) -> Result<Notification, StoreError> {
     let mut n: Notification = body(item)?;
     let status = get_s(item, "status").unwrap_or_default();
-    n.status = Status::parse(status).ok_or_else(|| StoreError::Unavailable(format!("unknown status {status}")))?;
-    n.send_at = get_n(item, "send_at").and_then(|ms| Timestamp::from_millisecond(ms).ok()).unwrap_or(n.send_at);
+    n.status = Status::parse(status)
+        .ok_or_else(|| StoreError::Unavailable(format!("unknown status {status}")))?;
+    n.send_at = get_n(item, "send_at")
+        .and_then(|ms| Timestamp::from_millisecond(ms).ok())
+        .unwrap_or(n.send_at);
     Ok(n)
 }
 
 /// An opaque cursor: the key attributes of the last item of a page.
 fn encode_cursor(item: &Item, names: &[&str]) -> String {
-    let map: HashMap<&str, &str> = names.iter().filter_map(|k| get_s(item, k).map(|v| (*k, v))).collect();
+    let map: HashMap<&str, &str> = names
+        .iter()
+        .filter_map(|k| get_s(item, k).map(|v| (*k, v)))
+        .collect();
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(&map).expect("strings serialize"))
 }
 
 fn decode_cursor(raw: &str, names: &[&str]) -> Result<Item, StoreError> {
-    let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| StoreError::BadCursor)?;
-    let map: HashMap<String, String> = serde_json::from_slice(&bytes).map_err(|_| StoreError::BadCursor)?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(raw)
+        .map_err(|_| StoreError::BadCursor)?;
+    let map: HashMap<String, String> =
+        serde_json::from_slice(&bytes).map_err(|_| StoreError::BadCursor)?;
     if map.len() != names.len() || !names.iter().all(|k| map.contains_key(*k)) {
         return Err(StoreError::BadCursor);
     }
@@ -205,7 +230,10 @@ fn decode_cursor(raw: &str, names: &[&str]) -> Result<Item, StoreError> {
 }
 
 fn is_condition_failure<E: aws_smithy_types::error::metadata::ProvideErrorMetadata>(
-    e: &aws_sdk_dynamodb::error::SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>,
+    e: &aws_sdk_dynamodb::error::SdkError<
+        E,
+        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+    >,
 ) -> bool {
     e.as_service_error().and_then(|se| se.code()) == Some("ConditionalCheckFailedException")
 }
@@ -263,7 +291,12 @@ impl DynamoStore {
         let mut pause = std::time::Duration::from_millis(20);
         let mut attempt = 1;
         loop {
-            let result = self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await;
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
             match result {
                 Err(e) if attempt < TRANSACT_ATTEMPTS && cancelled_but_retryable(&e) => {
                     tokio::time::sleep(notify_core::backoff::jitter(pause)).await;
@@ -276,15 +309,28 @@ impl DynamoStore {
     }
 
     async fn get(&self, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {
-        let out =
-            self.client.get_item().table_name(&self.table).set_key(Some(key(pk, sk))).consistent_read(true).send().await.map_err(err)?;
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(err)?;
         Ok(out.item)
     }
 
     async fn put_body(&self, pk: String, sk: &str, body: String) -> Result<(), StoreError> {
         let mut item = key(pk, sk);
         item.insert("body".into(), s(body));
-        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(err)?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(err)?;
         Ok(())
     }
 
@@ -327,25 +373,50 @@ impl DynamoStore {
         let mut users = Vec::with_capacity(ids.len());
         let mut keys: Vec<Item> = ids.iter().map(|id| key(format!("U#{id}"), "U")).collect();
         for attempt in 0..8u32 {
-            let request = KeysAndAttributes::builder().set_keys(Some(keys)).build().map_err(build_err)?;
-            let out = self.client.batch_get_item().request_items(&self.table, request).send().await.map_err(err)?;
-            for item in out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .build()
+                .map_err(build_err)?;
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(err)?;
+            for item in out
+                .responses
+                .and_then(|mut r| r.remove(&self.table))
+                .unwrap_or_default()
+            {
                 users.push(body(&item)?);
             }
-            keys = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).map(|k| k.keys).unwrap_or_default();
+            keys = out
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(&self.table))
+                .map(|k| k.keys)
+                .unwrap_or_default();
             if keys.is_empty() {
                 return Ok(users);
             }
             tokio::time::sleep(std::time::Duration::from_millis(25 << attempt)).await;
         }
-        Err(StoreError::Unavailable(format!("dynamodb: {} reads still unprocessed", keys.len())))
+        Err(StoreError::Unavailable(format!(
+            "dynamodb: {} reads still unprocessed",
+            keys.len()
+        )))
     }
 
     /// Writes rows that never change again (skipped ones) 25 per call, retrying unprocessed items.
     async fn batch_put(&self, items: Vec<Item>) -> Result<(), StoreError> {
         let requests = items
             .into_iter()
-            .map(|item| PutRequest::builder().set_item(Some(item)).build().map(|p| WriteRequest::builder().put_request(p).build()))
+            .map(|item| {
+                PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .map(|p| WriteRequest::builder().put_request(p).build())
+            })
             .collect::<Result<_, _>>()
             .map_err(build_err)?;
         self.batch_write(requests).await
@@ -356,13 +427,25 @@ impl DynamoStore {
         for chunk in requests.chunks(25) {
             let mut pending = chunk.to_vec();
             for attempt in 0..8u32 {
-                let out = self.client.batch_write_item().request_items(&self.table, pending).send().await.map_err(err)?;
-                pending = out.unprocessed_items.and_then(|mut u| u.remove(&self.table)).unwrap_or_default();
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(err)?;
+                pending = out
+                    .unprocessed_items
+                    .and_then(|mut u| u.remove(&self.table))
+                    .unwrap_or_default();
                 if pending.is_empty() {
                     break;
                 }
                 if attempt == 7 {
-                    return Err(StoreError::Unavailable(format!("dynamodb: {} writes still unprocessed", pending.len())));
+                    return Err(StoreError::Unavailable(format!(
+                        "dynamodb: {} writes still unprocessed",
+                        pending.len()
+                    )));
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(25 << attempt)).await;
             }
@@ -371,14 +454,29 @@ impl DynamoStore {
     }
 
     /// Subscribes or unsubscribes each user, several at once; returns how many changed.
-    async fn change_members(&self, id: &GroupId, users: &[UserId], subscribe: bool) -> Result<u64, StoreError> {
+    async fn change_members(
+        &self,
+        id: &GroupId,
+        users: &[UserId],
+        subscribe: bool,
+    ) -> Result<u64, StoreError> {
         let mut changed = 0;
         for chunk in users.chunks(WRITE_CONCURRENCY) {
             let mut writes = Vec::with_capacity(chunk.len());
             for u in chunk {
-                writes.push(async move { if subscribe { self.add_member(id, u).await } else { self.remove_member(id, u).await } });
+                writes.push(async move {
+                    if subscribe {
+                        self.add_member(id, u).await
+                    } else {
+                        self.remove_member(id, u).await
+                    }
+                });
             }
-            changed += futures::future::try_join_all(writes).await?.into_iter().filter(|c| *c).count() as u64;
+            changed += futures::future::try_join_all(writes)
+                .await?
+                .into_iter()
+                .filter(|c| *c)
+                .count() as u64;
         }
         Ok(changed)
     }
@@ -456,7 +554,10 @@ impl DynamoStore {
     ) -> Result<(Vec<Item>, Option<String>), StoreError> {
         let names = ["PK", "SK"];
         let start = cursor.map(|c| decode_cursor(c, &names)).transpose()?;
-        if start.as_ref().is_some_and(|st| get_s(st, "PK") != Some(pk.as_str())) {
+        if start
+            .as_ref()
+            .is_some_and(|st| get_s(st, "PK") != Some(pk.as_str()))
+        {
             return Err(StoreError::BadCursor);
         }
         let mut items = self
@@ -547,7 +648,10 @@ impl DynamoStore {
         let chunk = (want / INDEX_SHARDS as usize + 2).min(1000);
         let mut out = Vec::with_capacity(want);
         while out.len() < want {
-            let empty: Vec<&mut ShardReader> = shards.iter_mut().filter(|r| r.buffer.is_empty() && !r.done).collect();
+            let empty: Vec<&mut ShardReader> = shards
+                .iter_mut()
+                .filter(|r| r.buffer.is_empty() && !r.done)
+                .collect();
             let reads = empty.into_iter().map(|reader| async move {
                 let condition = match before {
                     Some(_) => format!("{pk_name} = :pk AND {sk_name} < :before"),
@@ -614,9 +718,19 @@ impl DynamoStore {
             let buckets: Vec<u64> = (bucket..(bucket + parallel).min(DELIVERY_BUCKETS)).collect();
             let left = want - items.len();
             let reads = buckets.iter().map(|b| {
-                let values = HashMap::from([(":pk".to_owned(), s(delivery_bucket_pk(id, *b))), (":d".to_owned(), s("D#"))]);
+                let values = HashMap::from([
+                    (":pk".to_owned(), s(delivery_bucket_pk(id, *b))),
+                    (":d".to_owned(), s("D#")),
+                ]);
                 let from = if *b == bucket { start.take() } else { None };
-                self.query_page(None, "PK = :pk AND begins_with(SK, :d)", values, left - 1, from, true)
+                self.query_page(
+                    None,
+                    "PK = :pk AND begins_with(SK, :d)",
+                    values,
+                    left - 1,
+                    from,
+                    true,
+                )
             });
             let pages = futures::future::try_join_all(reads.collect::<Vec<_>>()).await?;
             for (b, page) in buckets.iter().zip(pages) {
@@ -631,19 +745,30 @@ impl DynamoStore {
             encode_delivery_cursor(*b, get_s(item, "SK").unwrap_or_default())
         });
         items.truncate(limit);
-        Ok((items.into_iter().map(|(_, item)| item).collect(), next_cursor))
+        Ok((
+            items.into_iter().map(|(_, item)| item).collect(),
+            next_cursor,
+        ))
     }
 }
 
 fn encode_delivery_cursor(bucket: u64, sk: &str) -> String {
-    URL_SAFE_NO_PAD.encode(serde_json::to_vec(&serde_json::json!({ "b": bucket, "sk": sk })).expect("strings serialize"))
+    URL_SAFE_NO_PAD.encode(
+        serde_json::to_vec(&serde_json::json!({ "b": bucket, "sk": sk }))
+            .expect("strings serialize"),
+    )
 }
 
 fn decode_delivery_cursor(raw: &str) -> Result<(u64, String), StoreError> {
-    let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| StoreError::BadCursor)?;
-    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| StoreError::BadCursor)?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(raw)
+        .map_err(|_| StoreError::BadCursor)?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|_| StoreError::BadCursor)?;
     match (value["b"].as_u64(), value["sk"].as_str()) {
-        (Some(b), Some(sk)) if b < DELIVERY_BUCKETS && sk.starts_with("D#") => Ok((b, sk.to_owned())),
+        (Some(b), Some(sk)) if b < DELIVERY_BUCKETS && sk.starts_with("D#") => {
+            Ok((b, sk.to_owned()))
+        }
         _ => Err(StoreError::BadCursor),
     }
 }
@@ -651,23 +776,35 @@ fn decode_delivery_cursor(raw: &str) -> Result<(u64, String), StoreError> {
 /// A listing cursor: the id of the last notification of the page (ids sort by time).
 fn encode_list_cursor(item: &Item) -> String {
     let id = get_s(item, "GSI1SK").unwrap_or_default();
-    URL_SAFE_NO_PAD.encode(serde_json::to_vec(&serde_json::json!({ "before": id })).expect("strings serialize"))
+    URL_SAFE_NO_PAD.encode(
+        serde_json::to_vec(&serde_json::json!({ "before": id })).expect("strings serialize"),
+    )
 }
 
 fn decode_list_cursor(raw: &str) -> Result<NotificationId, StoreError> {
-    let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| StoreError::BadCursor)?;
-    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| StoreError::BadCursor)?;
-    value["before"].as_str().and_then(|id| NotificationId::parse(id).ok()).ok_or(StoreError::BadCursor)
+    let bytes = URL_SAFE_NO_PAD
+        .decode(raw)
+        .map_err(|_| StoreError::BadCursor)?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|_| StoreError::BadCursor)?;
+    value["before"]
+        .as_str()
+        .and_then(|id| NotificationId::parse(id).ok())
+        .ok_or(StoreError::BadCursor)
 }
 
 #[async_trait]
 impl Store for DynamoStore {
     async fn put_user(&self, user: &User) -> Result<(), StoreError> {
-        self.put_body(format!("U#{}", user.id), "U", to_json(user)?).await
+        self.put_body(format!("U#{}", user.id), "U", to_json(user)?)
+            .await
     }
 
     async fn get_user(&self, id: &UserId) -> Result<Option<User>, StoreError> {
-        self.get(format!("U#{id}"), "U").await?.map(|i| body(&i)).transpose()
+        self.get(format!("U#{id}"), "U")
+            .await?
+            .map(|i| body(&i))
+            .transpose()
     }
 
     async fn get_users(&self, ids: &[UserId]) -> Result<Vec<User>, StoreError> {
@@ -703,7 +840,10 @@ impl Store for DynamoStore {
                 .await
                 .map_err(err)?;
             for item in out.items() {
-                if let Some(group) = get_s(item, "GSI1SK").and_then(|g| g.strip_prefix("G#")).and_then(|g| GroupId::parse(g).ok()) {
+                if let Some(group) = get_s(item, "GSI1SK")
+                    .and_then(|g| g.strip_prefix("G#"))
+                    .and_then(|g| GroupId::parse(g).ok())
+                {
                     self.remove_member(&group, id).await?;
                 }
             }
@@ -731,9 +871,9 @@ impl Store for DynamoStore {
             .await;
         match out {
             Ok(out) => Ok(read_group(id, &out.attributes.unwrap_or_default())),
-            Err(e) if is_condition_failure(&e) => {
-                Err(StoreError::Conflict("the group is still being deleted; create it again in a moment".into()))
-            }
+            Err(e) if is_condition_failure(&e) => Err(StoreError::Conflict(
+                "the group is still being deleted; create it again in a moment".into(),
+            )),
             Err(e) => Err(err(e)),
         }
     }
@@ -741,7 +881,9 @@ impl Store for DynamoStore {
     async fn get_group(&self, id: &GroupId) -> Result<Option<Group>, StoreError> {
         let item = self.get(format!("G#{id}"), "G").await?;
         // A group being deleted (its memberships purged in the background) is gone already.
-        Ok(item.filter(|item| !item.contains_key("deleting")).map(|item| read_group(id, &item)))
+        Ok(item
+            .filter(|item| !item.contains_key("deleting"))
+            .map(|item| read_group(id, &item)))
     }
 
     /// Marks the group deleted (readers see it gone at once); `purge_group`, run by a chore,
@@ -807,31 +949,54 @@ impl Store for DynamoStore {
         self.change_members(id, users, false).await
     }
 
-    async fn list_members(&self, id: &GroupId, limit: usize, cursor: Option<&str>) -> Result<Page<UserId>, StoreError> {
-        let (items, next_cursor) = self.query_prefix(format!("G#{id}"), "M#", limit, cursor).await?;
+    async fn list_members(
+        &self,
+        id: &GroupId,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<UserId>, StoreError> {
+        let (items, next_cursor) = self
+            .query_prefix(format!("G#{id}"), "M#", limit, cursor)
+            .await?;
         let members = items
             .iter()
-            .map(|i| UserId::parse(get_s(i, "user_id").unwrap_or_default()).map_err(|e| StoreError::Unavailable(e.0)))
+            .map(|i| {
+                UserId::parse(get_s(i, "user_id").unwrap_or_default())
+                    .map_err(|e| StoreError::Unavailable(e.0))
+            })
             .collect::<Result<_, _>>()?;
-        Ok(Page { items: members, next_cursor })
+        Ok(Page {
+            items: members,
+            next_cursor,
+        })
     }
 
     async fn put_template(&self, template: &Template) -> Result<(), StoreError> {
-        self.put_body(format!("T#{}", template.id), "T", to_json(template)?).await
+        self.put_body(format!("T#{}", template.id), "T", to_json(template)?)
+            .await
     }
 
     async fn get_template(&self, id: &TemplateId) -> Result<Option<Template>, StoreError> {
-        self.get(format!("T#{id}"), "T").await?.map(|i| body(&i)).transpose()
+        self.get(format!("T#{id}"), "T")
+            .await?
+            .map(|i| body(&i))
+            .transpose()
     }
 
     async fn delete_template(&self, id: &TemplateId) -> Result<bool, StoreError> {
         self.delete(format!("T#{id}"), "T").await
     }
 
-    async fn find_idempotency(&self, key: &IdempotencyKey, now: Timestamp) -> Result<Option<IdempotencyRecord>, StoreError> {
+    async fn find_idempotency(
+        &self,
+        key: &IdempotencyKey,
+        now: Timestamp,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
         // TTL deletes expired items only eventually: check the expiry here too.
         match self.get(format!("I#{}", key.as_str()), "I").await? {
-            Some(item) if get_n(&item, "expires_at").unwrap_or(0) > now.as_millisecond() => Ok(Some(body(&item)?)),
+            Some(item) if get_n(&item, "expires_at").unwrap_or(0) > now.as_millisecond() => {
+                Ok(Some(body(&item)?))
+            }
             _ => Ok(None),
         }
     }
@@ -877,18 +1042,27 @@ impl Store for DynamoStore {
         match self.transact(tx).await {
             Ok(_) => Ok(InsertOutcome::Inserted),
             Err(e) if idem.is_some() && cancelled_by_condition(&e) => {
-                let key = IdempotencyKey::parse(&idem.expect("checked").key).map_err(|e| StoreError::Unavailable(e.0))?;
+                let key = IdempotencyKey::parse(&idem.expect("checked").key)
+                    .map_err(|e| StoreError::Unavailable(e.0))?;
                 match self.find_idempotency(&key, now).await? {
                     Some(existing) => Ok(InsertOutcome::KeyTaken(existing)),
-                    None => Err(StoreError::Unavailable("idempotency record vanished during insert".into())),
+                    None => Err(StoreError::Unavailable(
+                        "idempotency record vanished during insert".into(),
+                    )),
                 }
             }
             Err(e) => Err(err(e)),
         }
     }
 
-    async fn get_notification(&self, id: &NotificationId) -> Result<Option<Notification>, StoreError> {
-        self.get(ntf_pk(id), "N").await?.map(|i| read_notification(&i)).transpose()
+    async fn get_notification(
+        &self,
+        id: &NotificationId,
+    ) -> Result<Option<Notification>, StoreError> {
+        self.get(ntf_pk(id), "N")
+            .await?
+            .map(|i| read_notification(&i))
+            .transpose()
     }
 
     async fn list_notifications(
@@ -898,13 +1072,24 @@ impl Store for DynamoStore {
         cursor: Option<&str>,
     ) -> Result<Page<Notification>, StoreError> {
         let before = cursor.map(decode_list_cursor).transpose()?;
-        let items = self.newest_across_shards(status, limit + 1, before.as_ref()).await?;
+        let items = self
+            .newest_across_shards(status, limit + 1, before.as_ref())
+            .await?;
         let next_cursor = (items.len() > limit).then(|| encode_list_cursor(&items[limit - 1]));
-        let items = items.iter().take(limit).map(read_notification).collect::<Result<_, _>>()?;
+        let items = items
+            .iter()
+            .take(limit)
+            .map(read_notification)
+            .collect::<Result<_, _>>()?;
         Ok(Page { items, next_cursor })
     }
 
-    async fn transition(&self, id: &NotificationId, from: &[Status], to: Status) -> Result<bool, StoreError> {
+    async fn transition(
+        &self,
+        id: &NotificationId,
+        from: &[Status],
+        to: Status,
+    ) -> Result<bool, StoreError> {
         let placeholders: Vec<String> = (0..from.len()).map(|i| format!(":f{i}")).collect();
         let mut req = self
             .client
@@ -912,7 +1097,10 @@ impl Store for DynamoStore {
             .table_name(&self.table)
             .set_key(Some(key(ntf_pk(id), "N")))
             .update_expression("SET #status = :to, GSI2PK = :gsi")
-            .condition_expression(format!("attribute_exists(PK) AND #status IN ({})", placeholders.join(", ")))
+            .condition_expression(format!(
+                "attribute_exists(PK) AND #status IN ({})",
+                placeholders.join(", ")
+            ))
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":to", s(to.as_str()))
             .expression_attribute_values(":gsi", s(status_index_pk(to, index_shard(id))));
@@ -946,7 +1134,12 @@ impl Store for DynamoStore {
         }
     }
 
-    async fn insert_deliveries(&self, id: &NotificationId, page: &str, deliveries: &[Delivery]) -> Result<(), StoreError> {
+    async fn insert_deliveries(
+        &self,
+        id: &NotificationId,
+        page: &str,
+        deliveries: &[Delivery],
+    ) -> Result<(), StoreError> {
         let marker = format!("P#{page}");
         if self.get(ntf_pk(id), &marker).await?.is_some() {
             return Ok(());
@@ -980,8 +1173,12 @@ impl Store for DynamoStore {
             .expression_attribute_values(":s", n(totals.skipped))
             .build()
             .map_err(build_err)?;
-        let result =
-            self.transact(vec![TransactWriteItem::builder().put(put).build(), TransactWriteItem::builder().update(count).build()]).await;
+        let result = self
+            .transact(vec![
+                TransactWriteItem::builder().put(put).build(),
+                TransactWriteItem::builder().update(count).build(),
+            ])
+            .await;
         match result {
             Ok(_) => Ok(()),
             // A concurrent fanout of the same page counted it.
@@ -1000,7 +1197,10 @@ impl Store for DynamoStore {
             .condition_expression("#status IN (:failed, :partially_failed)")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":sending", s(Status::Sending.as_str()))
-            .expression_attribute_values(":gsi", s(status_index_pk(Status::Sending, index_shard(id))))
+            .expression_attribute_values(
+                ":gsi",
+                s(status_index_pk(Status::Sending, index_shard(id))),
+            )
             .expression_attribute_values(":f", AttributeValue::Bool(false))
             .expression_attribute_values(":failed", s(Status::Failed.as_str()))
             .expression_attribute_values(":partially_failed", s(Status::PartiallyFailed.as_str()))
@@ -1027,13 +1227,22 @@ impl Store for DynamoStore {
         Ok(())
     }
 
-    async fn claim_delivery(&self, planned: &Delivery, now: Timestamp, lease_until: Timestamp) -> Result<Claim, StoreError> {
+    async fn claim_delivery(
+        &self,
+        planned: &Delivery,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<Claim, StoreError> {
         let k = &planned.key;
         let item_key = delivery_key(k);
         // The first claim creates the row (fanout did not write it); later ones need it pending
         // with a free or expired lease.
-        let mut sets =
-            vec!["lease_until = :lease", "recipient = :recipient", "channel = :channel", "#status = if_not_exists(#status, :pending)"];
+        let mut sets = vec![
+            "lease_until = :lease",
+            "recipient = :recipient",
+            "channel = :channel",
+            "#status = if_not_exists(#status, :pending)",
+        ];
         let mut req = self
             .client
             .update_item()
@@ -1058,14 +1267,28 @@ impl Store for DynamoStore {
             sets.push("address = :address");
             req = req.expression_attribute_values(":address", s(a));
         }
-        let result = req.update_expression(format!("SET {} ADD attempts :one", sets.join(", "))).send().await;
+        let result = req
+            .update_expression(format!("SET {} ADD attempts :one", sets.join(", ")))
+            .send()
+            .await;
         match result {
             Ok(out) => {
-                let attempt = out.attributes.as_ref().and_then(|a| get_n(a, "attempts")).unwrap_or(1);
-                Ok(Claim::Claimed { attempt: attempt as u32 })
+                let attempt = out
+                    .attributes
+                    .as_ref()
+                    .and_then(|a| get_n(a, "attempts"))
+                    .unwrap_or(1);
+                Ok(Claim::Claimed {
+                    attempt: attempt as u32,
+                })
             }
             Err(e) if is_condition_failure(&e) => {
-                let item = self.get(delivery_pk(&k.notification_id, &k.recipient), &delivery_sk(&k.recipient, k.channel)).await?;
+                let item = self
+                    .get(
+                        delivery_pk(&k.notification_id, &k.recipient),
+                        &delivery_sk(&k.recipient, k.channel),
+                    )
+                    .await?;
                 Ok(match item.as_ref().and_then(|i| get_s(i, "status")) {
                     Some("pending") => Claim::Busy,
                     _ => Claim::Done,
@@ -1077,7 +1300,10 @@ impl Store for DynamoStore {
 
     async fn record_outcome(&self, k: &DeliveryKey, outcome: &Outcome) -> Result<(), StoreError> {
         let item_key = delivery_key(k);
-        let update = Update::builder().table_name(&self.table).set_key(Some(item_key)).expression_attribute_names("#status", "status");
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(item_key))
+            .expression_attribute_names("#status", "status");
         let (update, to) = match outcome {
             Outcome::Retry { error } | Outcome::Deferred { error } => {
                 // Still pending: no count changes, so no transaction. A deferred delivery gets
@@ -1125,8 +1351,18 @@ impl Store for DynamoStore {
             .expression_attribute_values(":to", s(to.as_str()))
             .build()
             .map_err(build_err)?;
-        let count = self.move_count(&k.notification_id, &k.recipient, DeliveryStatus::Pending, to)?;
-        let result = self.transact(vec![TransactWriteItem::builder().update(update).build(), count]).await;
+        let count = self.move_count(
+            &k.notification_id,
+            &k.recipient,
+            DeliveryStatus::Pending,
+            to,
+        )?;
+        let result = self
+            .transact(vec![
+                TransactWriteItem::builder().update(update).build(),
+                count,
+            ])
+            .await;
         match result {
             Ok(_) => Ok(()),
             // Already final (a duplicate worker recorded it first): the counts stay as they are.
@@ -1148,8 +1384,18 @@ impl Store for DynamoStore {
             .build()
             .map_err(build_err)?;
         // The shard moves one count from failed back to pending, in the same transaction.
-        let count = self.move_count(&k.notification_id, &k.recipient, DeliveryStatus::Failed, DeliveryStatus::Pending)?;
-        let result = self.transact(vec![TransactWriteItem::builder().update(update).build(), count]).await;
+        let count = self.move_count(
+            &k.notification_id,
+            &k.recipient,
+            DeliveryStatus::Failed,
+            DeliveryStatus::Pending,
+        )?;
+        let result = self
+            .transact(vec![
+                TransactWriteItem::builder().update(update).build(),
+                count,
+            ])
+            .await;
         match result {
             Ok(_) => Ok(true),
             Err(e) if cancelled_by_condition(&e) => Ok(false),
@@ -1157,55 +1403,104 @@ impl Store for DynamoStore {
         }
     }
 
-    async fn list_deliveries(&self, id: &NotificationId, limit: usize, cursor: Option<&str>) -> Result<Page<Delivery>, StoreError> {
+    async fn list_deliveries(
+        &self,
+        id: &NotificationId,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Delivery>, StoreError> {
         let (items, next_cursor) = self.deliveries_page(id, limit, cursor).await?;
         let mut out = Vec::with_capacity(items.len());
         for item in &items {
-            let bad = |what: &str| StoreError::Unavailable(format!("stored delivery has a bad {what}"));
+            let bad =
+                |what: &str| StoreError::Unavailable(format!("stored delivery has a bad {what}"));
             out.push(Delivery {
                 key: DeliveryKey {
                     notification_id: id.clone(),
-                    recipient: get_s(item, "recipient").ok_or_else(|| bad("recipient"))?.to_owned(),
-                    channel: Channel::parse(get_s(item, "channel").unwrap_or_default()).map_err(|_| bad("channel"))?,
+                    recipient: get_s(item, "recipient")
+                        .ok_or_else(|| bad("recipient"))?
+                        .to_owned(),
+                    channel: Channel::parse(get_s(item, "channel").unwrap_or_default())
+                        .map_err(|_| bad("channel"))?,
                 },
-                user_id: get_s(item, "user_id").map(UserId::parse).transpose().map_err(|_| bad("user id"))?,
+                user_id: get_s(item, "user_id")
+                    .map(UserId::parse)
+                    .transpose()
+                    .map_err(|_| bad("user id"))?,
                 address: get_s(item, "address").map(str::to_owned),
-                status: DeliveryStatus::parse(get_s(item, "status").unwrap_or_default()).ok_or_else(|| bad("status"))?,
+                status: DeliveryStatus::parse(get_s(item, "status").unwrap_or_default())
+                    .ok_or_else(|| bad("status"))?,
                 attempts: get_n(item, "attempts").unwrap_or(0) as u32,
                 error: get_s(item, "error").map(str::to_owned),
                 sent_at: get_n(item, "sent_at").and_then(|ms| Timestamp::from_millisecond(ms).ok()),
                 provider_message_id: get_s(item, "provider_message_id").map(str::to_owned),
             });
         }
-        Ok(Page { items: out, next_cursor })
+        Ok(Page {
+            items: out,
+            next_cursor,
+        })
     }
 
     async fn counts(&self, id: &NotificationId) -> Result<Counts, StoreError> {
         let mut c = Counts::default();
-        let mut sums = [("recipients", 0i64), ("pending", 0), ("sent", 0), ("failed", 0), ("skipped", 0)];
+        let mut sums = [
+            ("recipients", 0i64),
+            ("pending", 0),
+            ("sent", 0),
+            ("failed", 0),
+            ("skipped", 0),
+        ];
         // Every count item of the notification in one BatchGetItem (at most 100 keys), read
         // consistently, sending unprocessed keys again.
-        let mut keys: Vec<Item> = (0..COUNT_SHARDS).map(|k| key(count_shard_pk(id, k), "C")).collect();
+        let mut keys: Vec<Item> = (0..COUNT_SHARDS)
+            .map(|k| key(count_shard_pk(id, k), "C"))
+            .collect();
         for attempt in 0..8u32 {
-            let request = KeysAndAttributes::builder().set_keys(Some(keys)).consistent_read(true).build().map_err(build_err)?;
-            let out = self.client.batch_get_item().request_items(&self.table, request).send().await.map_err(err)?;
-            for item in out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .consistent_read(true)
+                .build()
+                .map_err(build_err)?;
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(err)?;
+            for item in out
+                .responses
+                .and_then(|mut r| r.remove(&self.table))
+                .unwrap_or_default()
+            {
                 for (k, total) in sums.iter_mut() {
                     *total += get_n(&item, k).unwrap_or(0);
                 }
             }
-            keys = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).map(|k| k.keys).unwrap_or_default();
+            keys = out
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(&self.table))
+                .map(|k| k.keys)
+                .unwrap_or_default();
             if keys.is_empty() {
                 break;
             }
             if attempt == 7 {
-                return Err(StoreError::Unavailable(format!("dynamodb: {} count reads still unprocessed", keys.len())));
+                return Err(StoreError::Unavailable(format!(
+                    "dynamodb: {} count reads still unprocessed",
+                    keys.len()
+                )));
             }
             tokio::time::sleep(std::time::Duration::from_millis(25 << attempt)).await;
         }
         // A shard alone may be negative (a page's pending counted on one shard, its outcomes on
         // others); the sums are exact.
-        let get = |k: &str| sums.iter().find(|(name, _)| *name == k).map_or(0, |(_, v)| (*v).max(0) as u64);
+        let get = |k: &str| {
+            sums.iter()
+                .find(|(name, _)| *name == k)
+                .map_or(0, |(_, v)| (*v).max(0) as u64)
+        };
         c.recipients = get("recipients");
         c.pending = get("pending");
         c.sent = get("sent");
@@ -1218,7 +1513,11 @@ impl Store for DynamoStore {
         let Some(item) = self.get(ntf_pk(id), "N").await? else {
             return Ok(None);
         };
-        let fanned_out = item.get("fanned_out").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false);
+        let fanned_out = item
+            .get("fanned_out")
+            .and_then(|v| v.as_bool().ok())
+            .copied()
+            .unwrap_or(false);
         if get_s(&item, "status") != Some("sending") || !fanned_out {
             return Ok(None);
         }
@@ -1227,6 +1526,9 @@ impl Store for DynamoStore {
             return Ok(None);
         }
         let status = Status::finished(&counts);
-        Ok(self.transition(id, &[Status::Sending], status).await?.then_some(status))
+        Ok(self
+            .transition(id, &[Status::Sending], status)
+            .await?
+            .then_some(status))
     }
 }

@@ -25,7 +25,9 @@ use crate::store::DynamoStore;
 pub fn init_tracing() {
     tracing_subscriber::fmt()
         .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_current_span(false)
         .without_time()
         .with_target(false)
@@ -35,7 +37,11 @@ pub fn init_tracing() {
 /// The SDK configuration from the environment (region, credentials, `AWS_ENDPOINT_URL`).
 pub async fn sdk_config() -> SdkConfig {
     let native_roots = std::env::var("NOTIFY_TLS_ROOTS").is_ok_and(|v| v == "native");
-    aws_config::defaults(BehaviorVersion::latest()).http_client(https_client(native_roots)).retry_config(retry_config()).load().await
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https_client(native_roots))
+        .retry_config(retry_config())
+        .load()
+        .await
 }
 
 /// The SDK's standard retries (throttling, 5xx, timeouts; jittered exponential backoff), with
@@ -43,14 +49,18 @@ pub async fn sdk_config() -> SdkConfig {
 /// pauses of at most 2 s instead of 20, so that a call ends well within a function's timeout
 /// (a call still failing is retried by the queue, later).
 pub fn retry_config() -> aws_config::retry::RetryConfig {
-    aws_config::retry::RetryConfig::standard().with_max_attempts(5).with_max_backoff(std::time::Duration::from_secs(2))
+    aws_config::retry::RetryConfig::standard()
+        .with_max_attempts(5)
+        .with_max_backoff(std::time::Duration::from_secs(2))
 }
 
 /// Sends to SES and SNS: one quick retry at most. Dispatch paces and retries sends itself,
 /// against the invocation's deadline; the SDK's own pauses would hide the time a send takes,
 /// and a send cut off by Lambda's timeout may have happened without being recorded.
 pub fn send_retry_config() -> aws_config::retry::RetryConfig {
-    aws_config::retry::RetryConfig::standard().with_max_attempts(2).with_max_backoff(std::time::Duration::from_millis(200))
+    aws_config::retry::RetryConfig::standard()
+        .with_max_attempts(2)
+        .with_max_backoff(std::time::Duration::from_millis(200))
 }
 
 /// The root certificates AWS service endpoints chain to: Amazon Trust Services' Root CA 1 to 4,
@@ -62,18 +72,37 @@ pub const AWS_ROOTS: &[u8] = include_bytes!("../certs/aws-roots.pem");
 /// init here) for nothing an AWS endpoint needs. `NOTIFY_TLS_ROOTS=native` brings the
 /// platform's store back, for a TLS-inspecting proxy or an endpoint with a private CA.
 pub fn https_client(native_roots: bool) -> aws_smithy_runtime_api::client::http::SharedHttpClient {
-    use aws_smithy_http_client::tls::{Provider, TlsContext, TrustStore, rustls_provider::CryptoMode};
-    let trust = if native_roots { TrustStore::default() } else { TrustStore::empty().with_pem_certificate(AWS_ROOTS) };
-    let tls = TlsContext::builder().with_trust_store(trust).build().unwrap_or_default();
-    aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::AwsLc)).tls_context(tls).build_https()
+    use aws_smithy_http_client::tls::{
+        Provider, TlsContext, TrustStore, rustls_provider::CryptoMode,
+    };
+    let trust = if native_roots {
+        TrustStore::default()
+    } else {
+        TrustStore::empty().with_pem_certificate(AWS_ROOTS)
+    };
+    let tls = TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .unwrap_or_default();
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
+        .tls_context(tls)
+        .build_https()
 }
 
 fn store(config: &AwsConfig, sdk: &SdkConfig) -> Arc<DynamoStore> {
-    Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &config.table))
+    Arc::new(DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(sdk),
+        &config.table,
+    ))
 }
 
 fn queues(config: &AwsConfig, sdk: &SdkConfig) -> Arc<SqsQueues> {
-    Arc::new(SqsQueues::new(aws_sdk_sqs::Client::new(sdk), config.fanout_queue_url.clone(), config.dispatch_queue_url.clone()))
+    Arc::new(SqsQueues::new(
+        aws_sdk_sqs::Client::new(sdk),
+        config.fanout_queue_url.clone(),
+        config.dispatch_queue_url.clone(),
+    ))
 }
 
 /// The API side: store, scheduler, queues.
@@ -88,7 +117,12 @@ pub fn app(config: &AwsConfig, sdk: &SdkConfig) -> App {
         config.scheduler_role_arn.clone(),
         config.scheduler_dlq_arn.clone(),
     );
-    App { store: store(config, sdk), scheduler: Arc::new(scheduler), queues, clock: Arc::new(SystemClock) }
+    App {
+        store: store(config, sdk),
+        scheduler: Arc::new(scheduler),
+        queues,
+        clock: Arc::new(SystemClock),
+    }
 }
 
 pub fn fanout(config: &AwsConfig, sdk: &SdkConfig) -> Fanout {
@@ -107,19 +141,31 @@ pub fn fanout(config: &AwsConfig, sdk: &SdkConfig) -> Fanout {
 
 /// The dispatch side, sending by SES and SNS.
 pub fn dispatch(config: &AwsConfig, sdk: &SdkConfig) -> Result<DispatchConsumer, String> {
-    let ses = aws_sdk_sesv2::config::Builder::from(sdk).retry_config(send_retry_config()).build();
-    let email = Arc::new(SesEmail::new(aws_sdk_sesv2::Client::from_conf(ses), config.ses_configuration_set.clone()));
+    let ses = aws_sdk_sesv2::config::Builder::from(sdk)
+        .retry_config(send_retry_config())
+        .build();
+    let email = Arc::new(SesEmail::new(
+        aws_sdk_sesv2::Client::from_conf(ses),
+        config.ses_configuration_set.clone(),
+    ));
     dispatch_with(config, sdk, email)
 }
 
 /// The dispatch side with another email sender (the fault-injecting one of the tests).
-pub fn dispatch_with(config: &AwsConfig, sdk: &SdkConfig, email: Arc<dyn EmailSender>) -> Result<DispatchConsumer, String> {
-    let from = EmailAddress::parse(&config.email_from).map_err(|e| format!("NOTIFY_EMAIL_FROM {e}"))?;
+pub fn dispatch_with(
+    config: &AwsConfig,
+    sdk: &SdkConfig,
+    email: Arc<dyn EmailSender>,
+) -> Result<DispatchConsumer, String> {
+    let from =
+        EmailAddress::parse(&config.email_from).map_err(|e| format!("NOTIFY_EMAIL_FROM {e}"))?;
     let dispatch = Dispatch::new(
         store(config, sdk),
         email,
         Arc::new(SnsSms::new(aws_sdk_sns::Client::from_conf(
-            aws_sdk_sns::config::Builder::from(sdk).retry_config(send_retry_config()).build(),
+            aws_sdk_sns::config::Builder::from(sdk)
+                .retry_config(send_retry_config())
+                .build(),
         ))),
         Arc::new(SystemClock),
         DispatchSettings {
@@ -136,7 +182,10 @@ pub fn dispatch_with(config: &AwsConfig, sdk: &SdkConfig, email: Arc<dyn EmailSe
     Ok(DispatchConsumer {
         dispatch,
         queues: queues(config, sdk),
-        backoff: Backoff { base: std::time::Duration::from_secs(config.retry_base_secs), max: std::time::Duration::from_secs(900) },
+        backoff: Backoff {
+            base: std::time::Duration::from_secs(config.retry_base_secs),
+            max: std::time::Duration::from_secs(900),
+        },
         max_receives: config.dispatch_max_receives,
         pause: std::time::Duration::from_secs(config.channel_pause_secs.min(900)),
     })
@@ -145,15 +194,22 @@ pub fn dispatch_with(config: &AwsConfig, sdk: &SdkConfig, email: Arc<dyn EmailSe
 /// The API key: `NOTIFY_API_KEY` (for local runs), else the secret `NOTIFY_API_KEY_SECRET_ARN`
 /// that the template generates, read once at init.
 pub async fn api_key(sdk: &SdkConfig) -> Result<String, String> {
-    if let Some(key) = std::env::var("NOTIFY_API_KEY").ok().filter(|k| !k.is_empty()) {
+    if let Some(key) = std::env::var("NOTIFY_API_KEY")
+        .ok()
+        .filter(|k| !k.is_empty())
+    {
         return Ok(key);
     }
-    let arn = std::env::var("NOTIFY_API_KEY_SECRET_ARN").map_err(|_| "set NOTIFY_API_KEY_SECRET_ARN or NOTIFY_API_KEY".to_owned())?;
+    let arn = std::env::var("NOTIFY_API_KEY_SECRET_ARN")
+        .map_err(|_| "set NOTIFY_API_KEY_SECRET_ARN or NOTIFY_API_KEY".to_owned())?;
     let out = aws_sdk_secretsmanager::Client::new(sdk)
         .get_secret_value()
         .secret_id(&arn)
         .send()
         .await
         .map_err(|e| format!("reading the API key secret: {}", describe(&e)))?;
-    out.secret_string().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).ok_or_else(|| "the API key secret is empty".to_owned())
+    out.secret_string()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| "the API key secret is empty".to_owned())
 }

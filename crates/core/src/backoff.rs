@@ -13,7 +13,9 @@ impl Backoff {
     /// The delay after the `receives`-th receive (from 1): base × 2^(receives − 1), at most
     /// `max`, then jittered.
     pub fn delay(&self, receives: u32) -> Duration {
-        let exp = self.base.saturating_mul(1u32 << receives.saturating_sub(1).min(16));
+        let exp = self
+            .base
+            .saturating_mul(1u32 << receives.saturating_sub(1).min(16));
         jitter(exp.min(self.max))
     }
 }
@@ -35,16 +37,26 @@ mod tests {
 
     #[test]
     fn doubles_per_receive_up_to_the_cap_with_jitter_in_the_upper_half() {
-        let b = Backoff { base: Duration::from_secs(2), max: Duration::from_secs(60) };
+        let b = Backoff {
+            base: Duration::from_secs(2),
+            max: Duration::from_secs(60),
+        };
         for (receives, full) in [(1, 2), (2, 4), (3, 8), (5, 32), (6, 60), (40, 60)] {
             let full = Duration::from_secs(full);
             for _ in 0..50 {
                 let d = b.delay(receives);
-                assert!(d >= full / 2 && d <= full, "receive {receives}: {d:?} not in [{:?}, {full:?}]", full / 2);
+                assert!(
+                    d >= full / 2 && d <= full,
+                    "receive {receives}: {d:?} not in [{:?}, {full:?}]",
+                    full / 2
+                );
             }
         }
         let first = b.delay(0);
-        assert!(first >= Duration::from_secs(1) && first <= Duration::from_secs(2), "receive 0 counts as the first: {first:?}");
+        assert!(
+            first >= Duration::from_secs(1) && first <= Duration::from_secs(2),
+            "receive 0 counts as the first: {first:?}"
+        );
         assert_eq!(jitter(Duration::ZERO), Duration::ZERO);
     }
 }

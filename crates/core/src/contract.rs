@@ -4,7 +4,9 @@
 use jiff::{SignedDuration, Timestamp};
 
 use crate::delivery::{Claim, Delivery, DeliveryKey, DeliveryStatus, Outcome, Recipient};
-use crate::domain::{Channel, EmailAddress, GroupId, IdempotencyKey, NotificationId, TemplateId, UserId};
+use crate::domain::{
+    Channel, EmailAddress, GroupId, IdempotencyKey, NotificationId, TemplateId, UserId,
+};
 use crate::notification::{Content, Counts, Notification, Status, Target};
 use crate::ports::{IdempotencyRecord, InsertOutcome, Store, StoreError};
 use crate::template::{Parts, Template};
@@ -19,7 +21,11 @@ fn notification(at: Timestamp, status: Status) -> Notification {
         id: NotificationId::generate(at),
         to: Target::Email(EmailAddress::parse("a@example.com").unwrap()),
         channels: vec![Channel::Email],
-        content: Content::Inline(Parts { subject: Some("s".into()), text: Some("t".into()), ..Default::default() }),
+        content: Content::Inline(Parts {
+            subject: Some("s".into()),
+            text: Some("t".into()),
+            ..Default::default()
+        }),
         send_at: at,
         created_at: at,
         status,
@@ -50,12 +56,21 @@ async fn users_and_templates(store: &dyn Store) {
     assert_eq!(store.get_user(&id).await.unwrap().as_ref(), Some(&user));
     user.channels.sms = false;
     store.put_user(&user).await.unwrap();
-    assert!(!store.get_user(&id).await.unwrap().unwrap().channels.sms, "put replaces");
+    assert!(
+        !store.get_user(&id).await.unwrap().unwrap().channels.sms,
+        "put replaces"
+    );
     assert!(store.delete_user(&id).await.unwrap());
     assert!(!store.delete_user(&id).await.unwrap());
     assert_eq!(store.get_user(&id).await.unwrap(), None);
 
-    let t = Template { id: TemplateId::parse("contract-t").unwrap(), parts: Parts { sms: Some("{{ x }}".into()), ..Default::default() } };
+    let t = Template {
+        id: TemplateId::parse("contract-t").unwrap(),
+        parts: Parts {
+            sms: Some("{{ x }}".into()),
+            ..Default::default()
+        },
+    };
     store.put_template(&t).await.unwrap();
     assert_eq!(store.get_template(&t.id).await.unwrap().as_ref(), Some(&t));
     assert!(store.delete_template(&t.id).await.unwrap());
@@ -66,8 +81,13 @@ async fn groups(store: &dyn Store) {
     let g = GroupId::parse("contract-group").unwrap();
     assert_eq!(store.get_group(&g).await.unwrap(), None);
     let created = store.put_group(&g, "Weekly digest").await.unwrap();
-    assert_eq!((created.name.as_str(), created.member_count), ("Weekly digest", 0));
-    let users: Vec<UserId> = (0..25).map(|i| UserId::parse(&format!("m{i:02}")).unwrap()).collect();
+    assert_eq!(
+        (created.name.as_str(), created.member_count),
+        ("Weekly digest", 0)
+    );
+    let users: Vec<UserId> = (0..25)
+        .map(|i| UserId::parse(&format!("m{i:02}")).unwrap())
+        .collect();
     for u in &users {
         let user = User {
             id: u.clone(),
@@ -80,9 +100,17 @@ async fn groups(store: &dyn Store) {
         store.put_user(&user).await.unwrap();
     }
     assert_eq!(store.add_members(&g, &users[..20]).await.unwrap(), 20);
-    assert_eq!(store.add_members(&g, &users[10..]).await.unwrap(), 5, "existing memberships are kept, not counted");
+    assert_eq!(
+        store.add_members(&g, &users[10..]).await.unwrap(),
+        5,
+        "existing memberships are kept, not counted"
+    );
     assert_eq!(store.get_group(&g).await.unwrap().unwrap().member_count, 25);
-    assert_eq!(store.put_group(&g, "Renamed").await.unwrap().member_count, 25, "a rename keeps the members");
+    assert_eq!(
+        store.put_group(&g, "Renamed").await.unwrap().member_count,
+        25,
+        "a rename keeps the members"
+    );
 
     // Pages cover every member once, in a stable order.
     let mut seen = Vec::new();
@@ -102,13 +130,32 @@ async fn groups(store: &dyn Store) {
     assert_eq!(sorted, users);
     assert_eq!(seen.len(), 25);
 
-    let found = store.get_users(&[users[0].clone(), UserId::parse("nobody-here").unwrap(), users[1].clone()]).await.unwrap();
+    let found = store
+        .get_users(&[
+            users[0].clone(),
+            UserId::parse("nobody-here").unwrap(),
+            users[1].clone(),
+        ])
+        .await
+        .unwrap();
     let mut ids: Vec<_> = found.into_iter().map(|u| u.id).collect();
     ids.sort();
     assert_eq!(ids, users[..2]);
 
-    assert_eq!(store.remove_members(&g, &[users[0].clone(), UserId::parse("not-a-member").unwrap()]).await.unwrap(), 1);
-    assert_eq!(store.remove_members(&g, &[users[0].clone()]).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .remove_members(
+                &g,
+                &[users[0].clone(), UserId::parse("not-a-member").unwrap()]
+            )
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store.remove_members(&g, &[users[0].clone()]).await.unwrap(),
+        0
+    );
     // Deleting a user removes their memberships.
     assert!(store.delete_user(&users[1]).await.unwrap());
     let g2 = store.get_group(&g).await.unwrap().unwrap();
@@ -125,7 +172,14 @@ async fn groups(store: &dyn Store) {
         pages += 1;
         assert!(pages < 10, "the purge ends");
     }
-    assert!(store.list_members(&g, 10, None).await.unwrap().items.is_empty());
+    assert!(
+        store
+            .list_members(&g, 10, None)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
     assert!(!store.delete_group(&g).await.unwrap());
     for u in &users {
         store.delete_user(u).await.unwrap();
@@ -144,11 +198,24 @@ async fn idempotency(store: &dyn Store) {
     };
     let expires = t0() + SignedDuration::from_hours(24);
     assert!(store.find_idempotency(&key, t0()).await.unwrap().is_none());
-    assert!(matches!(store.insert_notification(&n1, Some(&record(&n1, expires)), t0()).await.unwrap(), InsertOutcome::Inserted));
-    assert_eq!(store.find_idempotency(&key, t0()).await.unwrap(), Some(record(&n1, expires)));
+    assert!(matches!(
+        store
+            .insert_notification(&n1, Some(&record(&n1, expires)), t0())
+            .await
+            .unwrap(),
+        InsertOutcome::Inserted
+    ));
+    assert_eq!(
+        store.find_idempotency(&key, t0()).await.unwrap(),
+        Some(record(&n1, expires))
+    );
     // A second insert with the same live key stores nothing and hands back the first record.
     let n2 = notification(t0(), Status::Queued);
-    match store.insert_notification(&n2, Some(&record(&n2, expires)), t0()).await.unwrap() {
+    match store
+        .insert_notification(&n2, Some(&record(&n2, expires)), t0())
+        .await
+        .unwrap()
+    {
         InsertOutcome::KeyTaken(existing) => assert_eq!(existing.notification_id, n1.id),
         InsertOutcome::Inserted => panic!("the key was live"),
     }
@@ -158,24 +225,51 @@ async fn idempotency(store: &dyn Store) {
     assert!(store.find_idempotency(&key, later).await.unwrap().is_none());
     let n3 = notification(later, Status::Queued);
     let r3 = record(&n3, later + SignedDuration::from_hours(24));
-    assert!(matches!(store.insert_notification(&n3, Some(&r3), later).await.unwrap(), InsertOutcome::Inserted));
-    assert_eq!(store.find_idempotency(&key, later).await.unwrap().unwrap().notification_id, n3.id);
+    assert!(matches!(
+        store
+            .insert_notification(&n3, Some(&r3), later)
+            .await
+            .unwrap(),
+        InsertOutcome::Inserted
+    ));
+    assert_eq!(
+        store
+            .find_idempotency(&key, later)
+            .await
+            .unwrap()
+            .unwrap()
+            .notification_id,
+        n3.id
+    );
 }
 
 async fn notifications(store: &dyn Store) {
     let base = t0() + SignedDuration::from_hours(1000);
     let mut ids = Vec::new();
     for i in 0..5 {
-        let n = notification(base + SignedDuration::from_secs(i), if i % 2 == 0 { Status::Scheduled } else { Status::Queued });
+        let n = notification(
+            base + SignedDuration::from_secs(i),
+            if i % 2 == 0 {
+                Status::Scheduled
+            } else {
+                Status::Queued
+            },
+        );
         store.insert_notification(&n, None, base).await.unwrap();
-        assert_eq!(store.get_notification(&n.id).await.unwrap().as_ref(), Some(&n));
+        assert_eq!(
+            store.get_notification(&n.id).await.unwrap().as_ref(),
+            Some(&n)
+        );
         ids.push(n.id);
     }
     // Newest first, page by page.
     let mut seen = Vec::new();
     let mut cursor = None;
     loop {
-        let page = store.list_notifications(None, 2, cursor.as_deref()).await.unwrap();
+        let page = store
+            .list_notifications(None, 2, cursor.as_deref())
+            .await
+            .unwrap();
         assert!(page.items.len() <= 2);
         seen.extend(page.items.into_iter().map(|n| n.id));
         match page.next_cursor {
@@ -187,23 +281,72 @@ async fn notifications(store: &dyn Store) {
     let mut expected = ids.clone();
     expected.reverse();
     assert_eq!(mine, expected);
-    let scheduled = store.list_notifications(Some(Status::Scheduled), 1000, None).await.unwrap();
-    assert!(scheduled.items.iter().all(|n| n.status == Status::Scheduled));
-    assert_eq!(scheduled.items.iter().filter(|n| ids.contains(&n.id)).count(), 3);
-    assert!(matches!(store.list_notifications(None, 2, Some("not a cursor")).await, Err(StoreError::BadCursor)));
+    let scheduled = store
+        .list_notifications(Some(Status::Scheduled), 1000, None)
+        .await
+        .unwrap();
+    assert!(
+        scheduled
+            .items
+            .iter()
+            .all(|n| n.status == Status::Scheduled)
+    );
+    assert_eq!(
+        scheduled
+            .items
+            .iter()
+            .filter(|n| ids.contains(&n.id))
+            .count(),
+        3
+    );
+    assert!(matches!(
+        store
+            .list_notifications(None, 2, Some("not a cursor"))
+            .await,
+        Err(StoreError::BadCursor)
+    ));
 
     // Conditional moves.
     let id = &ids[0];
     let later = base + SignedDuration::from_hours(5);
     assert!(store.set_send_at(id, later).await.unwrap());
-    assert_eq!(store.get_notification(id).await.unwrap().unwrap().send_at, later);
-    assert!(!store.transition(id, &[Status::Queued], Status::Sending).await.unwrap());
-    assert!(store.transition(id, &[Status::Scheduled, Status::Queued], Status::Sending).await.unwrap());
-    assert!(!store.transition(id, &[Status::Scheduled], Status::Cancelled).await.unwrap());
-    assert_eq!(store.get_notification(id).await.unwrap().unwrap().status, Status::Sending);
-    assert!(!store.set_send_at(id, base).await.unwrap(), "only while scheduled");
+    assert_eq!(
+        store.get_notification(id).await.unwrap().unwrap().send_at,
+        later
+    );
+    assert!(
+        !store
+            .transition(id, &[Status::Queued], Status::Sending)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .transition(id, &[Status::Scheduled, Status::Queued], Status::Sending)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .transition(id, &[Status::Scheduled], Status::Cancelled)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.get_notification(id).await.unwrap().unwrap().status,
+        Status::Sending
+    );
+    assert!(
+        !store.set_send_at(id, base).await.unwrap(),
+        "only while scheduled"
+    );
     let unknown = NotificationId::generate(base);
-    assert!(!store.transition(&unknown, &[Status::Queued], Status::Sending).await.unwrap());
+    assert!(
+        !store
+            .transition(&unknown, &[Status::Queued], Status::Sending)
+            .await
+            .unwrap()
+    );
     assert!(store.get_notification(&unknown).await.unwrap().is_none());
 }
 
@@ -211,53 +354,176 @@ async fn deliveries(store: &dyn Store) {
     let now = t0() + SignedDuration::from_hours(2000);
     let n = notification(now, Status::Queued);
     store.insert_notification(&n, None, now).await.unwrap();
-    assert!(store.transition(&n.id, &[Status::Queued], Status::Sending).await.unwrap());
-    let recipients: Vec<Recipient> = (0..5).map(|i| Recipient::email(EmailAddress::parse(&format!("r{i}@example.com")).unwrap())).collect();
-    let mut rows: Vec<Delivery> = recipients.iter().map(|r| Delivery::pending(&n.id, r, Channel::Email)).collect();
-    rows.push(Delivery::skipped(&n.id, &recipients[0], Channel::Sms, "the recipient has no phone number"));
+    assert!(
+        store
+            .transition(&n.id, &[Status::Queued], Status::Sending)
+            .await
+            .unwrap()
+    );
+    let recipients: Vec<Recipient> = (0..5)
+        .map(|i| Recipient::email(EmailAddress::parse(&format!("r{i}@example.com")).unwrap()))
+        .collect();
+    let mut rows: Vec<Delivery> = recipients
+        .iter()
+        .map(|r| Delivery::pending(&n.id, r, Channel::Email))
+        .collect();
+    rows.push(Delivery::skipped(
+        &n.id,
+        &recipients[0],
+        Channel::Sms,
+        "the recipient has no phone number",
+    ));
     store.insert_deliveries(&n.id, "", &rows).await.unwrap();
     // The same page again (a fanout job delivered twice) changes nothing.
-    store.insert_deliveries(&n.id, "", &rows[..2]).await.unwrap();
-    assert_eq!(store.counts(&n.id).await.unwrap(), Counts { recipients: 6, pending: 5, sent: 0, failed: 0, skipped: 1 });
+    store
+        .insert_deliveries(&n.id, "", &rows[..2])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.counts(&n.id).await.unwrap(),
+        Counts {
+            recipients: 6,
+            pending: 5,
+            sent: 0,
+            failed: 0,
+            skipped: 1
+        }
+    );
 
-    let key = |i: usize| DeliveryKey { notification_id: n.id.clone(), recipient: recipients[i].key.clone(), channel: Channel::Email };
+    let key = |i: usize| DeliveryKey {
+        notification_id: n.id.clone(),
+        recipient: recipients[i].key.clone(),
+        channel: Channel::Email,
+    };
     let planned = |i: usize| Delivery::pending(&n.id, &recipients[i], Channel::Email);
     let lease = now + SignedDuration::from_secs(60);
-    assert_eq!(store.claim_delivery(&planned(0), now, lease).await.unwrap(), Claim::Claimed { attempt: 1 });
-    assert_eq!(store.claim_delivery(&planned(0), now, lease).await.unwrap(), Claim::Busy);
+    assert_eq!(
+        store.claim_delivery(&planned(0), now, lease).await.unwrap(),
+        Claim::Claimed { attempt: 1 }
+    );
+    assert_eq!(
+        store.claim_delivery(&planned(0), now, lease).await.unwrap(),
+        Claim::Busy
+    );
     // An expired lease is taken over.
     let after = lease + SignedDuration::from_secs(1);
     assert_eq!(
-        store.claim_delivery(&planned(0), after, after + SignedDuration::from_secs(60)).await.unwrap(),
+        store
+            .claim_delivery(&planned(0), after, after + SignedDuration::from_secs(60))
+            .await
+            .unwrap(),
         Claim::Claimed { attempt: 2 }
     );
-    store.record_outcome(&key(0), &Outcome::Sent { provider_message_id: "p0".into(), at: after }).await.unwrap();
-    assert_eq!(store.claim_delivery(&planned(0), after, lease).await.unwrap(), Claim::Done);
+    store
+        .record_outcome(
+            &key(0),
+            &Outcome::Sent {
+                provider_message_id: "p0".into(),
+                at: after,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .claim_delivery(&planned(0), after, lease)
+            .await
+            .unwrap(),
+        Claim::Done
+    );
 
     // Retry releases the lease at once and keeps the attempt count.
-    assert_eq!(store.claim_delivery(&planned(1), now, lease).await.unwrap(), Claim::Claimed { attempt: 1 });
-    store.record_outcome(&key(1), &Outcome::Retry { error: "421".into() }).await.unwrap();
-    assert_eq!(store.claim_delivery(&planned(1), now, lease).await.unwrap(), Claim::Claimed { attempt: 2 });
-    store.record_outcome(&key(1), &Outcome::Failed { error: "550 no such user".into() }).await.unwrap();
-    assert_eq!(store.claim_delivery(&rows[5], now, lease).await.unwrap(), Claim::Done, "skipped is final");
+    assert_eq!(
+        store.claim_delivery(&planned(1), now, lease).await.unwrap(),
+        Claim::Claimed { attempt: 1 }
+    );
+    store
+        .record_outcome(
+            &key(1),
+            &Outcome::Retry {
+                error: "421".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.claim_delivery(&planned(1), now, lease).await.unwrap(),
+        Claim::Claimed { attempt: 2 }
+    );
+    store
+        .record_outcome(
+            &key(1),
+            &Outcome::Failed {
+                error: "550 no such user".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.claim_delivery(&rows[5], now, lease).await.unwrap(),
+        Claim::Done,
+        "skipped is final"
+    );
 
-    assert_eq!(store.finish_if_done(&n.id).await.unwrap(), None, "not fanned out yet");
+    assert_eq!(
+        store.finish_if_done(&n.id).await.unwrap(),
+        None,
+        "not fanned out yet"
+    );
     store.mark_fanned_out(&n.id).await.unwrap();
-    assert_eq!(store.finish_if_done(&n.id).await.unwrap(), None, "still pending");
+    assert_eq!(
+        store.finish_if_done(&n.id).await.unwrap(),
+        None,
+        "still pending"
+    );
     for i in 2..5 {
-        assert!(matches!(store.claim_delivery(&planned(i), now, lease).await.unwrap(), Claim::Claimed { .. }));
-        store.record_outcome(&key(i), &Outcome::Sent { provider_message_id: format!("p{i}"), at: now }).await.unwrap();
+        assert!(matches!(
+            store.claim_delivery(&planned(i), now, lease).await.unwrap(),
+            Claim::Claimed { .. }
+        ));
+        store
+            .record_outcome(
+                &key(i),
+                &Outcome::Sent {
+                    provider_message_id: format!("p{i}"),
+                    at: now,
+                },
+            )
+            .await
+            .unwrap();
     }
-    assert_eq!(store.counts(&n.id).await.unwrap(), Counts { recipients: 6, pending: 0, sent: 4, failed: 1, skipped: 1 });
-    assert_eq!(store.finish_if_done(&n.id).await.unwrap(), Some(Status::PartiallyFailed));
-    assert_eq!(store.get_notification(&n.id).await.unwrap().unwrap().status, Status::PartiallyFailed);
-    assert_eq!(store.finish_if_done(&n.id).await.unwrap(), None, "finishes once");
+    assert_eq!(
+        store.counts(&n.id).await.unwrap(),
+        Counts {
+            recipients: 6,
+            pending: 0,
+            sent: 4,
+            failed: 1,
+            skipped: 1
+        }
+    );
+    assert_eq!(
+        store.finish_if_done(&n.id).await.unwrap(),
+        Some(Status::PartiallyFailed)
+    );
+    assert_eq!(
+        store.get_notification(&n.id).await.unwrap().unwrap().status,
+        Status::PartiallyFailed
+    );
+    assert_eq!(
+        store.finish_if_done(&n.id).await.unwrap(),
+        None,
+        "finishes once"
+    );
 
     // Pages of deliveries cover every row once.
     let mut all = Vec::new();
     let mut cursor = None;
     loop {
-        let page = store.list_deliveries(&n.id, 4, cursor.as_deref()).await.unwrap();
+        let page = store
+            .list_deliveries(&n.id, 4, cursor.as_deref())
+            .await
+            .unwrap();
         all.extend(page.items);
         match page.next_cursor {
             Some(c) => cursor = Some(c),
@@ -266,26 +532,82 @@ async fn deliveries(store: &dyn Store) {
     }
     assert_eq!(all.len(), 6);
     let first = all.iter().find(|d| d.key == key(0)).unwrap();
-    assert_eq!((first.status, first.attempts, first.provider_message_id.as_deref()), (DeliveryStatus::Sent, 2, Some("p0")));
+    assert_eq!(
+        (
+            first.status,
+            first.attempts,
+            first.provider_message_id.as_deref()
+        ),
+        (DeliveryStatus::Sent, 2, Some("p0"))
+    );
     assert_eq!(first.sent_at, Some(after));
     assert_eq!(first.address.as_deref(), Some("r0@example.com"));
     let failed = all.iter().find(|d| d.key == key(1)).unwrap();
-    assert_eq!((failed.status, failed.error.as_deref()), (DeliveryStatus::Failed, Some("550 no such user")));
+    assert_eq!(
+        (failed.status, failed.error.as_deref()),
+        (DeliveryStatus::Failed, Some("550 no such user"))
+    );
     let skipped = all.iter().find(|d| d.key.channel == Channel::Sms).unwrap();
-    assert_eq!((skipped.status, skipped.address.as_deref()), (DeliveryStatus::Skipped, None));
-    assert!(matches!(store.list_deliveries(&n.id, 4, Some("%%%")).await, Err(StoreError::BadCursor)));
+    assert_eq!(
+        (skipped.status, skipped.address.as_deref()),
+        (DeliveryStatus::Skipped, None)
+    );
+    assert!(matches!(
+        store.list_deliveries(&n.id, 4, Some("%%%")).await,
+        Err(StoreError::BadCursor)
+    ));
 
     // A retry reopens only the failed delivery: attempts from zero, counts moved back.
-    assert!(!store.reopen_failed(&key(0)).await.unwrap(), "a sent delivery stays sent");
-    assert!(!store.reopen_failed(&rows[5].key).await.unwrap(), "a skipped delivery stays skipped");
+    assert!(
+        !store.reopen_failed(&key(0)).await.unwrap(),
+        "a sent delivery stays sent"
+    );
+    assert!(
+        !store.reopen_failed(&rows[5].key).await.unwrap(),
+        "a skipped delivery stays skipped"
+    );
     assert!(store.begin_retry(&n.id).await.unwrap());
-    assert!(!store.begin_retry(&n.id).await.unwrap(), "one retry at a time");
+    assert!(
+        !store.begin_retry(&n.id).await.unwrap(),
+        "one retry at a time"
+    );
     assert!(store.reopen_failed(&key(1)).await.unwrap());
-    assert!(!store.reopen_failed(&key(1)).await.unwrap(), "reopened once");
-    assert_eq!(store.counts(&n.id).await.unwrap(), Counts { recipients: 6, pending: 1, sent: 4, failed: 0, skipped: 1 });
-    assert_eq!(store.claim_delivery(&planned(1), now, lease).await.unwrap(), Claim::Claimed { attempt: 1 });
-    store.record_outcome(&key(1), &Outcome::Sent { provider_message_id: "p1".into(), at: now }).await.unwrap();
-    assert_eq!(store.finish_if_done(&n.id).await.unwrap(), None, "not through all the deliveries yet");
+    assert!(
+        !store.reopen_failed(&key(1)).await.unwrap(),
+        "reopened once"
+    );
+    assert_eq!(
+        store.counts(&n.id).await.unwrap(),
+        Counts {
+            recipients: 6,
+            pending: 1,
+            sent: 4,
+            failed: 0,
+            skipped: 1
+        }
+    );
+    assert_eq!(
+        store.claim_delivery(&planned(1), now, lease).await.unwrap(),
+        Claim::Claimed { attempt: 1 }
+    );
+    store
+        .record_outcome(
+            &key(1),
+            &Outcome::Sent {
+                provider_message_id: "p1".into(),
+                at: now,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.finish_if_done(&n.id).await.unwrap(),
+        None,
+        "not through all the deliveries yet"
+    );
     store.mark_fanned_out(&n.id).await.unwrap();
-    assert_eq!(store.finish_if_done(&n.id).await.unwrap(), Some(Status::Completed));
+    assert_eq!(
+        store.finish_if_done(&n.id).await.unwrap(),
+        Some(Status::Completed)
+    );
 }

@@ -30,11 +30,25 @@ impl Recipient {
     }
 
     pub fn email(address: EmailAddress) -> Self {
-        Self { key: format!("email:{address}"), user_id: None, email: Some(address), phone: None, timezone: None, locale: None }
+        Self {
+            key: format!("email:{address}"),
+            user_id: None,
+            email: Some(address),
+            phone: None,
+            timezone: None,
+            locale: None,
+        }
     }
 
     pub fn phone(number: PhoneNumber) -> Self {
-        Self { key: format!("phone:{number}"), user_id: None, email: None, phone: Some(number), timezone: None, locale: None }
+        Self {
+            key: format!("phone:{number}"),
+            user_id: None,
+            email: None,
+            phone: Some(number),
+            timezone: None,
+            locale: None,
+        }
     }
 
     pub fn address(&self, channel: Channel) -> Option<String> {
@@ -76,7 +90,9 @@ impl DeliveryStatus {
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
-        [Self::Pending, Self::Sent, Self::Failed, Self::Skipped].into_iter().find(|s| s.as_str() == raw)
+        [Self::Pending, Self::Sent, Self::Failed, Self::Skipped]
+            .into_iter()
+            .find(|s| s.as_str() == raw)
     }
 }
 
@@ -102,12 +118,33 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    pub fn pending(notification_id: &NotificationId, recipient: &Recipient, channel: Channel) -> Self {
-        Self::new(notification_id, recipient, channel, DeliveryStatus::Pending, None)
+    pub fn pending(
+        notification_id: &NotificationId,
+        recipient: &Recipient,
+        channel: Channel,
+    ) -> Self {
+        Self::new(
+            notification_id,
+            recipient,
+            channel,
+            DeliveryStatus::Pending,
+            None,
+        )
     }
 
-    pub fn skipped(notification_id: &NotificationId, recipient: &Recipient, channel: Channel, why: &str) -> Self {
-        Self::new(notification_id, recipient, channel, DeliveryStatus::Skipped, Some(why.to_owned()))
+    pub fn skipped(
+        notification_id: &NotificationId,
+        recipient: &Recipient,
+        channel: Channel,
+        why: &str,
+    ) -> Self {
+        Self::new(
+            notification_id,
+            recipient,
+            channel,
+            DeliveryStatus::Skipped,
+            Some(why.to_owned()),
+        )
     }
 
     fn new(
@@ -118,7 +155,11 @@ impl Delivery {
         error: Option<String>,
     ) -> Self {
         Self {
-            key: DeliveryKey { notification_id: notification_id.clone(), recipient: recipient.key.clone(), channel },
+            key: DeliveryKey {
+                notification_id: notification_id.clone(),
+                recipient: recipient.key.clone(),
+                channel,
+            },
             user_id: recipient.user_id.clone(),
             address: recipient.address(channel),
             status,

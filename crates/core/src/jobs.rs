@@ -20,7 +20,11 @@ pub struct FanoutJob {
 impl FanoutJob {
     /// The first fanout of a notification.
     pub fn start(notification_id: NotificationId) -> Self {
-        Self { notification_id, cursor: None, retry_failed: false }
+        Self {
+            notification_id,
+            cursor: None,
+            retry_failed: false,
+        }
     }
 }
 

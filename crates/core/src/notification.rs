@@ -1,7 +1,9 @@
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Channel, EmailAddress, GroupId, NotificationId, PhoneNumber, TemplateId, UserId};
+use crate::domain::{
+    Channel, EmailAddress, GroupId, NotificationId, PhoneNumber, TemplateId, UserId,
+};
 use crate::template::Parts;
 
 /// Who a notification is for. A group is resolved to its members when the send fires.
@@ -18,7 +20,10 @@ pub enum Target {
 #[serde(rename_all = "snake_case")]
 pub enum Content {
     Inline(Parts),
-    Template { id: TemplateId, data: serde_json::Map<String, serde_json::Value> },
+    Template {
+        id: TemplateId,
+        data: serde_json::Map<String, serde_json::Value>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -34,8 +39,15 @@ pub enum Status {
 }
 
 impl Status {
-    pub const ALL: [Status; 7] =
-        [Status::Scheduled, Status::Queued, Status::Sending, Status::Completed, Status::PartiallyFailed, Status::Failed, Status::Cancelled];
+    pub const ALL: [Status; 7] = [
+        Status::Scheduled,
+        Status::Queued,
+        Status::Sending,
+        Status::Completed,
+        Status::PartiallyFailed,
+        Status::Failed,
+        Status::Cancelled,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -23,7 +23,12 @@ pub struct Parts {
 
 impl Parts {
     pub fn fields(&self) -> [(&'static str, Option<&str>); 4] {
-        [("subject", self.subject.as_deref()), ("text", self.text.as_deref()), ("html", self.html.as_deref()), ("sms", self.sms.as_deref())]
+        [
+            ("subject", self.subject.as_deref()),
+            ("text", self.text.as_deref()),
+            ("html", self.html.as_deref()),
+            ("sms", self.sms.as_deref()),
+        ]
     }
 
     /// Email needs a subject and a body; SMS needs its own short text.
@@ -61,11 +66,13 @@ impl Compiled {
     /// Every part that fails to compile, with minijinja's reason.
     pub fn compile(parts: &Parts) -> Result<Self, Vec<(&'static str, String)>> {
         let mut env = Environment::new();
-        env.set_auto_escape_callback(
-            |name| {
-                if name.ends_with(".html") { minijinja::AutoEscape::Html } else { minijinja::AutoEscape::None }
-            },
-        );
+        env.set_auto_escape_callback(|name| {
+            if name.ends_with(".html") {
+                minijinja::AutoEscape::Html
+            } else {
+                minijinja::AutoEscape::None
+            }
+        });
         let mut errors = Vec::new();
         for (part, source) in parts.fields() {
             if let Some(source) = source
@@ -74,7 +81,11 @@ impl Compiled {
                 errors.push((part, describe(&e)));
             }
         }
-        if errors.is_empty() { Ok(Self { env }) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(Self { env })
+        } else {
+            Err(errors)
+        }
     }
 
     /// Renders every part present; a part that fails at render time (e.g. a filter given the
@@ -84,11 +95,18 @@ impl Compiled {
             if !present {
                 return Ok(None);
             }
-            let template = self.env.get_template(template_name(part)).map_err(|e| describe(&e))?;
-            template.render(context).map(Some).map_err(|e| format!("{part}: {}", describe(&e)))
+            let template = self
+                .env
+                .get_template(template_name(part))
+                .map_err(|e| describe(&e))?;
+            template
+                .render(context)
+                .map(Some)
+                .map_err(|e| format!("{part}: {}", describe(&e)))
         };
         Ok(Parts {
-            subject: render("subject", parts.subject.is_some())?.map(|s| s.replace(['\r', '\n'], " ")),
+            subject: render("subject", parts.subject.is_some())?
+                .map(|s| s.replace(['\r', '\n'], " ")),
             text: render("text", parts.text.is_some())?,
             html: render("html", parts.html.is_some())?,
             sms: render("sms", parts.sms.is_some())?,
@@ -111,7 +129,12 @@ mod tests {
 
     #[test]
     fn compile_errors_name_each_part() {
-        let parts = Parts { subject: Some("Hi {{ name".into()), text: Some("ok".into()), html: Some("{% if %}".into()), sms: None };
+        let parts = Parts {
+            subject: Some("Hi {{ name".into()),
+            text: Some("ok".into()),
+            html: Some("{% if %}".into()),
+            sms: None,
+        };
         let errors = Compiled::compile(&parts).err().unwrap();
         let names: Vec<_> = errors.iter().map(|(p, _)| *p).collect();
         assert_eq!(names, ["subject", "html"]);
@@ -126,7 +149,12 @@ mod tests {
             sms: Some("{{ name }}!".into()),
         };
         let compiled = Compiled::compile(&parts).unwrap();
-        let out = compiled.render(&parts, &json!({"name": "<Ada>", "user": {"locale": "ko-KR"}})).unwrap();
+        let out = compiled
+            .render(
+                &parts,
+                &json!({"name": "<Ada>", "user": {"locale": "ko-KR"}}),
+            )
+            .unwrap();
         assert_eq!(out.subject.unwrap(), "Hi <Ada>");
         assert_eq!(out.text.unwrap(), "Hello <Ada>, ko-KR");
         assert_eq!(out.html.unwrap(), "<p>&lt;Ada&gt;</p>");
@@ -135,8 +163,14 @@ mod tests {
 
     #[test]
     fn subject_cannot_inject_headers() {
-        let parts = Parts { subject: Some("{{ s }}".into()), ..Default::default() };
-        let out = Compiled::compile(&parts).unwrap().render(&parts, &json!({"s": "a\r\nBcc: x@y.z"})).unwrap();
+        let parts = Parts {
+            subject: Some("{{ s }}".into()),
+            ..Default::default()
+        };
+        let out = Compiled::compile(&parts)
+            .unwrap()
+            .render(&parts, &json!({"s": "a\r\nBcc: x@y.z"}))
+            .unwrap();
         assert_eq!(out.subject.unwrap(), "a  Bcc: x@y.z");
     }
 }

@@ -22,7 +22,10 @@ pub struct ChannelPrefs {
 
 impl Default for ChannelPrefs {
     fn default() -> Self {
-        Self { email: true, sms: true }
+        Self {
+            email: true,
+            sms: true,
+        }
     }
 }
 

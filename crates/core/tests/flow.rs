@@ -8,7 +8,9 @@ use serde_json::json;
 use notify_core::delivery::DeliveryStatus;
 use notify_core::domain::{Channel, EmailAddress, IdempotencyKey, PhoneNumber, SendAt, UserId};
 use notify_core::error::Error;
-use notify_core::memory::{FakeClock, MemoryQueues, MemoryScheduler, MemoryStore, RecordingEmail, RecordingSms};
+use notify_core::memory::{
+    FakeClock, MemoryQueues, MemoryScheduler, MemoryStore, RecordingEmail, RecordingSms,
+};
 use notify_core::notification::{Content, Counts, Status, Target};
 use notify_core::ports::{SendError, Store};
 use notify_core::services::accept::{IdempotentRequest, NewNotification, accept};
@@ -37,8 +39,18 @@ fn world() -> World {
     let scheduler = Arc::new(MemoryScheduler::default());
     let email = Arc::new(RecordingEmail::default());
     let sms = Arc::new(RecordingSms::default());
-    let app = App { store: store.clone(), scheduler: scheduler.clone(), queues: queues.clone(), clock: clock.clone() };
-    let fanout = Fanout { store: store.clone(), queues: queues.clone(), clock: clock.clone(), settings: FanoutSettings::default() };
+    let app = App {
+        store: store.clone(),
+        scheduler: scheduler.clone(),
+        queues: queues.clone(),
+        clock: clock.clone(),
+    };
+    let fanout = Fanout {
+        store: store.clone(),
+        queues: queues.clone(),
+        clock: clock.clone(),
+        settings: FanoutSettings::default(),
+    };
     let dispatch = Dispatch::new(
         store.clone(),
         email.clone(),
@@ -51,7 +63,17 @@ fn world() -> World {
             ..DispatchSettings::new(EmailAddress::parse("from@example.com").unwrap())
         },
     );
-    World { clock, store, queues, scheduler, email, sms, app, fanout, dispatch }
+    World {
+        clock,
+        store,
+        queues,
+        scheduler,
+        email,
+        sms,
+        app,
+        fanout,
+        dispatch,
+    }
 }
 
 impl World {
@@ -75,10 +97,21 @@ impl World {
     /// What the scheduler adapter does when a schedule comes due.
     async fn fire_due(&self) {
         let now = self.clock.now();
-        let due: Vec<_> = self.scheduler.schedules.lock().unwrap().iter().filter(|(_, at)| **at <= now).map(|(id, _)| id.clone()).collect();
+        let due: Vec<_> = self
+            .scheduler
+            .schedules
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
         for id in due {
             self.scheduler.schedules.lock().unwrap().remove(&id);
-            self.fanout.handle(&notify_core::jobs::FanoutJob::start(id)).await.unwrap();
+            self.fanout
+                .handle(&notify_core::jobs::FanoutJob::start(id))
+                .await
+                .unwrap();
         }
         self.drain().await;
     }
@@ -90,7 +123,11 @@ fn email_to(addr: &str) -> NewNotification {
     NewNotification {
         to: Target::Email(EmailAddress::parse(addr).unwrap()),
         channels: vec![Channel::Email],
-        content: Content::Inline(Parts { subject: Some("Hi".into()), text: Some("Body".into()), ..Default::default() }),
+        content: Content::Inline(Parts {
+            subject: Some("Hi".into()),
+            text: Some("Body".into()),
+            ..Default::default()
+        }),
         send_at: SendAt::Now,
     }
 }
@@ -98,7 +135,9 @@ fn email_to(addr: &str) -> NewNotification {
 #[tokio::test]
 async fn now_goes_queued_sending_completed() {
     let w = world();
-    let a = accept(&w.app, email_to("a@example.com"), None).await.unwrap();
+    let a = accept(&w.app, email_to("a@example.com"), None)
+        .await
+        .unwrap();
     assert_eq!(a.body["status"], "queued");
     let n = w.store.get_notification(&a.id).await.unwrap().unwrap();
     assert_eq!(n.status, Status::Queued);
@@ -107,7 +146,15 @@ async fn now_goes_queued_sending_completed() {
     let job = w.queues.take_fanout().remove(0);
     let report = w.fanout.handle(&job).await.unwrap();
     assert_eq!((report.deliveries, report.dispatch_jobs), (1, 1));
-    assert_eq!(w.store.get_notification(&a.id).await.unwrap().unwrap().status, Status::Sending);
+    assert_eq!(
+        w.store
+            .get_notification(&a.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        Status::Sending
+    );
     assert_eq!(w.store.counts(&a.id).await.unwrap().pending, 1);
 
     w.drain().await;
@@ -116,7 +163,12 @@ async fn now_goes_queued_sending_completed() {
     let sent = w.email.sent.lock().unwrap().clone();
     assert_eq!(sent.len(), 1);
     let raw = String::from_utf8(sent[0].raw.clone()).unwrap();
-    assert!(raw.contains("Subject: Hi") && raw.contains("To: a@example.com") && raw.contains("From: from@example.com"), "{raw}");
+    assert!(
+        raw.contains("Subject: Hi")
+            && raw.contains("To: a@example.com")
+            && raw.contains("From: from@example.com"),
+        "{raw}"
+    );
     let counts = w.store.counts(&a.id).await.unwrap();
     assert_eq!((counts.recipients, counts.sent, counts.pending), (1, 1, 0));
 }
@@ -124,18 +176,28 @@ async fn now_goes_queued_sending_completed() {
 #[tokio::test]
 async fn a_dispatch_job_delivered_twice_sends_once() {
     let w = world();
-    let a = accept(&w.app, email_to("twice@example.com"), None).await.unwrap();
+    let a = accept(&w.app, email_to("twice@example.com"), None)
+        .await
+        .unwrap();
     let job = w.queues.take_fanout().remove(0);
     w.fanout.handle(&job).await.unwrap();
     // The queue delivers the fanout job again, and then each dispatch job twice.
     w.fanout.handle(&job).await.unwrap();
     let dispatches = w.queues.take_dispatch();
-    assert_eq!(dispatches.len(), 2, "a repeated fanout repeats dispatch jobs");
+    assert_eq!(
+        dispatches.len(),
+        2,
+        "a repeated fanout repeats dispatch jobs"
+    );
     for job in dispatches.iter().chain(dispatches.iter()) {
         w.dispatch.handle(job).await.unwrap();
     }
     assert_eq!(w.email.sent.lock().unwrap().len(), 1);
-    assert_eq!(w.store.counts(&a.id).await.unwrap().recipients, 1, "no extra delivery rows");
+    assert_eq!(
+        w.store.counts(&a.id).await.unwrap().recipients,
+        1,
+        "no extra delivery rows"
+    );
 }
 
 #[tokio::test]
@@ -148,11 +210,22 @@ async fn scheduled_then_fired_at_send_at() {
     assert!(w.queues.fanout.lock().unwrap().is_empty());
     assert_eq!(w.scheduler.schedules.lock().unwrap().len(), 1);
     w.fire_due().await;
-    assert!(w.email.sent.lock().unwrap().is_empty(), "not before send_at");
+    assert!(
+        w.email.sent.lock().unwrap().is_empty(),
+        "not before send_at"
+    );
     w.clock.advance(SignedDuration::from_secs(30));
     w.fire_due().await;
     assert_eq!(w.email.sent.lock().unwrap().len(), 1);
-    assert_eq!(w.store.get_notification(&a.id).await.unwrap().unwrap().status, Status::Completed);
+    assert_eq!(
+        w.store
+            .get_notification(&a.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        Status::Completed
+    );
 }
 
 #[tokio::test]
@@ -166,15 +239,24 @@ async fn cancel_stops_a_schedule_that_fires_anyway() {
     assert!(w.scheduler.schedules.lock().unwrap().is_empty());
     // The schedule fires anyway (deleted too late): the fanout re-checks and sends nothing.
     w.clock.advance(SignedDuration::from_secs(31));
-    let report = w.fanout.handle(&notify_core::jobs::FanoutJob::start(a.id.clone())).await.unwrap();
+    let report = w
+        .fanout
+        .handle(&notify_core::jobs::FanoutJob::start(a.id.clone()))
+        .await
+        .unwrap();
     assert_eq!(report.ignored, Some("cancelled"));
     w.drain().await;
     assert!(w.email.sent.lock().unwrap().is_empty());
     // Cancelling again is fine; once started it is a conflict.
     assert!(cancel(&w.app, &a.id).await.is_ok());
-    let b = accept(&w.app, email_to("d@example.com"), None).await.unwrap();
+    let b = accept(&w.app, email_to("d@example.com"), None)
+        .await
+        .unwrap();
     w.drain().await;
-    assert!(matches!(cancel(&w.app, &b.id).await, Err(Error::Conflict(_))));
+    assert!(matches!(
+        cancel(&w.app, &b.id).await,
+        Err(Error::Conflict(_))
+    ));
 }
 
 #[tokio::test]
@@ -190,17 +272,36 @@ async fn reschedule_later_ignores_the_old_fire() {
     // A stale fire at the old time (the old schedule was not yet moved) sends nothing: the job
     // goes back on the queue until the new send_at, to the second.
     w.clock.advance(SignedDuration::from_secs(10));
-    let report = w.fanout.handle(&notify_core::jobs::FanoutJob::start(a.id.clone())).await.unwrap();
+    let report = w
+        .fanout
+        .handle(&notify_core::jobs::FanoutJob::start(a.id.clone()))
+        .await
+        .unwrap();
     assert_eq!(report.ignored, Some("not yet due: held back until send_at"));
-    assert_eq!(w.store.get_notification(&a.id).await.unwrap().unwrap().status, Status::Scheduled);
+    assert_eq!(
+        w.store
+            .get_notification(&a.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        Status::Scheduled
+    );
     let held = w.queues.delayed_fanout.lock().unwrap().clone();
     assert_eq!(held.len(), 1);
     assert_eq!(held[0].1, std::time::Duration::from_secs(50));
     // A fire more than SQS's 15 minutes early is left to the schedule of the new send_at.
     let far = w.clock.now() + SignedDuration::from_secs(3600);
     reschedule(&w.app, &a.id, SendAt::At(far)).await.unwrap();
-    let report = w.fanout.handle(&notify_core::jobs::FanoutJob::start(a.id.clone())).await.unwrap();
-    assert_eq!(report.ignored, Some("fired before send_at; the schedule of the new send_at will fire"));
+    let report = w
+        .fanout
+        .handle(&notify_core::jobs::FanoutJob::start(a.id.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        report.ignored,
+        Some("fired before send_at; the schedule of the new send_at will fire")
+    );
     reschedule(&w.app, &a.id, SendAt::At(new_at)).await.unwrap();
     w.clock.advance(SignedDuration::from_secs(50));
     w.fire_due().await;
@@ -213,46 +314,100 @@ async fn idempotency_replays_conflicts_and_expires() {
     let key = IdempotencyKey::parse("k1").unwrap();
     let body = json!({"any": "body"});
     let idem = || Some(IdempotentRequest::new(key.clone(), &body));
-    let first = accept(&w.app, email_to("i@example.com"), idem()).await.unwrap();
-    let again = accept(&w.app, email_to("i@example.com"), idem()).await.unwrap();
+    let first = accept(&w.app, email_to("i@example.com"), idem())
+        .await
+        .unwrap();
+    let again = accept(&w.app, email_to("i@example.com"), idem())
+        .await
+        .unwrap();
     assert_eq!(first.id, again.id);
     assert_eq!(first.body, again.body);
     assert!(again.replayed && !first.replayed);
     let other = IdempotentRequest::new(key.clone(), &json!({"other": "body"}));
-    assert!(matches!(accept(&w.app, email_to("i@example.com"), Some(other)).await, Err(Error::Conflict(_))));
+    assert!(matches!(
+        accept(&w.app, email_to("i@example.com"), Some(other)).await,
+        Err(Error::Conflict(_))
+    ));
     w.drain().await;
     assert_eq!(w.email.sent.lock().unwrap().len(), 1);
     // After 24 hours the key is free again.
-    w.clock.advance(SignedDuration::from_hours(24) + SignedDuration::from_secs(1));
-    let later = accept(&w.app, email_to("i@example.com"), idem()).await.unwrap();
+    w.clock
+        .advance(SignedDuration::from_hours(24) + SignedDuration::from_secs(1));
+    let later = accept(&w.app, email_to("i@example.com"), idem())
+        .await
+        .unwrap();
     assert_ne!(later.id, first.id);
 }
 
 #[tokio::test]
 async fn transient_errors_retry_then_fail_after_the_last_attempt() {
     let w = world();
-    w.email.fail_next.lock().unwrap().extend([SendError::transient("421 busy"), SendError::transient("421 busy")]);
-    let a = accept(&w.app, email_to("t@example.com"), None).await.unwrap();
-    w.fanout.handle(&w.queues.take_fanout().remove(0)).await.unwrap();
+    w.email.fail_next.lock().unwrap().extend([
+        SendError::transient("421 busy"),
+        SendError::transient("421 busy"),
+    ]);
+    let a = accept(&w.app, email_to("t@example.com"), None)
+        .await
+        .unwrap();
+    w.fanout
+        .handle(&w.queues.take_fanout().remove(0))
+        .await
+        .unwrap();
     let job = w.queues.take_dispatch().remove(0);
     assert!(w.dispatch.handle(&job).await.unwrap().retry);
     assert!(w.dispatch.handle(&job).await.unwrap().retry);
     let report = w.dispatch.handle(&job).await.unwrap();
     assert_eq!((report.sent, report.retry), (1, false));
-    let rows = w.store.list_deliveries(&a.id, 10, None).await.unwrap().items;
-    assert_eq!((rows[0].status, rows[0].attempts), (DeliveryStatus::Sent, 3));
+    let rows = w
+        .store
+        .list_deliveries(&a.id, 10, None)
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(
+        (rows[0].status, rows[0].attempts),
+        (DeliveryStatus::Sent, 3)
+    );
 
-    w.email.fail_next.lock().unwrap().extend([SendError::transient("x"), SendError::transient("x"), SendError::transient("still down")]);
-    let b = accept(&w.app, email_to("u@example.com"), None).await.unwrap();
-    w.fanout.handle(&w.queues.take_fanout().remove(0)).await.unwrap();
+    w.email.fail_next.lock().unwrap().extend([
+        SendError::transient("x"),
+        SendError::transient("x"),
+        SendError::transient("still down"),
+    ]);
+    let b = accept(&w.app, email_to("u@example.com"), None)
+        .await
+        .unwrap();
+    w.fanout
+        .handle(&w.queues.take_fanout().remove(0))
+        .await
+        .unwrap();
     let job = w.queues.take_dispatch().remove(0);
     for _ in 0..3 {
         w.dispatch.handle(&job).await.unwrap();
     }
-    let rows = w.store.list_deliveries(&b.id, 10, None).await.unwrap().items;
+    let rows = w
+        .store
+        .list_deliveries(&b.id, 10, None)
+        .await
+        .unwrap()
+        .items;
     assert_eq!(rows[0].status, DeliveryStatus::Failed);
-    assert!(rows[0].error.as_deref().unwrap().contains("gave up after 3 attempts: still down"));
-    assert_eq!(w.store.get_notification(&b.id).await.unwrap().unwrap().status, Status::Failed);
+    assert!(
+        rows[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("gave up after 3 attempts: still down")
+    );
+    assert_eq!(
+        w.store
+            .get_notification(&b.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        Status::Failed
+    );
 }
 
 #[tokio::test]
@@ -267,16 +422,33 @@ async fn a_permanent_error_fails_at_once_and_a_mixed_send_is_partially_failed() 
         channels: ChannelPrefs::default(),
     };
     w.store.put_user(&user).await.unwrap();
-    w.email.fail_next.lock().unwrap().push_back(SendError::permanent("550 no such user"));
+    w.email
+        .fail_next
+        .lock()
+        .unwrap()
+        .push_back(SendError::permanent("550 no such user"));
     let req = NewNotification {
         to: Target::UserId(user.id.clone()),
         channels: vec![Channel::Email, Channel::Sms],
-        content: Content::Inline(Parts { subject: Some("s".into()), text: Some("t".into()), sms: Some("m".into()), ..Default::default() }),
+        content: Content::Inline(Parts {
+            subject: Some("s".into()),
+            text: Some("t".into()),
+            sms: Some("m".into()),
+            ..Default::default()
+        }),
         send_at: SendAt::Now,
     };
     let a = accept(&w.app, req, None).await.unwrap();
     w.drain().await;
-    assert_eq!(w.store.get_notification(&a.id).await.unwrap().unwrap().status, Status::PartiallyFailed);
+    assert_eq!(
+        w.store
+            .get_notification(&a.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        Status::PartiallyFailed
+    );
     assert_eq!(w.sms.sent.lock().unwrap().len(), 1);
     let counts = w.store.counts(&a.id).await.unwrap();
     assert_eq!((counts.recipients, counts.sent, counts.failed), (2, 1, 1));
@@ -297,7 +469,12 @@ async fn a_user_deleted_before_the_send_is_skipped_with_the_reason() {
     let mut req = email_to("x@example.com");
     req.to = Target::UserId(user.id.clone());
     req.channels = vec![Channel::Email, Channel::Sms];
-    req.content = Content::Inline(Parts { subject: Some("s".into()), text: Some("t".into()), sms: Some("m".into()), ..Default::default() });
+    req.content = Content::Inline(Parts {
+        subject: Some("s".into()),
+        text: Some("t".into()),
+        sms: Some("m".into()),
+        ..Default::default()
+    });
     req.send_at = SendAt::At(w.clock.now() + SignedDuration::from_secs(5));
     let a = accept(&w.app, req, None).await.unwrap();
     w.store.delete_user(&user.id).await.unwrap();
@@ -305,9 +482,15 @@ async fn a_user_deleted_before_the_send_is_skipped_with_the_reason() {
     w.fire_due().await;
     let n = w.store.get_notification(&a.id).await.unwrap().unwrap();
     assert_eq!(n.status, Status::Completed);
-    let rows = w.store.list_deliveries(&a.id, 10, None).await.unwrap().items;
+    let rows = w
+        .store
+        .list_deliveries(&a.id, 10, None)
+        .await
+        .unwrap()
+        .items;
     assert_eq!(rows.len(), 2);
-    assert!(rows.iter().all(|r| r.status == DeliveryStatus::Skipped && r.error.as_deref() == Some("the user no longer exists")));
+    assert!(rows.iter().all(|r| r.status == DeliveryStatus::Skipped
+        && r.error.as_deref() == Some("the user no longer exists")));
     assert!(w.email.sent.lock().unwrap().is_empty());
 }
 
@@ -316,53 +499,146 @@ async fn unknown_user_and_template_are_named() {
     let w = world();
     let mut req = email_to("x@example.com");
     req.to = Target::UserId(UserId::parse("nobody").unwrap());
-    req.content = Content::Template { id: notify_core::domain::TemplateId::parse("nope").unwrap(), data: Default::default() };
-    let Err(Error::Invalid(errors)) = accept(&w.app, req, None).await else { panic!("expected 422") };
+    req.content = Content::Template {
+        id: notify_core::domain::TemplateId::parse("nope").unwrap(),
+        data: Default::default(),
+    };
+    let Err(Error::Invalid(errors)) = accept(&w.app, req, None).await else {
+        panic!("expected 422")
+    };
     let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
     assert_eq!(fields, ["to.user_id", "template.id"]);
-    assert!(w.store.list_notifications(None, 10, None).await.unwrap().items.is_empty());
+    assert!(
+        w.store
+            .list_notifications(None, 10, None)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
 }
 
 #[tokio::test]
 async fn timestamps_are_kept_to_the_millisecond() {
     let w = world();
     w.clock.advance(SignedDuration::from_nanos(123_456_789));
-    let a = accept(&w.app, email_to("ms@example.com"), None).await.unwrap();
+    let a = accept(&w.app, email_to("ms@example.com"), None)
+        .await
+        .unwrap();
     let n = w.store.get_notification(&a.id).await.unwrap().unwrap();
-    assert_eq!(n.created_at, "2026-11-21T00:00:00.123Z".parse::<Timestamp>().unwrap());
+    assert_eq!(
+        n.created_at,
+        "2026-11-21T00:00:00.123Z".parse::<Timestamp>().unwrap()
+    );
 }
 
 #[tokio::test]
 async fn throttling_pauses_and_sends_again_without_using_up_attempts() {
     let w = world();
     // More throttles than the attempt limit (3): they slow the send down, they do not fail it.
-    w.email.fail_next.lock().unwrap().extend((0..4).map(|_| SendError::throttled("421 4.7.0 slow down")));
-    let a = accept(&w.app, email_to("slow@example.com"), None).await.unwrap();
-    w.fanout.handle(&w.queues.take_fanout().remove(0)).await.unwrap();
+    w.email
+        .fail_next
+        .lock()
+        .unwrap()
+        .extend((0..4).map(|_| SendError::throttled("421 4.7.0 slow down")));
+    let a = accept(&w.app, email_to("slow@example.com"), None)
+        .await
+        .unwrap();
+    w.fanout
+        .handle(&w.queues.take_fanout().remove(0))
+        .await
+        .unwrap();
     let job = w.queues.take_dispatch().remove(0);
     let report = w.dispatch.handle(&job).await.unwrap();
     assert_eq!((report.sent, report.throttled, report.retry), (1, 4, false));
-    let rows = w.store.list_deliveries(&a.id, 10, None).await.unwrap().items;
-    assert_eq!((rows[0].status, rows[0].attempts), (DeliveryStatus::Sent, 1), "one claim, one attempt");
-    assert!(w.dispatch.pace(Channel::Email).current_rate().is_some(), "the email channel slowed down");
-    assert_eq!(w.store.get_notification(&a.id).await.unwrap().unwrap().status, Status::Completed);
+    let rows = w
+        .store
+        .list_deliveries(&a.id, 10, None)
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(
+        (rows[0].status, rows[0].attempts),
+        (DeliveryStatus::Sent, 1),
+        "one claim, one attempt"
+    );
+    assert!(
+        w.dispatch.pace(Channel::Email).current_rate().is_some(),
+        "the email channel slowed down"
+    );
+    assert_eq!(
+        w.store
+            .get_notification(&a.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        Status::Completed
+    );
 }
 
 #[tokio::test]
 async fn a_job_the_queue_gives_up_on_marks_its_pending_deliveries_failed() {
     let w = world();
-    w.email.fail_next.lock().unwrap().push_back(SendError::transient("451 try later"));
-    let a = accept(&w.app, email_to("dlq@example.com"), None).await.unwrap();
-    w.fanout.handle(&w.queues.take_fanout().remove(0)).await.unwrap();
+    w.email
+        .fail_next
+        .lock()
+        .unwrap()
+        .push_back(SendError::transient("451 try later"));
+    let a = accept(&w.app, email_to("dlq@example.com"), None)
+        .await
+        .unwrap();
+    w.fanout
+        .handle(&w.queues.take_fanout().remove(0))
+        .await
+        .unwrap();
     let job = w.queues.take_dispatch().remove(0);
     assert!(w.dispatch.handle(&job).await.unwrap().retry);
-    assert_eq!(w.store.get_notification(&a.id).await.unwrap().unwrap().status, Status::Sending);
+    assert_eq!(
+        w.store
+            .get_notification(&a.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        Status::Sending
+    );
 
-    assert_eq!(w.dispatch.give_up(&job, "dead-lettered after 15 receives").await.unwrap(), 1);
-    let rows = w.store.list_deliveries(&a.id, 10, None).await.unwrap().items;
-    assert_eq!((rows[0].status, rows[0].error.as_deref()), (DeliveryStatus::Failed, Some("dead-lettered after 15 receives")));
-    assert_eq!(w.store.get_notification(&a.id).await.unwrap().unwrap().status, Status::Failed, "the send finishes");
-    assert_eq!(w.dispatch.give_up(&job, "again").await.unwrap(), 0, "a final delivery is left alone");
+    assert_eq!(
+        w.dispatch
+            .give_up(&job, "dead-lettered after 15 receives")
+            .await
+            .unwrap(),
+        1
+    );
+    let rows = w
+        .store
+        .list_deliveries(&a.id, 10, None)
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(
+        (rows[0].status, rows[0].error.as_deref()),
+        (
+            DeliveryStatus::Failed,
+            Some("dead-lettered after 15 receives")
+        )
+    );
+    assert_eq!(
+        w.store
+            .get_notification(&a.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        Status::Failed,
+        "the send finishes"
+    );
+    assert_eq!(
+        w.dispatch.give_up(&job, "again").await.unwrap(),
+        0,
+        "a final delivery is left alone"
+    );
 }
 
 #[tokio::test]
@@ -381,32 +657,90 @@ async fn retry_sends_only_the_failed_deliveries_again() {
         .collect();
     for u in &users {
         w.store.put_user(u).await.unwrap();
-        accept(&w.app, NewNotification { to: Target::UserId(u.id.clone()), ..email_to("x@example.com") }, None).await.unwrap();
+        accept(
+            &w.app,
+            NewNotification {
+                to: Target::UserId(u.id.clone()),
+                ..email_to("x@example.com")
+            },
+            None,
+        )
+        .await
+        .unwrap();
     }
-    let ids: Vec<_> = w.store.list_notifications(None, 10, None).await.unwrap().items.into_iter().map(|n| n.id).collect();
+    let ids: Vec<_> = w
+        .store
+        .list_notifications(None, 10, None)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|n| n.id)
+        .collect();
     // The first send fails for good; the other two go.
-    w.email.fail_next.lock().unwrap().push_back(SendError::permanent("550 mailbox full"));
+    w.email
+        .fail_next
+        .lock()
+        .unwrap()
+        .push_back(SendError::permanent("550 mailbox full"));
     w.drain().await;
     let mut by_status = std::collections::HashMap::new();
     for id in &ids {
-        by_status.insert(w.store.get_notification(id).await.unwrap().unwrap().status, id.clone());
+        by_status.insert(
+            w.store.get_notification(id).await.unwrap().unwrap().status,
+            id.clone(),
+        );
     }
     let (failed_id, completed_id) = (&by_status[&Status::Failed], &by_status[&Status::Completed]);
     assert_eq!(w.email.sent.lock().unwrap().len(), 2);
 
     // Only a notification that finished with failures can be retried.
-    assert!(matches!(retry::request(&w.app, completed_id).await, Err(notify_core::error::Error::Conflict(_))));
+    assert!(matches!(
+        retry::request(&w.app, completed_id).await,
+        Err(notify_core::error::Error::Conflict(_))
+    ));
     let n = retry::request(&w.app, failed_id).await.unwrap();
     assert_eq!(n.status, Status::Sending);
-    assert!(matches!(retry::request(&w.app, failed_id).await, Err(notify_core::error::Error::Conflict(_))), "one retry at a time");
+    assert!(
+        matches!(
+            retry::request(&w.app, failed_id).await,
+            Err(notify_core::error::Error::Conflict(_))
+        ),
+        "one retry at a time"
+    );
     w.drain().await;
 
     let sent = w.email.sent.lock().unwrap().clone();
     assert_eq!(sent.len(), 3, "only the failed delivery went again");
-    let rows = w.store.list_deliveries(failed_id, 10, None).await.unwrap().items;
-    assert_eq!((rows[0].status, rows[0].attempts), (DeliveryStatus::Sent, 1));
-    assert_eq!(w.store.get_notification(failed_id).await.unwrap().unwrap().status, Status::Completed);
-    assert_eq!(w.store.counts(failed_id).await.unwrap(), Counts { recipients: 1, pending: 0, sent: 1, failed: 0, skipped: 0 });
+    let rows = w
+        .store
+        .list_deliveries(failed_id, 10, None)
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(
+        (rows[0].status, rows[0].attempts),
+        (DeliveryStatus::Sent, 1)
+    );
+    assert_eq!(
+        w.store
+            .get_notification(failed_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        Status::Completed
+    );
+    assert_eq!(
+        w.store.counts(failed_id).await.unwrap(),
+        Counts {
+            recipients: 1,
+            pending: 0,
+            sent: 1,
+            failed: 0,
+            skipped: 0
+        }
+    );
 }
 
 #[tokio::test]
@@ -414,7 +748,10 @@ async fn a_rendered_sms_over_1600_characters_fails_without_a_send() {
     let w = world();
     let template = notify_core::template::Template {
         id: notify_core::domain::TemplateId::parse("long").unwrap(),
-        parts: Parts { sms: Some("{{ text }}".into()), ..Default::default() },
+        parts: Parts {
+            sms: Some("{{ text }}".into()),
+            ..Default::default()
+        },
     };
     w.store.put_template(&template).await.unwrap();
     let mut data = serde_json::Map::new();
@@ -422,13 +759,29 @@ async fn a_rendered_sms_over_1600_characters_fails_without_a_send() {
     let req = NewNotification {
         to: Target::Phone(PhoneNumber::parse("+821012345678").unwrap()),
         channels: vec![Channel::Sms],
-        content: Content::Template { id: template.id.clone(), data },
+        content: Content::Template {
+            id: template.id.clone(),
+            data,
+        },
         send_at: SendAt::Now,
     };
     let a = accept(&w.app, req, None).await.unwrap();
     w.drain().await;
     assert!(w.sms.sent.lock().unwrap().is_empty());
-    let rows = w.store.list_deliveries(&a.id, 10, None).await.unwrap().items;
+    let rows = w
+        .store
+        .list_deliveries(&a.id, 10, None)
+        .await
+        .unwrap()
+        .items;
     assert_eq!(rows[0].status, DeliveryStatus::Failed);
-    assert!(rows[0].error.as_deref().unwrap().contains("1601 characters"), "{:?}", rows[0].error);
+    assert!(
+        rows[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("1601 characters"),
+        "{:?}",
+        rows[0].error
+    );
 }

@@ -124,9 +124,14 @@ fn serve(mut conn: Connection, calls: std::sync::mpsc::Receiver<Call>) {
                 tracing::error!(error = %e, "could not open a savepoint");
                 continue;
             }
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call(&mut conn)));
+            let outcome =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call(&mut conn)));
             let ok = matches!(outcome, Ok((true, _)));
-            let undo = if ok { "RELEASE call" } else { "ROLLBACK TO call; RELEASE call" };
+            let undo = if ok {
+                "RELEASE call"
+            } else {
+                "ROLLBACK TO call; RELEASE call"
+            };
             if let Err(e) = conn.execute_batch(undo) {
                 tracing::error!(error = %e, "could not close a savepoint");
             }
@@ -140,7 +145,12 @@ fn serve(mut conn: Connection, calls: std::sync::mpsc::Receiver<Call>) {
             let _ = conn.execute_batch("ROLLBACK");
         }
         for answer in answers {
-            answer(committed.as_ref().err().map(|e| StoreError::Unavailable(e.to_string())));
+            answer(
+                committed
+                    .as_ref()
+                    .err()
+                    .map(|e| StoreError::Unavailable(e.to_string())),
+            );
         }
     }
 }
@@ -148,7 +158,10 @@ fn serve(mut conn: Connection, calls: std::sync::mpsc::Receiver<Call>) {
 impl Db {
     fn start(conn: Connection) -> Self {
         let (calls, receiver) = std::sync::mpsc::channel();
-        std::thread::Builder::new().name("sqlite".into()).spawn(move || serve(conn, receiver)).expect("start the database thread");
+        std::thread::Builder::new()
+            .name("sqlite".into())
+            .spawn(move || serve(conn, receiver))
+            .expect("start the database thread");
         Self { calls }
     }
 
@@ -213,8 +226,12 @@ impl Db {
             });
             (ok, answer)
         });
-        self.calls.send(call).map_err(|_| StoreError::Unavailable("the database thread stopped".into()))?;
-        receiver.await.map_err(|_| StoreError::Unavailable("a database call failed".into()))?
+        self.calls
+            .send(call)
+            .map_err(|_| StoreError::Unavailable("the database thread stopped".into()))?;
+        receiver
+            .await
+            .map_err(|_| StoreError::Unavailable("a database call failed".into()))?
     }
 }
 

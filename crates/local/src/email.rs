@@ -17,7 +17,11 @@ pub struct SmtpEmail {
 
 enum Connect {
     /// `smtp://host:port` without TLS: our own pool of connections with TCP_NODELAY.
-    Plain { addr: String, connections: tokio::sync::Semaphore, idle: tokio::sync::Mutex<Vec<AsyncSmtpConnection>> },
+    Plain {
+        addr: String,
+        connections: tokio::sync::Semaphore,
+        idle: tokio::sync::Mutex<Vec<AsyncSmtpConnection>>,
+    },
     /// Everything else (TLS, authentication): lettre's pooled transport.
     Lettre(AsyncSmtpTransport<Tokio1Executor>),
 }
@@ -32,7 +36,10 @@ impl SmtpEmail {
         // second waits for the server's delayed ACK, about 40 ms a message (fixed upstream, not
         // released). For plain SMTP, the common relay on a private network and the test sink, we
         // open the TCP connections ourselves with TCP_NODELAY and let lettre speak SMTP on them.
-        if let Some(addr) = url.strip_prefix("smtp://").filter(|a| !a.is_empty() && !a.contains(['@', '?', '/'])) {
+        if let Some(addr) = url
+            .strip_prefix("smtp://")
+            .filter(|a| !a.is_empty() && !a.contains(['@', '?', '/']))
+        {
             return Ok(Self {
                 how: Connect::Plain {
                     addr: addr.to_owned(),
@@ -47,7 +54,9 @@ impl SmtpEmail {
             // With Nagle on (see above), enough connections at once hide most of the stall.
             .pool_config(lettre::transport::smtp::PoolConfig::new().max_size(SMTP_CONNECTIONS))
             .build();
-        Ok(Self { how: Connect::Lettre(transport) })
+        Ok(Self {
+            how: Connect::Lettre(transport),
+        })
     }
 
     async fn connect(addr: &str) -> Result<AsyncSmtpConnection, SendError> {
@@ -59,9 +68,15 @@ impl SmtpEmail {
         let stream = match tokio::time::timeout(Duration::from_secs(30), connect).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => return Err(SendError::transient(format!("SMTP connect to {addr}: {e}"))),
-            Err(_) => return Err(SendError::transient(format!("SMTP connect to {addr}: timed out"))),
+            Err(_) => {
+                return Err(SendError::transient(format!(
+                    "SMTP connect to {addr}: timed out"
+                )));
+            }
         };
-        AsyncSmtpConnection::connect_with_transport(Box::new(stream), &ClientId::default()).await.map_err(classify)
+        AsyncSmtpConnection::connect_with_transport(Box::new(stream), &ClientId::default())
+            .await
+            .map_err(classify)
     }
 
     /// One message on a pooled plain connection; a connection that failed is dropped, not reused.
@@ -106,12 +121,23 @@ fn classify(e: lettre::transport::smtp::Error) -> SendError {
     }
     let code = e.status().map(|c| c.to_string());
     let enhanced_rate_limit = e.is_transient() && e.to_string().contains("4.7.");
-    if code.as_deref() == Some("421") || enhanced_rate_limit { SendError::throttled(text) } else { SendError::transient(text) }
+    if code.as_deref() == Some("421") || enhanced_rate_limit {
+        SendError::throttled(text)
+    } else {
+        SendError::transient(text)
+    }
 }
 
 fn envelope(email: &OutgoingEmail) -> Result<Envelope, SendError> {
-    let parse = |a: &str| a.parse::<lettre::Address>().map_err(|e| SendError::permanent(format!("address: {e}")));
-    Envelope::new(Some(parse(email.from.as_str())?), vec![parse(email.to.as_str())?]).map_err(|e| SendError::permanent(e.to_string()))
+    let parse = |a: &str| {
+        a.parse::<lettre::Address>()
+            .map_err(|e| SendError::permanent(format!("address: {e}")))
+    };
+    Envelope::new(
+        Some(parse(email.from.as_str())?),
+        vec![parse(email.to.as_str())?],
+    )
+    .map_err(|e| SendError::permanent(e.to_string()))
 }
 
 #[async_trait]
@@ -119,8 +145,16 @@ impl EmailSender for SmtpEmail {
     async fn send(&self, email: &OutgoingEmail) -> Result<String, SendError> {
         let envelope = envelope(email)?;
         match &self.how {
-            Connect::Plain { addr, connections, idle } => Self::send_plain(addr, connections, idle, &envelope, &email.raw).await?,
-            Connect::Lettre(transport) => transport.send_raw(&envelope, &email.raw).await.map(|_| ()).map_err(classify)?,
+            Connect::Plain {
+                addr,
+                connections,
+                idle,
+            } => Self::send_plain(addr, connections, idle, &envelope, &email.raw).await?,
+            Connect::Lettre(transport) => transport
+                .send_raw(&envelope, &email.raw)
+                .await
+                .map(|_| ())
+                .map_err(classify)?,
         }
         Ok(email.message_id.trim_matches(['<', '>']).to_owned())
     }
@@ -142,14 +176,27 @@ impl EmlOutbox {
 impl EmailSender for EmlOutbox {
     async fn send(&self, email: &OutgoingEmail) -> Result<String, SendError> {
         let id = email.message_id.trim_matches(['<', '>']).to_owned();
-        let name: String = id.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' }).collect();
+        let name: String = id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
         let tmp = self.dir.join(format!(".{name}.tmp"));
         let path = self.dir.join(format!("{name}.eml"));
         let io = |e: std::io::Error| SendError::transient(format!("outbox: {e}"));
         let file = tokio::fs::File::create(&tmp).await.map_err(io)?;
         let mut file = tokio::io::BufWriter::new(file);
-        tokio::io::AsyncWriteExt::write_all(&mut file, &email.raw).await.map_err(io)?;
-        tokio::io::AsyncWriteExt::flush(&mut file).await.map_err(io)?;
+        tokio::io::AsyncWriteExt::write_all(&mut file, &email.raw)
+            .await
+            .map_err(io)?;
+        tokio::io::AsyncWriteExt::flush(&mut file)
+            .await
+            .map_err(io)?;
         file.into_inner().sync_all().await.map_err(io)?;
         tokio::fs::rename(&tmp, &path).await.map_err(io)?;
         Ok(id)

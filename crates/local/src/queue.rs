@@ -50,23 +50,40 @@ fn now_ms() -> i64 {
 }
 
 /// Inserts jobs inside an open transaction (the scheduler fires schedules this way).
-pub fn insert_jobs(conn: &rusqlite::Connection, queue: QueueName, payloads: &[String], visible_at: i64) -> Result<(), StoreError> {
-    let mut stmt =
-        conn.prepare_cached("INSERT INTO jobs (queue, payload, visible_at, created_at) VALUES (?1, ?2, ?3, ?3)").map_err(db_err)?;
+pub fn insert_jobs(
+    conn: &rusqlite::Connection,
+    queue: QueueName,
+    payloads: &[String],
+    visible_at: i64,
+) -> Result<(), StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "INSERT INTO jobs (queue, payload, visible_at, created_at) VALUES (?1, ?2, ?3, ?3)",
+        )
+        .map_err(db_err)?;
     for p in payloads {
-        stmt.execute(params![queue.as_str(), p, visible_at]).map_err(db_err)?;
+        stmt.execute(params![queue.as_str(), p, visible_at])
+            .map_err(db_err)?;
     }
     Ok(())
 }
 
 impl SqliteQueues {
     pub fn new(db: Db) -> Self {
-        Self { db, fanout_ready: Arc::new(Notify::new()), dispatch_ready: Arc::new(Notify::new()) }
+        Self {
+            db,
+            fanout_ready: Arc::new(Notify::new()),
+            dispatch_ready: Arc::new(Notify::new()),
+        }
     }
 
     /// The same queues over another connection, waking the same workers.
     pub fn on(&self, db: Db) -> Self {
-        Self { db, fanout_ready: self.fanout_ready.clone(), dispatch_ready: self.dispatch_ready.clone() }
+        Self {
+            db,
+            fanout_ready: self.fanout_ready.clone(),
+            dispatch_ready: self.dispatch_ready.clone(),
+        }
     }
 
     /// Woken when jobs are added to `queue`.
@@ -82,7 +99,12 @@ impl SqliteQueues {
     }
 
     /// Enqueues jobs that no worker receives before `delay` has passed.
-    pub async fn enqueue_after(&self, queue: QueueName, payloads: Vec<String>, delay: Duration) -> Result<(), StoreError> {
+    pub async fn enqueue_after(
+        &self,
+        queue: QueueName,
+        payloads: Vec<String>,
+        delay: Duration,
+    ) -> Result<(), StoreError> {
         let now = now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
         self.db
             .call(move |c| {
@@ -97,7 +119,13 @@ impl SqliteQueues {
 
     /// Leases up to `max` visible jobs. Jobs received `max_receives` times already go to the
     /// dead-letter state instead.
-    pub async fn receive(&self, queue: QueueName, max: usize, visibility: Duration, max_receives: u32) -> Result<Vec<Leased>, StoreError> {
+    pub async fn receive(
+        &self,
+        queue: QueueName,
+        max: usize,
+        visibility: Duration,
+        max_receives: u32,
+    ) -> Result<Vec<Leased>, StoreError> {
         let now = now_ms();
         let until = now + visibility.as_millis() as i64;
         self.db
@@ -139,14 +167,22 @@ impl SqliteQueues {
     pub async fn ack(&self, id: i64) -> Result<(), StoreError> {
         self.db
             .call(move |c| {
-                c.prepare_cached("DELETE FROM jobs WHERE id = ?1").map_err(db_err)?.execute(params![id]).map_err(db_err)?;
+                c.prepare_cached("DELETE FROM jobs WHERE id = ?1")
+                    .map_err(db_err)?
+                    .execute(params![id])
+                    .map_err(db_err)?;
                 Ok(())
             })
             .await
     }
 
     /// Makes the job visible again after `delay`.
-    pub async fn retry(&self, id: i64, delay: Duration, error: Option<String>) -> Result<(), StoreError> {
+    pub async fn retry(
+        &self,
+        id: i64,
+        delay: Duration,
+        error: Option<String>,
+    ) -> Result<(), StoreError> {
         let at = now_ms() + delay.as_millis() as i64;
         self.db
             .call(move |c| {
@@ -163,8 +199,11 @@ impl SqliteQueues {
     pub async fn dead_letter(&self, id: i64, error: String) -> Result<(), StoreError> {
         self.db
             .call(move |c| {
-                c.execute("UPDATE jobs SET state = 'dead', leased = 0, last_error = ?1 WHERE id = ?2", params![error, id])
-                    .map_err(db_err)?;
+                c.execute(
+                    "UPDATE jobs SET state = 'dead', leased = 0, last_error = ?1 WHERE id = ?2",
+                    params![error, id],
+                )
+                .map_err(db_err)?;
                 Ok(())
             })
             .await
@@ -188,8 +227,12 @@ impl SqliteQueues {
     pub async fn next_visible_at(&self, queue: QueueName) -> Result<Option<i64>, StoreError> {
         self.db
             .call(move |c| {
-                c.query_row("SELECT min(visible_at) FROM jobs WHERE queue = ?1 AND state = 'ready'", params![queue.as_str()], |r| r.get(0))
-                    .map_err(db_err)
+                c.query_row(
+                    "SELECT min(visible_at) FROM jobs WHERE queue = ?1 AND state = 'ready'",
+                    params![queue.as_str()],
+                    |r| r.get(0),
+                )
+                .map_err(db_err)
             })
             .await
     }
@@ -217,22 +260,37 @@ fn queue_err(e: StoreError) -> QueueError {
 impl Queues for SqliteQueues {
     async fn send_fanout(&self, job: &FanoutJob) -> Result<(), QueueError> {
         let payload = serde_json::to_string(job).map_err(|e| QueueError(e.to_string()))?;
-        self.enqueue(QueueName::Fanout, vec![payload]).await.map_err(queue_err)
+        self.enqueue(QueueName::Fanout, vec![payload])
+            .await
+            .map_err(queue_err)
     }
 
     async fn send_fanout_after(&self, job: &FanoutJob, delay: Duration) -> Result<(), QueueError> {
         let payload = serde_json::to_string(job).map_err(|e| QueueError(e.to_string()))?;
-        self.enqueue_after(QueueName::Fanout, vec![payload], delay).await.map_err(queue_err)
+        self.enqueue_after(QueueName::Fanout, vec![payload], delay)
+            .await
+            .map_err(queue_err)
     }
 
     async fn send_chore(&self, chore: &Chore) -> Result<(), QueueError> {
-        let payload = serde_json::to_string(&FanoutMessage::Chore { chore: chore.clone() }).map_err(|e| QueueError(e.to_string()))?;
-        self.enqueue(QueueName::Fanout, vec![payload]).await.map_err(queue_err)
+        let payload = serde_json::to_string(&FanoutMessage::Chore {
+            chore: chore.clone(),
+        })
+        .map_err(|e| QueueError(e.to_string()))?;
+        self.enqueue(QueueName::Fanout, vec![payload])
+            .await
+            .map_err(queue_err)
     }
 
     async fn send_dispatch(&self, jobs: &[DispatchJob]) -> Result<(), QueueError> {
-        let payloads = jobs.iter().map(serde_json::to_string).collect::<Result<Vec<_>, _>>().map_err(|e| QueueError(e.to_string()))?;
-        self.enqueue(QueueName::Dispatch, payloads).await.map_err(queue_err)
+        let payloads = jobs
+            .iter()
+            .map(serde_json::to_string)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| QueueError(e.to_string()))?;
+        self.enqueue(QueueName::Dispatch, payloads)
+            .await
+            .map_err(queue_err)
     }
 }
 
@@ -243,38 +301,90 @@ mod tests {
     #[tokio::test]
     async fn lease_ack_retry_and_dead_letter() {
         let q = SqliteQueues::new(Db::open_in_memory().unwrap());
-        q.enqueue(QueueName::Dispatch, vec!["a".into(), "b".into()]).await.unwrap();
+        q.enqueue(QueueName::Dispatch, vec!["a".into(), "b".into()])
+            .await
+            .unwrap();
         let vis = Duration::from_secs(60);
         let got = q.receive(QueueName::Dispatch, 10, vis, 3).await.unwrap();
-        assert_eq!(got.iter().map(|j| j.payload.as_str()).collect::<Vec<_>>(), ["a", "b"]);
-        assert!(q.receive(QueueName::Dispatch, 10, vis, 3).await.unwrap().is_empty(), "leased jobs are invisible");
-        assert!(q.receive(QueueName::Fanout, 10, vis, 3).await.unwrap().is_empty(), "queues are separate");
+        assert_eq!(
+            got.iter().map(|j| j.payload.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert!(
+            q.receive(QueueName::Dispatch, 10, vis, 3)
+                .await
+                .unwrap()
+                .is_empty(),
+            "leased jobs are invisible"
+        );
+        assert!(
+            q.receive(QueueName::Fanout, 10, vis, 3)
+                .await
+                .unwrap()
+                .is_empty(),
+            "queues are separate"
+        );
         q.ack(got[0].id).await.unwrap();
-        q.retry(got[1].id, Duration::ZERO, Some("later".into())).await.unwrap();
+        q.retry(got[1].id, Duration::ZERO, Some("later".into()))
+            .await
+            .unwrap();
         let again = q.receive(QueueName::Dispatch, 10, vis, 3).await.unwrap();
         assert_eq!((again.len(), again[0].receives), (1, 2));
         q.retry(again[0].id, Duration::ZERO, None).await.unwrap();
-        assert_eq!(q.receive(QueueName::Dispatch, 10, vis, 3).await.unwrap()[0].receives, 3);
+        assert_eq!(
+            q.receive(QueueName::Dispatch, 10, vis, 3).await.unwrap()[0].receives,
+            3
+        );
         q.retry(again[0].id, Duration::ZERO, None).await.unwrap();
-        assert!(q.receive(QueueName::Dispatch, 10, vis, 3).await.unwrap().is_empty(), "a fourth receive dead-letters it");
+        assert!(
+            q.receive(QueueName::Dispatch, 10, vis, 3)
+                .await
+                .unwrap()
+                .is_empty(),
+            "a fourth receive dead-letters it"
+        );
         assert_eq!(q.depth(QueueName::Dispatch).await.unwrap(), (0, 1));
         assert_eq!(q.redrive(QueueName::Dispatch).await.unwrap(), 1);
-        assert_eq!(q.receive(QueueName::Dispatch, 10, vis, 3).await.unwrap()[0].payload, "b");
+        assert_eq!(
+            q.receive(QueueName::Dispatch, 10, vis, 3).await.unwrap()[0].payload,
+            "b"
+        );
     }
 
     #[tokio::test]
     async fn a_crashed_run_gives_its_leases_back_at_start() {
         let db = Db::open_in_memory().unwrap();
         let q = SqliteQueues::new(db.clone());
-        q.enqueue(QueueName::Fanout, vec!["x".into()]).await.unwrap();
+        q.enqueue(QueueName::Fanout, vec!["x".into()])
+            .await
+            .unwrap();
         let vis = Duration::from_secs(3600);
-        assert_eq!(q.receive(QueueName::Fanout, 1, vis, 5).await.unwrap().len(), 1);
+        assert_eq!(
+            q.receive(QueueName::Fanout, 1, vis, 5).await.unwrap().len(),
+            1
+        );
         let delayed = q.clone();
-        delayed.enqueue(QueueName::Fanout, vec!["y".into()]).await.unwrap();
-        let y = q.receive(QueueName::Fanout, 1, vis, 5).await.unwrap().remove(0);
-        q.retry(y.id, Duration::from_secs(3600), None).await.unwrap();
-        assert_eq!(db.release_stale_leases().await.unwrap().0, 1, "only the leased job, not the delayed retry");
+        delayed
+            .enqueue(QueueName::Fanout, vec!["y".into()])
+            .await
+            .unwrap();
+        let y = q
+            .receive(QueueName::Fanout, 1, vis, 5)
+            .await
+            .unwrap()
+            .remove(0);
+        q.retry(y.id, Duration::from_secs(3600), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            db.release_stale_leases().await.unwrap().0,
+            1,
+            "only the leased job, not the delayed retry"
+        );
         let got = q.receive(QueueName::Fanout, 10, vis, 5).await.unwrap();
-        assert_eq!(got.iter().map(|j| j.payload.as_str()).collect::<Vec<_>>(), ["x"]);
+        assert_eq!(
+            got.iter().map(|j| j.payload.as_str()).collect::<Vec<_>>(),
+            ["x"]
+        );
     }
 }

@@ -26,12 +26,18 @@ pub struct SqliteScheduler {
 
 impl SqliteScheduler {
     pub fn new(db: Db) -> Self {
-        Self { db, changed: Arc::new(Notify::new()) }
+        Self {
+            db,
+            changed: Arc::new(Notify::new()),
+        }
     }
 
     /// The same schedules over another connection, waking the same timer.
     pub fn on(&self, db: Db) -> Self {
-        Self { db, changed: self.changed.clone() }
+        Self {
+            db,
+            changed: self.changed.clone(),
+        }
     }
 
     /// Fires every schedule due at `now`; returns how many fired.
@@ -41,17 +47,24 @@ impl SqliteScheduler {
             .call(move |c| {
                 let tx = c.savepoint().map_err(db_err)?;
                 let ids: Vec<String> = {
-                    let mut stmt = tx.prepare_cached("SELECT notification_id FROM schedules WHERE due_at <= ?1").map_err(db_err)?;
+                    let mut stmt = tx
+                        .prepare_cached("SELECT notification_id FROM schedules WHERE due_at <= ?1")
+                        .map_err(db_err)?;
                     let rows = stmt.query_map(params![now], |r| r.get(0)).map_err(db_err)?;
                     rows.collect::<Result<_, _>>().map_err(db_err)?
                 };
                 let mut payloads = Vec::with_capacity(ids.len());
                 for id in &ids {
-                    let notification_id = NotificationId::parse(id).map_err(|e| StoreError::Unavailable(e.0))?;
-                    payloads.push(serde_json::to_string(&FanoutJob::start(notification_id)).map_err(json_err)?);
+                    let notification_id =
+                        NotificationId::parse(id).map_err(|e| StoreError::Unavailable(e.0))?;
+                    payloads.push(
+                        serde_json::to_string(&FanoutJob::start(notification_id))
+                            .map_err(json_err)?,
+                    );
                 }
                 insert_jobs(&tx, QueueName::Fanout, &payloads, now)?;
-                tx.execute("DELETE FROM schedules WHERE due_at <= ?1", params![now]).map_err(db_err)?;
+                tx.execute("DELETE FROM schedules WHERE due_at <= ?1", params![now])
+                    .map_err(db_err)?;
                 tx.commit().map_err(db_err)?;
                 Ok(ids.len())
             })
@@ -59,7 +72,12 @@ impl SqliteScheduler {
     }
 
     async fn next_due(&self) -> Result<Option<i64>, StoreError> {
-        self.db.call(|c| c.query_row("SELECT min(due_at) FROM schedules", [], |r| r.get(0)).map_err(db_err)).await
+        self.db
+            .call(|c| {
+                c.query_row("SELECT min(due_at) FROM schedules", [], |r| r.get(0))
+                    .map_err(db_err)
+            })
+            .await
     }
 
     /// Sleeps until the next due schedule (or a change), fires it, and repeats until shut down.
@@ -127,7 +145,11 @@ impl Scheduler for SqliteScheduler {
         let id = id.as_str().to_owned();
         self.db
             .call(move |c| {
-                c.execute("DELETE FROM schedules WHERE notification_id = ?1", params![id]).map_err(db_err)?;
+                c.execute(
+                    "DELETE FROM schedules WHERE notification_id = ?1",
+                    params![id],
+                )
+                .map_err(db_err)?;
                 Ok(())
             })
             .await
@@ -149,15 +171,47 @@ mod tests {
         let t: Timestamp = "2026-11-21T00:00:00Z".parse().unwrap();
         let a = NotificationId::generate(t);
         let b = NotificationId::generate(t);
-        s.schedule(&a, t + jiff::SignedDuration::from_secs(10)).await.unwrap();
-        s.schedule(&b, t + jiff::SignedDuration::from_secs(20)).await.unwrap();
-        s.schedule(&a, t + jiff::SignedDuration::from_secs(30)).await.unwrap();
-        assert_eq!(s.fire_due(t + jiff::SignedDuration::from_secs(10)).await.unwrap(), 0, "a was moved to +30s");
-        assert_eq!(s.fire_due(t + jiff::SignedDuration::from_secs(25)).await.unwrap(), 1);
-        assert_eq!(s.fire_due(t + jiff::SignedDuration::from_secs(25)).await.unwrap(), 0, "fired once");
+        s.schedule(&a, t + jiff::SignedDuration::from_secs(10))
+            .await
+            .unwrap();
+        s.schedule(&b, t + jiff::SignedDuration::from_secs(20))
+            .await
+            .unwrap();
+        s.schedule(&a, t + jiff::SignedDuration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.fire_due(t + jiff::SignedDuration::from_secs(10))
+                .await
+                .unwrap(),
+            0,
+            "a was moved to +30s"
+        );
+        assert_eq!(
+            s.fire_due(t + jiff::SignedDuration::from_secs(25))
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            s.fire_due(t + jiff::SignedDuration::from_secs(25))
+                .await
+                .unwrap(),
+            0,
+            "fired once"
+        );
         s.cancel(&a).await.unwrap();
-        assert_eq!(s.fire_due(t + jiff::SignedDuration::from_secs(99)).await.unwrap(), 0, "cancelled");
-        let jobs = q.receive(QueueName::Fanout, 10, Duration::from_secs(5), 5).await.unwrap();
+        assert_eq!(
+            s.fire_due(t + jiff::SignedDuration::from_secs(99))
+                .await
+                .unwrap(),
+            0,
+            "cancelled"
+        );
+        let jobs = q
+            .receive(QueueName::Fanout, 10, Duration::from_secs(5), 5)
+            .await
+            .unwrap();
         let job: FanoutJob = serde_json::from_str(&jobs[0].payload).unwrap();
         assert_eq!((jobs.len(), job.notification_id), (1, b));
     }

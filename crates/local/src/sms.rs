@@ -44,10 +44,20 @@ impl SmsSender for WebhookSms {
         if status.is_success() {
             // Use the receiver's id when it gives one.
             let body: serde_json::Value = response.json().await.unwrap_or_default();
-            let id = body.get("id").or_else(|| body.get("message_id")).and_then(|v| v.as_str()).map(str::to_owned);
+            let id = body
+                .get("id")
+                .or_else(|| body.get("message_id"))
+                .and_then(|v| v.as_str())
+                .map(str::to_owned);
             return Ok(id.unwrap_or_else(|| sms.message_id.trim_matches(['<', '>']).to_owned()));
         }
-        let text: String = response.text().await.unwrap_or_default().chars().take(300).collect();
+        let text: String = response
+            .text()
+            .await
+            .unwrap_or_default()
+            .chars()
+            .take(300)
+            .collect();
         let message = format!("webhook answered {status}: {text}");
         if status.as_u16() == 429 {
             Err(SendError::throttled(message))
@@ -69,8 +79,14 @@ impl JsonlOutbox {
         if let Some(dir) = path.parent() {
             tokio::fs::create_dir_all(dir).await?;
         }
-        let file = tokio::fs::OpenOptions::new().create(true).append(true).open(path).await?;
-        Ok(Self { file: Mutex::new(file) })
+        let file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .await?;
+        Ok(Self {
+            file: Mutex::new(file),
+        })
     }
 }
 
@@ -78,7 +94,9 @@ impl JsonlOutbox {
 impl SmsSender for JsonlOutbox {
     async fn send(&self, sms: &OutgoingSms) -> Result<String, SendError> {
         let id = sms.message_id.trim_matches(['<', '>']).to_owned();
-        let mut line = json!({"to": sms.to, "body": sms.body, "message_id": id, "at": jiff::Timestamp::now()}).to_string();
+        let mut line =
+            json!({"to": sms.to, "body": sms.body, "message_id": id, "at": jiff::Timestamp::now()})
+                .to_string();
         line.push('\n');
         let mut file = self.file.lock().await;
         let io = |e: std::io::Error| SendError::transient(format!("outbox: {e}"));

@@ -31,22 +31,36 @@ fn encode_cursor(parts: &[&str]) -> String {
 }
 
 fn decode_cursor(raw: &str, n: usize) -> Result<Vec<String>, StoreError> {
-    let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| StoreError::BadCursor)?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(raw)
+        .map_err(|_| StoreError::BadCursor)?;
     let parts: Vec<String> = serde_json::from_slice(&bytes).map_err(|_| StoreError::BadCursor)?;
-    if parts.len() == n { Ok(parts) } else { Err(StoreError::BadCursor) }
+    if parts.len() == n {
+        Ok(parts)
+    } else {
+        Err(StoreError::BadCursor)
+    }
 }
 
-fn read_notification(body: String, status: String, send_at: i64) -> Result<Notification, StoreError> {
+fn read_notification(
+    body: String,
+    status: String,
+    send_at: i64,
+) -> Result<Notification, StoreError> {
     let mut n: Notification = serde_json::from_str(&body).map_err(json_err)?;
     // The columns are the truth; the body keeps what never changes.
-    n.status = Status::parse(&status).ok_or_else(|| StoreError::Unavailable(format!("unknown status {status}")))?;
+    n.status = Status::parse(&status)
+        .ok_or_else(|| StoreError::Unavailable(format!("unknown status {status}")))?;
     n.send_at = from_millis(send_at);
     Ok(n)
 }
 
 fn counts_in(conn: &rusqlite::Connection, id: &str) -> Result<Counts, StoreError> {
-    let mut stmt =
-        conn.prepare_cached("SELECT status, count(*) FROM deliveries WHERE notification_id = ?1 GROUP BY status").map_err(db_err)?;
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT status, count(*) FROM deliveries WHERE notification_id = ?1 GROUP BY status",
+        )
+        .map_err(db_err)?;
     let mut rows = stmt.query(params![id]).map_err(db_err)?;
     let mut c = Counts::default();
     while let Some(row) = rows.next().map_err(db_err)? {
@@ -85,9 +99,16 @@ impl Store for SqliteStore {
         let id = id.as_str().to_owned();
         let body: Option<String> = self
             .db
-            .call(move |c| c.query_row("SELECT body FROM users WHERE id = ?1", params![id], |r| r.get(0)).optional().map_err(db_err))
+            .call(move |c| {
+                c.query_row("SELECT body FROM users WHERE id = ?1", params![id], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(db_err)
+            })
             .await?;
-        body.map(|b| serde_json::from_str(&b).map_err(json_err)).transpose()
+        body.map(|b| serde_json::from_str(&b).map_err(json_err))
+            .transpose()
     }
 
     async fn get_users(&self, ids: &[UserId]) -> Result<Vec<User>, StoreError> {
@@ -95,17 +116,26 @@ impl Store for SqliteStore {
         let bodies: Vec<String> = self
             .db
             .call(move |c| {
-                let mut stmt = c.prepare_cached("SELECT body FROM users WHERE id = ?1").map_err(db_err)?;
+                let mut stmt = c
+                    .prepare_cached("SELECT body FROM users WHERE id = ?1")
+                    .map_err(db_err)?;
                 let mut out = Vec::with_capacity(ids.len());
                 for id in &ids {
-                    if let Some(body) = stmt.query_row(params![id], |r| r.get(0)).optional().map_err(db_err)? {
+                    if let Some(body) = stmt
+                        .query_row(params![id], |r| r.get(0))
+                        .optional()
+                        .map_err(db_err)?
+                    {
                         out.push(body);
                     }
                 }
                 Ok(out)
             })
             .await?;
-        bodies.iter().map(|b| serde_json::from_str(b).map_err(json_err)).collect()
+        bodies
+            .iter()
+            .map(|b| serde_json::from_str(b).map_err(json_err))
+            .collect()
     }
 
     async fn delete_user(&self, id: &UserId) -> Result<bool, StoreError> {
@@ -119,8 +149,12 @@ impl Store for SqliteStore {
                     params![id],
                 )
                 .map_err(db_err)?;
-                tx.execute("DELETE FROM memberships WHERE user_id = ?1", params![id]).map_err(db_err)?;
-                let deleted = tx.execute("DELETE FROM users WHERE id = ?1", params![id]).map_err(db_err)? > 0;
+                tx.execute("DELETE FROM memberships WHERE user_id = ?1", params![id])
+                    .map_err(db_err)?;
+                let deleted = tx
+                    .execute("DELETE FROM users WHERE id = ?1", params![id])
+                    .map_err(db_err)?
+                    > 0;
                 tx.commit().map_err(db_err)?;
                 Ok(deleted)
             })
@@ -147,9 +181,17 @@ impl Store for SqliteStore {
         let gid = id.clone();
         self.db
             .call(move |c| {
-                c.query_row("SELECT name, member_count FROM groups WHERE id = ?1", params![gid.as_str()], |r| {
-                    Ok(Group { id: gid.clone(), name: r.get(0)?, member_count: r.get::<_, i64>(1)? as u64 })
-                })
+                c.query_row(
+                    "SELECT name, member_count FROM groups WHERE id = ?1",
+                    params![gid.as_str()],
+                    |r| {
+                        Ok(Group {
+                            id: gid.clone(),
+                            name: r.get(0)?,
+                            member_count: r.get::<_, i64>(1)? as u64,
+                        })
+                    },
+                )
                 .optional()
                 .map_err(db_err)
             })
@@ -161,8 +203,12 @@ impl Store for SqliteStore {
         self.db
             .call(move |c| {
                 let tx = c.savepoint().map_err(db_err)?;
-                tx.execute("DELETE FROM memberships WHERE group_id = ?1", params![id]).map_err(db_err)?;
-                let deleted = tx.execute("DELETE FROM groups WHERE id = ?1", params![id]).map_err(db_err)? > 0;
+                tx.execute("DELETE FROM memberships WHERE group_id = ?1", params![id])
+                    .map_err(db_err)?;
+                let deleted = tx
+                    .execute("DELETE FROM groups WHERE id = ?1", params![id])
+                    .map_err(db_err)?
+                    > 0;
                 tx.commit().map_err(db_err)?;
                 Ok(deleted)
             })
@@ -182,13 +228,20 @@ impl Store for SqliteStore {
                 let tx = c.savepoint().map_err(db_err)?;
                 let mut added = 0;
                 {
-                    let mut stmt =
-                        tx.prepare_cached("INSERT OR IGNORE INTO memberships (group_id, user_id) VALUES (?1, ?2)").map_err(db_err)?;
+                    let mut stmt = tx
+                        .prepare_cached(
+                            "INSERT OR IGNORE INTO memberships (group_id, user_id) VALUES (?1, ?2)",
+                        )
+                        .map_err(db_err)?;
                     for u in &users {
                         added += stmt.execute(params![id, u]).map_err(db_err)? as i64;
                     }
                 }
-                tx.execute("UPDATE groups SET member_count = member_count + ?1 WHERE id = ?2", params![added, id]).map_err(db_err)?;
+                tx.execute(
+                    "UPDATE groups SET member_count = member_count + ?1 WHERE id = ?2",
+                    params![added, id],
+                )
+                .map_err(db_err)?;
                 tx.commit().map_err(db_err)?;
                 Ok(added as u64)
             })
@@ -203,20 +256,35 @@ impl Store for SqliteStore {
                 let tx = c.savepoint().map_err(db_err)?;
                 let mut removed = 0;
                 {
-                    let mut stmt = tx.prepare_cached("DELETE FROM memberships WHERE group_id = ?1 AND user_id = ?2").map_err(db_err)?;
+                    let mut stmt = tx
+                        .prepare_cached(
+                            "DELETE FROM memberships WHERE group_id = ?1 AND user_id = ?2",
+                        )
+                        .map_err(db_err)?;
                     for u in &users {
                         removed += stmt.execute(params![id, u]).map_err(db_err)? as i64;
                     }
                 }
-                tx.execute("UPDATE groups SET member_count = member_count - ?1 WHERE id = ?2", params![removed, id]).map_err(db_err)?;
+                tx.execute(
+                    "UPDATE groups SET member_count = member_count - ?1 WHERE id = ?2",
+                    params![removed, id],
+                )
+                .map_err(db_err)?;
                 tx.commit().map_err(db_err)?;
                 Ok(removed as u64)
             })
             .await
     }
 
-    async fn list_members(&self, id: &GroupId, limit: usize, cursor: Option<&str>) -> Result<Page<UserId>, StoreError> {
-        let after = cursor.map(|c| decode_cursor(c, 1).map(|mut v| v.remove(0))).transpose()?;
+    async fn list_members(
+        &self,
+        id: &GroupId,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<UserId>, StoreError> {
+        let after = cursor
+            .map(|c| decode_cursor(c, 1).map(|mut v| v.remove(0)))
+            .transpose()?;
         let id = id.as_str().to_owned();
         let rows: Vec<String> = self
             .db
@@ -230,7 +298,10 @@ impl Store for SqliteStore {
                 rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
             })
             .await?;
-        let mut items = rows.iter().map(|u| UserId::parse(u).map_err(|e| StoreError::Unavailable(e.0))).collect::<Result<Vec<_>, _>>()?;
+        let mut items = rows
+            .iter()
+            .map(|u| UserId::parse(u).map_err(|e| StoreError::Unavailable(e.0)))
+            .collect::<Result<Vec<_>, _>>()?;
         let next_cursor = if items.len() > limit {
             items.truncate(limit);
             items.last().map(|u| encode_cursor(&[u.as_str()]))
@@ -259,28 +330,54 @@ impl Store for SqliteStore {
         let id = id.as_str().to_owned();
         let body: Option<String> = self
             .db
-            .call(move |c| c.query_row("SELECT body FROM templates WHERE id = ?1", params![id], |r| r.get(0)).optional().map_err(db_err))
+            .call(move |c| {
+                c.query_row(
+                    "SELECT body FROM templates WHERE id = ?1",
+                    params![id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_err)
+            })
             .await?;
-        body.map(|b| serde_json::from_str(&b).map_err(json_err)).transpose()
+        body.map(|b| serde_json::from_str(&b).map_err(json_err))
+            .transpose()
     }
 
     async fn delete_template(&self, id: &TemplateId) -> Result<bool, StoreError> {
         let id = id.as_str().to_owned();
-        self.db.call(move |c| Ok(c.execute("DELETE FROM templates WHERE id = ?1", params![id]).map_err(db_err)? > 0)).await
+        self.db
+            .call(move |c| {
+                Ok(
+                    c.execute("DELETE FROM templates WHERE id = ?1", params![id])
+                        .map_err(db_err)?
+                        > 0,
+                )
+            })
+            .await
     }
 
-    async fn find_idempotency(&self, key: &IdempotencyKey, now: Timestamp) -> Result<Option<IdempotencyRecord>, StoreError> {
+    async fn find_idempotency(
+        &self,
+        key: &IdempotencyKey,
+        now: Timestamp,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
         let key = key.as_str().to_owned();
         let now = millis(now);
         let body: Option<String> = self
             .db
             .call(move |c| {
-                c.query_row("SELECT body FROM idempotency WHERE key = ?1 AND expires_at > ?2", params![key, now], |r| r.get(0))
-                    .optional()
-                    .map_err(db_err)
+                c.query_row(
+                    "SELECT body FROM idempotency WHERE key = ?1 AND expires_at > ?2",
+                    params![key, now],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_err)
             })
             .await?;
-        body.map(|b| serde_json::from_str(&b).map_err(json_err)).transpose()
+        body.map(|b| serde_json::from_str(&b).map_err(json_err))
+            .transpose()
     }
 
     async fn insert_notification(
@@ -290,9 +387,19 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> Result<InsertOutcome, StoreError> {
         let body = serde_json::to_string(n).map_err(json_err)?;
-        let (id, status, send_at) = (n.id.as_str().to_owned(), n.status.as_str(), millis(n.send_at));
+        let (id, status, send_at) = (
+            n.id.as_str().to_owned(),
+            n.status.as_str(),
+            millis(n.send_at),
+        );
         let idem = idem
-            .map(|r| Ok::<_, StoreError>((r.key.clone(), serde_json::to_string(r).map_err(json_err)?, millis(r.expires_at))))
+            .map(|r| {
+                Ok::<_, StoreError>((
+                    r.key.clone(),
+                    serde_json::to_string(r).map_err(json_err)?,
+                    millis(r.expires_at),
+                ))
+            })
             .transpose()?;
         let now = millis(now);
         self.db
@@ -325,7 +432,10 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn get_notification(&self, id: &NotificationId) -> Result<Option<Notification>, StoreError> {
+    async fn get_notification(
+        &self,
+        id: &NotificationId,
+    ) -> Result<Option<Notification>, StoreError> {
         let id = id.as_str().to_owned();
         let row: Option<(String, String, i64)> = self
             .db
@@ -346,7 +456,9 @@ impl Store for SqliteStore {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page<Notification>, StoreError> {
-        let after = cursor.map(|c| decode_cursor(c, 1).map(|mut v| v.remove(0))).transpose()?;
+        let after = cursor
+            .map(|c| decode_cursor(c, 1).map(|mut v| v.remove(0)))
+            .transpose()?;
         let status = status.map(Status::as_str);
         let rows: Vec<(String, String, i64)> = self
             .db
@@ -358,12 +470,18 @@ impl Store for SqliteStore {
                          ORDER BY id DESC LIMIT ?3",
                     )
                     .map_err(db_err)?;
-                let rows =
-                    stmt.query_map(params![status, after, limit as i64 + 1], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(db_err)?;
+                let rows = stmt
+                    .query_map(params![status, after, limit as i64 + 1], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })
+                    .map_err(db_err)?;
                 rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
             })
             .await?;
-        let mut items = rows.into_iter().map(|(b, s, t)| read_notification(b, s, t)).collect::<Result<Vec<_>, _>>()?;
+        let mut items = rows
+            .into_iter()
+            .map(|(b, s, t)| read_notification(b, s, t))
+            .collect::<Result<Vec<_>, _>>()?;
         let next_cursor = if items.len() > limit {
             items.truncate(limit);
             items.last().map(|n| encode_cursor(&[n.id.as_str()]))
@@ -373,7 +491,12 @@ impl Store for SqliteStore {
         Ok(Page { items, next_cursor })
     }
 
-    async fn transition(&self, id: &NotificationId, from: &[Status], to: Status) -> Result<bool, StoreError> {
+    async fn transition(
+        &self,
+        id: &NotificationId,
+        from: &[Status],
+        to: Status,
+    ) -> Result<bool, StoreError> {
         let id = id.as_str().to_owned();
         let from: Vec<&'static str> = from.iter().map(|s| s.as_str()).collect();
         self.db
@@ -398,8 +521,11 @@ impl Store for SqliteStore {
         let at = millis(at);
         self.db
             .call(move |c| {
-                Ok(c.execute("UPDATE notifications SET send_at = ?1 WHERE id = ?2 AND status = 'scheduled'", params![at, id])
-                    .map_err(db_err)?
+                Ok(c.execute(
+                    "UPDATE notifications SET send_at = ?1 WHERE id = ?2 AND status = 'scheduled'",
+                    params![at, id],
+                )
+                .map_err(db_err)?
                     == 1)
             })
             .await
@@ -407,7 +533,12 @@ impl Store for SqliteStore {
 
     /// Rows are keyed by (notification, recipient, channel), so a page inserted twice is a no-op
     /// without a page key.
-    async fn insert_deliveries(&self, _id: &NotificationId, _page: &str, deliveries: &[Delivery]) -> Result<(), StoreError> {
+    async fn insert_deliveries(
+        &self,
+        _id: &NotificationId,
+        _page: &str,
+        deliveries: &[Delivery],
+    ) -> Result<(), StoreError> {
         let deliveries = deliveries.to_vec();
         self.db
             .call(move |c| {
@@ -457,15 +588,28 @@ impl Store for SqliteStore {
         let id = id.as_str().to_owned();
         self.db
             .call(move |c| {
-                c.execute("UPDATE notifications SET fanned_out = 1 WHERE id = ?1", params![id]).map_err(db_err)?;
+                c.execute(
+                    "UPDATE notifications SET fanned_out = 1 WHERE id = ?1",
+                    params![id],
+                )
+                .map_err(db_err)?;
                 Ok(())
             })
             .await
     }
 
-    async fn claim_delivery(&self, planned: &Delivery, now: Timestamp, lease_until: Timestamp) -> Result<Claim, StoreError> {
+    async fn claim_delivery(
+        &self,
+        planned: &Delivery,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<Claim, StoreError> {
         let key = &planned.key;
-        let (id, recipient, channel) = (key.notification_id.as_str().to_owned(), key.recipient.clone(), key.channel.as_str());
+        let (id, recipient, channel) = (
+            key.notification_id.as_str().to_owned(),
+            key.recipient.clone(),
+            key.channel.as_str(),
+        );
         let (now, lease_until) = (millis(now), millis(lease_until));
         self.db
             .call(move |c| {
@@ -497,11 +641,25 @@ impl Store for SqliteStore {
     }
 
     async fn record_outcome(&self, key: &DeliveryKey, outcome: &Outcome) -> Result<(), StoreError> {
-        let (id, recipient, channel) = (key.notification_id.as_str().to_owned(), key.recipient.clone(), key.channel.as_str());
+        let (id, recipient, channel) = (
+            key.notification_id.as_str().to_owned(),
+            key.recipient.clone(),
+            key.channel.as_str(),
+        );
         let (status, error, sent_at, provider_id) = match outcome {
-            Outcome::Sent { provider_message_id, at } => ("sent", None, Some(millis(*at)), Some(provider_message_id.clone())),
+            Outcome::Sent {
+                provider_message_id,
+                at,
+            } => (
+                "sent",
+                None,
+                Some(millis(*at)),
+                Some(provider_message_id.clone()),
+            ),
             Outcome::Failed { error } => ("failed", Some(error.clone()), None, None),
-            Outcome::Retry { error } | Outcome::Deferred { error } => ("pending", Some(error.clone()), None, None),
+            Outcome::Retry { error } | Outcome::Deferred { error } => {
+                ("pending", Some(error.clone()), None, None)
+            }
         };
         let given_back = i64::from(matches!(outcome, Outcome::Deferred { .. }));
         self.db
@@ -520,7 +678,11 @@ impl Store for SqliteStore {
     }
 
     async fn reopen_failed(&self, key: &DeliveryKey) -> Result<bool, StoreError> {
-        let (id, recipient, channel) = (key.notification_id.as_str().to_owned(), key.recipient.clone(), key.channel.as_str());
+        let (id, recipient, channel) = (
+            key.notification_id.as_str().to_owned(),
+            key.recipient.clone(),
+            key.channel.as_str(),
+        );
         self.db
             .call(move |c| {
                 // The last error stays until the next attempt replaces it: it says why this is retried.
@@ -537,11 +699,26 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn list_deliveries(&self, id: &NotificationId, limit: usize, cursor: Option<&str>) -> Result<Page<Delivery>, StoreError> {
+    async fn list_deliveries(
+        &self,
+        id: &NotificationId,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Delivery>, StoreError> {
         let after = cursor.map(|c| decode_cursor(c, 2)).transpose()?;
         let nid = id.clone();
         let id = id.as_str().to_owned();
-        type Row = (String, String, Option<String>, Option<String>, String, i64, Option<String>, Option<i64>, Option<String>);
+        type Row = (
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            String,
+            i64,
+            Option<String>,
+            Option<i64>,
+            Option<String>,
+        );
         let rows: Vec<Row> = self
             .db
             .call(move |c| {
@@ -565,15 +742,30 @@ impl Store for SqliteStore {
             })
             .await?;
         let mut items = Vec::with_capacity(rows.len());
-        for (recipient, channel, user_id, address, status, attempts, error, sent_at, provider_message_id) in rows {
-            let bad = |what: &str| StoreError::Unavailable(format!("stored delivery has a bad {what}"));
+        for (
+            recipient,
+            channel,
+            user_id,
+            address,
+            status,
+            attempts,
+            error,
+            sent_at,
+            provider_message_id,
+        ) in rows
+        {
+            let bad =
+                |what: &str| StoreError::Unavailable(format!("stored delivery has a bad {what}"));
             items.push(Delivery {
                 key: DeliveryKey {
                     notification_id: nid.clone(),
                     recipient,
                     channel: Channel::parse(&channel).map_err(|_| bad("channel"))?,
                 },
-                user_id: user_id.map(|u| UserId::parse(&u)).transpose().map_err(|_| bad("user id"))?,
+                user_id: user_id
+                    .map(|u| UserId::parse(&u))
+                    .transpose()
+                    .map_err(|_| bad("user id"))?,
                 address,
                 status: DeliveryStatus::parse(&status).ok_or_else(|| bad("status"))?,
                 attempts: attempts as u32,
@@ -584,7 +776,9 @@ impl Store for SqliteStore {
         }
         let next_cursor = if items.len() > limit {
             items.truncate(limit);
-            items.last().map(|d| encode_cursor(&[&d.key.recipient, d.key.channel.as_str()]))
+            items
+                .last()
+                .map(|d| encode_cursor(&[&d.key.recipient, d.key.channel.as_str()]))
         } else {
             None
         };
@@ -602,7 +796,11 @@ impl Store for SqliteStore {
             .call(move |c| {
                 let tx = c.savepoint().map_err(db_err)?;
                 let fanned_out: Option<bool> = tx
-                    .query_row("SELECT fanned_out FROM notifications WHERE id = ?1 AND status = 'sending'", params![id], |r| r.get(0))
+                    .query_row(
+                        "SELECT fanned_out FROM notifications WHERE id = ?1 AND status = 'sending'",
+                        params![id],
+                        |r| r.get(0),
+                    )
                     .optional()
                     .map_err(db_err)?;
                 if fanned_out != Some(true) {
@@ -613,8 +811,11 @@ impl Store for SqliteStore {
                     return Ok(None);
                 }
                 let status = Status::finished(&counts);
-                tx.execute("UPDATE notifications SET status = ?1 WHERE id = ?2 AND status = 'sending'", params![status.as_str(), id])
-                    .map_err(db_err)?;
+                tx.execute(
+                    "UPDATE notifications SET status = ?1 WHERE id = ?2 AND status = 'sending'",
+                    params![status.as_str(), id],
+                )
+                .map_err(db_err)?;
                 tx.commit().map_err(db_err)?;
                 Ok(Some(status))
             })

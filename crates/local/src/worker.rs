@@ -33,7 +33,10 @@ impl Default for WorkerSettings {
             concurrency: 8,
             visibility: Duration::from_secs(120),
             max_receives: 10,
-            backoff: Backoff { base: Duration::from_secs(2), max: Duration::from_secs(300) },
+            backoff: Backoff {
+                base: Duration::from_secs(2),
+                max: Duration::from_secs(300),
+            },
         }
     }
 }
@@ -46,8 +49,13 @@ pub enum Verdict {
 }
 
 /// Runs `handle` over the jobs of `queue` until `shutdown`.
-pub async fn run<F, Fut>(queues: SqliteQueues, queue: QueueName, settings: WorkerSettings, shutdown: CancellationToken, handle: F)
-where
+pub async fn run<F, Fut>(
+    queues: SqliteQueues,
+    queue: QueueName,
+    settings: WorkerSettings,
+    shutdown: CancellationToken,
+    handle: F,
+) where
     F: Fn(Leased) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Verdict> + Send + 'static,
 {
@@ -70,7 +78,10 @@ where
             }
             continue;
         }
-        let jobs = match queues.receive(queue, room, settings.visibility, settings.max_receives).await {
+        let jobs = match queues
+            .receive(queue, room, settings.visibility, settings.max_receives)
+            .await
+        {
             Ok(jobs) => jobs,
             Err(e) => {
                 tracing::error!(queue = queue.as_str(), error = %e, "receive failed");
@@ -101,7 +112,9 @@ where
         }
         // Nothing more visible now: wait for a new job, the next visible one, or shutdown.
         let wait = match queues.next_visible_at(queue).await {
-            Ok(Some(at)) => Duration::from_millis((at - jiff::Timestamp::now().as_millisecond()).clamp(1, 60_000) as u64),
+            Ok(Some(at)) => Duration::from_millis(
+                (at - jiff::Timestamp::now().as_millisecond()).clamp(1, 60_000) as u64,
+            ),
             _ => Duration::from_secs(60),
         };
         tokio::select! {
@@ -117,7 +130,8 @@ where
 /// The fanout consumer.
 pub fn fanout_handler(
     fanout: Arc<Fanout>,
-) -> impl Fn(Leased) -> std::pin::Pin<Box<dyn Future<Output = Verdict> + Send>> + Send + Sync + 'static {
+) -> impl Fn(Leased) -> std::pin::Pin<Box<dyn Future<Output = Verdict> + Send>> + Send + Sync + 'static
+{
     move |job: Leased| {
         let fanout = fanout.clone();
         Box::pin(async move {
@@ -138,7 +152,8 @@ pub fn fanout_handler(
 pub fn dispatch_handler(
     dispatch: Arc<Dispatch>,
     max_receives: u32,
-) -> impl Fn(Leased) -> std::pin::Pin<Box<dyn Future<Output = Verdict> + Send>> + Send + Sync + 'static {
+) -> impl Fn(Leased) -> std::pin::Pin<Box<dyn Future<Output = Verdict> + Send>> + Send + Sync + 'static
+{
     move |job: Leased| {
         let dispatch = dispatch.clone();
         Box::pin(async move {
@@ -155,8 +170,12 @@ pub fn dispatch_handler(
             }
             let reason = format!("dead-lettered after {} receives: {why}", job.receives);
             match dispatch.give_up(&parsed, &reason).await {
-                Ok(marked) => tracing::warn!(id = %parsed.notification_id, marked, "pending deliveries marked failed"),
-                Err(e) => tracing::error!(id = %parsed.notification_id, error = %e, "could not mark the pending deliveries failed"),
+                Ok(marked) => {
+                    tracing::warn!(id = %parsed.notification_id, marked, "pending deliveries marked failed")
+                }
+                Err(e) => {
+                    tracing::error!(id = %parsed.notification_id, error = %e, "could not mark the pending deliveries failed")
+                }
             }
             Verdict::DeadLetter(reason)
         })

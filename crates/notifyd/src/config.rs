@@ -6,7 +6,11 @@ use std::path::{Path, PathBuf};
 use clap::Parser;
 
 #[derive(Debug, Parser)]
-#[command(name = "notifyd", version, about = "The notification service on one machine")]
+#[command(
+    name = "notifyd",
+    version,
+    about = "The notification service on one machine"
+)]
 pub struct Config {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -14,7 +18,11 @@ pub struct Config {
     #[arg(long = "addr", env = "NOTIFY_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
     /// Embedded database and outbox.
-    #[arg(long = "data-dir", env = "NOTIFY_DATA_DIR", default_value = "./.notify")]
+    #[arg(
+        long = "data-dir",
+        env = "NOTIFY_DATA_DIR",
+        default_value = "./.notify"
+    )]
     pub data_dir: PathBuf,
     /// The bearer key; generated at first start and saved to $NOTIFY_DATA_DIR/api-key when unset.
     #[arg(long = "api-key", env = "NOTIFY_API_KEY", hide_env_values = true)]
@@ -23,7 +31,11 @@ pub struct Config {
     #[arg(long = "smtp-url", env = "NOTIFY_SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<String>,
     /// The From address.
-    #[arg(long = "email-from", env = "NOTIFY_EMAIL_FROM", default_value = "notify@localhost")]
+    #[arg(
+        long = "email-from",
+        env = "NOTIFY_EMAIL_FROM",
+        default_value = "notify@localhost"
+    )]
     pub email_from: String,
     /// A URL that receives POST {"to", "body"}; unset appends JSON lines to the outbox.
     #[arg(long = "sms-webhook-url", env = "NOTIFY_SMS_WEBHOOK_URL")]
@@ -32,7 +44,11 @@ pub struct Config {
     #[arg(long = "max-attempts", env = "NOTIFY_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=50))]
     pub max_attempts: u32,
     /// First retry delay in milliseconds; it doubles per attempt (with jitter) up to 5 minutes.
-    #[arg(long = "retry-base-ms", env = "NOTIFY_RETRY_BASE_MS", default_value_t = 2000)]
+    #[arg(
+        long = "retry-base-ms",
+        env = "NOTIFY_RETRY_BASE_MS",
+        default_value_t = 2000
+    )]
     pub retry_base_ms: u64,
 
     /// Most emails per second (unset: as fast as the SMTP server takes them; it still slows
@@ -76,13 +92,20 @@ fn generate_key() -> std::io::Result<String> {
     use std::io::Read;
     let mut bytes = [0u8; 32];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    Ok(format!("nk_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+    Ok(format!(
+        "nk_{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    ))
 }
 
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     file.write_all(contents.as_bytes())?;
     file.sync_all()
 }
@@ -90,6 +113,8 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 fn positive_rate(raw: &str) -> Result<f64, String> {
     match raw.parse::<f64>() {
         Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
-        _ => Err(format!("{raw:?} is not a positive number of sends per second")),
+        _ => Err(format!(
+            "{raw:?} is not a positive number of sends per second"
+        )),
     }
 }

@@ -28,7 +28,9 @@ use config::Config;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     match run(Config::parse()).await {
@@ -41,27 +43,41 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(config: Config) -> Result<(), String> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("{}: {e}", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| format!("{}: {e}", config.data_dir.display()))?;
     if let Some(command) = &config.command {
         return admin(&config, command).await;
     }
     let (api_key, new_key) = config::api_key(&config).map_err(|e| format!("API key: {e}"))?;
     if new_key {
-        println!("notifyd: generated an API key (saved to {}): {api_key}", config.data_dir.join("api-key").display());
+        println!(
+            "notifyd: generated an API key (saved to {}): {api_key}",
+            config.data_dir.join("api-key").display()
+        );
     }
-    let from = EmailAddress::parse(&config.email_from).map_err(|e| format!("NOTIFY_EMAIL_FROM {e}"))?;
+    let from =
+        EmailAddress::parse(&config.email_from).map_err(|e| format!("NOTIFY_EMAIL_FROM {e}"))?;
 
     // One process per data directory: the queues' leases assume it (see `release_stale_leases`).
-    let lock = std::fs::File::create(config.data_dir.join("lock")).map_err(|e| format!("lock file: {e}"))?;
-    lock.try_lock().map_err(|_| format!("another notifyd is using {}", config.data_dir.display()))?;
+    let lock = std::fs::File::create(config.data_dir.join("lock"))
+        .map_err(|e| format!("lock file: {e}"))?;
+    lock.try_lock()
+        .map_err(|_| format!("another notifyd is using {}", config.data_dir.display()))?;
     // Two connections: the API's commits are synced before its 202; the workers' are not, which
     // a power cut can cost at most a repeated send (see `Durability`).
     let path = config.data_dir.join("notify.db");
     let db = Db::open(&path, Durability::Full).map_err(|e| format!("database: {e}"))?;
     let worker_db = Db::open(&path, Durability::Normal).map_err(|e| format!("database: {e}"))?;
-    let (jobs, deliveries) = db.release_stale_leases().await.map_err(|e| format!("database: {e}"))?;
+    let (jobs, deliveries) = db
+        .release_stale_leases()
+        .await
+        .map_err(|e| format!("database: {e}"))?;
     if jobs + deliveries > 0 {
-        tracing::info!(jobs, deliveries, "released the leases of a previous run that did not stop cleanly");
+        tracing::info!(
+            jobs,
+            deliveries,
+            "released the leases of a previous run that did not stop cleanly"
+        );
     }
     let store = Arc::new(SqliteStore::new(db.clone()));
     let worker_store = Arc::new(SqliteStore::new(worker_db.clone()));
@@ -71,14 +87,26 @@ async fn run(config: Config) -> Result<(), String> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let email: Arc<dyn EmailSender> = match &config.smtp_url {
         Some(url) => Arc::new(SmtpEmail::from_url(url)?),
-        None => Arc::new(EmlOutbox::new(config.data_dir.join("outbox/email")).map_err(|e| format!("outbox: {e}"))?),
+        None => Arc::new(
+            EmlOutbox::new(config.data_dir.join("outbox/email"))
+                .map_err(|e| format!("outbox: {e}"))?,
+        ),
     };
     let sms: Arc<dyn SmsSender> = match &config.sms_webhook_url {
         Some(url) => Arc::new(WebhookSms::new(url)?),
-        None => Arc::new(JsonlOutbox::open(config.data_dir.join("outbox/sms.jsonl")).await.map_err(|e| format!("outbox: {e}"))?),
+        None => Arc::new(
+            JsonlOutbox::open(config.data_dir.join("outbox/sms.jsonl"))
+                .await
+                .map_err(|e| format!("outbox: {e}"))?,
+        ),
     };
 
-    let app = App { store, scheduler: Arc::new(scheduler.clone()), queues: Arc::new(queues.clone()), clock: clock.clone() };
+    let app = App {
+        store,
+        scheduler: Arc::new(scheduler.clone()),
+        queues: Arc::new(queues.clone()),
+        clock: clock.clone(),
+    };
     let fanout = Arc::new(Fanout {
         store: worker_store.clone(),
         queues: Arc::new(worker_queues.clone()),
@@ -103,18 +131,28 @@ async fn run(config: Config) -> Result<(), String> {
     let shutdown = CancellationToken::new();
     let settings = WorkerSettings {
         concurrency: notify_local::email::SMTP_CONNECTIONS as usize,
-        backoff: Backoff { base: std::time::Duration::from_millis(config.retry_base_ms), max: std::time::Duration::from_secs(300) },
+        backoff: Backoff {
+            base: std::time::Duration::from_millis(config.retry_base_ms),
+            max: std::time::Duration::from_secs(300),
+        },
         // Each receive makes at most one attempt per delivery; the margin covers receives that
         // found a delivery claimed by another worker. Past this the job is dead-lettered.
         max_receives: config.max_attempts + 10,
         ..WorkerSettings::default()
     };
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(scheduler.on(worker_db.clone()).run(worker_queues.clone(), shutdown.clone()));
+    tasks.spawn(
+        scheduler
+            .on(worker_db.clone())
+            .run(worker_queues.clone(), shutdown.clone()),
+    );
     tasks.spawn(worker::run(
         worker_queues.clone(),
         QueueName::Fanout,
-        WorkerSettings { concurrency: 2, ..settings },
+        WorkerSettings {
+            concurrency: 2,
+            ..settings
+        },
         shutdown.clone(),
         worker::fanout_handler(fanout),
     ));
@@ -126,9 +164,15 @@ async fn run(config: Config) -> Result<(), String> {
         worker::dispatch_handler(dispatch, settings.max_receives),
     ));
 
-    tasks.spawn(sweep_every(std::time::Duration::from_secs(60), worker_queues.clone(), shutdown.clone()));
+    tasks.spawn(sweep_every(
+        std::time::Duration::from_secs(60),
+        worker_queues.clone(),
+        shutdown.clone(),
+    ));
 
-    let listener = tokio::net::TcpListener::bind(config.addr).await.map_err(|e| format!("listen on {}: {e}", config.addr))?;
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .map_err(|e| format!("listen on {}: {e}", config.addr))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "notifyd listening");
     println!("notifyd: listening on http://{addr}");
@@ -152,13 +196,17 @@ async fn run(config: Config) -> Result<(), String> {
 
 /// The queue commands: they open the database beside a running notifyd (SQLite allows it).
 async fn admin(config: &Config, command: &config::Command) -> Result<(), String> {
-    let db = Db::open(&config.data_dir.join("notify.db"), Durability::Full).map_err(|e| format!("database: {e}"))?;
+    let db = Db::open(&config.data_dir.join("notify.db"), Durability::Full)
+        .map_err(|e| format!("database: {e}"))?;
     let queues = SqliteQueues::new(db);
     for queue in [QueueName::Fanout, QueueName::Dispatch] {
         match command {
             config::Command::Redrive => {
                 let moved = queues.redrive(queue).await.map_err(|e| e.to_string())?;
-                println!("{}: {moved} dead-lettered jobs moved back to ready", queue.as_str());
+                println!(
+                    "{}: {moved} dead-lettered jobs moved back to ready",
+                    queue.as_str()
+                );
             }
             config::Command::Queues => {
                 let (ready, dead) = queues.depth(queue).await.map_err(|e| e.to_string())?;
@@ -171,7 +219,11 @@ async fn admin(config: &Config, command: &config::Command) -> Result<(), String>
 
 /// Puts a sweep on the fanout queue every `period`, as the recurring schedule does on AWS: a
 /// reserved send whose trigger was lost is fired, a send left `sending` is finished.
-async fn sweep_every(period: std::time::Duration, queues: SqliteQueues, shutdown: CancellationToken) {
+async fn sweep_every(
+    period: std::time::Duration,
+    queues: SqliteQueues,
+    shutdown: CancellationToken,
+) {
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -187,7 +239,8 @@ async fn sweep_every(period: std::time::Duration, queues: SqliteQueues, shutdown
 }
 
 async fn wait_for_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}

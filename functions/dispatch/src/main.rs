@@ -12,7 +12,9 @@ async fn main() -> Result<(), Error> {
     let dispatch = &wiring::dispatch(&config, &sdk)?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let deadline = handlers::deadline_from_epoch_millis(event.context.deadline);
-        Ok::<SqsBatchResponse, Error>(handlers::dispatch_event(dispatch, event.payload, deadline).await)
+        Ok::<SqsBatchResponse, Error>(
+            handlers::dispatch_event(dispatch, event.payload, deadline).await,
+        )
     }))
     .await
 }

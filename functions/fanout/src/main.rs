@@ -13,7 +13,9 @@ async fn main() -> Result<(), Error> {
     let fanout = &wiring::fanout(&config, &sdk);
     let max_receives = config.fanout_max_receives;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<SqsBatchResponse, Error>(handlers::fanout_event(fanout, event.payload, max_receives).await)
+        Ok::<SqsBatchResponse, Error>(
+            handlers::fanout_event(fanout, event.payload, max_receives).await,
+        )
     }))
     .await
 }

@@ -22,7 +22,12 @@ fn to_json(g: &Group) -> Value {
 }
 
 async fn existing(state: &ApiState, id: &GroupId) -> Result<Group, Error> {
-    state.app.store.get_group(id).await?.ok_or(Error::NotFound("group"))
+    state
+        .app
+        .store
+        .get_group(id)
+        .await?
+        .ok_or(Error::NotFound("group"))
 }
 
 pub async fn put(
@@ -33,45 +38,71 @@ pub async fn put(
     let Path(raw) = path.map_err(|_| Error::NotFound("group"))?;
     let id = group_id(&raw)?;
     let mut errors = Errors::default();
-    let name = input::object(&body, "", &["name"], &mut errors).and_then(|m| input::string(m, "", "name", &mut errors).map(str::to_owned));
+    let name = input::object(&body, "", &["name"], &mut errors)
+        .and_then(|m| input::string(m, "", "name", &mut errors).map(str::to_owned));
     match &name {
-        Some(n) if n.trim().is_empty() || n.len() > 200 => errors.add("name", "must be 1 to 200 characters"),
+        Some(n) if n.trim().is_empty() || n.len() > 200 => {
+            errors.add("name", "must be 1 to 200 characters")
+        }
         None if !errors.has("name") && errors.is_empty() => errors.add("name", "is required"),
         _ => {}
     }
     errors.finish()?;
-    let group = state.app.store.put_group(&id, name.as_deref().unwrap_or_default()).await?;
+    let group = state
+        .app
+        .store
+        .put_group(&id, name.as_deref().unwrap_or_default())
+        .await?;
     Ok(Json(to_json(&group)).into_response())
 }
 
-pub async fn get(State(state): State<ApiState>, path: Result<Path<String>, PathRejection>) -> Result<Response, Error> {
+pub async fn get(
+    State(state): State<ApiState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, Error> {
     let Path(raw) = path.map_err(|_| Error::NotFound("group"))?;
     let group = existing(&state, &group_id(&raw)?).await?;
     Ok(Json(to_json(&group)).into_response())
 }
 
-pub async fn delete(State(state): State<ApiState>, path: Result<Path<String>, PathRejection>) -> Result<Response, Error> {
+pub async fn delete(
+    State(state): State<ApiState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, Error> {
     let Path(raw) = path.map_err(|_| Error::NotFound("group"))?;
     let id = group_id(&raw)?;
     if !state.app.store.delete_group(&id).await? {
         return Err(Error::NotFound("group"));
     }
     // Its memberships go in the background; a DELETE again (after a 503) asks again.
-    state.app.queues.send_chore(&Chore::PurgeGroup { group_id: id }).await?;
+    state
+        .app
+        .queues
+        .send_chore(&Chore::PurgeGroup { group_id: id })
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-fn member_path(path: Result<Path<(String, String)>, PathRejection>) -> Result<(GroupId, UserId), Error> {
+fn member_path(
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<(GroupId, UserId), Error> {
     let Path((group, user)) = path.map_err(|_| Error::NotFound("group"))?;
     let mut errors = Errors::default();
-    let group = GroupId::parse(&group).map_err(|e| errors.add("group_id", e.0)).ok();
-    let user = UserId::parse(&user).map_err(|e| errors.add("user_id", e.0)).ok();
+    let group = GroupId::parse(&group)
+        .map_err(|e| errors.add("group_id", e.0))
+        .ok();
+    let user = UserId::parse(&user)
+        .map_err(|e| errors.add("user_id", e.0))
+        .ok();
     errors.finish()?;
     Ok((group.expect("checked"), user.expect("checked")))
 }
 
 /// Subscribes one user; subscribing twice is fine.
-pub async fn subscribe(State(state): State<ApiState>, path: Result<Path<(String, String)>, PathRejection>) -> Result<Response, Error> {
+pub async fn subscribe(
+    State(state): State<ApiState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Response, Error> {
     let (group, user) = member_path(path)?;
     existing(&state, &group).await?;
     if state.app.store.get_user(&user).await?.is_none() {
@@ -82,7 +113,10 @@ pub async fn subscribe(State(state): State<ApiState>, path: Result<Path<(String,
 }
 
 /// Unsubscribes one user; unsubscribing someone who is not a member is fine.
-pub async fn unsubscribe(State(state): State<ApiState>, path: Result<Path<(String, String)>, PathRejection>) -> Result<Response, Error> {
+pub async fn unsubscribe(
+    State(state): State<ApiState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Response, Error> {
     let (group, user) = member_path(path)?;
     existing(&state, &group).await?;
     state.app.store.remove_members(&group, &[user]).await?;
@@ -124,18 +158,37 @@ pub async fn change(
     let group = group_id(&raw)?;
     let mut errors = Errors::default();
     let (add, remove) = match input::object(&body, "", &["add", "remove"], &mut errors) {
-        Some(map) => (id_list(map, "add", &mut errors), id_list(map, "remove", &mut errors)),
+        Some(map) => (
+            id_list(map, "add", &mut errors),
+            id_list(map, "remove", &mut errors),
+        ),
         None => (vec![], vec![]),
     };
-    let total =
-        body.get("add").and_then(Value::as_array).map_or(0, Vec::len) + body.get("remove").and_then(Value::as_array).map_or(0, Vec::len);
+    let total = body
+        .get("add")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len)
+        + body
+            .get("remove")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
     if total > MAX_MEMBER_CHANGES {
-        errors.add("body", format!("at most {MAX_MEMBER_CHANGES} ids in add and remove together, not {total}"));
+        errors.add(
+            "body",
+            format!("at most {MAX_MEMBER_CHANGES} ids in add and remove together, not {total}"),
+        );
     }
     errors.finish()?;
     existing(&state, &group).await?;
     if !add.is_empty() {
-        let found: std::collections::HashSet<UserId> = state.app.store.get_users(&add).await?.into_iter().map(|u| u.id).collect();
+        let found: std::collections::HashSet<UserId> = state
+            .app
+            .store
+            .get_users(&add)
+            .await?
+            .into_iter()
+            .map(|u| u.id)
+            .collect();
         let mut unknown = Errors::default();
         for (i, id) in add.iter().enumerate() {
             if !found.contains(id) {
@@ -147,7 +200,10 @@ pub async fn change(
     let added = state.app.store.add_members(&group, &add).await?;
     let removed = state.app.store.remove_members(&group, &remove).await?;
     let member_count = existing(&state, &group).await?.member_count;
-    Ok(Json(json!({"added": added, "removed": removed, "member_count": member_count})).into_response())
+    Ok(
+        Json(json!({"added": added, "removed": removed, "member_count": member_count}))
+            .into_response(),
+    )
 }
 
 pub async fn members(
@@ -161,6 +217,10 @@ pub async fn members(
     let page = input::page_query(&query, &mut errors);
     errors.finish()?;
     existing(&state, &group).await?;
-    let result = state.app.store.list_members(&group, page.limit, page.cursor.as_deref()).await?;
+    let result = state
+        .app
+        .store
+        .list_members(&group, page.limit, page.cursor.as_deref())
+        .await?;
     Ok(Json(json!({"items": result.items, "next_cursor": result.next_cursor})).into_response())
 }

@@ -22,22 +22,36 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = Error;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Error> {
-        let declared =
-            req.headers().get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+        let declared = req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
         if declared.is_some_and(|n| n > DRAIN_LIMIT) {
             return Err(Error::TooLarge);
         }
-        let bytes: Bytes = axum::body::to_bytes(req.into_body(), DRAIN_LIMIT).await.map_err(|e| {
-            let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            if too_large { Error::TooLarge } else { Error::Malformed("the request body could not be read".into()) }
-        })?;
+        let bytes: Bytes = axum::body::to_bytes(req.into_body(), DRAIN_LIMIT)
+            .await
+            .map_err(|e| {
+                let too_large = std::error::Error::source(&e)
+                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+                if too_large {
+                    Error::TooLarge
+                } else {
+                    Error::Malformed("the request body could not be read".into())
+                }
+            })?;
         if bytes.len() > BODY_LIMIT {
             return Err(Error::TooLarge);
         }
         if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(Error::Malformed("the request body is empty; send a JSON object".into()));
+            return Err(Error::Malformed(
+                "the request body is empty; send a JSON object".into(),
+            ));
         }
-        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| Error::Malformed(format!("the body is not valid JSON: {e}")))
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| Error::Malformed(format!("the body is not valid JSON: {e}")))
     }
 }
 
@@ -47,7 +61,10 @@ pub struct Errors(Vec<FieldError>);
 
 impl Errors {
     pub fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.0.push(FieldError { field: field.into(), message: message.into() });
+        self.0.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
     }
 
     pub fn has(&self, field: &str) -> bool {
@@ -59,12 +76,20 @@ impl Errors {
     }
 
     pub fn finish(self) -> Result<(), Error> {
-        if self.0.is_empty() { Ok(()) } else { Err(Error::Invalid(self.0)) }
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Invalid(self.0))
+        }
     }
 }
 
 pub fn path(parent: &str, key: &str) -> String {
-    if parent.is_empty() { key.to_owned() } else { format!("{parent}.{key}") }
+    if parent.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{parent}.{key}")
+    }
 }
 
 fn type_name(v: &Value) -> &'static str {
@@ -80,26 +105,48 @@ fn type_name(v: &Value) -> &'static str {
 
 /// `value` as an object whose keys are all in `allowed`; an unknown key (a typo like `sendAt`)
 /// is an error, never silently ignored.
-pub fn object<'a>(value: &'a Value, at: &str, allowed: &[&str], errors: &mut Errors) -> Option<&'a Map<String, Value>> {
+pub fn object<'a>(
+    value: &'a Value,
+    at: &str,
+    allowed: &[&str],
+    errors: &mut Errors,
+) -> Option<&'a Map<String, Value>> {
     let Value::Object(map) = value else {
-        errors.add(if at.is_empty() { "body" } else { at }, format!("must be an object, not {}", type_name(value)));
+        errors.add(
+            if at.is_empty() { "body" } else { at },
+            format!("must be an object, not {}", type_name(value)),
+        );
         return None;
     };
     for key in map.keys() {
         if !allowed.contains(&key.as_str()) {
-            errors.add(path(at, key), format!("is not a known field (expected one of: {})", allowed.join(", ")));
+            errors.add(
+                path(at, key),
+                format!(
+                    "is not a known field (expected one of: {})",
+                    allowed.join(", ")
+                ),
+            );
         }
     }
     Some(map)
 }
 
 /// A string field; absent or null gives `None`, another type is an error.
-pub fn string<'a>(map: &'a Map<String, Value>, at: &str, key: &str, errors: &mut Errors) -> Option<&'a str> {
+pub fn string<'a>(
+    map: &'a Map<String, Value>,
+    at: &str,
+    key: &str,
+    errors: &mut Errors,
+) -> Option<&'a str> {
     match map.get(key) {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s),
         Some(other) => {
-            errors.add(path(at, key), format!("must be a string, not {}", type_name(other)));
+            errors.add(
+                path(at, key),
+                format!("must be a string, not {}", type_name(other)),
+            );
             None
         }
     }
@@ -128,14 +175,23 @@ pub fn boolean(map: &Map<String, Value>, at: &str, key: &str, errors: &mut Error
         None | Some(Value::Null) => None,
         Some(Value::Bool(b)) => Some(*b),
         Some(other) => {
-            errors.add(path(at, key), format!("must be true or false, not {}", type_name(other)));
+            errors.add(
+                path(at, key),
+                format!("must be true or false, not {}", type_name(other)),
+            );
             None
         }
     }
 }
 
 /// A text field with a size bound, so one part cannot fill the whole body limit unnoticed.
-pub fn text(map: &Map<String, Value>, at: &str, key: &str, max_bytes: usize, errors: &mut Errors) -> Option<String> {
+pub fn text(
+    map: &Map<String, Value>,
+    at: &str,
+    key: &str,
+    max_bytes: usize,
+    errors: &mut Errors,
+) -> Option<String> {
     let s = string(map, at, key, errors)?;
     if s.len() > max_bytes {
         errors.add(path(at, key), format!("must be at most {max_bytes} bytes"));
@@ -150,7 +206,10 @@ pub struct PageQuery {
     pub cursor: Option<String>,
 }
 
-pub fn page_query(query: &std::collections::HashMap<String, String>, errors: &mut Errors) -> PageQuery {
+pub fn page_query(
+    query: &std::collections::HashMap<String, String>,
+    errors: &mut Errors,
+) -> PageQuery {
     let limit = match query.get("limit") {
         None => 100,
         Some(raw) => match raw.parse::<usize>() {

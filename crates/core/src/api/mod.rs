@@ -31,30 +31,78 @@ pub struct ApiState {
 }
 
 pub fn router(app: App, api_key: &str) -> Router {
-    let state = ApiState { app, api_key: Arc::from(api_key) };
+    let state = ApiState {
+        app,
+        api_key: Arc::from(api_key),
+    };
     let v1 = Router::new()
-        .route("/users/{user_id}", get(users::get).put(users::put).delete(users::delete))
-        .route("/templates/{template_id}", get(templates::get).put(templates::put).delete(templates::delete))
-        .route("/groups/{group_id}", get(groups::get).put(groups::put).delete(groups::delete))
-        .route("/groups/{group_id}/members", get(groups::members).post(groups::change))
-        .route("/groups/{group_id}/members/{user_id}", axum::routing::put(groups::subscribe).delete(groups::unsubscribe))
-        .route("/notifications", get(notifications::list).post(notifications::create))
-        .route("/notifications/{id}", get(notifications::get).delete(notifications::cancel).patch(notifications::reschedule))
-        .route("/notifications/{id}/deliveries", get(notifications::deliveries))
-        .route("/notifications/{id}/retry", axum::routing::post(notifications::retry))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_api_key));
+        .route(
+            "/users/{user_id}",
+            get(users::get).put(users::put).delete(users::delete),
+        )
+        .route(
+            "/templates/{template_id}",
+            get(templates::get)
+                .put(templates::put)
+                .delete(templates::delete),
+        )
+        .route(
+            "/groups/{group_id}",
+            get(groups::get).put(groups::put).delete(groups::delete),
+        )
+        .route(
+            "/groups/{group_id}/members",
+            get(groups::members).post(groups::change),
+        )
+        .route(
+            "/groups/{group_id}/members/{user_id}",
+            axum::routing::put(groups::subscribe).delete(groups::unsubscribe),
+        )
+        .route(
+            "/notifications",
+            get(notifications::list).post(notifications::create),
+        )
+        .route(
+            "/notifications/{id}",
+            get(notifications::get)
+                .delete(notifications::cancel)
+                .patch(notifications::reschedule),
+        )
+        .route(
+            "/notifications/{id}/deliveries",
+            get(notifications::deliveries),
+        )
+        .route(
+            "/notifications/{id}/retry",
+            axum::routing::post(notifications::retry),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_api_key,
+        ));
     Router::new()
-        .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
         .route("/openapi.json", get(openapi::serve))
         .nest("/v1", v1)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // `JsonBody` enforces BODY_LIMIT itself, to answer 413 as problem+json.
         .layer(DefaultBodyLimit::disable())
+        // A span per request (method, path; never a header, so never the key), its status
+        // and latency logged as it ends.
+        .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
 
-async fn require_api_key(State(state): State<ApiState>, headers: HeaderMap, request: Request, next: Next) -> Response {
+async fn require_api_key(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    request: Request,
+    next: Next,
+) -> Response {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -62,7 +110,9 @@ async fn require_api_key(State(state): State<ApiState>, headers: HeaderMap, requ
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, key)| key.trim());
     match presented {
-        Some(key) if constant_time_eq(key.as_bytes(), state.api_key.as_bytes()) => next.run(request).await,
+        Some(key) if constant_time_eq(key.as_bytes(), state.api_key.as_bytes()) => {
+            next.run(request).await
+        }
         _ => Error::Unauthorized.into_response(),
     }
 }
@@ -77,7 +127,13 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn not_found() -> Response {
-    problem::problem(StatusCode::NOT_FOUND, "no-route", "Not found", "no such route", &[])
+    problem::problem(
+        StatusCode::NOT_FOUND,
+        "no-route",
+        "Not found",
+        "no such route",
+        &[],
+    )
 }
 
 async fn method_not_allowed() -> Response {

@@ -10,7 +10,10 @@ use super::ApiState;
 use super::input::{self, Errors, JsonBody};
 use super::templates::parse_parts;
 use crate::delivery::Delivery;
-use crate::domain::{Channel, EmailAddress, GroupId, IdempotencyKey, NotificationId, PhoneNumber, SendAt, TemplateId, UserId};
+use crate::domain::{
+    Channel, EmailAddress, GroupId, IdempotencyKey, NotificationId, PhoneNumber, SendAt,
+    TemplateId, UserId,
+};
 use crate::error::Error;
 use crate::notification::{Content, Notification, Status, Target};
 use crate::services::accept::{self, IdempotentRequest, NewNotification};
@@ -65,7 +68,12 @@ fn delivery_json(d: &Delivery) -> Value {
 /// Everything that can be checked without storage, with every bad field named.
 fn parse_new(body: &Value, now: jiff::Timestamp) -> Result<NewNotification, Error> {
     let mut errors = Errors::default();
-    let Some(map) = input::object(body, "", &["to", "channels", "content", "template", "send_at"], &mut errors) else {
+    let Some(map) = input::object(
+        body,
+        "",
+        &["to", "channels", "content", "template", "send_at"],
+        &mut errors,
+    ) else {
         return Err(errors.finish().unwrap_err());
     };
 
@@ -83,7 +91,9 @@ fn parse_new(body: &Value, now: jiff::Timestamp) -> Result<NewNotification, Erro
             let mut channels = Vec::new();
             for (i, item) in items.iter().enumerate() {
                 match item.as_str().map(Channel::parse) {
-                    Some(Ok(c)) if channels.contains(&c) => errors.add(format!("channels[{i}]"), "is listed twice"),
+                    Some(Ok(c)) if channels.contains(&c) => {
+                        errors.add(format!("channels[{i}]"), "is listed twice")
+                    }
                     Some(Ok(c)) => channels.push(c),
                     Some(Err(e)) => errors.add(format!("channels[{i}]"), e.0),
                     None => errors.add(format!("channels[{i}]"), "must be a string"),
@@ -100,7 +110,10 @@ fn parse_new(body: &Value, now: jiff::Timestamp) -> Result<NewNotification, Erro
         }
     };
 
-    let content = match (map.get("content").filter(|v| !v.is_null()), map.get("template").filter(|v| !v.is_null())) {
+    let content = match (
+        map.get("content").filter(|v| !v.is_null()),
+        map.get("template").filter(|v| !v.is_null()),
+    ) {
         (Some(_), Some(_)) => {
             errors.add("content", "give either content or template, not both");
             None
@@ -109,7 +122,13 @@ fn parse_new(body: &Value, now: jiff::Timestamp) -> Result<NewNotification, Erro
             errors.add("content", "is required (or give template)");
             None
         }
-        (Some(value), None) => input::object(value, "content", &["subject", "text", "html", "sms"], &mut errors).map(|m| {
+        (Some(value), None) => input::object(
+            value,
+            "content",
+            &["subject", "text", "html", "sms"],
+            &mut errors,
+        )
+        .map(|m| {
             let parts = parse_parts(m, "content", &mut errors);
             for channel in &channels {
                 let missing = match channel {
@@ -123,29 +142,39 @@ fn parse_new(body: &Value, now: jiff::Timestamp) -> Result<NewNotification, Erro
             }
             Content::Inline(parts)
         }),
-        (None, Some(value)) => input::object(value, "template", &["id", "data"], &mut errors).and_then(|m| {
-            let id = input::parsed(m, "template", "id", &mut errors, TemplateId::parse);
-            if !m.contains_key("id") {
-                errors.add("template.id", "is required");
-            }
-            let data = match m.get("data") {
-                None | Some(Value::Null) => Some(serde_json::Map::new()),
-                Some(Value::Object(d)) => Some(d.clone()),
-                Some(_) => {
-                    errors.add("template.data", "must be an object");
-                    None
+        (None, Some(value)) => input::object(value, "template", &["id", "data"], &mut errors)
+            .and_then(|m| {
+                let id = input::parsed(m, "template", "id", &mut errors, TemplateId::parse);
+                if !m.contains_key("id") {
+                    errors.add("template.id", "is required");
                 }
-            };
-            Some(Content::Template { id: id?, data: data? })
-        }),
+                let data = match m.get("data") {
+                    None | Some(Value::Null) => Some(serde_json::Map::new()),
+                    Some(Value::Object(d)) => Some(d.clone()),
+                    Some(_) => {
+                        errors.add("template.data", "must be an object");
+                        None
+                    }
+                };
+                Some(Content::Template {
+                    id: id?,
+                    data: data?,
+                })
+            }),
     };
 
-    let send_at = input::parsed(map, "", "send_at", &mut errors, |raw| SendAt::parse(raw, now));
+    let send_at = input::parsed(map, "", "send_at", &mut errors, |raw| {
+        SendAt::parse(raw, now)
+    });
 
     if let Some(to) = &to {
         let unreachable = match to {
-            Target::Email(_) => channels.contains(&Channel::Sms).then_some("an email address cannot receive sms"),
-            Target::Phone(_) => channels.contains(&Channel::Email).then_some("a phone number cannot receive email"),
+            Target::Email(_) => channels
+                .contains(&Channel::Sms)
+                .then_some("an email address cannot receive sms"),
+            Target::Phone(_) => channels
+                .contains(&Channel::Email)
+                .then_some("a phone number cannot receive email"),
             _ => None,
         };
         if let Some(why) = unreachable {
@@ -154,23 +183,42 @@ fn parse_new(body: &Value, now: jiff::Timestamp) -> Result<NewNotification, Erro
     }
     errors.finish()?;
     match (to, content) {
-        (Some(to), Some(content)) => Ok(NewNotification { to, channels, content, send_at: send_at.unwrap_or(SendAt::Now) }),
+        (Some(to), Some(content)) => Ok(NewNotification {
+            to,
+            channels,
+            content,
+            send_at: send_at.unwrap_or(SendAt::Now),
+        }),
         _ => Err(Error::invalid("body", "is incomplete")),
     }
 }
 
 fn parse_target(value: &Value, errors: &mut Errors) -> Option<Target> {
-    let map = input::object(value, "to", &["user_id", "group_id", "email", "phone"], errors)?;
-    let given: Vec<&str> =
-        ["user_id", "group_id", "email", "phone"].into_iter().filter(|k| map.get(*k).is_some_and(|v| !v.is_null())).collect();
+    let map = input::object(
+        value,
+        "to",
+        &["user_id", "group_id", "email", "phone"],
+        errors,
+    )?;
+    let given: Vec<&str> = ["user_id", "group_id", "email", "phone"]
+        .into_iter()
+        .filter(|k| map.get(*k).is_some_and(|v| !v.is_null()))
+        .collect();
     if given.len() != 1 {
-        errors.add("to", "must have exactly one of user_id, group_id, email, phone");
+        errors.add(
+            "to",
+            "must have exactly one of user_id, group_id, email, phone",
+        );
         return None;
     }
     match given[0] {
         "user_id" => input::parsed(map, "to", "user_id", errors, UserId::parse).map(Target::UserId),
-        "group_id" => input::parsed(map, "to", "group_id", errors, GroupId::parse).map(Target::GroupId),
-        "email" => input::parsed(map, "to", "email", errors, EmailAddress::parse).map(Target::Email),
+        "group_id" => {
+            input::parsed(map, "to", "group_id", errors, GroupId::parse).map(Target::GroupId)
+        }
+        "email" => {
+            input::parsed(map, "to", "email", errors, EmailAddress::parse).map(Target::Email)
+        }
         _ => input::parsed(map, "to", "phone", errors, PhoneNumber::parse).map(Target::Phone),
     }
 }
@@ -179,35 +227,61 @@ fn location(id: &NotificationId) -> HeaderValue {
     HeaderValue::from_str(&format!("/v1/notifications/{id}")).expect("ids are ASCII")
 }
 
-pub async fn create(State(state): State<ApiState>, headers: HeaderMap, JsonBody(body): JsonBody) -> Result<Response, Error> {
+pub async fn create(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> Result<Response, Error> {
     let idem = match headers.get("idempotency-key") {
         None => None,
         Some(raw) => {
             let key = raw
                 .to_str()
-                .map_err(|_| Error::invalid("Idempotency-Key", "may contain only visible ASCII characters"))
-                .and_then(|s| IdempotencyKey::parse(s).map_err(|e| Error::invalid("Idempotency-Key", e.0)))?;
+                .map_err(|_| {
+                    Error::invalid(
+                        "Idempotency-Key",
+                        "may contain only visible ASCII characters",
+                    )
+                })
+                .and_then(|s| {
+                    IdempotencyKey::parse(s).map_err(|e| Error::invalid("Idempotency-Key", e.0))
+                })?;
             Some(IdempotentRequest::new(key, &body))
         }
     };
     let request = parse_new(&body, state.app.clock.now())?;
     let accepted = accept::accept(&state.app, request, idem).await?;
     let mut response = (StatusCode::ACCEPTED, Json(accepted.body)).into_response();
-    response.headers_mut().insert(header::LOCATION, location(&accepted.id));
+    response
+        .headers_mut()
+        .insert(header::LOCATION, location(&accepted.id));
     if accepted.replayed {
-        response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(response)
 }
 
-pub async fn get(State(state): State<ApiState>, path: Result<Path<String>, PathRejection>) -> Result<Response, Error> {
+pub async fn get(
+    State(state): State<ApiState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, Error> {
     let id = notification_id(path)?;
-    let n = state.app.store.get_notification(&id).await?.ok_or(Error::NotFound("notification"))?;
+    let n = state
+        .app
+        .store
+        .get_notification(&id)
+        .await?
+        .ok_or(Error::NotFound("notification"))?;
     let counts = state.app.store.counts(&id).await?;
     Ok(Json(to_json(&n, Some(counts))).into_response())
 }
 
-pub async fn list(State(state): State<ApiState>, Query(query): Query<HashMap<String, String>>) -> Result<Response, Error> {
+pub async fn list(
+    State(state): State<ApiState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, Error> {
     let mut errors = Errors::default();
     let page = input::page_query(&query, &mut errors);
     let status = match query.get("status") {
@@ -221,7 +295,11 @@ pub async fn list(State(state): State<ApiState>, Query(query): Query<HashMap<Str
         }
     };
     errors.finish()?;
-    let result = state.app.store.list_notifications(status, page.limit, page.cursor.as_deref()).await?;
+    let result = state
+        .app
+        .store
+        .list_notifications(status, page.limit, page.cursor.as_deref())
+        .await?;
     let items: Vec<Value> = result.items.iter().map(|n| to_json(n, None)).collect();
     Ok(Json(json!({"items": items, "next_cursor": result.next_cursor})).into_response())
 }
@@ -238,12 +316,19 @@ pub async fn deliveries(
     if state.app.store.get_notification(&id).await?.is_none() {
         return Err(Error::NotFound("notification"));
     }
-    let result = state.app.store.list_deliveries(&id, page.limit, page.cursor.as_deref()).await?;
+    let result = state
+        .app
+        .store
+        .list_deliveries(&id, page.limit, page.cursor.as_deref())
+        .await?;
     let items: Vec<Value> = result.items.iter().map(delivery_json).collect();
     Ok(Json(json!({"items": items, "next_cursor": result.next_cursor})).into_response())
 }
 
-pub async fn cancel(State(state): State<ApiState>, path: Result<Path<String>, PathRejection>) -> Result<Response, Error> {
+pub async fn cancel(
+    State(state): State<ApiState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, Error> {
     let id = notification_id(path)?;
     let n = cancel::cancel(&state.app, &id).await?;
     let counts = state.app.store.counts(&id).await?;
@@ -262,7 +347,9 @@ pub async fn reschedule(
             errors.add("send_at", "is required");
             return None;
         }
-        input::parsed(map, "", "send_at", &mut errors, |raw| SendAt::parse(raw, state.app.clock.now()))
+        input::parsed(map, "", "send_at", &mut errors, |raw| {
+            SendAt::parse(raw, state.app.clock.now())
+        })
     });
     errors.finish()?;
     let send_at = send_at.ok_or_else(|| Error::invalid("send_at", "is required"))?;
@@ -272,7 +359,10 @@ pub async fn reschedule(
 }
 
 /// Sends the failed deliveries again; 202, as the work happens after the answer.
-pub async fn retry(State(state): State<ApiState>, path: Result<Path<String>, PathRejection>) -> Result<Response, Error> {
+pub async fn retry(
+    State(state): State<ApiState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, Error> {
     let id = notification_id(path)?;
     let n = retry::request(&state.app, &id).await?;
     let counts = state.app.store.counts(&id).await?;

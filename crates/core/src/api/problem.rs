@@ -11,16 +11,38 @@ const PROBLEM_JSON: &str = "application/problem+json";
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, kind, title, detail, errors) = match &self {
-            Error::Malformed(detail) => (StatusCode::BAD_REQUEST, "malformed-request", "Malformed request", detail.clone(), vec![]),
+            Error::Malformed(detail) => (
+                StatusCode::BAD_REQUEST,
+                "malformed-request",
+                "Malformed request",
+                detail.clone(),
+                vec![],
+            ),
             Error::Invalid(errors) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "validation",
                 "Invalid request",
-                errors.iter().map(|e| format!("{} {}", e.field, e.message)).collect::<Vec<_>>().join("; "),
+                errors
+                    .iter()
+                    .map(|e| format!("{} {}", e.field, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; "),
                 errors.clone(),
             ),
-            Error::NotFound(what) => (StatusCode::NOT_FOUND, "not-found", "Not found", format!("no such {what}"), vec![]),
-            Error::Conflict(detail) => (StatusCode::CONFLICT, "conflict", "Conflict", detail.clone(), vec![]),
+            Error::NotFound(what) => (
+                StatusCode::NOT_FOUND,
+                "not-found",
+                "Not found",
+                format!("no such {what}"),
+                vec![],
+            ),
+            Error::Conflict(detail) => (
+                StatusCode::CONFLICT,
+                "conflict",
+                "Conflict",
+                detail.clone(),
+                vec![],
+            ),
             Error::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -28,16 +50,21 @@ impl IntoResponse for Error {
                 "send the API key as `Authorization: Bearer <key>`".to_owned(),
                 vec![],
             ),
-            Error::TooLarge => {
-                (StatusCode::PAYLOAD_TOO_LARGE, "too-large", "Request body too large", "the body may be at most 256 KiB".to_owned(), vec![])
-            }
+            Error::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                "Request body too large",
+                "the body may be at most 256 KiB".to_owned(),
+                vec![],
+            ),
             Error::Unavailable(internal) => {
                 tracing::error!(error = %internal, "request failed on a dependency");
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",
                     "Service unavailable",
-                    "a dependency failed; retry the request (with the same Idempotency-Key)".to_owned(),
+                    "a dependency failed; retry the request (with the same Idempotency-Key)"
+                        .to_owned(),
                     vec![],
                 )
             }
@@ -46,7 +73,13 @@ impl IntoResponse for Error {
     }
 }
 
-pub fn problem(status: StatusCode, kind: &str, title: &str, detail: &str, errors: &[crate::error::FieldError]) -> Response {
+pub fn problem(
+    status: StatusCode,
+    kind: &str,
+    title: &str,
+    detail: &str,
+    errors: &[crate::error::FieldError],
+) -> Response {
     let body = json!({
         "type": format!("https://notify.invalid/problems/{kind}"),
         "title": title,
@@ -55,12 +88,18 @@ pub fn problem(status: StatusCode, kind: &str, title: &str, detail: &str, errors
         "errors": errors,
     });
     let mut response = (status, body.to_string()).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     if status == StatusCode::SERVICE_UNAVAILABLE {
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     if status == StatusCode::UNAUTHORIZED {
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
     response
 }

@@ -65,13 +65,24 @@ pub async fn put(
     Ok(Json(to_json(&template)).into_response())
 }
 
-pub async fn get(State(state): State<ApiState>, path: Result<Path<String>, PathRejection>) -> Result<Response, Error> {
+pub async fn get(
+    State(state): State<ApiState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, Error> {
     let id = template_id(path)?;
-    let t = state.app.store.get_template(&id).await?.ok_or(Error::NotFound("template"))?;
+    let t = state
+        .app
+        .store
+        .get_template(&id)
+        .await?
+        .ok_or(Error::NotFound("template"))?;
     Ok(Json(to_json(&t)).into_response())
 }
 
-pub async fn delete(State(state): State<ApiState>, path: Result<Path<String>, PathRejection>) -> Result<Response, Error> {
+pub async fn delete(
+    State(state): State<ApiState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, Error> {
     let id = template_id(path)?;
     if !state.app.store.delete_template(&id).await? {
         return Err(Error::NotFound("template"));

@@ -30,13 +30,24 @@ pub fn to_json(user: &User) -> Value {
 fn parse_locale(raw: &str) -> Result<String, ParseError> {
     let ok = !raw.is_empty()
         && raw.len() <= 35
-        && raw.split('-').all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric()));
-    if ok { Ok(raw.to_owned()) } else { Err(ParseError::new("must be a BCP 47 language tag, e.g. ko-KR")) }
+        && raw
+            .split('-')
+            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric()));
+    if ok {
+        Ok(raw.to_owned())
+    } else {
+        Err(ParseError::new("must be a BCP 47 language tag, e.g. ko-KR"))
+    }
 }
 
 fn parse_user(id: UserId, body: &Value) -> Result<User, Error> {
     let mut errors = Errors::default();
-    let Some(map) = input::object(body, "", &["email", "phone", "timezone", "locale", "channels"], &mut errors) else {
+    let Some(map) = input::object(
+        body,
+        "",
+        &["email", "phone", "timezone", "locale", "channels"],
+        &mut errors,
+    ) else {
         return Err(errors.finish().unwrap_err());
     };
     let email = input::parsed(map, "", "email", &mut errors, EmailAddress::parse);
@@ -51,7 +62,14 @@ fn parse_user(id: UserId, body: &Value) -> Result<User, Error> {
         channels.sms = input::boolean(c, "channels", "sms", &mut errors).unwrap_or(true);
     }
     errors.finish()?;
-    Ok(User { id, email, phone, timezone, locale, channels })
+    Ok(User {
+        id,
+        email,
+        phone,
+        timezone,
+        locale,
+        channels,
+    })
 }
 
 pub async fn put(
@@ -65,13 +83,24 @@ pub async fn put(
     Ok(Json(to_json(&user)).into_response())
 }
 
-pub async fn get(State(state): State<ApiState>, path: Result<Path<String>, PathRejection>) -> Result<Response, Error> {
+pub async fn get(
+    State(state): State<ApiState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, Error> {
     let id = user_id(path)?;
-    let user = state.app.store.get_user(&id).await?.ok_or(Error::NotFound("user"))?;
+    let user = state
+        .app
+        .store
+        .get_user(&id)
+        .await?
+        .ok_or(Error::NotFound("user"))?;
     Ok(Json(to_json(&user)).into_response())
 }
 
-pub async fn delete(State(state): State<ApiState>, path: Result<Path<String>, PathRejection>) -> Result<Response, Error> {
+pub async fn delete(
+    State(state): State<ApiState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, Error> {
     let id = user_id(path)?;
     if !state.app.store.delete_user(&id).await? {
         return Err(Error::NotFound("user"));

@@ -14,8 +14,11 @@ impl EmailAddress {
         if raw.len() > 254 {
             return Err(ParseError::new("is longer than 254 characters"));
         }
-        raw.parse::<lettre::Address>()
-            .map_err(|_| ParseError::new("is not a valid email address (RFC 5322 addr-spec, e.g. ada@example.com)"))?;
+        raw.parse::<lettre::Address>().map_err(|_| {
+            ParseError::new(
+                "is not a valid email address (RFC 5322 addr-spec, e.g. ada@example.com)",
+            )
+        })?;
         Ok(Self(raw.to_owned()))
     }
 
@@ -58,13 +61,27 @@ mod tests {
         assert!(EmailAddress::parse("ada@example.com").is_ok());
         assert!(EmailAddress::parse("a.b+tag@sub.example.co.kr").is_ok());
         assert!(EmailAddress::parse("notify@localhost").is_ok());
-        for bad in ["", "ada", "ada@", "@example.com", "ada@@example.com", "ada @example.com", "<ada@example.com>"] {
-            assert!(EmailAddress::parse(bad).is_err(), "{bad} should be rejected");
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@@example.com",
+            "ada @example.com",
+            "<ada@example.com>",
+        ] {
+            assert!(
+                EmailAddress::parse(bad).is_err(),
+                "{bad} should be rejected"
+            );
         }
     }
 
     #[test]
     fn redacts() {
-        assert_eq!(EmailAddress::parse("ada@example.com").unwrap().redacted(), "a***@example.com");
+        assert_eq!(
+            EmailAddress::parse("ada@example.com").unwrap().redacted(),
+            "a***@example.com"
+        );
     }
 }

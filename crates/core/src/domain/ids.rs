@@ -9,7 +9,10 @@ fn parse_client_id(raw: &str) -> Result<String, ParseError> {
     if raw.is_empty() || raw.len() > 128 {
         return Err(ParseError::new("must be 1 to 128 characters"));
     }
-    if !raw.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'@' | b'-')) {
+    if !raw
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'@' | b'-'))
+    {
         return Err(ParseError::new("may contain only A-Z a-z 0-9 . _ : @ -"));
     }
     Ok(raw.to_owned())
@@ -81,11 +84,17 @@ impl NotificationId {
     pub fn generate(at: jiff::Timestamp) -> Self {
         let ms = u64::try_from(at.as_millisecond()).unwrap_or(0);
         let ulid = ulid::Ulid::from_parts(ms, rand_u128());
-        Self(format!("{}{}", Self::PREFIX, ulid.to_string().to_ascii_lowercase()))
+        Self(format!(
+            "{}{}",
+            Self::PREFIX,
+            ulid.to_string().to_ascii_lowercase()
+        ))
     }
 
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
-        let body = raw.strip_prefix(Self::PREFIX).ok_or_else(|| ParseError::new("is not a notification id"))?;
+        let body = raw
+            .strip_prefix(Self::PREFIX)
+            .ok_or_else(|| ParseError::new("is not a notification id"))?;
         ulid::Ulid::from_string(body).map_err(|_| ParseError::new("is not a notification id"))?;
         Ok(Self(raw.to_ascii_lowercase()))
     }

@@ -11,8 +11,12 @@ pub struct PhoneNumber(String);
 
 impl PhoneNumber {
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
-        let digits = raw.strip_prefix('+').ok_or_else(|| ParseError::new("must be in E.164 form, e.g. +821012345678"))?;
-        let valid = (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0');
+        let digits = raw
+            .strip_prefix('+')
+            .ok_or_else(|| ParseError::new("must be in E.164 form, e.g. +821012345678"))?;
+        let valid = (8..=15).contains(&digits.len())
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && !digits.starts_with('0');
         if !valid {
             return Err(ParseError::new("must be in E.164 form, e.g. +821012345678"));
         }
@@ -26,7 +30,11 @@ impl PhoneNumber {
     /// For logs: the country code region and the last two digits only.
     pub fn redacted(&self) -> String {
         let n = self.0.len();
-        format!("{}***{}", &self.0[..3.min(n)], &self.0[n.saturating_sub(2)..])
+        format!(
+            "{}***{}",
+            &self.0[..3.min(n)],
+            &self.0[n.saturating_sub(2)..]
+        )
     }
 }
 
@@ -57,7 +65,16 @@ mod tests {
     fn parses_e164() {
         assert!(PhoneNumber::parse("+821012345678").is_ok());
         assert!(PhoneNumber::parse("+14155550123").is_ok());
-        for bad in ["", "821012345678", "+0123456789", "+1234", "+1234567890123456", "+1 415 555 0123", "+1415555012a", "+"] {
+        for bad in [
+            "",
+            "821012345678",
+            "+0123456789",
+            "+1234",
+            "+1234567890123456",
+            "+1 415 555 0123",
+            "+1415555012a",
+            "+",
+        ] {
             assert!(PhoneNumber::parse(bad).is_err(), "{bad} should be rejected");
         }
     }

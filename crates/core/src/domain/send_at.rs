@@ -18,13 +18,20 @@ pub enum SendAt {
 impl SendAt {
     /// `raw` must be RFC 3339 with an offset (`Z` or `+09:00`).
     pub fn parse(raw: &str, now: Timestamp) -> Result<Self, ParseError> {
-        let at: Timestamp =
-            raw.parse().map_err(|_| ParseError::new("must be an RFC 3339 time with an offset, e.g. 2026-12-01T09:00:00+09:00"))?;
+        let at: Timestamp = raw.parse().map_err(|_| {
+            ParseError::new(
+                "must be an RFC 3339 time with an offset, e.g. 2026-12-01T09:00:00+09:00",
+            )
+        })?;
         Self::decide(at, now)
     }
 
     pub fn decide(at: Timestamp, now: Timestamp) -> Result<Self, ParseError> {
-        if at > now.saturating_add(MAX_SCHEDULE_AHEAD).unwrap_or(Timestamp::MAX) {
+        if at
+            > now
+                .saturating_add(MAX_SCHEDULE_AHEAD)
+                .unwrap_or(Timestamp::MAX)
+        {
             return Err(ParseError::new("must be at most 365 days ahead"));
         }
         if at < now.saturating_sub(PAST_GRACE).unwrap_or(Timestamp::MIN) {
@@ -51,17 +58,35 @@ mod tests {
 
     #[test]
     fn decides_now_or_later() {
-        assert_eq!(SendAt::parse("2026-11-21T09:00:30+09:00", now()).unwrap(), SendAt::At("2026-11-21T00:00:30Z".parse().unwrap()));
-        assert_eq!(SendAt::parse("2026-11-20T23:59:00Z", now()).unwrap(), SendAt::Now);
-        assert_eq!(SendAt::parse("2026-11-21T00:00:00Z", now()).unwrap(), SendAt::Now);
+        assert_eq!(
+            SendAt::parse("2026-11-21T09:00:30+09:00", now()).unwrap(),
+            SendAt::At("2026-11-21T00:00:30Z".parse().unwrap())
+        );
+        assert_eq!(
+            SendAt::parse("2026-11-20T23:59:00Z", now()).unwrap(),
+            SendAt::Now
+        );
+        assert_eq!(
+            SendAt::parse("2026-11-21T00:00:00Z", now()).unwrap(),
+            SendAt::Now
+        );
     }
 
     #[test]
     fn refuses_bad_times() {
-        for bad in
-            ["", "tomorrow", "2026-11-21T10:00:00", "2026-11-21", "2026-13-01T00:00:00Z", "2028-01-01T00:00:00Z", "2001-01-01T00:00:00Z"]
-        {
-            assert!(SendAt::parse(bad, now()).is_err(), "{bad} should be refused");
+        for bad in [
+            "",
+            "tomorrow",
+            "2026-11-21T10:00:00",
+            "2026-11-21",
+            "2026-13-01T00:00:00Z",
+            "2028-01-01T00:00:00Z",
+            "2001-01-01T00:00:00Z",
+        ] {
+            assert!(
+                SendAt::parse(bad, now()).is_err(),
+                "{bad} should be refused"
+            );
         }
     }
 }

@@ -14,7 +14,9 @@ impl TimeZoneName {
         if raw.is_empty() || raw.len() > 64 {
             return Err(ParseError::new("is not an IANA time zone name"));
         }
-        let tz = jiff::tz::db().get(raw).map_err(|_| ParseError::new("is not an IANA time zone name, e.g. Asia/Seoul"))?;
+        let tz = jiff::tz::db()
+            .get(raw)
+            .map_err(|_| ParseError::new("is not an IANA time zone name, e.g. Asia/Seoul"))?;
         Ok(Self(tz.iana_name().unwrap_or(raw).to_owned()))
     }
 
@@ -48,10 +50,16 @@ mod tests {
 
     #[test]
     fn parses_iana_names() {
-        assert_eq!(TimeZoneName::parse("Asia/Seoul").unwrap().as_str(), "Asia/Seoul");
+        assert_eq!(
+            TimeZoneName::parse("Asia/Seoul").unwrap().as_str(),
+            "Asia/Seoul"
+        );
         assert!(TimeZoneName::parse("UTC").is_ok());
         for bad in ["", "Mars/Base", "+09:00", "../../etc/passwd"] {
-            assert!(TimeZoneName::parse(bad).is_err(), "{bad} should be rejected");
+            assert!(
+                TimeZoneName::parse(bad).is_err(),
+                "{bad} should be rejected"
+            );
         }
     }
 }

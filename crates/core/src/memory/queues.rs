@@ -33,7 +33,10 @@ impl Queues for MemoryQueues {
     }
 
     async fn send_fanout_after(&self, job: &FanoutJob, delay: Duration) -> Result<(), QueueError> {
-        self.delayed_fanout.lock().unwrap().push((job.clone(), delay));
+        self.delayed_fanout
+            .lock()
+            .unwrap()
+            .push((job.clone(), delay));
         Ok(())
     }
 

@@ -21,7 +21,8 @@ struct Inner {
     notifications: BTreeMap<NotificationId, Notification>,
     fanned_out: HashSet<NotificationId>,
     /// Ordered by (notification, recipient, channel) so pages are stable.
-    deliveries: BTreeMap<(NotificationId, String, crate::domain::Channel), (Delivery, Option<Timestamp>)>,
+    deliveries:
+        BTreeMap<(NotificationId, String, crate::domain::Channel), (Delivery, Option<Timestamp>)>,
 }
 
 #[derive(Default)]
@@ -29,7 +30,10 @@ pub struct MemoryStore(Mutex<Inner>);
 
 fn page<T: Clone>(items: Vec<T>, limit: usize, offset: usize) -> Page<T> {
     let next = (items.len() > offset + limit).then(|| (offset + limit).to_string());
-    Page { items: items.into_iter().skip(offset).take(limit).collect(), next_cursor: next }
+    Page {
+        items: items.into_iter().skip(offset).take(limit).collect(),
+        next_cursor: next,
+    }
 }
 
 fn offset(cursor: Option<&str>) -> Result<usize, StoreError> {
@@ -62,7 +66,11 @@ impl Inner {
 #[async_trait]
 impl Store for MemoryStore {
     async fn put_user(&self, user: &User) -> Result<(), StoreError> {
-        self.0.lock().unwrap().users.insert(user.id.clone(), user.clone());
+        self.0
+            .lock()
+            .unwrap()
+            .users
+            .insert(user.id.clone(), user.clone());
         Ok(())
     }
 
@@ -72,7 +80,10 @@ impl Store for MemoryStore {
 
     async fn get_users(&self, ids: &[UserId]) -> Result<Vec<User>, StoreError> {
         let inner = self.0.lock().unwrap();
-        Ok(ids.iter().filter_map(|id| inner.users.get(id).cloned()).collect())
+        Ok(ids
+            .iter()
+            .filter_map(|id| inner.users.get(id).cloned())
+            .collect())
     }
 
     async fn delete_user(&self, id: &UserId) -> Result<bool, StoreError> {
@@ -87,12 +98,20 @@ impl Store for MemoryStore {
         let mut inner = self.0.lock().unwrap();
         let entry = inner.groups.entry(id.clone()).or_default();
         entry.0 = name.to_owned();
-        Ok(Group { id: id.clone(), name: name.to_owned(), member_count: entry.1.len() as u64 })
+        Ok(Group {
+            id: id.clone(),
+            name: name.to_owned(),
+            member_count: entry.1.len() as u64,
+        })
     }
 
     async fn get_group(&self, id: &GroupId) -> Result<Option<Group>, StoreError> {
         let inner = self.0.lock().unwrap();
-        Ok(inner.groups.get(id).map(|(name, members)| Group { id: id.clone(), name: name.clone(), member_count: members.len() as u64 }))
+        Ok(inner.groups.get(id).map(|(name, members)| Group {
+            id: id.clone(),
+            name: name.clone(),
+            member_count: members.len() as u64,
+        }))
     }
 
     async fn delete_group(&self, id: &GroupId) -> Result<bool, StoreError> {
@@ -105,24 +124,45 @@ impl Store for MemoryStore {
 
     async fn add_members(&self, id: &GroupId, users: &[UserId]) -> Result<u64, StoreError> {
         let mut inner = self.0.lock().unwrap();
-        let Some((_, members)) = inner.groups.get_mut(id) else { return Ok(0) };
-        Ok(users.iter().filter(|u| members.insert((*u).clone())).count() as u64)
+        let Some((_, members)) = inner.groups.get_mut(id) else {
+            return Ok(0);
+        };
+        Ok(users
+            .iter()
+            .filter(|u| members.insert((*u).clone()))
+            .count() as u64)
     }
 
     async fn remove_members(&self, id: &GroupId, users: &[UserId]) -> Result<u64, StoreError> {
         let mut inner = self.0.lock().unwrap();
-        let Some((_, members)) = inner.groups.get_mut(id) else { return Ok(0) };
+        let Some((_, members)) = inner.groups.get_mut(id) else {
+            return Ok(0);
+        };
         Ok(users.iter().filter(|u| members.remove(*u)).count() as u64)
     }
 
-    async fn list_members(&self, id: &GroupId, limit: usize, cursor: Option<&str>) -> Result<Page<UserId>, StoreError> {
+    async fn list_members(
+        &self,
+        id: &GroupId,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<UserId>, StoreError> {
         let inner = self.0.lock().unwrap();
-        let after = cursor.map(|c| UserId::parse(c).map_err(|_| StoreError::BadCursor)).transpose()?;
-        let Some((_, members)) = inner.groups.get(id) else { return Ok(Page { items: vec![], next_cursor: None }) };
+        let after = cursor
+            .map(|c| UserId::parse(c).map_err(|_| StoreError::BadCursor))
+            .transpose()?;
+        let Some((_, members)) = inner.groups.get(id) else {
+            return Ok(Page {
+                items: vec![],
+                next_cursor: None,
+            });
+        };
         let mut items: Vec<UserId> = match &after {
-            Some(a) => {
-                members.range::<UserId, _>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)).take(limit + 1).cloned().collect()
-            }
+            Some(a) => members
+                .range::<UserId, _>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded))
+                .take(limit + 1)
+                .cloned()
+                .collect(),
             None => members.iter().take(limit + 1).cloned().collect(),
         };
         let next_cursor = (items.len() > limit).then(|| items[limit - 1].as_str().to_owned());
@@ -131,7 +171,11 @@ impl Store for MemoryStore {
     }
 
     async fn put_template(&self, template: &Template) -> Result<(), StoreError> {
-        self.0.lock().unwrap().templates.insert(template.id.clone(), template.clone());
+        self.0
+            .lock()
+            .unwrap()
+            .templates
+            .insert(template.id.clone(), template.clone());
         Ok(())
     }
 
@@ -143,8 +187,19 @@ impl Store for MemoryStore {
         Ok(self.0.lock().unwrap().templates.remove(id).is_some())
     }
 
-    async fn find_idempotency(&self, key: &IdempotencyKey, now: Timestamp) -> Result<Option<IdempotencyRecord>, StoreError> {
-        Ok(self.0.lock().unwrap().idempotency.get(key.as_str()).filter(|r| r.expires_at > now).cloned())
+    async fn find_idempotency(
+        &self,
+        key: &IdempotencyKey,
+        now: Timestamp,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .idempotency
+            .get(key.as_str())
+            .filter(|r| r.expires_at > now)
+            .cloned())
     }
 
     async fn insert_notification(
@@ -155,7 +210,11 @@ impl Store for MemoryStore {
     ) -> Result<InsertOutcome, StoreError> {
         let mut inner = self.0.lock().unwrap();
         if let Some(record) = idem {
-            if let Some(existing) = inner.idempotency.get(&record.key).filter(|r| r.expires_at > now) {
+            if let Some(existing) = inner
+                .idempotency
+                .get(&record.key)
+                .filter(|r| r.expires_at > now)
+            {
                 return Ok(InsertOutcome::KeyTaken(existing.clone()));
             }
             inner.idempotency.insert(record.key.clone(), record.clone());
@@ -164,7 +223,10 @@ impl Store for MemoryStore {
         Ok(InsertOutcome::Inserted)
     }
 
-    async fn get_notification(&self, id: &NotificationId) -> Result<Option<Notification>, StoreError> {
+    async fn get_notification(
+        &self,
+        id: &NotificationId,
+    ) -> Result<Option<Notification>, StoreError> {
         Ok(self.0.lock().unwrap().notifications.get(id).cloned())
     }
 
@@ -175,11 +237,22 @@ impl Store for MemoryStore {
         cursor: Option<&str>,
     ) -> Result<Page<Notification>, StoreError> {
         let inner = self.0.lock().unwrap();
-        let items: Vec<_> = inner.notifications.values().rev().filter(|n| status.is_none_or(|s| n.status == s)).cloned().collect();
+        let items: Vec<_> = inner
+            .notifications
+            .values()
+            .rev()
+            .filter(|n| status.is_none_or(|s| n.status == s))
+            .cloned()
+            .collect();
         Ok(page(items, limit, offset(cursor)?))
     }
 
-    async fn transition(&self, id: &NotificationId, from: &[Status], to: Status) -> Result<bool, StoreError> {
+    async fn transition(
+        &self,
+        id: &NotificationId,
+        from: &[Status],
+        to: Status,
+    ) -> Result<bool, StoreError> {
         let mut inner = self.0.lock().unwrap();
         match inner.notifications.get_mut(id) {
             Some(n) if from.contains(&n.status) => {
@@ -201,10 +274,18 @@ impl Store for MemoryStore {
         }
     }
 
-    async fn insert_deliveries(&self, _id: &NotificationId, _page: &str, deliveries: &[Delivery]) -> Result<(), StoreError> {
+    async fn insert_deliveries(
+        &self,
+        _id: &NotificationId,
+        _page: &str,
+        deliveries: &[Delivery],
+    ) -> Result<(), StoreError> {
         let mut inner = self.0.lock().unwrap();
         for d in deliveries {
-            inner.deliveries.entry(key_of(&d.key)).or_insert_with(|| (d.clone(), None));
+            inner
+                .deliveries
+                .entry(key_of(&d.key))
+                .or_insert_with(|| (d.clone(), None));
         }
         Ok(())
     }
@@ -226,7 +307,12 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn claim_delivery(&self, planned: &Delivery, now: Timestamp, lease_until: Timestamp) -> Result<Claim, StoreError> {
+    async fn claim_delivery(
+        &self,
+        planned: &Delivery,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<Claim, StoreError> {
         let mut inner = self.0.lock().unwrap();
         let Some((d, lease)) = inner.deliveries.get_mut(&key_of(&planned.key)) else {
             return Ok(Claim::Done);
@@ -239,7 +325,9 @@ impl Store for MemoryStore {
         }
         *lease = Some(lease_until);
         d.attempts += 1;
-        Ok(Claim::Claimed { attempt: d.attempts })
+        Ok(Claim::Claimed {
+            attempt: d.attempts,
+        })
     }
 
     async fn record_outcome(&self, key: &DeliveryKey, outcome: &Outcome) -> Result<(), StoreError> {
@@ -247,7 +335,10 @@ impl Store for MemoryStore {
         if let Some((d, lease)) = inner.deliveries.get_mut(&key_of(key)) {
             *lease = None;
             match outcome {
-                Outcome::Sent { provider_message_id, at } => {
+                Outcome::Sent {
+                    provider_message_id,
+                    at,
+                } => {
                     d.status = DeliveryStatus::Sent;
                     d.provider_message_id = Some(provider_message_id.clone());
                     d.sent_at = Some(*at);
@@ -280,9 +371,19 @@ impl Store for MemoryStore {
         }
     }
 
-    async fn list_deliveries(&self, id: &NotificationId, limit: usize, cursor: Option<&str>) -> Result<Page<Delivery>, StoreError> {
+    async fn list_deliveries(
+        &self,
+        id: &NotificationId,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Delivery>, StoreError> {
         let inner = self.0.lock().unwrap();
-        let items: Vec<_> = inner.deliveries.iter().filter(|((nid, _, _), _)| nid == id).map(|(_, (d, _))| d.clone()).collect();
+        let items: Vec<_> = inner
+            .deliveries
+            .iter()
+            .filter(|((nid, _, _), _)| nid == id)
+            .map(|(_, (d, _))| d.clone())
+            .collect();
         Ok(page(items, limit, offset(cursor)?))
     }
 

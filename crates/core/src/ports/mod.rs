@@ -41,18 +41,30 @@ pub enum SendErrorKind {
 
 impl SendError {
     pub fn transient(message: impl Into<String>) -> Self {
-        Self { kind: SendErrorKind::Transient, message: message.into() }
+        Self {
+            kind: SendErrorKind::Transient,
+            message: message.into(),
+        }
     }
 
     pub fn throttled(message: impl Into<String>) -> Self {
-        Self { kind: SendErrorKind::Throttled, message: message.into() }
+        Self {
+            kind: SendErrorKind::Throttled,
+            message: message.into(),
+        }
     }
 
     pub fn paused(message: impl Into<String>) -> Self {
-        Self { kind: SendErrorKind::Paused, message: message.into() }
+        Self {
+            kind: SendErrorKind::Paused,
+            message: message.into(),
+        }
     }
 
     pub fn permanent(message: impl Into<String>) -> Self {
-        Self { kind: SendErrorKind::Permanent, message: message.into() }
+        Self {
+            kind: SendErrorKind::Permanent,
+            message: message.into(),
+        }
     }
 }

@@ -68,13 +68,22 @@ pub trait Store: Send + Sync {
     /// Unsubscribes the users (absent ones are ignored); returns how many were removed.
     async fn remove_members(&self, id: &GroupId, users: &[UserId]) -> Result<u64, StoreError>;
     /// A page of members in a stable order, read without loading the group.
-    async fn list_members(&self, id: &GroupId, limit: usize, cursor: Option<&str>) -> Result<Page<UserId>, StoreError>;
+    async fn list_members(
+        &self,
+        id: &GroupId,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<UserId>, StoreError>;
 
     async fn put_template(&self, template: &Template) -> Result<(), StoreError>;
     async fn get_template(&self, id: &TemplateId) -> Result<Option<Template>, StoreError>;
     async fn delete_template(&self, id: &TemplateId) -> Result<bool, StoreError>;
 
-    async fn find_idempotency(&self, key: &IdempotencyKey, now: Timestamp) -> Result<Option<IdempotencyRecord>, StoreError>;
+    async fn find_idempotency(
+        &self,
+        key: &IdempotencyKey,
+        now: Timestamp,
+    ) -> Result<Option<IdempotencyRecord>, StoreError>;
     /// Stores the notification and, atomically with it, its idempotency record.
     async fn insert_notification(
         &self,
@@ -82,7 +91,10 @@ pub trait Store: Send + Sync {
         idem: Option<&IdempotencyRecord>,
         now: Timestamp,
     ) -> Result<InsertOutcome, StoreError>;
-    async fn get_notification(&self, id: &NotificationId) -> Result<Option<Notification>, StoreError>;
+    async fn get_notification(
+        &self,
+        id: &NotificationId,
+    ) -> Result<Option<Notification>, StoreError>;
     /// Newest first.
     async fn list_notifications(
         &self,
@@ -91,7 +103,12 @@ pub trait Store: Send + Sync {
         cursor: Option<&str>,
     ) -> Result<Page<Notification>, StoreError>;
     /// Moves the status to `to` only if it is one of `from`; says whether it moved.
-    async fn transition(&self, id: &NotificationId, from: &[Status], to: Status) -> Result<bool, StoreError>;
+    async fn transition(
+        &self,
+        id: &NotificationId,
+        from: &[Status],
+        to: Status,
+    ) -> Result<bool, StoreError>;
     /// Moves a notification that finished with failures (`failed`, `partially_failed`) back to
     /// `sending`, not fanned out: it cannot finish before the retry has been through all its
     /// deliveries. Says whether it moved.
@@ -103,17 +120,32 @@ pub trait Store: Send + Sync {
     /// notification: a page fanned out twice changes no row and no count. A store may keep
     /// `pending` rows only in its counts until they are claimed (DynamoDB does, so that fanout
     /// writes nothing per recipient).
-    async fn insert_deliveries(&self, id: &NotificationId, page: &str, deliveries: &[Delivery]) -> Result<(), StoreError>;
+    async fn insert_deliveries(
+        &self,
+        id: &NotificationId,
+        page: &str,
+        deliveries: &[Delivery],
+    ) -> Result<(), StoreError>;
     /// Records that every recipient has a delivery row; from then on the send can finish.
     async fn mark_fanned_out(&self, id: &NotificationId) -> Result<(), StoreError>;
     /// Takes a pending delivery whose lease is free or expired, until `lease_until`. `delivery`
     /// is the row as planned, for stores that create the row on its first claim.
-    async fn claim_delivery(&self, delivery: &Delivery, now: Timestamp, lease_until: Timestamp) -> Result<Claim, StoreError>;
+    async fn claim_delivery(
+        &self,
+        delivery: &Delivery,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<Claim, StoreError>;
     async fn record_outcome(&self, key: &DeliveryKey, outcome: &Outcome) -> Result<(), StoreError>;
     /// Moves a `failed` delivery back to `pending` with no attempts and no lease, for a retry;
     /// says whether it moved (a delivery in any other status is left alone).
     async fn reopen_failed(&self, key: &DeliveryKey) -> Result<bool, StoreError>;
-    async fn list_deliveries(&self, id: &NotificationId, limit: usize, cursor: Option<&str>) -> Result<Page<Delivery>, StoreError>;
+    async fn list_deliveries(
+        &self,
+        id: &NotificationId,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Delivery>, StoreError>;
     async fn counts(&self, id: &NotificationId) -> Result<Counts, StoreError>;
     /// Once fanned out with nothing pending, moves `sending` to its final status; returns it.
     async fn finish_if_done(&self, id: &NotificationId) -> Result<Option<Status>, StoreError>;

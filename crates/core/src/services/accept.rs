@@ -34,7 +34,10 @@ impl IdempotentRequest {
     pub fn new(key: IdempotencyKey, body: &serde_json::Value) -> Self {
         let mut canonical = String::new();
         write_canonical(body, &mut canonical);
-        Self { key, request_hash: hex::encode(Sha256::digest(canonical.as_bytes())) }
+        Self {
+            key,
+            request_hash: hex::encode(Sha256::digest(canonical.as_bytes())),
+        }
     }
 }
 
@@ -78,9 +81,18 @@ pub struct Accepted {
     pub replayed: bool,
 }
 
-pub async fn accept(app: &App, req: NewNotification, idem: Option<IdempotentRequest>) -> Result<Accepted, Error> {
+#[tracing::instrument(skip_all, fields(id))]
+pub async fn accept(
+    app: &App,
+    req: NewNotification,
+    idem: Option<IdempotentRequest>,
+) -> Result<Accepted, Error> {
     // Stores keep milliseconds; answer with exactly what is stored.
-    let now = app.clock.now().round(jiff::Unit::Millisecond).unwrap_or(app.clock.now());
+    let now = app
+        .clock
+        .now()
+        .round(jiff::Unit::Millisecond)
+        .unwrap_or(app.clock.now());
     if let Some(idem) = &idem
         && let Some(record) = app.store.find_idempotency(&idem.key, now).await?
     {
@@ -90,10 +102,15 @@ pub async fn accept(app: &App, req: NewNotification, idem: Option<IdempotentRequ
 
     let (status, send_at) = match req.send_at {
         SendAt::Now => (Status::Queued, now),
-        SendAt::At(at) => (Status::Scheduled, at.round(jiff::Unit::Millisecond).unwrap_or(at)),
+        SendAt::At(at) => (
+            Status::Scheduled,
+            at.round(jiff::Unit::Millisecond).unwrap_or(at),
+        ),
     };
+    let id = NotificationId::generate(now);
+    tracing::Span::current().record("id", tracing::field::display(&id));
     let notification = Notification {
-        id: NotificationId::generate(now),
+        id,
         to: req.to,
         channels: req.channels,
         content: req.content,
@@ -109,10 +126,16 @@ pub async fn accept(app: &App, req: NewNotification, idem: Option<IdempotentRequ
         response: body.clone(),
         expires_at: now.saturating_add(IDEMPOTENCY_TTL).unwrap_or(now),
     });
-    match app.store.insert_notification(&notification, record.as_ref(), now).await? {
+    match app
+        .store
+        .insert_notification(&notification, record.as_ref(), now)
+        .await?
+    {
         InsertOutcome::Inserted => {}
         InsertOutcome::KeyTaken(existing) => {
-            let idem = idem.as_ref().expect("only a request with a key can find it taken");
+            let idem = idem
+                .as_ref()
+                .expect("only a request with a key can find it taken");
             return replay(app, idem, existing).await;
         }
     }
@@ -120,30 +143,56 @@ pub async fn accept(app: &App, req: NewNotification, idem: Option<IdempotentRequ
         // Without a key the caller cannot safely retry this one, so it must never send later
         // on its own; with a key, the caller's retry replays and re-creates the trigger.
         if idem.is_none() {
-            let _ = app.store.transition(&notification.id, &[Status::Queued, Status::Scheduled], Status::Cancelled).await;
+            let _ = app
+                .store
+                .transition(
+                    &notification.id,
+                    &[Status::Queued, Status::Scheduled],
+                    Status::Cancelled,
+                )
+                .await;
         }
         return Err(e);
     }
     tracing::info!(id = %notification.id, status = status.as_str(), "notification accepted");
-    Ok(Accepted { id: notification.id, body, replayed: false })
+    Ok(Accepted {
+        id: notification.id,
+        body,
+        replayed: false,
+    })
 }
 
-async fn replay(app: &App, idem: &IdempotentRequest, record: IdempotencyRecord) -> Result<Accepted, Error> {
+async fn replay(
+    app: &App,
+    idem: &IdempotentRequest,
+    record: IdempotencyRecord,
+) -> Result<Accepted, Error> {
     if record.request_hash != idem.request_hash {
-        return Err(Error::Conflict("this Idempotency-Key was used with a different request body in the last 24 hours".into()));
+        return Err(Error::Conflict(
+            "this Idempotency-Key was used with a different request body in the last 24 hours"
+                .into(),
+        ));
     }
     // The first request may have stored the notification and then died before its trigger
     // existed; making the trigger again is harmless because both triggers are idempotent.
     if let Some(n) = app.store.get_notification(&record.notification_id).await? {
         ensure_trigger(app, &n).await?;
     }
-    Ok(Accepted { id: record.notification_id, body: record.response, replayed: true })
+    Ok(Accepted {
+        id: record.notification_id,
+        body: record.response,
+        replayed: true,
+    })
 }
 
 /// Puts the fanout job on the queue (send now) or creates the schedule (send later).
 pub async fn ensure_trigger(app: &App, n: &Notification) -> Result<(), Error> {
     match n.status {
-        Status::Queued => app.queues.send_fanout(&FanoutJob::start(n.id.clone())).await?,
+        Status::Queued => {
+            app.queues
+                .send_fanout(&FanoutJob::start(n.id.clone()))
+                .await?
+        }
         Status::Scheduled => app.scheduler.schedule(&n.id, n.send_at).await?,
         _ => {}
     }
@@ -153,7 +202,12 @@ pub async fn ensure_trigger(app: &App, n: &Notification) -> Result<(), Error> {
 /// Checks that need the store: the recipient and the template exist and fit the channels.
 async fn check_references(app: &App, req: &NewNotification) -> Result<(), Error> {
     let mut errors = Vec::new();
-    let mut invalid = |field: &str, message: String| errors.push(crate::error::FieldError { field: field.to_owned(), message });
+    let mut invalid = |field: &str, message: String| {
+        errors.push(crate::error::FieldError {
+            field: field.to_owned(),
+            message,
+        })
+    };
     match &req.to {
         Target::UserId(id) => {
             if app.store.get_user(id).await?.is_none() {
@@ -177,13 +231,20 @@ async fn check_references(app: &App, req: &NewNotification) -> Result<(), Error>
                         Channel::Sms => t.parts.missing_for_sms(),
                     };
                     if let Some(part) = missing {
-                        invalid("template.id", format!("template {id:?} has no {part} part for the {channel} channel"));
+                        invalid(
+                            "template.id",
+                            format!("template {id:?} has no {part} part for the {channel} channel"),
+                        );
                     }
                 }
             }
         }
     }
-    if errors.is_empty() { Ok(()) } else { Err(Error::Invalid(errors)) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Invalid(errors))
+    }
 }
 
 #[cfg(test)]
@@ -193,10 +254,19 @@ mod tests {
     #[test]
     fn hash_ignores_key_order_and_whitespace() {
         let key = IdempotencyKey::parse("k").unwrap();
-        let a: serde_json::Value = serde_json::from_str(r#"{"a":1,"b":{"x":[1,2],"y":"z"}}"#).unwrap();
-        let b: serde_json::Value = serde_json::from_str(r#"{ "b": {"y":"z", "x":[1, 2]}, "a": 1 }"#).unwrap();
-        let c: serde_json::Value = serde_json::from_str(r#"{"a":2,"b":{"x":[1,2],"y":"z"}}"#).unwrap();
-        assert_eq!(IdempotentRequest::new(key.clone(), &a).request_hash, IdempotentRequest::new(key.clone(), &b).request_hash);
-        assert_ne!(IdempotentRequest::new(key.clone(), &a).request_hash, IdempotentRequest::new(key, &c).request_hash);
+        let a: serde_json::Value =
+            serde_json::from_str(r#"{"a":1,"b":{"x":[1,2],"y":"z"}}"#).unwrap();
+        let b: serde_json::Value =
+            serde_json::from_str(r#"{ "b": {"y":"z", "x":[1, 2]}, "a": 1 }"#).unwrap();
+        let c: serde_json::Value =
+            serde_json::from_str(r#"{"a":2,"b":{"x":[1,2],"y":"z"}}"#).unwrap();
+        assert_eq!(
+            IdempotentRequest::new(key.clone(), &a).request_hash,
+            IdempotentRequest::new(key.clone(), &b).request_hash
+        );
+        assert_ne!(
+            IdempotentRequest::new(key.clone(), &a).request_hash,
+            IdempotentRequest::new(key, &c).request_hash
+        );
     }
 }

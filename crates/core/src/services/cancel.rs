@@ -5,13 +5,30 @@ use crate::notification::{Notification, Status};
 
 /// Cancels a scheduled notification. Cancelling twice is fine; once it started, it is a 409.
 pub async fn cancel(app: &App, id: &NotificationId) -> Result<Notification, Error> {
-    let mut n = app.store.get_notification(id).await?.ok_or(Error::NotFound("notification"))?;
+    let mut n = app
+        .store
+        .get_notification(id)
+        .await?
+        .ok_or(Error::NotFound("notification"))?;
     if n.status == Status::Cancelled {
         return Ok(n);
     }
-    if n.status != Status::Scheduled || !app.store.transition(id, &[Status::Scheduled], Status::Cancelled).await? {
-        let now = app.store.get_notification(id).await?.map(|n| n.status).unwrap_or(n.status);
-        return Err(Error::Conflict(format!("the notification has already started (status {})", now.as_str())));
+    if n.status != Status::Scheduled
+        || !app
+            .store
+            .transition(id, &[Status::Scheduled], Status::Cancelled)
+            .await?
+    {
+        let now = app
+            .store
+            .get_notification(id)
+            .await?
+            .map(|n| n.status)
+            .unwrap_or(n.status);
+        return Err(Error::Conflict(format!(
+            "the notification has already started (status {})",
+            now.as_str()
+        )));
     }
     // The status is what counts: a schedule that fires anyway finds `cancelled` and sends nothing.
     if let Err(e) = app.scheduler.cancel(id).await {

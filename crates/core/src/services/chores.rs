@@ -24,8 +24,12 @@ impl Fanout {
     pub async fn handle_message(&self, message: &FanoutMessage) -> Result<FanoutReport, Error> {
         match message {
             FanoutMessage::Job(job) => self.handle(job).await,
-            FanoutMessage::Chore { chore: Chore::Sweep } => self.sweep().await,
-            FanoutMessage::Chore { chore: Chore::PurgeGroup { group_id } } => self.purge_group(group_id).await,
+            FanoutMessage::Chore {
+                chore: Chore::Sweep,
+            } => self.sweep().await,
+            FanoutMessage::Chore {
+                chore: Chore::PurgeGroup { group_id },
+            } => self.purge_group(group_id).await,
         }
     }
 
@@ -34,13 +38,22 @@ impl Fanout {
     #[tracing::instrument(skip(self))]
     pub async fn sweep(&self) -> Result<FanoutReport, Error> {
         let mut report = FanoutReport::default();
-        let cutoff = self.clock.now().saturating_sub(OVERDUE_AFTER).unwrap_or(self.clock.now());
+        let cutoff = self
+            .clock
+            .now()
+            .saturating_sub(OVERDUE_AFTER)
+            .unwrap_or(self.clock.now());
         let mut cursor = None;
         loop {
-            let page = self.store.list_notifications(Some(Status::Scheduled), SWEEP_PAGE, cursor.as_deref()).await?;
+            let page = self
+                .store
+                .list_notifications(Some(Status::Scheduled), SWEEP_PAGE, cursor.as_deref())
+                .await?;
             for n in page.items.iter().filter(|n| n.send_at < cutoff) {
                 tracing::warn!(id = %n.id, send_at = %n.send_at, "a reserved send is overdue: firing it");
-                self.queues.send_fanout(&FanoutJob::start(n.id.clone())).await?;
+                self.queues
+                    .send_fanout(&FanoutJob::start(n.id.clone()))
+                    .await?;
                 report.refired += 1;
             }
             match page.next_cursor {
@@ -50,7 +63,10 @@ impl Fanout {
         }
         let mut cursor = None;
         loop {
-            let page = self.store.list_notifications(Some(Status::Sending), SWEEP_PAGE, cursor.as_deref()).await?;
+            let page = self
+                .store
+                .list_notifications(Some(Status::Sending), SWEEP_PAGE, cursor.as_deref())
+                .await?;
             for n in &page.items {
                 if let Some(status) = self.store.finish_if_done(&n.id).await? {
                     tracing::warn!(id = %n.id, status = status.as_str(), "a finished send was left sending: finished it");
@@ -62,7 +78,11 @@ impl Fanout {
                 None => break,
             }
         }
-        tracing::info!(refired = report.refired, finished = report.finished, "sweep");
+        tracing::info!(
+            refired = report.refired,
+            finished = report.finished,
+            "sweep"
+        );
         Ok(report)
     }
 
@@ -75,7 +95,11 @@ impl Fanout {
         while !self.store.purge_group(group_id, PURGE_PAGE).await? {
             report.pages += 1;
             if started.elapsed() >= self.settings.time_budget {
-                self.queues.send_chore(&Chore::PurgeGroup { group_id: group_id.clone() }).await?;
+                self.queues
+                    .send_chore(&Chore::PurgeGroup {
+                        group_id: group_id.clone(),
+                    })
+                    .await?;
                 report.continued = true;
                 break;
             }

@@ -108,7 +108,11 @@ pub struct DispatchReport {
 /// The parts to render for this notification, compiled once per job.
 enum Source {
     Inline(Parts),
-    Template { parts: Parts, compiled: Box<Compiled>, data: serde_json::Map<String, serde_json::Value> },
+    Template {
+        parts: Parts,
+        compiled: Box<Compiled>,
+        data: serde_json::Map<String, serde_json::Value>,
+    },
     Broken(String),
 }
 
@@ -122,7 +126,16 @@ impl Dispatch {
     ) -> Self {
         let email_pace = RateLimit::new(settings.email_per_second);
         let sms_pace = RateLimit::new(settings.sms_per_second);
-        Self { store, email, sms, clock, settings, email_pace, sms_pace, paused: Default::default() }
+        Self {
+            store,
+            email,
+            sms,
+            clock,
+            settings,
+            email_pace,
+            sms_pace,
+            paused: Default::default(),
+        }
     }
 
     pub fn pace(&self, channel: Channel) -> &RateLimit {
@@ -134,16 +147,29 @@ impl Dispatch {
 
     /// Handles a job within the time budget.
     pub async fn handle(&self, job: &DispatchJob) -> Result<DispatchReport, Error> {
-        self.handle_until(job, Instant::now() + self.settings.time_budget + self.settings.send_reserve).await
+        self.handle_until(
+            job,
+            Instant::now() + self.settings.time_budget + self.settings.send_reserve,
+        )
+        .await
     }
 
     /// Handles a job until `deadline`, the moment the invocation is killed: a send starts only
     /// with `send_reserve` left (and within the time budget), and the outcome of a send that
     /// happened is written until the deadline, through the store's errors, because a send
     /// whose outcome is lost is sent again once its lease runs out.
-    pub async fn handle_until(&self, job: &DispatchJob, deadline: Instant) -> Result<DispatchReport, Error> {
+    #[tracing::instrument(name = "dispatch", skip_all, fields(id = %job.notification_id, items = job.items.len()))]
+    pub async fn handle_until(
+        &self,
+        job: &DispatchJob,
+        deadline: Instant,
+    ) -> Result<DispatchReport, Error> {
         let started = Instant::now();
-        let stop_sending = (started + self.settings.time_budget).min(deadline.checked_sub(self.settings.send_reserve).unwrap_or(started));
+        let stop_sending = (started + self.settings.time_budget).min(
+            deadline
+                .checked_sub(self.settings.send_reserve)
+                .unwrap_or(started),
+        );
         let mut report = DispatchReport::default();
         let Some(n) = self.store.get_notification(&job.notification_id).await? else {
             tracing::warn!(id = %job.notification_id, "dispatch job for an unknown notification");
@@ -154,8 +180,14 @@ impl Dispatch {
             Content::Template { id, data } => match self.store.get_template(id).await? {
                 None => Source::Broken(format!("template {id:?} was deleted before the send")),
                 Some(t) => match Compiled::compile(&t.parts) {
-                    Ok(compiled) => Source::Template { parts: t.parts, compiled: Box::new(compiled), data: data.clone() },
-                    Err(errors) => Source::Broken(format!("template {id:?} does not compile: {errors:?}")),
+                    Ok(compiled) => Source::Template {
+                        parts: t.parts,
+                        compiled: Box::new(compiled),
+                        data: data.clone(),
+                    },
+                    Err(errors) => {
+                        Source::Broken(format!("template {id:?} does not compile: {errors:?}"))
+                    }
                 },
             },
         };
@@ -164,7 +196,10 @@ impl Dispatch {
                 if Instant::now() >= stop_sending {
                     // Out of time: the items not reached go on as a new job (an item's
                     // channels done already are found done).
-                    report.rest = Some(DispatchJob { notification_id: job.notification_id.clone(), items: job.items[i..].to_vec() });
+                    report.rest = Some(DispatchJob {
+                        notification_id: job.notification_id.clone(),
+                        items: job.items[i..].to_vec(),
+                    });
                     break 'items;
                 }
                 if self.is_paused(channel) {
@@ -198,17 +233,36 @@ impl Dispatch {
                         continue;
                     }
                 };
-                let outcome = match self.deliver_paced(&source, &item.recipient, channel, &key, stop_sending, &mut report).await {
-                    Ok(provider_message_id) => Outcome::Sent { provider_message_id, at: self.clock.now() },
-                    Err(e) if e.kind == SendErrorKind::Permanent => Outcome::Failed { error: e.message },
+                let outcome = match self
+                    .deliver_paced(
+                        &source,
+                        &item.recipient,
+                        channel,
+                        &key,
+                        stop_sending,
+                        &mut report,
+                    )
+                    .await
+                {
+                    Ok(provider_message_id) => Outcome::Sent {
+                        provider_message_id,
+                        at: self.clock.now(),
+                    },
+                    Err(e) if e.kind == SendErrorKind::Permanent => {
+                        Outcome::Failed { error: e.message }
+                    }
                     Err(e) if e.kind == SendErrorKind::Paused => {
                         self.pause_channel(channel, &e);
                         report.deferred += 1;
                         report.paused = true;
                         Outcome::Deferred { error: e.message }
                     }
-                    Err(e) if attempt < self.settings.max_attempts => Outcome::Retry { error: e.message },
-                    Err(e) => Outcome::Failed { error: format!("gave up after {attempt} attempts: {}", e.message) },
+                    Err(e) if attempt < self.settings.max_attempts => {
+                        Outcome::Retry { error: e.message }
+                    }
+                    Err(e) => Outcome::Failed {
+                        error: format!("gave up after {attempt} attempts: {}", e.message),
+                    },
                 };
                 match &outcome {
                     Outcome::Sent { .. } => report.sent += 1,
@@ -247,7 +301,10 @@ impl Dispatch {
 
     fn pause_channel(&self, channel: Channel, why: &SendError) {
         let mut paused = self.paused.lock().unwrap_or_else(|e| e.into_inner());
-        if paused.insert(channel, Instant::now() + self.settings.pause).is_none() {
+        if paused
+            .insert(channel, Instant::now() + self.settings.pause)
+            .is_none()
+        {
             tracing::error!(%channel, pause_s = self.settings.pause.as_secs(), error = %why, "the provider stopped this channel: its deliveries wait instead of failing");
         }
     }
@@ -255,7 +312,12 @@ impl Dispatch {
     /// Writes an outcome, trying again through the store's errors until shortly before the
     /// deadline. Only if that fails too does the send stay pending under its lease, to be
     /// claimed and sent again once the lease runs out.
-    async fn record(&self, key: &DeliveryKey, outcome: &Outcome, deadline: Instant) -> Result<(), Error> {
+    async fn record(
+        &self,
+        key: &DeliveryKey,
+        outcome: &Outcome,
+        deadline: Instant,
+    ) -> Result<(), Error> {
         let mut pause = Duration::from_millis(50);
         loop {
             match self.store.record_outcome(key, outcome).await {
@@ -283,8 +345,19 @@ impl Dispatch {
                 let planned = Delivery::pending(&job.notification_id, &item.recipient, channel);
                 let now = self.clock.now();
                 let lease_until = now.saturating_add(self.settings.lease).unwrap_or(now);
-                if let Claim::Claimed { .. } = self.store.claim_delivery(&planned, now, lease_until).await? {
-                    self.store.record_outcome(&planned.key, &Outcome::Failed { error: why.to_owned() }).await?;
+                if let Claim::Claimed { .. } = self
+                    .store
+                    .claim_delivery(&planned, now, lease_until)
+                    .await?
+                {
+                    self.store
+                        .record_outcome(
+                            &planned.key,
+                            &Outcome::Failed {
+                                error: why.to_owned(),
+                            },
+                        )
+                        .await?;
                     marked += 1;
                 }
             }
@@ -308,15 +381,22 @@ impl Dispatch {
         let mut pause = self.settings.throttle_pause;
         let mut tries = 0;
         loop {
-            if tokio::time::timeout_at(stop_sending, pace.acquire()).await.is_err() {
-                return Err(SendError::throttled("the channel's pace left no time to send in this invocation"));
+            if tokio::time::timeout_at(stop_sending, pace.acquire())
+                .await
+                .is_err()
+            {
+                return Err(SendError::throttled(
+                    "the channel's pace left no time to send in this invocation",
+                ));
             }
             tries += 1;
             match self.deliver(source, recipient, channel, key).await {
                 Err(e) if e.kind == SendErrorKind::Throttled => {
                     report.throttled += 1;
                     pace.throttled();
-                    if tries >= self.settings.throttle_tries.max(1) || Instant::now() + pause >= stop_sending {
+                    if tries >= self.settings.throttle_tries.max(1)
+                        || Instant::now() + pause >= stop_sending
+                    {
                         return Err(e);
                     }
                     tokio::time::sleep(jitter(pause)).await;
@@ -327,25 +407,46 @@ impl Dispatch {
         }
     }
 
-    async fn deliver(&self, source: &Source, recipient: &Recipient, channel: Channel, key: &DeliveryKey) -> Result<String, SendError> {
+    async fn deliver(
+        &self,
+        source: &Source,
+        recipient: &Recipient,
+        channel: Channel,
+        key: &DeliveryKey,
+    ) -> Result<String, SendError> {
         let parts = match source {
             Source::Inline(parts) => parts.clone(),
-            Source::Template { parts, compiled, data } => {
+            Source::Template {
+                parts,
+                compiled,
+                data,
+            } => {
                 let mut context = data.clone();
                 context.insert("user".into(), recipient.template_context());
-                compiled.render(parts, &serde_json::Value::Object(context)).map_err(SendError::permanent)?
+                compiled
+                    .render(parts, &serde_json::Value::Object(context))
+                    .map_err(SendError::permanent)?
             }
             Source::Broken(why) => return Err(SendError::permanent(why.clone())),
         };
         match channel {
             Channel::Email => {
-                let to = recipient.email.as_ref().ok_or_else(|| SendError::permanent("no email address"))?;
-                let email = message::build_email(&self.settings.from, to, key, &parts).map_err(SendError::permanent)?;
+                let to = recipient
+                    .email
+                    .as_ref()
+                    .ok_or_else(|| SendError::permanent("no email address"))?;
+                let email = message::build_email(&self.settings.from, to, key, &parts)
+                    .map_err(SendError::permanent)?;
                 self.email.send(&email).await
             }
             Channel::Sms => {
-                let to = recipient.phone.clone().ok_or_else(|| SendError::permanent("no phone number"))?;
-                let body = parts.sms.ok_or_else(|| SendError::permanent("no sms text"))?;
+                let to = recipient
+                    .phone
+                    .clone()
+                    .ok_or_else(|| SendError::permanent("no phone number"))?;
+                let body = parts
+                    .sms
+                    .ok_or_else(|| SendError::permanent("no sms text"))?;
                 // The template's source is capped, but its data can make the text longer.
                 let length = body.chars().count();
                 if length > MAX_SMS_CHARS {
@@ -354,7 +455,13 @@ impl Dispatch {
                     )));
                 }
                 let domain = "sms";
-                self.sms.send(&OutgoingSms { to, body, message_id: message::message_id(key, domain) }).await
+                self.sms
+                    .send(&OutgoingSms {
+                        to,
+                        body,
+                        message_id: message::message_id(key, domain),
+                    })
+                    .await
             }
         }
     }

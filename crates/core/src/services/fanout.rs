@@ -46,7 +46,12 @@ pub struct FanoutSettings {
 
 impl Default for FanoutSettings {
     fn default() -> Self {
-        Self { recipients_per_job: 50, max_job_bytes: 24 * 1024, page_size: 1000, time_budget: Duration::from_secs(20) }
+        Self {
+            recipients_per_job: 50,
+            max_job_bytes: 24 * 1024,
+            page_size: 1000,
+            time_budget: Duration::from_secs(20),
+        }
     }
 }
 
@@ -72,8 +77,14 @@ enum Resolved {
 }
 
 fn gone_user(id: &UserId) -> Resolved {
-    let recipient =
-        Recipient { key: id.as_str().to_owned(), user_id: Some(id.clone()), email: None, phone: None, timezone: None, locale: None };
+    let recipient = Recipient {
+        key: id.as_str().to_owned(),
+        user_id: Some(id.clone()),
+        email: None,
+        phone: None,
+        timezone: None,
+        locale: None,
+    };
     Resolved::Gone(recipient, "the user no longer exists")
 }
 
@@ -82,6 +93,7 @@ fn found(user: &User) -> Resolved {
 }
 
 impl Fanout {
+    #[tracing::instrument(name = "fanout", skip_all, fields(id = %job.notification_id, cursor = job.cursor.as_deref(), retry = job.retry_failed))]
     pub async fn handle(&self, job: &FanoutJob) -> Result<FanoutReport, Error> {
         self.handle_after(job, false).await
     }
@@ -98,10 +110,18 @@ impl Fanout {
         };
         match n.status {
             Status::Cancelled => return Ok(ignored("cancelled")),
-            Status::Completed | Status::PartiallyFailed | Status::Failed => return Ok(ignored("already finished")),
-            Status::Scheduled if !waited && n.send_at > self.clock.now() => return self.not_yet_due(job, &n).await,
+            Status::Completed | Status::PartiallyFailed | Status::Failed => {
+                return Ok(ignored("already finished"));
+            }
+            Status::Scheduled if !waited && n.send_at > self.clock.now() => {
+                return self.not_yet_due(job, &n).await;
+            }
             Status::Scheduled | Status::Queued => {
-                if !self.store.transition(id, &[Status::Scheduled, Status::Queued], Status::Sending).await? {
+                if !self
+                    .store
+                    .transition(id, &[Status::Scheduled, Status::Queued], Status::Sending)
+                    .await?
+                {
                     // Lost a race: proceed only if the winner was another fanout, not a cancel.
                     let now = self.store.get_notification(id).await?.map(|n| n.status);
                     if now != Some(Status::Sending) {
@@ -118,7 +138,9 @@ impl Fanout {
             let (page, next) = self.resolve(&n, cursor.as_deref()).await?;
             let (deliveries, jobs) = self.plan(&n, page);
             // The page key is the cursor that led to it: the same page always has the same key.
-            self.store.insert_deliveries(id, cursor.as_deref().unwrap_or(""), &deliveries).await?;
+            self.store
+                .insert_deliveries(id, cursor.as_deref().unwrap_or(""), &deliveries)
+                .await?;
             if !jobs.is_empty() {
                 self.queues.send_dispatch(&jobs).await?;
             }
@@ -142,7 +164,9 @@ impl Fanout {
         let wait = n.send_at.duration_since(now);
         let wait = Duration::from_millis(u64::try_from(wait.as_millis()).unwrap_or(0));
         if wait > MAX_QUEUE_DELAY {
-            return Ok(ignored("fired before send_at; the schedule of the new send_at will fire"));
+            return Ok(ignored(
+                "fired before send_at; the schedule of the new send_at will fire",
+            ));
         }
         if wait < WAIT_IN_PROCESS {
             // The last fraction of a second: waited here, since a queue delay is whole seconds.
@@ -154,7 +178,10 @@ impl Fanout {
         let delay = Duration::from_secs(wait.as_secs());
         self.queues.send_fanout_after(job, delay).await?;
         tracing::info!(id = %n.id, delay_s = delay.as_secs(), "fired before send_at: held back until then");
-        Ok(FanoutReport { ignored: Some("not yet due: held back until send_at"), ..Default::default() })
+        Ok(FanoutReport {
+            ignored: Some("not yet due: held back until send_at"),
+            ..Default::default()
+        })
     }
 
     /// After a page: the cursor of the next one to do in this invocation, or `None` when this
@@ -176,7 +203,12 @@ impl Fanout {
                 Ok(None)
             }
             Some(next) if started.elapsed() >= self.settings.time_budget => {
-                self.queues.send_fanout(&FanoutJob { cursor: Some(next), ..job.clone() }).await?;
+                self.queues
+                    .send_fanout(&FanoutJob {
+                        cursor: Some(next),
+                        ..job.clone()
+                    })
+                    .await?;
                 report.continued = true;
                 Ok(None)
             }
@@ -185,24 +217,40 @@ impl Fanout {
     }
 
     /// One page of recipients, resolved now (not when the request was accepted).
-    async fn resolve(&self, n: &Notification, cursor: Option<&str>) -> Result<(Vec<Resolved>, Option<String>), Error> {
+    async fn resolve(
+        &self,
+        n: &Notification,
+        cursor: Option<&str>,
+    ) -> Result<(Vec<Resolved>, Option<String>), Error> {
         let one = match &n.to {
             Target::UserId(user_id) => match self.store.get_user(user_id).await? {
                 Some(user) => found(&user),
                 None => gone_user(user_id),
             },
-            Target::Email(address) => Resolved::Found(Recipient::email(address.clone()), ChannelPrefs::default()),
-            Target::Phone(number) => Resolved::Found(Recipient::phone(number.clone()), ChannelPrefs::default()),
+            Target::Email(address) => {
+                Resolved::Found(Recipient::email(address.clone()), ChannelPrefs::default())
+            }
+            Target::Phone(number) => {
+                Resolved::Found(Recipient::phone(number.clone()), ChannelPrefs::default())
+            }
             Target::GroupId(group) => {
                 // A group deleted before the send reaches no one (its memberships may not be
                 // purged yet).
                 if cursor.is_none() && self.store.get_group(group).await?.is_none() {
                     return Ok((Vec::new(), None));
                 }
-                let members = self.store.list_members(group, self.settings.page_size, cursor).await?;
+                let members = self
+                    .store
+                    .list_members(group, self.settings.page_size, cursor)
+                    .await?;
                 let users = self.store.get_users(&members.items).await?;
-                let by_id: std::collections::HashMap<&UserId, &User> = users.iter().map(|u| (&u.id, u)).collect();
-                let page = members.items.iter().map(|m| by_id.get(m).map_or_else(|| gone_user(m), |u| found(u))).collect();
+                let by_id: std::collections::HashMap<&UserId, &User> =
+                    users.iter().map(|u| (&u.id, u)).collect();
+                let page = members
+                    .items
+                    .iter()
+                    .map(|m| by_id.get(m).map_or_else(|| gone_user(m), |u| found(u)))
+                    .collect();
                 return Ok((page, members.next_cursor));
             }
         };
@@ -216,7 +264,10 @@ impl Fanout {
         for resolved in page {
             let (recipient, channels) = plan_recipient(n, resolved, &mut deliveries);
             if !channels.is_empty() {
-                items.push(DispatchItem { recipient, channels });
+                items.push(DispatchItem {
+                    recipient,
+                    channels,
+                });
             }
         }
         (deliveries, self.pack(&n.id, items))
@@ -230,24 +281,37 @@ impl Fanout {
         // The job's own fields, and a margin for JSON punctuation.
         let overhead = 64 + id.as_str().len();
         for item in items {
-            let size = serde_json::to_vec(&item).map(|v| v.len() + 1).unwrap_or(1024);
-            let full = batch.len() >= self.settings.recipients_per_job.max(1) || overhead + bytes + size > self.settings.max_job_bytes;
+            let size = serde_json::to_vec(&item)
+                .map(|v| v.len() + 1)
+                .unwrap_or(1024);
+            let full = batch.len() >= self.settings.recipients_per_job.max(1)
+                || overhead + bytes + size > self.settings.max_job_bytes;
             if full && !batch.is_empty() {
-                jobs.push(DispatchJob { notification_id: id.clone(), items: std::mem::take(&mut batch) });
+                jobs.push(DispatchJob {
+                    notification_id: id.clone(),
+                    items: std::mem::take(&mut batch),
+                });
                 bytes = 0;
             }
             bytes += size;
             batch.push(item);
         }
         if !batch.is_empty() {
-            jobs.push(DispatchJob { notification_id: id.clone(), items: batch });
+            jobs.push(DispatchJob {
+                notification_id: id.clone(),
+                items: batch,
+            });
         }
         jobs
     }
 }
 
 /// Decides, per channel, whether the recipient gets a pending delivery or a skipped one.
-fn plan_recipient(n: &Notification, resolved: Resolved, deliveries: &mut Vec<Delivery>) -> (Recipient, Vec<Channel>) {
+fn plan_recipient(
+    n: &Notification,
+    resolved: Resolved,
+    deliveries: &mut Vec<Delivery>,
+) -> (Recipient, Vec<Channel>) {
     let mut channels = Vec::new();
     let recipient = match resolved {
         Resolved::Gone(recipient, why) => {
@@ -269,7 +333,9 @@ fn plan_recipient(n: &Notification, resolved: Resolved, deliveries: &mut Vec<Del
                     None
                 };
                 match skip {
-                    Some(why) => deliveries.push(Delivery::skipped(&n.id, &recipient, channel, why)),
+                    Some(why) => {
+                        deliveries.push(Delivery::skipped(&n.id, &recipient, channel, why))
+                    }
                     None => {
                         deliveries.push(Delivery::pending(&n.id, &recipient, channel));
                         channels.push(channel);
@@ -284,5 +350,8 @@ fn plan_recipient(n: &Notification, resolved: Resolved, deliveries: &mut Vec<Del
 
 pub(super) fn ignored(why: &'static str) -> FanoutReport {
     tracing::info!(reason = why, "fanout ignored");
-    FanoutReport { ignored: Some(why), ..Default::default() }
+    FanoutReport {
+        ignored: Some(why),
+        ..Default::default()
+    }
 }

@@ -11,14 +11,35 @@ use crate::template::Parts;
 /// A stable id per delivery, so a provider or a reader can spot a repeated send.
 pub fn message_id(key: &DeliveryKey, domain: &str) -> String {
     let digest = Sha256::digest(key.recipient.as_bytes());
-    format!("<{}.{}.{}@{}>", key.notification_id, &hex::encode(digest)[..16], key.channel, domain)
+    format!(
+        "<{}.{}.{}@{}>",
+        key.notification_id,
+        &hex::encode(digest)[..16],
+        key.channel,
+        domain
+    )
 }
 
-pub fn build_email(from: &EmailAddress, to: &EmailAddress, key: &DeliveryKey, parts: &Parts) -> Result<OutgoingEmail, String> {
-    let domain = from.as_str().rsplit_once('@').map(|(_, d)| d).unwrap_or("localhost");
+pub fn build_email(
+    from: &EmailAddress,
+    to: &EmailAddress,
+    key: &DeliveryKey,
+    parts: &Parts,
+) -> Result<OutgoingEmail, String> {
+    let domain = from
+        .as_str()
+        .rsplit_once('@')
+        .map(|(_, d)| d)
+        .unwrap_or("localhost");
     let message_id = message_id(key, domain);
-    let from_box: Mailbox = from.as_str().parse().map_err(|e| format!("from address: {e}"))?;
-    let to_box: Mailbox = to.as_str().parse().map_err(|e| format!("to address: {e}"))?;
+    let from_box: Mailbox = from
+        .as_str()
+        .parse()
+        .map_err(|e| format!("from address: {e}"))?;
+    let to_box: Mailbox = to
+        .as_str()
+        .parse()
+        .map_err(|e| format!("to address: {e}"))?;
     let builder = lettre::Message::builder()
         .from(from_box)
         .to(to_box)
@@ -27,11 +48,26 @@ pub fn build_email(from: &EmailAddress, to: &EmailAddress, key: &DeliveryKey, pa
     let text = parts.text.clone();
     let html = parts.html.clone();
     let message = match (text, html) {
-        (Some(text), Some(html)) => builder.multipart(MultiPart::alternative_plain_html(text, html)),
-        (Some(text), None) => builder.singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(text)),
-        (None, Some(html)) => builder.singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(html)),
+        (Some(text), Some(html)) => {
+            builder.multipart(MultiPart::alternative_plain_html(text, html))
+        }
+        (Some(text), None) => builder.singlepart(
+            SinglePart::builder()
+                .header(ContentType::TEXT_PLAIN)
+                .body(text),
+        ),
+        (None, Some(html)) => builder.singlepart(
+            SinglePart::builder()
+                .header(ContentType::TEXT_HTML)
+                .body(html),
+        ),
         (None, None) => return Err("the email has no body".into()),
     }
     .map_err(|e| e.to_string())?;
-    Ok(OutgoingEmail { from: from.clone(), to: to.clone(), message_id, raw: message.formatted() })
+    Ok(OutgoingEmail {
+        from: from.clone(),
+        to: to.clone(),
+        message_id,
+        raw: message.formatted(),
+    })
 }

@@ -92,11 +92,15 @@ impl RateLimit {
         let now = Instant::now();
         s.window_throttles = s.window_throttles.saturating_add(1);
         let sends = s.window_sends.max(s.previous_window_sends);
-        if s.window_throttles < MIN_THROTTLES || f64::from(s.window_throttles) < THROTTLE_SHARE * f64::from(sends) {
+        if s.window_throttles < MIN_THROTTLES
+            || f64::from(s.window_throttles) < THROTTLE_SHARE * f64::from(sends)
+        {
             return;
         }
         // Several sends in flight report the same throttle; halve once per half second.
-        if s.last_throttle.is_some_and(|t| now - t < Duration::from_millis(500)) {
+        if s.last_throttle
+            .is_some_and(|t| now - t < Duration::from_millis(500))
+        {
             return;
         }
         let current = match s.rate {
@@ -107,7 +111,12 @@ impl RateLimit {
             }
         };
         s.rate = Some((current / 2.0).max(MIN_RATE));
-        tracing::warn!(per_second = s.rate, throttles = s.window_throttles, sends, "the provider throttles: sending slower");
+        tracing::warn!(
+            per_second = s.rate,
+            throttles = s.window_throttles,
+            sends,
+            "the provider throttles: sending slower"
+        );
         s.last_throttle = Some(now);
         s.last_raise = now;
     }
@@ -132,12 +141,18 @@ impl State {
     /// A quarter more per quiet second (at least a tenth of the ceiling), up to the ceiling;
     /// an unlimited channel is unlimited again at twice the rate where it was first slowed.
     fn recover(&mut self, now: Instant, configured: Option<f64>) {
-        let (Some(rate), Some(throttled_at)) = (self.rate, self.last_throttle) else { return };
-        if now - throttled_at < Duration::from_secs(1) || now - self.last_raise < Duration::from_secs(1) {
+        let (Some(rate), Some(throttled_at)) = (self.rate, self.last_throttle) else {
+            return;
+        };
+        if now - throttled_at < Duration::from_secs(1)
+            || now - self.last_raise < Duration::from_secs(1)
+        {
             return;
         }
         self.last_raise = now;
-        let raised = (rate * 1.25).max(rate + configured.unwrap_or(0.0) / 10.0).max(MIN_RATE * 2.0);
+        let raised = (rate * 1.25)
+            .max(rate + configured.unwrap_or(0.0) / 10.0)
+            .max(MIN_RATE * 2.0);
         self.rate = match configured {
             Some(ceiling) => Some(raised.min(ceiling)),
             None if raised >= 2.0 * self.measured_at_throttle => None,
@@ -170,7 +185,11 @@ mod tests {
         limit.acquire().await;
         limit.throttled();
         limit.throttled();
-        assert_eq!(limit.current_rate(), Some(100.0), "two throttles alone only pause their sends");
+        assert_eq!(
+            limit.current_rate(),
+            Some(100.0),
+            "two throttles alone only pause their sends"
+        );
         limit.throttled();
         assert_eq!(limit.current_rate(), Some(50.0));
         // More reports of the same throttle do not halve again.
@@ -183,7 +202,11 @@ mod tests {
             tokio::time::advance(Duration::from_millis(1001)).await;
             limit.acquire().await;
         }
-        assert_eq!(limit.current_rate(), Some(100.0), "never above the configured ceiling");
+        assert_eq!(
+            limit.current_rate(),
+            Some(100.0),
+            "never above the configured ceiling"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -196,7 +219,11 @@ mod tests {
         for _ in 0..7 {
             limit.throttled();
         }
-        assert_eq!(limit.current_rate(), None, "7 throttles in 40 sends are under a fifth");
+        assert_eq!(
+            limit.current_rate(),
+            None,
+            "7 throttles in 40 sends are under a fifth"
+        );
         limit.throttled();
         assert_eq!(limit.current_rate(), Some(20.0));
         let start = Instant::now();
@@ -210,7 +237,11 @@ mod tests {
             tokio::time::advance(Duration::from_millis(1001)).await;
             limit.acquire().await;
         }
-        assert!(limit.current_rate().is_some_and(|r| r > 39.0), "{:?}", limit.current_rate());
+        assert!(
+            limit.current_rate().is_some_and(|r| r > 39.0),
+            "{:?}",
+            limit.current_rate()
+        );
         for _ in 0..3 {
             tokio::time::advance(Duration::from_millis(1001)).await;
             limit.acquire().await;

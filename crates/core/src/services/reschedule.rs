@@ -5,10 +5,22 @@ use crate::jobs::FanoutJob;
 use crate::notification::{Notification, Status};
 
 /// Moves a scheduled notification; a time not in the future sends it now.
-pub async fn reschedule(app: &App, id: &NotificationId, send_at: SendAt) -> Result<Notification, Error> {
-    let mut n = app.store.get_notification(id).await?.ok_or(Error::NotFound("notification"))?;
-    let conflict =
-        |status: Status| Error::Conflict(format!("only a scheduled notification can be rescheduled (status {})", status.as_str()));
+pub async fn reschedule(
+    app: &App,
+    id: &NotificationId,
+    send_at: SendAt,
+) -> Result<Notification, Error> {
+    let mut n = app
+        .store
+        .get_notification(id)
+        .await?
+        .ok_or(Error::NotFound("notification"))?;
+    let conflict = |status: Status| {
+        Error::Conflict(format!(
+            "only a scheduled notification can be rescheduled (status {})",
+            status.as_str()
+        ))
+    };
     if n.status != Status::Scheduled {
         return Err(conflict(n.status));
     }
@@ -16,7 +28,13 @@ pub async fn reschedule(app: &App, id: &NotificationId, send_at: SendAt) -> Resu
     let at = send_at.timestamp(now);
     let at = at.round(jiff::Unit::Millisecond).unwrap_or(at);
     if !app.store.set_send_at(id, at).await? {
-        return Err(conflict(app.store.get_notification(id).await?.map(|n| n.status).unwrap_or(n.status)));
+        return Err(conflict(
+            app.store
+                .get_notification(id)
+                .await?
+                .map(|n| n.status)
+                .unwrap_or(n.status),
+        ));
     }
     n.send_at = at;
     match send_at {
@@ -24,10 +42,22 @@ pub async fn reschedule(app: &App, id: &NotificationId, send_at: SendAt) -> Resu
         // `send_at` and ignores it.
         SendAt::At(_) => app.scheduler.schedule(id, at).await?,
         SendAt::Now => {
-            if !app.store.transition(id, &[Status::Scheduled], Status::Queued).await? {
-                return Err(conflict(app.store.get_notification(id).await?.map(|n| n.status).unwrap_or(n.status)));
+            if !app
+                .store
+                .transition(id, &[Status::Scheduled], Status::Queued)
+                .await?
+            {
+                return Err(conflict(
+                    app.store
+                        .get_notification(id)
+                        .await?
+                        .map(|n| n.status)
+                        .unwrap_or(n.status),
+                ));
             }
-            app.queues.send_fanout(&FanoutJob::start(id.clone())).await?;
+            app.queues
+                .send_fanout(&FanoutJob::start(id.clone()))
+                .await?;
             if let Err(e) = app.scheduler.cancel(id).await {
                 tracing::warn!(%id, error = %e, "could not delete the old schedule");
             }

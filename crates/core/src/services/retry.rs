@@ -24,7 +24,11 @@ use crate::user::User;
 
 /// `POST /v1/notifications/{id}/retry`.
 pub async fn request(app: &App, id: &NotificationId) -> Result<Notification, Error> {
-    let mut n = app.store.get_notification(id).await?.ok_or(Error::NotFound("notification"))?;
+    let mut n = app
+        .store
+        .get_notification(id)
+        .await?
+        .ok_or(Error::NotFound("notification"))?;
     let finished_with_failures = [Status::Failed, Status::PartiallyFailed];
     if !finished_with_failures.contains(&n.status) {
         return Err(Error::Conflict(format!(
@@ -33,9 +37,14 @@ pub async fn request(app: &App, id: &NotificationId) -> Result<Notification, Err
         )));
     }
     if !app.store.begin_retry(id).await? {
-        return Err(Error::Conflict("a retry of this notification is already under way".into()));
+        return Err(Error::Conflict(
+            "a retry of this notification is already under way".into(),
+        ));
     }
-    let job = FanoutJob { retry_failed: true, ..FanoutJob::start(id.clone()) };
+    let job = FanoutJob {
+        retry_failed: true,
+        ..FanoutJob::start(id.clone())
+    };
     if let Err(e) = app.queues.send_fanout(&job).await {
         // Nothing was reopened: put the status back so that the caller can ask again.
         let undo = match app.store.transition(id, &[Status::Sending], n.status).await {
@@ -64,9 +73,16 @@ impl Fanout {
         let mut report = FanoutReport::default();
         let mut cursor = job.cursor.clone();
         loop {
-            let page = self.store.list_deliveries(id, self.settings.page_size, cursor.as_deref()).await?;
+            let page = self
+                .store
+                .list_deliveries(id, self.settings.page_size, cursor.as_deref())
+                .await?;
             let mut reopened = Vec::new();
-            for d in page.items.into_iter().filter(|d| d.status == DeliveryStatus::Failed) {
+            for d in page
+                .items
+                .into_iter()
+                .filter(|d| d.status == DeliveryStatus::Failed)
+            {
                 if self.store.reopen_failed(&d.key).await? {
                     reopened.push(d);
                 }
@@ -78,7 +94,10 @@ impl Fanout {
             }
             report.pages += 1;
             report.dispatch_jobs += jobs.len();
-            match self.after_page(job, page.next_cursor, started, &mut report).await? {
+            match self
+                .after_page(job, page.next_cursor, started, &mut report)
+                .await?
+            {
                 Some(next) => cursor = Some(next),
                 None => return Ok(report),
             }
@@ -89,11 +108,20 @@ impl Fanout {
     /// exists (an address fixed since is used), else the address the delivery recorded.
     async fn recipients_again(&self, reopened: Vec<Delivery>) -> Result<Vec<DispatchItem>, Error> {
         let ids: Vec<UserId> = reopened.iter().filter_map(|d| d.user_id.clone()).collect();
-        let users: HashMap<UserId, User> = self.store.get_users(&ids).await?.into_iter().map(|u| (u.id.clone(), u)).collect();
+        let users: HashMap<UserId, User> = self
+            .store
+            .get_users(&ids)
+            .await?
+            .into_iter()
+            .map(|u| (u.id.clone(), u))
+            .collect();
         let mut items: Vec<DispatchItem> = Vec::new();
         for d in reopened {
             // Rows come ordered by recipient, so a recipient's channels are next to each other.
-            if let Some(last) = items.last_mut().filter(|i| i.recipient.key == d.key.recipient) {
+            if let Some(last) = items
+                .last_mut()
+                .filter(|i| i.recipient.key == d.key.recipient)
+            {
                 last.channels.push(d.key.channel);
                 add_address(&mut last.recipient, &d);
                 continue;
@@ -110,7 +138,10 @@ impl Fanout {
                 },
             };
             add_address(&mut recipient, &d);
-            items.push(DispatchItem { recipient, channels: vec![d.key.channel] });
+            items.push(DispatchItem {
+                recipient,
+                channels: vec![d.key.channel],
+            });
         }
         Ok(items)
     }
@@ -118,10 +149,16 @@ impl Fanout {
 
 /// Fills the channel's address from the delivery row when the profile has none.
 fn add_address(recipient: &mut Recipient, d: &Delivery) {
-    let Some(address) = d.address.as_deref() else { return };
+    let Some(address) = d.address.as_deref() else {
+        return;
+    };
     match d.key.channel {
-        Channel::Email if recipient.email.is_none() => recipient.email = EmailAddress::parse(address).ok(),
-        Channel::Sms if recipient.phone.is_none() => recipient.phone = PhoneNumber::parse(address).ok(),
+        Channel::Email if recipient.email.is_none() => {
+            recipient.email = EmailAddress::parse(address).ok()
+        }
+        Channel::Sms if recipient.phone.is_none() => {
+            recipient.phone = PhoneNumber::parse(address).ok()
+        }
         _ => {}
     }
 }

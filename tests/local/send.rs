@@ -10,8 +10,17 @@ const WAIT: Duration = Duration::from_secs(10);
 #[tokio::test]
 async fn immediate_email_reaches_the_smtp_server_and_completes() {
     let smtp = SmtpSink::start().await;
-    let d = Notifyd::start(&[("NOTIFY_SMTP_URL", &smtp.url()), ("NOTIFY_EMAIL_FROM", "alerts@example.com")]).await;
-    let user = d.put("/v1/users/ada", json!({"email": "ada@example.com", "timezone": "Asia/Seoul", "locale": "en-GB"})).await;
+    let d = Notifyd::start(&[
+        ("NOTIFY_SMTP_URL", &smtp.url()),
+        ("NOTIFY_EMAIL_FROM", "alerts@example.com"),
+    ])
+    .await;
+    let user = d
+        .put(
+            "/v1/users/ada",
+            json!({"email": "ada@example.com", "timezone": "Asia/Seoul", "locale": "en-GB"}),
+        )
+        .await;
     assert_eq!(user.status, 200, "{}", user.text);
     assert_eq!(user.body["user_id"], "ada");
     assert_eq!(user.body["channels"], json!({"email": true, "sms": true}));
@@ -26,7 +35,10 @@ async fn immediate_email_reaches_the_smtp_server_and_completes() {
     assert_eq!(a.body["status"], "queued");
     let id = a.body["id"].as_str().unwrap().to_owned();
     assert!(id.starts_with("ntf_"));
-    assert_eq!(a.header("location").unwrap(), format!("/v1/notifications/{id}"));
+    assert_eq!(
+        a.header("location").unwrap(),
+        format!("/v1/notifications/{id}")
+    );
 
     let mails = smtp.wait_for(1, WAIT).await;
     assert_eq!(mails.len(), 1);
@@ -34,13 +46,20 @@ async fn immediate_email_reaches_the_smtp_server_and_completes() {
     assert_eq!(m.rcpt_tos, ["ada@example.com"]);
     assert_eq!(m.mail_from, "alerts@example.com");
     assert_eq!(m.header("Subject").unwrap(), "Build 42");
-    assert!(m.header("Content-Type").unwrap().starts_with("multipart/alternative"));
+    assert!(
+        m.header("Content-Type")
+            .unwrap()
+            .starts_with("multipart/alternative")
+    );
     assert!(m.data.contains("It passed."));
     assert!(m.header("Message-ID").unwrap().contains(&id));
 
     let n = d.wait_status(&id, &["completed"], WAIT).await;
     assert_eq!(n.body["status"], "completed", "{}", n.text);
-    assert_eq!(n.body["counts"], json!({"recipients": 1, "pending": 0, "sent": 1, "failed": 0, "skipped": 0}));
+    assert_eq!(
+        n.body["counts"],
+        json!({"recipients": 1, "pending": 0, "sent": 1, "failed": 0, "skipped": 0})
+    );
     assert_eq!(n.body["to"], json!({"user_id": "ada"}));
     assert_eq!(n.body["channels"], json!(["email"]));
 
@@ -54,7 +73,12 @@ async fn immediate_email_reaches_the_smtp_server_and_completes() {
     assert_eq!(items[0]["status"], "sent");
     assert_eq!(items[0]["attempts"], 1);
     assert!(items[0]["sent_at"].is_string());
-    assert!(items[0]["provider_message_id"].as_str().unwrap().contains(&id));
+    assert!(
+        items[0]["provider_message_id"]
+            .as_str()
+            .unwrap()
+            .contains(&id)
+    );
     assert!(deliveries.body["next_cursor"].is_null());
 }
 
@@ -62,8 +86,16 @@ async fn immediate_email_reaches_the_smtp_server_and_completes() {
 async fn template_renders_data_and_the_user_profile() {
     let smtp = SmtpSink::start().await;
     let hook = Webhook::start().await;
-    let d = Notifyd::start(&[("NOTIFY_SMTP_URL", &smtp.url()), ("NOTIFY_SMS_WEBHOOK_URL", &hook.url)]).await;
-    d.put("/v1/users/u1", json!({"email": "kim@example.com", "phone": "+821012345678", "locale": "ko-KR"})).await;
+    let d = Notifyd::start(&[
+        ("NOTIFY_SMTP_URL", &smtp.url()),
+        ("NOTIFY_SMS_WEBHOOK_URL", &hook.url),
+    ])
+    .await;
+    d.put(
+        "/v1/users/u1",
+        json!({"email": "kim@example.com", "phone": "+821012345678", "locale": "ko-KR"}),
+    )
+    .await;
     let t = d
         .put(
             "/v1/templates/welcome",
@@ -71,7 +103,10 @@ async fn template_renders_data_and_the_user_profile() {
         )
         .await;
     assert_eq!(t.status, 200, "{}", t.text);
-    assert_eq!(d.get("/v1/templates/welcome").await.body["subject"], "Welcome, {{ name }}");
+    assert_eq!(
+        d.get("/v1/templates/welcome").await.body["subject"],
+        "Welcome, {{ name }}"
+    );
 
     let a = d
         .post(
@@ -83,12 +118,18 @@ async fn template_renders_data_and_the_user_profile() {
     let mails = smtp.wait_for(1, WAIT).await;
     let m = &mails[0];
     assert_eq!(m.header("Subject").unwrap(), "Welcome, <Ada>");
-    assert!(m.data.contains("Hi <Ada> (ko-KR), your plan is PRO."), "{}", m.data);
+    assert!(
+        m.data.contains("Hi <Ada> (ko-KR), your plan is PRO."),
+        "{}",
+        m.data
+    );
     // HTML parts are escaped, text parts are not.
     assert!(m.data.contains("&lt;Ada&gt;"), "{}", m.data);
     let sms = hook.wait_for(1, WAIT).await;
     assert_eq!(sms[0], json!({"to": "+821012345678", "body": "Hi <Ada>!"}));
-    let n = d.wait_status(a.body["id"].as_str().unwrap(), &["completed"], WAIT).await;
+    let n = d
+        .wait_status(a.body["id"].as_str().unwrap(), &["completed"], WAIT)
+        .await;
     assert_eq!(n.body["counts"]["sent"], 2);
 }
 
@@ -101,16 +142,32 @@ async fn sms_reaches_the_webhook_and_a_channel_opt_out_is_skipped() {
         .await;
     assert_eq!(a.status, 202, "{}", a.text);
     let got = hook.wait_for(1, WAIT).await;
-    assert_eq!(got, [json!({"to": "+14155550123", "body": "Your code is 123456"})]);
+    assert_eq!(
+        got,
+        [json!({"to": "+14155550123", "body": "Your code is 123456"})]
+    );
 
     d.put("/v1/users/quiet", json!({"email": "q@example.com", "phone": "+14155550124", "channels": {"email": true, "sms": false}})).await;
-    let b = d.post("/v1/notifications", json!({"to": {"user_id": "quiet"}, "channels": ["sms"], "content": {"sms": "hello"}})).await;
+    let b = d
+        .post(
+            "/v1/notifications",
+            json!({"to": {"user_id": "quiet"}, "channels": ["sms"], "content": {"sms": "hello"}}),
+        )
+        .await;
     let id = b.body["id"].as_str().unwrap();
     let n = d.wait_status(id, &["completed"], WAIT).await;
-    assert_eq!(n.body["counts"], json!({"recipients": 1, "pending": 0, "sent": 0, "failed": 0, "skipped": 1}));
+    assert_eq!(
+        n.body["counts"],
+        json!({"recipients": 1, "pending": 0, "sent": 0, "failed": 0, "skipped": 1})
+    );
     let rows = d.get(&format!("/v1/notifications/{id}/deliveries")).await;
     assert_eq!(rows.body["items"][0]["status"], "skipped");
-    assert!(rows.body["items"][0]["error"].as_str().unwrap().contains("opted out"));
+    assert!(
+        rows.body["items"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("opted out")
+    );
     assert_eq!(hook.bodies().len(), 1, "the opted-out user got nothing");
 }
 
@@ -119,12 +176,24 @@ async fn a_webhook_that_refuses_for_good_fails_the_delivery() {
     let hook = Webhook::start().await;
     *hook.answer.lock().unwrap() = 400;
     let d = Notifyd::start(&[("NOTIFY_SMS_WEBHOOK_URL", &hook.url)]).await;
-    let a = d.post("/v1/notifications", json!({"to": {"phone": "+14155550123"}, "channels": ["sms"], "content": {"sms": "x"}})).await;
+    let a = d
+        .post(
+            "/v1/notifications",
+            json!({"to": {"phone": "+14155550123"}, "channels": ["sms"], "content": {"sms": "x"}}),
+        )
+        .await;
     let id = a.body["id"].as_str().unwrap();
     let n = d.wait_status(id, &["failed"], WAIT).await;
     assert_eq!(n.body["status"], "failed", "{}", n.text);
     let rows = d.get(&format!("/v1/notifications/{id}/deliveries")).await;
-    assert!(rows.body["items"][0]["error"].as_str().unwrap().contains("400"), "{}", rows.text);
+    assert!(
+        rows.body["items"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("400"),
+        "{}",
+        rows.text
+    );
 }
 
 #[tokio::test]
@@ -133,15 +202,23 @@ async fn without_smtp_and_webhook_messages_land_in_the_outbox() {
     let a = d.post("/v1/notifications", json!({"to": {"email": "bob@example.com"}, "content": {"subject": "Hi", "text": "Body"}})).await;
     let b = d.post("/v1/notifications", json!({"to": {"phone": "+821012345678"}, "channels": ["sms"], "content": {"sms": "Text"}})).await;
     for id in [&a.body["id"], &b.body["id"]] {
-        let n = d.wait_status(id.as_str().unwrap(), &["completed"], WAIT).await;
+        let n = d
+            .wait_status(id.as_str().unwrap(), &["completed"], WAIT)
+            .await;
         assert_eq!(n.body["status"], "completed", "{}", n.text);
     }
     let outbox = d.data_dir.path().join("outbox");
-    let emls: Vec<_> = std::fs::read_dir(outbox.join("email")).unwrap().map(|e| e.unwrap().path()).collect();
+    let emls: Vec<_> = std::fs::read_dir(outbox.join("email"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(emls.len(), 1);
     assert_eq!(emls[0].extension().unwrap(), "eml");
     let eml = std::fs::read_to_string(&emls[0]).unwrap();
-    assert!(eml.contains("To: bob@example.com") && eml.contains("Subject: Hi") && eml.contains("Body"), "{eml}");
+    assert!(
+        eml.contains("To: bob@example.com") && eml.contains("Subject: Hi") && eml.contains("Body"),
+        "{eml}"
+    );
     let sms = std::fs::read_to_string(outbox.join("sms.jsonl")).unwrap();
     let line: serde_json::Value = serde_json::from_str(sms.lines().next().unwrap()).unwrap();
     assert_eq!(line["to"], "+821012345678");
@@ -154,7 +231,10 @@ async fn the_same_idempotency_key_twice_sends_once() {
     let d = Notifyd::start(&[("NOTIFY_SMTP_URL", &smtp.url())]).await;
     let body = json!({"to": {"email": "once@example.com"}, "content": {"subject": "Once", "text": "Only once"}});
     let post = |body: serde_json::Value, key: &'static str| {
-        let req = d.request(reqwest::Method::POST, "/v1/notifications").header("Idempotency-Key", key).json(&body);
+        let req = d
+            .request(reqwest::Method::POST, "/v1/notifications")
+            .header("Idempotency-Key", key)
+            .json(&body);
         d.send(req)
     };
     let first = post(body.clone(), "order-7-shipped").await;
@@ -168,14 +248,21 @@ async fn the_same_idempotency_key_twice_sends_once() {
     other["content"]["text"] = json!("Something else");
     let conflict = post(other, "order-7-shipped").await;
     assert_eq!(conflict.status, 409, "{}", conflict.text);
-    assert_eq!(conflict.header("content-type"), Some("application/problem+json"));
+    assert_eq!(
+        conflict.header("content-type"),
+        Some("application/problem+json")
+    );
 
     let id = first.body["id"].as_str().unwrap();
     d.wait_status(id, &["completed"], WAIT).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(smtp.messages().len(), 1);
     let list = d.get("/v1/notifications").await;
-    assert_eq!(list.body["items"].as_array().unwrap().len(), 1, "one notification stored");
+    assert_eq!(
+        list.body["items"].as_array().unwrap().len(),
+        1,
+        "one notification stored"
+    );
 }
 
 #[tokio::test]
@@ -208,8 +295,20 @@ async fn lists_are_newest_first_and_paginate() {
         }
     }
     assert_eq!(seen, ids);
-    assert_eq!(d.get("/v1/notifications?status=scheduled").await.body["items"].as_array().unwrap().len(), 5);
-    assert_eq!(d.get("/v1/notifications?status=completed").await.body["items"].as_array().unwrap().len(), 0);
+    assert_eq!(
+        d.get("/v1/notifications?status=scheduled").await.body["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
+    assert_eq!(
+        d.get("/v1/notifications?status=completed").await.body["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
     let bad = d.get("/v1/notifications?cursor=garbage").await;
     assert_eq!(bad.status, 422);
     assert_eq!(bad.fields(), ["cursor"]);
@@ -218,7 +317,12 @@ async fn lists_are_newest_first_and_paginate() {
 #[tokio::test]
 async fn users_and_templates_round_trip_and_delete() {
     let d = Notifyd::start(&[]).await;
-    let put = d.put("/v1/users/x", json!({"phone": "+821012345678", "channels": {"sms": false}})).await;
+    let put = d
+        .put(
+            "/v1/users/x",
+            json!({"phone": "+821012345678", "channels": {"sms": false}}),
+        )
+        .await;
     assert_eq!(put.status, 200, "{}", put.text);
     let got = d.get("/v1/users/x").await;
     assert_eq!(got.body, put.body);
@@ -226,7 +330,12 @@ async fn users_and_templates_round_trip_and_delete() {
     assert_eq!(d.delete("/v1/users/x").await.status, 204);
     assert_eq!(d.get("/v1/users/x").await.status, 404);
     assert_eq!(d.delete("/v1/users/x").await.status, 404);
-    assert_eq!(d.put("/v1/templates/t", json!({"sms": "{{ a }}"})).await.status, 200);
+    assert_eq!(
+        d.put("/v1/templates/t", json!({"sms": "{{ a }}"}))
+            .await
+            .status,
+        200
+    );
     assert_eq!(d.delete("/v1/templates/t").await.status, 204);
     assert_eq!(d.get("/v1/templates/t").await.status, 404);
 }

@@ -26,15 +26,26 @@ async fn dynamodb_store_meets_the_store_contract() {
 async fn idempotency_records_carry_a_ttl() {
     let w = AwsWorld::start().await;
     let ddb = aws_sdk_dynamodb::Client::new(&w.sdk);
-    let ttl = ddb.describe_time_to_live().table_name(&w.config.table).send().await.unwrap();
-    assert_eq!(ttl.time_to_live_description().unwrap().attribute_name(), Some("ttl"));
+    let ttl = ddb
+        .describe_time_to_live()
+        .table_name(&w.config.table)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ttl.time_to_live_description().unwrap().attribute_name(),
+        Some("ttl")
+    );
     // The contract suite wrote a record; its item has the TTL attribute in seconds.
     let store = DynamoStore::new(ddb.clone(), &w.config.table);
     notify_core::contract::run_all(&store).await;
     let item = ddb
         .get_item()
         .table_name(&w.config.table)
-        .key("PK", aws_sdk_dynamodb::types::AttributeValue::S("I#contract-key".into()))
+        .key(
+            "PK",
+            aws_sdk_dynamodb::types::AttributeValue::S("I#contract-key".into()),
+        )
         .key("SK", aws_sdk_dynamodb::types::AttributeValue::S("I".into()))
         .send()
         .await
@@ -59,7 +70,11 @@ fn dispatch_job(i: usize) -> DispatchJob {
 #[tokio::test]
 async fn sqs_sends_dispatch_jobs_ten_per_batch_and_fanout_jobs() {
     let w = AwsWorld::start().await;
-    let queues = SqsQueues::new(w.sqs(), w.config.fanout_queue_url.clone(), w.config.dispatch_queue_url.clone());
+    let queues = SqsQueues::new(
+        w.sqs(),
+        w.config.fanout_queue_url.clone(),
+        w.config.dispatch_queue_url.clone(),
+    );
     let jobs: Vec<DispatchJob> = (0..25).map(dispatch_job).collect();
     queues.send_dispatch(&jobs).await.unwrap();
     let mut got = Vec::new();
@@ -71,23 +86,34 @@ async fn sqs_sends_dispatch_jobs_ten_per_batch_and_fanout_jobs() {
         for r in &event.records {
             got.push(serde_json::from_str::<DispatchJob>(r.body.as_deref().unwrap()).unwrap());
         }
-        w.settle(&w.config.dispatch_queue_url, &event, &Default::default()).await;
+        w.settle(&w.config.dispatch_queue_url, &event, &Default::default())
+            .await;
     }
     got.sort_by(|a, b| a.items[0].recipient.key.cmp(&b.items[0].recipient.key));
     let mut want = jobs.clone();
     want.sort_by(|a, b| a.items[0].recipient.key.cmp(&b.items[0].recipient.key));
     assert_eq!(got, want);
 
-    let job = FanoutJob { cursor: Some("c1".into()), ..FanoutJob::start(NotificationId::generate(Timestamp::now())) };
+    let job = FanoutJob {
+        cursor: Some("c1".into()),
+        ..FanoutJob::start(NotificationId::generate(Timestamp::now()))
+    };
     queues.send_fanout(&job).await.unwrap();
     let event = w.receive_event(&w.config.fanout_queue_url, 10).await;
-    assert_eq!(serde_json::from_str::<FanoutJob>(event.records[0].body.as_deref().unwrap()).unwrap(), job);
+    assert_eq!(
+        serde_json::from_str::<FanoutJob>(event.records[0].body.as_deref().unwrap()).unwrap(),
+        job
+    );
 }
 
 #[tokio::test]
 async fn scheduler_creates_moves_and_deletes_one_shot_schedules() {
     let w = AwsWorld::start().await;
-    let queues = std::sync::Arc::new(SqsQueues::new(w.sqs(), w.config.fanout_queue_url.clone(), w.config.dispatch_queue_url.clone()));
+    let queues = std::sync::Arc::new(SqsQueues::new(
+        w.sqs(),
+        w.config.fanout_queue_url.clone(),
+        w.config.dispatch_queue_url.clone(),
+    ));
     let s = EventBridgeScheduler::new(
         w.scheduler(),
         queues,
@@ -100,8 +126,19 @@ async fn scheduler_creates_moves_and_deletes_one_shot_schedules() {
     let id = NotificationId::generate(Timestamp::now());
     let at: Timestamp = "2027-01-02T03:04:05.250+09:00".parse().unwrap();
     s.schedule(&id, at).await.unwrap();
-    let got = w.scheduler().get_schedule().name(id.as_str()).group_name(&w.config.schedule_group).send().await.unwrap();
-    assert_eq!(got.schedule_expression(), Some("at(2027-01-01T18:03:00)"), "the minute before send_at's");
+    let got = w
+        .scheduler()
+        .get_schedule()
+        .name(id.as_str())
+        .group_name(&w.config.schedule_group)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.schedule_expression(),
+        Some("at(2027-01-01T18:03:00)"),
+        "the minute before send_at's"
+    );
     assert_eq!(got.schedule_expression_timezone(), Some("UTC"));
     assert_eq!(got.flexible_time_window().unwrap().mode().as_str(), "OFF");
     let target = got.target().unwrap();
@@ -109,53 +146,115 @@ async fn scheduler_creates_moves_and_deletes_one_shot_schedules() {
     assert_eq!(target.role_arn(), w.config.scheduler_role_arn);
     let input: Value = serde_json::from_str(target.input().unwrap()).unwrap();
     assert_eq!(input, serde_json::json!({"notification_id": id.as_str()}));
-    assert_eq!(target.dead_letter_config().unwrap().arn(), w.config.scheduler_dlq_arn.as_deref());
+    assert_eq!(
+        target.dead_letter_config().unwrap().arn(),
+        w.config.scheduler_dlq_arn.as_deref()
+    );
     assert!(target.retry_policy().is_some());
 
     // Scheduling again (a reschedule, or a replayed request) moves it.
-    s.schedule(&id, at + SignedDuration::from_hours(1)).await.unwrap();
-    let got = w.scheduler().get_schedule().name(id.as_str()).group_name(&w.config.schedule_group).send().await.unwrap();
+    s.schedule(&id, at + SignedDuration::from_hours(1))
+        .await
+        .unwrap();
+    let got = w
+        .scheduler()
+        .get_schedule()
+        .name(id.as_str())
+        .group_name(&w.config.schedule_group)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(got.schedule_expression(), Some("at(2027-01-01T19:03:00)"));
 
     // Due within SQS's 15 minutes: no schedule (the old one goes), a delayed fanout job instead.
-    s.schedule(&id, Timestamp::now() + SignedDuration::from_secs(3)).await.unwrap();
-    let gone = w.scheduler().get_schedule().name(id.as_str()).group_name(&w.config.schedule_group).send().await;
+    s.schedule(&id, Timestamp::now() + SignedDuration::from_secs(3))
+        .await
+        .unwrap();
+    let gone = w
+        .scheduler()
+        .get_schedule()
+        .name(id.as_str())
+        .group_name(&w.config.schedule_group)
+        .send()
+        .await;
     assert!(gone.is_err(), "a near send has no schedule");
-    assert!(w.receive_event(&w.config.fanout_queue_url, 10).await.records.is_empty(), "held back by DelaySeconds");
+    assert!(
+        w.receive_event(&w.config.fanout_queue_url, 10)
+            .await
+            .records
+            .is_empty(),
+        "held back by DelaySeconds"
+    );
     tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
     let event = w.receive_event(&w.config.fanout_queue_url, 10).await;
-    assert_eq!(serde_json::from_str::<FanoutJob>(event.records[0].body.as_deref().unwrap()).unwrap(), FanoutJob::start(id.clone()));
+    assert_eq!(
+        serde_json::from_str::<FanoutJob>(event.records[0].body.as_deref().unwrap()).unwrap(),
+        FanoutJob::start(id.clone())
+    );
     s.schedule(&id, at).await.unwrap();
 
     s.cancel(&id).await.unwrap();
-    let gone = w.scheduler().get_schedule().name(id.as_str()).group_name(&w.config.schedule_group).send().await;
+    let gone = w
+        .scheduler()
+        .get_schedule()
+        .name(id.as_str())
+        .group_name(&w.config.schedule_group)
+        .send()
+        .await;
     assert!(gone.is_err(), "deleted");
     s.cancel(&id).await.unwrap();
 }
 
 fn key() -> DeliveryKey {
-    DeliveryKey { notification_id: NotificationId::generate(Timestamp::now()), recipient: "u1".into(), channel: Channel::Email }
+    DeliveryKey {
+        notification_id: NotificationId::generate(Timestamp::now()),
+        recipient: "u1".into(),
+        channel: Channel::Email,
+    }
 }
 
 #[tokio::test]
 async fn ses_sends_the_raw_mime_message() {
     let w = AwsWorld::start().await;
     let ses = SesEmail::new(aws_sdk_sesv2::Client::new(&w.sdk), None);
-    let parts =
-        Parts { subject: Some("Hello from SES".into()), text: Some("plain body".into()), html: Some("<p>html body</p>".into()), sms: None };
-    let email =
-        build_email(&EmailAddress::parse("notify@example.com").unwrap(), &EmailAddress::parse("ada@example.org").unwrap(), &key(), &parts)
-            .unwrap();
+    let parts = Parts {
+        subject: Some("Hello from SES".into()),
+        text: Some("plain body".into()),
+        html: Some("<p>html body</p>".into()),
+        sms: None,
+    };
+    let email = build_email(
+        &EmailAddress::parse("notify@example.com").unwrap(),
+        &EmailAddress::parse("ada@example.org").unwrap(),
+        &key(),
+        &parts,
+    )
+    .unwrap();
     let id = ses.send(&email).await.unwrap();
     assert!(!id.is_empty());
     let raw = w.moto.raw_emails().await;
     assert_eq!(raw.len(), 1);
     let data = raw[0]["raw_data"].as_str().unwrap();
-    assert!(data.contains("Subject: Hello from SES") && data.contains("plain body") && data.contains("html body"), "{data}");
-    assert!(data.contains(&email.message_id), "the same Message-ID as built");
+    assert!(
+        data.contains("Subject: Hello from SES")
+            && data.contains("plain body")
+            && data.contains("html body"),
+        "{data}"
+    );
+    assert!(
+        data.contains(&email.message_id),
+        "the same Message-ID as built"
+    );
     assert_eq!(raw[0]["source"], "notify@example.com");
     // moto lists the To header and the envelope destination both; either way, only Ada.
-    assert!(raw[0]["destinations"].as_array().unwrap().iter().all(|d| d == "ada@example.org"), "{raw:?}");
+    assert!(
+        raw[0]["destinations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d == "ada@example.org"),
+        "{raw:?}"
+    );
     assert_eq!(raw[0]["id"], id.as_str());
 }
 
@@ -163,7 +262,11 @@ async fn ses_sends_the_raw_mime_message() {
 async fn ses_refusing_an_unverified_sender_is_a_permanent_error() {
     let w = AwsWorld::start().await;
     let ses = SesEmail::new(aws_sdk_sesv2::Client::new(&w.sdk), None);
-    let parts = Parts { subject: Some("s".into()), text: Some("t".into()), ..Default::default() };
+    let parts = Parts {
+        subject: Some("s".into()),
+        text: Some("t".into()),
+        ..Default::default()
+    };
     let email = build_email(
         &EmailAddress::parse("someone@unverified.test").unwrap(),
         &EmailAddress::parse("ada@example.org").unwrap(),
@@ -180,7 +283,11 @@ async fn ses_refusing_an_unverified_sender_is_a_permanent_error() {
 async fn sns_publishes_sms_to_an_e164_number() {
     let w = AwsWorld::start().await;
     let sns = SnsSms::new(aws_sdk_sns::Client::new(&w.sdk));
-    let sms = OutgoingSms { to: PhoneNumber::parse("+821012345678").unwrap(), body: "Your code is 123456".into(), message_id: "m1".into() };
+    let sms = OutgoingSms {
+        to: PhoneNumber::parse("+821012345678").unwrap(),
+        body: "Your code is 123456".into(),
+        message_id: "m1".into(),
+    };
     let id = sns.send(&sms).await.unwrap();
     assert!(!id.is_empty());
     let sent = w.moto.sms().await;
@@ -192,9 +299,15 @@ async fn sns_publishes_sms_to_an_e164_number() {
 
 #[tokio::test]
 async fn an_unreachable_endpoint_is_a_transient_error() {
-    let sdk = notify_tests::aws::sdk_config(&format!("http://127.0.0.1:{}", notify_tests::free_port())).await;
+    let sdk =
+        notify_tests::aws::sdk_config(&format!("http://127.0.0.1:{}", notify_tests::free_port()))
+            .await;
     let sns = SnsSms::new(aws_sdk_sns::Client::new(&sdk));
-    let sms = OutgoingSms { to: PhoneNumber::parse("+821012345678").unwrap(), body: "x".into(), message_id: "m".into() };
+    let sms = OutgoingSms {
+        to: PhoneNumber::parse("+821012345678").unwrap(),
+        body: "x".into(),
+        message_id: "m".into(),
+    };
     let e = sns.send(&sms).await.unwrap_err();
     assert_eq!(e.kind, SendErrorKind::Transient, "{e}");
 }

@@ -8,21 +8,37 @@ fn cfn_lint_reports_no_error() {
     let out = std::process::Command::new(&cfn_lint)
         .arg(repo_root().join("template.yaml"))
         .output()
-        .unwrap_or_else(|e| panic!("run {} (./scripts/test installs it): {e}", cfn_lint.display()));
-    assert!(out.status.success(), "cfn-lint:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        .unwrap_or_else(|e| {
+            panic!(
+                "run {} (./scripts/test installs it): {e}",
+                cfn_lint.display()
+            )
+        });
+    assert!(
+        out.status.success(),
+        "cfn-lint:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn every_variable_the_code_reads_is_set_by_the_template() {
     let template = std::fs::read_to_string(repo_root().join("template.yaml")).unwrap();
     let config = std::fs::read_to_string(repo_root().join("crates/aws/src/config.rs")).unwrap();
-    let mut names: Vec<&str> = config.split('"').filter(|s| s.starts_with("NOTIFY_") && !s.contains(' ')).collect();
+    let mut names: Vec<&str> = config
+        .split('"')
+        .filter(|s| s.starts_with("NOTIFY_") && !s.contains(' '))
+        .collect();
     names.push("NOTIFY_API_KEY_SECRET_ARN");
     names.sort();
     names.dedup();
     assert!(names.len() >= 10, "{names:?}");
     for name in names {
-        assert!(template.contains(&format!("{name}:")), "template.yaml does not set {name}");
+        assert!(
+            template.contains(&format!("{name}:")),
+            "template.yaml does not set {name}"
+        );
     }
     for needle in [
         "provided.al2023",
@@ -42,8 +58,29 @@ fn every_variable_the_code_reads_is_set_by_the_template() {
 #[test]
 fn dispatch_knows_its_queues_max_receive_count() {
     let template = std::fs::read_to_string(repo_root().join("template.yaml")).unwrap();
-    let queue = template.split("\n  DispatchQueue:\n").nth(1).and_then(|rest| rest.split("\n  DispatchDeadLetterQueue:").next()).unwrap();
-    let count = queue.split("maxReceiveCount:").nth(1).unwrap().lines().next().unwrap().trim();
-    let env = template.split("NOTIFY_DISPATCH_MAX_RECEIVES:").nth(1).unwrap().lines().next().unwrap().trim();
-    assert_eq!(count, env, "the dispatch function must mark deliveries failed on the queue's last receive");
+    let queue = template
+        .split("\n  DispatchQueue:\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n  DispatchDeadLetterQueue:").next())
+        .unwrap();
+    let count = queue
+        .split("maxReceiveCount:")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .trim();
+    let env = template
+        .split("NOTIFY_DISPATCH_MAX_RECEIVES:")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .trim();
+    assert_eq!(
+        count, env,
+        "the dispatch function must mark deliveries failed on the queue's last receive"
+    );
 }

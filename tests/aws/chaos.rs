@@ -45,7 +45,12 @@ fn no_faults() -> Value {
 /// A world whose functions run with short timeouts, so that kills and visibility timeouts
 /// happen within a test.
 async fn world(faults: Value) -> AwsWorld {
-    let mut w = AwsWorld::start_with(WorldOptions { faults: Some(faults), fanout_visibility: 8, dispatch_visibility: 8 }).await;
+    let mut w = AwsWorld::start_with(WorldOptions {
+        faults: Some(faults),
+        fanout_visibility: 8,
+        dispatch_visibility: 8,
+    })
+    .await;
     w.config.fanout_page_size = 100;
     w.config.recipients_per_job = 10;
     w.config.fanout_time_budget_secs = 2;
@@ -74,7 +79,11 @@ async fn call(api: &mut ApiHandler, event: Value) -> ApiAnswer {
         if a.status != 503 {
             return a;
         }
-        assert_eq!(a.headers["content-type"], "application/problem+json", "{:?}", a.headers);
+        assert_eq!(
+            a.headers["content-type"], "application/problem+json",
+            "{:?}",
+            a.headers
+        );
         assert_eq!(a.body["status"], 503);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -93,7 +102,15 @@ fn phone(i: usize) -> String {
 async fn setup_users(api: &mut ApiHandler) {
     for i in 0..MEMBERS {
         let body = json!({"email": format!("m{i:03}@example.org")});
-        let a = call(api, api_event("api-put-user.json", Some(&format!("/v1/users/m{i:03}")), Some(body))).await;
+        let a = call(
+            api,
+            api_event(
+                "api-put-user.json",
+                Some(&format!("/v1/users/m{i:03}")),
+                Some(body),
+            ),
+        )
+        .await;
         assert_eq!(a.status, 200, "{:?}", a.body);
     }
     for i in 0..SINGLES {
@@ -101,36 +118,85 @@ async fn setup_users(api: &mut ApiHandler) {
         if i < WITH_SMS {
             body["phone"] = json!(phone(i));
         }
-        let a = call(api, api_event("api-put-user.json", Some(&format!("/v1/users/s{i:03}")), Some(body))).await;
+        let a = call(
+            api,
+            api_event(
+                "api-put-user.json",
+                Some(&format!("/v1/users/s{i:03}")),
+                Some(body),
+            ),
+        )
+        .await;
         assert_eq!(a.status, 200, "{:?}", a.body);
     }
-    let a = call(api, api_event("api-put-group.json", Some("/v1/groups/everyone"), Some(json!({"name": "Everyone"})))).await;
+    let a = call(
+        api,
+        api_event(
+            "api-put-group.json",
+            Some("/v1/groups/everyone"),
+            Some(json!({"name": "Everyone"})),
+        ),
+    )
+    .await;
     assert_eq!(a.status, 200, "{:?}", a.body);
     let ids: Vec<String> = (0..MEMBERS).map(|i| format!("m{i:03}")).collect();
     for chunk in ids.chunks(100) {
-        let add =
-            api_event("api-change-group-members.json", Some("/v1/groups/everyone/members"), Some(json!({"add": chunk, "remove": []})));
+        let add = api_event(
+            "api-change-group-members.json",
+            Some("/v1/groups/everyone/members"),
+            Some(json!({"add": chunk, "remove": []})),
+        );
         let a = call(api, add).await;
         assert_eq!(a.status, 200, "{:?}", a.body);
     }
-    let g = call(api, api_event("api-get-group.json", Some("/v1/groups/everyone"), None)).await;
+    let g = call(
+        api,
+        api_event("api-get-group.json", Some("/v1/groups/everyone"), None),
+    )
+    .await;
     assert_eq!(g.body["member_count"], MEMBERS, "{:?}", g.body);
 }
 
-async fn wait_final(api: &mut ApiHandler, ids: &[String], timeout: Duration) -> HashMap<String, Value> {
+async fn wait_final(
+    api: &mut ApiHandler,
+    ids: &[String],
+    timeout: Duration,
+) -> HashMap<String, Value> {
     let deadline = Instant::now() + timeout;
     let mut done = HashMap::new();
     while done.len() < ids.len() {
-        for id in ids.iter().filter(|id| !done.contains_key(*id)).cloned().collect::<Vec<_>>() {
-            let n = call(api, api_event("api-get-notification.json", Some(&format!("/v1/notifications/{id}")), None)).await;
+        for id in ids
+            .iter()
+            .filter(|id| !done.contains_key(*id))
+            .cloned()
+            .collect::<Vec<_>>()
+        {
+            let n = call(
+                api,
+                api_event(
+                    "api-get-notification.json",
+                    Some(&format!("/v1/notifications/{id}")),
+                    None,
+                ),
+            )
+            .await;
             let status = n.body["status"].as_str().unwrap_or_default().to_owned();
             if !["queued", "scheduled", "sending"].contains(&status.as_str()) {
                 done.insert(id, n.body);
             }
         }
         if done.len() < ids.len() {
-            let left: Vec<&String> = ids.iter().filter(|id| !done.contains_key(*id)).take(5).collect();
-            assert!(Instant::now() < deadline, "{} of {} notifications not final, e.g. {left:?}", ids.len() - done.len(), ids.len());
+            let left: Vec<&String> = ids
+                .iter()
+                .filter(|id| !done.contains_key(*id))
+                .take(5)
+                .collect();
+            assert!(
+                Instant::now() < deadline,
+                "{} of {} notifications not final, e.g. {left:?}",
+                ids.len() - done.len(),
+                ids.len()
+            );
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
@@ -147,16 +213,31 @@ fn count_by(values: impl Iterator<Item = String>) -> HashMap<String, usize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn under_every_fault_at_once_each_message_arrives_exactly_once_and_counts_are_exact() {
-    let _ = tracing_subscriber::fmt().with_env_filter("error").with_test_writer().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("error")
+        .with_test_writer()
+        .try_init();
     let w = world(every_fault()).await;
     let proxy = w.proxy.as_ref().unwrap();
     let mut api = ApiHandler::new(&w);
     setup_users(&mut api).await;
 
-    let lambdas = Lambdas::start(&w, wiring::fanout(&w.config, &w.sdk), wiring::dispatch(&w.config, &w.sdk).unwrap(), settings());
+    let lambdas = Lambdas::start(
+        &w,
+        wiring::fanout(&w.config, &w.sdk),
+        wiring::dispatch(&w.config, &w.sdk).unwrap(),
+        settings(),
+    );
     let mut ids = Vec::new();
     let group = json!({"to": {"group_id": "everyone"}, "content": {"subject": "To all", "text": "Once each"}});
-    let a = call(&mut api, with_key(api_event("api-post-notification-now.json", None, Some(group)), "group-1")).await;
+    let a = call(
+        &mut api,
+        with_key(
+            api_event("api-post-notification-now.json", None, Some(group)),
+            "group-1",
+        ),
+    )
+    .await;
     assert_eq!(a.status, 202, "{:?}", a.body);
     ids.push(a.body["id"].as_str().unwrap().to_owned());
     for i in 0..SINGLES {
@@ -165,9 +246,17 @@ async fn under_every_fault_at_once_each_message_arrives_exactly_once_and_counts_
             body["channels"] = json!(["email", "sms"]);
         }
         if i >= SINGLES - RESERVED {
-            body["send_at"] = json!((jiff::Timestamp::now() + jiff::SignedDuration::from_secs(5)).to_string());
+            body["send_at"] =
+                json!((jiff::Timestamp::now() + jiff::SignedDuration::from_secs(5)).to_string());
         }
-        let a = call(&mut api, with_key(api_event("api-post-notification-now.json", None, Some(body)), &format!("single-{i}"))).await;
+        let a = call(
+            &mut api,
+            with_key(
+                api_event("api-post-notification-now.json", None, Some(body)),
+                &format!("single-{i}"),
+            ),
+        )
+        .await;
         assert_eq!(a.status, 202, "{:?}", a.body);
         ids.push(a.body["id"].as_str().unwrap().to_owned());
     }
@@ -178,8 +267,14 @@ async fn under_every_fault_at_once_each_message_arrives_exactly_once_and_counts_
     let report = proxy.report().await;
     proxy.set(no_faults()).await;
     let stats = &lambdas.stats;
-    let (fanouts, dispatches) = (stats.fanout_invocations.load(Ordering::Relaxed), stats.dispatch_invocations.load(Ordering::Relaxed));
-    let killed = (stats.killed_fanout.load(Ordering::Relaxed), stats.killed_dispatch.load(Ordering::Relaxed));
+    let (fanouts, dispatches) = (
+        stats.fanout_invocations.load(Ordering::Relaxed),
+        stats.dispatch_invocations.load(Ordering::Relaxed),
+    );
+    let killed = (
+        stats.killed_fanout.load(Ordering::Relaxed),
+        stats.killed_dispatch.load(Ordering::Relaxed),
+    );
     lambdas.stop().await;
     eprintln!(
         "all final in {took:?}: {fanouts} fanout and {dispatches} dispatch invocations, {killed:?} (fanout, dispatch) killed at their timeout; \
@@ -196,34 +291,70 @@ async fn under_every_fault_at_once_each_message_arrives_exactly_once_and_counts_
     }
     assert_eq!(finals[&ids[0]]["counts"]["recipients"], MEMBERS);
 
-    let emails = count_by(w.moto.raw_emails().await.iter().map(|e| e["destinations"][0].as_str().unwrap().to_owned()));
-    let mut want: Vec<String> = (0..MEMBERS).map(|i| format!("m{i:03}@example.org")).collect();
+    let emails = count_by(
+        w.moto
+            .raw_emails()
+            .await
+            .iter()
+            .map(|e| e["destinations"][0].as_str().unwrap().to_owned()),
+    );
+    let mut want: Vec<String> = (0..MEMBERS)
+        .map(|i| format!("m{i:03}@example.org"))
+        .collect();
     want.extend((0..SINGLES).map(|i| format!("s{i:03}@example.net")));
     let missing: Vec<&String> = want.iter().filter(|a| !emails.contains_key(*a)).collect();
     let repeated: Vec<(&String, &usize)> = emails.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(missing.is_empty(), "{} addresses got nothing: {missing:?}", missing.len());
-    assert!(repeated.is_empty(), "{} addresses got more than one email: {repeated:?}", repeated.len());
+    assert!(
+        missing.is_empty(),
+        "{} addresses got nothing: {missing:?}",
+        missing.len()
+    );
+    assert!(
+        repeated.is_empty(),
+        "{} addresses got more than one email: {repeated:?}",
+        repeated.len()
+    );
     assert_eq!(emails.len(), want.len());
-    let sms = count_by(w.moto.sms().await.iter().map(|s| s["phone_number"].as_str().unwrap().to_owned()));
-    assert_eq!(sms, (0..WITH_SMS).map(|i| (phone(i), 1)).collect::<HashMap<_, _>>());
+    let sms = count_by(
+        w.moto
+            .sms()
+            .await
+            .iter()
+            .map(|s| s["phone_number"].as_str().unwrap().to_owned()),
+    );
+    assert_eq!(
+        sms,
+        (0..WITH_SMS)
+            .map(|i| (phone(i), 1))
+            .collect::<HashMap<_, _>>()
+    );
 
     // Each fault really happened.
     for fault in every_fault().as_object().unwrap().keys() {
         if fault == "scheduler.internal_error" {
             continue; // sends due within 15 minutes make no schedule
         }
-        assert!(report["injected"][fault].as_u64().unwrap_or(0) > 0, "{fault} was never injected: {report}");
+        assert!(
+            report["injected"][fault].as_u64().unwrap_or(0) > 0,
+            "{fault} was never injected: {report}"
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn when_aws_keeps_failing_the_api_answers_503_and_a_retry_with_the_same_key_sends_once() {
-    let _ = tracing_subscriber::fmt().with_env_filter("off").with_test_writer().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("off")
+        .with_test_writer()
+        .try_init();
     let w = world(no_faults()).await;
     let proxy = w.proxy.as_ref().unwrap();
     let mut api = ApiHandler::new(&w);
     let body = json!({"to": {"email": "retry@example.org"}, "content": {"subject": "Once", "text": "Only once"}});
-    let post = with_key(api_event("api-post-notification-now.json", None, Some(body)), "client-retry-1");
+    let post = with_key(
+        api_event("api-post-notification-now.json", None, Some(body)),
+        "client-retry-1",
+    );
 
     // DynamoDB fails every call: nothing is stored, the answer says to retry.
     proxy.set(json!({"dynamodb.internal_error": 1.0})).await;
@@ -231,16 +362,30 @@ async fn when_aws_keeps_failing_the_api_answers_503_and_a_retry_with_the_same_ke
     assert_eq!(a.status, 503, "{:?}", a.body);
     assert_eq!(a.headers["content-type"], "application/problem+json");
     assert_eq!(a.headers["retry-after"], "1");
-    assert!(a.body["detail"].as_str().unwrap().contains("Idempotency-Key"), "{:?}", a.body);
+    assert!(
+        a.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Idempotency-Key"),
+        "{:?}",
+        a.body
+    );
 
     // The notification is stored, then SQS fails: still 503, and nothing is lost.
-    proxy.set(json!({"dynamodb.internal_error": 0.0, "sqs.internal_error": 1.0})).await;
+    proxy
+        .set(json!({"dynamodb.internal_error": 0.0, "sqs.internal_error": 1.0}))
+        .await;
     let a = api.call(post.clone()).await;
     assert_eq!(a.status, 503, "{:?}", a.body);
 
     // The client's retry with the same key: the same notification, sent once.
     proxy.set(no_faults()).await;
-    let lambdas = Lambdas::start(&w, wiring::fanout(&w.config, &w.sdk), wiring::dispatch(&w.config, &w.sdk).unwrap(), settings());
+    let lambdas = Lambdas::start(
+        &w,
+        wiring::fanout(&w.config, &w.sdk),
+        wiring::dispatch(&w.config, &w.sdk).unwrap(),
+        settings(),
+    );
     let a = api.call(post.clone()).await;
     assert_eq!(a.status, 202, "{:?}", a.body);
     let id = a.body["id"].as_str().unwrap().to_owned();
@@ -250,7 +395,13 @@ async fn when_aws_keeps_failing_the_api_answers_503_and_a_retry_with_the_same_ke
     assert_eq!(finals[&id]["status"], "completed");
     tokio::time::sleep(Duration::from_secs(1)).await;
     lambdas.stop().await;
-    let to = w.moto.raw_emails().await.iter().filter(|e| e["destinations"][0] == "retry@example.org").count();
+    let to = w
+        .moto
+        .raw_emails()
+        .await
+        .iter()
+        .filter(|e| e["destinations"][0] == "retry@example.org")
+        .count();
     assert_eq!(to, 1);
 }
 
@@ -259,7 +410,10 @@ async fn when_aws_keeps_failing_the_api_answers_503_and_a_retry_with_the_same_ke
 /// a send, no send is cut off and nothing repeats.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dispatch_killed_at_its_timeout_loses_nothing_and_repeats_only_a_send_cut_off() {
-    let _ = tracing_subscriber::fmt().with_env_filter("off").with_test_writer().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("off")
+        .with_test_writer()
+        .try_init();
     const GROUP: usize = 40;
     for (reserve_ms, may_repeat) in [(50, true), (1500, false)] {
         let mut w = world(json!({"ses.delay_ms": 300})).await;
@@ -269,34 +423,78 @@ async fn dispatch_killed_at_its_timeout_loses_nothing_and_repeats_only_a_send_cu
         let mut api = ApiHandler::new(&w);
         for i in 0..GROUP {
             let body = json!({"email": format!("k{i:02}@example.org")});
-            assert_eq!(api.call(api_event("api-put-user.json", Some(&format!("/v1/users/k{i:02}")), Some(body))).await.status, 200);
+            assert_eq!(
+                api.call(api_event(
+                    "api-put-user.json",
+                    Some(&format!("/v1/users/k{i:02}")),
+                    Some(body)
+                ))
+                .await
+                .status,
+                200
+            );
         }
-        api.call(api_event("api-put-group.json", Some("/v1/groups/k"), Some(json!({"name": "K"})))).await;
+        api.call(api_event(
+            "api-put-group.json",
+            Some("/v1/groups/k"),
+            Some(json!({"name": "K"})),
+        ))
+        .await;
         let ids: Vec<String> = (0..GROUP).map(|i| format!("k{i:02}")).collect();
-        api.call(api_event("api-change-group-members.json", Some("/v1/groups/k/members"), Some(json!({"add": ids, "remove": []})))).await;
+        api.call(api_event(
+            "api-change-group-members.json",
+            Some("/v1/groups/k/members"),
+            Some(json!({"add": ids, "remove": []})),
+        ))
+        .await;
         let lambdas = Lambdas::start(
             &w,
             wiring::fanout(&w.config, &w.sdk),
             wiring::dispatch(&w.config, &w.sdk).unwrap(),
-            LambdaSettings { dispatch_timeout: Duration::from_secs(2), ..settings() },
+            LambdaSettings {
+                dispatch_timeout: Duration::from_secs(2),
+                ..settings()
+            },
         );
         let body = json!({"to": {"group_id": "k"}, "content": {"subject": "Cut", "text": "Off"}});
-        let a = api.call(api_event("api-post-notification-now.json", None, Some(body))).await;
+        let a = api
+            .call(api_event(
+                "api-post-notification-now.json",
+                None,
+                Some(body),
+            ))
+            .await;
         let id = a.body["id"].as_str().unwrap().to_owned();
-        let finals = wait_final(&mut api, std::slice::from_ref(&id), Duration::from_secs(120)).await;
+        let finals = wait_final(
+            &mut api,
+            std::slice::from_ref(&id),
+            Duration::from_secs(120),
+        )
+        .await;
         assert_eq!(finals[&id]["status"], "completed", "{}", finals[&id]);
         assert_eq!(finals[&id]["counts"]["sent"], GROUP);
         tokio::time::sleep(Duration::from_secs(1)).await;
         let killed = lambdas.stats.killed_dispatch.load(Ordering::Relaxed);
         lambdas.stop().await;
-        let emails = count_by(w.moto.raw_emails().await.iter().map(|e| e["destinations"][0].as_str().unwrap().to_owned()));
+        let emails = count_by(
+            w.moto
+                .raw_emails()
+                .await
+                .iter()
+                .map(|e| e["destinations"][0].as_str().unwrap().to_owned()),
+        );
         assert_eq!(emails.len(), GROUP, "every member got the email");
         let repeats: usize = emails.values().map(|n| n - 1).sum();
-        eprintln!("send reserve {reserve_ms} ms: {killed} dispatch invocations killed, {repeats} sends repeated");
+        eprintln!(
+            "send reserve {reserve_ms} ms: {killed} dispatch invocations killed, {repeats} sends repeated"
+        );
         if may_repeat {
             assert!(killed > 0, "the kills happened");
             // At most the sends in flight at each kill: one per message of the batch.
-            assert!(repeats <= killed * 10, "{repeats} repeats for {killed} kills");
+            assert!(
+                repeats <= killed * 10,
+                "{repeats} repeats for {killed} kills"
+            );
         } else {
             assert_eq!(repeats, 0, "no send was cut off");
         }
@@ -307,7 +505,10 @@ async fn dispatch_killed_at_its_timeout_loses_nothing_and_repeats_only_a_send_cu
 /// and without a call per delivery, and go out once SES sends again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_paused_ses_account_makes_deliveries_wait_not_fail() {
-    let _ = tracing_subscriber::fmt().with_env_filter("off").with_test_writer().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("off")
+        .with_test_writer()
+        .try_init();
     const GROUP: usize = 30;
     let mut w = world(json!({"ses.paused": 1.0})).await;
     w.config.channel_pause_secs = 2;
@@ -315,22 +516,68 @@ async fn a_paused_ses_account_makes_deliveries_wait_not_fail() {
     let mut api = ApiHandler::new(&w);
     for i in 0..GROUP {
         let body = json!({"email": format!("p{i:02}@example.org")});
-        assert_eq!(api.call(api_event("api-put-user.json", Some(&format!("/v1/users/p{i:02}")), Some(body))).await.status, 200);
+        assert_eq!(
+            api.call(api_event(
+                "api-put-user.json",
+                Some(&format!("/v1/users/p{i:02}")),
+                Some(body)
+            ))
+            .await
+            .status,
+            200
+        );
     }
-    api.call(api_event("api-put-group.json", Some("/v1/groups/p"), Some(json!({"name": "P"})))).await;
+    api.call(api_event(
+        "api-put-group.json",
+        Some("/v1/groups/p"),
+        Some(json!({"name": "P"})),
+    ))
+    .await;
     let ids: Vec<String> = (0..GROUP).map(|i| format!("p{i:02}")).collect();
-    api.call(api_event("api-change-group-members.json", Some("/v1/groups/p/members"), Some(json!({"add": ids, "remove": []})))).await;
-    let lambdas = Lambdas::start(&w, wiring::fanout(&w.config, &w.sdk), wiring::dispatch(&w.config, &w.sdk).unwrap(), settings());
-    let body = json!({"to": {"group_id": "p"}, "content": {"subject": "Paused", "text": "Then sent"}});
-    let a = api.call(api_event("api-post-notification-now.json", None, Some(body))).await;
+    api.call(api_event(
+        "api-change-group-members.json",
+        Some("/v1/groups/p/members"),
+        Some(json!({"add": ids, "remove": []})),
+    ))
+    .await;
+    let lambdas = Lambdas::start(
+        &w,
+        wiring::fanout(&w.config, &w.sdk),
+        wiring::dispatch(&w.config, &w.sdk).unwrap(),
+        settings(),
+    );
+    let body =
+        json!({"to": {"group_id": "p"}, "content": {"subject": "Paused", "text": "Then sent"}});
+    let a = api
+        .call(api_event(
+            "api-post-notification-now.json",
+            None,
+            Some(body),
+        ))
+        .await;
     let id = a.body["id"].as_str().unwrap().to_owned();
 
     tokio::time::sleep(Duration::from_secs(8)).await;
-    let n = api.call(api_event("api-get-notification.json", Some(&format!("/v1/notifications/{id}")), None)).await;
+    let n = api
+        .call(api_event(
+            "api-get-notification.json",
+            Some(&format!("/v1/notifications/{id}")),
+            None,
+        ))
+        .await;
     assert_eq!(n.body["status"], "sending", "{}", n.body);
-    assert_eq!(n.body["counts"]["pending"], GROUP, "nothing failed while paused: {}", n.body);
-    let calls = proxy.report().await["injected"]["ses.paused"].as_u64().unwrap_or(0);
-    assert!((1..=12).contains(&calls), "a few calls find the pause, not one per delivery per receive: {calls}");
+    assert_eq!(
+        n.body["counts"]["pending"], GROUP,
+        "nothing failed while paused: {}",
+        n.body
+    );
+    let calls = proxy.report().await["injected"]["ses.paused"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        (1..=12).contains(&calls),
+        "a few calls find the pause, not one per delivery per receive: {calls}"
+    );
 
     proxy.set(json!({"ses.paused": 0.0})).await;
     let finals = wait_final(&mut api, std::slice::from_ref(&id), Duration::from_secs(60)).await;
@@ -338,10 +585,22 @@ async fn a_paused_ses_account_makes_deliveries_wait_not_fail() {
     assert_eq!(finals[&id]["counts"]["sent"], GROUP);
     tokio::time::sleep(Duration::from_secs(1)).await;
     lambdas.stop().await;
-    let emails = count_by(w.moto.raw_emails().await.iter().map(|e| e["destinations"][0].as_str().unwrap().to_owned()));
+    let emails = count_by(
+        w.moto
+            .raw_emails()
+            .await
+            .iter()
+            .map(|e| e["destinations"][0].as_str().unwrap().to_owned()),
+    );
     assert_eq!(emails.len(), GROUP);
     assert!(emails.values().all(|n| *n == 1));
-    let d = api.call(api_event("api-get-deliveries.json", Some(&format!("/v1/notifications/{id}/deliveries")), None)).await;
+    let d = api
+        .call(api_event(
+            "api-get-deliveries.json",
+            Some(&format!("/v1/notifications/{id}/deliveries")),
+            None,
+        ))
+        .await;
     for d in d.body["items"].as_array().unwrap() {
         assert_eq!(d["attempts"], 1, "the pause used up no attempt: {d}");
     }

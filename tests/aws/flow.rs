@@ -36,13 +36,28 @@ async fn run_queues(w: &AwsWorld) {
 /// target queue.
 async fn fire_schedule(w: &AwsWorld, id: &str) {
     let input = w.schedule_input(id).await;
-    w.sqs().send_message().queue_url(&w.config.fanout_queue_url).message_body(input).send().await.unwrap();
+    w.sqs()
+        .send_message()
+        .queue_url(&w.config.fanout_queue_url)
+        .message_body(input)
+        .send()
+        .await
+        .unwrap();
     // ActionAfterCompletion DELETE.
-    w.scheduler().delete_schedule().name(id).group_name(&w.config.schedule_group).send().await.unwrap();
+    w.scheduler()
+        .delete_schedule()
+        .name(id)
+        .group_name(&w.config.schedule_group)
+        .send()
+        .await
+        .unwrap();
 }
 
 fn in_secs(secs: i64) -> String {
-    (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(secs)).round(jiff::Unit::Second).unwrap().to_string()
+    (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(secs))
+        .round(jiff::Unit::Second)
+        .unwrap()
+        .to_string()
 }
 
 #[tokio::test]
@@ -55,7 +70,13 @@ async fn scheduled_email_and_sms_go_through_api_scheduler_fanout_and_dispatch() 
     assert_eq!(api.call(event("api-put-template.json")).await.status, 200);
 
     let body = json!({"to": {"user_id": "ada"}, "channels": ["email", "sms"], "template": {"id": "welcome", "data": {"name": "Ada"}}, "send_at": in_secs(120)});
-    let a = api.call(api_event("api-post-notification-now.json", None, Some(body))).await;
+    let a = api
+        .call(api_event(
+            "api-post-notification-now.json",
+            None,
+            Some(body),
+        ))
+        .await;
     assert_eq!(a.status, 202, "{:?}", a.body);
     assert_eq!(a.body["status"], "scheduled");
     let id = a.body["id"].as_str().unwrap().to_owned();
@@ -64,7 +85,10 @@ async fn scheduled_email_and_sms_go_through_api_scheduler_fanout_and_dispatch() 
     let item = aws_sdk_dynamodb::Client::new(&w.sdk)
         .get_item()
         .table_name(&w.config.table)
-        .key("PK", aws_sdk_dynamodb::types::AttributeValue::S(format!("N#{id}")))
+        .key(
+            "PK",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("N#{id}")),
+        )
         .key("SK", aws_sdk_dynamodb::types::AttributeValue::S("N".into()))
         .send()
         .await
@@ -72,8 +96,21 @@ async fn scheduled_email_and_sms_go_through_api_scheduler_fanout_and_dispatch() 
         .item
         .expect("the notification is in DynamoDB");
     assert_eq!(item["status"].as_s().unwrap(), "scheduled");
-    let schedules = w.scheduler().list_schedules().group_name(&w.config.schedule_group).send().await.unwrap();
-    assert_eq!(schedules.schedules().iter().filter_map(|s| s.name()).collect::<Vec<_>>(), [id.as_str()]);
+    let schedules = w
+        .scheduler()
+        .list_schedules()
+        .group_name(&w.config.schedule_group)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        schedules
+            .schedules()
+            .iter()
+            .filter_map(|s| s.name())
+            .collect::<Vec<_>>(),
+        [id.as_str()]
+    );
 
     // Nothing on the queues before it fires.
     run_queues(&w).await;
@@ -82,7 +119,11 @@ async fn scheduled_email_and_sms_go_through_api_scheduler_fanout_and_dispatch() 
     // A send_at in the past cannot wait two minutes here: the fanout would ignore an early fire,
     // so move the notification to now first, as a PATCH with a past time does.
     let moved = api
-        .call(api_event("api-reschedule-notification.json", Some(&format!("/v1/notifications/{id}")), Some(json!({"send_at": in_secs(1)}))))
+        .call(api_event(
+            "api-reschedule-notification.json",
+            Some(&format!("/v1/notifications/{id}")),
+            Some(json!({"send_at": in_secs(1)})),
+        ))
         .await;
     assert_eq!(moved.status, 200, "{:?}", moved.body);
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
@@ -92,20 +133,43 @@ async fn scheduled_email_and_sms_go_through_api_scheduler_fanout_and_dispatch() 
     let emails = w.moto.raw_emails().await;
     assert_eq!(emails.len(), 1, "{emails:?}");
     let raw = emails[0]["raw_data"].as_str().unwrap();
-    assert!(raw.contains("Subject: Welcome, Ada") && raw.contains("Hi Ada"), "{raw}");
+    assert!(
+        raw.contains("Subject: Welcome, Ada") && raw.contains("Hi Ada"),
+        "{raw}"
+    );
     assert!(raw.contains(&id), "Message-ID names the notification");
     let sms = w.moto.sms().await;
     assert_eq!(sms.len(), 1);
-    assert_eq!((sms[0]["phone_number"].as_str(), sms[0]["message"].as_str()), (Some("+821012345678"), Some("Hi Ada")));
+    assert_eq!(
+        (sms[0]["phone_number"].as_str(), sms[0]["message"].as_str()),
+        (Some("+821012345678"), Some("Hi Ada"))
+    );
 
-    let n = api.call(api_event("api-get-notification.json", Some(&format!("/v1/notifications/{id}")), None)).await;
+    let n = api
+        .call(api_event(
+            "api-get-notification.json",
+            Some(&format!("/v1/notifications/{id}")),
+            None,
+        ))
+        .await;
     assert_eq!(n.status, 200);
     assert_eq!(n.body["status"], "completed", "{:?}", n.body);
-    assert_eq!(n.body["counts"], json!({"recipients": 2, "pending": 0, "sent": 2, "failed": 0, "skipped": 0}));
-    let d = api.call(api_event("api-get-deliveries.json", Some(&format!("/v1/notifications/{id}/deliveries")), None)).await;
+    assert_eq!(
+        n.body["counts"],
+        json!({"recipients": 2, "pending": 0, "sent": 2, "failed": 0, "skipped": 0})
+    );
+    let d = api
+        .call(api_event(
+            "api-get-deliveries.json",
+            Some(&format!("/v1/notifications/{id}/deliveries")),
+            None,
+        ))
+        .await;
     let items = d.body["items"].as_array().unwrap();
     assert_eq!(items.len(), 2);
-    assert!(items.iter().all(|i| i["status"] == "sent" && i["attempts"] == 1 && i["provider_message_id"].is_string()));
+    assert!(items.iter().all(|i| i["status"] == "sent"
+        && i["attempts"] == 1
+        && i["provider_message_id"].is_string()));
 }
 
 #[tokio::test]
@@ -113,13 +177,30 @@ async fn immediate_send_goes_straight_to_the_fanout_queue() {
     let w = AwsWorld::start().await;
     let mut api = ApiHandler::new(&w);
     let body = json!({"to": {"email": "now@example.org"}, "content": {"subject": "Now", "text": "Right now"}});
-    let a = api.call(api_event("api-post-notification-now.json", None, Some(body))).await;
+    let a = api
+        .call(api_event(
+            "api-post-notification-now.json",
+            None,
+            Some(body),
+        ))
+        .await;
     assert_eq!((a.status, a.body["status"].as_str()), (202, Some("queued")));
-    assert!(a.headers["location"].as_str().unwrap().starts_with("/v1/notifications/ntf_"));
+    assert!(
+        a.headers["location"]
+            .as_str()
+            .unwrap()
+            .starts_with("/v1/notifications/ntf_")
+    );
     run_queues(&w).await;
     assert_eq!(w.moto.raw_emails().await.len(), 1);
     let id = a.body["id"].as_str().unwrap();
-    let n = api.call(api_event("api-get-notification.json", Some(&format!("/v1/notifications/{id}")), None)).await;
+    let n = api
+        .call(api_event(
+            "api-get-notification.json",
+            Some(&format!("/v1/notifications/{id}")),
+            None,
+        ))
+        .await;
     assert_eq!(n.body["status"], "completed");
 }
 
@@ -138,12 +219,36 @@ async fn cancel_deletes_the_schedule_and_a_late_fire_sends_nothing() {
     let id = a.body["id"].as_str().unwrap().to_owned();
     let input = w.schedule_input(&id).await;
 
-    let c = api.call(api_event("api-cancel-notification.json", Some(&format!("/v1/notifications/{id}")), None)).await;
-    assert_eq!((c.status, c.body["status"].as_str()), (200, Some("cancelled")));
-    assert!(w.scheduler().get_schedule().name(&id).group_name(&w.config.schedule_group).send().await.is_err(), "schedule deleted");
+    let c = api
+        .call(api_event(
+            "api-cancel-notification.json",
+            Some(&format!("/v1/notifications/{id}")),
+            None,
+        ))
+        .await;
+    assert_eq!(
+        (c.status, c.body["status"].as_str()),
+        (200, Some("cancelled"))
+    );
+    assert!(
+        w.scheduler()
+            .get_schedule()
+            .name(&id)
+            .group_name(&w.config.schedule_group)
+            .send()
+            .await
+            .is_err(),
+        "schedule deleted"
+    );
 
     // Had the schedule fired anyway (deleted a moment too late), nothing is sent.
-    w.sqs().send_message().queue_url(&w.config.fanout_queue_url).message_body(input).send().await.unwrap();
+    w.sqs()
+        .send_message()
+        .queue_url(&w.config.fanout_queue_url)
+        .message_body(input)
+        .send()
+        .await
+        .unwrap();
     run_queues(&w).await;
     assert!(w.moto.raw_emails().await.is_empty());
 }
@@ -155,13 +260,25 @@ async fn a_dispatch_message_delivered_twice_sends_once_and_a_schedule_fired_twic
     w.config.queue_delay_max_secs = 0;
     let mut api = ApiHandler::new(&w);
     let body = json!({"to": {"email": "twice@example.org"}, "content": {"subject": "Once", "text": "Only once"}, "send_at": in_secs(1)});
-    let a = api.call(api_event("api-post-notification-now.json", None, Some(body))).await;
+    let a = api
+        .call(api_event(
+            "api-post-notification-now.json",
+            None,
+            Some(body),
+        ))
+        .await;
     let id = a.body["id"].as_str().unwrap().to_owned();
     // Past send_at (a fire before it would be held back on the queue until then).
     tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
     let input = w.schedule_input(&id).await;
     for _ in 0..2 {
-        w.sqs().send_message().queue_url(&w.config.fanout_queue_url).message_body(&input).send().await.unwrap();
+        w.sqs()
+            .send_message()
+            .queue_url(&w.config.fanout_queue_url)
+            .message_body(&input)
+            .send()
+            .await
+            .unwrap();
     }
     let fanout = wiring::fanout(&w.config, &w.sdk);
     for _ in 0..2 {
@@ -180,8 +297,17 @@ async fn a_dispatch_message_delivered_twice_sends_once_and_a_schedule_fired_twic
     let again = dispatch_event(&dispatch, e.clone(), notify_tests::aws::dispatch_deadline()).await;
     assert!(again.batch_item_failures.is_empty(), "{again:?}");
     assert_eq!(w.moto.raw_emails().await.len(), 1, "sent once");
-    let n = api.call(api_event("api-get-notification.json", Some(&format!("/v1/notifications/{id}")), None)).await;
-    assert_eq!(n.body["counts"], json!({"recipients": 1, "pending": 0, "sent": 1, "failed": 0, "skipped": 0}));
+    let n = api
+        .call(api_event(
+            "api-get-notification.json",
+            Some(&format!("/v1/notifications/{id}")),
+            None,
+        ))
+        .await;
+    assert_eq!(
+        n.body["counts"],
+        json!({"recipients": 1, "pending": 0, "sent": 1, "failed": 0, "skipped": 0})
+    );
 }
 
 #[tokio::test]
@@ -201,7 +327,9 @@ async fn a_failed_dispatch_is_reported_alone_for_redelivery() {
         .call(api_event(
             "api-post-notification-now.json",
             None,
-            Some(json!({"to": {"email": "z@example.org"}, "content": {"subject": "s", "text": "t"}})),
+            Some(
+                json!({"to": {"email": "z@example.org"}, "content": {"subject": "s", "text": "t"}}),
+            ),
         ))
         .await;
     let fanout = wiring::fanout(&w.config, &w.sdk);
@@ -219,20 +347,43 @@ async fn a_failed_dispatch_is_reported_alone_for_redelivery() {
     junk.body = Some("not a job".into());
     e.records.push(junk);
     let r = dispatch_event(&dispatch, e, notify_tests::aws::dispatch_deadline()).await;
-    let failed: Vec<_> = r.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    let failed: Vec<_> = r
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
     assert_eq!(failed, ["junk"], "only the unreadable message goes back");
-    let get = |id: &str| api_event("api-get-notification.json", Some(&format!("/v1/notifications/{id}")), None);
-    assert_eq!(api.call(get(ok.body["id"].as_str().unwrap())).await.body["status"], "completed");
+    let get = |id: &str| {
+        api_event(
+            "api-get-notification.json",
+            Some(&format!("/v1/notifications/{id}")),
+            None,
+        )
+    };
+    assert_eq!(
+        api.call(get(ok.body["id"].as_str().unwrap())).await.body["status"],
+        "completed"
+    );
     let b = api.call(get(bad.body["id"].as_str().unwrap())).await;
     assert_eq!(b.body["status"], "failed");
     let d = api
         .call(api_event(
             "api-get-deliveries.json",
-            Some(&format!("/v1/notifications/{}/deliveries", bad.body["id"].as_str().unwrap())),
+            Some(&format!(
+                "/v1/notifications/{}/deliveries",
+                bad.body["id"].as_str().unwrap()
+            )),
             None,
         ))
         .await;
-    assert!(d.body["items"][0]["error"].as_str().unwrap().contains("SES 400"), "{:?}", d.body);
+    assert!(
+        d.body["items"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("SES 400"),
+        "{:?}",
+        d.body
+    );
 }
 
 #[tokio::test]
@@ -278,10 +429,23 @@ async fn every_file_in_events_goes_through_its_handler() {
             };
             assert!(ok, "{name}: {} {:?}", a.status, a.body);
         } else if name.starts_with("sqs-fanout") {
-            let r = fanout_event(&fanout, serde_json::from_value(e).unwrap(), w.config.fanout_max_receives).await;
-            assert!(r.batch_item_failures.is_empty(), "{name}: an unknown notification is ignored, not retried");
+            let r = fanout_event(
+                &fanout,
+                serde_json::from_value(e).unwrap(),
+                w.config.fanout_max_receives,
+            )
+            .await;
+            assert!(
+                r.batch_item_failures.is_empty(),
+                "{name}: an unknown notification is ignored, not retried"
+            );
         } else if name.starts_with("sqs-dispatch") {
-            let r = dispatch_event(&dispatch, serde_json::from_value(e).unwrap(), notify_tests::aws::dispatch_deadline()).await;
+            let r = dispatch_event(
+                &dispatch,
+                serde_json::from_value(e).unwrap(),
+                notify_tests::aws::dispatch_deadline(),
+            )
+            .await;
             assert!(r.batch_item_failures.is_empty(), "{name}");
         } else {
             panic!("{name}: no handler takes this event; add it here");

@@ -21,8 +21,19 @@ fn address(i: usize) -> String {
 async fn three_kills_during_a_20000_member_send_miss_no_one() {
     let smtp = SmtpSink::start().await;
     let mut d = Notifyd::start(&[("NOTIFY_SMTP_URL", &smtp.url())]).await;
-    d.put_group_of("crash", (0..MEMBERS).map(|i| (format!("k{i:05}"), json!({"email": address(i)}))).collect()).await;
-    let a = d.post("/v1/notifications", json!({"to": {"group_id": "crash"}, "content": {"subject": "Crash", "text": "Hello"}})).await;
+    d.put_group_of(
+        "crash",
+        (0..MEMBERS)
+            .map(|i| (format!("k{i:05}"), json!({"email": address(i)})))
+            .collect(),
+    )
+    .await;
+    let a = d
+        .post(
+            "/v1/notifications",
+            json!({"to": {"group_id": "crash"}, "content": {"subject": "Crash", "text": "Hello"}}),
+        )
+        .await;
     assert_eq!(a.status, 202);
     let id = a.body["id"].as_str().unwrap().to_owned();
 
@@ -30,21 +41,41 @@ async fn three_kills_during_a_20000_member_send_miss_no_one() {
     let mut at_kill = Vec::new();
     for kill_at in KILLS_AT {
         while smtp.messages().len() < kill_at {
-            assert!(started.elapsed() < Duration::from_secs(300), "stuck before {kill_at} emails");
+            assert!(
+                started.elapsed() < Duration::from_secs(300),
+                "stuck before {kill_at} emails"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         d.kill9();
         at_kill.push(smtp.messages().len());
         d.restart().await;
     }
-    let n = d.wait_status(&id, &["completed", "partially_failed", "failed"], Duration::from_secs(300)).await;
+    let n = d
+        .wait_status(
+            &id,
+            &["completed", "partially_failed", "failed"],
+            Duration::from_secs(300),
+        )
+        .await;
     assert_eq!(n.body["status"], "completed", "{}", n.text);
-    assert_eq!(n.body["counts"], json!({"recipients": MEMBERS, "pending": 0, "sent": MEMBERS, "failed": 0, "skipped": 0}));
+    assert_eq!(
+        n.body["counts"],
+        json!({"recipients": MEMBERS, "pending": 0, "sent": MEMBERS, "failed": 0, "skipped": 0})
+    );
 
     let per_address = smtp.per_recipient();
     let emails: usize = per_address.values().sum();
-    let missed: Vec<String> = (0..MEMBERS).map(address).filter(|a| !per_address.contains_key(a)).collect();
-    assert!(missed.is_empty(), "{} members got nothing, e.g. {:?}", missed.len(), &missed[..missed.len().min(5)]);
+    let missed: Vec<String> = (0..MEMBERS)
+        .map(address)
+        .filter(|a| !per_address.contains_key(a))
+        .collect();
+    assert!(
+        missed.is_empty(),
+        "{} members got nothing, e.g. {:?}",
+        missed.len(),
+        &missed[..missed.len().min(5)]
+    );
     let duplicates = emails - MEMBERS;
     eprintln!(
         "kills at {at_kill:?} emails received; {} emails for {MEMBERS} members: {duplicates} duplicates (bound {}), {:?} in all",
@@ -52,6 +83,12 @@ async fn three_kills_during_a_20000_member_send_miss_no_one() {
         KILLS_AT.len() * IN_FLIGHT,
         started.elapsed()
     );
-    assert!(duplicates <= KILLS_AT.len() * IN_FLIGHT, "{duplicates} duplicates");
-    assert!(per_address.values().all(|n| *n <= 2), "no one got more than one repeat");
+    assert!(
+        duplicates <= KILLS_AT.len() * IN_FLIGHT,
+        "{duplicates} duplicates"
+    );
+    assert!(
+        per_address.values().all(|n| *n <= 2),
+        "no one got more than one repeat"
+    );
 }

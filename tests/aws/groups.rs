@@ -20,7 +20,10 @@ fn uid(i: usize) -> String {
 
 #[tokio::test]
 async fn a_2500_member_group_gets_one_email_each_and_the_fanout_continues_itself() {
-    let _ = tracing_subscriber::fmt().with_env_filter("warn").with_test_writer().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("warn")
+        .with_test_writer()
+        .try_init();
     let started = std::time::Instant::now();
     let mut w = AwsWorld::start().await;
     w.config.fanout_page_size = 300;
@@ -33,9 +36,18 @@ async fn a_2500_member_group_gets_one_email_each_and_the_fanout_continues_itself
         .map(|i| {
             let mut api = api.clone();
             async move {
-                let user =
-                    if i == NO_EMAIL { json!({"phone": "+14155550100"}) } else { json!({"email": format!("{}@example.org", uid(i))}) };
-                let a = api.call(api_event("api-put-user.json", Some(&format!("/v1/users/{}", uid(i))), Some(user))).await;
+                let user = if i == NO_EMAIL {
+                    json!({"phone": "+14155550100"})
+                } else {
+                    json!({"email": format!("{}@example.org", uid(i))})
+                };
+                let a = api
+                    .call(api_event(
+                        "api-put-user.json",
+                        Some(&format!("/v1/users/{}", uid(i))),
+                        Some(user),
+                    ))
+                    .await;
                 assert_eq!(a.status, 200);
             }
         })
@@ -45,16 +57,37 @@ async fn a_2500_member_group_gets_one_email_each_and_the_fanout_continues_itself
     eprintln!("users: {:?}", started.elapsed());
     let mut api = api.clone();
     let put_group = |path: &str, body| api_event("api-put-user.json", Some(path), Some(body));
-    assert_eq!(api.call(put_group("/v1/groups/fans", json!({"name": "Fans"}))).await.status, 200);
+    assert_eq!(
+        api.call(put_group("/v1/groups/fans", json!({"name": "Fans"})))
+            .await
+            .status,
+        200
+    );
     for chunk in (0..MEMBERS).collect::<Vec<_>>().chunks(1000) {
         let ids: Vec<String> = chunk.iter().map(|i| uid(*i)).collect();
-        let a = api.call(api_event("api-post-notification-now.json", Some("/v1/groups/fans/members"), Some(json!({"add": ids})))).await;
+        let a = api
+            .call(api_event(
+                "api-post-notification-now.json",
+                Some("/v1/groups/fans/members"),
+                Some(json!({"add": ids})),
+            ))
+            .await;
         assert_eq!(a.status, 200, "{:?}", a.body);
     }
     eprintln!("members: {:?}", started.elapsed());
-    let unsubscribe = api_event("api-delete-user.json", Some(&format!("/v1/groups/fans/members/{}", uid(UNSUBSCRIBED))), None);
+    let unsubscribe = api_event(
+        "api-delete-user.json",
+        Some(&format!("/v1/groups/fans/members/{}", uid(UNSUBSCRIBED))),
+        None,
+    );
     assert_eq!(api.call(unsubscribe).await.status, 204);
-    let g = api.call(api_event("api-get-user.json", Some("/v1/groups/fans"), None)).await;
+    let g = api
+        .call(api_event(
+            "api-get-user.json",
+            Some("/v1/groups/fans"),
+            None,
+        ))
+        .await;
     assert_eq!(g.body["member_count"], MEMBERS - 1);
 
     let a = api
@@ -75,8 +108,13 @@ async fn a_2500_member_group_gets_one_email_each_and_the_fanout_continues_itself
         if e.records.is_empty() {
             break;
         }
-        let job: serde_json::Value = serde_json::from_str(e.records[0].body.as_deref().unwrap()).unwrap();
-        assert_eq!(job.get("cursor").is_some(), fanout_runs > 0, "every run after the first is a continuation");
+        let job: serde_json::Value =
+            serde_json::from_str(e.records[0].body.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            job.get("cursor").is_some(),
+            fanout_runs > 0,
+            "every run after the first is a continuation"
+        );
         let r = fanout_event(&fanout, e.clone(), w.config.fanout_max_receives).await;
         assert!(r.batch_item_failures.is_empty());
         w.settle(&w.config.fanout_queue_url, &e, &r).await;
@@ -96,7 +134,10 @@ async fn a_2500_member_group_gets_one_email_each_and_the_fanout_continues_itself
         assert!(r.batch_item_failures.is_empty(), "{r:?}");
         w.settle(&w.config.dispatch_queue_url, &e, &r).await;
     }
-    assert!(messages >= (MEMBERS - 2) / 50, "{messages} dispatch messages: many recipients each");
+    assert!(
+        messages >= (MEMBERS - 2) / 50,
+        "{messages} dispatch messages: many recipients each"
+    );
 
     eprintln!("dispatch: {:?}", started.elapsed());
     let emails = w.moto.raw_emails().await;
@@ -107,10 +148,27 @@ async fn a_2500_member_group_gets_one_email_each_and_the_fanout_continues_itself
     }
     for i in 0..MEMBERS {
         let want = usize::from(i != UNSUBSCRIBED && i != NO_EMAIL);
-        assert_eq!(per_address.get(&format!("{}@example.org", uid(i))).copied().unwrap_or(0), want, "{}", uid(i));
+        assert_eq!(
+            per_address
+                .get(&format!("{}@example.org", uid(i)))
+                .copied()
+                .unwrap_or(0),
+            want,
+            "{}",
+            uid(i)
+        );
     }
     assert_eq!(emails.len(), MEMBERS - 2);
-    let n = api.call(api_event("api-get-notification.json", Some(&format!("/v1/notifications/{id}")), None)).await;
+    let n = api
+        .call(api_event(
+            "api-get-notification.json",
+            Some(&format!("/v1/notifications/{id}")),
+            None,
+        ))
+        .await;
     assert_eq!(n.body["status"], "completed", "{:?}", n.body);
-    assert_eq!(n.body["counts"], json!({"recipients": MEMBERS - 1, "pending": 0, "sent": MEMBERS - 2, "failed": 0, "skipped": 1}));
+    assert_eq!(
+        n.body["counts"],
+        json!({"recipients": MEMBERS - 1, "pending": 0, "sent": MEMBERS - 2, "failed": 0, "skipped": 1})
+    );
 }

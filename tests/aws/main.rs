@@ -1,0 +1,12 @@
+//! The AWS path, one test binary (the SDK is linked once): the Lambda handlers with real SDK
+//! clients against moto, behind the fault proxy where AWS's faults matter, and the SAM template.
+
+mod adapters;
+mod chaos;
+mod chores;
+mod faults;
+mod flow;
+mod groups;
+mod lists;
+mod sam_template;
+mod schedule;

@@ -1,0 +1,9 @@
+//! The local runtime, one test binary: the real `notifyd` binary, a real SMTP server (aiosmtpd
+//! on loopback) and a real HTTP webhook receiver.
+
+mod crash;
+mod faults;
+mod groups;
+mod hostile;
+mod schedule;
+mod send;
