@@ -54,8 +54,10 @@ async fn world(faults: Value) -> AwsWorld {
     w.config.fanout_page_size = 100;
     w.config.recipients_per_job = 10;
     w.config.fanout_time_budget_secs = 2;
-    w.config.dispatch_time_budget_secs = 3;
-    w.config.dispatch_send_reserve_ms = 1000;
+    // Sends stop 3 s before the 5 s timeout: enough for an outcome's write through a few of
+    // the SDK's retries, as 5 s of 30 are on AWS.
+    w.config.dispatch_time_budget_secs = 2;
+    w.config.dispatch_send_reserve_ms = 2500;
     w.config.dispatch_lease_secs = 6;
     w.config.retry_base_secs = 1;
     w
