@@ -97,6 +97,38 @@ fn with_key(mut event: Value, key: &str) -> Value {
     event
 }
 
+/// A group `prefix` of `n` users `<prefix>00`.. with an email address each.
+async fn group_of(api: &mut ApiHandler, prefix: &str, n: usize) {
+    for i in 0..n {
+        let body = json!({"email": format!("{prefix}{i:02}@example.org")});
+        let path = format!("/v1/users/{prefix}{i:02}");
+        let a = api
+            .call(api_event("api-put-user.json", Some(&path), Some(body)))
+            .await;
+        assert_eq!(a.status, 200, "{:?}", a.body);
+    }
+    let path = format!("/v1/groups/{prefix}");
+    let a = api
+        .call(api_event(
+            "api-put-group.json",
+            Some(&path),
+            Some(json!({"name": prefix})),
+        ))
+        .await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    let ids: Vec<String> = (0..n).map(|i| format!("{prefix}{i:02}")).collect();
+    let add = json!({"add": ids, "remove": []});
+    let path = format!("/v1/groups/{prefix}/members");
+    let a = api
+        .call(api_event(
+            "api-change-group-members.json",
+            Some(&path),
+            Some(add),
+        ))
+        .await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+}
+
 fn phone(i: usize) -> String {
     format!("+1555{:07}", i)
 }
@@ -423,32 +455,7 @@ async fn dispatch_killed_at_its_timeout_loses_nothing_and_repeats_only_a_send_cu
         w.config.dispatch_send_reserve_ms = reserve_ms;
         w.config.dispatch_lease_secs = 3;
         let mut api = ApiHandler::new(&w);
-        for i in 0..GROUP {
-            let body = json!({"email": format!("k{i:02}@example.org")});
-            assert_eq!(
-                api.call(api_event(
-                    "api-put-user.json",
-                    Some(&format!("/v1/users/k{i:02}")),
-                    Some(body)
-                ))
-                .await
-                .status,
-                200
-            );
-        }
-        api.call(api_event(
-            "api-put-group.json",
-            Some("/v1/groups/k"),
-            Some(json!({"name": "K"})),
-        ))
-        .await;
-        let ids: Vec<String> = (0..GROUP).map(|i| format!("k{i:02}")).collect();
-        api.call(api_event(
-            "api-change-group-members.json",
-            Some("/v1/groups/k/members"),
-            Some(json!({"add": ids, "remove": []})),
-        ))
-        .await;
+        group_of(&mut api, "k", GROUP).await;
         let lambdas = Lambdas::start(
             &w,
             wiring::fanout(&w.config, &w.sdk),
@@ -516,32 +523,7 @@ async fn a_paused_ses_account_makes_deliveries_wait_not_fail() {
     w.config.channel_pause_secs = 2;
     let proxy = w.proxy.as_ref().unwrap();
     let mut api = ApiHandler::new(&w);
-    for i in 0..GROUP {
-        let body = json!({"email": format!("p{i:02}@example.org")});
-        assert_eq!(
-            api.call(api_event(
-                "api-put-user.json",
-                Some(&format!("/v1/users/p{i:02}")),
-                Some(body)
-            ))
-            .await
-            .status,
-            200
-        );
-    }
-    api.call(api_event(
-        "api-put-group.json",
-        Some("/v1/groups/p"),
-        Some(json!({"name": "P"})),
-    ))
-    .await;
-    let ids: Vec<String> = (0..GROUP).map(|i| format!("p{i:02}")).collect();
-    api.call(api_event(
-        "api-change-group-members.json",
-        Some("/v1/groups/p/members"),
-        Some(json!({"add": ids, "remove": []})),
-    ))
-    .await;
+    group_of(&mut api, "p", GROUP).await;
     let lambdas = Lambdas::start(
         &w,
         wiring::fanout(&w.config, &w.sdk),

@@ -79,11 +79,21 @@ impl SqsQueues {
         job: &DispatchJob,
         delay: Duration,
     ) -> Result<(), QueueError> {
-        let body = serde_json::to_string(job).map_err(|e| QueueError(e.to_string()))?;
+        self.send_one(&self.dispatch_url, job, delay).await
+    }
+
+    /// One message as JSON, hidden for `delay` (whole seconds, at most 15 minutes).
+    async fn send_one(
+        &self,
+        queue_url: &str,
+        message: &impl serde::Serialize,
+        delay: Duration,
+    ) -> Result<(), QueueError> {
+        let body = serde_json::to_string(message).map_err(|e| QueueError(e.to_string()))?;
         let secs = delay.as_secs().min(MAX_QUEUE_DELAY.as_secs()) as i32;
         self.client
             .send_message()
-            .queue_url(&self.dispatch_url)
+            .queue_url(queue_url)
             .message_body(body)
             .delay_seconds(secs)
             .send()
@@ -161,44 +171,19 @@ impl SqsQueues {
 #[async_trait]
 impl Queues for SqsQueues {
     async fn send_fanout(&self, job: &FanoutJob) -> Result<(), QueueError> {
-        let body = serde_json::to_string(job).map_err(|e| QueueError(e.to_string()))?;
-        self.client
-            .send_message()
-            .queue_url(&self.fanout_url)
-            .message_body(body)
-            .send()
-            .await
-            .map_err(|e| QueueError(format!("sqs: {}", describe(&e))))?;
-        Ok(())
+        self.send_one(&self.fanout_url, job, Duration::ZERO).await
     }
 
     async fn send_fanout_after(&self, job: &FanoutJob, delay: Duration) -> Result<(), QueueError> {
-        let body = serde_json::to_string(job).map_err(|e| QueueError(e.to_string()))?;
-        let secs = delay.as_secs().min(MAX_QUEUE_DELAY.as_secs()) as i32;
-        self.client
-            .send_message()
-            .queue_url(&self.fanout_url)
-            .message_body(body)
-            .delay_seconds(secs)
-            .send()
-            .await
-            .map_err(|e| QueueError(format!("sqs: {}", describe(&e))))?;
-        Ok(())
+        self.send_one(&self.fanout_url, job, delay).await
     }
 
     async fn send_chore(&self, chore: &Chore) -> Result<(), QueueError> {
-        let body = serde_json::to_string(&FanoutMessage::Chore {
+        let message = FanoutMessage::Chore {
             chore: chore.clone(),
-        })
-        .map_err(|e| QueueError(e.to_string()))?;
-        self.client
-            .send_message()
-            .queue_url(&self.fanout_url)
-            .message_body(body)
-            .send()
+        };
+        self.send_one(&self.fanout_url, &message, Duration::ZERO)
             .await
-            .map_err(|e| QueueError(format!("sqs: {}", describe(&e))))?;
-        Ok(())
     }
 
     async fn send_dispatch(&self, jobs: &[DispatchJob]) -> Result<(), QueueError> {

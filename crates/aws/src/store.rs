@@ -370,11 +370,25 @@ impl DynamoStore {
     }
 
     async fn batch_get_users(&self, ids: &[&UserId]) -> Result<Vec<User>, StoreError> {
-        let mut users = Vec::with_capacity(ids.len());
-        let mut keys: Vec<Item> = ids.iter().map(|id| key(format!("U#{id}"), "U")).collect();
+        let keys = ids.iter().map(|id| key(format!("U#{id}"), "U")).collect();
+        self.batch_get(keys, false)
+            .await?
+            .iter()
+            .map(body)
+            .collect()
+    }
+
+    /// BatchGetItem of at most 100 keys, sending unprocessed keys again with backoff.
+    async fn batch_get(
+        &self,
+        mut keys: Vec<Item>,
+        consistent: bool,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::with_capacity(keys.len());
         for attempt in 0..8u32 {
             let request = KeysAndAttributes::builder()
                 .set_keys(Some(keys))
+                .consistent_read(consistent)
                 .build()
                 .map_err(build_err)?;
             let out = self
@@ -384,20 +398,18 @@ impl DynamoStore {
                 .send()
                 .await
                 .map_err(err)?;
-            for item in out
-                .responses
-                .and_then(|mut r| r.remove(&self.table))
-                .unwrap_or_default()
-            {
-                users.push(body(&item)?);
-            }
+            items.extend(
+                out.responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default(),
+            );
             keys = out
                 .unprocessed_keys
                 .and_then(|mut u| u.remove(&self.table))
                 .map(|k| k.keys)
                 .unwrap_or_default();
             if keys.is_empty() {
-                return Ok(users);
+                return Ok(items);
             }
             tokio::time::sleep(std::time::Duration::from_millis(25 << attempt)).await;
         }
@@ -1452,47 +1464,14 @@ impl Store for DynamoStore {
             ("skipped", 0),
         ];
         // Every count item of the notification in one BatchGetItem (at most 100 keys), read
-        // consistently, sending unprocessed keys again.
-        let mut keys: Vec<Item> = (0..COUNT_SHARDS)
+        // consistently.
+        let keys = (0..COUNT_SHARDS)
             .map(|k| key(count_shard_pk(id, k), "C"))
             .collect();
-        for attempt in 0..8u32 {
-            let request = KeysAndAttributes::builder()
-                .set_keys(Some(keys))
-                .consistent_read(true)
-                .build()
-                .map_err(build_err)?;
-            let out = self
-                .client
-                .batch_get_item()
-                .request_items(&self.table, request)
-                .send()
-                .await
-                .map_err(err)?;
-            for item in out
-                .responses
-                .and_then(|mut r| r.remove(&self.table))
-                .unwrap_or_default()
-            {
-                for (k, total) in sums.iter_mut() {
-                    *total += get_n(&item, k).unwrap_or(0);
-                }
+        for item in self.batch_get(keys, true).await? {
+            for (k, total) in sums.iter_mut() {
+                *total += get_n(&item, k).unwrap_or(0);
             }
-            keys = out
-                .unprocessed_keys
-                .and_then(|mut u| u.remove(&self.table))
-                .map(|k| k.keys)
-                .unwrap_or_default();
-            if keys.is_empty() {
-                break;
-            }
-            if attempt == 7 {
-                return Err(StoreError::Unavailable(format!(
-                    "dynamodb: {} count reads still unprocessed",
-                    keys.len()
-                )));
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(25 << attempt)).await;
         }
         // A shard alone may be negative (a page's pending counted on one shard, its outcomes on
         // others); the sums are exact.
