@@ -238,47 +238,52 @@ fn is_condition_failure<E: aws_smithy_types::error::metadata::ProvideErrorMetada
     e.as_service_error().and_then(|se| se.code()) == Some("ConditionalCheckFailedException")
 }
 
-/// Whether a cancelled transaction failed only on its condition checks.
-fn cancelled_by_condition(
-    e: &aws_sdk_dynamodb::error::SdkError<
-        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
-        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
-    >,
-) -> bool {
+type TransactError = aws_sdk_dynamodb::error::SdkError<
+    aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+    aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+>;
+
+type TransactResult = Result<(), TransactError>;
+
+/// Why each item of a cancelled transaction failed; `None` if it was not cancelled.
+fn cancellation_reasons(
+    e: &TransactError,
+) -> Option<&[aws_sdk_dynamodb::types::CancellationReason]> {
     match e.as_service_error() {
         Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c)) => {
-            let reasons = c.cancellation_reasons();
-            reasons.is_empty() || reasons.iter().any(|r| r.code() == Some("ConditionalCheckFailed"))
+            Some(c.cancellation_reasons())
         }
-        _ => false,
+        _ => None,
     }
 }
 
-type TransactResult = Result<
-    (),
-    aws_sdk_dynamodb::error::SdkError<
-        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
-        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
-    >,
->;
+fn has_code(reasons: &[aws_sdk_dynamodb::types::CancellationReason], codes: &[&str]) -> bool {
+    reasons
+        .iter()
+        .any(|r| r.code().is_some_and(|c| codes.contains(&c)))
+}
+
+/// Whether a cancelled transaction failed only on its condition checks.
+fn cancelled_by_condition(e: &TransactError) -> bool {
+    cancellation_reasons(e)
+        .is_some_and(|reasons| reasons.is_empty() || has_code(reasons, &["ConditionalCheckFailed"]))
+}
 
 /// Whether a cancelled transaction may pass if sent again: it met another transaction on one of
 /// its items (`TransactionConflict`) or was throttled, and no condition failed. AWS documents
 /// both; the SDK does not retry a cancelled transaction.
-fn cancelled_but_retryable(
-    e: &aws_sdk_dynamodb::error::SdkError<
-        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
-        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
-    >,
-) -> bool {
-    match e.as_service_error() {
-        Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c)) => {
-            let codes: Vec<&str> = c.cancellation_reasons().iter().filter_map(|r| r.code()).collect();
-            !codes.contains(&"ConditionalCheckFailed")
-                && codes.iter().any(|c| matches!(*c, "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"))
-        }
-        _ => false,
-    }
+fn cancelled_but_retryable(e: &TransactError) -> bool {
+    cancellation_reasons(e).is_some_and(|reasons| {
+        !has_code(reasons, &["ConditionalCheckFailed"])
+            && has_code(
+                reasons,
+                &[
+                    "TransactionConflict",
+                    "ThrottlingError",
+                    "ProvisionedThroughputExceeded",
+                ],
+            )
+    })
 }
 
 /// Attempts of one transaction cancelled by conflicts before its caller sees the error.
