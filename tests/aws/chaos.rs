@@ -29,7 +29,7 @@ fn every_fault() -> Value {
         "sqs.internal_error": 0.03,
         "sqs.duplicate": 0.10,
         "ses.throttle": 0.10,
-        "sns.throttle": 0.10,
+        "sns.throttle": 0.30,
         "scheduler.internal_error": 0.10,
     })
 }
