@@ -464,7 +464,7 @@ impl Queues for SimQueues {
         pause(self.latency.sqs_batch).await;
         self.fanout
             .send(job.clone())
-            .map_err(|e| QueueError(e.to_string()))
+            .map_err(|e| QueueError::new("job JSON", e))
     }
 
     async fn send_fanout_after(&self, job: &FanoutJob, delay: Duration) -> Result<(), QueueError> {
@@ -497,7 +497,7 @@ impl Queues for SimQueues {
             );
             if let Some(tx) = &self.dispatch {
                 tx.send(job.clone())
-                    .map_err(|e| QueueError(e.to_string()))?;
+                    .map_err(|e| QueueError::new("job JSON", e))?;
             }
         }
         Ok(())

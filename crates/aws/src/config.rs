@@ -1,5 +1,7 @@
 //! Configuration from the environment variables that `template.yaml` sets.
 
+use anyhow::{Context, bail};
+
 #[derive(Debug, Clone)]
 pub struct AwsConfig {
     /// The DynamoDB table (single-table design, see `store.rs`).
@@ -51,29 +53,31 @@ pub struct AwsConfig {
     pub channel_pause_secs: u64,
 }
 
-fn number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
+fn number<T>(name: &str, default: T) -> anyhow::Result<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
     optional(name)
-        .map(|v| v.parse().map_err(|_| format!("{name} is not a number")))
+        .map(|v| {
+            v.parse()
+                .with_context(|| format!("{name}={v:?} is not a number"))
+        })
         .transpose()
         .map(|v| v.unwrap_or(default))
 }
 
 /// A positive rate, or nothing when unset or 0.
-fn rate(name: &str) -> Result<Option<f64>, String> {
+fn rate(name: &str) -> anyhow::Result<Option<f64>> {
     let value: f64 = number(name, 0.0)?;
     if !value.is_finite() || value < 0.0 {
-        return Err(format!(
-            "{name} must be a positive number of sends per second"
-        ));
+        bail!("{name} must be a positive number of sends per second");
     }
     Ok((value > 0.0).then_some(value))
 }
 
-fn var(name: &str) -> Result<String, String> {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| format!("{name} is not set"))
+fn var(name: &str) -> anyhow::Result<String> {
+    optional(name).with_context(|| format!("{name} is not set"))
 }
 
 fn optional(name: &str) -> Option<String> {
@@ -83,7 +87,7 @@ fn optional(name: &str) -> Option<String> {
 impl AwsConfig {
     /// Reads what every function needs; a function that does not use a value still gets it
     /// from the template, so one reader serves all three.
-    pub fn from_env() -> Result<Self, String> {
+    pub fn from_env() -> anyhow::Result<Self> {
         Ok(Self {
             table: var("NOTIFY_TABLE")?,
             fanout_queue_url: var("NOTIFY_FANOUT_QUEUE_URL")?,

@@ -16,6 +16,7 @@ use notify_core::services::dispatch::Dispatch;
 use notify_core::services::fanout::Fanout;
 
 use crate::queues::SqsQueues;
+use notify_core::ports::error_chain;
 
 fn parse<T: serde::de::DeserializeOwned>(record: &SqsMessage) -> Option<T> {
     record
@@ -64,7 +65,7 @@ async fn fanout_record(fanout: &Fanout, record: &SqsMessage, max_receives: u32) 
         }
         Err(e) => e,
     };
-    tracing::error!(?message, error = %e, "fanout failed");
+    tracing::error!(?message, error = %error_chain(&e), "fanout failed");
     let receives: u32 = record
         .attributes
         .get("ApproximateReceiveCount")
@@ -91,7 +92,9 @@ async fn fanout_record(fanout: &Fanout, record: &SqsMessage, max_receives: u32) 
         };
         match put_back {
             Ok(()) => return None,
-            Err(e) => tracing::error!(error = %e, "could not put the fanout job back"),
+            Err(e) => {
+                tracing::error!(error = %error_chain(&e), "could not put the fanout job back")
+            }
         }
     }
     Some(message_id)
@@ -159,7 +162,7 @@ async fn dispatch_record(
                         .await
                 {
                     // The whole job comes back instead; its done deliveries are found done.
-                    tracing::warn!(id = %job.notification_id, error = %e, "could not queue the rest of a job");
+                    tracing::warn!(id = %job.notification_id, error = %error_chain(&e), "could not queue the rest of a job");
                     consumer.retry_later(record, &job, "out of time").await;
                     return Some(message_id);
                 }
@@ -176,14 +179,14 @@ async fn dispatch_record(
                     {
                         Ok(()) => return None,
                         Err(e) => {
-                            tracing::warn!(id = %job.notification_id, error = %e, "could not put a paused job back")
+                            tracing::warn!(id = %job.notification_id, error = %error_chain(&e), "could not put a paused job back")
                         }
                     }
                 }
                 "some deliveries will be retried".to_owned()
             }
             Err(e) => {
-                tracing::error!(id = %job.notification_id, error = %e, "dispatch failed");
+                tracing::error!(id = %job.notification_id, error = %error_chain(&e), "dispatch failed");
                 e.to_string()
             }
         };
@@ -215,7 +218,7 @@ impl DispatchConsumer {
                     tracing::warn!(id = %job.notification_id, marked, "pending deliveries marked failed")
                 }
                 Err(e) => {
-                    tracing::error!(id = %job.notification_id, error = %e, "could not mark the pending deliveries failed")
+                    tracing::error!(id = %job.notification_id, error = %error_chain(&e), "could not mark the pending deliveries failed")
                 }
             }
             return;
@@ -229,7 +232,7 @@ impl DispatchConsumer {
             .await
         {
             // The message still comes back, after the queue's own visibility timeout.
-            tracing::warn!(id = %job.notification_id, error = %e, "could not delay a retried message");
+            tracing::warn!(id = %job.notification_id, error = %error_chain(&e), "could not delay a retried message");
         }
     }
 }

@@ -4,7 +4,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-use notify_core::ports::SendError;
+use notify_core::ports::{SendError, error_chain};
 
 /// Error codes that mean "slow down", whatever the HTTP status says.
 const THROTTLING_CODES: &[&str] = &[
@@ -66,18 +66,6 @@ where
             SendError::permanent(format!("{service}: the request could not be built: {err}"))
         }
         // Timeouts, connection failures, unreadable responses: the call may pass later.
-        _ => SendError::transient(format!("{service}: {}", describe(err))),
+        _ => SendError::transient(format!("{service}: {}", error_chain(err))),
     }
-}
-
-/// The whole chain of causes, for logs and error fields.
-pub fn describe(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

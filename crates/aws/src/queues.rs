@@ -10,8 +10,6 @@ use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use notify_core::jobs::{Chore, DispatchJob, FanoutJob, FanoutMessage};
 use notify_core::ports::{MAX_QUEUE_DELAY, QueueError, Queues};
 
-use crate::provider_error::describe;
-
 const BATCH: usize = 10;
 /// SQS limits a whole batch to 256 KiB.
 const BATCH_BYTES: usize = 256 * 1024;
@@ -67,7 +65,7 @@ impl SqsQueues {
             .visibility_timeout(secs)
             .send()
             .await
-            .map_err(|e| QueueError(format!("sqs: {}", describe(&e))))?;
+            .map_err(|e| QueueError::new("sqs", e))?;
         Ok(())
     }
 
@@ -89,7 +87,7 @@ impl SqsQueues {
         message: &impl serde::Serialize,
         delay: Duration,
     ) -> Result<(), QueueError> {
-        let body = serde_json::to_string(message).map_err(|e| QueueError(e.to_string()))?;
+        let body = serde_json::to_string(message).map_err(|e| QueueError::new("sqs request", e))?;
         let secs = delay.as_secs().min(MAX_QUEUE_DELAY.as_secs()) as i32;
         self.client
             .send_message()
@@ -98,7 +96,7 @@ impl SqsQueues {
             .delay_seconds(secs)
             .send()
             .await
-            .map_err(|e| QueueError(format!("sqs: {}", describe(&e))))?;
+            .map_err(|e| QueueError::new("sqs", e))?;
         Ok(())
     }
 
@@ -134,7 +132,7 @@ impl SqsQueues {
                             .build()
                     })
                     .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| QueueError(e.to_string()))?;
+                    .map_err(|e| QueueError::new("sqs request", e))?;
                 let out = self
                     .client
                     .send_message_batch()
@@ -142,7 +140,7 @@ impl SqsQueues {
                     .set_entries(Some(entries))
                     .send()
                     .await
-                    .map_err(|e| QueueError(format!("sqs: {}", describe(&e))))?;
+                    .map_err(|e| QueueError::new("sqs", e))?;
                 let failed: Vec<_> = out
                     .failed()
                     .iter()
@@ -150,10 +148,10 @@ impl SqsQueues {
                     .collect();
                 if let Some((_, _, code)) = failed.iter().find(|(_, sender_fault, _)| *sender_fault)
                 {
-                    return Err(QueueError(format!("sqs refused a message: {code}")));
+                    return Err(QueueError::msg(format!("sqs refused a message: {code}")));
                 }
                 if !failed.is_empty() && attempt >= ATTEMPTS {
-                    return Err(QueueError(format!(
+                    return Err(QueueError::msg(format!(
                         "sqs: {} messages still failing after {ATTEMPTS} attempts",
                         failed.len()
                     )));
@@ -191,7 +189,7 @@ impl Queues for SqsQueues {
             .iter()
             .map(serde_json::to_string)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| QueueError(e.to_string()))?;
+            .map_err(|e| QueueError::new("sqs request", e))?;
         self.send_all(&self.dispatch_url, bodies).await
     }
 }

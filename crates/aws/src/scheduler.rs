@@ -26,8 +26,8 @@ use notify_core::domain::NotificationId;
 use notify_core::jobs::FanoutJob;
 use notify_core::ports::{MAX_QUEUE_DELAY, Queues, Scheduler, SchedulerError};
 
-use crate::provider_error::describe;
 use crate::queues::SqsQueues;
+use notify_core::ports::error_chain;
 
 pub struct EventBridgeScheduler {
     client: Client,
@@ -63,7 +63,7 @@ impl EventBridgeScheduler {
 
     fn target(&self, id: &NotificationId) -> Result<Target, SchedulerError> {
         let input = serde_json::to_string(&FanoutJob::start(id.clone()))
-            .map_err(|e| SchedulerError(e.to_string()))?;
+            .map_err(|e| SchedulerError::new("job JSON", e))?;
         Target::builder()
             .arn(&self.target_arn)
             .role_arn(&self.role_arn)
@@ -81,7 +81,7 @@ impl EventBridgeScheduler {
                     .map(|arn| DeadLetterConfig::builder().arn(arn).build()),
             )
             .build()
-            .map_err(|e| SchedulerError(e.to_string()))
+            .map_err(|e| SchedulerError::new("scheduler request", e))
     }
 }
 
@@ -97,11 +97,11 @@ fn window() -> Result<FlexibleTimeWindow, SchedulerError> {
     FlexibleTimeWindow::builder()
         .mode(FlexibleTimeWindowMode::Off)
         .build()
-        .map_err(|e| SchedulerError(e.to_string()))
+        .map_err(|e| SchedulerError::new("scheduler request", e))
 }
 
-fn err(e: impl std::error::Error) -> SchedulerError {
-    SchedulerError(format!("scheduler: {}", describe(&e)))
+fn err(e: impl std::error::Error + Send + Sync + 'static) -> SchedulerError {
+    SchedulerError::new("eventbridge scheduler", e)
 }
 
 impl EventBridgeScheduler {
@@ -149,8 +149,8 @@ impl EventBridgeScheduler {
                 Err(e) => return Err(err(e)),
             }
         }
-        Err(SchedulerError(
-            "scheduler: the schedule kept changing under a create and an update".into(),
+        Err(SchedulerError::msg(
+            "the schedule kept changing under a create and an update",
         ))
     }
 }
@@ -169,11 +169,11 @@ impl Scheduler for EventBridgeScheduler {
         self.queues
             .send_fanout_after(&FanoutJob::start(id.clone()), delay)
             .await
-            .map_err(|e| SchedulerError(e.to_string()))?;
+            .map_err(|e| SchedulerError::new("delayed fanout message", e))?;
         // A schedule of an earlier, further `send_at` (a reschedule) is no longer needed; if it
         // stays, its fire finds the send done or held back, and sends nothing.
         if let Err(e) = self.cancel(id).await {
-            tracing::warn!(%id, error = %e, "could not delete a schedule no longer needed");
+            tracing::warn!(%id, error = %error_chain(&e), "could not delete a schedule no longer needed");
         }
         Ok(())
     }

@@ -38,8 +38,6 @@ use notify_core::ports::{IdempotencyRecord, InsertOutcome, Page, Store, StoreErr
 use notify_core::template::Template;
 use notify_core::user::User;
 
-use crate::provider_error::describe;
-
 /// Count items of one notification, each its own partition key: every outcome adds to one of
 /// them, so a send of any size spreads its count writes over this many partitions.
 pub const COUNT_SHARDS: u64 = 32;
@@ -141,12 +139,12 @@ pub fn status_index_pk(status: Status, shard: u64) -> String {
     format!("S#{}#{shard:02}", status.as_str())
 }
 
-fn err(e: impl std::error::Error) -> StoreError {
-    StoreError::Unavailable(format!("dynamodb: {}", describe(&e)))
+fn err(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::unavailable("dynamodb", e)
 }
 
 fn build_err(e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
-    StoreError::Unavailable(format!("dynamodb request: {e}"))
+    StoreError::unavailable("dynamodb request", e)
 }
 
 fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
@@ -162,13 +160,12 @@ fn get_n(item: &Item, name: &str) -> Option<i64> {
 }
 
 fn body<T: serde::de::DeserializeOwned>(item: &Item) -> Result<T, StoreError> {
-    let raw =
-        get_s(item, "body").ok_or_else(|| StoreError::Unavailable("item without body".into()))?;
-    serde_json::from_str(raw).map_err(|e| StoreError::Unavailable(format!("stored JSON: {e}")))
+    let raw = get_s(item, "body").ok_or_else(|| StoreError::Corrupt("item without body".into()))?;
+    serde_json::from_str(raw).map_err(|e| StoreError::Corrupt(format!("stored JSON: {e}")))
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
-    serde_json::to_string(v).map_err(|e| StoreError::Unavailable(format!("JSON: {e}")))
+    serde_json::to_string(v).map_err(|e| StoreError::unavailable("JSON", e))
 }
 
 fn delivery_item(d: &Delivery) -> Item {
@@ -201,7 +198,7 @@ fn read_notification(item: &Item) -> Result<Notification, StoreError> {
     let mut n: Notification = body(item)?;
     let status = get_s(item, "status").unwrap_or_default();
     n.status = Status::parse(status)
-        .ok_or_else(|| StoreError::Unavailable(format!("unknown status {status}")))?;
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown status {status}")))?;
     n.send_at = get_n(item, "send_at")
         .and_then(|ms| Timestamp::from_millisecond(ms).ok())
         .unwrap_or(n.send_at);
@@ -418,10 +415,10 @@ impl DynamoStore {
             }
             tokio::time::sleep(std::time::Duration::from_millis(25 << attempt)).await;
         }
-        Err(StoreError::Unavailable(format!(
-            "dynamodb: {} reads still unprocessed",
-            keys.len()
-        )))
+        Err(StoreError::unavailable(
+            "dynamodb",
+            format!("{} reads still unprocessed", keys.len()),
+        ))
     }
 
     /// Writes rows that never change again (skipped ones) 25 per call, retrying unprocessed items.
@@ -459,10 +456,10 @@ impl DynamoStore {
                     break;
                 }
                 if attempt == 7 {
-                    return Err(StoreError::Unavailable(format!(
-                        "dynamodb: {} writes still unprocessed",
-                        pending.len()
-                    )));
+                    return Err(StoreError::unavailable(
+                        "dynamodb",
+                        format!("{} writes still unprocessed", pending.len()),
+                    ));
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(25 << attempt)).await;
             }
@@ -979,7 +976,7 @@ impl Store for DynamoStore {
             .iter()
             .map(|i| {
                 UserId::parse(get_s(i, "user_id").unwrap_or_default())
-                    .map_err(|e| StoreError::Unavailable(e.0))
+                    .map_err(|e| StoreError::Corrupt(e.0))
             })
             .collect::<Result<_, _>>()?;
         Ok(Page {
@@ -1060,11 +1057,12 @@ impl Store for DynamoStore {
             Ok(_) => Ok(InsertOutcome::Inserted),
             Err(e) if idem.is_some() && cancelled_by_condition(&e) => {
                 let key = IdempotencyKey::parse(&idem.expect("checked").key)
-                    .map_err(|e| StoreError::Unavailable(e.0))?;
+                    .map_err(|e| StoreError::Corrupt(e.0))?;
                 match self.find_idempotency(&key, now).await? {
                     Some(existing) => Ok(InsertOutcome::KeyTaken(existing)),
-                    None => Err(StoreError::Unavailable(
-                        "idempotency record vanished during insert".into(),
+                    None => Err(StoreError::unavailable(
+                        "dynamodb",
+                        "idempotency record vanished during insert",
                     )),
                 }
             }
@@ -1429,8 +1427,7 @@ impl Store for DynamoStore {
         let (items, next_cursor) = self.deliveries_page(id, limit, cursor).await?;
         let mut out = Vec::with_capacity(items.len());
         for item in &items {
-            let bad =
-                |what: &str| StoreError::Unavailable(format!("stored delivery has a bad {what}"));
+            let bad = |what: &str| StoreError::Corrupt(format!("stored delivery has a bad {what}"));
             out.push(Delivery {
                 key: DeliveryKey {
                     notification_id: id.clone(),

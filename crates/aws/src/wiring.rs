@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use anyhow::Context;
 use aws_config::{BehaviorVersion, SdkConfig};
 
 use notify_core::backoff::Backoff;
@@ -15,7 +16,6 @@ use notify_core::services::fanout::{Fanout, FanoutSettings};
 use crate::config::AwsConfig;
 use crate::email::SesEmail;
 use crate::handlers::DispatchConsumer;
-use crate::provider_error::describe;
 use crate::queues::SqsQueues;
 use crate::scheduler::EventBridgeScheduler;
 use crate::sms::SnsSms;
@@ -140,7 +140,7 @@ pub fn fanout(config: &AwsConfig, sdk: &SdkConfig) -> Fanout {
 }
 
 /// The dispatch side, sending by SES and SNS.
-pub fn dispatch(config: &AwsConfig, sdk: &SdkConfig) -> Result<DispatchConsumer, String> {
+pub fn dispatch(config: &AwsConfig, sdk: &SdkConfig) -> anyhow::Result<DispatchConsumer> {
     let ses = aws_sdk_sesv2::config::Builder::from(sdk)
         .retry_config(send_retry_config())
         .build();
@@ -156,9 +156,8 @@ pub fn dispatch_with(
     config: &AwsConfig,
     sdk: &SdkConfig,
     email: Arc<dyn EmailSender>,
-) -> Result<DispatchConsumer, String> {
-    let from =
-        EmailAddress::parse(&config.email_from).map_err(|e| format!("NOTIFY_EMAIL_FROM {e}"))?;
+) -> anyhow::Result<DispatchConsumer> {
+    let from = EmailAddress::parse(&config.email_from).context("NOTIFY_EMAIL_FROM")?;
     let dispatch = Dispatch::new(
         store(config, sdk),
         email,
@@ -193,7 +192,7 @@ pub fn dispatch_with(
 
 /// The API key: `NOTIFY_API_KEY` (for local runs), else the secret `NOTIFY_API_KEY_SECRET_ARN`
 /// that the template generates, read once at init.
-pub async fn api_key(sdk: &SdkConfig) -> Result<String, String> {
+pub async fn api_key(sdk: &SdkConfig) -> anyhow::Result<String> {
     if let Some(key) = std::env::var("NOTIFY_API_KEY")
         .ok()
         .filter(|k| !k.is_empty())
@@ -201,15 +200,15 @@ pub async fn api_key(sdk: &SdkConfig) -> Result<String, String> {
         return Ok(key);
     }
     let arn = std::env::var("NOTIFY_API_KEY_SECRET_ARN")
-        .map_err(|_| "set NOTIFY_API_KEY_SECRET_ARN or NOTIFY_API_KEY".to_owned())?;
+        .context("set NOTIFY_API_KEY_SECRET_ARN or NOTIFY_API_KEY")?;
     let out = aws_sdk_secretsmanager::Client::new(sdk)
         .get_secret_value()
         .secret_id(&arn)
         .send()
         .await
-        .map_err(|e| format!("reading the API key secret: {}", describe(&e)))?;
+        .with_context(|| format!("reading the API key secret {arn}"))?;
     out.secret_string()
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| "the API key secret is empty".to_owned())
+        .with_context(|| format!("the API key secret {arn} is empty"))
 }

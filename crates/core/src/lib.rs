@@ -6,7 +6,6 @@ pub mod backoff;
 pub mod contract;
 pub mod delivery;
 pub mod domain;
-pub mod error;
 pub mod group;
 pub mod jobs;
 pub mod memory;

@@ -7,12 +7,12 @@ use serde_json::json;
 
 use notify_core::delivery::DeliveryStatus;
 use notify_core::domain::{Channel, EmailAddress, IdempotencyKey, PhoneNumber, SendAt, UserId};
-use notify_core::error::Error;
 use notify_core::memory::{
     FakeClock, MemoryQueues, MemoryScheduler, MemoryStore, RecordingEmail, RecordingSms,
 };
 use notify_core::notification::{Content, Counts, Status, Target};
 use notify_core::ports::{SendError, Store};
+use notify_core::services::ServiceError;
 use notify_core::services::accept::{IdempotentRequest, NewNotification, accept};
 use notify_core::services::dispatch::{Dispatch, DispatchSettings};
 use notify_core::services::fanout::{Fanout, FanoutSettings};
@@ -255,7 +255,7 @@ async fn cancel_stops_a_schedule_that_fires_anyway() {
     w.drain().await;
     assert!(matches!(
         cancel(&w.app, &b.id).await,
-        Err(Error::Conflict(_))
+        Err(ServiceError::Conflict(_))
     ));
 }
 
@@ -326,7 +326,7 @@ async fn idempotency_replays_conflicts_and_expires() {
     let other = IdempotentRequest::new(key.clone(), &json!({"other": "body"}));
     assert!(matches!(
         accept(&w.app, email_to("i@example.com"), Some(other)).await,
-        Err(Error::Conflict(_))
+        Err(ServiceError::Conflict(_))
     ));
     w.drain().await;
     assert_eq!(w.email.sent.lock().unwrap().len(), 1);
@@ -503,7 +503,7 @@ async fn unknown_user_and_template_are_named() {
         id: notify_core::domain::TemplateId::parse("nope").unwrap(),
         data: Default::default(),
     };
-    let Err(Error::Invalid(errors)) = accept(&w.app, req, None).await else {
+    let Err(ServiceError::Invalid(errors)) = accept(&w.app, req, None).await else {
         panic!("expected 422")
     };
     let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
@@ -697,14 +697,14 @@ async fn retry_sends_only_the_failed_deliveries_again() {
     // Only a notification that finished with failures can be retried.
     assert!(matches!(
         retry::request(&w.app, completed_id).await,
-        Err(notify_core::error::Error::Conflict(_))
+        Err(ServiceError::Conflict(_))
     ));
     let n = retry::request(&w.app, failed_id).await.unwrap();
     assert_eq!(n.status, Status::Sending);
     assert!(
         matches!(
             retry::request(&w.app, failed_id).await,
-            Err(notify_core::error::Error::Conflict(_))
+            Err(ServiceError::Conflict(_))
         ),
         "one retry at a time"
     );

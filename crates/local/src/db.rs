@@ -5,6 +5,7 @@ use rusqlite::Connection;
 use std::path::Path;
 
 use notify_core::ports::StoreError;
+use notify_core::ports::error_chain;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS users (
@@ -115,13 +116,13 @@ fn serve(mut conn: Connection, calls: std::sync::mpsc::Receiver<Call>) {
         // not at the first write, where SQLite could only fail the whole batch.
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
             // Run nothing: dropped calls answer "unavailable".
-            tracing::error!(error = %e, calls = batch.len(), "could not begin a transaction");
+            tracing::error!(error = %error_chain(&e), calls = batch.len(), "could not begin a transaction");
             continue;
         }
         let mut answers = Vec::with_capacity(batch.len());
         for call in batch {
             if let Err(e) = conn.execute_batch("SAVEPOINT call") {
-                tracing::error!(error = %e, "could not open a savepoint");
+                tracing::error!(error = %error_chain(&e), "could not open a savepoint");
                 continue;
             }
             let outcome =
@@ -133,7 +134,7 @@ fn serve(mut conn: Connection, calls: std::sync::mpsc::Receiver<Call>) {
                 "ROLLBACK TO call; RELEASE call"
             };
             if let Err(e) = conn.execute_batch(undo) {
-                tracing::error!(error = %e, "could not close a savepoint");
+                tracing::error!(error = %error_chain(&e), "could not close a savepoint");
             }
             // A call that panicked has no answer: its caller sees the database as unavailable.
             if let Ok((_, answer)) = outcome {
@@ -149,7 +150,7 @@ fn serve(mut conn: Connection, calls: std::sync::mpsc::Receiver<Call>) {
                 committed
                     .as_ref()
                     .err()
-                    .map(|e| StoreError::Unavailable(e.to_string())),
+                    .map(|e| StoreError::unavailable("sqlite COMMIT", e.to_string())),
             );
         }
     }
@@ -228,20 +229,20 @@ impl Db {
         });
         self.calls
             .send(call)
-            .map_err(|_| StoreError::Unavailable("the database thread stopped".into()))?;
+            .map_err(|_| StoreError::unavailable("sqlite", "the database thread stopped"))?;
         receiver
             .await
-            .map_err(|_| StoreError::Unavailable("a database call failed".into()))?
+            .map_err(|_| StoreError::unavailable("sqlite", "a database call failed"))?
     }
 }
 
 /// SQLite errors are never the caller's fault here: report them as unavailability.
 pub fn db_err(e: rusqlite::Error) -> StoreError {
-    StoreError::Unavailable(format!("sqlite: {e}"))
+    StoreError::unavailable("sqlite", e)
 }
 
 pub fn json_err(e: serde_json::Error) -> StoreError {
-    StoreError::Unavailable(format!("stored JSON: {e}"))
+    StoreError::Corrupt(format!("stored JSON: {e}"))
 }
 
 pub fn millis(t: jiff::Timestamp) -> i64 {

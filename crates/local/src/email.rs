@@ -31,7 +31,7 @@ pub const SMTP_CONNECTIONS: u32 = 16;
 
 impl SmtpEmail {
     /// `smtp://host:port` (plain; `?tls=required` for STARTTLS), `smtps://user:pass@host:465`.
-    pub fn from_url(url: &str) -> Result<Self, String> {
+    pub fn from_url(url: &str) -> Result<Self, lettre::transport::smtp::Error> {
         // lettre 0.11 leaves Nagle on: its message body and the final `.` are two writes, and the
         // second waits for the server's delayed ACK, about 40 ms a message (fixed upstream, not
         // released). For plain SMTP, the common relay on a private network and the test sink, we
@@ -48,8 +48,7 @@ impl SmtpEmail {
                 },
             });
         }
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-            .map_err(|e| format!("NOTIFY_SMTP_URL: {e}"))?
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)?
             .timeout(Some(Duration::from_secs(30)))
             // With Nagle on (see above), enough connections at once hide most of the stall.
             .pool_config(lettre::transport::smtp::PoolConfig::new().max_size(SMTP_CONNECTIONS))

@@ -253,20 +253,20 @@ impl SqliteQueues {
 }
 
 fn queue_err(e: StoreError) -> QueueError {
-    QueueError(e.to_string())
+    QueueError::new("sqlite queue", e)
 }
 
 #[async_trait]
 impl Queues for SqliteQueues {
     async fn send_fanout(&self, job: &FanoutJob) -> Result<(), QueueError> {
-        let payload = serde_json::to_string(job).map_err(|e| QueueError(e.to_string()))?;
+        let payload = serde_json::to_string(job).map_err(|e| QueueError::new("job JSON", e))?;
         self.enqueue(QueueName::Fanout, vec![payload])
             .await
             .map_err(queue_err)
     }
 
     async fn send_fanout_after(&self, job: &FanoutJob, delay: Duration) -> Result<(), QueueError> {
-        let payload = serde_json::to_string(job).map_err(|e| QueueError(e.to_string()))?;
+        let payload = serde_json::to_string(job).map_err(|e| QueueError::new("job JSON", e))?;
         self.enqueue_after(QueueName::Fanout, vec![payload], delay)
             .await
             .map_err(queue_err)
@@ -276,7 +276,7 @@ impl Queues for SqliteQueues {
         let payload = serde_json::to_string(&FanoutMessage::Chore {
             chore: chore.clone(),
         })
-        .map_err(|e| QueueError(e.to_string()))?;
+        .map_err(|e| QueueError::new("job JSON", e))?;
         self.enqueue(QueueName::Fanout, vec![payload])
             .await
             .map_err(queue_err)
@@ -287,7 +287,7 @@ impl Queues for SqliteQueues {
             .iter()
             .map(serde_json::to_string)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| QueueError(e.to_string()))?;
+            .map_err(|e| QueueError::new("job JSON", e))?;
         self.enqueue(QueueName::Dispatch, payloads)
             .await
             .map_err(queue_err)

@@ -17,6 +17,7 @@ use notify_core::ports::{Scheduler, SchedulerError, StoreError};
 
 use crate::db::{Db, db_err, json_err, millis};
 use crate::queue::{QueueName, SqliteQueues, insert_jobs};
+use notify_core::ports::error_chain;
 
 #[derive(Clone)]
 pub struct SqliteScheduler {
@@ -56,7 +57,7 @@ impl SqliteScheduler {
                 let mut payloads = Vec::with_capacity(ids.len());
                 for id in &ids {
                     let notification_id =
-                        NotificationId::parse(id).map_err(|e| StoreError::Unavailable(e.0))?;
+                        NotificationId::parse(id).map_err(|e| StoreError::Corrupt(e.0))?;
                     payloads.push(
                         serde_json::to_string(&FanoutJob::start(notification_id))
                             .map_err(json_err)?,
@@ -98,14 +99,16 @@ impl SqliteScheduler {
                                 queues.ready(QueueName::Fanout).notify_waiters();
                             }
                             Ok(_) => {}
-                            Err(e) => tracing::error!(error = %e, "firing schedules failed"),
+                            Err(e) => {
+                                tracing::error!(error = %error_chain(&e), "firing schedules failed")
+                            }
                         }
                         continue;
                     }
                     Duration::from_millis((due - now) as u64)
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "reading schedules failed");
+                    tracing::error!(error = %error_chain(&e), "reading schedules failed");
                     Duration::from_secs(1)
                 }
             };
@@ -119,7 +122,7 @@ impl SqliteScheduler {
 }
 
 fn sched_err(e: StoreError) -> SchedulerError {
-    SchedulerError(e.to_string())
+    SchedulerError::new("sqlite schedules", e)
 }
 
 #[async_trait]

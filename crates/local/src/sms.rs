@@ -16,14 +16,22 @@ pub struct WebhookSms {
     url: reqwest::Url,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookSetupError {
+    #[error("not a URL")]
+    Url(#[source] <reqwest::Url as std::str::FromStr>::Err),
+    #[error("the HTTP client could not be built")]
+    Client(#[source] reqwest::Error),
+}
+
 impl WebhookSms {
-    pub fn new(url: &str) -> Result<Self, String> {
-        let url = reqwest::Url::parse(url).map_err(|e| format!("NOTIFY_SMS_WEBHOOK_URL: {e}"))?;
+    pub fn new(url: &str) -> Result<Self, WebhookSetupError> {
+        let url = reqwest::Url::parse(url).map_err(WebhookSetupError::Url)?;
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(15))
             .connect_timeout(Duration::from_secs(5))
             .build()
-            .map_err(|e| format!("HTTP client: {e}"))?;
+            .map_err(WebhookSetupError::Client)?;
         Ok(Self { client, url })
     }
 }

@@ -50,7 +50,7 @@ fn read_notification(
     let mut n: Notification = serde_json::from_str(&body).map_err(json_err)?;
     // The columns are the truth; the body keeps what never changes.
     n.status = Status::parse(&status)
-        .ok_or_else(|| StoreError::Unavailable(format!("unknown status {status}")))?;
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown status {status}")))?;
     n.send_at = from_millis(send_at);
     Ok(n)
 }
@@ -300,7 +300,7 @@ impl Store for SqliteStore {
             .await?;
         let mut items = rows
             .iter()
-            .map(|u| UserId::parse(u).map_err(|e| StoreError::Unavailable(e.0)))
+            .map(|u| UserId::parse(u).map_err(|e| StoreError::Corrupt(e.0)))
             .collect::<Result<Vec<_>, _>>()?;
         let next_cursor = if items.len() > limit {
             items.truncate(limit);
@@ -754,8 +754,7 @@ impl Store for SqliteStore {
             provider_message_id,
         ) in rows
         {
-            let bad =
-                |what: &str| StoreError::Unavailable(format!("stored delivery has a bad {what}"));
+            let bad = |what: &str| StoreError::Corrupt(format!("stored delivery has a bad {what}"));
             items.push(Delivery {
                 key: DeliveryKey {
                     notification_id: nid.clone(),

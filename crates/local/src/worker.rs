@@ -14,6 +14,7 @@ use notify_core::services::dispatch::Dispatch;
 use notify_core::services::fanout::Fanout;
 
 use crate::queue::{Leased, QueueName, SqliteQueues};
+use notify_core::ports::error_chain;
 
 #[derive(Debug, Clone, Copy)]
 pub struct WorkerSettings {
@@ -84,7 +85,7 @@ pub async fn run<F, Fut>(
         {
             Ok(jobs) => jobs,
             Err(e) => {
-                tracing::error!(queue = queue.as_str(), error = %e, "receive failed");
+                tracing::error!(queue = queue.as_str(), error = %error_chain(&e), "receive failed");
                 Vec::new()
             }
         };
@@ -103,7 +104,7 @@ pub async fn run<F, Fut>(
                 };
                 if let Err(e) = result {
                     // The lease runs out and the job comes back: nothing is lost.
-                    tracing::error!(queue = queue.as_str(), job = id, error = %e, "could not settle a job");
+                    tracing::error!(queue = queue.as_str(), job = id, error = %error_chain(&e), "could not settle a job");
                 }
             });
         }
@@ -174,7 +175,7 @@ pub fn dispatch_handler(
                     tracing::warn!(id = %parsed.notification_id, marked, "pending deliveries marked failed")
                 }
                 Err(e) => {
-                    tracing::error!(id = %parsed.notification_id, error = %e, "could not mark the pending deliveries failed")
+                    tracing::error!(id = %parsed.notification_id, error = %error_chain(&e), "could not mark the pending deliveries failed")
                 }
             }
             Verdict::DeadLetter(reason)

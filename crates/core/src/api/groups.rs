@@ -6,36 +6,36 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::ApiError;
 use super::ApiState;
 use super::input::{self, Errors, JsonBody};
 use crate::domain::{GroupId, UserId};
-use crate::error::Error;
 use crate::group::{Group, MAX_MEMBER_CHANGES};
 use crate::jobs::Chore;
 
-fn group_id(raw: &str) -> Result<GroupId, Error> {
-    GroupId::parse(raw).map_err(|e| Error::invalid("group_id", e.0))
+fn group_id(raw: &str) -> Result<GroupId, ApiError> {
+    GroupId::parse(raw).map_err(|e| ApiError::invalid("group_id", e.0))
 }
 
 fn to_json(g: &Group) -> Value {
     json!({"group_id": g.id, "name": g.name, "member_count": g.member_count})
 }
 
-async fn existing(state: &ApiState, id: &GroupId) -> Result<Group, Error> {
+async fn existing(state: &ApiState, id: &GroupId) -> Result<Group, ApiError> {
     state
         .app
         .store
         .get_group(id)
         .await?
-        .ok_or(Error::NotFound("group"))
+        .ok_or(ApiError::not_found("group"))
 }
 
 pub async fn put(
     State(state): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
     JsonBody(body): JsonBody,
-) -> Result<Response, Error> {
-    let Path(raw) = path.map_err(|_| Error::NotFound("group"))?;
+) -> Result<Response, ApiError> {
+    let Path(raw) = path.map_err(|_| ApiError::not_found("group"))?;
     let id = group_id(&raw)?;
     let mut errors = Errors::default();
     let name = input::object(&body, "", &["name"], &mut errors)
@@ -59,8 +59,8 @@ pub async fn put(
 pub async fn get(
     State(state): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
-) -> Result<Response, Error> {
-    let Path(raw) = path.map_err(|_| Error::NotFound("group"))?;
+) -> Result<Response, ApiError> {
+    let Path(raw) = path.map_err(|_| ApiError::not_found("group"))?;
     let group = existing(&state, &group_id(&raw)?).await?;
     Ok(Json(to_json(&group)).into_response())
 }
@@ -68,11 +68,11 @@ pub async fn get(
 pub async fn delete(
     State(state): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
-) -> Result<Response, Error> {
-    let Path(raw) = path.map_err(|_| Error::NotFound("group"))?;
+) -> Result<Response, ApiError> {
+    let Path(raw) = path.map_err(|_| ApiError::not_found("group"))?;
     let id = group_id(&raw)?;
     if !state.app.store.delete_group(&id).await? {
-        return Err(Error::NotFound("group"));
+        return Err(ApiError::not_found("group"));
     }
     // Its memberships go in the background; a DELETE again (after a 503) asks again.
     state
@@ -85,8 +85,8 @@ pub async fn delete(
 
 fn member_path(
     path: Result<Path<(String, String)>, PathRejection>,
-) -> Result<(GroupId, UserId), Error> {
-    let Path((group, user)) = path.map_err(|_| Error::NotFound("group"))?;
+) -> Result<(GroupId, UserId), ApiError> {
+    let Path((group, user)) = path.map_err(|_| ApiError::not_found("group"))?;
     let mut errors = Errors::default();
     let group = GroupId::parse(&group)
         .map_err(|e| errors.add("group_id", e.0))
@@ -102,11 +102,11 @@ fn member_path(
 pub async fn subscribe(
     State(state): State<ApiState>,
     path: Result<Path<(String, String)>, PathRejection>,
-) -> Result<Response, Error> {
+) -> Result<Response, ApiError> {
     let (group, user) = member_path(path)?;
     existing(&state, &group).await?;
     if state.app.store.get_user(&user).await?.is_none() {
-        return Err(Error::NotFound("user"));
+        return Err(ApiError::not_found("user"));
     }
     state.app.store.add_members(&group, &[user]).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -116,7 +116,7 @@ pub async fn subscribe(
 pub async fn unsubscribe(
     State(state): State<ApiState>,
     path: Result<Path<(String, String)>, PathRejection>,
-) -> Result<Response, Error> {
+) -> Result<Response, ApiError> {
     let (group, user) = member_path(path)?;
     existing(&state, &group).await?;
     state.app.store.remove_members(&group, &[user]).await?;
@@ -153,8 +153,8 @@ pub async fn change(
     State(state): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
     JsonBody(body): JsonBody,
-) -> Result<Response, Error> {
-    let Path(raw) = path.map_err(|_| Error::NotFound("group"))?;
+) -> Result<Response, ApiError> {
+    let Path(raw) = path.map_err(|_| ApiError::not_found("group"))?;
     let group = group_id(&raw)?;
     let mut errors = Errors::default();
     let (add, remove) = match input::object(&body, "", &["add", "remove"], &mut errors) {
@@ -210,8 +210,8 @@ pub async fn members(
     State(state): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
     Query(query): Query<HashMap<String, String>>,
-) -> Result<Response, Error> {
-    let Path(raw) = path.map_err(|_| Error::NotFound("group"))?;
+) -> Result<Response, ApiError> {
+    let Path(raw) = path.map_err(|_| ApiError::not_found("group"))?;
     let group = group_id(&raw)?;
     let mut errors = Errors::default();
     let page = input::page_query(&query, &mut errors);

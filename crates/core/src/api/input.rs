@@ -7,8 +7,9 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use serde_json::{Map, Value};
 
+use super::ApiError;
 use crate::domain::ParseError;
-use crate::error::{Error, FieldError};
+use crate::services::FieldError;
 
 pub const BODY_LIMIT: usize = 256 * 1024;
 /// A body somewhat over the limit is still read to its end before the 413, so that the client,
@@ -19,16 +20,16 @@ const DRAIN_LIMIT: usize = 4 * BODY_LIMIT;
 pub struct JsonBody(pub Value);
 
 impl<S: Send + Sync> FromRequest<S> for JsonBody {
-    type Rejection = Error;
+    type Rejection = ApiError;
 
-    async fn from_request(req: Request, _state: &S) -> Result<Self, Error> {
+    async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
         let declared = req
             .headers()
             .get(axum::http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
         if declared.is_some_and(|n| n > DRAIN_LIMIT) {
-            return Err(Error::TooLarge);
+            return Err(ApiError::TooLarge);
         }
         let bytes: Bytes = axum::body::to_bytes(req.into_body(), DRAIN_LIMIT)
             .await
@@ -36,22 +37,22 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
                 let too_large = std::error::Error::source(&e)
                     .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
                 if too_large {
-                    Error::TooLarge
+                    ApiError::TooLarge
                 } else {
-                    Error::Malformed("the request body could not be read".into())
+                    ApiError::Malformed("the request body could not be read".into())
                 }
             })?;
         if bytes.len() > BODY_LIMIT {
-            return Err(Error::TooLarge);
+            return Err(ApiError::TooLarge);
         }
         if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(Error::Malformed(
+            return Err(ApiError::Malformed(
                 "the request body is empty; send a JSON object".into(),
             ));
         }
         serde_json::from_slice(&bytes)
             .map(JsonBody)
-            .map_err(|e| Error::Malformed(format!("the body is not valid JSON: {e}")))
+            .map_err(|e| ApiError::Malformed(format!("the body is not valid JSON: {e}")))
     }
 }
 
@@ -75,11 +76,11 @@ impl Errors {
         self.0.is_empty()
     }
 
-    pub fn finish(self) -> Result<(), Error> {
+    pub fn finish(self) -> Result<(), ApiError> {
         if self.0.is_empty() {
             Ok(())
         } else {
-            Err(Error::Invalid(self.0))
+            Err(ApiError::fields(self.0))
         }
     }
 }

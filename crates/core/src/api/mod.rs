@@ -1,11 +1,11 @@
 //! The HTTP API of `../shared/API.md`: one axum `Router`, served by `axum::serve` in `notifyd`
 //! and by `lambda_http::run` in the api Lambda.
 
+mod error;
 mod groups;
 mod input;
 mod notifications;
 mod openapi;
-pub mod problem;
 mod templates;
 mod users;
 
@@ -18,9 +18,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 
-use crate::error::Error;
 use crate::services::App;
 
+pub use error::ApiError;
 pub use input::BODY_LIMIT;
 pub use openapi::OPENAPI_JSON;
 
@@ -93,6 +93,7 @@ pub fn router(app: App, api_key: &str) -> Router {
         .layer(DefaultBodyLimit::disable())
         // A span per request (method, path; never a header, so never the key), its status
         // and latency logged as it ends.
+        .layer(middleware::from_fn(error::log_server_errors))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -113,7 +114,7 @@ async fn require_api_key(
         Some(key) if constant_time_eq(key.as_bytes(), state.api_key.as_bytes()) => {
             next.run(request).await
         }
-        _ => Error::Unauthorized.into_response(),
+        _ => ApiError::Unauthorized.into_response(),
     }
 }
 
@@ -127,7 +128,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn not_found() -> Response {
-    problem::problem(
+    error::problem(
         StatusCode::NOT_FOUND,
         "no-route",
         "Not found",
@@ -137,7 +138,7 @@ async fn not_found() -> Response {
 }
 
 async fn method_not_allowed() -> Response {
-    problem::problem(
+    error::problem(
         StatusCode::METHOD_NOT_ALLOWED,
         "method-not-allowed",
         "Method not allowed",

@@ -6,6 +6,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::ApiError;
 use super::ApiState;
 use super::input::{self, Errors, JsonBody};
 use super::templates::parse_parts;
@@ -14,15 +15,14 @@ use crate::domain::{
     Channel, EmailAddress, GroupId, IdempotencyKey, NotificationId, PhoneNumber, SendAt,
     TemplateId, UserId,
 };
-use crate::error::Error;
 use crate::notification::{Content, Notification, Status, Target};
 use crate::services::accept::{self, IdempotentRequest, NewNotification};
 use crate::services::{cancel, reschedule, retry};
 
-fn notification_id(path: Result<Path<String>, PathRejection>) -> Result<NotificationId, Error> {
-    let Path(raw) = path.map_err(|_| Error::NotFound("notification"))?;
+fn notification_id(path: Result<Path<String>, PathRejection>) -> Result<NotificationId, ApiError> {
+    let Path(raw) = path.map_err(|_| ApiError::not_found("notification"))?;
     // An id we never made cannot exist.
-    NotificationId::parse(&raw).map_err(|_| Error::NotFound("notification"))
+    NotificationId::parse(&raw).map_err(|_| ApiError::not_found("notification"))
 }
 
 fn target_json(to: &Target) -> Value {
@@ -66,7 +66,7 @@ fn delivery_json(d: &Delivery) -> Value {
 }
 
 /// Everything that can be checked without storage, with every bad field named.
-fn parse_new(body: &Value, now: jiff::Timestamp) -> Result<NewNotification, Error> {
+fn parse_new(body: &Value, now: jiff::Timestamp) -> Result<NewNotification, ApiError> {
     let mut errors = Errors::default();
     let Some(map) = input::object(
         body,
@@ -189,7 +189,7 @@ fn parse_new(body: &Value, now: jiff::Timestamp) -> Result<NewNotification, Erro
             content,
             send_at: send_at.unwrap_or(SendAt::Now),
         }),
-        _ => Err(Error::invalid("body", "is incomplete")),
+        _ => Err(ApiError::invalid("body", "is incomplete")),
     }
 }
 
@@ -231,20 +231,20 @@ pub async fn create(
     State(state): State<ApiState>,
     headers: HeaderMap,
     JsonBody(body): JsonBody,
-) -> Result<Response, Error> {
+) -> Result<Response, ApiError> {
     let idem = match headers.get("idempotency-key") {
         None => None,
         Some(raw) => {
             let key = raw
                 .to_str()
                 .map_err(|_| {
-                    Error::invalid(
+                    ApiError::invalid(
                         "Idempotency-Key",
                         "may contain only visible ASCII characters",
                     )
                 })
                 .and_then(|s| {
-                    IdempotencyKey::parse(s).map_err(|e| Error::invalid("Idempotency-Key", e.0))
+                    IdempotencyKey::parse(s).map_err(|e| ApiError::invalid("Idempotency-Key", e.0))
                 })?;
             Some(IdempotentRequest::new(key, &body))
         }
@@ -266,14 +266,14 @@ pub async fn create(
 pub async fn get(
     State(state): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
-) -> Result<Response, Error> {
+) -> Result<Response, ApiError> {
     let id = notification_id(path)?;
     let n = state
         .app
         .store
         .get_notification(&id)
         .await?
-        .ok_or(Error::NotFound("notification"))?;
+        .ok_or(ApiError::not_found("notification"))?;
     let counts = state.app.store.counts(&id).await?;
     Ok(Json(to_json(&n, Some(counts))).into_response())
 }
@@ -281,7 +281,7 @@ pub async fn get(
 pub async fn list(
     State(state): State<ApiState>,
     Query(query): Query<HashMap<String, String>>,
-) -> Result<Response, Error> {
+) -> Result<Response, ApiError> {
     let mut errors = Errors::default();
     let page = input::page_query(&query, &mut errors);
     let status = match query.get("status") {
@@ -308,13 +308,13 @@ pub async fn deliveries(
     State(state): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
     Query(query): Query<HashMap<String, String>>,
-) -> Result<Response, Error> {
+) -> Result<Response, ApiError> {
     let id = notification_id(path)?;
     let mut errors = Errors::default();
     let page = input::page_query(&query, &mut errors);
     errors.finish()?;
     if state.app.store.get_notification(&id).await?.is_none() {
-        return Err(Error::NotFound("notification"));
+        return Err(ApiError::not_found("notification"));
     }
     let result = state
         .app
@@ -328,7 +328,7 @@ pub async fn deliveries(
 pub async fn cancel(
     State(state): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
-) -> Result<Response, Error> {
+) -> Result<Response, ApiError> {
     let id = notification_id(path)?;
     let n = cancel::cancel(&state.app, &id).await?;
     let counts = state.app.store.counts(&id).await?;
@@ -339,7 +339,7 @@ pub async fn reschedule(
     State(state): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
     JsonBody(body): JsonBody,
-) -> Result<Response, Error> {
+) -> Result<Response, ApiError> {
     let id = notification_id(path)?;
     let mut errors = Errors::default();
     let send_at = input::object(&body, "", &["send_at"], &mut errors).and_then(|map| {
@@ -352,7 +352,7 @@ pub async fn reschedule(
         })
     });
     errors.finish()?;
-    let send_at = send_at.ok_or_else(|| Error::invalid("send_at", "is required"))?;
+    let send_at = send_at.ok_or_else(|| ApiError::invalid("send_at", "is required"))?;
     let n = reschedule::reschedule(&state.app, &id, send_at).await?;
     let counts = state.app.store.counts(&id).await?;
     Ok(Json(to_json(&n, Some(counts))).into_response())
@@ -362,7 +362,7 @@ pub async fn reschedule(
 pub async fn retry(
     State(state): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
-) -> Result<Response, Error> {
+) -> Result<Response, ApiError> {
     let id = notification_id(path)?;
     let n = retry::request(&state.app, &id).await?;
     let counts = state.app.store.counts(&id).await?;

@@ -4,18 +4,18 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::ApiError;
 use super::ApiState;
 use super::input::{self, Errors, JsonBody};
 use crate::domain::TemplateId;
-use crate::error::Error;
 use crate::template::{Compiled, Parts, Template};
 
 /// Generous for HTML email, well inside the 256 KiB body limit.
 pub const MAX_PART_BYTES: usize = 128 * 1024;
 
-fn template_id(path: Result<Path<String>, PathRejection>) -> Result<TemplateId, Error> {
-    let Path(raw) = path.map_err(|_| Error::NotFound("template"))?;
-    TemplateId::parse(&raw).map_err(|e| Error::invalid("template_id", e.0))
+fn template_id(path: Result<Path<String>, PathRejection>) -> Result<TemplateId, ApiError> {
+    let Path(raw) = path.map_err(|_| ApiError::not_found("template"))?;
+    TemplateId::parse(&raw).map_err(|e| ApiError::invalid("template_id", e.0))
 }
 
 fn to_json(t: &Template) -> Value {
@@ -42,7 +42,7 @@ pub async fn put(
     State(state): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
     JsonBody(body): JsonBody,
-) -> Result<Response, Error> {
+) -> Result<Response, ApiError> {
     let id = template_id(path)?;
     let mut errors = Errors::default();
     let parts = match input::object(&body, "", &["subject", "text", "html", "sms"], &mut errors) {
@@ -68,24 +68,24 @@ pub async fn put(
 pub async fn get(
     State(state): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
-) -> Result<Response, Error> {
+) -> Result<Response, ApiError> {
     let id = template_id(path)?;
     let t = state
         .app
         .store
         .get_template(&id)
         .await?
-        .ok_or(Error::NotFound("template"))?;
+        .ok_or(ApiError::not_found("template"))?;
     Ok(Json(to_json(&t)).into_response())
 }
 
 pub async fn delete(
     State(state): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
-) -> Result<Response, Error> {
+) -> Result<Response, ApiError> {
     let id = template_id(path)?;
     if !state.app.store.delete_template(&id).await? {
-        return Err(Error::NotFound("template"));
+        return Err(ApiError::not_found("template"));
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -4,15 +4,15 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::ApiError;
 use super::ApiState;
 use super::input::{self, Errors, JsonBody};
 use crate::domain::{EmailAddress, ParseError, PhoneNumber, TimeZoneName, UserId};
-use crate::error::Error;
 use crate::user::{ChannelPrefs, User};
 
-pub fn user_id(path: Result<Path<String>, PathRejection>) -> Result<UserId, Error> {
-    let Path(raw) = path.map_err(|_| Error::NotFound("user"))?;
-    UserId::parse(&raw).map_err(|e| Error::invalid("user_id", e.0))
+pub fn user_id(path: Result<Path<String>, PathRejection>) -> Result<UserId, ApiError> {
+    let Path(raw) = path.map_err(|_| ApiError::not_found("user"))?;
+    UserId::parse(&raw).map_err(|e| ApiError::invalid("user_id", e.0))
 }
 
 pub fn to_json(user: &User) -> Value {
@@ -40,7 +40,7 @@ fn parse_locale(raw: &str) -> Result<String, ParseError> {
     }
 }
 
-fn parse_user(id: UserId, body: &Value) -> Result<User, Error> {
+fn parse_user(id: UserId, body: &Value) -> Result<User, ApiError> {
     let mut errors = Errors::default();
     let Some(map) = input::object(
         body,
@@ -76,7 +76,7 @@ pub async fn put(
     State(state): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
     JsonBody(body): JsonBody,
-) -> Result<Response, Error> {
+) -> Result<Response, ApiError> {
     let id = user_id(path)?;
     let user = parse_user(id, &body)?;
     state.app.store.put_user(&user).await?;
@@ -86,24 +86,24 @@ pub async fn put(
 pub async fn get(
     State(state): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
-) -> Result<Response, Error> {
+) -> Result<Response, ApiError> {
     let id = user_id(path)?;
     let user = state
         .app
         .store
         .get_user(&id)
         .await?
-        .ok_or(Error::NotFound("user"))?;
+        .ok_or(ApiError::not_found("user"))?;
     Ok(Json(to_json(&user)).into_response())
 }
 
 pub async fn delete(
     State(state): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
-) -> Result<Response, Error> {
+) -> Result<Response, ApiError> {
     let id = user_id(path)?;
     if !state.app.store.delete_user(&id).await? {
-        return Err(Error::NotFound("user"));
+        return Err(ApiError::not_found("user"));
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -15,6 +15,25 @@ pub use scheduler::{Scheduler, SchedulerError};
 pub use sms_sender::{OutgoingSms, SmsSender};
 pub use store::{IdempotencyRecord, InsertOutcome, Page, Store, StoreError};
 
+/// The cause an adapter's error carries: whatever its library returned.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// An error and its causes on one line (`a: b: c`), for logs.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        // Some libraries repeat their cause in their own message.
+        if !text.ends_with(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// How a provider call failed. Transient errors are retried with backoff; permanent ones are
 /// recorded on the delivery as they are.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,11 +1,33 @@
 use async_trait::async_trait;
 use jiff::Timestamp;
 
+use super::BoxError;
 use crate::domain::NotificationId;
 
+/// The scheduler failed; `source` is its own error, for the log.
 #[derive(Debug, thiserror::Error)]
-#[error("scheduler: {0}")]
-pub struct SchedulerError(pub String);
+#[error("scheduler: {context}")]
+pub struct SchedulerError {
+    pub context: String,
+    #[source]
+    pub source: Option<BoxError>,
+}
+
+impl SchedulerError {
+    pub fn new(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self {
+            context: context.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    pub fn msg(context: impl Into<String>) -> Self {
+        Self {
+            context: context.into(),
+            source: None,
+        }
+    }
+}
 
 /// One-shot schedules, one per notification, named after it. When one fires, the adapter puts
 /// `FanoutJob { notification_id }` on the fanout queue.

@@ -9,15 +9,35 @@ use crate::notification::{Counts, Notification, Status};
 use crate::template::Template;
 use crate::user::User;
 
+use super::BoxError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("the cursor is not valid")]
     BadCursor,
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
     /// The write does not fit the item's state (a group being deleted).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The database failed or could not be reached; `source` is its own error (an AWS error
+    /// code, a SQLite error), for the log.
+    #[error("store unavailable: {context}")]
+    Unavailable {
+        context: String,
+        #[source]
+        source: BoxError,
+    },
+    /// A stored item does not read back as what was written (a bug, or a hand-edited row).
+    #[error("stored data does not parse: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    pub fn unavailable(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self::Unavailable {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -6,8 +6,8 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::App;
+use super::ServiceError;
 use crate::domain::{Channel, IdempotencyKey, NotificationId, SendAt};
-use crate::error::Error;
 use crate::jobs::FanoutJob;
 use crate::notification::{Content, Notification, Status, Target};
 use crate::ports::{IdempotencyRecord, InsertOutcome};
@@ -86,7 +86,7 @@ pub async fn accept(
     app: &App,
     req: NewNotification,
     idem: Option<IdempotentRequest>,
-) -> Result<Accepted, Error> {
+) -> Result<Accepted, ServiceError> {
     // Stores keep milliseconds; answer with exactly what is stored.
     let now = app
         .clock
@@ -166,9 +166,9 @@ async fn replay(
     app: &App,
     idem: &IdempotentRequest,
     record: IdempotencyRecord,
-) -> Result<Accepted, Error> {
+) -> Result<Accepted, ServiceError> {
     if record.request_hash != idem.request_hash {
-        return Err(Error::Conflict(
+        return Err(ServiceError::Conflict(
             "this Idempotency-Key was used with a different request body in the last 24 hours"
                 .into(),
         ));
@@ -186,7 +186,7 @@ async fn replay(
 }
 
 /// Puts the fanout job on the queue (send now) or creates the schedule (send later).
-pub async fn ensure_trigger(app: &App, n: &Notification) -> Result<(), Error> {
+pub async fn ensure_trigger(app: &App, n: &Notification) -> Result<(), ServiceError> {
     match n.status {
         Status::Queued => {
             app.queues
@@ -200,10 +200,10 @@ pub async fn ensure_trigger(app: &App, n: &Notification) -> Result<(), Error> {
 }
 
 /// Checks that need the store: the recipient and the template exist and fit the channels.
-async fn check_references(app: &App, req: &NewNotification) -> Result<(), Error> {
+async fn check_references(app: &App, req: &NewNotification) -> Result<(), ServiceError> {
     let mut errors = Vec::new();
     let mut invalid = |field: &str, message: String| {
-        errors.push(crate::error::FieldError {
+        errors.push(super::FieldError {
             field: field.to_owned(),
             message,
         })
@@ -243,7 +243,7 @@ async fn check_references(app: &App, req: &NewNotification) -> Result<(), Error>
     if errors.is_empty() {
         Ok(())
     } else {
-        Err(Error::Invalid(errors))
+        Err(ServiceError::Invalid(errors))
     }
 }
 

@@ -1,15 +1,16 @@
 use super::App;
+use super::ServiceError;
 use crate::domain::NotificationId;
-use crate::error::Error;
 use crate::notification::{Notification, Status};
+use crate::ports::error_chain;
 
 /// Cancels a scheduled notification. Cancelling twice is fine; once it started, it is a 409.
-pub async fn cancel(app: &App, id: &NotificationId) -> Result<Notification, Error> {
+pub async fn cancel(app: &App, id: &NotificationId) -> Result<Notification, ServiceError> {
     let mut n = app
         .store
         .get_notification(id)
         .await?
-        .ok_or(Error::NotFound("notification"))?;
+        .ok_or(ServiceError::NotFound("notification"))?;
     if n.status == Status::Cancelled {
         return Ok(n);
     }
@@ -25,14 +26,14 @@ pub async fn cancel(app: &App, id: &NotificationId) -> Result<Notification, Erro
             .await?
             .map(|n| n.status)
             .unwrap_or(n.status);
-        return Err(Error::Conflict(format!(
+        return Err(ServiceError::Conflict(format!(
             "the notification has already started (status {})",
             now.as_str()
         )));
     }
     // The status is what counts: a schedule that fires anyway finds `cancelled` and sends nothing.
     if let Err(e) = app.scheduler.cancel(id).await {
-        tracing::warn!(%id, error = %e, "could not delete the schedule of a cancelled notification");
+        tracing::warn!(%id, error = %error_chain(&e), "could not delete the schedule of a cancelled notification");
     }
     n.status = Status::Cancelled;
     Ok(n)

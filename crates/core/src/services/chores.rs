@@ -5,9 +5,9 @@
 use jiff::SignedDuration;
 use tokio::time::Instant;
 
+use super::ServiceError;
 use super::fanout::{Fanout, FanoutReport};
 use crate::domain::GroupId;
-use crate::error::Error;
 use crate::jobs::{Chore, FanoutJob, FanoutMessage};
 use crate::notification::Status;
 
@@ -21,7 +21,10 @@ const PURGE_PAGE: usize = 1000;
 
 impl Fanout {
     /// Handles one message of the fanout queue.
-    pub async fn handle_message(&self, message: &FanoutMessage) -> Result<FanoutReport, Error> {
+    pub async fn handle_message(
+        &self,
+        message: &FanoutMessage,
+    ) -> Result<FanoutReport, ServiceError> {
         match message {
             FanoutMessage::Job(job) => self.handle(job).await,
             FanoutMessage::Chore {
@@ -36,7 +39,7 @@ impl Fanout {
     /// Fires reserved sends long overdue and finishes `sending` ones with nothing pending (their
     /// last dispatch could not write the final status).
     #[tracing::instrument(skip(self))]
-    pub async fn sweep(&self) -> Result<FanoutReport, Error> {
+    pub async fn sweep(&self) -> Result<FanoutReport, ServiceError> {
         let mut report = FanoutReport::default();
         let cutoff = self
             .clock
@@ -89,7 +92,7 @@ impl Fanout {
     /// Removes a deleted group's memberships until done or out of time; then the chore goes
     /// back on the queue for the rest.
     #[tracing::instrument(skip(self))]
-    pub async fn purge_group(&self, group_id: &GroupId) -> Result<FanoutReport, Error> {
+    pub async fn purge_group(&self, group_id: &GroupId) -> Result<FanoutReport, ServiceError> {
         let started = Instant::now();
         let mut report = FanoutReport::default();
         while !self.store.purge_group(group_id, PURGE_PAGE).await? {

@@ -15,9 +15,9 @@ use std::time::Duration;
 use jiff::SignedDuration;
 use tokio::time::Instant;
 
+use super::ServiceError;
 use crate::delivery::{Claim, Delivery, DeliveryKey, Outcome, Recipient};
 use crate::domain::{Channel, EmailAddress};
-use crate::error::Error;
 use crate::jobs::DispatchJob;
 use crate::notification::Content;
 use crate::ports::{Clock, EmailSender, OutgoingSms, SendError, SendErrorKind, SmsSender, Store};
@@ -26,6 +26,7 @@ use crate::template::{Compiled, Parts};
 use super::message;
 use super::rate_limit::RateLimit;
 use crate::backoff::jitter;
+use crate::ports::error_chain;
 
 /// The longest SMS sent: SNS splits a message into at most 10 parts of 160 characters (GSM-7).
 pub const MAX_SMS_CHARS: usize = 1600;
@@ -146,7 +147,7 @@ impl Dispatch {
     }
 
     /// Handles a job within the time budget.
-    pub async fn handle(&self, job: &DispatchJob) -> Result<DispatchReport, Error> {
+    pub async fn handle(&self, job: &DispatchJob) -> Result<DispatchReport, ServiceError> {
         self.handle_until(
             job,
             Instant::now() + self.settings.time_budget + self.settings.send_reserve,
@@ -163,7 +164,7 @@ impl Dispatch {
         &self,
         job: &DispatchJob,
         deadline: Instant,
-    ) -> Result<DispatchReport, Error> {
+    ) -> Result<DispatchReport, ServiceError> {
         let started = Instant::now();
         let stop_sending = (started + self.settings.time_budget).min(
             deadline
@@ -216,7 +217,7 @@ impl Dispatch {
                     Ok(claim) => claim,
                     // Nothing was sent: the job's next receive claims it again.
                     Err(e) => {
-                        tracing::warn!(id = %n.id, %channel, error = %e, "could not claim a delivery");
+                        tracing::warn!(id = %n.id, %channel, error = %error_chain(&e), "could not claim a delivery");
                         report.retry = true;
                         continue;
                     }
@@ -281,7 +282,7 @@ impl Dispatch {
         }
         if let Err(e) = self.store.finish_if_done(&n.id).await {
             // Every outcome is recorded; the job's next receive (or the sweep) finishes it.
-            tracing::warn!(id = %n.id, error = %e, "could not finish the notification");
+            tracing::warn!(id = %n.id, error = %error_chain(&e), "could not finish the notification");
             report.retry = true;
         }
         Ok(report)
@@ -317,18 +318,18 @@ impl Dispatch {
         key: &DeliveryKey,
         outcome: &Outcome,
         deadline: Instant,
-    ) -> Result<(), Error> {
+    ) -> Result<(), ServiceError> {
         let mut pause = Duration::from_millis(50);
         loop {
             match self.store.record_outcome(key, outcome).await {
                 Ok(()) => return Ok(()),
                 Err(e) if Instant::now() + pause + RECORD_MARGIN < deadline => {
-                    tracing::warn!(id = %key.notification_id, channel = %key.channel, error = %e, "could not record an outcome; trying again");
+                    tracing::warn!(id = %key.notification_id, channel = %key.channel, error = %error_chain(&e), "could not record an outcome; trying again");
                     tokio::time::sleep(jitter(pause)).await;
                     pause = (pause * 2).min(Duration::from_secs(2));
                 }
                 Err(e) => {
-                    tracing::error!(id = %key.notification_id, channel = %key.channel, error = %e, "outcome lost: the send may repeat after its lease");
+                    tracing::error!(id = %key.notification_id, channel = %key.channel, error = %error_chain(&e), "outcome lost: the send may repeat after its lease");
                     return Err(e.into());
                 }
             }
@@ -338,7 +339,7 @@ impl Dispatch {
     /// Marks the job's deliveries that are still pending `failed` with `why`: the queue gave up
     /// on the job (its last receive), and a send must not stay pending for ever. Returns how
     /// many it marked. A delivery another worker holds is left to that worker.
-    pub async fn give_up(&self, job: &DispatchJob, why: &str) -> Result<usize, Error> {
+    pub async fn give_up(&self, job: &DispatchJob, why: &str) -> Result<usize, ServiceError> {
         let mut marked = 0;
         for item in &job.items {
             for &channel in &item.channels {

@@ -13,9 +13,9 @@ use std::time::Duration;
 // tokio's clock: the same as std's in production, and a paused one in the simulated AWS benchmark.
 use tokio::time::Instant;
 
+use super::ServiceError;
 use crate::delivery::{Delivery, Recipient};
 use crate::domain::{Channel, NotificationId, UserId};
-use crate::error::Error;
 use crate::jobs::{DispatchItem, DispatchJob, FanoutJob};
 use crate::notification::{Notification, Status, Target};
 use crate::ports::{Clock, MAX_QUEUE_DELAY, Queues, Store};
@@ -94,12 +94,16 @@ fn found(user: &User) -> Resolved {
 
 impl Fanout {
     #[tracing::instrument(name = "fanout", skip_all, fields(id = %job.notification_id, cursor = job.cursor.as_deref(), retry = job.retry_failed))]
-    pub async fn handle(&self, job: &FanoutJob) -> Result<FanoutReport, Error> {
+    pub async fn handle(&self, job: &FanoutJob) -> Result<FanoutReport, ServiceError> {
         self.handle_after(job, false).await
     }
 
     /// `waited`: the job already waited for `send_at` in this invocation.
-    async fn handle_after(&self, job: &FanoutJob, waited: bool) -> Result<FanoutReport, Error> {
+    async fn handle_after(
+        &self,
+        job: &FanoutJob,
+        waited: bool,
+    ) -> Result<FanoutReport, ServiceError> {
         if job.retry_failed {
             return self.retry_failed(job).await;
         }
@@ -159,7 +163,11 @@ impl Fanout {
     /// reschedule moves `send_at` after the old trigger left. Within SQS's longest delay the
     /// job goes back on the queue until `send_at`, to the second; further out, the schedule
     /// for the new `send_at` fires it again (and the sweep, if that ever fails).
-    async fn not_yet_due(&self, job: &FanoutJob, n: &Notification) -> Result<FanoutReport, Error> {
+    async fn not_yet_due(
+        &self,
+        job: &FanoutJob,
+        n: &Notification,
+    ) -> Result<FanoutReport, ServiceError> {
         let now = self.clock.now();
         let wait = n.send_at.duration_since(now);
         let wait = Duration::from_millis(u64::try_from(wait.as_millis()).unwrap_or(0));
@@ -193,7 +201,7 @@ impl Fanout {
         next: Option<String>,
         started: Instant,
         report: &mut FanoutReport,
-    ) -> Result<Option<String>, Error> {
+    ) -> Result<Option<String>, ServiceError> {
         match next {
             None => {
                 self.store.mark_fanned_out(&job.notification_id).await?;
@@ -221,7 +229,7 @@ impl Fanout {
         &self,
         n: &Notification,
         cursor: Option<&str>,
-    ) -> Result<(Vec<Resolved>, Option<String>), Error> {
+    ) -> Result<(Vec<Resolved>, Option<String>), ServiceError> {
         let one = match &n.to {
             Target::UserId(user_id) => match self.store.get_user(user_id).await? {
                 Some(user) => found(&user),

@@ -4,6 +4,7 @@ pub mod accept;
 pub mod cancel;
 pub mod chores;
 pub mod dispatch;
+mod error;
 pub mod fanout;
 pub mod message;
 pub mod rate_limit;
@@ -11,6 +12,8 @@ pub mod reschedule;
 pub mod retry;
 
 use std::sync::Arc;
+
+pub use error::{FieldError, ServiceError};
 
 use crate::ports::{Clock, Queues, Scheduler, Store};
 

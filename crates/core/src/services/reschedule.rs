@@ -1,22 +1,23 @@
 use super::App;
+use super::ServiceError;
 use crate::domain::{NotificationId, SendAt};
-use crate::error::Error;
 use crate::jobs::FanoutJob;
 use crate::notification::{Notification, Status};
+use crate::ports::error_chain;
 
 /// Moves a scheduled notification; a time not in the future sends it now.
 pub async fn reschedule(
     app: &App,
     id: &NotificationId,
     send_at: SendAt,
-) -> Result<Notification, Error> {
+) -> Result<Notification, ServiceError> {
     let mut n = app
         .store
         .get_notification(id)
         .await?
-        .ok_or(Error::NotFound("notification"))?;
+        .ok_or(ServiceError::NotFound("notification"))?;
     let conflict = |status: Status| {
-        Error::Conflict(format!(
+        ServiceError::Conflict(format!(
             "only a scheduled notification can be rescheduled (status {})",
             status.as_str()
         ))
@@ -59,7 +60,7 @@ pub async fn reschedule(
                 .send_fanout(&FanoutJob::start(id.clone()))
                 .await?;
             if let Err(e) = app.scheduler.cancel(id).await {
-                tracing::warn!(%id, error = %e, "could not delete the old schedule");
+                tracing::warn!(%id, error = %error_chain(&e), "could not delete the old schedule");
             }
             n.status = Status::Queued;
         }

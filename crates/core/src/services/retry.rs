@@ -14,30 +14,31 @@ use std::collections::HashMap;
 use tokio::time::Instant;
 
 use super::App;
+use super::ServiceError;
 use super::fanout::{Fanout, FanoutReport, ignored};
 use crate::delivery::{Delivery, DeliveryStatus, Recipient};
 use crate::domain::{Channel, EmailAddress, NotificationId, PhoneNumber, UserId};
-use crate::error::Error;
 use crate::jobs::{DispatchItem, FanoutJob};
 use crate::notification::{Notification, Status};
+use crate::ports::error_chain;
 use crate::user::User;
 
 /// `POST /v1/notifications/{id}/retry`.
-pub async fn request(app: &App, id: &NotificationId) -> Result<Notification, Error> {
+pub async fn request(app: &App, id: &NotificationId) -> Result<Notification, ServiceError> {
     let mut n = app
         .store
         .get_notification(id)
         .await?
-        .ok_or(Error::NotFound("notification"))?;
+        .ok_or(ServiceError::NotFound("notification"))?;
     let finished_with_failures = [Status::Failed, Status::PartiallyFailed];
     if !finished_with_failures.contains(&n.status) {
-        return Err(Error::Conflict(format!(
+        return Err(ServiceError::Conflict(format!(
             "only a notification that finished with failed deliveries can be retried (status {})",
             n.status.as_str()
         )));
     }
     if !app.store.begin_retry(id).await? {
-        return Err(Error::Conflict(
+        return Err(ServiceError::Conflict(
             "a retry of this notification is already under way".into(),
         ));
     }
@@ -52,7 +53,7 @@ pub async fn request(app: &App, id: &NotificationId) -> Result<Notification, Err
             Err(e) => Err(e),
         };
         if let Err(undo) = undo {
-            tracing::error!(%id, error = %undo, "a retry could not be queued nor undone");
+            tracing::error!(%id, error = %error_chain(&undo), "a retry could not be queued nor undone");
         }
         return Err(e.into());
     }
@@ -62,7 +63,7 @@ pub async fn request(app: &App, id: &NotificationId) -> Result<Notification, Err
 
 impl Fanout {
     /// The fanout side of a retry: reopen the failed deliveries, a page at a time.
-    pub(super) async fn retry_failed(&self, job: &FanoutJob) -> Result<FanoutReport, Error> {
+    pub(super) async fn retry_failed(&self, job: &FanoutJob) -> Result<FanoutReport, ServiceError> {
         let started = Instant::now();
         let id = &job.notification_id;
         match self.store.get_notification(id).await? {
@@ -106,7 +107,10 @@ impl Fanout {
 
     /// Dispatch items for reopened deliveries: a user's current profile when the user still
     /// exists (an address fixed since is used), else the address the delivery recorded.
-    async fn recipients_again(&self, reopened: Vec<Delivery>) -> Result<Vec<DispatchItem>, Error> {
+    async fn recipients_again(
+        &self,
+        reopened: Vec<Delivery>,
+    ) -> Result<Vec<DispatchItem>, ServiceError> {
         let ids: Vec<UserId> = reopened.iter().filter_map(|d| d.user_id.clone()).collect();
         let users: HashMap<UserId, User> = self
             .store

@@ -1,3 +1,6 @@
+//! How a service fails: the caller's mistake (invalid, not found, conflict) or a dependency's
+//! (store, queue, scheduler), whose error is kept whole as the source.
+
 use serde::Serialize;
 
 use crate::ports::{QueueError, SchedulerError, StoreError};
@@ -9,53 +12,42 @@ pub struct FieldError {
     pub message: String,
 }
 
-/// Every way a request can fail. `crate::api::problem` turns each into RFC 9457 problem+json.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("malformed request: {0}")]
-    Malformed(String),
+pub enum ServiceError {
     #[error("invalid fields")]
     Invalid(Vec<FieldError>),
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("conflict: {0}")]
     Conflict(String),
-    #[error("missing or wrong API key")]
-    Unauthorized,
-    #[error("request body too large")]
-    TooLarge,
-    /// A dependency (store, queue, scheduler) failed; the detail is logged, never returned.
-    #[error("unavailable: {0}")]
-    Unavailable(String),
+    #[error(transparent)]
+    Store(StoreError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
+    Scheduler(#[from] SchedulerError),
 }
 
-impl Error {
+impl ServiceError {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Invalid(vec![FieldError {
             field: field.into(),
             message: message.into(),
         }])
     }
+
+    /// A dependency failed: nothing is wrong with the request, and it may be retried.
+    pub fn is_dependency(&self) -> bool {
+        matches!(self, Self::Store(_) | Self::Queue(_) | Self::Scheduler(_))
+    }
 }
 
-impl From<StoreError> for Error {
+impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::BadCursor => Self::invalid("cursor", "is not a cursor this list returned"),
-            StoreError::Unavailable(msg) => Self::Unavailable(msg),
             StoreError::Conflict(msg) => Self::Conflict(msg),
+            other => Self::Store(other),
         }
-    }
-}
-
-impl From<QueueError> for Error {
-    fn from(e: QueueError) -> Self {
-        Self::Unavailable(e.to_string())
-    }
-}
-
-impl From<SchedulerError> for Error {
-    fn from(e: SchedulerError) -> Self {
-        Self::Unavailable(e.to_string())
     }
 }

@@ -1,0 +1,269 @@
+//! `notifyd`: the API, the scheduler, the fanout and the dispatch in one process, on SQLite.
+//!
+//! `build` opens the database, builds the adapters and services and binds the listener;
+//! `Notifyd::run` serves until its shutdown token is cancelled, then finishes what is in flight.
+//! The binary adds flags and signals; tests run it in process.
+
+pub mod config;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use notify_core::backoff::Backoff;
+use notify_core::domain::EmailAddress;
+use notify_core::jobs::Chore;
+use notify_core::ports::error_chain;
+use notify_core::ports::{Clock, EmailSender, Queues, SmsSender, SystemClock};
+use notify_core::services::App;
+use notify_core::services::dispatch::{Dispatch, DispatchSettings};
+use notify_core::services::fanout::{Fanout, FanoutSettings};
+use notify_local::Db;
+use notify_local::db::Durability;
+use notify_local::email::{EmlOutbox, SmtpEmail};
+use notify_local::queue::{QueueName, SqliteQueues};
+use notify_local::scheduler::SqliteScheduler;
+use notify_local::sms::{JsonlOutbox, WebhookSms};
+use notify_local::store::SqliteStore;
+use notify_local::worker::{self, WorkerSettings};
+
+pub use config::Config;
+
+/// A built service, listening but not yet serving.
+pub struct Notifyd {
+    listener: tokio::net::TcpListener,
+    addr: SocketAddr,
+    api_key: String,
+    new_key: bool,
+    app: App,
+    fanout: Arc<Fanout>,
+    dispatch: Arc<Dispatch>,
+    scheduler: SqliteScheduler,
+    worker_db: Db,
+    worker_queues: SqliteQueues,
+    retry_base: std::time::Duration,
+    max_attempts: u32,
+    /// Held while running: one process per data directory.
+    lock: std::fs::File,
+}
+
+pub async fn build(config: &Config) -> anyhow::Result<Notifyd> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let (api_key, new_key) = config::api_key(config).context("API key")?;
+    let from = EmailAddress::parse(&config.email_from).context("NOTIFY_EMAIL_FROM")?;
+
+    // One process per data directory: the queues' leases assume it (see `release_stale_leases`).
+    let lock = std::fs::File::create(config.data_dir.join("lock")).context("lock file")?;
+    lock.try_lock()
+        .with_context(|| format!("another notifyd is using {}", config.data_dir.display()))?;
+    // Two connections: the API's commits are synced before its 202; the workers' are not, which
+    // a power cut can cost at most a repeated send (see `Durability`).
+    let path = config.data_dir.join("notify.db");
+    let db =
+        Db::open(&path, Durability::Full).with_context(|| format!("opening {}", path.display()))?;
+    let worker_db = Db::open(&path, Durability::Normal)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let (jobs, deliveries) = db
+        .release_stale_leases()
+        .await
+        .context("releasing stale leases")?;
+    if jobs + deliveries > 0 {
+        tracing::info!(
+            jobs,
+            deliveries,
+            "released the leases of a previous run that did not stop cleanly"
+        );
+    }
+    let store = Arc::new(SqliteStore::new(db.clone()));
+    let worker_store = Arc::new(SqliteStore::new(worker_db.clone()));
+    let queues = SqliteQueues::new(db.clone());
+    let worker_queues = queues.on(worker_db.clone());
+    let scheduler = SqliteScheduler::new(db.clone());
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let email: Arc<dyn EmailSender> = match &config.smtp_url {
+        Some(url) => Arc::new(SmtpEmail::from_url(url).context("NOTIFY_SMTP_URL")?),
+        None => Arc::new(
+            EmlOutbox::new(config.data_dir.join("outbox/email")).context("the email outbox")?,
+        ),
+    };
+    let sms: Arc<dyn SmsSender> = match &config.sms_webhook_url {
+        Some(url) => Arc::new(WebhookSms::new(url).context("NOTIFY_SMS_WEBHOOK_URL")?),
+        None => Arc::new(
+            JsonlOutbox::open(config.data_dir.join("outbox/sms.jsonl"))
+                .await
+                .context("the SMS outbox")?,
+        ),
+    };
+
+    let app = App {
+        store,
+        scheduler: Arc::new(scheduler.clone()),
+        queues: Arc::new(queues.clone()),
+        clock: clock.clone(),
+    };
+    let fanout = Arc::new(Fanout {
+        store: worker_store.clone(),
+        queues: Arc::new(worker_queues.clone()),
+        clock: clock.clone(),
+        settings: FanoutSettings::default(),
+    });
+    let dispatch = Arc::new(Dispatch::new(
+        worker_store,
+        email,
+        sms,
+        clock,
+        DispatchSettings {
+            lease: jiff::SignedDuration::from_secs(60),
+            max_attempts: config.max_attempts,
+            email_per_second: config.email_per_second,
+            sms_per_second: config.sms_per_second,
+            time_budget: std::time::Duration::from_secs(30),
+            ..DispatchSettings::new(from)
+        },
+    ));
+
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .with_context(|| format!("listening on {}", config.addr))?;
+    let addr = listener.local_addr().context("the listener's address")?;
+    Ok(Notifyd {
+        listener,
+        addr,
+        api_key,
+        new_key,
+        app,
+        fanout,
+        dispatch,
+        scheduler,
+        worker_db,
+        worker_queues,
+        retry_base: std::time::Duration::from_millis(config.retry_base_ms),
+        max_attempts: config.max_attempts,
+        lock,
+    })
+}
+
+impl Notifyd {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn api_key(&self) -> &str {
+        &self.api_key
+    }
+
+    /// Whether the key was generated by this start (it is then printed once).
+    pub fn new_key(&self) -> bool {
+        self.new_key
+    }
+
+    /// Serves the API and runs the workers until `shutdown` is cancelled; then takes no new
+    /// request and waits for the requests and jobs in flight.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let settings = WorkerSettings {
+            concurrency: notify_local::email::SMTP_CONNECTIONS as usize,
+            backoff: Backoff {
+                base: self.retry_base,
+                max: std::time::Duration::from_secs(300),
+            },
+            // Each receive makes at most one attempt per delivery; the margin covers receives
+            // that found a delivery claimed by another worker. Past this the job is
+            // dead-lettered.
+            max_receives: self.max_attempts + 10,
+            ..WorkerSettings::default()
+        };
+        let workers = shutdown.child_token();
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(
+            self.scheduler
+                .on(self.worker_db.clone())
+                .run(self.worker_queues.clone(), workers.clone()),
+        );
+        tasks.spawn(worker::run(
+            self.worker_queues.clone(),
+            QueueName::Fanout,
+            WorkerSettings {
+                concurrency: 2,
+                ..settings
+            },
+            workers.clone(),
+            worker::fanout_handler(self.fanout),
+        ));
+        tasks.spawn(worker::run(
+            self.worker_queues.clone(),
+            QueueName::Dispatch,
+            settings,
+            workers.clone(),
+            worker::dispatch_handler(self.dispatch, settings.max_receives),
+        ));
+        tasks.spawn(sweep_every(
+            std::time::Duration::from_secs(60),
+            self.worker_queues.clone(),
+            workers.clone(),
+        ));
+
+        tracing::info!(addr = %self.addr, "notifyd listening");
+        let router = notify_core::api::router(self.app, &self.api_key);
+        let stop = shutdown.clone();
+        let served = axum::serve(self.listener, router)
+            .with_graceful_shutdown(async move {
+                stop.cancelled().await;
+                tracing::info!("shutting down: no new requests; finishing what is in flight");
+            })
+            .await
+            .context("serving the API");
+        workers.cancel();
+        while tasks.join_next().await.is_some() {}
+        tracing::info!("stopped");
+        drop(self.lock);
+        served
+    }
+}
+
+/// The queue commands: they open the database beside a running notifyd (SQLite allows it).
+pub async fn admin(config: &Config, command: &config::Command) -> anyhow::Result<()> {
+    let path = config.data_dir.join("notify.db");
+    let db =
+        Db::open(&path, Durability::Full).with_context(|| format!("opening {}", path.display()))?;
+    let queues = SqliteQueues::new(db);
+    for queue in [QueueName::Fanout, QueueName::Dispatch] {
+        match command {
+            config::Command::Redrive => {
+                let moved = queues.redrive(queue).await.context("redrive")?;
+                println!(
+                    "{}: {moved} dead-lettered jobs moved back to ready",
+                    queue.as_str()
+                );
+            }
+            config::Command::Queues => {
+                let (ready, dead) = queues.depth(queue).await.context("queue depth")?;
+                println!("{}: {ready} ready, {dead} dead-lettered", queue.as_str());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Puts a sweep on the fanout queue every `period`, as the recurring schedule does on AWS: a
+/// reserved send whose trigger was lost is fired, a send left `sending` is finished.
+async fn sweep_every(
+    period: std::time::Duration,
+    queues: SqliteQueues,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                if let Err(e) = queues.send_chore(&Chore::Sweep).await {
+                    tracing::warn!(error = %error_chain(&e), "could not queue the sweep");
+                }
+            }
+        }
+    }
+}
