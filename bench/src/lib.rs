@@ -1,9 +1,9 @@
 //! Shared pieces of the benchmarks: a populated in-memory world, and the peak memory of this process.
 
+use notify_core::domain::user::{ChannelPrefs, User};
 use notify_core::domain::{EmailAddress, GroupId, UserId};
 use notify_core::memory::MemoryStore;
 use notify_core::ports::Store;
-use notify_core::user::{ChannelPrefs, User};
 
 pub mod sim;
 

@@ -17,18 +17,18 @@ use tokio::sync::mpsc;
 
 use notify_aws::queues::SEND_CONCURRENCY;
 use notify_aws::store::{self, READ_CONCURRENCY};
-use notify_core::delivery::{Claim, Delivery, DeliveryKey, DeliveryStatus, Outcome};
+use notify_core::domain::delivery::{Claim, Delivery, DeliveryKey, DeliveryStatus, Outcome};
+use notify_core::domain::group::Group;
+use notify_core::domain::notification::{Counts, Notification, Status};
+use notify_core::domain::template::Template;
+use notify_core::domain::user::User;
 use notify_core::domain::{Channel, GroupId, IdempotencyKey, NotificationId, TemplateId, UserId};
-use notify_core::group::Group;
 use notify_core::jobs::{Chore, DispatchJob, FanoutJob};
 use notify_core::memory::MemoryStore;
-use notify_core::notification::{Counts, Notification, Status};
 use notify_core::ports::{
     EmailSender, IdempotencyRecord, InsertOutcome, OutgoingEmail, Page, QueueError, Queues,
     SendError, Store, StoreError,
 };
-use notify_core::template::Template;
-use notify_core::user::User;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Latency {

@@ -6,12 +6,12 @@ use notify_aws::queues::SqsQueues;
 use notify_aws::scheduler::EventBridgeScheduler;
 use notify_aws::sms::SnsSms;
 use notify_aws::store::DynamoStore;
-use notify_core::delivery::{DeliveryKey, Recipient};
+use notify_core::domain::delivery::{DeliveryKey, Recipient};
+use notify_core::domain::template::Parts;
 use notify_core::domain::{Channel, EmailAddress, NotificationId, PhoneNumber};
 use notify_core::jobs::{DispatchItem, DispatchJob, FanoutJob};
 use notify_core::ports::{EmailSender, OutgoingSms, Queues, Scheduler, SendErrorKind, SmsSender};
 use notify_core::services::message::build_email;
-use notify_core::template::Parts;
 use notify_tests::aws::AwsWorld;
 use serde_json::Value;
 

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use notify_aws::store::DynamoStore;
-use notify_core::delivery::{Delivery, Recipient};
+use notify_core::domain::delivery::{Delivery, Recipient};
 use notify_core::domain::{Channel, EmailAddress, NotificationId};
 use notify_core::ports::Store;
 use notify_tests::aws::{ApiHandler, AwsWorld, api_event};

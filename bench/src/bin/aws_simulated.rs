@@ -17,15 +17,15 @@ use tokio::time::Instant;
 use notify_aws::store::COUNT_SHARDS;
 use notify_bench::sim::{Latency, SimEmail, SimQueues, SimStore};
 use notify_bench::{populated, thousands};
+use notify_core::domain::notification::{Content, Status, Target};
+use notify_core::domain::template::Parts;
 use notify_core::domain::{Channel, EmailAddress, SendAt};
 use notify_core::memory::{MemoryScheduler, RecordingSms};
-use notify_core::notification::{Content, Status, Target};
 use notify_core::ports::{Store, SystemClock};
 use notify_core::services::App;
 use notify_core::services::accept::{NewNotification, accept};
 use notify_core::services::dispatch::{Dispatch, DispatchSettings};
 use notify_core::services::fanout::{Fanout, FanoutSettings};
-use notify_core::template::Parts;
 
 /// The template's settings.
 const PAGE: usize = 2000;
@@ -334,9 +334,9 @@ async fn hot_keys_at_10k_notifications_per_second() -> String {
                 .transition(&id, &[Status::Queued], Status::Sending)
                 .await
                 .unwrap();
-            let recipient = notify_core::delivery::Recipient::email(address);
+            let recipient = notify_core::domain::delivery::Recipient::email(address);
             let delivery =
-                notify_core::delivery::Delivery::pending(&id, &recipient, Channel::Email);
+                notify_core::domain::delivery::Delivery::pending(&id, &recipient, Channel::Email);
             store
                 .insert_deliveries(&id, "", std::slice::from_ref(&delivery))
                 .await
@@ -347,7 +347,7 @@ async fn hot_keys_at_10k_notifications_per_second() -> String {
                 .claim_delivery(&delivery, now, now + jiff::SignedDuration::from_secs(40))
                 .await
                 .unwrap();
-            let sent = notify_core::delivery::Outcome::Sent {
+            let sent = notify_core::domain::delivery::Outcome::Sent {
                 provider_message_id: "m".into(),
                 at: now,
             };

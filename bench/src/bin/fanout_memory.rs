@@ -10,16 +10,16 @@ use std::time::{Duration, Instant};
 
 use notify_bench::sim::{Latency, SimQueues, SimStore};
 use notify_bench::{peak_rss_mib, populated, thousands};
-use notify_core::delivery::Recipient;
 use notify_core::domain::Channel;
+use notify_core::domain::delivery::Recipient;
+use notify_core::domain::notification::{Content, Target};
+use notify_core::domain::template::Parts;
 use notify_core::jobs::FanoutJob;
 use notify_core::memory::{MemoryScheduler, MemoryStore};
-use notify_core::notification::{Content, Target};
 use notify_core::ports::{Store, SystemClock};
 use notify_core::services::App;
 use notify_core::services::accept::{NewNotification, accept};
 use notify_core::services::fanout::{Fanout, FanoutSettings};
-use notify_core::template::Parts;
 
 const PAGE: usize = 2000;
 

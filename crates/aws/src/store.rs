@@ -30,13 +30,13 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jiff::Timestamp;
 
-use notify_core::delivery::{Claim, Delivery, DeliveryKey, DeliveryStatus, Outcome};
+use notify_core::domain::delivery::{Claim, Delivery, DeliveryKey, DeliveryStatus, Outcome};
+use notify_core::domain::group::Group;
+use notify_core::domain::notification::{Counts, Notification, Status};
+use notify_core::domain::template::Template;
+use notify_core::domain::user::User;
 use notify_core::domain::{Channel, GroupId, IdempotencyKey, NotificationId, TemplateId, UserId};
-use notify_core::group::Group;
-use notify_core::notification::{Counts, Notification, Status};
 use notify_core::ports::{IdempotencyRecord, InsertOutcome, Page, Store, StoreError};
-use notify_core::template::Template;
-use notify_core::user::User;
 
 /// Count items of one notification, each its own partition key: every outcome adds to one of
 /// them, so a send of any size spreads its count writes over this many partitions.

@@ -3,14 +3,14 @@
 
 use jiff::{SignedDuration, Timestamp};
 
-use crate::delivery::{Claim, Delivery, DeliveryKey, DeliveryStatus, Outcome, Recipient};
+use crate::domain::delivery::{Claim, Delivery, DeliveryKey, DeliveryStatus, Outcome, Recipient};
+use crate::domain::notification::{Content, Counts, Notification, Status, Target};
+use crate::domain::template::{Parts, Template};
+use crate::domain::user::{ChannelPrefs, User};
 use crate::domain::{
     Channel, EmailAddress, GroupId, IdempotencyKey, NotificationId, TemplateId, UserId,
 };
-use crate::notification::{Content, Counts, Notification, Status, Target};
 use crate::ports::{IdempotencyRecord, InsertOutcome, Store, StoreError};
-use crate::template::{Parts, Template};
-use crate::user::{ChannelPrefs, User};
 
 fn t0() -> Timestamp {
     "2026-11-21T00:00:00Z".parse().unwrap()

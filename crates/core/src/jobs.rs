@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::delivery::Recipient;
+use crate::domain::delivery::Recipient;
 use crate::domain::{Channel, GroupId, NotificationId};
 
 /// Put on the fanout queue by the API (send now) or by a fired schedule. `cursor` is set when a

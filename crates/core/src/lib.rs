@@ -4,13 +4,8 @@
 pub mod api;
 pub mod backoff;
 pub mod contract;
-pub mod delivery;
 pub mod domain;
-pub mod group;
 pub mod jobs;
 pub mod memory;
-pub mod notification;
 pub mod ports;
 pub mod services;
-pub mod template;
-pub mod user;

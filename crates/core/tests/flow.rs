@@ -5,20 +5,20 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 
-use notify_core::delivery::DeliveryStatus;
+use notify_core::domain::delivery::DeliveryStatus;
+use notify_core::domain::notification::{Content, Counts, Status, Target};
+use notify_core::domain::template::Parts;
+use notify_core::domain::user::{ChannelPrefs, User};
 use notify_core::domain::{Channel, EmailAddress, IdempotencyKey, PhoneNumber, SendAt, UserId};
 use notify_core::memory::{
     FakeClock, MemoryQueues, MemoryScheduler, MemoryStore, RecordingEmail, RecordingSms,
 };
-use notify_core::notification::{Content, Counts, Status, Target};
 use notify_core::ports::{SendError, Store};
 use notify_core::services::ServiceError;
 use notify_core::services::accept::{IdempotentRequest, NewNotification, accept};
 use notify_core::services::dispatch::{Dispatch, DispatchSettings};
 use notify_core::services::fanout::{Fanout, FanoutSettings};
 use notify_core::services::{App, cancel::cancel, reschedule::reschedule, retry};
-use notify_core::template::Parts;
-use notify_core::user::{ChannelPrefs, User};
 
 struct World {
     clock: Arc<FakeClock>,
@@ -746,7 +746,7 @@ async fn retry_sends_only_the_failed_deliveries_again() {
 #[tokio::test]
 async fn a_rendered_sms_over_1600_characters_fails_without_a_send() {
     let w = world();
-    let template = notify_core::template::Template {
+    let template = notify_core::domain::template::Template {
         id: notify_core::domain::TemplateId::parse("long").unwrap(),
         parts: Parts {
             sms: Some("{{ text }}".into()),

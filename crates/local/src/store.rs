@@ -6,13 +6,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jiff::Timestamp;
 use rusqlite::{OptionalExtension, params};
 
-use notify_core::delivery::{Claim, Delivery, DeliveryKey, DeliveryStatus, Outcome};
+use notify_core::domain::delivery::{Claim, Delivery, DeliveryKey, DeliveryStatus, Outcome};
+use notify_core::domain::group::Group;
+use notify_core::domain::notification::{Counts, Notification, Status};
+use notify_core::domain::template::Template;
+use notify_core::domain::user::User;
 use notify_core::domain::{Channel, GroupId, IdempotencyKey, NotificationId, TemplateId, UserId};
-use notify_core::group::Group;
-use notify_core::notification::{Counts, Notification, Status};
 use notify_core::ports::{IdempotencyRecord, InsertOutcome, Page, Store, StoreError};
-use notify_core::template::Template;
-use notify_core::user::User;
 
 use crate::db::{Db, db_err, from_millis, json_err, millis};
 

@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use super::ApiError;
 use super::ApiState;
 use super::input::{self, Errors, JsonBody};
+use crate::domain::group::{Group, MAX_MEMBER_CHANGES};
 use crate::domain::{GroupId, UserId};
-use crate::group::{Group, MAX_MEMBER_CHANGES};
 use crate::jobs::Chore;
 
 fn group_id(raw: &str) -> Result<GroupId, ApiError> {

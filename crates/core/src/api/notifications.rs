@@ -10,12 +10,12 @@ use super::ApiError;
 use super::ApiState;
 use super::input::{self, Errors, JsonBody};
 use super::templates::parse_parts;
-use crate::delivery::Delivery;
+use crate::domain::delivery::Delivery;
+use crate::domain::notification::{Content, Notification, Status, Target};
 use crate::domain::{
     Channel, EmailAddress, GroupId, IdempotencyKey, NotificationId, PhoneNumber, SendAt,
     TemplateId, UserId,
 };
-use crate::notification::{Content, Notification, Status, Target};
 use crate::services::accept::{self, IdempotentRequest, NewNotification};
 use crate::services::{cancel, reschedule, retry};
 
@@ -34,7 +34,7 @@ fn target_json(to: &Target) -> Value {
     }
 }
 
-fn to_json(n: &Notification, counts: Option<crate::notification::Counts>) -> Value {
+fn to_json(n: &Notification, counts: Option<crate::domain::notification::Counts>) -> Value {
     let mut v = json!({
         "id": n.id,
         "status": n.status,

@@ -8,7 +8,7 @@ use super::ApiError;
 use super::ApiState;
 use super::input::{self, Errors, JsonBody};
 use crate::domain::TemplateId;
-use crate::template::{Compiled, Parts, Template};
+use crate::domain::template::{Compiled, Parts, Template};
 
 /// Generous for HTML email, well inside the 256 KiB body limit.
 pub const MAX_PART_BYTES: usize = 128 * 1024;

@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 use super::ApiError;
 use super::ApiState;
 use super::input::{self, Errors, JsonBody};
+use crate::domain::user::{ChannelPrefs, User};
 use crate::domain::{EmailAddress, ParseError, PhoneNumber, TimeZoneName, UserId};
-use crate::user::{ChannelPrefs, User};
 
 pub fn user_id(path: Result<Path<String>, PathRejection>) -> Result<UserId, ApiError> {
     let Path(raw) = path.map_err(|_| ApiError::not_found("user"))?;

@@ -1,4 +1,12 @@
-//! Domain types. Raw input becomes one of these at the edge; past the edge nothing re-checks it.
+//! The domain: the entities a notification's flow works on (`Notification`, `Delivery`, `User`,
+//! `Group`, `Template`) and the value types they are made of. Raw input becomes one of these at
+//! the edge (`crate::api`); past the edge nothing re-checks it.
+
+pub mod delivery;
+pub mod group;
+pub mod notification;
+pub mod template;
+pub mod user;
 
 mod channel;
 mod email_address;

@@ -4,13 +4,13 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use jiff::Timestamp;
 
-use crate::delivery::{Claim, Delivery, DeliveryKey, DeliveryStatus, Outcome};
+use crate::domain::delivery::{Claim, Delivery, DeliveryKey, DeliveryStatus, Outcome};
+use crate::domain::group::Group;
+use crate::domain::notification::{Counts, Notification, Status};
+use crate::domain::template::Template;
+use crate::domain::user::User;
 use crate::domain::{GroupId, IdempotencyKey, NotificationId, TemplateId, UserId};
-use crate::group::Group;
-use crate::notification::{Counts, Notification, Status};
 use crate::ports::{IdempotencyRecord, InsertOutcome, Page, Store, StoreError};
-use crate::template::Template;
-use crate::user::User;
 
 #[derive(Default)]
 struct Inner {

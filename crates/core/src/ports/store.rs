@@ -2,12 +2,12 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::delivery::{Claim, Delivery, DeliveryKey, Outcome};
+use crate::domain::delivery::{Claim, Delivery, DeliveryKey, Outcome};
+use crate::domain::group::Group;
+use crate::domain::notification::{Counts, Notification, Status};
+use crate::domain::template::Template;
+use crate::domain::user::User;
 use crate::domain::{GroupId, IdempotencyKey, NotificationId, TemplateId, UserId};
-use crate::group::Group;
-use crate::notification::{Counts, Notification, Status};
-use crate::template::Template;
-use crate::user::User;
 
 use super::BoxError;
 

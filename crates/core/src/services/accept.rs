@@ -7,9 +7,9 @@ use sha2::{Digest, Sha256};
 
 use super::App;
 use super::ServiceError;
+use crate::domain::notification::{Content, Notification, Status, Target};
 use crate::domain::{Channel, IdempotencyKey, NotificationId, SendAt};
 use crate::jobs::FanoutJob;
-use crate::notification::{Content, Notification, Status, Target};
 use crate::ports::{IdempotencyRecord, InsertOutcome};
 
 pub const IDEMPOTENCY_TTL: SignedDuration = SignedDuration::from_hours(24);

@@ -1,7 +1,7 @@
 use super::App;
 use super::ServiceError;
 use crate::domain::NotificationId;
-use crate::notification::{Notification, Status};
+use crate::domain::notification::{Notification, Status};
 use crate::ports::error_chain;
 
 /// Cancels a scheduled notification. Cancelling twice is fine; once it started, it is a 409.

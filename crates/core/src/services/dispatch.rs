@@ -16,12 +16,12 @@ use jiff::SignedDuration;
 use tokio::time::Instant;
 
 use super::ServiceError;
-use crate::delivery::{Claim, Delivery, DeliveryKey, Outcome, Recipient};
+use crate::domain::delivery::{Claim, Delivery, DeliveryKey, Outcome, Recipient};
+use crate::domain::notification::Content;
+use crate::domain::template::{Compiled, Parts};
 use crate::domain::{Channel, EmailAddress};
 use crate::jobs::DispatchJob;
-use crate::notification::Content;
 use crate::ports::{Clock, EmailSender, OutgoingSms, SendError, SendErrorKind, SmsSender, Store};
-use crate::template::{Compiled, Parts};
 
 use super::message;
 use super::rate_limit::RateLimit;

@@ -14,12 +14,12 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::ServiceError;
-use crate::delivery::{Delivery, Recipient};
+use crate::domain::delivery::{Delivery, Recipient};
+use crate::domain::notification::{Notification, Status, Target};
+use crate::domain::user::{ChannelPrefs, User};
 use crate::domain::{Channel, NotificationId, UserId};
 use crate::jobs::{DispatchItem, DispatchJob, FanoutJob};
-use crate::notification::{Notification, Status, Target};
 use crate::ports::{Clock, MAX_QUEUE_DELAY, Queues, Store};
-use crate::user::{ChannelPrefs, User};
 
 /// A job this close to its `send_at` waits in the invocation instead of on the queue.
 const WAIT_IN_PROCESS: Duration = Duration::from_secs(1);

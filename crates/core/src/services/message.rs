@@ -3,10 +3,10 @@
 use lettre::message::{Mailbox, MultiPart, SinglePart, header::ContentType};
 use sha2::{Digest, Sha256};
 
-use crate::delivery::DeliveryKey;
 use crate::domain::EmailAddress;
+use crate::domain::delivery::DeliveryKey;
+use crate::domain::template::Parts;
 use crate::ports::OutgoingEmail;
-use crate::template::Parts;
 
 /// A stable id per delivery, so a provider or a reader can spot a repeated send.
 pub fn message_id(key: &DeliveryKey, domain: &str) -> String {

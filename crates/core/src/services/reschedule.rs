@@ -1,8 +1,8 @@
 use super::App;
 use super::ServiceError;
+use crate::domain::notification::{Notification, Status};
 use crate::domain::{NotificationId, SendAt};
 use crate::jobs::FanoutJob;
-use crate::notification::{Notification, Status};
 use crate::ports::error_chain;
 
 /// Moves a scheduled notification; a time not in the future sends it now.

@@ -16,12 +16,12 @@ use tokio::time::Instant;
 use super::App;
 use super::ServiceError;
 use super::fanout::{Fanout, FanoutReport, ignored};
-use crate::delivery::{Delivery, DeliveryStatus, Recipient};
+use crate::domain::delivery::{Delivery, DeliveryStatus, Recipient};
+use crate::domain::notification::{Notification, Status};
+use crate::domain::user::User;
 use crate::domain::{Channel, EmailAddress, NotificationId, PhoneNumber, UserId};
 use crate::jobs::{DispatchItem, FanoutJob};
-use crate::notification::{Notification, Status};
 use crate::ports::error_chain;
-use crate::user::User;
 
 /// `POST /v1/notifications/{id}/retry`.
 pub async fn request(app: &App, id: &NotificationId) -> Result<Notification, ServiceError> {

@@ -1,8 +1,8 @@
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use super::user::User;
 use crate::domain::{Channel, EmailAddress, NotificationId, PhoneNumber, TimeZoneName, UserId};
-use crate::user::User;
 
 /// A recipient as resolved when the send fired: the profile is a snapshot carried in the
 /// dispatch job, so dispatch needs no read per recipient.

@@ -1,10 +1,10 @@
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use super::template::Parts;
 use crate::domain::{
     Channel, EmailAddress, GroupId, NotificationId, PhoneNumber, TemplateId, UserId,
 };
-use crate::template::Parts;
 
 /// Who a notification is for. A group is resolved to its members when the send fires.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
