@@ -3,7 +3,7 @@
 use notify_core::domain::user::{ChannelPrefs, User};
 use notify_core::domain::{EmailAddress, GroupId, UserId};
 use notify_core::memory::MemoryStore;
-use notify_core::ports::Store;
+use notify_core::ports::{GroupStore, UserStore};
 
 pub mod sim;
 

@@ -26,8 +26,8 @@ use notify_core::domain::{Channel, GroupId, IdempotencyKey, NotificationId, Temp
 use notify_core::jobs::{Chore, DispatchJob, FanoutJob};
 use notify_core::memory::MemoryStore;
 use notify_core::ports::{
-    EmailSender, IdempotencyRecord, InsertOutcome, OutgoingEmail, Page, QueueError, Queues,
-    SendError, Store, StoreError,
+    DeliveryStore, EmailSender, GroupStore, IdempotencyRecord, InsertOutcome, NotificationStore,
+    OutgoingEmail, Page, QueueError, Queues, SendError, StoreError, TemplateStore, UserStore,
 };
 
 #[derive(Debug, Clone, Copy)]
@@ -163,15 +163,17 @@ const FAILED: usize = 3;
 const SKIPPED: usize = 4;
 
 #[async_trait]
-impl Store for SimStore {
+impl UserStore for SimStore {
     async fn put_user(&self, user: &User) -> Result<(), StoreError> {
         self.ddb("PutItem", 1, 1).await;
         self.inner.put_user(user).await
     }
+
     async fn get_user(&self, id: &UserId) -> Result<Option<User>, StoreError> {
         self.ddb("GetItem", 1, 1).await;
         self.inner.get_user(id).await
     }
+
     async fn get_users(&self, ids: &[UserId]) -> Result<Vec<User>, StoreError> {
         let calls = ids.len().div_ceil(100) as u64;
         self.ddb(
@@ -182,29 +184,40 @@ impl Store for SimStore {
         .await;
         self.inner.get_users(ids).await
     }
+
     async fn delete_user(&self, id: &UserId) -> Result<bool, StoreError> {
         self.ddb("DeleteItem", 1, 1).await;
         self.inner.delete_user(id).await
     }
+}
+
+#[async_trait]
+impl GroupStore for SimStore {
     async fn put_group(&self, id: &GroupId, name: &str) -> Result<Group, StoreError> {
         self.inner.put_group(id, name).await
     }
+
     async fn get_group(&self, id: &GroupId) -> Result<Option<Group>, StoreError> {
         self.ddb("GetItem", 1, 1).await;
         self.inner.get_group(id).await
     }
+
     async fn delete_group(&self, id: &GroupId) -> Result<bool, StoreError> {
         self.inner.delete_group(id).await
     }
+
     async fn purge_group(&self, id: &GroupId, max: usize) -> Result<bool, StoreError> {
         self.inner.purge_group(id, max).await
     }
+
     async fn add_members(&self, id: &GroupId, users: &[UserId]) -> Result<u64, StoreError> {
         self.inner.add_members(id, users).await
     }
+
     async fn remove_members(&self, id: &GroupId, users: &[UserId]) -> Result<u64, StoreError> {
         self.inner.remove_members(id, users).await
     }
+
     async fn list_members(
         &self,
         id: &GroupId,
@@ -214,16 +227,26 @@ impl Store for SimStore {
         self.ddb("Query", 1, 1).await;
         self.inner.list_members(id, limit, cursor).await
     }
+}
+
+#[async_trait]
+impl TemplateStore for SimStore {
     async fn put_template(&self, template: &Template) -> Result<(), StoreError> {
         self.inner.put_template(template).await
     }
+
     async fn get_template(&self, id: &TemplateId) -> Result<Option<Template>, StoreError> {
         self.ddb("GetItem", 1, 1).await;
         self.inner.get_template(id).await
     }
+
     async fn delete_template(&self, id: &TemplateId) -> Result<bool, StoreError> {
         self.inner.delete_template(id).await
     }
+}
+
+#[async_trait]
+impl NotificationStore for SimStore {
     async fn find_idempotency(
         &self,
         key: &IdempotencyKey,
@@ -232,6 +255,7 @@ impl Store for SimStore {
         self.ddb("GetItem", 1, 1).await;
         self.inner.find_idempotency(key, now).await
     }
+
     async fn insert_notification(
         &self,
         n: &Notification,
@@ -245,6 +269,7 @@ impl Store for SimStore {
         }
         self.inner.insert_notification(n, idem, now).await
     }
+
     async fn get_notification(
         &self,
         id: &NotificationId,
@@ -252,6 +277,7 @@ impl Store for SimStore {
         self.ddb("GetItem", 1, 1).await;
         self.inner.get_notification(id).await
     }
+
     async fn list_notifications(
         &self,
         status: Option<Status>,
@@ -261,6 +287,7 @@ impl Store for SimStore {
         self.ddb("Query", 1, 1).await;
         self.inner.list_notifications(status, limit, cursor).await
     }
+
     async fn transition(
         &self,
         id: &NotificationId,
@@ -282,10 +309,44 @@ impl Store for SimStore {
         }
         Ok(moved)
     }
+
+    async fn begin_retry(&self, _id: &NotificationId) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
     async fn set_send_at(&self, id: &NotificationId, at: Timestamp) -> Result<bool, StoreError> {
         self.ddb("UpdateItem", 1, 1).await;
         self.inner.set_send_at(id, at).await
     }
+
+    async fn mark_fanned_out(&self, id: &NotificationId) -> Result<(), StoreError> {
+        self.ddb("UpdateItem", 1, 1).await;
+        if let Some(n) = self.inner.get_notification(id).await? {
+            self.partitions.notification_item(id, n.status);
+        }
+        self.deliveries.lock().unwrap().fanned_out = true;
+        Ok(())
+    }
+
+    async fn finish_if_done(&self, id: &NotificationId) -> Result<Option<Status>, StoreError> {
+        self.ddb("GetItem", 1, 1).await;
+        if !self.deliveries.lock().unwrap().fanned_out {
+            return Ok(None);
+        }
+        let counts = self.counts(id).await?;
+        if counts.pending > 0 {
+            return Ok(None);
+        }
+        let status = Status::finished(&counts);
+        Ok(self
+            .transition(id, &[Status::Sending], status)
+            .await?
+            .then_some(status))
+    }
+}
+
+#[async_trait]
+impl DeliveryStore for SimStore {
     async fn insert_deliveries(
         &self,
         id: &NotificationId,
@@ -329,14 +390,7 @@ impl Store for SimStore {
         }
         Ok(())
     }
-    async fn mark_fanned_out(&self, id: &NotificationId) -> Result<(), StoreError> {
-        self.ddb("UpdateItem", 1, 1).await;
-        if let Some(n) = self.inner.get_notification(id).await? {
-            self.partitions.notification_item(id, n.status);
-        }
-        self.deliveries.lock().unwrap().fanned_out = true;
-        Ok(())
-    }
+
     async fn claim_delivery(
         &self,
         planned: &Delivery,
@@ -363,6 +417,7 @@ impl Store for SimStore {
             _ => Ok(Claim::Done),
         }
     }
+
     async fn record_outcome(&self, key: &DeliveryKey, outcome: &Outcome) -> Result<(), StoreError> {
         self.ddb("TransactWriteItems", 1, 1).await;
         self.partitions.add(
@@ -399,13 +454,12 @@ impl Store for SimStore {
         }
         Ok(())
     }
-    async fn begin_retry(&self, _id: &NotificationId) -> Result<bool, StoreError> {
-        Ok(false)
-    }
+
     async fn reopen_failed(&self, _key: &DeliveryKey) -> Result<bool, StoreError> {
         // The benchmarks never retry a notification.
         Ok(false)
     }
+
     async fn list_deliveries(
         &self,
         _id: &NotificationId,
@@ -417,6 +471,7 @@ impl Store for SimStore {
             next_cursor: None,
         })
     }
+
     async fn counts(&self, _id: &NotificationId) -> Result<Counts, StoreError> {
         // One consistent BatchGetItem of every count item.
         self.ddb("BatchGetItem (counts)", 1, 1).await;
@@ -428,21 +483,6 @@ impl Store for SimStore {
             failed: c[FAILED] as u64,
             skipped: c[SKIPPED] as u64,
         })
-    }
-    async fn finish_if_done(&self, id: &NotificationId) -> Result<Option<Status>, StoreError> {
-        self.ddb("GetItem", 1, 1).await;
-        if !self.deliveries.lock().unwrap().fanned_out {
-            return Ok(None);
-        }
-        let counts = self.counts(id).await?;
-        if counts.pending > 0 {
-            return Ok(None);
-        }
-        let status = Status::finished(&counts);
-        Ok(self
-            .transition(id, &[Status::Sending], status)
-            .await?
-            .then_some(status))
     }
 }
 

@@ -2,6 +2,7 @@
 //! lost and finishes a send left `sending`; deleting a group answers at once and its
 //! memberships are purged in the background.
 
+use notify_core::ports::{DeliveryStore, GroupStore, NotificationStore};
 use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
@@ -11,7 +12,7 @@ use notify_core::domain::delivery::{Delivery, Recipient};
 use notify_core::domain::notification::{Content, Notification, Status, Target};
 use notify_core::domain::template::Parts;
 use notify_core::domain::{Channel, EmailAddress, GroupId, NotificationId, UserId};
-use notify_core::ports::{InsertOutcome, Store};
+use notify_core::ports::InsertOutcome;
 use notify_tests::aws::{ApiHandler, AwsWorld, WorldOptions, api_event};
 use notify_tests::lambdas::{LambdaSettings, Lambdas};
 use serde_json::json;

@@ -2,12 +2,12 @@
 //! `Limit`, with a `LastEvaluatedKey`. More than 1 MB of notifications and of deliveries must
 //! all be listed, newest first, page by page, none twice.
 
+use notify_core::ports::DeliveryStore;
 use std::collections::HashSet;
 
 use notify_aws::store::DynamoStore;
 use notify_core::domain::delivery::{Delivery, Recipient};
 use notify_core::domain::{Channel, EmailAddress, NotificationId};
-use notify_core::ports::Store;
 use notify_tests::aws::{ApiHandler, AwsWorld, api_event};
 use serde_json::{Value, json};
 

@@ -7,6 +7,7 @@
 //!
 //! cargo run --release -p notify-bench --bin aws_simulated [-- N]
 
+use notify_core::ports::{DeliveryStore, NotificationStore};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +22,7 @@ use notify_core::domain::notification::{Content, Status, Target};
 use notify_core::domain::template::Parts;
 use notify_core::domain::{Channel, EmailAddress, SendAt};
 use notify_core::memory::{MemoryScheduler, RecordingSms};
-use notify_core::ports::{Store, SystemClock};
+use notify_core::ports::SystemClock;
 use notify_core::services::App;
 use notify_core::services::accept::{NewNotification, accept};
 use notify_core::services::dispatch::{Dispatch, DispatchSettings};

@@ -5,6 +5,7 @@
 //!
 //! cargo run --release -p notify-bench --bin fanout_memory [-- N]
 
+use notify_core::ports::{GroupStore, UserStore};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,7 @@ use notify_core::domain::notification::{Content, Target};
 use notify_core::domain::template::Parts;
 use notify_core::jobs::FanoutJob;
 use notify_core::memory::{MemoryScheduler, MemoryStore};
-use notify_core::ports::{Store, SystemClock};
+use notify_core::ports::SystemClock;
 use notify_core::services::App;
 use notify_core::services::accept::{NewNotification, accept};
 use notify_core::services::fanout::{Fanout, FanoutSettings};

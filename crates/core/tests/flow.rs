@@ -1,5 +1,6 @@
 //! The flow of a notification through the core services, on the in-memory adapters.
 
+use notify_core::ports::{DeliveryStore, NotificationStore, TemplateStore, UserStore};
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
@@ -13,7 +14,7 @@ use notify_core::domain::{Channel, EmailAddress, IdempotencyKey, PhoneNumber, Se
 use notify_core::memory::{
     FakeClock, MemoryQueues, MemoryScheduler, MemoryStore, RecordingEmail, RecordingSms,
 };
-use notify_core::ports::{SendError, Store};
+use notify_core::ports::SendError;
 use notify_core::services::ServiceError;
 use notify_core::services::accept::{IdempotentRequest, NewNotification, accept};
 use notify_core::services::dispatch::{Dispatch, DispatchSettings};

@@ -10,7 +10,10 @@ use crate::domain::notification::{Counts, Notification, Status};
 use crate::domain::template::Template;
 use crate::domain::user::User;
 use crate::domain::{GroupId, IdempotencyKey, NotificationId, TemplateId, UserId};
-use crate::ports::{IdempotencyRecord, InsertOutcome, Page, Store, StoreError};
+use crate::ports::{
+    DeliveryStore, GroupStore, IdempotencyRecord, InsertOutcome, NotificationStore, Page,
+    StoreError, TemplateStore, UserStore,
+};
 
 #[derive(Default)]
 struct Inner {
@@ -64,7 +67,7 @@ impl Inner {
 }
 
 #[async_trait]
-impl Store for MemoryStore {
+impl UserStore for MemoryStore {
     async fn put_user(&self, user: &User) -> Result<(), StoreError> {
         self.0
             .lock()
@@ -93,7 +96,10 @@ impl Store for MemoryStore {
         }
         Ok(inner.users.remove(id).is_some())
     }
+}
 
+#[async_trait]
+impl GroupStore for MemoryStore {
     async fn put_group(&self, id: &GroupId, name: &str) -> Result<Group, StoreError> {
         let mut inner = self.0.lock().unwrap();
         let entry = inner.groups.entry(id.clone()).or_default();
@@ -169,7 +175,10 @@ impl Store for MemoryStore {
         items.truncate(limit);
         Ok(Page { items, next_cursor })
     }
+}
 
+#[async_trait]
+impl TemplateStore for MemoryStore {
     async fn put_template(&self, template: &Template) -> Result<(), StoreError> {
         self.0
             .lock()
@@ -186,7 +195,10 @@ impl Store for MemoryStore {
     async fn delete_template(&self, id: &TemplateId) -> Result<bool, StoreError> {
         Ok(self.0.lock().unwrap().templates.remove(id).is_some())
     }
+}
 
+#[async_trait]
+impl NotificationStore for MemoryStore {
     async fn find_idempotency(
         &self,
         key: &IdempotencyKey,
@@ -263,6 +275,18 @@ impl Store for MemoryStore {
         }
     }
 
+    async fn begin_retry(&self, id: &NotificationId) -> Result<bool, StoreError> {
+        let mut inner = self.0.lock().unwrap();
+        match inner.notifications.get_mut(id) {
+            Some(n) if matches!(n.status, Status::Failed | Status::PartiallyFailed) => {
+                n.status = Status::Sending;
+                inner.fanned_out.remove(id);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     async fn set_send_at(&self, id: &NotificationId, at: Timestamp) -> Result<bool, StoreError> {
         let mut inner = self.0.lock().unwrap();
         match inner.notifications.get_mut(id) {
@@ -274,6 +298,29 @@ impl Store for MemoryStore {
         }
     }
 
+    async fn mark_fanned_out(&self, id: &NotificationId) -> Result<(), StoreError> {
+        self.0.lock().unwrap().fanned_out.insert(id.clone());
+        Ok(())
+    }
+
+    async fn finish_if_done(&self, id: &NotificationId) -> Result<Option<Status>, StoreError> {
+        let mut inner = self.0.lock().unwrap();
+        let counts = inner.counts(id);
+        if !inner.fanned_out.contains(id) || counts.pending > 0 {
+            return Ok(None);
+        }
+        match inner.notifications.get_mut(id) {
+            Some(n) if n.status == Status::Sending => {
+                n.status = Status::finished(&counts);
+                Ok(Some(n.status))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+#[async_trait]
+impl DeliveryStore for MemoryStore {
     async fn insert_deliveries(
         &self,
         _id: &NotificationId,
@@ -287,23 +334,6 @@ impl Store for MemoryStore {
                 .entry(key_of(&d.key))
                 .or_insert_with(|| (d.clone(), None));
         }
-        Ok(())
-    }
-
-    async fn begin_retry(&self, id: &NotificationId) -> Result<bool, StoreError> {
-        let mut inner = self.0.lock().unwrap();
-        match inner.notifications.get_mut(id) {
-            Some(n) if matches!(n.status, Status::Failed | Status::PartiallyFailed) => {
-                n.status = Status::Sending;
-                inner.fanned_out.remove(id);
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
-    }
-
-    async fn mark_fanned_out(&self, id: &NotificationId) -> Result<(), StoreError> {
-        self.0.lock().unwrap().fanned_out.insert(id.clone());
         Ok(())
     }
 
@@ -389,21 +419,6 @@ impl Store for MemoryStore {
 
     async fn counts(&self, id: &NotificationId) -> Result<Counts, StoreError> {
         Ok(self.0.lock().unwrap().counts(id))
-    }
-
-    async fn finish_if_done(&self, id: &NotificationId) -> Result<Option<Status>, StoreError> {
-        let mut inner = self.0.lock().unwrap();
-        let counts = inner.counts(id);
-        if !inner.fanned_out.contains(id) || counts.pending > 0 {
-            return Ok(None);
-        }
-        match inner.notifications.get_mut(id) {
-            Some(n) if n.status == Status::Sending => {
-                n.status = Status::finished(&counts);
-                Ok(Some(n.status))
-            }
-            _ => Ok(None),
-        }
     }
 }
 

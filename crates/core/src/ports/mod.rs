@@ -13,7 +13,10 @@ pub use email_sender::{EmailSender, OutgoingEmail};
 pub use queues::{MAX_QUEUE_DELAY, QueueError, Queues};
 pub use scheduler::{Scheduler, SchedulerError};
 pub use sms_sender::{OutgoingSms, SmsSender};
-pub use store::{IdempotencyRecord, InsertOutcome, Page, Store, StoreError};
+pub use store::{
+    DeliveryStore, GroupStore, IdempotencyRecord, InsertOutcome, NotificationStore, Page, Store,
+    StoreError, TemplateStore, UserStore,
+};
 
 /// The cause an adapter's error carries: whatever its library returned.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

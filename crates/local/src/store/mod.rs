@@ -1,0 +1,30 @@
+//! The store on SQLite (the schema is in `db.rs`), one file per aggregate.
+
+mod deliveries;
+mod groups;
+mod notifications;
+mod row;
+mod templates;
+mod users;
+
+use crate::db::Db;
+
+pub struct SqliteStore {
+    db: Db,
+}
+
+impl SqliteStore {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn meets_the_store_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::Db::open(&dir.path().join("t.db"), crate::db::Durability::Full).unwrap();
+        notify_core::contract::run_all(&super::SqliteStore::new(db)).await;
+    }
+}

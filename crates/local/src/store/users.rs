@@ -1,0 +1,96 @@
+//! `UserStore` on SQLite.
+
+use async_trait::async_trait;
+use rusqlite::{OptionalExtension, params};
+
+use notify_core::domain::UserId;
+use notify_core::domain::user::User;
+use notify_core::ports::{StoreError, UserStore};
+
+use crate::db::{db_err, json_err};
+
+use super::SqliteStore;
+
+#[async_trait]
+impl UserStore for SqliteStore {
+    async fn put_user(&self, user: &User) -> Result<(), StoreError> {
+        let body = serde_json::to_string(user).map_err(json_err)?;
+        let id = user.id.as_str().to_owned();
+        self.db
+            .call(move |c| {
+                c.execute(
+                    "INSERT INTO users (id, body) VALUES (?1, ?2) ON CONFLICT(id) DO UPDATE SET body = excluded.body",
+                    params![id, body],
+                )
+                .map_err(db_err)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn get_user(&self, id: &UserId) -> Result<Option<User>, StoreError> {
+        let id = id.as_str().to_owned();
+        let body: Option<String> = self
+            .db
+            .call(move |c| {
+                c.query_row("SELECT body FROM users WHERE id = ?1", params![id], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(db_err)
+            })
+            .await?;
+        body.map(|b| serde_json::from_str(&b).map_err(json_err))
+            .transpose()
+    }
+
+    async fn get_users(&self, ids: &[UserId]) -> Result<Vec<User>, StoreError> {
+        let ids: Vec<String> = ids.iter().map(|i| i.as_str().to_owned()).collect();
+        let bodies: Vec<String> = self
+            .db
+            .call(move |c| {
+                let mut stmt = c
+                    .prepare_cached("SELECT body FROM users WHERE id = ?1")
+                    .map_err(db_err)?;
+                let mut out = Vec::with_capacity(ids.len());
+                for id in &ids {
+                    if let Some(body) = stmt
+                        .query_row(params![id], |r| r.get(0))
+                        .optional()
+                        .map_err(db_err)?
+                    {
+                        out.push(body);
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        bodies
+            .iter()
+            .map(|b| serde_json::from_str(b).map_err(json_err))
+            .collect()
+    }
+
+    async fn delete_user(&self, id: &UserId) -> Result<bool, StoreError> {
+        let id = id.as_str().to_owned();
+        self.db
+            .call(move |c| {
+                let tx = c.savepoint().map_err(db_err)?;
+                tx.execute(
+                    "UPDATE groups SET member_count = member_count - 1
+                     WHERE id IN (SELECT group_id FROM memberships WHERE user_id = ?1)",
+                    params![id],
+                )
+                .map_err(db_err)?;
+                tx.execute("DELETE FROM memberships WHERE user_id = ?1", params![id])
+                    .map_err(db_err)?;
+                let deleted = tx
+                    .execute("DELETE FROM users WHERE id = ?1", params![id])
+                    .map_err(db_err)?
+                    > 0;
+                tx.commit().map_err(db_err)?;
+                Ok(deleted)
+            })
+            .await
+    }
+}
