@@ -24,7 +24,7 @@ use notify_core::domain::{Channel, EmailAddress, SendAt};
 use notify_core::memory::{MemoryScheduler, RecordingSms};
 use notify_core::ports::SystemClock;
 use notify_core::services::App;
-use notify_core::services::accept::{NewNotification, accept};
+use notify_core::services::accept::NewNotification;
 use notify_core::services::dispatch::{Dispatch, DispatchSettings};
 use notify_core::services::fanout::{Fanout, FanoutSettings};
 
@@ -109,7 +109,7 @@ async fn run(n: usize) {
         send_at: SendAt::Now,
     };
     let start = Instant::now();
-    let accepted = accept(&app, request, None).await.unwrap();
+    let accepted = app.accept(request, None).await.unwrap();
 
     // The fanout event source: one invocation per message, continuations included.
     let fanout_task = {
@@ -330,7 +330,7 @@ async fn hot_keys_at_10k_notifications_per_second() -> String {
                 key,
                 &serde_json::json!({"i": i}),
             );
-            let id = accept(&app, request, Some(idem)).await.unwrap().id;
+            let id = app.accept(request, Some(idem)).await.unwrap().id;
             store
                 .transition(&id, &[Status::Queued], Status::Sending)
                 .await

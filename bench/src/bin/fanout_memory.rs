@@ -19,7 +19,7 @@ use notify_core::jobs::FanoutJob;
 use notify_core::memory::{MemoryScheduler, MemoryStore};
 use notify_core::ports::SystemClock;
 use notify_core::services::App;
-use notify_core::services::accept::{NewNotification, accept};
+use notify_core::services::accept::NewNotification;
 use notify_core::services::fanout::{Fanout, FanoutSettings};
 
 const PAGE: usize = 2000;
@@ -66,7 +66,7 @@ async fn main() {
         }),
         send_at: notify_core::domain::SendAt::Now,
     };
-    accept(&app, request, None).await.unwrap();
+    app.accept(request, None).await.unwrap();
     let job: FanoutJob = fanout_rx.recv().await.unwrap();
     let fanout = Fanout {
         store: store.clone(),

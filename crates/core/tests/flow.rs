@@ -15,11 +15,11 @@ use notify_core::memory::{
     FakeClock, MemoryQueues, MemoryScheduler, MemoryStore, RecordingEmail, RecordingSms,
 };
 use notify_core::ports::SendError;
+use notify_core::services::App;
 use notify_core::services::ServiceError;
-use notify_core::services::accept::{IdempotentRequest, NewNotification, accept};
+use notify_core::services::accept::{IdempotentRequest, NewNotification};
 use notify_core::services::dispatch::{Dispatch, DispatchSettings};
 use notify_core::services::fanout::{Fanout, FanoutSettings};
-use notify_core::services::{App, cancel::cancel, reschedule::reschedule, retry};
 
 struct World {
     clock: Arc<FakeClock>,
@@ -136,9 +136,7 @@ fn email_to(addr: &str) -> NewNotification {
 #[tokio::test]
 async fn now_goes_queued_sending_completed() {
     let w = world();
-    let a = accept(&w.app, email_to("a@example.com"), None)
-        .await
-        .unwrap();
+    let a = w.app.accept(email_to("a@example.com"), None).await.unwrap();
     assert_eq!(a.body["status"], "queued");
     let n = w.store.get_notification(&a.id).await.unwrap().unwrap();
     assert_eq!(n.status, Status::Queued);
@@ -177,7 +175,9 @@ async fn now_goes_queued_sending_completed() {
 #[tokio::test]
 async fn a_dispatch_job_delivered_twice_sends_once() {
     let w = world();
-    let a = accept(&w.app, email_to("twice@example.com"), None)
+    let a = w
+        .app
+        .accept(email_to("twice@example.com"), None)
         .await
         .unwrap();
     let job = w.queues.take_fanout().remove(0);
@@ -206,7 +206,7 @@ async fn scheduled_then_fired_at_send_at() {
     let w = world();
     let mut req = email_to("later@example.com");
     req.send_at = SendAt::At(w.clock.now() + SignedDuration::from_secs(30));
-    let a = accept(&w.app, req, None).await.unwrap();
+    let a = w.app.accept(req, None).await.unwrap();
     assert_eq!(a.body["status"], "scheduled");
     assert!(w.queues.fanout.lock().unwrap().is_empty());
     assert_eq!(w.scheduler.schedules.lock().unwrap().len(), 1);
@@ -234,8 +234,8 @@ async fn cancel_stops_a_schedule_that_fires_anyway() {
     let w = world();
     let mut req = email_to("c@example.com");
     req.send_at = SendAt::At(w.clock.now() + SignedDuration::from_secs(30));
-    let a = accept(&w.app, req, None).await.unwrap();
-    let n = cancel(&w.app, &a.id).await.unwrap();
+    let a = w.app.accept(req, None).await.unwrap();
+    let n = w.app.cancel(&a.id).await.unwrap();
     assert_eq!(n.status, Status::Cancelled);
     assert!(w.scheduler.schedules.lock().unwrap().is_empty());
     // The schedule fires anyway (deleted too late): the fanout re-checks and sends nothing.
@@ -249,13 +249,11 @@ async fn cancel_stops_a_schedule_that_fires_anyway() {
     w.drain().await;
     assert!(w.email.sent.lock().unwrap().is_empty());
     // Cancelling again is fine; once started it is a conflict.
-    assert!(cancel(&w.app, &a.id).await.is_ok());
-    let b = accept(&w.app, email_to("d@example.com"), None)
-        .await
-        .unwrap();
+    assert!(w.app.cancel(&a.id).await.is_ok());
+    let b = w.app.accept(email_to("d@example.com"), None).await.unwrap();
     w.drain().await;
     assert!(matches!(
-        cancel(&w.app, &b.id).await,
+        w.app.cancel(&b.id).await,
         Err(ServiceError::Conflict(_))
     ));
 }
@@ -265,9 +263,9 @@ async fn reschedule_later_ignores_the_old_fire() {
     let w = world();
     let mut req = email_to("r@example.com");
     req.send_at = SendAt::At(w.clock.now() + SignedDuration::from_secs(10));
-    let a = accept(&w.app, req, None).await.unwrap();
+    let a = w.app.accept(req, None).await.unwrap();
     let new_at = w.clock.now() + SignedDuration::from_secs(60);
-    let n = reschedule(&w.app, &a.id, SendAt::At(new_at)).await.unwrap();
+    let n = w.app.reschedule(&a.id, SendAt::At(new_at)).await.unwrap();
     assert_eq!(n.send_at, new_at);
     assert_eq!(w.scheduler.schedules.lock().unwrap()[&a.id], new_at);
     // A stale fire at the old time (the old schedule was not yet moved) sends nothing: the job
@@ -293,7 +291,7 @@ async fn reschedule_later_ignores_the_old_fire() {
     assert_eq!(held[0].1, std::time::Duration::from_secs(50));
     // A fire more than SQS's 15 minutes early is left to the schedule of the new send_at.
     let far = w.clock.now() + SignedDuration::from_secs(3600);
-    reschedule(&w.app, &a.id, SendAt::At(far)).await.unwrap();
+    w.app.reschedule(&a.id, SendAt::At(far)).await.unwrap();
     let report = w
         .fanout
         .handle(&notify_core::jobs::FanoutJob::start(a.id.clone()))
@@ -303,7 +301,7 @@ async fn reschedule_later_ignores_the_old_fire() {
         report.ignored,
         Some("fired before send_at; the schedule of the new send_at will fire")
     );
-    reschedule(&w.app, &a.id, SendAt::At(new_at)).await.unwrap();
+    w.app.reschedule(&a.id, SendAt::At(new_at)).await.unwrap();
     w.clock.advance(SignedDuration::from_secs(50));
     w.fire_due().await;
     assert_eq!(w.email.sent.lock().unwrap().len(), 1);
@@ -315,10 +313,14 @@ async fn idempotency_replays_conflicts_and_expires() {
     let key = IdempotencyKey::parse("k1").unwrap();
     let body = json!({"any": "body"});
     let idem = || Some(IdempotentRequest::new(key.clone(), &body));
-    let first = accept(&w.app, email_to("i@example.com"), idem())
+    let first = w
+        .app
+        .accept(email_to("i@example.com"), idem())
         .await
         .unwrap();
-    let again = accept(&w.app, email_to("i@example.com"), idem())
+    let again = w
+        .app
+        .accept(email_to("i@example.com"), idem())
         .await
         .unwrap();
     assert_eq!(first.id, again.id);
@@ -326,7 +328,7 @@ async fn idempotency_replays_conflicts_and_expires() {
     assert!(again.replayed && !first.replayed);
     let other = IdempotentRequest::new(key.clone(), &json!({"other": "body"}));
     assert!(matches!(
-        accept(&w.app, email_to("i@example.com"), Some(other)).await,
+        w.app.accept(email_to("i@example.com"), Some(other)).await,
         Err(ServiceError::Conflict(_))
     ));
     w.drain().await;
@@ -334,7 +336,9 @@ async fn idempotency_replays_conflicts_and_expires() {
     // After 24 hours the key is free again.
     w.clock
         .advance(SignedDuration::from_hours(24) + SignedDuration::from_secs(1));
-    let later = accept(&w.app, email_to("i@example.com"), idem())
+    let later = w
+        .app
+        .accept(email_to("i@example.com"), idem())
         .await
         .unwrap();
     assert_ne!(later.id, first.id);
@@ -347,9 +351,7 @@ async fn transient_errors_retry_then_fail_after_the_last_attempt() {
         SendError::transient("421 busy"),
         SendError::transient("421 busy"),
     ]);
-    let a = accept(&w.app, email_to("t@example.com"), None)
-        .await
-        .unwrap();
+    let a = w.app.accept(email_to("t@example.com"), None).await.unwrap();
     w.fanout
         .handle(&w.queues.take_fanout().remove(0))
         .await
@@ -375,9 +377,7 @@ async fn transient_errors_retry_then_fail_after_the_last_attempt() {
         SendError::transient("x"),
         SendError::transient("still down"),
     ]);
-    let b = accept(&w.app, email_to("u@example.com"), None)
-        .await
-        .unwrap();
+    let b = w.app.accept(email_to("u@example.com"), None).await.unwrap();
     w.fanout
         .handle(&w.queues.take_fanout().remove(0))
         .await
@@ -439,7 +439,7 @@ async fn a_permanent_error_fails_at_once_and_a_mixed_send_is_partially_failed() 
         }),
         send_at: SendAt::Now,
     };
-    let a = accept(&w.app, req, None).await.unwrap();
+    let a = w.app.accept(req, None).await.unwrap();
     w.drain().await;
     assert_eq!(
         w.store
@@ -477,7 +477,7 @@ async fn a_user_deleted_before_the_send_is_skipped_with_the_reason() {
         ..Default::default()
     });
     req.send_at = SendAt::At(w.clock.now() + SignedDuration::from_secs(5));
-    let a = accept(&w.app, req, None).await.unwrap();
+    let a = w.app.accept(req, None).await.unwrap();
     w.store.delete_user(&user.id).await.unwrap();
     w.clock.advance(SignedDuration::from_secs(5));
     w.fire_due().await;
@@ -504,7 +504,7 @@ async fn unknown_user_and_template_are_named() {
         id: notify_core::domain::TemplateId::parse("nope").unwrap(),
         data: Default::default(),
     };
-    let Err(ServiceError::Invalid(errors)) = accept(&w.app, req, None).await else {
+    let Err(ServiceError::Invalid(errors)) = w.app.accept(req, None).await else {
         panic!("expected 422")
     };
     let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
@@ -523,7 +523,9 @@ async fn unknown_user_and_template_are_named() {
 async fn timestamps_are_kept_to_the_millisecond() {
     let w = world();
     w.clock.advance(SignedDuration::from_nanos(123_456_789));
-    let a = accept(&w.app, email_to("ms@example.com"), None)
+    let a = w
+        .app
+        .accept(email_to("ms@example.com"), None)
         .await
         .unwrap();
     let n = w.store.get_notification(&a.id).await.unwrap().unwrap();
@@ -542,7 +544,9 @@ async fn throttling_pauses_and_sends_again_without_using_up_attempts() {
         .lock()
         .unwrap()
         .extend((0..4).map(|_| SendError::throttled("421 4.7.0 slow down")));
-    let a = accept(&w.app, email_to("slow@example.com"), None)
+    let a = w
+        .app
+        .accept(email_to("slow@example.com"), None)
         .await
         .unwrap();
     w.fanout
@@ -586,7 +590,9 @@ async fn a_job_the_queue_gives_up_on_marks_its_pending_deliveries_failed() {
         .lock()
         .unwrap()
         .push_back(SendError::transient("451 try later"));
-    let a = accept(&w.app, email_to("dlq@example.com"), None)
+    let a = w
+        .app
+        .accept(email_to("dlq@example.com"), None)
         .await
         .unwrap();
     w.fanout
@@ -658,16 +664,16 @@ async fn retry_sends_only_the_failed_deliveries_again() {
         .collect();
     for u in &users {
         w.store.put_user(u).await.unwrap();
-        accept(
-            &w.app,
-            NewNotification {
-                to: Target::UserId(u.id.clone()),
-                ..email_to("x@example.com")
-            },
-            None,
-        )
-        .await
-        .unwrap();
+        w.app
+            .accept(
+                NewNotification {
+                    to: Target::UserId(u.id.clone()),
+                    ..email_to("x@example.com")
+                },
+                None,
+            )
+            .await
+            .unwrap();
     }
     let ids: Vec<_> = w
         .store
@@ -697,16 +703,13 @@ async fn retry_sends_only_the_failed_deliveries_again() {
 
     // Only a notification that finished with failures can be retried.
     assert!(matches!(
-        retry::request(&w.app, completed_id).await,
+        w.app.retry(completed_id).await,
         Err(ServiceError::Conflict(_))
     ));
-    let n = retry::request(&w.app, failed_id).await.unwrap();
+    let n = w.app.retry(failed_id).await.unwrap();
     assert_eq!(n.status, Status::Sending);
     assert!(
-        matches!(
-            retry::request(&w.app, failed_id).await,
-            Err(ServiceError::Conflict(_))
-        ),
+        matches!(w.app.retry(failed_id).await, Err(ServiceError::Conflict(_))),
         "one retry at a time"
     );
     w.drain().await;
@@ -766,7 +769,7 @@ async fn a_rendered_sms_over_1600_characters_fails_without_a_send() {
         },
         send_at: SendAt::Now,
     };
-    let a = accept(&w.app, req, None).await.unwrap();
+    let a = w.app.accept(req, None).await.unwrap();
     w.drain().await;
     assert!(w.sms.sent.lock().unwrap().is_empty());
     let rows = w

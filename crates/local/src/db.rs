@@ -216,8 +216,11 @@ impl Db {
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (sender, receiver) = tokio::sync::oneshot::channel();
+        // The caller's span (a request, a notification's dispatch) goes with the call, so that
+        // what the database thread logs for it says whose call it was.
+        let span = tracing::Span::current();
         let call: Call = Box::new(move |conn| {
-            let result = f(conn);
+            let result = span.in_scope(|| f(conn));
             let ok = result.is_ok();
             let answer: Answer = Box::new(move |commit_error| {
                 let _ = sender.send(match commit_error {

@@ -16,8 +16,7 @@ use crate::domain::{
     Channel, EmailAddress, GroupId, IdempotencyKey, NotificationId, PhoneNumber, SendAt,
     TemplateId, UserId,
 };
-use crate::services::accept::{self, IdempotentRequest, NewNotification};
-use crate::services::{cancel, reschedule, retry};
+use crate::services::accept::{IdempotentRequest, NewNotification};
 
 fn notification_id(path: Result<Path<String>, PathRejection>) -> Result<NotificationId, ApiError> {
     let Path(raw) = path.map_err(|_| ApiError::not_found("notification"))?;
@@ -250,7 +249,7 @@ pub async fn create(
         }
     };
     let request = parse_new(&body, state.app.clock.now())?;
-    let accepted = accept::accept(&state.app, request, idem).await?;
+    let accepted = state.app.accept(request, idem).await?;
     let mut response = (StatusCode::ACCEPTED, Json(accepted.body)).into_response();
     response
         .headers_mut()
@@ -330,7 +329,7 @@ pub async fn cancel(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let id = notification_id(path)?;
-    let n = cancel::cancel(&state.app, &id).await?;
+    let n = state.app.cancel(&id).await?;
     let counts = state.app.store.counts(&id).await?;
     Ok(Json(to_json(&n, Some(counts))).into_response())
 }
@@ -353,7 +352,7 @@ pub async fn reschedule(
     });
     errors.finish()?;
     let send_at = send_at.ok_or_else(|| ApiError::invalid("send_at", "is required"))?;
-    let n = reschedule::reschedule(&state.app, &id, send_at).await?;
+    let n = state.app.reschedule(&id, send_at).await?;
     let counts = state.app.store.counts(&id).await?;
     Ok(Json(to_json(&n, Some(counts))).into_response())
 }
@@ -364,7 +363,7 @@ pub async fn retry(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let id = notification_id(path)?;
-    let n = retry::request(&state.app, &id).await?;
+    let n = state.app.retry(&id).await?;
     let counts = state.app.store.counts(&id).await?;
     Ok((StatusCode::ACCEPTED, Json(to_json(&n, Some(counts)))).into_response())
 }

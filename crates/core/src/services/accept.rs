@@ -81,169 +81,173 @@ pub struct Accepted {
     pub replayed: bool,
 }
 
-#[tracing::instrument(skip_all, fields(id))]
-pub async fn accept(
-    app: &App,
-    req: NewNotification,
-    idem: Option<IdempotentRequest>,
-) -> Result<Accepted, ServiceError> {
-    // Stores keep milliseconds; answer with exactly what is stored.
-    let now = app
-        .clock
-        .now()
-        .round(jiff::Unit::Millisecond)
-        .unwrap_or(app.clock.now());
-    if let Some(idem) = &idem
-        && let Some(record) = app.store.find_idempotency(&idem.key, now).await?
-    {
-        return replay(app, idem, record).await;
-    }
-    check_references(app, &req).await?;
-
-    let (status, send_at) = match req.send_at {
-        SendAt::Now => (Status::Queued, now),
-        SendAt::At(at) => (
-            Status::Scheduled,
-            at.round(jiff::Unit::Millisecond).unwrap_or(at),
-        ),
-    };
-    let id = NotificationId::generate(now);
-    tracing::Span::current().record("id", tracing::field::display(&id));
-    let notification = Notification {
-        id,
-        to: req.to,
-        channels: req.channels,
-        content: req.content,
-        send_at,
-        created_at: now,
-        status,
-    };
-    let body = json!({"id": notification.id, "status": status, "send_at": send_at});
-    let record = idem.as_ref().map(|idem| IdempotencyRecord {
-        key: idem.key.as_str().to_owned(),
-        request_hash: idem.request_hash.clone(),
-        notification_id: notification.id.clone(),
-        response: body.clone(),
-        expires_at: now.saturating_add(IDEMPOTENCY_TTL).unwrap_or(now),
-    });
-    match app
-        .store
-        .insert_notification(&notification, record.as_ref(), now)
-        .await?
-    {
-        InsertOutcome::Inserted => {}
-        InsertOutcome::KeyTaken(existing) => {
-            let idem = idem
-                .as_ref()
-                .expect("only a request with a key can find it taken");
-            return replay(app, idem, existing).await;
+impl App {
+    #[tracing::instrument(skip_all, fields(id))]
+    pub async fn accept(
+        &self,
+        req: NewNotification,
+        idem: Option<IdempotentRequest>,
+    ) -> Result<Accepted, ServiceError> {
+        // Stores keep milliseconds; answer with exactly what is stored.
+        let now = self
+            .clock
+            .now()
+            .round(jiff::Unit::Millisecond)
+            .unwrap_or(self.clock.now());
+        if let Some(idem) = &idem
+            && let Some(record) = self.store.find_idempotency(&idem.key, now).await?
+        {
+            return self.replay(idem, record).await;
         }
-    }
-    if let Err(e) = ensure_trigger(app, &notification).await {
-        // Without a key the caller cannot safely retry this one, so it must never send later
-        // on its own; with a key, the caller's retry replays and re-creates the trigger.
-        if idem.is_none() {
-            let _ = app
-                .store
-                .transition(
-                    &notification.id,
-                    &[Status::Queued, Status::Scheduled],
-                    Status::Cancelled,
-                )
-                .await;
+        self.check_references(&req).await?;
+
+        let (status, send_at) = match req.send_at {
+            SendAt::Now => (Status::Queued, now),
+            SendAt::At(at) => (
+                Status::Scheduled,
+                at.round(jiff::Unit::Millisecond).unwrap_or(at),
+            ),
+        };
+        let id = NotificationId::generate(now);
+        tracing::Span::current().record("id", tracing::field::display(&id));
+        let notification = Notification {
+            id,
+            to: req.to,
+            channels: req.channels,
+            content: req.content,
+            send_at,
+            created_at: now,
+            status,
+        };
+        let body = json!({"id": notification.id, "status": status, "send_at": send_at});
+        let record = idem.as_ref().map(|idem| IdempotencyRecord {
+            key: idem.key.as_str().to_owned(),
+            request_hash: idem.request_hash.clone(),
+            notification_id: notification.id.clone(),
+            response: body.clone(),
+            expires_at: now.saturating_add(IDEMPOTENCY_TTL).unwrap_or(now),
+        });
+        match self
+            .store
+            .insert_notification(&notification, record.as_ref(), now)
+            .await?
+        {
+            InsertOutcome::Inserted => {}
+            InsertOutcome::KeyTaken(existing) => {
+                let idem = idem
+                    .as_ref()
+                    .expect("only a request with a key can find it taken");
+                return self.replay(idem, existing).await;
+            }
         }
-        return Err(e);
-    }
-    tracing::info!(id = %notification.id, status = status.as_str(), "notification accepted");
-    Ok(Accepted {
-        id: notification.id,
-        body,
-        replayed: false,
-    })
-}
-
-async fn replay(
-    app: &App,
-    idem: &IdempotentRequest,
-    record: IdempotencyRecord,
-) -> Result<Accepted, ServiceError> {
-    if record.request_hash != idem.request_hash {
-        return Err(ServiceError::Conflict(
-            "this Idempotency-Key was used with a different request body in the last 24 hours"
-                .into(),
-        ));
-    }
-    // The first request may have stored the notification and then died before its trigger
-    // existed; making the trigger again is harmless because both triggers are idempotent.
-    if let Some(n) = app.store.get_notification(&record.notification_id).await? {
-        ensure_trigger(app, &n).await?;
-    }
-    Ok(Accepted {
-        id: record.notification_id,
-        body: record.response,
-        replayed: true,
-    })
-}
-
-/// Puts the fanout job on the queue (send now) or creates the schedule (send later).
-pub async fn ensure_trigger(app: &App, n: &Notification) -> Result<(), ServiceError> {
-    match n.status {
-        Status::Queued => {
-            app.queues
-                .send_fanout(&FanoutJob::start(n.id.clone()))
-                .await?
+        if let Err(e) = self.ensure_trigger(&notification).await {
+            // Without a key the caller cannot safely retry this one, so it must never send later
+            // on its own; with a key, the caller's retry replays and re-creates the trigger.
+            if idem.is_none() {
+                let _ = self
+                    .store
+                    .transition(
+                        &notification.id,
+                        &[Status::Queued, Status::Scheduled],
+                        Status::Cancelled,
+                    )
+                    .await;
+            }
+            return Err(e);
         }
-        Status::Scheduled => app.scheduler.schedule(&n.id, n.send_at).await?,
-        _ => {}
-    }
-    Ok(())
-}
-
-/// Checks that need the store: the recipient and the template exist and fit the channels.
-async fn check_references(app: &App, req: &NewNotification) -> Result<(), ServiceError> {
-    let mut errors = Vec::new();
-    let mut invalid = |field: &str, message: String| {
-        errors.push(super::FieldError {
-            field: field.to_owned(),
-            message,
+        tracing::info!(id = %notification.id, status = status.as_str(), "notification accepted");
+        Ok(Accepted {
+            id: notification.id,
+            body,
+            replayed: false,
         })
-    };
-    match &req.to {
-        Target::UserId(id) => {
-            if app.store.get_user(id).await?.is_none() {
-                invalid("to.user_id", format!("no user with id {id:?}"));
-            }
-        }
-        Target::GroupId(id) => {
-            if app.store.get_group(id).await?.is_none() {
-                invalid("to.group_id", format!("no group with id {id:?}"));
-            }
-        }
-        Target::Email(_) | Target::Phone(_) => {}
     }
-    if let Content::Template { id, .. } = &req.content {
-        match app.store.get_template(id).await? {
-            None => invalid("template.id", format!("no template with id {id:?}")),
-            Some(t) => {
-                for channel in &req.channels {
-                    let missing = match channel {
-                        Channel::Email => t.parts.missing_for_email(),
-                        Channel::Sms => t.parts.missing_for_sms(),
-                    };
-                    if let Some(part) = missing {
-                        invalid(
-                            "template.id",
-                            format!("template {id:?} has no {part} part for the {channel} channel"),
-                        );
+
+    async fn replay(
+        &self,
+        idem: &IdempotentRequest,
+        record: IdempotencyRecord,
+    ) -> Result<Accepted, ServiceError> {
+        if record.request_hash != idem.request_hash {
+            return Err(ServiceError::Conflict(
+                "this Idempotency-Key was used with a different request body in the last 24 hours"
+                    .into(),
+            ));
+        }
+        // The first request may have stored the notification and then died before its trigger
+        // existed; making the trigger again is harmless because both triggers are idempotent.
+        if let Some(n) = self.store.get_notification(&record.notification_id).await? {
+            self.ensure_trigger(&n).await?;
+        }
+        Ok(Accepted {
+            id: record.notification_id,
+            body: record.response,
+            replayed: true,
+        })
+    }
+
+    /// Puts the fanout job on the queue (send now) or creates the schedule (send later).
+    pub async fn ensure_trigger(&self, n: &Notification) -> Result<(), ServiceError> {
+        match n.status {
+            Status::Queued => {
+                self.queues
+                    .send_fanout(&FanoutJob::start(n.id.clone()))
+                    .await?
+            }
+            Status::Scheduled => self.scheduler.schedule(&n.id, n.send_at).await?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Checks that need the store: the recipient and the template exist and fit the channels.
+    async fn check_references(&self, req: &NewNotification) -> Result<(), ServiceError> {
+        let mut errors = Vec::new();
+        let mut invalid = |field: &str, message: String| {
+            errors.push(super::FieldError {
+                field: field.to_owned(),
+                message,
+            })
+        };
+        match &req.to {
+            Target::UserId(id) => {
+                if self.store.get_user(id).await?.is_none() {
+                    invalid("to.user_id", format!("no user with id {id:?}"));
+                }
+            }
+            Target::GroupId(id) => {
+                if self.store.get_group(id).await?.is_none() {
+                    invalid("to.group_id", format!("no group with id {id:?}"));
+                }
+            }
+            Target::Email(_) | Target::Phone(_) => {}
+        }
+        if let Content::Template { id, .. } = &req.content {
+            match self.store.get_template(id).await? {
+                None => invalid("template.id", format!("no template with id {id:?}")),
+                Some(t) => {
+                    for channel in &req.channels {
+                        let missing = match channel {
+                            Channel::Email => t.parts.missing_for_email(),
+                            Channel::Sms => t.parts.missing_for_sms(),
+                        };
+                        if let Some(part) = missing {
+                            invalid(
+                                "template.id",
+                                format!(
+                                    "template {id:?} has no {part} part for the {channel} channel"
+                                ),
+                            );
+                        }
                     }
                 }
             }
         }
-    }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(ServiceError::Invalid(errors))
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ServiceError::Invalid(errors))
+        }
     }
 }
 

@@ -339,6 +339,7 @@ impl Dispatch {
     /// Marks the job's deliveries that are still pending `failed` with `why`: the queue gave up
     /// on the job (its last receive), and a send must not stay pending for ever. Returns how
     /// many it marked. A delivery another worker holds is left to that worker.
+    #[tracing::instrument(name = "give_up", skip_all, fields(id = %job.notification_id))]
     pub async fn give_up(&self, job: &DispatchJob, why: &str) -> Result<usize, ServiceError> {
         let mut marked = 0;
         for item in &job.items {

@@ -2,7 +2,6 @@
 
 pub mod accept;
 pub mod cancel;
-pub mod chores;
 pub mod dispatch;
 mod error;
 pub mod fanout;

@@ -5,11 +5,11 @@
 use jiff::SignedDuration;
 use tokio::time::Instant;
 
-use super::ServiceError;
-use super::fanout::{Fanout, FanoutReport};
+use super::{Fanout, FanoutReport};
 use crate::domain::GroupId;
 use crate::domain::notification::Status;
 use crate::jobs::{Chore, FanoutJob, FanoutMessage};
+use crate::services::ServiceError;
 
 /// A reserved send still `scheduled` this long after its `send_at` lost its trigger (a
 /// schedule fires within a minute, and a delayed queue message within seconds).

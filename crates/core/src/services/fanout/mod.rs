@@ -7,6 +7,11 @@
 //! Idempotent: a page fanned out twice changes no row or count (`insert_deliveries` is keyed by
 //! page) and at worst repeats dispatch jobs, whose claims stop a second send.
 
+mod chores;
+mod retry;
+
+pub use chores::OVERDUE_AFTER;
+
 use std::sync::Arc;
 use std::time::Duration;
 
