@@ -363,7 +363,25 @@ async fn hostile_users_templates_and_ids() {
     }
     let long_id = format!("/v1/users/{}", "a".repeat(129));
     assert_eq!(d.get(&long_id).await.status, 422);
-    assert_eq!(d.get("/v1/notifications/not-an-id").await.status, 404);
+    // A path id that does not parse is a 422 naming the parameter, on every route alike.
+    for (path, field) in [
+        ("/v1/notifications/not-an-id", "id"),
+        ("/v1/notifications/not-an-id/deliveries", "id"),
+        ("/v1/users/a%20b", "user_id"),
+        ("/v1/templates/%C3%A9", "template_id"),
+        ("/v1/groups/a!b/members", "group_id"),
+    ] {
+        let a = d.get(path).await;
+        assert_eq!(
+            (a.status, a.fields()),
+            (422, vec![field.to_owned()]),
+            "{path}: {}",
+            a.text
+        );
+    }
+    let both = d.put("/v1/groups/a!b/members/c%20d", json!({})).await;
+    assert_eq!(both.fields(), ["group_id", "user_id"], "{}", both.text);
+    assert_eq!(both.status, 422);
     assert_eq!(d.get("/v1/notifications?limit=0").await.fields(), ["limit"]);
     assert_eq!(
         d.get("/v1/notifications?limit=abc").await.fields(),

@@ -7,3 +7,4 @@ mod groups;
 mod hostile;
 mod schedule;
 mod send;
+mod spec;

@@ -3,9 +3,11 @@
 
 pub mod api;
 pub mod backoff;
+#[cfg(any(test, feature = "test-util"))]
 pub mod contract;
 pub mod domain;
 pub mod jobs;
+#[cfg(any(test, feature = "test-util"))]
 pub mod memory;
 pub mod ports;
 pub mod services;

@@ -1,24 +1,51 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::{Path, Query, State, rejection::PathRejection};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::ApiError;
 use super::ApiState;
 use super::input::{self, Errors, JsonBody};
+use super::path::{PathId, PathIds};
 use crate::domain::group::{Group, MAX_MEMBER_CHANGES};
 use crate::domain::{GroupId, UserId};
 use crate::jobs::Chore;
 
-fn group_id(raw: &str) -> Result<GroupId, ApiError> {
-    GroupId::parse(raw).map_err(|e| ApiError::invalid("group_id", e.0))
+/// A group as the API shows it.
+#[derive(Serialize)]
+struct GroupView<'a> {
+    group_id: &'a GroupId,
+    name: &'a str,
+    member_count: u64,
 }
 
-fn to_json(g: &Group) -> Value {
-    json!({"group_id": g.id, "name": g.name, "member_count": g.member_count})
+impl<'a> From<&'a Group> for GroupView<'a> {
+    fn from(g: &'a Group) -> Self {
+        Self {
+            group_id: &g.id,
+            name: &g.name,
+            member_count: g.member_count,
+        }
+    }
+}
+
+/// What `POST /members` changed.
+#[derive(Serialize)]
+struct MemberChanges {
+    added: u64,
+    removed: u64,
+    member_count: u64,
+}
+
+/// A page of a list, as every list route answers.
+#[derive(Serialize)]
+pub struct PageView<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
 }
 
 async fn existing(state: &ApiState, id: &GroupId) -> Result<Group, ApiError> {
@@ -32,11 +59,9 @@ async fn existing(state: &ApiState, id: &GroupId) -> Result<Group, ApiError> {
 
 pub async fn put(
     State(state): State<ApiState>,
-    path: Result<Path<String>, PathRejection>,
+    PathId(id): PathId<GroupId>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    let Path(raw) = path.map_err(|_| ApiError::not_found("group"))?;
-    let id = group_id(&raw)?;
     let mut errors = Errors::default();
     let name = input::object(&body, "", &["name"], &mut errors)
         .and_then(|m| input::string(m, "", "name", &mut errors).map(str::to_owned));
@@ -53,24 +78,21 @@ pub async fn put(
         .store
         .put_group(&id, name.as_deref().unwrap_or_default())
         .await?;
-    Ok(Json(to_json(&group)).into_response())
+    Ok(Json(GroupView::from(&group)).into_response())
 }
 
 pub async fn get(
     State(state): State<ApiState>,
-    path: Result<Path<String>, PathRejection>,
+    PathId(id): PathId<GroupId>,
 ) -> Result<Response, ApiError> {
-    let Path(raw) = path.map_err(|_| ApiError::not_found("group"))?;
-    let group = existing(&state, &group_id(&raw)?).await?;
-    Ok(Json(to_json(&group)).into_response())
+    let group = existing(&state, &id).await?;
+    Ok(Json(GroupView::from(&group)).into_response())
 }
 
 pub async fn delete(
     State(state): State<ApiState>,
-    path: Result<Path<String>, PathRejection>,
+    PathId(id): PathId<GroupId>,
 ) -> Result<Response, ApiError> {
-    let Path(raw) = path.map_err(|_| ApiError::not_found("group"))?;
-    let id = group_id(&raw)?;
     if !state.app.store.delete_group(&id).await? {
         return Err(ApiError::not_found("group"));
     }
@@ -83,27 +105,11 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-fn member_path(
-    path: Result<Path<(String, String)>, PathRejection>,
-) -> Result<(GroupId, UserId), ApiError> {
-    let Path((group, user)) = path.map_err(|_| ApiError::not_found("group"))?;
-    let mut errors = Errors::default();
-    let group = GroupId::parse(&group)
-        .map_err(|e| errors.add("group_id", e.0))
-        .ok();
-    let user = UserId::parse(&user)
-        .map_err(|e| errors.add("user_id", e.0))
-        .ok();
-    errors.finish()?;
-    Ok((group.expect("checked"), user.expect("checked")))
-}
-
 /// Subscribes one user; subscribing twice is fine.
 pub async fn subscribe(
     State(state): State<ApiState>,
-    path: Result<Path<(String, String)>, PathRejection>,
+    PathIds(group, user): PathIds<GroupId, UserId>,
 ) -> Result<Response, ApiError> {
-    let (group, user) = member_path(path)?;
     existing(&state, &group).await?;
     if state.app.store.get_user(&user).await?.is_none() {
         return Err(ApiError::not_found("user"));
@@ -115,9 +121,8 @@ pub async fn subscribe(
 /// Unsubscribes one user; unsubscribing someone who is not a member is fine.
 pub async fn unsubscribe(
     State(state): State<ApiState>,
-    path: Result<Path<(String, String)>, PathRejection>,
+    PathIds(group, user): PathIds<GroupId, UserId>,
 ) -> Result<Response, ApiError> {
-    let (group, user) = member_path(path)?;
     existing(&state, &group).await?;
     state.app.store.remove_members(&group, &[user]).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -151,11 +156,9 @@ fn id_list(map: &serde_json::Map<String, Value>, key: &str, errors: &mut Errors)
 /// `{"add": [...], "remove": [...]}`, at most 1000 ids in all; every unknown user in `add` is named.
 pub async fn change(
     State(state): State<ApiState>,
-    path: Result<Path<String>, PathRejection>,
+    PathId(group): PathId<GroupId>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    let Path(raw) = path.map_err(|_| ApiError::not_found("group"))?;
-    let group = group_id(&raw)?;
     let mut errors = Errors::default();
     let (add, remove) = match input::object(&body, "", &["add", "remove"], &mut errors) {
         Some(map) => (
@@ -200,19 +203,19 @@ pub async fn change(
     let added = state.app.store.add_members(&group, &add).await?;
     let removed = state.app.store.remove_members(&group, &remove).await?;
     let member_count = existing(&state, &group).await?.member_count;
-    Ok(
-        Json(json!({"added": added, "removed": removed, "member_count": member_count}))
-            .into_response(),
-    )
+    Ok(Json(MemberChanges {
+        added,
+        removed,
+        member_count,
+    })
+    .into_response())
 }
 
 pub async fn members(
     State(state): State<ApiState>,
-    path: Result<Path<String>, PathRejection>,
+    PathId(group): PathId<GroupId>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let Path(raw) = path.map_err(|_| ApiError::not_found("group"))?;
-    let group = group_id(&raw)?;
     let mut errors = Errors::default();
     let page = input::page_query(&query, &mut errors);
     errors.finish()?;
@@ -222,5 +225,9 @@ pub async fn members(
         .store
         .list_members(&group, page.limit, page.cursor.as_deref())
         .await?;
-    Ok(Json(json!({"items": result.items, "next_cursor": result.next_cursor})).into_response())
+    Ok(Json(PageView {
+        items: result.items,
+        next_cursor: result.next_cursor,
+    })
+    .into_response())
 }

@@ -6,6 +6,7 @@ mod groups;
 mod input;
 mod notifications;
 mod openapi;
+mod path;
 mod templates;
 mod users;
 

@@ -1,67 +1,106 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::{Path, Query, State, rejection::PathRejection};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::ApiError;
 use super::ApiState;
+use super::groups::PageView;
 use super::input::{self, Errors, JsonBody};
+use super::path::PathId;
 use super::templates::parse_parts;
-use crate::domain::delivery::Delivery;
-use crate::domain::notification::{Content, Notification, Status, Target};
+use crate::domain::delivery::{Delivery, DeliveryStatus};
+use crate::domain::notification::{Content, Counts, Notification, Status, Target};
 use crate::domain::{
     Channel, EmailAddress, GroupId, IdempotencyKey, NotificationId, PhoneNumber, SendAt,
     TemplateId, UserId,
 };
 use crate::services::accept::{IdempotentRequest, NewNotification};
 
-fn notification_id(path: Result<Path<String>, PathRejection>) -> Result<NotificationId, ApiError> {
-    let Path(raw) = path.map_err(|_| ApiError::not_found("notification"))?;
-    // An id we never made cannot exist.
-    NotificationId::parse(&raw).map_err(|_| ApiError::not_found("notification"))
+/// Where a notification goes, as the API shows it: `{"user_id": ...}`, `{"email": ...}`, ...
+#[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
+enum TargetView<'a> {
+    UserId(&'a UserId),
+    GroupId(&'a GroupId),
+    Email(&'a EmailAddress),
+    Phone(&'a PhoneNumber),
 }
 
-fn target_json(to: &Target) -> Value {
-    match to {
-        Target::UserId(id) => json!({"user_id": id}),
-        Target::GroupId(id) => json!({"group_id": id}),
-        Target::Email(a) => json!({"email": a}),
-        Target::Phone(p) => json!({"phone": p}),
+impl<'a> From<&'a Target> for TargetView<'a> {
+    fn from(to: &'a Target) -> Self {
+        match to {
+            Target::UserId(id) => Self::UserId(id),
+            Target::GroupId(id) => Self::GroupId(id),
+            Target::Email(a) => Self::Email(a),
+            Target::Phone(p) => Self::Phone(p),
+        }
     }
 }
 
-fn to_json(n: &Notification, counts: Option<crate::domain::notification::Counts>) -> Value {
-    let mut v = json!({
-        "id": n.id,
-        "status": n.status,
-        "to": target_json(&n.to),
-        "channels": n.channels,
-        "send_at": n.send_at,
-        "created_at": n.created_at,
-    });
-    if let Content::Template { id, .. } = &n.content {
-        v["template_id"] = json!(id);
-    }
-    if let Some(counts) = counts {
-        v["counts"] = json!(counts);
-    }
-    v
+/// A notification as the API shows it; `counts` on a single one, not in lists.
+#[derive(Serialize)]
+struct NotificationView<'a> {
+    id: &'a NotificationId,
+    status: Status,
+    to: TargetView<'a>,
+    channels: &'a [Channel],
+    send_at: jiff::Timestamp,
+    created_at: jiff::Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    template_id: Option<&'a TemplateId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    counts: Option<Counts>,
 }
 
-fn delivery_json(d: &Delivery) -> Value {
-    json!({
-        "user_id": d.user_id,
-        "channel": d.key.channel,
-        "address": d.address,
-        "status": d.status,
-        "attempts": d.attempts,
-        "error": d.error,
-        "sent_at": d.sent_at,
-        "provider_message_id": d.provider_message_id,
-    })
+impl<'a> NotificationView<'a> {
+    fn new(n: &'a Notification, counts: Option<Counts>) -> Self {
+        Self {
+            id: &n.id,
+            status: n.status,
+            to: TargetView::from(&n.to),
+            channels: &n.channels,
+            send_at: n.send_at,
+            created_at: n.created_at,
+            template_id: match &n.content {
+                Content::Template { id, .. } => Some(id),
+                _ => None,
+            },
+            counts,
+        }
+    }
+}
+
+/// A delivery as the API shows it.
+#[derive(Serialize)]
+struct DeliveryView<'a> {
+    user_id: Option<&'a UserId>,
+    channel: Channel,
+    address: Option<&'a str>,
+    status: DeliveryStatus,
+    attempts: u32,
+    error: Option<&'a str>,
+    sent_at: Option<jiff::Timestamp>,
+    provider_message_id: Option<&'a str>,
+}
+
+impl<'a> From<&'a Delivery> for DeliveryView<'a> {
+    fn from(d: &'a Delivery) -> Self {
+        Self {
+            user_id: d.user_id.as_ref(),
+            channel: d.key.channel,
+            address: d.address.as_deref(),
+            status: d.status,
+            attempts: d.attempts,
+            error: d.error.as_deref(),
+            sent_at: d.sent_at,
+            provider_message_id: d.provider_message_id.as_deref(),
+        }
+    }
 }
 
 /// Everything that can be checked without storage, with every bad field named.
@@ -264,9 +303,8 @@ pub async fn create(
 
 pub async fn get(
     State(state): State<ApiState>,
-    path: Result<Path<String>, PathRejection>,
+    PathId(id): PathId<NotificationId>,
 ) -> Result<Response, ApiError> {
-    let id = notification_id(path)?;
     let n = state
         .app
         .store
@@ -274,7 +312,7 @@ pub async fn get(
         .await?
         .ok_or(ApiError::not_found("notification"))?;
     let counts = state.app.store.counts(&id).await?;
-    Ok(Json(to_json(&n, Some(counts))).into_response())
+    Ok(Json(NotificationView::new(&n, Some(counts))).into_response())
 }
 
 pub async fn list(
@@ -299,16 +337,22 @@ pub async fn list(
         .store
         .list_notifications(status, page.limit, page.cursor.as_deref())
         .await?;
-    let items: Vec<Value> = result.items.iter().map(|n| to_json(n, None)).collect();
-    Ok(Json(json!({"items": items, "next_cursor": result.next_cursor})).into_response())
+    Ok(Json(PageView {
+        items: result
+            .items
+            .iter()
+            .map(|n| NotificationView::new(n, None))
+            .collect(),
+        next_cursor: result.next_cursor,
+    })
+    .into_response())
 }
 
 pub async fn deliveries(
     State(state): State<ApiState>,
-    path: Result<Path<String>, PathRejection>,
+    PathId(id): PathId<NotificationId>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let id = notification_id(path)?;
     let mut errors = Errors::default();
     let page = input::page_query(&query, &mut errors);
     errors.finish()?;
@@ -320,26 +364,27 @@ pub async fn deliveries(
         .store
         .list_deliveries(&id, page.limit, page.cursor.as_deref())
         .await?;
-    let items: Vec<Value> = result.items.iter().map(delivery_json).collect();
-    Ok(Json(json!({"items": items, "next_cursor": result.next_cursor})).into_response())
+    Ok(Json(PageView {
+        items: result.items.iter().map(DeliveryView::from).collect(),
+        next_cursor: result.next_cursor,
+    })
+    .into_response())
 }
 
 pub async fn cancel(
     State(state): State<ApiState>,
-    path: Result<Path<String>, PathRejection>,
+    PathId(id): PathId<NotificationId>,
 ) -> Result<Response, ApiError> {
-    let id = notification_id(path)?;
     let n = state.app.cancel(&id).await?;
     let counts = state.app.store.counts(&id).await?;
-    Ok(Json(to_json(&n, Some(counts))).into_response())
+    Ok(Json(NotificationView::new(&n, Some(counts))).into_response())
 }
 
 pub async fn reschedule(
     State(state): State<ApiState>,
-    path: Result<Path<String>, PathRejection>,
+    PathId(id): PathId<NotificationId>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    let id = notification_id(path)?;
     let mut errors = Errors::default();
     let send_at = input::object(&body, "", &["send_at"], &mut errors).and_then(|map| {
         if map.get("send_at").is_none_or(Value::is_null) {
@@ -354,16 +399,19 @@ pub async fn reschedule(
     let send_at = send_at.ok_or_else(|| ApiError::invalid("send_at", "is required"))?;
     let n = state.app.reschedule(&id, send_at).await?;
     let counts = state.app.store.counts(&id).await?;
-    Ok(Json(to_json(&n, Some(counts))).into_response())
+    Ok(Json(NotificationView::new(&n, Some(counts))).into_response())
 }
 
 /// Sends the failed deliveries again; 202, as the work happens after the answer.
 pub async fn retry(
     State(state): State<ApiState>,
-    path: Result<Path<String>, PathRejection>,
+    PathId(id): PathId<NotificationId>,
 ) -> Result<Response, ApiError> {
-    let id = notification_id(path)?;
     let n = state.app.retry(&id).await?;
     let counts = state.app.store.counts(&id).await?;
-    Ok((StatusCode::ACCEPTED, Json(to_json(&n, Some(counts)))).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(NotificationView::new(&n, Some(counts))),
+    )
+        .into_response())
 }

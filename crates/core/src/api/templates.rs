@@ -1,31 +1,40 @@
 use axum::Json;
-use axum::extract::{Path, State, rejection::PathRejection};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::ApiError;
 use super::ApiState;
 use super::input::{self, Errors, JsonBody};
+use super::path::PathId;
 use crate::domain::TemplateId;
 use crate::domain::template::{Compiled, Parts, Template};
 
 /// Generous for HTML email, well inside the 256 KiB body limit.
 pub const MAX_PART_BYTES: usize = 128 * 1024;
 
-fn template_id(path: Result<Path<String>, PathRejection>) -> Result<TemplateId, ApiError> {
-    let Path(raw) = path.map_err(|_| ApiError::not_found("template"))?;
-    TemplateId::parse(&raw).map_err(|e| ApiError::invalid("template_id", e.0))
+/// A template as the API shows it.
+#[derive(Serialize)]
+struct TemplateView<'a> {
+    template_id: &'a TemplateId,
+    subject: Option<&'a str>,
+    text: Option<&'a str>,
+    html: Option<&'a str>,
+    sms: Option<&'a str>,
 }
 
-fn to_json(t: &Template) -> Value {
-    json!({
-        "template_id": t.id,
-        "subject": t.parts.subject,
-        "text": t.parts.text,
-        "html": t.parts.html,
-        "sms": t.parts.sms,
-    })
+impl<'a> From<&'a Template> for TemplateView<'a> {
+    fn from(t: &'a Template) -> Self {
+        Self {
+            template_id: &t.id,
+            subject: t.parts.subject.as_deref(),
+            text: t.parts.text.as_deref(),
+            html: t.parts.html.as_deref(),
+            sms: t.parts.sms.as_deref(),
+        }
+    }
 }
 
 /// The four message parts of a JSON object at `at`, each optional.
@@ -40,10 +49,9 @@ pub fn parse_parts(map: &serde_json::Map<String, Value>, at: &str, errors: &mut 
 
 pub async fn put(
     State(state): State<ApiState>,
-    path: Result<Path<String>, PathRejection>,
+    PathId(id): PathId<TemplateId>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    let id = template_id(path)?;
     let mut errors = Errors::default();
     let parts = match input::object(&body, "", &["subject", "text", "html", "sms"], &mut errors) {
         Some(map) => parse_parts(map, "", &mut errors),
@@ -62,28 +70,26 @@ pub async fn put(
     errors.finish()?;
     let template = Template { id, parts };
     state.app.store.put_template(&template).await?;
-    Ok(Json(to_json(&template)).into_response())
+    Ok(Json(TemplateView::from(&template)).into_response())
 }
 
 pub async fn get(
     State(state): State<ApiState>,
-    path: Result<Path<String>, PathRejection>,
+    PathId(id): PathId<TemplateId>,
 ) -> Result<Response, ApiError> {
-    let id = template_id(path)?;
     let t = state
         .app
         .store
         .get_template(&id)
         .await?
         .ok_or(ApiError::not_found("template"))?;
-    Ok(Json(to_json(&t)).into_response())
+    Ok(Json(TemplateView::from(&t)).into_response())
 }
 
 pub async fn delete(
     State(state): State<ApiState>,
-    path: Result<Path<String>, PathRejection>,
+    PathId(id): PathId<TemplateId>,
 ) -> Result<Response, ApiError> {
-    let id = template_id(path)?;
     if !state.app.store.delete_template(&id).await? {
         return Err(ApiError::not_found("template"));
     }

@@ -1,29 +1,39 @@
 use axum::Json;
-use axum::extract::{Path, State, rejection::PathRejection};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::ApiError;
 use super::ApiState;
 use super::input::{self, Errors, JsonBody};
+use super::path::PathId;
 use crate::domain::user::{ChannelPrefs, User};
 use crate::domain::{EmailAddress, ParseError, PhoneNumber, TimeZoneName, UserId};
 
-pub fn user_id(path: Result<Path<String>, PathRejection>) -> Result<UserId, ApiError> {
-    let Path(raw) = path.map_err(|_| ApiError::not_found("user"))?;
-    UserId::parse(&raw).map_err(|e| ApiError::invalid("user_id", e.0))
+/// A user as the API shows it.
+#[derive(Serialize)]
+pub struct UserView<'a> {
+    user_id: &'a UserId,
+    email: Option<&'a EmailAddress>,
+    phone: Option<&'a PhoneNumber>,
+    timezone: Option<&'a TimeZoneName>,
+    locale: Option<&'a str>,
+    channels: ChannelPrefs,
 }
 
-pub fn to_json(user: &User) -> Value {
-    json!({
-        "user_id": user.id,
-        "email": user.email,
-        "phone": user.phone,
-        "timezone": user.timezone,
-        "locale": user.locale,
-        "channels": {"email": user.channels.email, "sms": user.channels.sms},
-    })
+impl<'a> From<&'a User> for UserView<'a> {
+    fn from(user: &'a User) -> Self {
+        Self {
+            user_id: &user.id,
+            email: user.email.as_ref(),
+            phone: user.phone.as_ref(),
+            timezone: user.timezone.as_ref(),
+            locale: user.locale.as_deref(),
+            channels: user.channels,
+        }
+    }
 }
 
 /// A BCP 47 tag such as `ko-KR`: letters, digits and hyphens, at most 35 characters.
@@ -74,34 +84,31 @@ fn parse_user(id: UserId, body: &Value) -> Result<User, ApiError> {
 
 pub async fn put(
     State(state): State<ApiState>,
-    path: Result<Path<String>, PathRejection>,
+    PathId(id): PathId<UserId>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    let id = user_id(path)?;
     let user = parse_user(id, &body)?;
     state.app.store.put_user(&user).await?;
-    Ok(Json(to_json(&user)).into_response())
+    Ok(Json(UserView::from(&user)).into_response())
 }
 
 pub async fn get(
     State(state): State<ApiState>,
-    path: Result<Path<String>, PathRejection>,
+    PathId(id): PathId<UserId>,
 ) -> Result<Response, ApiError> {
-    let id = user_id(path)?;
     let user = state
         .app
         .store
         .get_user(&id)
         .await?
         .ok_or(ApiError::not_found("user"))?;
-    Ok(Json(to_json(&user)).into_response())
+    Ok(Json(UserView::from(&user)).into_response())
 }
 
 pub async fn delete(
     State(state): State<ApiState>,
-    path: Result<Path<String>, PathRejection>,
+    PathId(id): PathId<UserId>,
 ) -> Result<Response, ApiError> {
-    let id = user_id(path)?;
     if !state.app.store.delete_user(&id).await? {
         return Err(ApiError::not_found("user"));
     }
