@@ -5,7 +5,8 @@ use notify_core::domain::{EmailAddress, GroupId, UserId};
 use notify_core::memory::MemoryStore;
 use notify_core::ports::{GroupStore, UserStore};
 
-pub mod sim;
+/// The simulated AWS adapters live with the tests, which pin their calls to the real ones.
+pub use notify_tests::sim;
 
 /// Peak resident memory of this process so far (VmHWM), in MiB.
 pub fn peak_rss_mib() -> f64 {

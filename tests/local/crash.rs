@@ -20,7 +20,7 @@ fn address(i: usize) -> String {
 #[tokio::test]
 async fn three_kills_during_a_20000_member_send_miss_no_one() {
     let smtp = SmtpSink::start().await;
-    let mut d = Notifyd::start(&[("NOTIFY_SMTP_URL", &smtp.url())]).await;
+    let mut d = Notifyd::start_process(&[("NOTIFY_SMTP_URL", &smtp.url())]).await;
     d.put_group_of(
         "crash",
         (0..MEMBERS)

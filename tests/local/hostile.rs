@@ -468,7 +468,7 @@ async fn every_v1_route_needs_the_api_key() {
 #[tokio::test]
 async fn a_generated_api_key_is_saved_private_and_reused() {
     use std::os::unix::fs::PermissionsExt;
-    let mut d = Notifyd::start(&[]).await;
+    let mut d = Notifyd::start_process(&[]).await;
     // The harness passes NOTIFY_API_KEY; start a second one without it.
     d.kill9();
     let dir = tempfile::tempdir().unwrap();

@@ -185,7 +185,7 @@ async fn reschedule_moves_the_send() {
 #[tokio::test]
 async fn kill_9_before_send_at_then_restart_delivers_exactly_once() {
     let smtp = SmtpSink::start().await;
-    let mut d = Notifyd::start(&[("NOTIFY_SMTP_URL", &smtp.url())]).await;
+    let mut d = Notifyd::start_process(&[("NOTIFY_SMTP_URL", &smtp.url())]).await;
     let soon = in_secs(1.5);
     let later = in_secs(4.0);
     let a = d
@@ -229,7 +229,7 @@ async fn kill_9_before_send_at_then_restart_delivers_exactly_once() {
 #[tokio::test]
 async fn kill_9_right_after_the_202_loses_nothing() {
     let smtp = SmtpSink::start().await;
-    let mut d = Notifyd::start(&[("NOTIFY_SMTP_URL", &smtp.url())]).await;
+    let mut d = Notifyd::start_process(&[("NOTIFY_SMTP_URL", &smtp.url())]).await;
     let mut ids = Vec::new();
     for i in 0..20 {
         let a = d
@@ -259,7 +259,7 @@ async fn kill_9_right_after_the_202_loses_nothing() {
 #[tokio::test]
 async fn sigterm_stops_cleanly_with_exit_0_and_keeps_scheduled_work() {
     let smtp = SmtpSink::start().await;
-    let mut d = Notifyd::start(&[("NOTIFY_SMTP_URL", &smtp.url())]).await;
+    let mut d = Notifyd::start_process(&[("NOTIFY_SMTP_URL", &smtp.url())]).await;
     let a = d
         .post(
             "/v1/notifications",

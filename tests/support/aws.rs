@@ -134,7 +134,7 @@ impl FaultProxy {
         assert!(answer.status().is_success());
     }
 
-    /// `{"rates": {...}, "injected": {fault: count}}`.
+    /// `{"rates": {...}, "injected": {fault: count}, "calls": {"service.Operation": count}}`.
     pub async fn report(&self) -> Value {
         reqwest::get(format!("{}/_faults", self.endpoint))
             .await

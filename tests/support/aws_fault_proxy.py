@@ -59,6 +59,9 @@ DEFAULT_RATES = {
 
 RATES = dict(DEFAULT_RATES)
 INJECTED = defaultdict(int)
+# Every call that came in, by "service.Operation": what the SDK clients really sent (retries
+# included), to pin the simulated benchmark's call pattern to the adapters.
+CALLS = defaultdict(int)
 LOCK = threading.Lock()
 RNG = random.Random(20261122)
 # Messages received before, per queue URL, for duplicate deliveries.
@@ -234,8 +237,24 @@ def rest_json_error(status, kind, message):
     return status, headers, json.dumps({"message": message, "Message": message}).encode()
 
 
+def operation_of(service, method, path, headers, body):
+    target = headers.get("x-amz-target", "")
+    if target:
+        return target.split(".")[-1]
+    m = re.search(rb"Action=(\w+)", body)
+    if m:
+        return m.group(1).decode()
+    if service == "ses" and path.startswith("/v2/email/outbound-emails"):
+        return "SendEmail"
+    if service == "scheduler" and path.startswith("/schedules/"):
+        return {"POST": "CreateSchedule", "PUT": "UpdateSchedule", "DELETE": "DeleteSchedule", "GET": "GetSchedule"}.get(method, method)
+    return f"{method} {path.split('?')[0]}"
+
+
 def fault_for(method, path, headers, body):
     service = service_of(headers)
+    with LOCK:
+        CALLS[f"{service}.{operation_of(service, method, path, headers, body)}"] += 1
     if LOG:
         print(f"fault proxy: {service} {method} {path} {headers.get('x-amz-target', '')}", file=sys.stderr, flush=True)
     target = headers.get("x-amz-target", "")
@@ -293,7 +312,7 @@ class Handler(BaseHTTPRequestHandler):
                 with LOCK:
                     RATES.update(json.loads(body or b"{}"))
             with LOCK:
-                answer = {"rates": RATES, "injected": dict(INJECTED), "raced": list(RACED)}
+                answer = {"rates": RATES, "injected": dict(INJECTED), "raced": list(RACED), "calls": dict(CALLS)}
                 data = json.dumps(answer).encode()
             return self._answer(200, [("Content-Type", "application/json")], data)
         # HTTP header names are case-insensitive; the SDK sends them in lower case.

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 pub mod aws;
 pub mod faults;
 pub mod lambdas;
+pub mod sim;
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -287,9 +288,11 @@ impl Answer {
     }
 }
 
-/// The real `notifyd` binary in a temporary data directory, restartable on the same data.
+/// `notifyd` in a temporary data directory: in this process by default (its library on a
+/// runtime of its own), or as the real binary (`start_process`) for the tests that kill it,
+/// signal it or restart it on the same data.
 pub struct Notifyd {
-    child: Option<Child>,
+    running: Option<Running>,
     pub data_dir: tempfile::TempDir,
     pub port: u16,
     pub key: String,
@@ -297,10 +300,33 @@ pub struct Notifyd {
     client: reqwest::Client,
 }
 
+enum Running {
+    Process(Child),
+    InProcess {
+        stop: tokio_util::sync::CancellationToken,
+        thread: std::thread::JoinHandle<()>,
+    },
+}
+
 impl Notifyd {
+    /// In process: `notifyd::build` and `run` on a runtime of their own, configured by the
+    /// flags that stand for the `NOTIFY_*` variables in `env`.
     pub async fn start(env: &[(&str, &str)]) -> Self {
-        let mut d = Self {
-            child: None,
+        let mut d = Self::new(env);
+        d.run_in_process().await;
+        d
+    }
+
+    /// The real binary (`NOTIFYD_BIN`), its output in `notifyd.log` of the data directory.
+    pub async fn start_process(env: &[(&str, &str)]) -> Self {
+        let mut d = Self::new(env);
+        d.spawn().await;
+        d
+    }
+
+    fn new(env: &[(&str, &str)]) -> Self {
+        Self {
+            running: None,
             data_dir: tempfile::tempdir().unwrap(),
             port: free_port(),
             key: "test-key-0123456789".to_owned(),
@@ -312,9 +338,52 @@ impl Notifyd {
                 .timeout(Duration::from_secs(30))
                 .build()
                 .unwrap(),
-        };
-        d.spawn().await;
-        d
+        }
+    }
+
+    async fn run_in_process(&mut self) {
+        use clap::Parser;
+        let mut args = vec![
+            "notifyd".to_owned(),
+            format!("--addr=127.0.0.1:{}", self.port),
+            format!("--data-dir={}", self.data_dir.path().display()),
+            format!("--api-key={}", self.key),
+        ];
+        for (name, value) in self.env.iter().filter(|(name, _)| name != "RUST_LOG") {
+            let flag = name
+                .strip_prefix("NOTIFY_")
+                .unwrap_or_else(|| panic!("{name} is not a notifyd setting"))
+                .to_ascii_lowercase()
+                .replace('_', "-");
+            args.push(format!("--{flag}={value}"));
+        }
+        let config = notifyd::Config::try_parse_from(args).unwrap();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let token = stop.clone();
+        let (ready, started) = tokio::sync::oneshot::channel();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                match notifyd::build(&config).await {
+                    Ok(service) => {
+                        let _ = ready.send(Ok(()));
+                        service.run(token).await.unwrap();
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(format!("{e:#}")));
+                    }
+                }
+            });
+        });
+        started
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("notifyd did not start: {e}"));
+        self.running = Some(Running::InProcess { stop, thread });
     }
 
     async fn spawn(&mut self) {
@@ -343,7 +412,7 @@ impl Notifyd {
                     notifyd_bin().display()
                 )
             });
-        self.child = Some(child);
+        self.running = Some(Running::Process(child));
         let port = self.port;
         let up = wait_until(Duration::from_secs(20), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -356,21 +425,23 @@ impl Notifyd {
         std::fs::read_to_string(self.data_dir.path().join("notifyd.log")).unwrap_or_default()
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().unwrap().id()
+    fn child(&mut self) -> Child {
+        match self.running.take() {
+            Some(Running::Process(child)) => child,
+            _ => panic!("only a notifyd started with start_process can be killed or signalled"),
+        }
     }
 
     /// SIGKILL: no chance to clean up.
     pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().unwrap();
-            child.wait().unwrap();
-        }
+        let mut child = self.child();
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 
     /// SIGTERM, then waits for the exit.
     pub fn terminate(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("running");
+        let mut child = self.child();
         Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status()
@@ -378,8 +449,9 @@ impl Notifyd {
         child.wait().unwrap()
     }
 
+    /// Starts the binary again on the same data.
     pub async fn restart(&mut self) {
-        assert!(self.child.is_none(), "stop it first");
+        assert!(self.running.is_none(), "stop it first");
         self.spawn().await;
     }
 
@@ -476,7 +548,17 @@ impl Notifyd {
 
 impl Drop for Notifyd {
     fn drop(&mut self) {
-        self.kill9();
+        match self.running.take() {
+            Some(Running::Process(mut child)) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Some(Running::InProcess { stop, thread }) => {
+                stop.cancel();
+                let _ = thread.join();
+            }
+            None => {}
+        }
     }
 }
 

@@ -120,7 +120,7 @@ async fn main() {
         .map(|a| a.parse().expect("CONNECTIONS"))
         .unwrap_or(32);
     let smtp = SmtpSink::start().await;
-    let d = Notifyd::start(&[("NOTIFY_SMTP_URL", &smtp.url()), ("RUST_LOG", "warn")]).await;
+    let d = Notifyd::start_process(&[("NOTIFY_SMTP_URL", &smtp.url()), ("RUST_LOG", "warn")]).await;
     println!(
         "notifyd with aiosmtpd on loopback; {connections} connections; this machine: {} cores",
         num_cpus()

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use notify_aws::store::COUNT_SHARDS;
@@ -21,9 +21,8 @@ use notify_bench::{populated, thousands};
 use notify_core::domain::notification::{Content, Status, Target};
 use notify_core::domain::template::Parts;
 use notify_core::domain::{Channel, EmailAddress, SendAt};
-use notify_core::memory::{MemoryScheduler, RecordingSms};
+use notify_core::memory::RecordingSms;
 use notify_core::ports::SystemClock;
-use notify_core::services::App;
 use notify_core::services::accept::NewNotification;
 use notify_core::services::dispatch::{Dispatch, DispatchSettings};
 use notify_core::services::fanout::{Fanout, FanoutSettings};
@@ -56,26 +55,13 @@ fn main() {
 async fn run(n: usize) {
     let (memory, group) = populated(n).await;
     let store = Arc::new(SimStore::new(memory, Latency::AWS));
-    let (fanout_tx, mut fanout_rx) = mpsc::unbounded_channel();
-    let (dispatch_tx, dispatch_rx) = mpsc::unbounded_channel();
-    let queues = Arc::new(SimQueues {
-        latency: Latency::AWS,
-        calls: Default::default(),
-        fanout: fanout_tx,
-        dispatch: Some(dispatch_tx),
-        dispatch_jobs: Default::default(),
-        dispatch_bytes: Default::default(),
-    });
+    let (queues, mut fanout_rx, dispatch_rx) = SimQueues::new(Latency::AWS, true);
+    let dispatch_rx = dispatch_rx.unwrap();
     let email = Arc::new(SimEmail {
         latency: Latency::AWS,
         calls: Default::default(),
     });
-    let app = App {
-        store: store.clone(),
-        scheduler: Arc::new(MemoryScheduler::default()),
-        queues: queues.clone(),
-        clock: Arc::new(SystemClock),
-    };
+    let app = queues.app(store.clone());
     let fanout = Arc::new(Fanout {
         store: store.clone(),
         queues: queues.clone(),
@@ -294,21 +280,8 @@ async fn hot_keys_at_10k_notifications_per_second() -> String {
         notify_core::memory::MemoryStore::default(),
         Latency::AWS,
     ));
-    let (fanout_tx, _fanout_rx) = mpsc::unbounded_channel();
-    let queues = Arc::new(SimQueues {
-        latency: Latency::AWS,
-        calls: Default::default(),
-        fanout: fanout_tx,
-        dispatch: None,
-        dispatch_jobs: Default::default(),
-        dispatch_bytes: Default::default(),
-    });
-    let app = App {
-        store: store.clone(),
-        scheduler: Arc::new(MemoryScheduler::default()),
-        queues,
-        clock: Arc::new(SystemClock),
-    };
+    let (queues, _fanout_rx, _) = SimQueues::new(Latency::AWS, false);
+    let app = queues.app(store.clone());
     let mut sends = Vec::with_capacity(RATE);
     for i in 0..RATE {
         let (app, store) = (app.clone(), store.clone());

@@ -16,9 +16,8 @@ use notify_core::domain::delivery::Recipient;
 use notify_core::domain::notification::{Content, Target};
 use notify_core::domain::template::Parts;
 use notify_core::jobs::FanoutJob;
-use notify_core::memory::{MemoryScheduler, MemoryStore};
+use notify_core::memory::MemoryStore;
 use notify_core::ports::SystemClock;
-use notify_core::services::App;
 use notify_core::services::accept::NewNotification;
 use notify_core::services::fanout::{Fanout, FanoutSettings};
 
@@ -41,21 +40,8 @@ async fn main() {
     );
 
     let store = Arc::new(SimStore::new(memory, Latency::NONE));
-    let (fanout_tx, mut fanout_rx) = tokio::sync::mpsc::unbounded_channel();
-    let queues = Arc::new(SimQueues {
-        latency: Latency::NONE,
-        calls: Default::default(),
-        fanout: fanout_tx,
-        dispatch: None,
-        dispatch_jobs: Default::default(),
-        dispatch_bytes: Default::default(),
-    });
-    let app = App {
-        store: store.clone(),
-        scheduler: Arc::new(MemoryScheduler::default()),
-        queues: queues.clone(),
-        clock: Arc::new(SystemClock),
-    };
+    let (queues, mut fanout_rx, _) = SimQueues::new(Latency::NONE, false);
+    let app = queues.app(store.clone());
     let request = NewNotification {
         to: Target::GroupId(group.clone()),
         channels: vec![Channel::Email],

@@ -20,7 +20,7 @@ async fn main() {
         .map(|a| a.parse().expect("N"))
         .unwrap_or(100_000);
     let smtp = SmtpSink::start().await;
-    let d = Notifyd::start(&[("NOTIFY_SMTP_URL", &smtp.url()), ("RUST_LOG", "warn")]).await;
+    let d = Notifyd::start_process(&[("NOTIFY_SMTP_URL", &smtp.url()), ("RUST_LOG", "warn")]).await;
     let t = Instant::now();
     futures::stream::iter(0..n)
         .map(|i| {

@@ -24,11 +24,13 @@ use notify_core::domain::template::Template;
 use notify_core::domain::user::User;
 use notify_core::domain::{Channel, GroupId, IdempotencyKey, NotificationId, TemplateId, UserId};
 use notify_core::jobs::{Chore, DispatchJob, FanoutJob};
-use notify_core::memory::MemoryStore;
+use notify_core::memory::{MemoryScheduler, MemoryStore};
 use notify_core::ports::{
     DeliveryStore, EmailSender, GroupStore, IdempotencyRecord, InsertOutcome, NotificationStore,
-    OutgoingEmail, Page, QueueError, Queues, SendError, StoreError, TemplateStore, UserStore,
+    OutgoingEmail, Page, QueueError, Queues, SendError, StoreError, SystemClock, TemplateStore,
+    UserStore,
 };
+use notify_core::services::App;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Latency {
@@ -495,6 +497,46 @@ pub struct SimQueues {
     pub dispatch: Option<mpsc::UnboundedSender<DispatchJob>>,
     pub dispatch_jobs: std::sync::atomic::AtomicU64,
     pub dispatch_bytes: std::sync::atomic::AtomicU64,
+}
+
+impl SimQueues {
+    /// The queues, with the receiving ends of the fanout queue and (when `dispatch`) of the
+    /// dispatch queue; without, dispatch jobs are counted and dropped.
+    pub fn new(
+        latency: Latency,
+        dispatch: bool,
+    ) -> (
+        std::sync::Arc<Self>,
+        mpsc::UnboundedReceiver<FanoutJob>,
+        Option<mpsc::UnboundedReceiver<DispatchJob>>,
+    ) {
+        let (fanout, fanout_rx) = mpsc::unbounded_channel();
+        let (dispatch_tx, dispatch_rx) = if dispatch {
+            let (tx, rx) = mpsc::unbounded_channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let queues = Self {
+            latency,
+            calls: Calls::default(),
+            fanout,
+            dispatch: dispatch_tx,
+            dispatch_jobs: Default::default(),
+            dispatch_bytes: Default::default(),
+        };
+        (std::sync::Arc::new(queues), fanout_rx, dispatch_rx)
+    }
+
+    /// The API side over these queues and `store`, sending now (no schedules).
+    pub fn app(self: &std::sync::Arc<Self>, store: std::sync::Arc<SimStore>) -> App {
+        App {
+            store,
+            scheduler: std::sync::Arc::new(MemoryScheduler::default()),
+            queues: self.clone(),
+            clock: std::sync::Arc::new(SystemClock),
+        }
+    }
 }
 
 #[async_trait]
