@@ -2,6 +2,7 @@
 //! clients against moto, behind the fault proxy where AWS's faults matter, and the SAM template.
 
 mod adapters;
+mod api_keys;
 mod calls;
 mod chaos;
 mod chores;

@@ -1,6 +1,7 @@
 //! The local runtime, one test binary: the real `notifyd` binary, a real SMTP server (aiosmtpd
 //! on loopback) and a real HTTP webhook receiver.
 
+mod api_keys;
 mod crash;
 mod faults;
 mod groups;

@@ -337,6 +337,7 @@ impl AwsWorld {
             dispatch_send_reserve_ms: 5000,
             dispatch_lease_secs: 40,
             channel_pause_secs: 300,
+            api_key_cache_secs: 30,
         };
         let direct = sdk.clone();
         let (proxy, sdk) = match &options.faults {
@@ -460,8 +461,12 @@ pub struct ApiAnswer {
 
 impl ApiHandler {
     pub fn new(world: &AwsWorld) -> Self {
-        let router =
-            notify_core::api::router(notify_aws::wiring::app(&world.config, &world.sdk), API_KEY);
+        let first = std::sync::Arc::new(notify_core::ports::StaticKey(API_KEY.to_owned()));
+        Self::from_router(notify_aws::wiring::api(&world.config, &world.sdk, first))
+    }
+
+    /// The handler of an api function built some other way.
+    pub fn from_router(router: axum::Router) -> Self {
         Self {
             adapter: lambda_http::Adapter::from(router),
         }

@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 
 use notify_aws::queues::SEND_CONCURRENCY;
 use notify_aws::store::{self, READ_CONCURRENCY};
+use notify_core::domain::api_key::{ApiKey, ApiKeyId};
 use notify_core::domain::delivery::{Claim, Delivery, DeliveryKey, DeliveryStatus, Outcome};
 use notify_core::domain::group::Group;
 use notify_core::domain::notification::{Counts, Notification, Status};
@@ -26,9 +27,9 @@ use notify_core::domain::{Channel, GroupId, IdempotencyKey, NotificationId, Temp
 use notify_core::jobs::{Chore, DispatchJob, FanoutJob};
 use notify_core::memory::{MemoryScheduler, MemoryStore};
 use notify_core::ports::{
-    DeliveryStore, EmailSender, GroupStore, IdempotencyRecord, InsertOutcome, NotificationStore,
-    OutgoingEmail, Page, QueueError, Queues, SendError, StoreError, SystemClock, TemplateStore,
-    UserStore,
+    ApiKeyStore, DeliveryStore, EmailSender, GroupStore, IdempotencyRecord, InsertOutcome,
+    NotificationStore, OutgoingEmail, Page, QueueError, Queues, SendError, StoreError, SystemClock,
+    TemplateStore, UserStore,
 };
 use notify_core::services::App;
 
@@ -598,5 +599,35 @@ impl EmailSender for SimEmail {
         self.calls.add("SES SendEmail", 1);
         pause(self.latency.ses_send).await;
         Ok(email.message_id.clone())
+    }
+}
+
+/// Keys are not part of a send: kept in memory, each call counted as the DynamoDB call it is.
+#[async_trait]
+impl ApiKeyStore for SimStore {
+    async fn put_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
+        self.ddb("PutItem", 1, 1).await;
+        self.inner.put_api_key(key).await
+    }
+
+    async fn find_api_key(&self, hash: &str) -> Result<Option<ApiKey>, StoreError> {
+        self.ddb("GetItem", 1, 1).await;
+        self.inner.find_api_key(hash).await
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+        self.ddb("Query", 1, 1).await;
+        self.inner.list_api_keys().await
+    }
+
+    async fn delete_api_key(&self, id: &ApiKeyId) -> Result<bool, StoreError> {
+        self.ddb("Query", 1, 1).await;
+        self.ddb("DeleteItem", 1, 1).await;
+        self.inner.delete_api_key(id).await
+    }
+
+    async fn touch_api_key(&self, hash: &str, at: Timestamp) -> Result<(), StoreError> {
+        self.ddb("UpdateItem", 1, 1).await;
+        self.inner.touch_api_key(hash, at).await
     }
 }

@@ -51,6 +51,9 @@ pub struct AwsConfig {
     /// Seconds a channel rests after SES or SNS stopped it (sending paused, access denied,
     /// daily quota), and a job of that channel waits before it comes back (at most 900).
     pub channel_pause_secs: u64,
+    /// Seconds a warm api function trusts what it found about a key: a key revoked elsewhere
+    /// stops working here within this time.
+    pub api_key_cache_secs: u64,
 }
 
 fn number<T>(name: &str, default: T) -> anyhow::Result<T>
@@ -112,6 +115,7 @@ impl AwsConfig {
             dispatch_send_reserve_ms: number("NOTIFY_DISPATCH_SEND_RESERVE_MS", 5000)?,
             dispatch_lease_secs: number("NOTIFY_DISPATCH_LEASE_SECS", 40)?,
             channel_pause_secs: number("NOTIFY_CHANNEL_PAUSE_SECS", 300)?,
+            api_key_cache_secs: number("NOTIFY_API_KEY_CACHE_SECS", 30)?,
         })
     }
 }

@@ -8,13 +8,15 @@ use aws_config::{BehaviorVersion, SdkConfig};
 
 use notify_core::backoff::Backoff;
 use notify_core::domain::EmailAddress;
-use notify_core::ports::{Clock, EmailSender, SystemClock};
+use notify_core::ports::{Clock, EmailSender, FirstKey, StaticKey, SystemClock};
 use notify_core::services::App;
+use notify_core::services::api_keys::ApiKeys;
 use notify_core::services::dispatch::{Dispatch, DispatchSettings};
 use notify_core::services::fanout::{Fanout, FanoutSettings};
 
 use crate::config::AwsConfig;
 use crate::email::SesEmail;
+use crate::first_key::SecretFirstKey;
 use crate::handlers::DispatchConsumer;
 use crate::queues::SqsQueues;
 use crate::scheduler::EventBridgeScheduler;
@@ -190,25 +192,32 @@ pub fn dispatch_with(
     })
 }
 
-/// The API key: `NOTIFY_API_KEY` (for local runs), else the secret `NOTIFY_API_KEY_SECRET_ARN`
-/// that the template generates, read once at init.
-pub async fn api_key(sdk: &SdkConfig) -> anyhow::Result<String> {
+/// The stack's first API key: `NOTIFY_API_KEY` (for local runs), else the secret
+/// `NOTIFY_API_KEY_SECRET_ARN` that the template generates, read at the first request that needs
+/// it (no AWS call at init).
+pub fn first_key(sdk: &SdkConfig) -> anyhow::Result<Arc<dyn FirstKey>> {
     if let Some(key) = std::env::var("NOTIFY_API_KEY")
         .ok()
         .filter(|k| !k.is_empty())
     {
-        return Ok(key);
+        return Ok(Arc::new(StaticKey(key)));
     }
     let arn = std::env::var("NOTIFY_API_KEY_SECRET_ARN")
         .context("set NOTIFY_API_KEY_SECRET_ARN or NOTIFY_API_KEY")?;
-    let out = aws_sdk_secretsmanager::Client::new(sdk)
-        .get_secret_value()
-        .secret_id(&arn)
-        .send()
-        .await
-        .with_context(|| format!("reading the API key secret {arn}"))?;
-    out.secret_string()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .with_context(|| format!("the API key secret {arn} is empty"))
+    Ok(Arc::new(SecretFirstKey::new(
+        aws_sdk_secretsmanager::Client::new(sdk),
+        arn,
+    )))
+}
+
+/// The HTTP API: the API side's services, and the keys it accepts.
+pub fn api(config: &AwsConfig, sdk: &SdkConfig, first: Arc<dyn FirstKey>) -> axum::Router {
+    let app = app(config, sdk);
+    let keys = ApiKeys::new(
+        app.store.clone(),
+        first,
+        app.clock.clone(),
+        std::time::Duration::from_secs(config.api_key_cache_secs),
+    );
+    notify_core::api::router(app, Arc::new(keys))
 }

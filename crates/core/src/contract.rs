@@ -3,6 +3,7 @@
 
 use jiff::{SignedDuration, Timestamp};
 
+use crate::domain::api_key::{NewApiKey, secret_hash};
 use crate::domain::delivery::{Claim, Delivery, DeliveryKey, DeliveryStatus, Outcome, Recipient};
 use crate::domain::notification::{Content, Counts, Notification, Status, Target};
 use crate::domain::template::{Parts, Template};
@@ -39,6 +40,48 @@ pub async fn run_all(store: &dyn Store) {
     idempotency(store).await;
     notifications(store).await;
     deliveries(store).await;
+    api_keys(store).await;
+}
+
+async fn api_keys(store: &dyn Store) {
+    let now = Timestamp::from_second(1_800_000_000).unwrap();
+    assert_eq!(store.list_api_keys().await.unwrap(), vec![]);
+    let first = NewApiKey::generate("ci".into(), now);
+    let second = NewApiKey::generate("backend".into(), now + SignedDuration::from_secs(1));
+    store.put_api_key(&first.key).await.unwrap();
+    store.put_api_key(&second.key).await.unwrap();
+    let found = store
+        .find_api_key(&secret_hash(&first.secret))
+        .await
+        .unwrap();
+    assert_eq!(found.as_ref(), Some(&first.key));
+    assert_eq!(
+        store.find_api_key(&secret_hash("nk_wrong")).await.unwrap(),
+        None
+    );
+    let listed = store.list_api_keys().await.unwrap();
+    assert_eq!(
+        listed,
+        vec![first.key.clone(), second.key.clone()],
+        "oldest first"
+    );
+
+    let used = now + SignedDuration::from_mins(5);
+    store.touch_api_key(&first.key.hash, used).await.unwrap();
+    let found = store.find_api_key(&first.key.hash).await.unwrap().unwrap();
+    assert_eq!(found.last_used_at, Some(used));
+
+    assert!(store.delete_api_key(&first.key.id).await.unwrap());
+    assert!(!store.delete_api_key(&first.key.id).await.unwrap());
+    assert_eq!(store.find_api_key(&first.key.hash).await.unwrap(), None);
+    // A use recorded after the delete does not bring the key back.
+    store.touch_api_key(&first.key.hash, used).await.unwrap();
+    assert_eq!(store.find_api_key(&first.key.hash).await.unwrap(), None);
+    assert_eq!(
+        store.list_api_keys().await.unwrap(),
+        vec![second.key.clone()]
+    );
+    assert!(store.delete_api_key(&second.key.id).await.unwrap());
 }
 
 async fn users_and_templates(store: &dyn Store) {

@@ -16,8 +16,9 @@ use notify_core::backoff::Backoff;
 use notify_core::domain::EmailAddress;
 use notify_core::jobs::Chore;
 use notify_core::ports::error_chain;
-use notify_core::ports::{Clock, EmailSender, Queues, SmsSender, SystemClock};
+use notify_core::ports::{Clock, EmailSender, Queues, SmsSender, StaticKey, SystemClock};
 use notify_core::services::App;
+use notify_core::services::api_keys::ApiKeys;
 use notify_core::services::dispatch::{Dispatch, DispatchSettings};
 use notify_core::services::fanout::{Fanout, FanoutSettings};
 use notify_local::Db;
@@ -206,7 +207,15 @@ impl Notifyd {
         ));
 
         tracing::info!(addr = %self.addr, "notifyd listening");
-        let router = notify_core::api::router(self.app, &self.api_key);
+        // One process: a key revoked here stops at once; the time to live only bounds what a
+        // lookup remembers.
+        let keys = ApiKeys::new(
+            self.app.store.clone(),
+            Arc::new(StaticKey(self.api_key.clone())),
+            self.app.clock.clone(),
+            std::time::Duration::from_secs(30),
+        );
+        let router = notify_core::api::router(self.app, Arc::new(keys));
         let stop = shutdown.clone();
         let served = axum::serve(self.listener, router)
             .with_graceful_shutdown(async move {

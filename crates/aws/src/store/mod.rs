@@ -20,6 +20,7 @@
 //! rows and counts are spread over partition keys, since one key takes about 1,000 writes a
 //! second.
 
+mod api_keys;
 mod deliveries;
 mod groups;
 mod item;

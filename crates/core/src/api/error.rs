@@ -108,7 +108,10 @@ impl IntoResponse for ApiError {
                 vec![],
             ),
             Self::Service(
-                ServiceError::Store(_) | ServiceError::Queue(_) | ServiceError::Scheduler(_),
+                ServiceError::Store(_)
+                | ServiceError::Queue(_)
+                | ServiceError::Scheduler(_)
+                | ServiceError::FirstKey(_),
             ) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",

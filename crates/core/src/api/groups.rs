@@ -63,15 +63,7 @@ pub async fn put(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let mut errors = Errors::default();
-    let name = input::object(&body, "", &["name"], &mut errors)
-        .and_then(|m| input::string(m, "", "name", &mut errors).map(str::to_owned));
-    match &name {
-        Some(n) if n.trim().is_empty() || n.len() > 200 => {
-            errors.add("name", "must be 1 to 200 characters")
-        }
-        None if !errors.has("name") && errors.is_empty() => errors.add("name", "is required"),
-        _ => {}
-    }
+    let name = input::name_only(&body, 200, &mut errors);
     errors.finish()?;
     let group = state
         .app

@@ -224,3 +224,20 @@ pub fn page_query(
     let cursor = query.get("cursor").filter(|c| !c.is_empty()).cloned();
     PageQuery { limit, cursor }
 }
+
+/// A body that is `{"name": "..."}` and nothing else, the name 1 to `max` bytes and not blank.
+pub fn name_only(body: &Value, max: usize, errors: &mut Errors) -> Option<String> {
+    let name = object(body, "", &["name"], errors)
+        .and_then(|m| string(m, "", "name", errors).map(str::to_owned));
+    match &name {
+        Some(n) if n.trim().is_empty() || n.len() > max => {
+            errors.add("name", format!("must be 1 to {max} characters"));
+            None
+        }
+        None if errors.is_empty() => {
+            errors.add("name", "is required");
+            None
+        }
+        _ => name,
+    }
+}

@@ -1,6 +1,7 @@
 //! The HTTP API of `../shared/API.md`: one axum `Router`, served by `axum::serve` in `notifyd`
 //! and by `lambda_http::run` in the api Lambda.
 
+mod api_keys;
 mod error;
 mod groups;
 mod input;
@@ -20,6 +21,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 use crate::services::App;
+use crate::services::api_keys::ApiKeys;
 
 pub use error::ApiError;
 pub use input::BODY_LIMIT;
@@ -28,15 +30,17 @@ pub use openapi::OPENAPI_JSON;
 #[derive(Clone)]
 pub struct ApiState {
     pub app: App,
-    api_key: Arc<str>,
+    keys: Arc<ApiKeys>,
 }
 
-pub fn router(app: App, api_key: &str) -> Router {
-    let state = ApiState {
-        app,
-        api_key: Arc::from(api_key),
-    };
+pub fn router(app: App, keys: Arc<ApiKeys>) -> Router {
+    let state = ApiState { app, keys };
     let v1 = Router::new()
+        .route("/api-keys", get(api_keys::list).post(api_keys::create))
+        .route(
+            "/api-keys/{key_id}",
+            axum::routing::delete(api_keys::revoke),
+        )
         .route(
             "/users/{user_id}",
             get(users::get).put(users::put).delete(users::delete),
@@ -111,21 +115,14 @@ async fn require_api_key(
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, key)| key.trim());
-    match presented {
-        Some(key) if constant_time_eq(key.as_bytes(), state.api_key.as_bytes()) => {
-            next.run(request).await
-        }
-        _ => ApiError::Unauthorized.into_response(),
+    let Some(presented) = presented else {
+        return ApiError::Unauthorized.into_response();
+    };
+    match state.keys.check(presented).await {
+        Ok(true) => next.run(request).await,
+        Ok(false) => ApiError::Unauthorized.into_response(),
+        Err(e) => ApiError::Service(e).into_response(),
     }
-}
-
-/// Compares without an early exit, so response timing does not reveal the key.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for (i, x) in a.iter().enumerate() {
-        diff |= usize::from(x ^ b.get(i).copied().unwrap_or(!x));
-    }
-    diff == 0
 }
 
 async fn not_found() -> Response {
@@ -146,18 +143,4 @@ async fn method_not_allowed() -> Response {
         "this route does not take that method",
         &[],
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::constant_time_eq;
-
-    #[test]
-    fn key_comparison() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
-        assert!(!constant_time_eq(b"", b"a"));
-        assert!(constant_time_eq(b"", b""));
-    }
 }

@@ -7,6 +7,7 @@ use axum::http::request::Parts;
 
 use super::ApiError;
 use super::input::Errors;
+use crate::domain::api_key::ApiKeyId;
 use crate::domain::{GroupId, NotificationId, ParseError, TemplateId, UserId};
 
 /// A domain id that can appear in a path, under the parameter name the routes give it.
@@ -40,6 +41,13 @@ impl PathParam for NotificationId {
     const NAME: &'static str = "id";
     fn parse(raw: &str) -> Result<Self, ParseError> {
         NotificationId::parse(raw)
+    }
+}
+
+impl PathParam for ApiKeyId {
+    const NAME: &'static str = "key_id";
+    fn parse(raw: &str) -> Result<Self, ParseError> {
+        ApiKeyId::parse(raw)
     }
 }
 

@@ -24,6 +24,30 @@ pub trait ClientId: Sized {
     fn as_str(&self) -> &str;
 }
 
+/// What every id is as a string: parsed from one (serde too), written as one.
+macro_rules! string_id {
+    ($name:ident) => {
+        impl TryFrom<String> for $name {
+            type Error = ParseError;
+            fn try_from(raw: String) -> Result<Self, ParseError> {
+                Self::parse(&raw)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
 macro_rules! client_id {
     ($name:ident) => {
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -48,24 +72,7 @@ macro_rules! client_id {
             }
         }
 
-        impl TryFrom<String> for $name {
-            type Error = ParseError;
-            fn try_from(raw: String) -> Result<Self, ParseError> {
-                Self::parse(&raw)
-            }
-        }
-
-        impl From<$name> for String {
-            fn from(id: $name) -> String {
-                id.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
+        string_id!($name);
     };
 }
 
@@ -73,36 +80,57 @@ client_id!(UserId);
 client_id!(GroupId);
 client_id!(TemplateId);
 
-/// Server-made notification id: `ntf_` + a ULID, so ids sort by creation time.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct NotificationId(String);
+/// Ids the service makes: a prefix and a ULID, so that they sort by creation time.
+macro_rules! made_id {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
 
-impl NotificationId {
-    const PREFIX: &'static str = "ntf_";
+        impl $name {
+            const PREFIX: &'static str = $prefix;
 
-    pub fn generate(at: jiff::Timestamp) -> Self {
-        let ms = u64::try_from(at.as_millisecond()).unwrap_or(0);
-        let ulid = ulid::Ulid::from_parts(ms, rand_u128());
-        Self(format!(
-            "{}{}",
-            Self::PREFIX,
-            ulid.to_string().to_ascii_lowercase()
-        ))
-    }
+            pub fn generate(at: jiff::Timestamp) -> Self {
+                let ms = u64::try_from(at.as_millisecond()).unwrap_or(0);
+                let ulid = ulid::Ulid::from_parts(ms, rand_u128());
+                Self(format!(
+                    "{}{}",
+                    Self::PREFIX,
+                    ulid.to_string().to_ascii_lowercase()
+                ))
+            }
 
-    pub fn parse(raw: &str) -> Result<Self, ParseError> {
-        let body = raw
-            .strip_prefix(Self::PREFIX)
-            .ok_or_else(|| ParseError::new("is not a notification id"))?;
-        ulid::Ulid::from_string(body).map_err(|_| ParseError::new("is not a notification id"))?;
-        Ok(Self(raw.to_ascii_lowercase()))
-    }
+            pub fn parse(raw: &str) -> Result<Self, ParseError> {
+                let body = raw
+                    .strip_prefix(Self::PREFIX)
+                    .ok_or_else(|| ParseError::new(concat!("is not ", $what)))?;
+                ulid::Ulid::from_string(body)
+                    .map_err(|_| ParseError::new(concat!("is not ", $what)))?;
+                Ok(Self(raw.to_ascii_lowercase()))
+            }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        string_id!($name);
+    };
 }
+
+made_id!(
+    /// A notification: `ntf_` + a ULID.
+    NotificationId,
+    "ntf_",
+    "a notification id"
+);
+made_id!(
+    /// An API key (not its secret): `key_` + a ULID.
+    ApiKeyId,
+    "key_",
+    "an API key id"
+);
 
 fn rand_u128() -> u128 {
     // ulid's own generator draws from `rand`; a ULID only needs uniqueness, so the std hasher's
@@ -118,25 +146,6 @@ fn rand_u128() -> u128 {
     let mut b = state.build_hasher();
     b.write_u64(n ^ 0x9e37_79b9_7f4a_7c15);
     ((u128::from(a.finish()) << 64) | u128::from(b.finish())) & ((1u128 << 80) - 1)
-}
-
-impl TryFrom<String> for NotificationId {
-    type Error = ParseError;
-    fn try_from(raw: String) -> Result<Self, ParseError> {
-        Self::parse(&raw)
-    }
-}
-
-impl From<NotificationId> for String {
-    fn from(id: NotificationId) -> String {
-        id.0
-    }
-}
-
-impl fmt::Display for NotificationId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
 }
 
 /// The `Idempotency-Key` header: 1..255 visible ASCII characters.

@@ -2,6 +2,7 @@
 //! `Group`, `Template`) and the value types they are made of. Raw input becomes one of these at
 //! the edge (`crate::api`); past the edge nothing re-checks it.
 
+pub mod api_key;
 pub mod delivery;
 pub mod group;
 pub mod notification;
@@ -17,7 +18,7 @@ mod time_zone;
 
 pub use channel::Channel;
 pub use email_address::EmailAddress;
-pub use ids::{ClientId, GroupId, IdempotencyKey, NotificationId, TemplateId, UserId};
+pub use ids::{ApiKeyId, ClientId, GroupId, IdempotencyKey, NotificationId, TemplateId, UserId};
 pub use phone_number::PhoneNumber;
 pub use send_at::{MAX_SCHEDULE_AHEAD, PAST_GRACE, SendAt};
 pub use time_zone::TimeZoneName;

@@ -4,6 +4,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use jiff::Timestamp;
 
+use crate::domain::api_key::{ApiKey, ApiKeyId};
 use crate::domain::delivery::{Claim, Delivery, DeliveryKey, DeliveryStatus, Outcome};
 use crate::domain::group::Group;
 use crate::domain::notification::{Counts, Notification, Status};
@@ -11,8 +12,8 @@ use crate::domain::template::Template;
 use crate::domain::user::User;
 use crate::domain::{GroupId, IdempotencyKey, NotificationId, TemplateId, UserId};
 use crate::ports::{
-    DeliveryStore, GroupStore, IdempotencyRecord, InsertOutcome, NotificationStore, Page,
-    StoreError, TemplateStore, UserStore,
+    ApiKeyStore, DeliveryStore, GroupStore, IdempotencyRecord, InsertOutcome, NotificationStore,
+    Page, StoreError, TemplateStore, UserStore,
 };
 
 #[derive(Default)]
@@ -26,6 +27,8 @@ struct Inner {
     /// Ordered by (notification, recipient, channel) so pages are stable.
     deliveries:
         BTreeMap<(NotificationId, String, crate::domain::Channel), (Delivery, Option<Timestamp>)>,
+    /// By hash.
+    api_keys: HashMap<String, ApiKey>,
 }
 
 #[derive(Default)]
@@ -419,6 +422,39 @@ impl DeliveryStore for MemoryStore {
 
     async fn counts(&self, id: &NotificationId) -> Result<Counts, StoreError> {
         Ok(self.0.lock().unwrap().counts(id))
+    }
+}
+
+#[async_trait]
+impl ApiKeyStore for MemoryStore {
+    async fn put_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
+        let mut inner = self.0.lock().unwrap();
+        inner.api_keys.insert(key.hash.clone(), key.clone());
+        Ok(())
+    }
+
+    async fn find_api_key(&self, hash: &str) -> Result<Option<ApiKey>, StoreError> {
+        Ok(self.0.lock().unwrap().api_keys.get(hash).cloned())
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+        let mut keys: Vec<ApiKey> = self.0.lock().unwrap().api_keys.values().cloned().collect();
+        keys.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+        Ok(keys)
+    }
+
+    async fn delete_api_key(&self, id: &ApiKeyId) -> Result<bool, StoreError> {
+        let mut inner = self.0.lock().unwrap();
+        let before = inner.api_keys.len();
+        inner.api_keys.retain(|_, k| &k.id != id);
+        Ok(inner.api_keys.len() < before)
+    }
+
+    async fn touch_api_key(&self, hash: &str, at: Timestamp) -> Result<(), StoreError> {
+        if let Some(key) = self.0.lock().unwrap().api_keys.get_mut(hash) {
+            key.last_used_at = Some(at);
+        }
+        Ok(())
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod clock;
 mod email_sender;
+mod first_key;
 mod queues;
 mod scheduler;
 mod sms_sender;
@@ -10,12 +11,13 @@ mod store;
 
 pub use clock::{Clock, SystemClock};
 pub use email_sender::{EmailSender, OutgoingEmail};
+pub use first_key::{FirstKey, StaticKey};
 pub use queues::{MAX_QUEUE_DELAY, QueueError, Queues};
 pub use scheduler::{Scheduler, SchedulerError};
 pub use sms_sender::{OutgoingSms, SmsSender};
 pub use store::{
-    DeliveryStore, GroupStore, IdempotencyRecord, InsertOutcome, NotificationStore, Page, Store,
-    StoreError, TemplateStore, UserStore,
+    ApiKeyStore, DeliveryStore, GroupStore, IdempotencyRecord, InsertOutcome, NotificationStore,
+    Page, Store, StoreError, TemplateStore, UserStore,
 };
 
 /// The cause an adapter's error carries: whatever its library returned.

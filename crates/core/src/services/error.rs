@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::ports::{QueueError, SchedulerError, StoreError};
+use crate::ports::{BoxError, QueueError, SchedulerError, StoreError};
 
 /// One invalid field of a request, named by its JSON path (`to.email`, `channels[1]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -26,6 +26,9 @@ pub enum ServiceError {
     Queue(#[from] QueueError),
     #[error(transparent)]
     Scheduler(#[from] SchedulerError),
+    /// The deployment's first API key could not be read (its secret, on AWS).
+    #[error("the first API key could not be read")]
+    FirstKey(#[source] BoxError),
 }
 
 impl ServiceError {
@@ -38,7 +41,10 @@ impl ServiceError {
 
     /// A dependency failed: nothing is wrong with the request, and it may be retried.
     pub fn is_dependency(&self) -> bool {
-        matches!(self, Self::Store(_) | Self::Queue(_) | Self::Scheduler(_))
+        matches!(
+            self,
+            Self::Store(_) | Self::Queue(_) | Self::Scheduler(_) | Self::FirstKey(_)
+        )
     }
 }
 

@@ -1,6 +1,7 @@
 //! The flow of a notification: `accept` (API) → schedule or queue → `fanout` → `dispatch`.
 
 pub mod accept;
+pub mod api_keys;
 pub mod cancel;
 pub mod dispatch;
 mod error;

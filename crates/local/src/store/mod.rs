@@ -1,5 +1,6 @@
 //! The store on SQLite (the schema is in `db.rs`), one file per aggregate.
 
+mod api_keys;
 mod deliveries;
 mod groups;
 mod notifications;

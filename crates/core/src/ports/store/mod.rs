@@ -1,12 +1,14 @@
 //! The store, split by aggregate: a service or a test double states the part it needs;
 //! `Store` is all of them, what an adapter (SQLite, DynamoDB, memory) implements.
 
+mod api_keys;
 mod deliveries;
 mod groups;
 mod notifications;
 mod templates;
 mod users;
 
+pub use api_keys::ApiKeyStore;
 pub use deliveries::DeliveryStore;
 pub use groups::GroupStore;
 pub use notifications::{IdempotencyRecord, InsertOutcome, NotificationStore};
@@ -55,11 +57,11 @@ pub struct Page<T> {
 /// Every aggregate's store: what an adapter implements, and what a service that touches several
 /// holds.
 pub trait Store:
-    UserStore + GroupStore + TemplateStore + NotificationStore + DeliveryStore
+    UserStore + GroupStore + TemplateStore + NotificationStore + DeliveryStore + ApiKeyStore
 {
 }
 
 impl<T> Store for T where
-    T: UserStore + GroupStore + TemplateStore + NotificationStore + DeliveryStore
+    T: UserStore + GroupStore + TemplateStore + NotificationStore + DeliveryStore + ApiKeyStore
 {
 }
