@@ -53,3 +53,33 @@ async fn a_key_is_made_used_listed_and_revoked_and_never_logged() {
     assert!(!log.contains(&secret), "a key's secret is in the log");
     assert!(!log.contains(&d.key), "the first key is in the log");
 }
+
+#[tokio::test]
+async fn a_key_over_its_rate_gets_429_with_retry_after_and_others_go_on() {
+    let d = Notifyd::start(&[("NOTIFY_API_KEY_RPS", "2")]).await;
+    let other = d.post("/v1/api-keys", json!({"name": "other"})).await;
+    assert_eq!(other.status, 201, "{}", other.text);
+    let other = other.body["secret"].as_str().unwrap().to_owned();
+    let mut limited = None;
+    for _ in 0..6 {
+        let a = d.get("/v1/users/nobody").await;
+        if a.status == 429 {
+            limited = Some(a);
+            break;
+        }
+        assert_eq!(a.status, 404);
+    }
+    let a = limited.expect("six requests at once are over 2 a second");
+    assert_eq!(a.header("content-type"), Some("application/problem+json"));
+    let wait: u64 = a.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=2).contains(&wait), "{wait}");
+    let client = reqwest::Client::new();
+    let as_other = client.get(d.url("/v1/users/nobody")).bearer_auth(&other);
+    assert_eq!(
+        d.send(as_other).await.status,
+        404,
+        "another key is not slowed"
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+    assert_eq!(d.get("/v1/users/nobody").await.status, 404, "allowed again");
+}

@@ -338,6 +338,7 @@ impl AwsWorld {
             dispatch_lease_secs: 40,
             channel_pause_secs: 300,
             api_key_cache_secs: 30,
+            api_key_rps: None,
         };
         let direct = sdk.clone();
         let (proxy, sdk) = match &options.faults {

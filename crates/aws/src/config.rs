@@ -54,6 +54,8 @@ pub struct AwsConfig {
     /// Seconds a warm api function trusts what it found about a key: a key revoked elsewhere
     /// stops working here within this time.
     pub api_key_cache_secs: u64,
+    /// Most requests per second per API key in this execution environment.
+    pub api_key_rps: Option<f64>,
 }
 
 fn number<T>(name: &str, default: T) -> anyhow::Result<T>
@@ -116,6 +118,7 @@ impl AwsConfig {
             dispatch_lease_secs: number("NOTIFY_DISPATCH_LEASE_SECS", 40)?,
             channel_pause_secs: number("NOTIFY_CHANNEL_PAUSE_SECS", 300)?,
             api_key_cache_secs: number("NOTIFY_API_KEY_CACHE_SECS", 30)?,
+            api_key_rps: rate("NOTIFY_API_KEY_RPS")?,
         })
     }
 }

@@ -59,6 +59,10 @@ pub struct Config {
     /// Most SMS per second (unset: as fast as the webhook takes them).
     #[arg(long = "sms-per-second", env = "NOTIFY_SMS_PER_SECOND", value_parser = positive_rate)]
     pub sms_per_second: Option<f64>,
+
+    /// Most requests per second per API key (unset: no limit); over it, 429 with Retry-After.
+    #[arg(long = "api-key-rps", env = "NOTIFY_API_KEY_RPS", value_parser = positive_rate)]
+    pub api_key_rps: Option<f64>,
 }
 
 #[derive(Debug, clap::Subcommand)]

@@ -46,6 +46,7 @@ pub struct Notifyd {
     worker_queues: SqliteQueues,
     retry_base: std::time::Duration,
     max_attempts: u32,
+    api_key_rps: Option<f64>,
     /// Held while running: one process per data directory.
     lock: std::fs::File,
 }
@@ -143,6 +144,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Notifyd> {
         worker_queues,
         retry_base: std::time::Duration::from_millis(config.retry_base_ms),
         max_attempts: config.max_attempts,
+        api_key_rps: config.api_key_rps,
         lock,
     })
 }
@@ -214,7 +216,8 @@ impl Notifyd {
             Arc::new(StaticKey(self.api_key.clone())),
             self.app.clock.clone(),
             std::time::Duration::from_secs(30),
-        );
+        )
+        .with_limit(self.api_key_rps);
         let router = notify_core::api::router(self.app, Arc::new(keys));
         let stop = shutdown.clone();
         let served = axum::serve(self.listener, router)

@@ -20,6 +20,9 @@ pub enum ApiError {
     Unauthorized,
     #[error("request body too large")]
     TooLarge,
+    /// The key is over its rate; try again after this long.
+    #[error("too many requests")]
+    RateLimited(std::time::Duration),
     #[error(transparent)]
     Service(#[from] ServiceError),
 }
@@ -82,6 +85,16 @@ impl IntoResponse for ApiError {
                 "the body may be at most 256 KiB".to_owned(),
                 vec![],
             ),
+            Self::RateLimited(wait) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many requests",
+                format!(
+                    "this API key is over its rate; retry after {} s",
+                    wait.as_secs_f64().ceil().max(1.0)
+                ),
+                vec![],
+            ),
             Self::Service(ServiceError::Invalid(errors)) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "validation",
@@ -121,6 +134,12 @@ impl IntoResponse for ApiError {
             ),
         };
         let mut response = problem(status, kind, title, &detail, &errors);
+        if let Self::RateLimited(wait) = &self {
+            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if status.is_server_error() {
             response
                 .extensions_mut()

@@ -21,7 +21,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 use crate::services::App;
-use crate::services::api_keys::ApiKeys;
+use crate::services::api_keys::{Access, ApiKeys};
 
 pub use error::ApiError;
 pub use input::BODY_LIMIT;
@@ -118,9 +118,10 @@ async fn require_api_key(
     let Some(presented) = presented else {
         return ApiError::Unauthorized.into_response();
     };
-    match state.keys.check(presented).await {
-        Ok(true) => next.run(request).await,
-        Ok(false) => ApiError::Unauthorized.into_response(),
+    match state.keys.authorize(presented).await {
+        Ok(Access::Allowed) => next.run(request).await,
+        Ok(Access::Unknown) => ApiError::Unauthorized.into_response(),
+        Ok(Access::Limited(wait)) => ApiError::RateLimited(wait).into_response(),
         Err(e) => ApiError::Service(e).into_response(),
     }
 }

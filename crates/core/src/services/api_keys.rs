@@ -21,8 +21,19 @@ const CACHE_MAX: usize = 10_000;
 /// A key's last use is written at most this often.
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
+/// What a request's key allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Allowed,
+    /// Not the first key, not a key that exists (or no longer).
+    Unknown,
+    /// Over its rate: try again after this long.
+    Limited(Duration),
+}
+
 pub struct ApiKeys {
     store: Arc<dyn ApiKeyStore>,
+    limit: Option<KeyRateLimit>,
     first: Arc<dyn FirstKey>,
     first_hash: OnceCell<String>,
     clock: Arc<dyn Clock>,
@@ -55,6 +66,7 @@ impl ApiKeys {
     ) -> Self {
         Self {
             store,
+            limit: None,
             first,
             first_hash: OnceCell::new(),
             clock,
@@ -63,9 +75,34 @@ impl ApiKeys {
         }
     }
 
+    /// At most `per_second` requests a second for each key (in bursts of as many), so that one
+    /// misbehaving client cannot starve the others. Counted in this process.
+    pub fn with_limit(mut self, per_second: Option<f64>) -> Self {
+        self.limit = per_second
+            .filter(|r| r.is_finite() && *r > 0.0)
+            .map(KeyRateLimit::new);
+        self
+    }
+
+    /// Whether a request with `secret` may go on: a known key within its rate.
+    pub async fn authorize(&self, secret: &str) -> Result<Access, ServiceError> {
+        let hash = secret_hash(secret);
+        if !self.check_hash(&hash).await? {
+            return Ok(Access::Unknown);
+        }
+        match self.limit.as_ref().map(|l| l.take(&hash)) {
+            Some(Err(wait)) => Ok(Access::Limited(wait)),
+            _ => Ok(Access::Allowed),
+        }
+    }
+
     /// Whether `secret` is the first key or a key that exists.
     pub async fn check(&self, secret: &str) -> Result<bool, ServiceError> {
-        let hash = secret_hash(secret);
+        self.check_hash(&secret_hash(secret)).await
+    }
+
+    async fn check_hash(&self, hash: &str) -> Result<bool, ServiceError> {
+        let hash = hash.to_owned();
         let first = self
             .first_hash
             .get_or_try_init(|| async { self.first.secret().await.map(|s| secret_hash(&s)) })
@@ -135,6 +172,40 @@ impl ApiKeys {
     }
 }
 
+/// A token bucket per key: `rate` tokens a second, at most `rate` (and at least one) saved.
+struct KeyRateLimit {
+    rate: f64,
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl KeyRateLimit {
+    fn new(rate: f64) -> Self {
+        Self {
+            rate,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes a token, or says how long until there is one.
+    fn take(&self, hash: &str) -> Result<(), Duration> {
+        let burst = self.rate.max(1.0);
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap();
+        if buckets.len() >= CACHE_MAX && !buckets.contains_key(hash) {
+            buckets.clear();
+        }
+        let (tokens, last) = buckets.entry(hash.to_owned()).or_insert((burst, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - *tokens) / self.rate))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,6 +249,27 @@ mod tests {
             here.revoke(&new.key.id).await,
             Err(ServiceError::NotFound(_))
         ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_key_has_its_own_rate() {
+        let store = Arc::new(MemoryStore::default());
+        let k = keys(store, Duration::from_secs(30)).with_limit(Some(2.0));
+        let other = k.create("other".into()).await.unwrap();
+        assert_eq!(k.authorize("nk_first").await.unwrap(), Access::Allowed);
+        assert_eq!(k.authorize("nk_first").await.unwrap(), Access::Allowed);
+        let Access::Limited(wait) = k.authorize("nk_first").await.unwrap() else {
+            panic!("a third request in the same instant is over 2/s");
+        };
+        assert_eq!(wait, Duration::from_millis(500));
+        assert_eq!(
+            k.authorize(&other.secret).await.unwrap(),
+            Access::Allowed,
+            "another key is not slowed"
+        );
+        assert_eq!(k.authorize("nk_nope").await.unwrap(), Access::Unknown);
+        tokio::time::advance(wait).await;
+        assert_eq!(k.authorize("nk_first").await.unwrap(), Access::Allowed);
     }
 
     #[tokio::test(start_paused = true)]
