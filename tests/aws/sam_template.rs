@@ -84,3 +84,29 @@ fn dispatch_knows_its_queues_max_receive_count() {
         "the dispatch function must mark deliveries failed on the queue's last receive"
     );
 }
+
+#[test]
+fn alarms_are_optional_and_cover_what_an_operator_watches() {
+    let template = std::fs::read_to_string(repo_root().join("template.yaml")).unwrap();
+    assert!(template.contains("HasAlarms: !Not [!Equals [!Ref AlarmEmail, \"\"]]"));
+    let alarms = template.matches("Type: AWS::CloudWatch::Alarm").count();
+    let conditional = template
+        .split("Type: AWS::CloudWatch::Alarm")
+        .skip(1)
+        .filter(|rest| rest.trim_start().starts_with("Condition: HasAlarms"))
+        .count();
+    assert_eq!(conditional, alarms, "every alarm exists only with AlarmEmail");
+    // Three dead-letter queues, errors and throttles of three functions, Scheduler's two, SES's two.
+    assert_eq!(alarms, 3 + 6 + 2 + 2);
+    for metric in [
+        "ApproximateNumberOfMessagesVisible",
+        "MetricName: Errors",
+        "MetricName: Throttles",
+        "InvocationDroppedCount",
+        "TargetErrorCount",
+        "Reputation.BounceRate",
+        "Reputation.ComplaintRate",
+    ] {
+        assert!(template.contains(metric), "no alarm on {metric}");
+    }
+}
