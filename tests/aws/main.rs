@@ -10,5 +10,6 @@ mod faults;
 mod flow;
 mod groups;
 mod lists;
+mod metrics;
 mod sam_template;
 mod schedule;

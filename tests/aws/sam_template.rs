@@ -95,7 +95,10 @@ fn alarms_are_optional_and_cover_what_an_operator_watches() {
         .skip(1)
         .filter(|rest| rest.trim_start().starts_with("Condition: HasAlarms"))
         .count();
-    assert_eq!(conditional, alarms, "every alarm exists only with AlarmEmail");
+    assert_eq!(
+        conditional, alarms,
+        "every alarm exists only with AlarmEmail"
+    );
     // Three dead-letter queues, errors and throttles of three functions, Scheduler's two, SES's two.
     assert_eq!(alarms, 3 + 6 + 2 + 2);
     for metric in [

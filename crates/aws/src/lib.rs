@@ -4,6 +4,7 @@ pub mod config;
 pub mod email;
 pub mod first_key;
 pub mod handlers;
+pub mod metrics;
 pub mod provider_error;
 pub mod queues;
 pub mod scheduler;

@@ -220,5 +220,5 @@ pub fn api(config: &AwsConfig, sdk: &SdkConfig, first: Arc<dyn FirstKey>) -> axu
         std::time::Duration::from_secs(config.api_key_cache_secs),
     )
     .with_limit(config.api_key_rps);
-    notify_core::api::router(app, Arc::new(keys))
+    notify_core::api::router(app, Arc::new(keys), None)
 }

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
 use notify_core::backoff::Backoff;
@@ -218,7 +219,7 @@ impl Notifyd {
             std::time::Duration::from_secs(30),
         )
         .with_limit(self.api_key_rps);
-        let router = notify_core::api::router(self.app, Arc::new(keys));
+        let router = notify_core::api::router(self.app, Arc::new(keys), Some(prometheus()));
         let stop = shutdown.clone();
         let served = axum::serve(self.listener, router)
             .with_graceful_shutdown(async move {
@@ -232,6 +233,22 @@ impl Notifyd {
         tracing::info!("stopped");
         drop(self.lock);
         served
+    }
+}
+
+/// The process's Prometheus recorder, installed by the first service built in it (a test
+/// process may build several; they share it).
+fn prometheus() -> notify_core::api::MetricsText {
+    static HANDLE: std::sync::OnceLock<Option<PrometheusHandle>> = std::sync::OnceLock::new();
+    let handle = HANDLE.get_or_init(|| {
+        PrometheusBuilder::new()
+            .install_recorder()
+            .map_err(|e| tracing::warn!(error = %e, "no metrics: another recorder is installed"))
+            .ok()
+    });
+    match handle.clone() {
+        Some(handle) => Arc::new(move || handle.render()),
+        None => Arc::new(String::new),
     }
 }
 

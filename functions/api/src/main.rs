@@ -1,13 +1,20 @@
 //! The api Lambda: the core HTTP API behind API Gateway. Init makes no AWS call: the first
 //! API key's secret is read when a request first needs it.
 
-use notify_aws::{config::AwsConfig, wiring};
+use notify_aws::{config::AwsConfig, metrics, wiring};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     wiring::init_tracing();
+    metrics::init("api");
     let config = AwsConfig::from_env()?;
     let sdk = wiring::sdk_config().await;
-    let router = wiring::api(&config, &sdk, wiring::first_key(&sdk)?);
+    // The metrics of each request go to the log as it ends.
+    let router = wiring::api(&config, &sdk, wiring::first_key(&sdk)?).layer(
+        axum::middleware::map_response(|response: axum::response::Response| async move {
+            metrics::flush();
+            response
+        }),
+    );
     lambda_http::run(router).await
 }

@@ -2,19 +2,20 @@
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use notify_aws::{config::AwsConfig, handlers, wiring};
+use notify_aws::{config::AwsConfig, handlers, metrics, wiring};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     wiring::init_tracing();
+    metrics::init("dispatch");
     let config = AwsConfig::from_env()?;
     let sdk = wiring::sdk_config().await;
     let dispatch = &wiring::dispatch(&config, &sdk)?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let deadline = handlers::deadline_from_epoch_millis(event.context.deadline);
-        Ok::<SqsBatchResponse, Error>(
-            handlers::dispatch_event(dispatch, event.payload, deadline).await,
-        )
+        let response = handlers::dispatch_event(dispatch, event.payload, deadline).await;
+        metrics::flush();
+        Ok::<SqsBatchResponse, Error>(response)
     }))
     .await
 }

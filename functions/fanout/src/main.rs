@@ -3,19 +3,20 @@
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use notify_aws::{config::AwsConfig, handlers, wiring};
+use notify_aws::{config::AwsConfig, handlers, metrics, wiring};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     wiring::init_tracing();
+    metrics::init("fanout");
     let config = AwsConfig::from_env()?;
     let sdk = wiring::sdk_config().await;
     let fanout = &wiring::fanout(&config, &sdk);
     let max_receives = config.fanout_max_receives;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<SqsBatchResponse, Error>(
-            handlers::fanout_event(fanout, event.payload, max_receives).await,
-        )
+        let response = handlers::fanout_event(fanout, event.payload, max_receives).await;
+        metrics::flush();
+        Ok::<SqsBatchResponse, Error>(response)
     }))
     .await
 }

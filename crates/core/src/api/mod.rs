@@ -27,14 +27,26 @@ pub use error::ApiError;
 pub use input::BODY_LIMIT;
 pub use openapi::OPENAPI_JSON;
 
+/// Renders the process's metrics in Prometheus text format (`notifyd`'s recorder).
+pub type MetricsText = Arc<dyn Fn() -> String + Send + Sync>;
+
 #[derive(Clone)]
 pub struct ApiState {
     pub app: App,
     keys: Arc<ApiKeys>,
+    metrics: Option<MetricsText>,
 }
 
-pub fn router(app: App, keys: Arc<ApiKeys>) -> Router {
-    let state = ApiState { app, keys };
+/// The API; `metrics` serves `GET /metrics` (behind the API key), where the runtime has them
+/// as text (on AWS they are EMF lines in the functions' logs instead).
+pub fn router(app: App, keys: Arc<ApiKeys>, metrics: Option<MetricsText>) -> Router {
+    let state = ApiState { app, keys, metrics };
+    let metrics_route = Router::new()
+        .route("/metrics", get(metrics_text))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_api_key,
+        ));
     let v1 = Router::new()
         .route("/api-keys", get(api_keys::list).post(api_keys::create))
         .route(
@@ -91,6 +103,7 @@ pub fn router(app: App, keys: Arc<ApiKeys>) -> Router {
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
         )
         .route("/openapi.json", get(openapi::serve))
+        .merge(metrics_route)
         .nest("/v1", v1)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -123,6 +136,17 @@ async fn require_api_key(
         Ok(Access::Unknown) => ApiError::Unauthorized.into_response(),
         Ok(Access::Limited(wait)) => ApiError::RateLimited(wait).into_response(),
         Err(e) => ApiError::Service(e).into_response(),
+    }
+}
+
+async fn metrics_text(State(state): State<ApiState>) -> Response {
+    match &state.metrics {
+        Some(render) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            render(),
+        )
+            .into_response(),
+        None => not_found().await,
     }
 }
 

@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 
 use super::App;
 use super::ServiceError;
+use super::metrics;
 use crate::domain::notification::{Content, Notification, Status, Target};
 use crate::domain::{Channel, IdempotencyKey, NotificationId, SendAt};
 use crate::jobs::FanoutJob;
@@ -155,6 +156,7 @@ impl App {
             }
             return Err(e);
         }
+        metrics::accepted(status == Status::Scheduled);
         tracing::info!(id = %notification.id, status = status.as_str(), "notification accepted");
         Ok(Accepted {
             id: notification.id,

@@ -24,6 +24,7 @@ use crate::jobs::DispatchJob;
 use crate::ports::{Clock, EmailSender, OutgoingSms, SendError, SendErrorKind, SmsSender, Store};
 
 use super::message;
+use super::metrics;
 use super::rate_limit::RateLimit;
 use crate::backoff::jitter;
 use crate::ports::error_chain;
@@ -166,6 +167,17 @@ impl Dispatch {
         deadline: Instant,
     ) -> Result<DispatchReport, ServiceError> {
         let started = Instant::now();
+        let result = self.run_job(job, deadline).await;
+        metrics::dispatch_duration(started.elapsed());
+        result
+    }
+
+    async fn run_job(
+        &self,
+        job: &DispatchJob,
+        deadline: Instant,
+    ) -> Result<DispatchReport, ServiceError> {
+        let started = Instant::now();
         let stop_sending = (started + self.settings.time_budget).min(
             deadline
                 .checked_sub(self.settings.send_reserve)
@@ -265,6 +277,15 @@ impl Dispatch {
                         error: format!("gave up after {attempt} attempts: {}", e.message),
                     },
                 };
+                metrics::delivery(
+                    channel,
+                    match &outcome {
+                        Outcome::Sent { .. } => "sent",
+                        Outcome::Failed { .. } => "failed",
+                        Outcome::Retry { .. } => "retry",
+                        Outcome::Deferred { .. } => "deferred",
+                    },
+                );
                 match &outcome {
                     Outcome::Sent { .. } => report.sent += 1,
                     Outcome::Failed { error } => {
@@ -392,9 +413,13 @@ impl Dispatch {
                 ));
             }
             tries += 1;
-            match self.deliver(source, recipient, channel, key).await {
+            let sending = Instant::now();
+            let result = self.deliver(source, recipient, channel, key).await;
+            metrics::provider_latency(channel, sending.elapsed());
+            match result {
                 Err(e) if e.kind == SendErrorKind::Throttled => {
                     report.throttled += 1;
+                    metrics::delivery(channel, "throttled");
                     pace.throttled();
                     if tries >= self.settings.throttle_tries.max(1)
                         || Instant::now() + pause >= stop_sending

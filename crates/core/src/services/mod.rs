@@ -7,6 +7,7 @@ pub mod dispatch;
 mod error;
 pub mod fanout;
 pub mod message;
+pub mod metrics;
 pub mod rate_limit;
 pub mod reschedule;
 pub mod retry;

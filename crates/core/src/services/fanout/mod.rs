@@ -19,7 +19,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::ServiceError;
-use crate::domain::delivery::{Delivery, Recipient};
+use super::metrics;
+use crate::domain::delivery::{Delivery, DeliveryStatus, Recipient};
 use crate::domain::notification::{Notification, Status, Target};
 use crate::domain::user::{ChannelPrefs, User};
 use crate::domain::{Channel, NotificationId, UserId};
@@ -126,6 +127,10 @@ impl Fanout {
                 return self.not_yet_due(job, &n).await;
             }
             Status::Scheduled | Status::Queued => {
+                if n.status == Status::Scheduled {
+                    let late = self.clock.now().duration_since(n.send_at);
+                    metrics::schedule_lateness(late.as_secs_f64());
+                }
                 if !self
                     .store
                     .transition(id, &[Status::Scheduled, Status::Queued], Status::Sending)
@@ -155,6 +160,13 @@ impl Fanout {
             }
             report.pages += 1;
             report.deliveries += deliveries.len();
+            metrics::fanout_page(deliveries.len());
+            for d in deliveries
+                .iter()
+                .filter(|d| d.status == DeliveryStatus::Skipped)
+            {
+                metrics::delivery(d.key.channel, "skipped");
+            }
             report.dispatch_jobs += jobs.len();
             match self.after_page(job, next, started, &mut report).await? {
                 Some(next) => cursor = Some(next),
