@@ -38,14 +38,6 @@ impl ServiceError {
             message: message.into(),
         }])
     }
-
-    /// A dependency failed: nothing is wrong with the request, and it may be retried.
-    pub fn is_dependency(&self) -> bool {
-        matches!(
-            self,
-            Self::Store(_) | Self::Queue(_) | Self::Scheduler(_) | Self::FirstKey(_)
-        )
-    }
 }
 
 impl From<StoreError> for ServiceError {
