@@ -27,9 +27,9 @@ use notify_core::domain::{Channel, GroupId, IdempotencyKey, NotificationId, Temp
 use notify_core::jobs::{Chore, DispatchJob, FanoutJob};
 use notify_core::memory::{MemoryScheduler, MemoryStore};
 use notify_core::ports::{
-    ApiKeyStore, DeliveryStore, EmailSender, GroupStore, IdempotencyRecord, InsertOutcome,
-    NotificationStore, OutgoingEmail, Page, QueueError, Queues, SendError, StoreError, SystemClock,
-    TemplateStore, UserStore,
+    ApiKeyStore, DeliveryStore, DependencyError, EmailSender, GroupStore, IdempotencyRecord,
+    InsertOutcome, NotificationStore, OutgoingEmail, Page, QueueError, Queues, SendError,
+    StoreError, SystemClock, TemplateStore, UserStore,
 };
 use notify_core::services::App;
 
@@ -547,7 +547,7 @@ impl Queues for SimQueues {
         pause(self.latency.sqs_batch).await;
         self.fanout
             .send(job.clone())
-            .map_err(|e| QueueError::new("job JSON", e))
+            .map_err(|e| DependencyError::queue("job JSON", e))
     }
 
     async fn send_fanout_after(&self, job: &FanoutJob, delay: Duration) -> Result<(), QueueError> {
@@ -580,7 +580,7 @@ impl Queues for SimQueues {
             );
             if let Some(tx) = &self.dispatch {
                 tx.send(job.clone())
-                    .map_err(|e| QueueError::new("job JSON", e))?;
+                    .map_err(|e| DependencyError::queue("job JSON", e))?;
             }
         }
         Ok(())

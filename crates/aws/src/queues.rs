@@ -8,7 +8,7 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
 use notify_core::jobs::{Chore, DispatchJob, FanoutJob, FanoutMessage};
-use notify_core::ports::{MAX_QUEUE_DELAY, QueueError, Queues};
+use notify_core::ports::{Dependency, DependencyError, MAX_QUEUE_DELAY, QueueError, Queues};
 
 const BATCH: usize = 10;
 /// SQS limits a whole batch to 256 KiB.
@@ -65,7 +65,7 @@ impl SqsQueues {
             .visibility_timeout(secs)
             .send()
             .await
-            .map_err(|e| QueueError::new("sqs", e))?;
+            .map_err(|e| DependencyError::queue("sqs", e))?;
         Ok(())
     }
 
@@ -87,7 +87,8 @@ impl SqsQueues {
         message: &impl serde::Serialize,
         delay: Duration,
     ) -> Result<(), QueueError> {
-        let body = serde_json::to_string(message).map_err(|e| QueueError::new("sqs request", e))?;
+        let body =
+            serde_json::to_string(message).map_err(|e| DependencyError::queue("sqs request", e))?;
         let secs = delay.as_secs().min(MAX_QUEUE_DELAY.as_secs()) as i32;
         self.client
             .send_message()
@@ -96,7 +97,7 @@ impl SqsQueues {
             .delay_seconds(secs)
             .send()
             .await
-            .map_err(|e| QueueError::new("sqs", e))?;
+            .map_err(|e| DependencyError::queue("sqs", e))?;
         Ok(())
     }
 
@@ -132,7 +133,7 @@ impl SqsQueues {
                             .build()
                     })
                     .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| QueueError::new("sqs request", e))?;
+                    .map_err(|e| DependencyError::queue("sqs request", e))?;
                 let out = self
                     .client
                     .send_message_batch()
@@ -140,7 +141,7 @@ impl SqsQueues {
                     .set_entries(Some(entries))
                     .send()
                     .await
-                    .map_err(|e| QueueError::new("sqs", e))?;
+                    .map_err(|e| DependencyError::queue("sqs", e))?;
                 let failed: Vec<_> = out
                     .failed()
                     .iter()
@@ -148,13 +149,19 @@ impl SqsQueues {
                     .collect();
                 if let Some((_, _, code)) = failed.iter().find(|(_, sender_fault, _)| *sender_fault)
                 {
-                    return Err(QueueError::msg(format!("sqs refused a message: {code}")));
+                    return Err(DependencyError::refused(
+                        Dependency::Queue,
+                        format!("sqs refused a message: {code}"),
+                    ));
                 }
                 if !failed.is_empty() && attempt >= ATTEMPTS {
-                    return Err(QueueError::msg(format!(
-                        "sqs: {} messages still failing after {ATTEMPTS} attempts",
-                        failed.len()
-                    )));
+                    return Err(DependencyError::refused(
+                        Dependency::Queue,
+                        format!(
+                            "sqs: {} messages still failing after {ATTEMPTS} attempts",
+                            failed.len()
+                        ),
+                    ));
                 }
                 pending.retain(|(id, _)| failed.iter().any(|(f, _, _)| f == id));
                 if !pending.is_empty() {
@@ -189,7 +196,7 @@ impl Queues for SqsQueues {
             .iter()
             .map(serde_json::to_string)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| QueueError::new("sqs request", e))?;
+            .map_err(|e| DependencyError::queue("sqs request", e))?;
         self.send_all(&self.dispatch_url, bodies).await
     }
 }

@@ -24,7 +24,9 @@ use jiff::Timestamp;
 
 use notify_core::domain::NotificationId;
 use notify_core::jobs::FanoutJob;
-use notify_core::ports::{MAX_QUEUE_DELAY, Queues, Scheduler, SchedulerError};
+use notify_core::ports::{
+    Dependency, DependencyError, MAX_QUEUE_DELAY, Queues, Scheduler, SchedulerError,
+};
 
 use crate::queues::SqsQueues;
 use notify_core::ports::error_chain;
@@ -63,7 +65,7 @@ impl EventBridgeScheduler {
 
     fn target(&self, id: &NotificationId) -> Result<Target, SchedulerError> {
         let input = serde_json::to_string(&FanoutJob::start(id.clone()))
-            .map_err(|e| SchedulerError::new("job JSON", e))?;
+            .map_err(|e| DependencyError::scheduler("job JSON", e))?;
         Target::builder()
             .arn(&self.target_arn)
             .role_arn(&self.role_arn)
@@ -81,7 +83,7 @@ impl EventBridgeScheduler {
                     .map(|arn| DeadLetterConfig::builder().arn(arn).build()),
             )
             .build()
-            .map_err(|e| SchedulerError::new("scheduler request", e))
+            .map_err(|e| DependencyError::scheduler("scheduler request", e))
     }
 }
 
@@ -97,11 +99,11 @@ fn window() -> Result<FlexibleTimeWindow, SchedulerError> {
     FlexibleTimeWindow::builder()
         .mode(FlexibleTimeWindowMode::Off)
         .build()
-        .map_err(|e| SchedulerError::new("scheduler request", e))
+        .map_err(|e| DependencyError::scheduler("scheduler request", e))
 }
 
 fn err(e: impl std::error::Error + Send + Sync + 'static) -> SchedulerError {
-    SchedulerError::new("eventbridge scheduler", e)
+    DependencyError::scheduler("eventbridge scheduler", e)
 }
 
 impl EventBridgeScheduler {
@@ -149,7 +151,8 @@ impl EventBridgeScheduler {
                 Err(e) => return Err(err(e)),
             }
         }
-        Err(SchedulerError::msg(
+        Err(DependencyError::refused(
+            Dependency::Scheduler,
             "the schedule kept changing under a create and an update",
         ))
     }
@@ -169,7 +172,7 @@ impl Scheduler for EventBridgeScheduler {
         self.queues
             .send_fanout_after(&FanoutJob::start(id.clone()), delay)
             .await
-            .map_err(|e| SchedulerError::new("delayed fanout message", e))?;
+            .map_err(|e| DependencyError::scheduler("delayed fanout message", e))?;
         // A schedule of an earlier, further `send_at` (a reschedule) is no longer needed; if it
         // stays, its fire finds the send done or held back, and sends nothing.
         if let Err(e) = self.cancel(id).await {

@@ -10,7 +10,7 @@ use rusqlite::params;
 use tokio::sync::Notify;
 
 use notify_core::jobs::{Chore, DispatchJob, FanoutJob, FanoutMessage};
-use notify_core::ports::{QueueError, Queues, StoreError};
+use notify_core::ports::{DependencyError, QueueError, Queues, StoreError};
 
 use crate::db::{Db, db_err, millis};
 
@@ -253,20 +253,22 @@ impl SqliteQueues {
 }
 
 fn queue_err(e: StoreError) -> QueueError {
-    QueueError::new("sqlite queue", e)
+    DependencyError::queue("sqlite queue", e)
 }
 
 #[async_trait]
 impl Queues for SqliteQueues {
     async fn send_fanout(&self, job: &FanoutJob) -> Result<(), QueueError> {
-        let payload = serde_json::to_string(job).map_err(|e| QueueError::new("job JSON", e))?;
+        let payload =
+            serde_json::to_string(job).map_err(|e| DependencyError::queue("job JSON", e))?;
         self.enqueue(QueueName::Fanout, vec![payload])
             .await
             .map_err(queue_err)
     }
 
     async fn send_fanout_after(&self, job: &FanoutJob, delay: Duration) -> Result<(), QueueError> {
-        let payload = serde_json::to_string(job).map_err(|e| QueueError::new("job JSON", e))?;
+        let payload =
+            serde_json::to_string(job).map_err(|e| DependencyError::queue("job JSON", e))?;
         self.enqueue_after(QueueName::Fanout, vec![payload], delay)
             .await
             .map_err(queue_err)
@@ -276,7 +278,7 @@ impl Queues for SqliteQueues {
         let payload = serde_json::to_string(&FanoutMessage::Chore {
             chore: chore.clone(),
         })
-        .map_err(|e| QueueError::new("job JSON", e))?;
+        .map_err(|e| DependencyError::queue("job JSON", e))?;
         self.enqueue(QueueName::Fanout, vec![payload])
             .await
             .map_err(queue_err)
@@ -287,7 +289,7 @@ impl Queues for SqliteQueues {
             .iter()
             .map(serde_json::to_string)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| QueueError::new("job JSON", e))?;
+            .map_err(|e| DependencyError::queue("job JSON", e))?;
         self.enqueue(QueueName::Dispatch, payloads)
             .await
             .map_err(queue_err)

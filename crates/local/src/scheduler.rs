@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use notify_core::domain::NotificationId;
 use notify_core::jobs::FanoutJob;
-use notify_core::ports::{Scheduler, SchedulerError, StoreError};
+use notify_core::ports::{DependencyError, Scheduler, SchedulerError, StoreError};
 
 use crate::db::{Db, db_err, json_err, millis};
 use crate::queue::{QueueName, SqliteQueues, insert_jobs};
@@ -122,7 +122,7 @@ impl SqliteScheduler {
 }
 
 fn sched_err(e: StoreError) -> SchedulerError {
-    SchedulerError::new("sqlite schedules", e)
+    DependencyError::scheduler("sqlite schedules", e)
 }
 
 #[async_trait]

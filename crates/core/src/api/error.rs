@@ -121,10 +121,7 @@ impl IntoResponse for ApiError {
                 vec![],
             ),
             Self::Service(
-                ServiceError::Store(_)
-                | ServiceError::Queue(_)
-                | ServiceError::Scheduler(_)
-                | ServiceError::FirstKey(_),
+                ServiceError::Store(_) | ServiceError::Dependency(_) | ServiceError::FirstKey(_),
             ) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",

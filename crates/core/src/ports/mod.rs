@@ -2,6 +2,7 @@
 //! (SQLite and SMTP in `notify-local`, AWS in `notify-aws`) and in `crate::memory` for tests.
 
 mod clock;
+mod dependency_error;
 mod email_sender;
 mod first_key;
 mod queues;
@@ -10,6 +11,7 @@ mod sms_sender;
 mod store;
 
 pub use clock::{Clock, SystemClock};
+pub use dependency_error::{Dependency, DependencyError};
 pub use email_sender::{EmailSender, OutgoingEmail};
 pub use first_key::{FirstKey, StaticKey};
 pub use queues::{MAX_QUEUE_DELAY, QueueError, Queues};

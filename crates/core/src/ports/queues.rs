@@ -2,34 +2,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::BoxError;
+use super::DependencyError;
 use crate::jobs::{Chore, DispatchJob, FanoutJob};
 
-/// A queue refused or failed a message; `source` is the queue's own error, for the log.
-#[derive(Debug, thiserror::Error)]
-#[error("queue: {context}")]
-pub struct QueueError {
-    pub context: String,
-    #[source]
-    pub source: Option<BoxError>,
-}
-
-impl QueueError {
-    pub fn new(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
-        Self {
-            context: context.into(),
-            source: Some(source.into()),
-        }
-    }
-
-    /// An error with no underlying cause (a message the queue refused, with its code).
-    pub fn msg(context: impl Into<String>) -> Self {
-        Self {
-            context: context.into(),
-            source: None,
-        }
-    }
-}
+/// A queue failed: a `DependencyError` whose `dependency` is `Queue`.
+pub type QueueError = DependencyError;
 
 /// The longest a queue holds a message back: SQS's `DelaySeconds` limit (15 minutes).
 pub const MAX_QUEUE_DELAY: Duration = Duration::from_secs(900);

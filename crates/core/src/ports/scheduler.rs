@@ -1,33 +1,11 @@
 use async_trait::async_trait;
 use jiff::Timestamp;
 
-use super::BoxError;
+use super::DependencyError;
 use crate::domain::NotificationId;
 
-/// The scheduler failed; `source` is its own error, for the log.
-#[derive(Debug, thiserror::Error)]
-#[error("scheduler: {context}")]
-pub struct SchedulerError {
-    pub context: String,
-    #[source]
-    pub source: Option<BoxError>,
-}
-
-impl SchedulerError {
-    pub fn new(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
-        Self {
-            context: context.into(),
-            source: Some(source.into()),
-        }
-    }
-
-    pub fn msg(context: impl Into<String>) -> Self {
-        Self {
-            context: context.into(),
-            source: None,
-        }
-    }
-}
+/// The scheduler failed: a `DependencyError` whose `dependency` is `Scheduler`.
+pub type SchedulerError = DependencyError;
 
 /// One-shot schedules, one per notification, named after it. When one fires, the adapter puts
 /// `FanoutJob { notification_id }` on the fanout queue.

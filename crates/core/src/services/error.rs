@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::ports::{BoxError, QueueError, SchedulerError, StoreError};
+use crate::ports::{BoxError, DependencyError, StoreError};
 
 /// One invalid field of a request, named by its JSON path (`to.email`, `channels[1]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -22,10 +22,9 @@ pub enum ServiceError {
     Conflict(String),
     #[error(transparent)]
     Store(StoreError),
+    /// A queue or the scheduler.
     #[error(transparent)]
-    Queue(#[from] QueueError),
-    #[error(transparent)]
-    Scheduler(#[from] SchedulerError),
+    Dependency(#[from] DependencyError),
     /// The deployment's first API key could not be read (its secret, on AWS).
     #[error("the first API key could not be read")]
     FirstKey(#[source] BoxError),
