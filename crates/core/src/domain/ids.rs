@@ -93,7 +93,7 @@ macro_rules! made_id {
 
             pub fn generate(at: jiff::Timestamp) -> Self {
                 let ms = u64::try_from(at.as_millisecond()).unwrap_or(0);
-                let ulid = ulid::Ulid::from_parts(ms, rand_u128());
+                let ulid = ulid::Ulid::from_parts(ms, random_part(ms));
                 Self(format!(
                     "{}{}",
                     Self::PREFIX,
@@ -131,6 +131,23 @@ made_id!(
     "key_",
     "an API key id"
 );
+
+/// The random part of the next id made at `ms`. Within one millisecond it is one more than the
+/// last one's (the ULID spec's monotonic mode), so that the ids one process makes in the same
+/// millisecond sort in the order it made them (lists are newest first by id); a new millisecond
+/// starts from a fresh draw. Ids of different processes in one millisecond still have no order.
+fn random_part(ms: u64) -> u128 {
+    use std::sync::{Mutex, PoisonError};
+    const MAX: u128 = (1 << 80) - 1;
+    static LAST: Mutex<(u64, u128)> = Mutex::new((0, 0));
+    let mut last = LAST.lock().unwrap_or_else(PoisonError::into_inner);
+    let next = match *last {
+        (at, random) if at == ms && random < MAX => random + 1,
+        _ => rand_u128(),
+    };
+    *last = (ms, next);
+    next
+}
 
 fn rand_u128() -> u128 {
     // ulid's own generator draws from `rand`; a ULID only needs uniqueness, so the std hasher's
@@ -194,6 +211,18 @@ mod tests {
         assert!(NotificationId::parse("abc").is_err());
         let c = NotificationId::generate(jiff::Timestamp::from_millisecond(1_000).unwrap());
         assert_ne!(a, c);
+    }
+
+    #[test]
+    fn ids_made_in_one_millisecond_sort_in_the_order_they_were_made() {
+        let at = jiff::Timestamp::from_millisecond(1_700_000_000_000).unwrap();
+        let ids: Vec<_> = (0..1000).map(|_| NotificationId::generate(at)).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "not in order: {ids:?}");
+        let later = NotificationId::generate(
+            at.checked_add(jiff::SignedDuration::from_millis(1))
+                .unwrap(),
+        );
+        assert!(ids.last().unwrap() < &later);
     }
 
     #[test]
