@@ -87,7 +87,7 @@ impl ApiKeys {
     /// Whether a request with `secret` may go on: a known key within its rate.
     pub async fn authorize(&self, secret: &str) -> Result<Access, ServiceError> {
         let hash = secret_hash(secret);
-        if !self.check_hash(&hash).await? {
+        if !self.is_known(&hash).await? {
             return Ok(Access::Unknown);
         }
         match self.limit.as_ref().map(|l| l.take(&hash)) {
@@ -96,13 +96,8 @@ impl ApiKeys {
         }
     }
 
-    /// Whether `secret` is the first key or a key that exists.
-    pub async fn check(&self, secret: &str) -> Result<bool, ServiceError> {
-        self.check_hash(&secret_hash(secret)).await
-    }
-
-    async fn check_hash(&self, hash: &str) -> Result<bool, ServiceError> {
-        let hash = hash.to_owned();
+    /// Whether `hash` is the first key's or a stored key's (from the cache within its TTL).
+    async fn is_known(&self, hash: &str) -> Result<bool, ServiceError> {
         let first = self
             .first_hash
             .get_or_try_init(|| async { self.first.secret().await.map(|s| secret_hash(&s)) })
@@ -112,11 +107,11 @@ impl ApiKeys {
             return Ok(true);
         }
         let now = Instant::now();
-        let cached = self.cache.lock().unwrap().get(&hash).copied();
+        let cached = self.cache.lock().unwrap().get(hash).copied();
         let entry = match cached {
             Some(c) if now.duration_since(c.checked) < self.ttl => c,
             _ => {
-                let found = self.store.find_api_key(&hash).await?;
+                let found = self.store.find_api_key(hash).await?;
                 Cached {
                     valid: found.is_some(),
                     checked: now,
@@ -129,13 +124,13 @@ impl ApiKeys {
                 .touched
                 .is_none_or(|t| now.duration_since(t) >= TOUCH_EVERY);
         self.remember(
-            hash.clone(),
+            hash.to_owned(),
             Cached {
                 touched: if touch { Some(now) } else { entry.touched },
                 ..entry
             },
         );
-        if touch && let Err(e) = self.store.touch_api_key(&hash, self.clock.now()).await {
+        if touch && let Err(e) = self.store.touch_api_key(hash, self.clock.now()).await {
             tracing::warn!(error = %error_chain(&e), "could not record an API key's use");
         }
         Ok(entry.valid)
@@ -221,30 +216,25 @@ mod tests {
         )
     }
 
+    async fn known(keys: &ApiKeys, secret: &str) -> bool {
+        keys.authorize(secret).await.unwrap() == Access::Allowed
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_revoked_key_stops_here_at_once_and_elsewhere_within_the_ttl() {
         let store = Arc::new(MemoryStore::default());
         let here = keys(store.clone(), Duration::from_secs(30));
         let elsewhere = keys(store.clone(), Duration::from_secs(30));
-        assert!(here.check("nk_first").await.unwrap());
-        assert!(!here.check("nk_unknown").await.unwrap());
+        assert!(known(&here, "nk_first").await);
+        assert!(!known(&here, "nk_unknown").await);
         let new = here.create("ci".into()).await.unwrap();
-        assert!(here.check(&new.secret).await.unwrap());
-        assert!(elsewhere.check(&new.secret).await.unwrap());
+        assert!(known(&here, &new.secret).await);
+        assert!(known(&elsewhere, &new.secret).await);
         here.revoke(&new.key.id).await.unwrap();
-        assert!(
-            !here.check(&new.secret).await.unwrap(),
-            "at once where revoked"
-        );
-        assert!(
-            elsewhere.check(&new.secret).await.unwrap(),
-            "cached elsewhere"
-        );
+        assert!(!known(&here, &new.secret).await, "at once where revoked");
+        assert!(known(&elsewhere, &new.secret).await, "cached elsewhere");
         tokio::time::advance(Duration::from_secs(31)).await;
-        assert!(
-            !elsewhere.check(&new.secret).await.unwrap(),
-            "gone after the ttl"
-        );
+        assert!(!known(&elsewhere, &new.secret).await, "gone after the ttl");
         assert!(matches!(
             here.revoke(&new.key.id).await,
             Err(ServiceError::NotFound(_))
@@ -277,11 +267,11 @@ mod tests {
         let store = Arc::new(MemoryStore::default());
         let k = keys(store.clone(), Duration::from_secs(1));
         let new = k.create("ci".into()).await.unwrap();
-        assert!(k.check(&new.secret).await.unwrap());
+        assert!(known(&k, &new.secret).await);
         let first_use = store.list_api_keys().await.unwrap()[0].last_used_at;
         assert!(first_use.is_some());
         tokio::time::advance(Duration::from_secs(5)).await;
-        assert!(k.check(&new.secret).await.unwrap());
+        assert!(known(&k, &new.secret).await);
         assert_eq!(
             store.list_api_keys().await.unwrap()[0].last_used_at,
             first_use
