@@ -4,12 +4,12 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
     ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
+use aws_types::SdkConfig;
 use serde_json::Value;
 
 use notify_aws::config::AwsConfig;
@@ -83,16 +83,14 @@ impl Drop for Moto {
     }
 }
 
+/// The functions' SDK configuration, pointed at `endpoint` (moto or the fault proxy).
 pub async fn sdk_config(endpoint: &str) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "testing", "testing", None, None, "moto",
-        ))
-        .retry_config(notify_aws::wiring::retry_config())
-        .load()
-        .await
+    notify_aws::wiring::sdk_config_with(
+        "us-east-1".into(),
+        aws_sdk_dynamodb::config::Credentials::new("testing", "testing", None, None, "moto"),
+        Some(endpoint.into()),
+        notify_aws::wiring::https_client(false),
+    )
 }
 
 /// The fault proxy (`aws_fault_proxy.py`) in front of moto.
@@ -358,6 +356,20 @@ impl AwsWorld {
             fanout_dlq_url,
             dispatch_dlq_url,
         }
+    }
+
+    /// The secret that `template.yaml` generates for the stack's first API key, holding
+    /// `value` (made straight in moto); its ARN.
+    pub async fn first_key_secret(&self, value: &str) -> String {
+        aws_sdk_secretsmanager::Client::new(&self.direct)
+            .create_secret()
+            .name("notify-api-key")
+            .secret_string(value)
+            .send()
+            .await
+            .expect("create the API key secret in moto")
+            .arn
+            .unwrap()
     }
 
     pub fn sqs(&self) -> aws_sdk_sqs::Client {

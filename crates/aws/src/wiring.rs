@@ -4,7 +4,18 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_smithy_async::rt::sleep::TokioSleep;
+use aws_smithy_async::time::SystemTimeSource;
+use aws_smithy_runtime_api::client::behavior_version::BehaviorVersion;
+use aws_smithy_types::retry::RetryConfig;
+use aws_types::SdkConfig;
+use aws_types::region::Region;
+use tracing::Level;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use notify_core::backoff::Backoff;
 use notify_core::domain::EmailAddress;
@@ -23,35 +34,86 @@ use crate::scheduler::EventBridgeScheduler;
 use crate::sms::SnsSms;
 use crate::store::DynamoStore;
 
-/// JSON logs, as CloudWatch Logs Insights reads them; the level from `RUST_LOG` (default info).
+/// JSON logs, as CloudWatch Logs Insights reads them; the levels from `RUST_LOG` (default info):
+/// a level, or `target=level` pairs (`info,notify_core=debug`). Targets only: `EnvFilter`'s span
+/// and field filters would link a regex engine into every function for a feature nobody sets.
 pub fn init_tracing() {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let (levels, bad) = match rust_log.as_deref().map(str::parse::<Targets>) {
+        Some(Ok(levels)) => (levels, None),
+        Some(Err(e)) => (Targets::new().with_default(Level::INFO), Some(e)),
+        None => (Targets::new().with_default(Level::INFO), None),
+    };
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_current_span(false)
+                .without_time()
+                .with_target(false),
         )
-        .with_current_span(false)
-        .without_time()
-        .with_target(false)
+        .with(levels)
         .init();
+    if let Some(e) = bad {
+        tracing::warn!(error = %e, "RUST_LOG is not a level or target=level list; logging at info");
+    }
 }
 
-/// The SDK configuration from the environment (region, credentials, `AWS_ENDPOINT_URL`).
-pub async fn sdk_config() -> SdkConfig {
+/// The SDK configuration the way Lambda hands it to a function: the region in `AWS_REGION`, the
+/// execution role's credentials in `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and
+/// `AWS_SESSION_TOKEN`, and `AWS_ENDPOINT_URL` when set (an emulator). Not the SDK's default
+/// chain: it looks for profile files, SSO, web identity, ECS and the instance metadata service,
+/// none of which a Lambda function has, and links them all in (STS and SSO clients included).
+pub fn sdk_config() -> anyhow::Result<SdkConfig> {
+    let var = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .with_context(|| format!("{name} is not set (Lambda sets it for every function)"))
+    };
+    let credentials = Credentials::new(
+        var("AWS_ACCESS_KEY_ID")?,
+        var("AWS_SECRET_ACCESS_KEY")?,
+        var("AWS_SESSION_TOKEN").ok(),
+        None,
+        "lambda-environment",
+    );
     let native_roots = std::env::var("NOTIFY_TLS_ROOTS").is_ok_and(|v| v == "native");
-    aws_config::defaults(BehaviorVersion::latest())
-        .http_client(https_client(native_roots))
+    Ok(sdk_config_with(
+        var("AWS_REGION")?,
+        credentials,
+        var("AWS_ENDPOINT_URL").ok(),
+        https_client(native_roots),
+    ))
+}
+
+/// The SDK configuration from its parts, with this project's retries.
+pub fn sdk_config_with(
+    region: String,
+    credentials: Credentials,
+    endpoint_url: Option<String>,
+    http_client: aws_smithy_runtime_api::client::http::SharedHttpClient,
+) -> SdkConfig {
+    let builder = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region))
+        .credentials_provider(SharedCredentialsProvider::new(credentials))
+        .http_client(http_client)
         .retry_config(retry_config())
-        .load()
-        .await
+        .sleep_impl(TokioSleep::new())
+        .time_source(SystemTimeSource::new());
+    match endpoint_url {
+        Some(url) => builder.endpoint_url(url).build(),
+        None => builder.build(),
+    }
 }
 
 /// The SDK's standard retries (throttling, 5xx, timeouts; jittered exponential backoff), with
 /// five attempts instead of three, since DynamoDB and SQS throttle and fail in bursts, and
 /// pauses of at most 2 s instead of 20, so that a call ends well within a function's timeout
 /// (a call still failing is retried by the queue, later).
-pub fn retry_config() -> aws_config::retry::RetryConfig {
-    aws_config::retry::RetryConfig::standard()
+pub fn retry_config() -> RetryConfig {
+    RetryConfig::standard()
         .with_max_attempts(5)
         .with_max_backoff(std::time::Duration::from_secs(2))
 }
@@ -59,8 +121,8 @@ pub fn retry_config() -> aws_config::retry::RetryConfig {
 /// Sends to SES and SNS: one quick retry at most. Dispatch paces and retries sends itself,
 /// against the invocation's deadline; the SDK's own pauses would hide the time a send takes,
 /// and a send cut off by Lambda's timeout may have happened without being recorded.
-pub fn send_retry_config() -> aws_config::retry::RetryConfig {
-    aws_config::retry::RetryConfig::standard()
+pub fn send_retry_config() -> RetryConfig {
+    RetryConfig::standard()
         .with_max_attempts(2)
         .with_max_backoff(std::time::Duration::from_millis(200))
 }

@@ -8,7 +8,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     wiring::init_tracing();
     metrics::init("api");
     let config = AwsConfig::from_env()?;
-    let sdk = wiring::sdk_config().await;
+    let sdk = wiring::sdk_config()?;
     // The metrics of each request go to the log as it ends.
     let router = wiring::api(&config, &sdk, wiring::first_key(&sdk)?).layer(
         axum::middleware::map_response(|response: axum::response::Response| async move {

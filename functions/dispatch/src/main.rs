@@ -9,7 +9,7 @@ async fn main() -> Result<(), Error> {
     wiring::init_tracing();
     metrics::init("dispatch");
     let config = AwsConfig::from_env()?;
-    let sdk = wiring::sdk_config().await;
+    let sdk = wiring::sdk_config()?;
     let dispatch = &wiring::dispatch(&config, &sdk)?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let deadline = handlers::deadline_from_epoch_millis(event.context.deadline);

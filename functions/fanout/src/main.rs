@@ -10,7 +10,7 @@ async fn main() -> Result<(), Error> {
     wiring::init_tracing();
     metrics::init("fanout");
     let config = AwsConfig::from_env()?;
-    let sdk = wiring::sdk_config().await;
+    let sdk = wiring::sdk_config()?;
     let fanout = &wiring::fanout(&config, &sdk);
     let max_receives = config.fanout_max_receives;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
