@@ -31,16 +31,7 @@ async fn the_first_key_is_read_at_the_first_request_not_at_init() {
         ..WorldOptions::default()
     })
     .await;
-    let secrets = aws_sdk_secretsmanager::Client::new(&w.direct);
-    let arn = secrets
-        .create_secret()
-        .name("first-key")
-        .secret_string("nk_from_the_secret")
-        .send()
-        .await
-        .unwrap()
-        .arn
-        .unwrap();
+    let arn = w.first_key_secret("nk_from_the_secret").await;
     let proxy = w.proxy.as_ref().unwrap();
     let reads = || async {
         proxy.report().await["calls"]["secretsmanager.GetSecretValue"]

@@ -3,6 +3,7 @@
 
 mod adapters;
 mod api_keys;
+mod binaries;
 mod calls;
 mod chaos;
 mod chores;

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 pub mod aws;
 pub mod faults;
 pub mod lambdas;
+pub mod runtime_api;
 pub mod sim;
 
 pub fn free_port() -> u16 {
