@@ -7,8 +7,10 @@
 //!
 //! ./scripts/test --no-run  (sets up .venv), then:
 //! cargo run --release -p notify-bench --bin cold_start [-- RUNS]
-//! (it builds the functions and the floor with `cargo build --release` first).
-//! With `NOTIFY_BENCH_BASELINE=DIR[:DIR...]` (copies of earlier `target/release/{api,fanout,dispatch}`),
+//! (it builds the functions and the floor with `cargo build --release` first: the functions as
+//! the Lambda build makes them, non-PIE (`.cargo/config.toml`), for this machine's target; the
+//! floor as a default hello-world build).
+//! With `NOTIFY_BENCH_BASELINE=DIR[:DIR...]` (copies of earlier builds of `api`, `fanout`, `dispatch`),
 //! each function's earlier builds run in the same session, in the rows below it, named by their
 //! directory.
 
@@ -61,10 +63,22 @@ async fn start_once(binary: &PathBuf, env: &[(String, String)], event: &str) -> 
     }
 }
 
-fn cargo_build(args: &[&str]) {
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release"])
-        .args(args)
+/// This machine's target, named as the Lambda build names its own (`aarch64-unknown-linux-gnu`).
+fn native_target() -> String {
+    format!("{}-unknown-linux-gnu", std::env::consts::ARCH)
+}
+
+/// The flags `.cargo/config.toml` gives the Lambda target, here for the native one. With
+/// `--target`, they reach the functions' crates and not the build scripts and proc macros.
+const LAMBDA_RUSTFLAGS: &str = "-C relocation-model=static";
+
+fn cargo_build(args: &[&str], rustflags: Option<&str>) {
+    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cargo.args(["build", "--release"]).args(args);
+    if let Some(flags) = rustflags {
+        cargo.env("RUSTFLAGS", flags);
+    }
+    let status = cargo
         .current_dir(repo_root())
         .status()
         .expect("run cargo build");
@@ -89,8 +103,20 @@ async fn main() {
         .unwrap_or(20);
     // The functions on their own, as `cargo lambda build --package` builds them: built beside
     // the bench, they would get the features its dependencies turn on in shared crates.
-    cargo_build(&["-p", "api", "-p", "fanout", "-p", "dispatch"]);
-    cargo_build(&["-p", "notify-bench", "--bin", "hello_lambda"]);
+    cargo_build(
+        &[
+            "--target",
+            &native_target(),
+            "-p",
+            "api",
+            "-p",
+            "fanout",
+            "-p",
+            "dispatch",
+        ],
+        Some(LAMBDA_RUSTFLAGS),
+    );
+    cargo_build(&["-p", "notify-bench", "--bin", "hello_lambda"], None);
     let baselines: Vec<PathBuf> = std::env::var_os("NOTIFY_BENCH_BASELINE")
         .map(|dirs| std::env::split_paths(&dirs).collect())
         .unwrap_or_default();
@@ -125,7 +151,7 @@ async fn main() {
         ),
     ];
     println!(
-        "{runs} cold starts each, native release builds ({}), AWS on moto over loopback",
+        "{runs} cold starts each, native release builds ({}; the functions non-PIE as on Lambda), AWS on moto over loopback",
         std::env::consts::ARCH
     );
     println!(
@@ -135,11 +161,11 @@ async fn main() {
     let mut entries = Vec::new();
     for (label, bin, event) in functions {
         let _: Value = serde_json::from_str(&event).expect("events are JSON");
-        entries.push((
-            label.to_owned(),
-            target_dir().join("release").join(bin),
-            event.clone(),
-        ));
+        let built = match bin {
+            "hello_lambda" => target_dir().join("release"),
+            _ => target_dir().join(native_target()).join("release"),
+        };
+        entries.push((label.to_owned(), built.join(bin), event.clone()));
         for dir in baselines.iter().filter(|_| bin != "hello_lambda") {
             if dir.join(bin).exists() {
                 let name = dir.file_name().unwrap_or_default().to_string_lossy();
