@@ -94,7 +94,7 @@ pub fn sdk_config_with(
     endpoint_url: Option<String>,
     http_client: aws_smithy_runtime_api::client::http::SharedHttpClient,
 ) -> SdkConfig {
-    let builder = SdkConfig::builder()
+    let mut builder = SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(region))
         .credentials_provider(SharedCredentialsProvider::new(credentials))
@@ -102,10 +102,8 @@ pub fn sdk_config_with(
         .retry_config(retry_config())
         .sleep_impl(TokioSleep::new())
         .time_source(SystemTimeSource::new());
-    match endpoint_url {
-        Some(url) => builder.endpoint_url(url).build(),
-        None => builder.build(),
-    }
+    builder.set_endpoint_url(endpoint_url);
+    builder.build()
 }
 
 /// The SDK's standard retries (throttling, 5xx, timeouts; jittered exponential backoff), with
