@@ -8,8 +8,8 @@
 //! ./scripts/test --no-run  (sets up .venv), then:
 //! cargo run --release -p notify-bench --bin cold_start [-- RUNS]
 //! (it builds the functions and the floor with `cargo build --release` first: the functions as
-//! the Lambda build makes them, non-PIE (`.cargo/config.toml`), for this machine's target; the
-//! floor as a default hello-world build).
+//! the Lambda build makes them, with the rustflags `.cargo/config.toml` gives the Lambda target
+//! (non-PIE), for this machine's target; the floor as a default hello-world build).
 //! With `NOTIFY_BENCH_BASELINE=DIR[:DIR...]` (copies of earlier builds of `api`, `fanout`, `dispatch`),
 //! each function's earlier builds run in the same session, in the rows below it, named by their
 //! directory.
@@ -68,9 +68,28 @@ fn native_target() -> String {
     format!("{}-unknown-linux-gnu", std::env::consts::ARCH)
 }
 
-/// The flags `.cargo/config.toml` gives the Lambda target, here for the native one. With
-/// `--target`, they reach the functions' crates and not the build scripts and proc macros.
-const LAMBDA_RUSTFLAGS: &str = "-C relocation-model=static";
+/// The flags `.cargo/config.toml` gives the Lambda target (none if it has no section), to build
+/// the native copies alike. With `--target`, they reach the functions' crates and not the build
+/// scripts and proc macros.
+fn lambda_rustflags() -> String {
+    let path = repo_root().join(".cargo/config.toml");
+    let config: toml::Table = std::fs::read_to_string(&path)
+        .map(|text| text.parse().expect(".cargo/config.toml is TOML"))
+        .unwrap_or_default();
+    config
+        .get("target")
+        .and_then(|t| t.get("aarch64-unknown-linux-gnu"))
+        .and_then(|t| t.get("rustflags"))
+        .and_then(|f| f.as_array())
+        .map(|flags| {
+            flags
+                .iter()
+                .map(|f| f.as_str().expect("rustflags are strings"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
+}
 
 fn cargo_build(args: &[&str], rustflags: Option<&str>) {
     let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
@@ -114,7 +133,7 @@ async fn main() {
             "-p",
             "dispatch",
         ],
-        Some(LAMBDA_RUSTFLAGS),
+        Some(&lambda_rustflags()),
     );
     cargo_build(&["-p", "notify-bench", "--bin", "hello_lambda"], None);
     let baselines: Vec<PathBuf> = std::env::var_os("NOTIFY_BENCH_BASELINE")
@@ -151,8 +170,9 @@ async fn main() {
         ),
     ];
     println!(
-        "{runs} cold starts each, native release builds ({}; the functions non-PIE as on Lambda), AWS on moto over loopback",
-        std::env::consts::ARCH
+        "{runs} cold starts each, native release builds ({}; the functions with the Lambda target's rustflags: {:?}), AWS on moto over loopback",
+        std::env::consts::ARCH,
+        lambda_rustflags()
     );
     println!(
         "{:<30} {:>10} {:>10} {:>12} {:>12} {:>9} {:>8}",
