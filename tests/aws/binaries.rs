@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use notify_tests::aws::{AwsWorld, WorldOptions, api_event};
-use notify_tests::runtime_api::{Answer, RuntimeApi, lambda_environment, stack_environment};
+use notify_tests::runtime_api::{Answer, RuntimeApi};
 use serde_json::{Value, json};
 
 /// `NOTIFY_FUNCTIONS_DIR` (`scripts/test` builds the functions there), else the test binary's
@@ -49,8 +49,7 @@ async fn invoke(world: &AwsWorld, secret_arn: &str, function: &str, event: &Valu
     let _child = Killed(
         Command::new(function_binary(function))
             .env_clear()
-            .envs(lambda_environment())
-            .envs(stack_environment(&world.config, secret_arn))
+            .envs(world.function_environment(function, secret_arn))
             .env("AWS_ENDPOINT_URL", &proxy.endpoint)
             .env("AWS_LAMBDA_RUNTIME_API", runtime.address.to_string())
             .stdout(Stdio::null())

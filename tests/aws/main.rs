@@ -3,6 +3,7 @@
 
 mod adapters;
 mod api_keys;
+mod aws_local;
 mod binaries;
 mod calls;
 mod chaos;

@@ -1,63 +1,38 @@
-//! moto in server mode on a free loopback port (see `moto_server.py` for its one change), and the
+//! moto in server mode on a free loopback port (`notify_aws_local::emulator`), and the
 //! resources of `template.yaml` made in it.
 
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
-};
-use aws_sdk_sqs::types::QueueAttributeName;
 use aws_types::SdkConfig;
 use serde_json::Value;
 
 use notify_aws::config::AwsConfig;
+use notify_aws_local::emulator;
+use notify_aws_local::stack::{Stack, StackOptions};
+use notify_aws_local::template::Template;
 
-use super::{free_port, python, wait_until};
+use super::python;
 
 pub const API_KEY: &str = "local-dev-key";
 
+/// moto (`notify_aws_local::emulator::Moto`), with the readers the tests use.
 pub struct Moto {
-    child: Child,
+    inner: emulator::Moto,
     pub endpoint: String,
 }
 
 impl Moto {
     pub async fn start() -> Self {
-        let port = free_port();
-        let script = super::repo_root().join("tests/support/moto_server.py");
-        let child = Command::new(python())
-            .arg(&script)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "start {} (run ./scripts/test to set up .venv): {e}",
-                    script.display()
-                )
-            });
-        let up = wait_until(Duration::from_secs(30), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        })
-        .await;
-        assert!(up, "moto did not start on port {port}");
-        Self {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        }
+        let inner = emulator::Moto::start(&python(), 0)
+            .await
+            .expect("start moto (run ./scripts/test to set up .venv)");
+        let endpoint = inner.endpoint.clone();
+        Self { inner, endpoint }
     }
 
     /// What moto recorded: `ses.RawMessage`, `sns.SMS`, ...
     pub async fn sent(&self) -> Value {
-        reqwest::get(format!("{}/moto-api/data.json", self.endpoint))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.inner.sent().await.expect("moto's data.json")
     }
 
     /// Each `{"source", "destinations", "raw_data", "id"}`.
@@ -76,48 +51,26 @@ impl Moto {
     }
 }
 
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The functions' SDK configuration, pointed at `endpoint` (moto or the fault proxy).
 pub async fn sdk_config(endpoint: &str) -> SdkConfig {
-    notify_aws::wiring::sdk_config_with(
-        "us-east-1".into(),
-        aws_sdk_dynamodb::config::Credentials::new("testing", "testing", None, None, "moto"),
-        Some(endpoint.into()),
-        notify_aws::wiring::https_client(false),
-    )
+    emulator::sdk_config(endpoint)
 }
 
-/// The fault proxy (`aws_fault_proxy.py`) in front of moto.
+/// The fault proxy (`crates/aws-local/aws_fault_proxy.py`) in front of moto.
 pub struct FaultProxy {
-    child: Child,
+    _inner: emulator::FaultProxy,
     pub endpoint: String,
 }
 
 impl FaultProxy {
     pub async fn start(upstream: &str, rates: &Value) -> Self {
-        let port = free_port();
-        let script = super::repo_root().join("tests/support/aws_fault_proxy.py");
-        let child = Command::new(python())
-            .arg(&script)
-            .args([port.to_string(), upstream.to_owned(), rates.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", script.display()));
-        let up = wait_until(Duration::from_secs(30), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        })
-        .await;
-        assert!(up, "the fault proxy did not start on port {port}");
+        let inner = emulator::FaultProxy::start(&python(), upstream, rates)
+            .await
+            .expect("start the fault proxy");
+        let endpoint = inner.endpoint.clone();
         Self {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
+            _inner: inner,
+            endpoint,
         }
     }
 
@@ -140,13 +93,6 @@ impl FaultProxy {
             .json()
             .await
             .unwrap()
-    }
-}
-
-impl Drop for FaultProxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -182,34 +128,8 @@ pub struct AwsWorld {
     pub config: AwsConfig,
     pub fanout_dlq_url: String,
     pub dispatch_dlq_url: String,
-}
-
-async fn queue(
-    sqs: &aws_sdk_sqs::Client,
-    name: &str,
-    visibility: u32,
-    dlq_arn: Option<&str>,
-) -> (String, String) {
-    let mut req = sqs.create_queue().queue_name(name).attributes(
-        QueueAttributeName::VisibilityTimeout,
-        visibility.to_string(),
-    );
-    if let Some(arn) = dlq_arn {
-        req = req.attributes(
-            QueueAttributeName::RedrivePolicy,
-            format!(r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":"5"}}"#),
-        );
-    }
-    let url = req.send().await.unwrap().queue_url.unwrap();
-    let attrs = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap();
-    let arn = attrs.attributes.unwrap()[&QueueAttributeName::QueueArn].clone();
-    (url, arn)
+    /// What was made, by logical id.
+    pub stack: Stack,
 }
 
 impl AwsWorld {
@@ -217,127 +137,48 @@ impl AwsWorld {
         Self::start_with(WorldOptions::default()).await
     }
 
+    /// The stack made from `template.yaml` itself (`notify_aws_local::stack`), and the
+    /// configuration the template gives the functions, with changes so that tests wait less:
+    /// retries come back after 1 s instead of 5, and the dispatch queue redrives after 5
+    /// receives instead of 10 (its functions told so, as the template tells them its count).
     pub async fn start_with(options: WorldOptions) -> Self {
         let moto = Moto::start().await;
         let sdk = sdk_config(&moto.endpoint).await;
-        let ddb = aws_sdk_dynamodb::Client::new(&sdk);
-        let attr = |name: &str| {
-            AttributeDefinition::builder()
-                .attribute_name(name)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap()
-        };
-        let key = |name: &str, t: KeyType| {
-            KeySchemaElement::builder()
-                .attribute_name(name)
-                .key_type(t)
-                .build()
-                .unwrap()
-        };
-        let gsi = |n: &str| {
-            GlobalSecondaryIndex::builder()
-                .index_name(n)
-                .key_schema(key(&format!("{n}PK"), KeyType::Hash))
-                .key_schema(key(&format!("{n}SK"), KeyType::Range))
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::All)
-                        .build(),
-                )
-                .build()
-                .unwrap()
-        };
-        ddb.create_table()
-            .table_name("notify")
-            .billing_mode(BillingMode::PayPerRequest)
-            .set_attribute_definitions(Some(
-                ["PK", "SK", "GSI1PK", "GSI1SK", "GSI2PK", "GSI2SK"]
-                    .iter()
-                    .map(|a| attr(a))
-                    .collect(),
-            ))
-            .key_schema(key("PK", KeyType::Hash))
-            .key_schema(key("SK", KeyType::Range))
-            .global_secondary_indexes(gsi("GSI1"))
-            .global_secondary_indexes(gsi("GSI2"))
-            .send()
-            .await
-            .unwrap();
-        ddb.update_time_to_live()
-            .table_name("notify")
-            .time_to_live_specification(
-                TimeToLiveSpecification::builder()
-                    .attribute_name("ttl")
-                    .enabled(true)
-                    .build()
-                    .unwrap(),
-            )
-            .send()
-            .await
-            .unwrap();
-
-        let sqs = aws_sdk_sqs::Client::new(&sdk);
-        let (fanout_dlq_url, fanout_dlq_arn) = queue(&sqs, "notify-fanout-dlq", 30, None).await;
-        let (dispatch_dlq_url, dispatch_dlq_arn) =
-            queue(&sqs, "notify-dispatch-dlq", 30, None).await;
-        let (_, scheduler_dlq_arn) = queue(&sqs, "notify-scheduler-dlq", 30, None).await;
-        let (fanout_url, fanout_arn) = queue(
-            &sqs,
-            "notify-fanout",
-            options.fanout_visibility,
-            Some(&fanout_dlq_arn),
+        let template = Template::load(&super::repo_root().join("template.yaml")).unwrap();
+        let stack = Stack::create(
+            &sdk,
+            &template,
+            &StackOptions {
+                name: "notify".into(),
+                parameters: [("SenderAddress".into(), "notify@example.com".into())].into(),
+                visibility_timeouts: [
+                    ("FanoutQueue".into(), options.fanout_visibility),
+                    ("DispatchQueue".into(), options.dispatch_visibility),
+                ]
+                .into(),
+                // A message that keeps failing reaches its dead-letter queue after 5 receives
+                // instead of 10: with retries doubling from 1 s, in about 30 s instead of 9 min.
+                max_receive_counts: [("DispatchQueue".into(), 5)].into(),
+                environment: vec![("NOTIFY_DISPATCH_MAX_RECEIVES".into(), "5".into())],
+                secret_values: [("ApiKeySecret".into(), API_KEY.into())].into(),
+            },
         )
-        .await;
-        let (dispatch_url, _) = queue(
-            &sqs,
-            "notify-dispatch",
-            options.dispatch_visibility,
-            Some(&dispatch_dlq_arn),
-        )
-        .await;
-
-        aws_sdk_scheduler::Client::new(&sdk)
-            .create_schedule_group()
-            .name("notify-sends")
-            .send()
-            .await
-            .unwrap();
-        aws_sdk_sesv2::Client::new(&sdk)
-            .create_email_identity()
-            .email_identity("example.com")
-            .send()
-            .await
-            .unwrap();
-
-        let config = AwsConfig {
-            table: "notify".into(),
-            fanout_queue_url: fanout_url,
-            dispatch_queue_url: dispatch_url,
-            fanout_queue_arn: fanout_arn,
-            schedule_group: "notify-sends".into(),
-            scheduler_role_arn: "arn:aws:iam::123456789012:role/notify-scheduler".into(),
-            scheduler_dlq_arn: Some(scheduler_dlq_arn),
-            email_from: "notify@example.com".into(),
-            ses_configuration_set: None,
-            max_attempts: 5,
-            recipients_per_job: 50,
-            fanout_page_size: 2000,
-            fanout_time_budget_secs: 40,
-            dispatch_time_budget_secs: 20,
-            email_per_second: None,
-            sms_per_second: None,
-            retry_base_secs: 1,
-            // As the test queues' redrive policy.
-            dispatch_max_receives: 5,
-            fanout_max_receives: 5,
-            queue_delay_max_secs: 900,
-            dispatch_send_reserve_ms: 5000,
-            dispatch_lease_secs: 40,
-            channel_pause_secs: 300,
-            api_key_cache_secs: 30,
-            api_key_rps: None,
-        };
+        .await
+        .expect("make the stack of template.yaml in moto");
+        // One configuration for the three functions: the union of what the template gives each.
+        let variables: HashMap<String, String> = stack
+            .functions
+            .iter()
+            .flat_map(|f| f.environment.iter().cloned())
+            .collect();
+        let mut config = AwsConfig::from_vars(&|name| variables.get(name).cloned())
+            .expect("the template's variables make a configuration");
+        config.retry_base_secs = 1;
+        let fanout_dlq_url = stack.queue_url("FanoutDeadLetterQueue").unwrap().to_owned();
+        let dispatch_dlq_url = stack
+            .queue_url("DispatchDeadLetterQueue")
+            .unwrap()
+            .to_owned();
         let direct = sdk.clone();
         let (proxy, sdk) = match &options.faults {
             Some(rates) => {
@@ -355,7 +196,34 @@ impl AwsWorld {
             config,
             fanout_dlq_url,
             dispatch_dlq_url,
+            stack,
         }
+    }
+
+    /// What Lambda and `template.yaml` give the function built as `binary` (`api`, `fanout`,
+    /// `dispatch`), with the first key's secret `api_key_secret_arn` and less logging; the
+    /// caller adds `AWS_LAMBDA_RUNTIME_API` and `AWS_ENDPOINT_URL`.
+    pub fn function_environment(
+        &self,
+        binary: &str,
+        api_key_secret_arn: &str,
+    ) -> Vec<(String, String)> {
+        let function = self
+            .stack
+            .functions
+            .iter()
+            .find(|f| f.binary == binary)
+            .unwrap_or_else(|| panic!("template.yaml has no function built as {binary}"));
+        let mut env =
+            notify_aws_local::lambda::lambda_environment(&function.logical_id, function.memory_mb);
+        env.extend(function.environment.iter().cloned());
+        env.retain(|(name, _)| name != "RUST_LOG" && name != "NOTIFY_API_KEY_SECRET_ARN");
+        env.push(("RUST_LOG".into(), "warn".into()));
+        env.push((
+            "NOTIFY_API_KEY_SECRET_ARN".into(),
+            api_key_secret_arn.into(),
+        ));
+        env
     }
 
     /// The secret that `template.yaml` generates for the stack's first API key, holding
@@ -443,21 +311,7 @@ impl AwsWorld {
 
 /// Received SQS messages as the Lambda event the event source mapping makes of them.
 pub fn sqs_event(messages: &[aws_sdk_sqs::types::Message]) -> aws_lambda_events::sqs::SqsEvent {
-    let records: Vec<Value> = messages
-        .iter()
-        .map(|m| {
-            serde_json::json!({
-                "messageId": m.message_id(),
-                "receiptHandle": m.receipt_handle(),
-                "body": m.body(),
-                "attributes": m.attributes().map(|a| a.iter().map(|(k, v)| (k.as_str().to_owned(), v.clone())).collect::<std::collections::HashMap<_, _>>()).unwrap_or_default(),
-                "messageAttributes": {},
-                "eventSource": "aws:sqs",
-                "awsRegion": "us-east-1",
-            })
-        })
-        .collect();
-    serde_json::from_value(serde_json::json!({"Records": records})).unwrap()
+    notify_aws_local::event_source::sqs_event(messages, "arn:aws:sqs:us-east-1:123456789012:notify")
 }
 
 /// An API Gateway (HTTP API, payload 2.0) event from `events/`, sent through the api handler.

@@ -6,18 +6,17 @@
 //! - Lambda's timeout: an invocation still running at its function's `Timeout` is killed (its
 //!   future dropped, wherever it is, a provider call included) and nothing of its batch is
 //!   deleted;
-//! - EventBridge Scheduler: a one-shot `at()` schedule fires "with 60 second precision", so at
-//!   the earliest moment that allows: the first second of the minute it names (before the
-//!   second it names, and at once for a schedule whose minute has come). Firing puts the
-//!   target's input on the target queue and deletes the schedule (ActionAfterCompletion DELETE).
+//! - EventBridge Scheduler, as `notify_aws_local::scheduler` plays it: a one-shot `at()`
+//!   schedule fires at the earliest moment its minute allows.
 
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use jiff::Timestamp;
 use notify_aws::handlers::{DispatchConsumer, dispatch_event, fanout_event};
+pub use notify_aws_local::scheduler::Fire;
+use notify_aws_local::scheduler::Scheduler;
 use notify_core::services::fanout::Fanout;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -43,14 +42,6 @@ impl Default for LambdaSettings {
             dispatch_concurrency: 2,
         }
     }
-}
-
-/// A schedule fire: its name, the time its expression names, and when it fired.
-#[derive(Debug, Clone)]
-pub struct Fire {
-    pub name: String,
-    pub named: Timestamp,
-    pub fired_at: Timestamp,
 }
 
 #[derive(Default)]
@@ -200,81 +191,26 @@ fn mapping(
     }
 }
 
-/// The time an `at(yyyy-mm-ddThh:mm:ss)` expression names, in UTC.
-pub fn at_time(expression: &str) -> Option<Timestamp> {
-    let inner = expression.strip_prefix("at(")?.strip_suffix(')')?;
-    let civil: jiff::civil::DateTime = inner.parse().ok()?;
-    civil
-        .to_zoned(jiff::tz::TimeZone::UTC)
-        .ok()
-        .map(|z| z.timestamp())
-}
-
 fn scheduler(
     world: &AwsWorld,
     stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     // EventBridge's own moves: straight to moto, never faulted.
-    let client = aws_sdk_scheduler::Client::new(&world.direct);
-    let sqs = aws_sdk_sqs::Client::new(&world.direct);
-    let group = world.config.schedule_group.clone();
-    let queues = [(
-        world.config.fanout_queue_arn.clone(),
-        world.config.fanout_queue_url.clone(),
-    )];
+    let mut scheduler = Scheduler::new(
+        &world.direct,
+        vec![world.config.schedule_group.clone()],
+        [(
+            world.config.fanout_queue_arn.clone(),
+            world.config.fanout_queue_url.clone(),
+        )]
+        .into(),
+    );
     async move {
         while !stop.load(Ordering::Relaxed) {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            let Ok(list) = client.list_schedules().group_name(&group).send().await else {
-                continue;
-            };
-            for summary in list.schedules() {
-                let Some(name) = summary.name() else { continue };
-                let Ok(s) = client
-                    .get_schedule()
-                    .name(name)
-                    .group_name(&group)
-                    .send()
-                    .await
-                else {
-                    continue;
-                };
-                let Some(named) = s.schedule_expression().and_then(at_time) else {
-                    continue;
-                };
-                let earliest =
-                    Timestamp::from_second(named.as_second().div_euclid(60) * 60).unwrap();
-                let now = Timestamp::now();
-                if now < earliest {
-                    continue;
-                }
-                let Some(target) = s.target() else { continue };
-                let Some((_, url)) = queues.iter().find(|(arn, _)| arn == target.arn()) else {
-                    continue;
-                };
-                if sqs
-                    .send_message()
-                    .queue_url(url)
-                    .message_body(target.input().unwrap_or_default())
-                    .send()
-                    .await
-                    .is_err()
-                {
-                    continue; // Scheduler retries a target it cannot reach
-                }
-                let _ = client
-                    .delete_schedule()
-                    .name(name)
-                    .group_name(&group)
-                    .send()
-                    .await;
-                stats.fires.lock().unwrap().push(Fire {
-                    name: name.to_owned(),
-                    named,
-                    fired_at: now,
-                });
-            }
+            let fired = scheduler.fire_due().await;
+            stats.fires.lock().unwrap().extend(fired);
         }
     }
 }

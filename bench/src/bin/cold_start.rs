@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use notify_tests::aws::AwsWorld;
 use notify_tests::repo_root;
-use notify_tests::runtime_api::{RuntimeApi, lambda_environment, stack_environment};
+use notify_tests::runtime_api::RuntimeApi;
 use serde_json::Value;
 
 struct Sample {
@@ -142,9 +142,13 @@ async fn main() {
 
     let world = AwsWorld::start().await;
     let secret_arn = world.first_key_secret("local-dev-key").await;
-    let mut env = lambda_environment();
-    env.extend(stack_environment(&world.config, &secret_arn));
-    env.push(("AWS_ENDPOINT_URL".into(), world.moto.endpoint.clone()));
+    // Each function with what Lambda and the template give it; the floor with the api's.
+    let env = |bin: &str| {
+        let function = if bin == "hello_lambda" { "api" } else { bin };
+        let mut env = world.function_environment(function, &secret_arn);
+        env.push(("AWS_ENDPOINT_URL".into(), world.moto.endpoint.clone()));
+        env
+    };
     let event =
         |name: &str| std::fs::read_to_string(repo_root().join("events").join(name)).unwrap();
     let functions = [
@@ -185,27 +189,32 @@ async fn main() {
             "hello_lambda" => target_dir().join("release"),
             _ => target_dir().join(native_target()).join("release"),
         };
-        entries.push((label.to_owned(), built.join(bin), event.clone()));
+        entries.push((label.to_owned(), built.join(bin), event.clone(), env(bin)));
         for dir in baselines.iter().filter(|_| bin != "hello_lambda") {
             if dir.join(bin).exists() {
                 let name = dir.file_name().unwrap_or_default().to_string_lossy();
-                entries.push((format!("  {bin} ({name})"), dir.join(bin), event.clone()));
+                entries.push((
+                    format!("  {bin} ({name})"),
+                    dir.join(bin),
+                    event.clone(),
+                    env(bin),
+                ));
             }
         }
     }
     // Round by round, every binary once per round, so that the machine's drift (a noisy
     // neighbour, the CPU's clock) lands on all of them alike.
-    for (_, binary, event) in &entries {
-        let _ = start_once(binary, &env, event).await; // warm the page cache: a Lambda's image is local too
+    for (_, binary, event, env) in &entries {
+        let _ = start_once(binary, env, event).await; // warm the page cache: a Lambda's image is local too
     }
     let mut samples: Vec<Vec<Sample>> = entries.iter().map(|_| Vec::new()).collect();
     for _ in 0..runs {
-        for ((_, binary, event), samples) in entries.iter().zip(&mut samples) {
-            samples.push(start_once(binary, &env, event).await);
+        for ((_, binary, event, env), samples) in entries.iter().zip(&mut samples) {
+            samples.push(start_once(binary, env, event).await);
         }
     }
     let mut floor = None;
-    for ((label, binary, _), samples) in entries.iter().zip(samples) {
+    for ((label, binary, _, _), samples) in entries.iter().zip(samples) {
         let init = percentile(samples.iter().map(|s| s.init).collect(), 0.5);
         let ratio = ms(init) / ms(*floor.get_or_insert(init));
         println!(

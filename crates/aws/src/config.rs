@@ -58,67 +58,79 @@ pub struct AwsConfig {
     pub api_key_rps: Option<f64>,
 }
 
-fn number<T>(name: &str, default: T) -> anyhow::Result<T>
-where
-    T: std::str::FromStr,
-    T::Err: std::error::Error + Send + Sync + 'static,
-{
-    optional(name)
-        .map(|v| {
-            v.parse()
-                .with_context(|| format!("{name}={v:?} is not a number"))
-        })
-        .transpose()
-        .map(|v| v.unwrap_or(default))
-}
+/// The variables, read through `lookup`; an empty value counts as unset.
+struct Vars<'a>(&'a dyn Fn(&str) -> Option<String>);
 
-/// A positive rate, or nothing when unset or 0.
-fn rate(name: &str) -> anyhow::Result<Option<f64>> {
-    let value: f64 = number(name, 0.0)?;
-    if !value.is_finite() || value < 0.0 {
-        bail!("{name} must be a positive number of sends per second");
+impl Vars<'_> {
+    fn number<T>(&self, name: &str, default: T) -> anyhow::Result<T>
+    where
+        T: std::str::FromStr,
+        T::Err: std::error::Error + Send + Sync + 'static,
+    {
+        self.optional(name)
+            .map(|v| {
+                v.parse()
+                    .with_context(|| format!("{name}={v:?} is not a number"))
+            })
+            .transpose()
+            .map(|v| v.unwrap_or(default))
     }
-    Ok((value > 0.0).then_some(value))
-}
 
-fn var(name: &str) -> anyhow::Result<String> {
-    optional(name).with_context(|| format!("{name} is not set"))
-}
+    /// A positive rate, or nothing when unset or 0.
+    fn rate(&self, name: &str) -> anyhow::Result<Option<f64>> {
+        let value: f64 = self.number(name, 0.0)?;
+        if !value.is_finite() || value < 0.0 {
+            bail!("{name} must be a positive number of sends per second");
+        }
+        Ok((value > 0.0).then_some(value))
+    }
 
-fn optional(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
+    fn var(&self, name: &str) -> anyhow::Result<String> {
+        self.optional(name)
+            .with_context(|| format!("{name} is not set"))
+    }
+
+    fn optional(&self, name: &str) -> Option<String> {
+        (self.0)(name).filter(|v| !v.is_empty())
+    }
 }
 
 impl AwsConfig {
     /// Reads what every function needs; a function that does not use a value still gets it
     /// from the template, so one reader serves all three.
     pub fn from_env() -> anyhow::Result<Self> {
+        Self::from_vars(&|name| std::env::var(name).ok())
+    }
+
+    /// The same from other variables than the process's (the template's, in the tests).
+    pub fn from_vars(lookup: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let v = Vars(lookup);
         Ok(Self {
-            table: var("NOTIFY_TABLE")?,
-            fanout_queue_url: var("NOTIFY_FANOUT_QUEUE_URL")?,
-            dispatch_queue_url: var("NOTIFY_DISPATCH_QUEUE_URL")?,
-            fanout_queue_arn: var("NOTIFY_FANOUT_QUEUE_ARN")?,
-            schedule_group: var("NOTIFY_SCHEDULE_GROUP")?,
-            scheduler_role_arn: var("NOTIFY_SCHEDULER_ROLE_ARN")?,
-            scheduler_dlq_arn: optional("NOTIFY_SCHEDULER_DLQ_ARN"),
-            email_from: var("NOTIFY_EMAIL_FROM")?,
-            ses_configuration_set: optional("NOTIFY_SES_CONFIGURATION_SET"),
-            max_attempts: number("NOTIFY_MAX_ATTEMPTS", 5)?,
-            recipients_per_job: number("NOTIFY_RECIPIENTS_PER_JOB", 50)?,
-            fanout_page_size: number("NOTIFY_FANOUT_PAGE_SIZE", 2000)?,
-            fanout_time_budget_secs: number("NOTIFY_FANOUT_TIME_BUDGET_SECS", 40)?,
-            dispatch_time_budget_secs: number("NOTIFY_DISPATCH_TIME_BUDGET_SECS", 20)?,
-            email_per_second: rate("NOTIFY_EMAIL_PER_SECOND")?,
-            sms_per_second: rate("NOTIFY_SMS_PER_SECOND")?,
-            retry_base_secs: number("NOTIFY_RETRY_BASE_SECS", 5)?,
-            dispatch_max_receives: number("NOTIFY_DISPATCH_MAX_RECEIVES", 10)?,
-            fanout_max_receives: number("NOTIFY_FANOUT_MAX_RECEIVES", 5)?,
-            queue_delay_max_secs: number("NOTIFY_QUEUE_DELAY_MAX_SECS", 900u64)?.min(900),
-            dispatch_send_reserve_ms: number("NOTIFY_DISPATCH_SEND_RESERVE_MS", 5000)?,
-            dispatch_lease_secs: number("NOTIFY_DISPATCH_LEASE_SECS", 40)?,
-            channel_pause_secs: number("NOTIFY_CHANNEL_PAUSE_SECS", 300)?,
-            api_key_cache_secs: number("NOTIFY_API_KEY_CACHE_SECS", 30)?,
-            api_key_rps: rate("NOTIFY_API_KEY_RPS")?,
+            table: v.var("NOTIFY_TABLE")?,
+            fanout_queue_url: v.var("NOTIFY_FANOUT_QUEUE_URL")?,
+            dispatch_queue_url: v.var("NOTIFY_DISPATCH_QUEUE_URL")?,
+            fanout_queue_arn: v.var("NOTIFY_FANOUT_QUEUE_ARN")?,
+            schedule_group: v.var("NOTIFY_SCHEDULE_GROUP")?,
+            scheduler_role_arn: v.var("NOTIFY_SCHEDULER_ROLE_ARN")?,
+            scheduler_dlq_arn: v.optional("NOTIFY_SCHEDULER_DLQ_ARN"),
+            email_from: v.var("NOTIFY_EMAIL_FROM")?,
+            ses_configuration_set: v.optional("NOTIFY_SES_CONFIGURATION_SET"),
+            max_attempts: v.number("NOTIFY_MAX_ATTEMPTS", 5)?,
+            recipients_per_job: v.number("NOTIFY_RECIPIENTS_PER_JOB", 50)?,
+            fanout_page_size: v.number("NOTIFY_FANOUT_PAGE_SIZE", 2000)?,
+            fanout_time_budget_secs: v.number("NOTIFY_FANOUT_TIME_BUDGET_SECS", 40)?,
+            dispatch_time_budget_secs: v.number("NOTIFY_DISPATCH_TIME_BUDGET_SECS", 20)?,
+            email_per_second: v.rate("NOTIFY_EMAIL_PER_SECOND")?,
+            sms_per_second: v.rate("NOTIFY_SMS_PER_SECOND")?,
+            retry_base_secs: v.number("NOTIFY_RETRY_BASE_SECS", 5)?,
+            dispatch_max_receives: v.number("NOTIFY_DISPATCH_MAX_RECEIVES", 10)?,
+            fanout_max_receives: v.number("NOTIFY_FANOUT_MAX_RECEIVES", 5)?,
+            queue_delay_max_secs: v.number("NOTIFY_QUEUE_DELAY_MAX_SECS", 900u64)?.min(900),
+            dispatch_send_reserve_ms: v.number("NOTIFY_DISPATCH_SEND_RESERVE_MS", 5000)?,
+            dispatch_lease_secs: v.number("NOTIFY_DISPATCH_LEASE_SECS", 40)?,
+            channel_pause_secs: v.number("NOTIFY_CHANNEL_PAUSE_SECS", 300)?,
+            api_key_cache_secs: v.number("NOTIFY_API_KEY_CACHE_SECS", 30)?,
+            api_key_rps: v.rate("NOTIFY_API_KEY_RPS")?,
         })
     }
 }
