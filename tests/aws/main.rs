@@ -15,3 +15,4 @@ mod lists;
 mod metrics;
 mod sam_template;
 mod schedule;
+mod suppressions;

@@ -10,3 +10,4 @@ mod metrics;
 mod schedule;
 mod send;
 mod spec;
+mod suppressions;

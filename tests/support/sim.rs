@@ -4,7 +4,8 @@
 //!
 //! Call pattern, as in `notify-aws`: a page of members is one Query and ceil(n/100) BatchGetItem
 //! calls, `READ_CONCURRENCY` at once; a fanned-out page is one GetItem (its marker) and one
-//! TransactWriteItems (marker and counts); a claim is one UpdateItem; an outcome is one
+//! TransactWriteItems (marker and counts); a dispatch job's suppression lookup is
+//! ceil(n/100) BatchGetItem calls; a claim is one UpdateItem; an outcome is one
 //! TransactWriteItems; dispatch jobs go 10 to a SendMessageBatch, `SEND_CONCURRENCY` calls at once.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -21,6 +22,7 @@ use notify_core::domain::api_key::{ApiKey, ApiKeyId};
 use notify_core::domain::delivery::{Claim, Delivery, DeliveryKey, DeliveryStatus, Outcome};
 use notify_core::domain::group::Group;
 use notify_core::domain::notification::{Counts, Notification, Status};
+use notify_core::domain::suppression::{SuppressedAddress, Suppression};
 use notify_core::domain::template::Template;
 use notify_core::domain::user::User;
 use notify_core::domain::{Channel, GroupId, IdempotencyKey, NotificationId, TemplateId, UserId};
@@ -29,7 +31,7 @@ use notify_core::memory::{MemoryScheduler, MemoryStore};
 use notify_core::ports::{
     ApiKeyStore, DeliveryStore, DependencyError, EmailSender, GroupStore, IdempotencyRecord,
     InsertOutcome, NotificationStore, OutgoingEmail, Page, QueueError, Queues, SendError,
-    StoreError, SystemClock, TemplateStore, UserStore,
+    StoreError, SuppressionStore, SystemClock, TemplateStore, UserStore,
 };
 use notify_core::services::App;
 
@@ -191,6 +193,51 @@ impl UserStore for SimStore {
     async fn delete_user(&self, id: &UserId) -> Result<bool, StoreError> {
         self.ddb("DeleteItem", 1, 1).await;
         self.inner.delete_user(id).await
+    }
+}
+
+#[async_trait]
+impl SuppressionStore for SimStore {
+    async fn put_suppression(&self, suppression: &Suppression) -> Result<(), StoreError> {
+        self.ddb("PutItem", 1, 1).await;
+        self.inner.put_suppression(suppression).await
+    }
+
+    async fn get_suppression(
+        &self,
+        address: &SuppressedAddress,
+    ) -> Result<Option<Suppression>, StoreError> {
+        self.ddb("GetItem", 1, 1).await;
+        self.inner.get_suppression(address).await
+    }
+
+    async fn delete_suppression(&self, address: &SuppressedAddress) -> Result<bool, StoreError> {
+        self.ddb("DeleteItem", 1, 1).await;
+        self.inner.delete_suppression(address).await
+    }
+
+    /// A dispatch job's lookup: ceil(n/100) BatchGetItem calls, `READ_CONCURRENCY` at once.
+    async fn find_suppressions(
+        &self,
+        addresses: &[SuppressedAddress],
+    ) -> Result<Vec<Suppression>, StoreError> {
+        let calls = addresses.len().div_ceil(100) as u64;
+        self.ddb(
+            "BatchGetItem",
+            calls,
+            calls.div_ceil(READ_CONCURRENCY as u64),
+        )
+        .await;
+        self.inner.find_suppressions(addresses).await
+    }
+
+    async fn list_suppressions(
+        &self,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Suppression>, StoreError> {
+        self.ddb("Query", 1, 1).await;
+        self.inner.list_suppressions(limit, cursor).await
     }
 }
 
@@ -427,7 +474,10 @@ impl DeliveryStore for SimStore {
             "table",
             store::delivery_pk(&key.notification_id, &key.recipient),
         );
-        if matches!(outcome, Outcome::Sent { .. } | Outcome::Failed { .. }) {
+        if matches!(
+            outcome,
+            Outcome::Sent { .. } | Outcome::Failed { .. } | Outcome::Skipped { .. }
+        ) {
             self.partitions.add(
                 "table",
                 store::count_pk(&key.notification_id, &key.recipient),
@@ -437,6 +487,7 @@ impl DeliveryStore for SimStore {
         let to = match outcome {
             Outcome::Sent { .. } => SENT,
             Outcome::Failed { .. } => FAILED,
+            Outcome::Skipped { .. } => SKIPPED,
             Outcome::Retry { .. } | Outcome::Deferred { .. } => {
                 if let Some(row) = d.rows.get_mut(&(key.recipient.clone(), key.channel)) {
                     row.2 = None;
@@ -447,10 +498,10 @@ impl DeliveryStore for SimStore {
         if let Some(row) = d.rows.get_mut(&(key.recipient.clone(), key.channel))
             && row.0 == DeliveryStatus::Pending
         {
-            row.0 = if to == SENT {
-                DeliveryStatus::Sent
-            } else {
-                DeliveryStatus::Failed
+            row.0 = match to {
+                SENT => DeliveryStatus::Sent,
+                SKIPPED => DeliveryStatus::Skipped,
+                _ => DeliveryStatus::Failed,
             };
             d.counts[PENDING] -= 1;
             d.counts[to] += 1;

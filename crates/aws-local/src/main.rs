@@ -297,6 +297,19 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
+/// moto lists an address once per header that names it.
+fn destinations(email: &Value) -> String {
+    let mut all: Vec<&str> = email["destinations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    all.sort();
+    all.dedup();
+    all.join(", ")
+}
+
 async fn sent(
     moto: Option<String>,
     state_dir: &std::path::Path,
@@ -328,7 +341,7 @@ async fn sent(
             "=== email {} from {} to {}",
             email["id"].as_str().unwrap_or_default(),
             email["source"].as_str().unwrap_or_default(),
-            email["destinations"]
+            destinations(email)
         );
         println!(
             "{}",

@@ -154,7 +154,7 @@ async fn dispatch_record(
         };
         let why = match consumer.dispatch.handle_until(&job, deadline).await {
             Ok(report) => {
-                tracing::info!(id = %job.notification_id, sent = report.sent, failed = report.failed, already_done = report.already_done, throttled = report.throttled, deferred = report.deferred, retry = report.retry, rest = report.rest.as_ref().map(|r| r.items.len()), "dispatch");
+                tracing::info!(id = %job.notification_id, sent = report.sent, failed = report.failed, skipped = report.skipped, already_done = report.already_done, throttled = report.throttled, deferred = report.deferred, retry = report.retry, rest = report.rest.as_ref().map(|r| r.items.len()), "dispatch");
                 if let Some(rest) = &report.rest
                     && let Err(e) = consumer
                         .queues

@@ -6,6 +6,7 @@ use jiff::{SignedDuration, Timestamp};
 use crate::domain::api_key::{NewApiKey, secret_hash};
 use crate::domain::delivery::{Claim, Delivery, DeliveryKey, DeliveryStatus, Outcome, Recipient};
 use crate::domain::notification::{Content, Counts, Notification, Status, Target};
+use crate::domain::suppression::{SuppressedAddress, Suppression, SuppressionReason};
 use crate::domain::template::{Parts, Template};
 use crate::domain::user::{ChannelPrefs, User};
 use crate::domain::{
@@ -41,6 +42,88 @@ pub async fn run_all(store: &dyn Store) {
     notifications(store).await;
     deliveries(store).await;
     api_keys(store).await;
+    suppressions(store).await;
+}
+
+async fn suppressions(store: &dyn Store) {
+    let address = |a: &str| SuppressedAddress::parse(a).unwrap();
+    let suppression = |a: &str, reason| Suppression {
+        address: address(a),
+        reason,
+        created_at: t0(),
+    };
+    assert_eq!(
+        store
+            .get_suppression(&address("x@example.com"))
+            .await
+            .unwrap(),
+        None
+    );
+    let mut made = Vec::new();
+    for i in 0..5 {
+        let s = suppression(&format!("s{i}@example.com"), SuppressionReason::Bounce);
+        store.put_suppression(&s).await.unwrap();
+        made.push(s);
+    }
+    let phone = suppression("+821012345678", SuppressionReason::SmsOptOut);
+    store.put_suppression(&phone).await.unwrap();
+    // A second put replaces the reason and the time.
+    let again = Suppression {
+        reason: SuppressionReason::Complaint,
+        created_at: t0() + SignedDuration::from_secs(5),
+        ..made[0].clone()
+    };
+    store.put_suppression(&again).await.unwrap();
+    assert_eq!(
+        store.get_suppression(&again.address).await.unwrap(),
+        Some(again.clone())
+    );
+
+    let mut asked: Vec<SuppressedAddress> = (0..150)
+        .map(|i| address(&format!("n{i}@example.com")))
+        .collect();
+    asked.push(address("s1@example.com"));
+    asked.push(address("+821012345678"));
+    asked.push(address("s0@example.com"));
+    let mut found = store.find_suppressions(&asked).await.unwrap();
+    found.sort_by(|a, b| a.address.as_str().cmp(b.address.as_str()));
+    assert_eq!(found, vec![phone.clone(), again.clone(), made[1].clone()]);
+    assert!(store.find_suppressions(&[]).await.unwrap().is_empty());
+
+    let mut listed = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store.list_suppressions(4, cursor.as_deref()).await.unwrap();
+        assert!(page.items.len() <= 4);
+        listed.extend(page.items);
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    let addresses: Vec<&str> = listed.iter().map(|s| s.address.as_str()).collect();
+    assert_eq!(
+        addresses,
+        [
+            "+821012345678",
+            "s0@example.com",
+            "s1@example.com",
+            "s2@example.com",
+            "s3@example.com",
+            "s4@example.com"
+        ]
+    );
+    assert!(matches!(
+        store.list_suppressions(4, Some("not a cursor")).await,
+        Err(StoreError::BadCursor)
+    ));
+
+    assert!(store.delete_suppression(&phone.address).await.unwrap());
+    assert!(!store.delete_suppression(&phone.address).await.unwrap());
+    assert_eq!(store.get_suppression(&phone.address).await.unwrap(), None);
+    for s in &made {
+        store.delete_suppression(&s.address).await.unwrap();
+    }
 }
 
 async fn api_keys(store: &dyn Store) {
@@ -524,26 +607,40 @@ async fn deliveries(store: &dyn Store) {
             store.claim_delivery(&planned(i), now, lease).await.unwrap(),
             Claim::Claimed { .. }
         ));
-        store
-            .record_outcome(
-                &key(i),
-                &Outcome::Sent {
-                    provider_message_id: format!("p{i}"),
-                    at: now,
-                },
-            )
-            .await
-            .unwrap();
+        let outcome = if i == 4 {
+            Outcome::Skipped {
+                reason: "suppressed: bounce".into(),
+            }
+        } else {
+            Outcome::Sent {
+                provider_message_id: format!("p{i}"),
+                at: now,
+            }
+        };
+        store.record_outcome(&key(i), &outcome).await.unwrap();
     }
     assert_eq!(
         store.counts(&n.id).await.unwrap(),
         Counts {
             recipients: 6,
             pending: 0,
-            sent: 4,
+            sent: 3,
             failed: 1,
-            skipped: 1
+            skipped: 2
         }
+    );
+    let page = store.list_deliveries(&n.id, 10, None).await.unwrap();
+    let skipped = page
+        .items
+        .iter()
+        .find(|d| d.key == key(4))
+        .expect("the skipped delivery is listed");
+    assert_eq!(skipped.status, DeliveryStatus::Skipped);
+    assert_eq!(skipped.error.as_deref(), Some("suppressed: bounce"));
+    assert_eq!(
+        store.claim_delivery(&planned(4), now, lease).await.unwrap(),
+        Claim::Done,
+        "a delivery skipped at dispatch is final"
     );
     assert_eq!(
         store.finish_if_done(&n.id).await.unwrap(),
@@ -624,9 +721,9 @@ async fn deliveries(store: &dyn Store) {
         Counts {
             recipients: 6,
             pending: 1,
-            sent: 4,
+            sent: 3,
             failed: 0,
-            skipped: 1
+            skipped: 2
         }
     );
     assert_eq!(

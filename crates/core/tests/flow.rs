@@ -789,3 +789,72 @@ async fn a_rendered_sms_over_1600_characters_fails_without_a_send() {
         rows[0].error
     );
 }
+
+#[tokio::test]
+async fn a_suppressed_address_is_skipped_with_its_reason_and_no_provider_call() {
+    use notify_core::domain::suppression::{SuppressedAddress, Suppression, SuppressionReason};
+    use notify_core::ports::SuppressionStore;
+    let w = world();
+    let user = User {
+        id: UserId::parse("u").unwrap(),
+        email: Some(EmailAddress::parse("Bounced@Example.com").unwrap()),
+        phone: Some(PhoneNumber::parse("+821012345678").unwrap()),
+        timezone: None,
+        locale: None,
+        channels: ChannelPrefs::default(),
+    };
+    w.store.put_user(&user).await.unwrap();
+    // Stored lower case; the user's address differs in case and still matches.
+    w.store
+        .put_suppression(&Suppression {
+            address: SuppressedAddress::parse("bounced@example.com").unwrap(),
+            reason: SuppressionReason::Bounce,
+            created_at: w.clock.now(),
+        })
+        .await
+        .unwrap();
+    let send = || NewNotification {
+        to: Target::UserId(user.id.clone()),
+        channels: vec![Channel::Email, Channel::Sms],
+        content: Content::Inline(Parts {
+            subject: Some("s".into()),
+            text: Some("t".into()),
+            sms: Some("m".into()),
+            ..Default::default()
+        }),
+        send_at: SendAt::Now,
+    };
+    let a = w.app.accept(send(), None).await.unwrap();
+    w.drain().await;
+    let n = w.store.get_notification(&a.id).await.unwrap().unwrap();
+    assert_eq!(n.status, Status::Completed, "a skip is not a failure");
+    let rows = w
+        .store
+        .list_deliveries(&a.id, 10, None)
+        .await
+        .unwrap()
+        .items;
+    let email = rows
+        .iter()
+        .find(|r| r.key.channel == Channel::Email)
+        .unwrap();
+    assert_eq!(email.status, DeliveryStatus::Skipped);
+    assert_eq!(email.error.as_deref(), Some("suppressed: bounce"));
+    assert!(w.email.sent.lock().unwrap().is_empty(), "no provider call");
+    assert_eq!(
+        w.sms.sent.lock().unwrap().len(),
+        1,
+        "the other channel is sent"
+    );
+    let counts = w.store.counts(&a.id).await.unwrap();
+    assert_eq!((counts.sent, counts.skipped, counts.pending), (1, 1, 0));
+
+    // Lifted: the next send reaches the address again.
+    w.store
+        .delete_suppression(&SuppressedAddress::parse("bounced@example.com").unwrap())
+        .await
+        .unwrap();
+    w.app.accept(send(), None).await.unwrap();
+    w.drain().await;
+    assert_eq!(w.email.sent.lock().unwrap().len(), 1);
+}

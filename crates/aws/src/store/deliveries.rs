@@ -289,12 +289,15 @@ impl DeliveryStore for DynamoStore {
                     .expression_attribute_values(":pid", string(provider_message_id)),
                 DeliveryStatus::Sent,
             ),
-            Outcome::Failed { error } => (
+            Outcome::Failed { error } | Outcome::Skipped { reason: error } => (
                 update
                     .update_expression("SET #status = :to, #error = :error REMOVE lease_until")
                     .expression_attribute_names("#error", "error")
                     .expression_attribute_values(":error", string(error)),
-                DeliveryStatus::Failed,
+                match outcome {
+                    Outcome::Skipped { .. } => DeliveryStatus::Skipped,
+                    _ => DeliveryStatus::Failed,
+                },
             ),
         };
         let update = update

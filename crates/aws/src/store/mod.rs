@@ -11,6 +11,7 @@
 //! | delivery | `D#<id>#<bucket>` | `D#<recipient>#<channel>` | `recipient`, `channel`, `status`, `attempts`, `lease_until`, ...; bucket = one of `DELIVERY_BUCKETS` by recipient |
 //! | count item | `C#<id>#<shard>` | `C` | `recipients`, `pending`, `sent`, `failed`, `skipped` (signed; their sums over the `COUNT_SHARDS` items are the counts) |
 //! | group | `G#<id>` | `G` | `name`, `member_count`, `deleting` |
+//! | suppression | `X#<address>` | `X` | `body`; `GSI1PK`=`X`, `GSI1SK`=address (the list, by address) |
 //! | membership | `G#<id>` | `M#<user>` | `user_id`; `GSI1PK`=`UG#<user>`, `GSI1SK`=`G#<group>` (a user's groups) |
 //!
 //! Fanout writes nothing per pending recipient: a page adds its totals to one count item
@@ -26,6 +27,7 @@ mod groups;
 mod item;
 mod keys;
 mod notifications;
+mod suppressions;
 mod templates;
 mod users;
 

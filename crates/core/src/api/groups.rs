@@ -48,6 +48,16 @@ pub struct PageView<T> {
     pub next_cursor: Option<String>,
 }
 
+impl<T> PageView<T> {
+    /// A store's page, each item as `view` shows it.
+    pub fn of<'a, U>(page: &'a crate::ports::Page<U>, view: impl FnMut(&'a U) -> T) -> Self {
+        Self {
+            items: page.items.iter().map(view).collect(),
+            next_cursor: page.next_cursor.clone(),
+        }
+    }
+}
+
 async fn existing(state: &ApiState, id: &GroupId) -> Result<Group, ApiError> {
     state
         .app

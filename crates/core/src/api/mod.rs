@@ -8,6 +8,7 @@ mod input;
 mod notifications;
 mod openapi;
 mod path;
+mod suppressions;
 mod templates;
 mod users;
 
@@ -74,6 +75,13 @@ pub fn router(app: App, keys: Arc<ApiKeys>, metrics: Option<MetricsText>) -> Rou
         .route(
             "/groups/{group_id}/members/{user_id}",
             axum::routing::put(groups::subscribe).delete(groups::unsubscribe),
+        )
+        .route("/suppressions", get(suppressions::list))
+        .route(
+            "/suppressions/{address}",
+            get(suppressions::get)
+                .put(suppressions::put)
+                .delete(suppressions::delete),
         )
         .route(
             "/notifications",

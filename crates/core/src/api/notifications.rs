@@ -337,15 +337,7 @@ pub async fn list(
         .store
         .list_notifications(status, page.limit, page.cursor.as_deref())
         .await?;
-    Ok(Json(PageView {
-        items: result
-            .items
-            .iter()
-            .map(|n| NotificationView::new(n, None))
-            .collect(),
-        next_cursor: result.next_cursor,
-    })
-    .into_response())
+    Ok(Json(PageView::of(&result, |n| NotificationView::new(n, None))).into_response())
 }
 
 pub async fn deliveries(
@@ -364,11 +356,7 @@ pub async fn deliveries(
         .store
         .list_deliveries(&id, page.limit, page.cursor.as_deref())
         .await?;
-    Ok(Json(PageView {
-        items: result.items.iter().map(DeliveryView::from).collect(),
-        next_cursor: result.next_cursor,
-    })
-    .into_response())
+    Ok(Json(PageView::of(&result, DeliveryView::from)).into_response())
 }
 
 pub async fn cancel(

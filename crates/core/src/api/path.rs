@@ -8,6 +8,7 @@ use axum::http::request::Parts;
 use super::ApiError;
 use super::input::Errors;
 use crate::domain::api_key::ApiKeyId;
+use crate::domain::suppression::SuppressedAddress;
 use crate::domain::{GroupId, NotificationId, ParseError, TemplateId, UserId};
 
 /// A domain id that can appear in a path, under the parameter name the routes give it.
@@ -48,6 +49,13 @@ impl PathParam for ApiKeyId {
     const NAME: &'static str = "key_id";
     fn parse(raw: &str) -> Result<Self, ParseError> {
         ApiKeyId::parse(raw)
+    }
+}
+
+impl PathParam for SuppressedAddress {
+    const NAME: &'static str = "address";
+    fn parse(raw: &str) -> Result<Self, ParseError> {
+        SuppressedAddress::parse(raw)
     }
 }
 

@@ -192,6 +192,10 @@ pub enum Outcome {
     Failed {
         error: String,
     },
+    /// Not sent, and never will be: the address is suppressed (`reason` says why).
+    Skipped {
+        reason: String,
+    },
     /// A transient error: the delivery stays pending, the lease is released.
     Retry {
         error: String,

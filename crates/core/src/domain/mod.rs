@@ -6,6 +6,7 @@ pub mod api_key;
 pub mod delivery;
 pub mod group;
 pub mod notification;
+pub mod suppression;
 pub mod template;
 pub mod user;
 

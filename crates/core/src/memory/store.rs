@@ -8,12 +8,13 @@ use crate::domain::api_key::{ApiKey, ApiKeyId};
 use crate::domain::delivery::{Claim, Delivery, DeliveryKey, DeliveryStatus, Outcome};
 use crate::domain::group::Group;
 use crate::domain::notification::{Counts, Notification, Status};
+use crate::domain::suppression::{SuppressedAddress, Suppression};
 use crate::domain::template::Template;
 use crate::domain::user::User;
 use crate::domain::{GroupId, IdempotencyKey, NotificationId, TemplateId, UserId};
 use crate::ports::{
     ApiKeyStore, DeliveryStore, GroupStore, IdempotencyRecord, InsertOutcome, NotificationStore,
-    Page, StoreError, TemplateStore, UserStore,
+    Page, StoreError, SuppressionStore, TemplateStore, UserStore,
 };
 
 #[derive(Default)]
@@ -29,6 +30,8 @@ struct Inner {
         BTreeMap<(NotificationId, String, crate::domain::Channel), (Delivery, Option<Timestamp>)>,
     /// By hash.
     api_keys: HashMap<String, ApiKey>,
+    /// By address.
+    suppressions: BTreeMap<String, Suppression>,
 }
 
 #[derive(Default)]
@@ -381,6 +384,10 @@ impl DeliveryStore for MemoryStore {
                     d.status = DeliveryStatus::Failed;
                     d.error = Some(error.clone());
                 }
+                Outcome::Skipped { reason } => {
+                    d.status = DeliveryStatus::Skipped;
+                    d.error = Some(reason.clone());
+                }
                 Outcome::Retry { error } => d.error = Some(error.clone()),
                 Outcome::Deferred { error } => {
                     d.error = Some(error.clone());
@@ -455,6 +462,67 @@ impl ApiKeyStore for MemoryStore {
             key.last_used_at = Some(at);
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl SuppressionStore for MemoryStore {
+    async fn put_suppression(&self, s: &Suppression) -> Result<(), StoreError> {
+        let mut inner = self.0.lock().unwrap();
+        inner
+            .suppressions
+            .insert(s.address.as_str().to_owned(), s.clone());
+        Ok(())
+    }
+
+    async fn get_suppression(
+        &self,
+        address: &SuppressedAddress,
+    ) -> Result<Option<Suppression>, StoreError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .suppressions
+            .get(address.as_str())
+            .cloned())
+    }
+
+    async fn delete_suppression(&self, address: &SuppressedAddress) -> Result<bool, StoreError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .suppressions
+            .remove(address.as_str())
+            .is_some())
+    }
+
+    async fn find_suppressions(
+        &self,
+        addresses: &[SuppressedAddress],
+    ) -> Result<Vec<Suppression>, StoreError> {
+        let inner = self.0.lock().unwrap();
+        Ok(addresses
+            .iter()
+            .filter_map(|a| inner.suppressions.get(a.as_str()).cloned())
+            .collect())
+    }
+
+    async fn list_suppressions(
+        &self,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Suppression>, StoreError> {
+        let items: Vec<Suppression> = self
+            .0
+            .lock()
+            .unwrap()
+            .suppressions
+            .values()
+            .cloned()
+            .collect();
+        Ok(page(items, limit, offset(cursor)?))
     }
 }
 

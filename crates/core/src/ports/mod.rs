@@ -19,7 +19,7 @@ pub use scheduler::{Scheduler, SchedulerError};
 pub use sms_sender::{OutgoingSms, SmsSender};
 pub use store::{
     ApiKeyStore, DeliveryStore, GroupStore, IdempotencyRecord, InsertOutcome, NotificationStore,
-    Page, Store, StoreError, TemplateStore, UserStore,
+    Page, Store, StoreError, SuppressionStore, TemplateStore, UserStore,
 };
 
 /// The cause an adapter's error carries: whatever its library returned.

@@ -9,6 +9,7 @@
 //! again under the same claim after a pause, so throttling slows a send down and does not use up
 //! its attempts; a job that runs out of its time budget leaves the rest for its next receive.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use tokio::time::Instant;
 use super::ServiceError;
 use crate::domain::delivery::{Claim, Delivery, DeliveryKey, Outcome, Recipient};
 use crate::domain::notification::Content;
+use crate::domain::suppression::{SuppressedAddress, Suppression};
 use crate::domain::template::{Compiled, Parts};
 use crate::domain::{Channel, EmailAddress};
 use crate::jobs::DispatchJob;
@@ -94,6 +96,8 @@ impl DispatchSettings {
 pub struct DispatchReport {
     pub sent: usize,
     pub failed: usize,
+    /// Deliveries to a suppressed address: recorded skipped, no provider call.
+    pub skipped: usize,
     pub already_done: usize,
     /// Sends the provider throttled (each then paused and tried again).
     pub throttled: usize,
@@ -204,6 +208,7 @@ impl Dispatch {
                 },
             },
         };
+        let suppressed = self.suppressions(job).await?;
         'items: for (i, item) in job.items.iter().enumerate() {
             for &channel in &item.channels {
                 if Instant::now() >= stop_sending {
@@ -246,36 +251,27 @@ impl Dispatch {
                         continue;
                     }
                 };
-                let outcome = match self
-                    .deliver_paced(
-                        &source,
-                        &item.recipient,
-                        channel,
-                        &key,
-                        stop_sending,
-                        &mut report,
-                    )
-                    .await
-                {
-                    Ok(provider_message_id) => Outcome::Sent {
-                        provider_message_id,
-                        at: self.clock.now(),
+                let suppression = item
+                    .recipient
+                    .address(channel)
+                    .and_then(|a| SuppressedAddress::of_delivery(channel, &a))
+                    .and_then(|a| suppressed.get(&a));
+                let outcome = match suppression {
+                    Some(s) => Outcome::Skipped {
+                        reason: s.skip_reason(),
                     },
-                    Err(e) if e.kind == SendErrorKind::Permanent => {
-                        Outcome::Failed { error: e.message }
+                    None => {
+                        self.attempt(
+                            &source,
+                            &item.recipient,
+                            channel,
+                            &key,
+                            attempt,
+                            stop_sending,
+                            &mut report,
+                        )
+                        .await
                     }
-                    Err(e) if e.kind == SendErrorKind::Paused => {
-                        self.pause_channel(channel, &e);
-                        report.deferred += 1;
-                        report.paused = true;
-                        Outcome::Deferred { error: e.message }
-                    }
-                    Err(e) if attempt < self.settings.max_attempts => {
-                        Outcome::Retry { error: e.message }
-                    }
-                    Err(e) => Outcome::Failed {
-                        error: format!("gave up after {attempt} attempts: {}", e.message),
-                    },
                 };
                 metrics::delivery(
                     channel,
@@ -284,10 +280,15 @@ impl Dispatch {
                         Outcome::Failed { .. } => "failed",
                         Outcome::Retry { .. } => "retry",
                         Outcome::Deferred { .. } => "deferred",
+                        Outcome::Skipped { .. } => "skipped",
                     },
                 );
                 match &outcome {
                     Outcome::Sent { .. } => report.sent += 1,
+                    Outcome::Skipped { reason } => {
+                        tracing::info!(id = %n.id, %channel, reason, "delivery skipped");
+                        report.skipped += 1
+                    }
                     Outcome::Failed { error } => {
                         tracing::warn!(id = %n.id, %channel, error, "delivery failed");
                         report.failed += 1
@@ -307,6 +308,64 @@ impl Dispatch {
             report.retry = true;
         }
         Ok(report)
+    }
+
+    /// The job's suppressed addresses, found in one lookup.
+    async fn suppressions(
+        &self,
+        job: &DispatchJob,
+    ) -> Result<HashMap<SuppressedAddress, Suppression>, ServiceError> {
+        let mut addresses: Vec<SuppressedAddress> = job
+            .items
+            .iter()
+            .flat_map(|item| {
+                item.channels.iter().filter_map(|&channel| {
+                    let address = item.recipient.address(channel)?;
+                    SuppressedAddress::of_delivery(channel, &address)
+                })
+            })
+            .collect();
+        addresses.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        addresses.dedup();
+        if addresses.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let found = self.store.find_suppressions(&addresses).await?;
+        Ok(found.into_iter().map(|s| (s.address.clone(), s)).collect())
+    }
+
+    /// One claimed delivery sent, and how that ended.
+    #[allow(clippy::too_many_arguments)]
+    async fn attempt(
+        &self,
+        source: &Source,
+        recipient: &Recipient,
+        channel: Channel,
+        key: &DeliveryKey,
+        attempt: u32,
+        stop_sending: Instant,
+        report: &mut DispatchReport,
+    ) -> Outcome {
+        match self
+            .deliver_paced(source, recipient, channel, key, stop_sending, report)
+            .await
+        {
+            Ok(provider_message_id) => Outcome::Sent {
+                provider_message_id,
+                at: self.clock.now(),
+            },
+            Err(e) if e.kind == SendErrorKind::Permanent => Outcome::Failed { error: e.message },
+            Err(e) if e.kind == SendErrorKind::Paused => {
+                self.pause_channel(channel, &e);
+                report.deferred += 1;
+                report.paused = true;
+                Outcome::Deferred { error: e.message }
+            }
+            Err(e) if attempt < self.settings.max_attempts => Outcome::Retry { error: e.message },
+            Err(e) => Outcome::Failed {
+                error: format!("gave up after {attempt} attempts: {}", e.message),
+            },
+        }
     }
 
     fn is_paused(&self, channel: Channel) -> bool {

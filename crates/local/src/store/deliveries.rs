@@ -135,6 +135,7 @@ impl DeliveryStore for SqliteStore {
                 Some(provider_message_id.clone()),
             ),
             Outcome::Failed { error } => ("failed", Some(error.clone()), None, None),
+            Outcome::Skipped { reason } => ("skipped", Some(reason.clone()), None, None),
             Outcome::Retry { error } | Outcome::Deferred { error } => {
                 ("pending", Some(error.clone()), None, None)
             }

@@ -5,6 +5,7 @@ mod deliveries;
 mod groups;
 mod notifications;
 mod row;
+mod suppressions;
 mod templates;
 mod users;
 

@@ -5,6 +5,7 @@ mod api_keys;
 mod deliveries;
 mod groups;
 mod notifications;
+mod suppressions;
 mod templates;
 mod users;
 
@@ -12,6 +13,7 @@ pub use api_keys::ApiKeyStore;
 pub use deliveries::DeliveryStore;
 pub use groups::GroupStore;
 pub use notifications::{IdempotencyRecord, InsertOutcome, NotificationStore};
+pub use suppressions::SuppressionStore;
 pub use templates::TemplateStore;
 pub use users::UserStore;
 
@@ -57,11 +59,23 @@ pub struct Page<T> {
 /// Every aggregate's store: what an adapter implements, and what a service that touches several
 /// holds.
 pub trait Store:
-    UserStore + GroupStore + TemplateStore + NotificationStore + DeliveryStore + ApiKeyStore
+    UserStore
+    + GroupStore
+    + TemplateStore
+    + NotificationStore
+    + DeliveryStore
+    + ApiKeyStore
+    + SuppressionStore
 {
 }
 
 impl<T> Store for T where
-    T: UserStore + GroupStore + TemplateStore + NotificationStore + DeliveryStore + ApiKeyStore
+    T: UserStore
+        + GroupStore
+        + TemplateStore
+        + NotificationStore
+        + DeliveryStore
+        + ApiKeyStore
+        + SuppressionStore
 {
 }
