@@ -287,15 +287,32 @@ async fn the_stack_runs_locally_from_the_template_and_stops_with_sigterm() {
     assert_eq!(emails.len(), 4, "{sent}");
 
     // moto, and the functions' execution environments.
+    stop_and_check(up, "-TERM", 4).await;
+}
+
+#[tokio::test]
+async fn ctrl_c_stops_it_too() {
+    let up = up();
+    // moto, and the api's first execution environment after one request.
+    let (status, _) = call(&up, reqwest::Method::GET, "/v1/suppressions", None).await;
+    assert_eq!(status, 200);
+    stop_and_check(up, "-INT", 2).await;
+}
+
+/// Sends `signal` to aws-local, which has at least `at_least` children: it exits cleanly and
+/// leaves none of them running.
+async fn stop_and_check(mut up: Up, signal: &str, at_least: usize) {
     let pid = up.child.id();
     let started = children(pid);
-    assert!(started.len() >= 4, "children of aws-local: {started:?}");
-    let mut up = up;
-    let signal = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
+    assert!(
+        started.len() >= at_least,
+        "children of aws-local: {started:?}"
+    );
+    let sent = Command::new("kill")
+        .args([signal, &pid.to_string()])
         .status()
         .unwrap();
-    assert!(signal.success());
+    assert!(sent.success());
     let start = std::time::Instant::now();
     let status = loop {
         if let Some(status) = up.child.try_wait().unwrap() {
@@ -303,7 +320,7 @@ async fn the_stack_runs_locally_from_the_template_and_stops_with_sigterm() {
         }
         assert!(
             start.elapsed() < Duration::from_secs(20),
-            "aws-local did not stop on SIGTERM"
+            "aws-local did not stop on {signal}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };

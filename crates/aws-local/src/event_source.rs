@@ -92,28 +92,39 @@ pub struct SqsMapping {
     pub queue_url: String,
     pub queue_arn: String,
     pub batch_size: i32,
+    /// A batch that is not full gathers for up to this long before the invocation.
+    pub batching_window: Duration,
     pub report_batch_item_failures: bool,
     pub function: Arc<Function>,
 }
 
 impl SqsMapping {
+    /// Up to `max` messages, in a short poll: moto's long poll does not wake when a delayed
+    /// message becomes visible (AWS's does), which would hold a reserved send back.
+    async fn receive(&self, max: i32) -> Result<Vec<Message>, ()> {
+        match self
+            .sqs
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(max.clamp(1, 10))
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out.messages.unwrap_or_default()),
+            Err(e) => {
+                tracing::warn!(queue = %self.queue_url, error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "receive failed");
+                Err(())
+            }
+        }
+    }
+
     /// Polls until the task is aborted.
     pub async fn run(self: Arc<Self>) {
         loop {
-            // Short polls: moto's long poll does not wake when a delayed message becomes
-            // visible (AWS's does), which would hold a reserved send back.
-            let received = self
-                .sqs
-                .receive_message()
-                .queue_url(&self.queue_url)
-                .max_number_of_messages(self.batch_size.clamp(1, 10))
-                .message_system_attribute_names(MessageSystemAttributeName::All)
-                .send()
-                .await;
-            let messages = match received {
-                Ok(out) => out.messages.unwrap_or_default(),
-                Err(e) => {
-                    tracing::warn!(queue = %self.queue_url, error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "receive failed");
+            let mut messages = match self.receive(self.batch_size).await {
+                Ok(messages) => messages,
+                Err(()) => {
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     continue;
                 }
@@ -121,6 +132,16 @@ impl SqsMapping {
             if messages.is_empty() {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
+            }
+            // As the mapping does with a batching window: wait for a full batch, or the window.
+            let gathered = tokio::time::Instant::now() + self.batching_window;
+            while (messages.len() as i32) < self.batch_size
+                && tokio::time::Instant::now() < gathered
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                if let Ok(more) = self.receive(self.batch_size - messages.len() as i32).await {
+                    messages.extend(more);
+                }
             }
             let event = sqs_event(&messages, &self.queue_arn);
             let payload = serde_json::to_string(&event).unwrap_or_default();

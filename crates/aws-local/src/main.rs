@@ -197,6 +197,7 @@ async fn run(up: Up) -> anyhow::Result<()> {
                 queue_url: queue_url.clone(),
                 queue_arn: source.queue_arn.clone(),
                 batch_size: source.batch_size as i32,
+                batching_window: source.batching_window,
                 report_batch_item_failures: source.report_batch_item_failures,
                 function: function.clone(),
             });

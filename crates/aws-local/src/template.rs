@@ -402,6 +402,8 @@ pub struct FunctionSpec {
 pub struct SqsSource {
     pub queue_arn: String,
     pub batch_size: u32,
+    /// `MaximumBatchingWindowInSeconds`: how long a batch may gather before the invocation.
+    pub batching_window: Duration,
     pub report_batch_item_failures: bool,
     pub maximum_concurrency: Option<u32>,
 }
@@ -462,6 +464,12 @@ impl FunctionSpec {
                         Some(v) => resolver.string(v)?.parse()?,
                         None => 10,
                     },
+                    batching_window: Duration::from_secs(
+                        match p.get("MaximumBatchingWindowInSeconds") {
+                            Some(v) => resolver.string(v)?.parse()?,
+                            None => 0,
+                        },
+                    ),
                     report_batch_item_failures: p["FunctionResponseTypes"]
                         .as_array()
                         .is_some_and(|t| t.iter().any(|t| t == "ReportBatchItemFailures")),
@@ -530,6 +538,7 @@ Resources:
             Queue: !GetAtt Queue.Arn
             BatchSize: 10
             FunctionResponseTypes: [ReportBatchItemFailures]
+            MaximumBatchingWindowInSeconds: 1
             ScalingConfig: { MaximumConcurrency: !Ref Count }
 "#;
 
@@ -572,6 +581,7 @@ Resources:
         let sqs = &f.sqs_sources[0];
         assert_eq!(sqs.queue_arn, "arn:q");
         assert_eq!((sqs.batch_size, sqs.maximum_concurrency), (10, Some(5)));
+        assert_eq!(sqs.batching_window, Duration::from_secs(1));
         assert!(sqs.report_batch_item_failures);
 
         let without = resolver(&t, "");
