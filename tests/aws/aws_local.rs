@@ -286,6 +286,63 @@ async fn the_stack_runs_locally_from_the_template_and_stops_with_sigterm() {
     assert_eq!(subjects_to("cy@example.com"), ["Group"]);
     assert_eq!(emails.len(), 4, "{sent}");
 
+    // SES reports a permanent bounce for bob, as the stack's configuration set publishes it:
+    // to the feedback topic, which moto's SNS delivers raw to the feedback queue, which the
+    // feedback function reads. The next send to the group skips bob.
+    let state: Value = serde_json::from_str(
+        &std::fs::read_to_string(up.state_dir.path().join("state.json")).unwrap(),
+    )
+    .unwrap();
+    let sns = aws_sdk_sns::Client::new(&notify_aws_local::emulator::sdk_config(
+        state["moto"].as_str().unwrap(),
+    ));
+    let topics = sns.list_topics().send().await.unwrap();
+    let topic = topics
+        .topics()
+        .iter()
+        .filter_map(|t| t.topic_arn())
+        .find(|arn| arn.contains("FeedbackTopic"))
+        .expect("the stack's feedback topic");
+    let bounce = json!({
+        "eventType": "Bounce",
+        "bounce": {"bounceType": "Permanent", "bounceSubType": "General",
+                   "bouncedRecipients": [{"emailAddress": "bob@example.com", "status": "5.1.1"}],
+                   "timestamp": Timestamp::now().to_string()},
+        "mail": {"messageId": "0100-local", "destination": ["bob@example.com"]},
+    });
+    sns.publish()
+        .topic_arn(topic)
+        .message(bounce.to_string())
+        .send()
+        .await
+        .unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        let (status, s) = call(&up, M::GET, "/v1/suppressions/bob@example.com", None).await;
+        if status == 200 {
+            assert_eq!(s["reason"], "bounce");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the bounce did not reach the suppression list: {status} {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, again) = call(
+        &up,
+        M::POST,
+        "/v1/notifications",
+        Some(json!({"to": {"group_id": "team"}, "content": {"subject": "Again", "text": "Hi"}})),
+    )
+    .await;
+    let done = completed(&up, again["id"].as_str().unwrap()).await;
+    assert_eq!(
+        (&done["counts"]["sent"], &done["counts"]["skipped"]),
+        (&json!(1), &json!(1)),
+        "{done}"
+    );
+
     // moto, and the functions' execution environments.
     stop_and_check(up, "-TERM", 4).await;
 }

@@ -447,10 +447,39 @@ async fn every_file_in_events_goes_through_its_handler() {
             )
             .await;
             assert!(r.batch_item_failures.is_empty(), "{name}");
+        } else if name.starts_with("sqs-feedback") {
+            let store = wiring::feedback(&w.config, &w.sdk);
+            let r = notify_aws::handlers::feedback_event(
+                store.as_ref(),
+                serde_json::from_value(e).unwrap(),
+            )
+            .await;
+            assert!(r.batch_item_failures.is_empty(), "{name}: {r:?}");
+            // The bounce and the complaint in the file are on the list; the delivery changes nothing.
+            let listed = api
+                .call(api_event(
+                    "api-get-user.json",
+                    Some("/v1/suppressions"),
+                    None,
+                ))
+                .await;
+            let addresses: Vec<&str> = listed.body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["address"].as_str().unwrap())
+                .collect();
+            for address in ["angry@example.com", "gone@example.com"] {
+                assert!(addresses.contains(&address), "{name}: {addresses:?}");
+            }
+            assert!(
+                !addresses.contains(&"ada@example.com"),
+                "{name}: {addresses:?}"
+            );
         } else {
             panic!("{name}: no handler takes this event; add it here");
         }
         seen += 1;
     }
-    assert!(seen >= 27, "{seen} events");
+    assert!(seen >= 31, "{seen} events");
 }

@@ -1,7 +1,8 @@
 //! The resources of `template.yaml`, made in the emulator as CloudFormation would make them:
 //! the DynamoDB table with its indexes and TTL, the queues with their redrive policies, the
-//! secret with a generated value, the schedule group and the recurring schedule. Roles get an
-//! ARN (moto does not enforce IAM). The functions are read, with the environment the template
+//! secret with a generated value, the schedule group and the recurring schedule, the SES
+//! configuration set, SNS topics and their subscriptions. Roles get an ARN (moto does not
+//! enforce IAM). The functions are read, with the environment the template
 //! gives each one; running them is `lambda`'s work.
 
 use std::collections::HashMap;
@@ -221,11 +222,68 @@ impl Stack {
             made(&mut resolver, &mut stack, id, schedule, &[]);
         }
 
+        let sesv2 = aws_sdk_sesv2::Client::new(sdk);
+        for (id, resource) in template.of_type("AWS::SES::ConfigurationSet") {
+            let Some(p) = properties(&resolver, resource)? else {
+                continue;
+            };
+            let set = named(&p, "Name", || physical(id));
+            sesv2
+                .create_configuration_set()
+                .configuration_set_name(&set)
+                .send()
+                .await
+                .with_context(|| format!("create configuration set {id}"))?;
+            made(&mut resolver, &mut stack, id, set, &[]);
+        }
+
+        // moto's SNS delivers what is published to a topic to its SQS subscribers, as SNS does.
+        let sns = aws_sdk_sns::Client::new(sdk);
+        for (id, resource) in template.of_type("AWS::SNS::Topic") {
+            let Some(p) = properties(&resolver, resource)? else {
+                continue;
+            };
+            let topic = named(&p, "TopicName", || physical(id));
+            let arn = sns
+                .create_topic()
+                .name(&topic)
+                .send()
+                .await
+                .with_context(|| format!("create topic {id}"))?
+                .topic_arn
+                .unwrap_or_default();
+            made(&mut resolver, &mut stack, id, arn, &[("TopicName", topic)]);
+        }
+        for (id, resource) in template.of_type("AWS::SNS::Subscription") {
+            let Some(p) = properties(&resolver, resource)? else {
+                continue;
+            };
+            let arn = sns
+                .subscribe()
+                .topic_arn(scalar(&p["TopicArn"])?)
+                .protocol(scalar(&p["Protocol"])?)
+                .endpoint(scalar(&p["Endpoint"])?)
+                .attributes(
+                    "RawMessageDelivery",
+                    p.get("RawMessageDelivery")
+                        .map(scalar)
+                        .transpose()?
+                        .unwrap_or_else(|| "false".into()),
+                )
+                .return_subscription_arn(true)
+                .send()
+                .await
+                .with_context(|| format!("subscribe {id}"))?
+                .subscription_arn
+                .unwrap_or_default();
+            made(&mut resolver, &mut stack, id, arn, &[]);
+        }
+
         // The verified sender domain of SES: what a deployment sets up once, outside the stack.
         if let Some(from) = resolver.parameter("SenderAddress")
             && let Some((_, domain)) = from.rsplit_once('@')
         {
-            aws_sdk_sesv2::Client::new(sdk)
+            sesv2
                 .create_email_identity()
                 .email_identity(domain)
                 .send()

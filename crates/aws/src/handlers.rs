@@ -1,4 +1,4 @@
-//! What the three Lambdas do with an event. The functions' `main.rs` only wire these up, and
+//! What the four Lambdas do with an event. The functions' `main.rs` only wire these up, and
 //! the tests drive the same code with events read from an SQS emulator.
 
 use std::sync::Arc;
@@ -233,6 +233,54 @@ impl DispatchConsumer {
         {
             // The message still comes back, after the queue's own visibility timeout.
             tracing::warn!(id = %job.notification_id, error = %error_chain(&e), "could not delay a retried message");
+        }
+    }
+}
+
+/// Feedback: SES events from the feedback queue; a permanent bounce or a complaint suppresses
+/// the address. A message that is not an SES event, or whose write fails, goes back to the
+/// queue (and, after `maxReceiveCount` receives, to its dead-letter queue, where an operator
+/// sees it).
+pub async fn feedback_event(
+    store: &dyn notify_core::ports::SuppressionStore,
+    event: SqsEvent,
+) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    for record in &event.records {
+        let message_id = record.message_id.clone().unwrap_or_default();
+        let span = tracing::info_span!("sqs_record", message_id);
+        if !feedback_record(store, record).instrument(span).await {
+            response.add_failure(message_id);
+        }
+    }
+    response
+}
+
+/// One feedback record: whether it is done with.
+async fn feedback_record(
+    store: &dyn notify_core::ports::SuppressionStore,
+    record: &SqsMessage,
+) -> bool {
+    use crate::feedback::{Feedback, read};
+    let now = jiff::Timestamp::now();
+    match read(record.body.as_deref().unwrap_or_default(), now) {
+        Err(e) => {
+            tracing::error!(error = %error_chain(&e), "feedback message");
+            false
+        }
+        Ok(Feedback::Nothing(event_type)) => {
+            tracing::info!(event_type, "SES event, nothing to do");
+            true
+        }
+        Ok(Feedback::Suppress(suppressions)) => {
+            for s in &suppressions {
+                if let Err(e) = store.put_suppression(s).await {
+                    tracing::warn!(error = %error_chain(&e), "could not suppress an address");
+                    return false;
+                }
+                tracing::info!(reason = s.reason.as_str(), channel = %s.address.channel(), "address suppressed");
+            }
+            true
         }
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod email;
+pub mod feedback;
 pub mod first_key;
 pub mod handlers;
 pub mod metrics;

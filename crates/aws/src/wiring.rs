@@ -201,6 +201,11 @@ pub fn fanout(config: &AwsConfig, sdk: &SdkConfig) -> Fanout {
     }
 }
 
+/// The feedback side: the store, where bounces and complaints suppress addresses.
+pub fn feedback(config: &AwsConfig, sdk: &SdkConfig) -> Arc<DynamoStore> {
+    store(config, sdk)
+}
+
 /// The dispatch side, sending by SES and SNS.
 pub fn dispatch(config: &AwsConfig, sdk: &SdkConfig) -> anyhow::Result<DispatchConsumer> {
     let ses = aws_sdk_sesv2::config::Builder::from(sdk)
