@@ -1,4 +1,4 @@
-//! Cold start of the three Lambda functions: each release binary (a native build) is started
+//! Cold start of the four Lambda functions: each release binary (a native build) is started
 //! against a stub of the Lambda Runtime API on loopback, with the environment Lambda gives it and
 //! the stack's variables, and AWS behind moto on loopback. Measured per start: exec → the first
 //! `GET /runtime/invocation/next` (init), and that first invocation (event handed out → its
@@ -10,7 +10,7 @@
 //! (it builds the functions and the floor with `cargo build --release` first: the functions as
 //! the Lambda build makes them, with the rustflags `.cargo/config.toml` gives the Lambda target
 //! (non-PIE), for this machine's target; the floor as a default hello-world build).
-//! With `NOTIFY_BENCH_BASELINE=DIR[:DIR...]` (copies of earlier builds of `api`, `fanout`, `dispatch`),
+//! With `NOTIFY_BENCH_BASELINE=DIR[:DIR...]` (copies of earlier builds of `api`, `fanout`, `dispatch`, `feedback`),
 //! each function's earlier builds run in the same session, in the rows below it, named by their
 //! directory.
 
@@ -132,6 +132,8 @@ async fn main() {
             "fanout",
             "-p",
             "dispatch",
+            "-p",
+            "feedback",
         ],
         Some(&lambda_rustflags()),
     );
@@ -171,6 +173,11 @@ async fn main() {
             "dispatch: sqs-dispatch.json",
             "dispatch",
             event("sqs-dispatch.json"),
+        ),
+        (
+            "feedback: sqs-feedback.json",
+            "feedback",
+            event("sqs-feedback.json"),
         ),
     ];
     println!(
