@@ -252,7 +252,12 @@ async fn run(up: Up) -> anyhow::Result<()> {
         "moto_pid": moto.pid(),
         "proxy": proxy.as_ref().map(|p| &p.endpoint),
         "stack": stack.name,
-        "queues": stack.refs.iter().filter(|(_, v)| v.contains("/queue/") || v.starts_with("http")).collect::<HashMap<_, _>>(),
+        // Each queue's URL by logical id, for `cargo lambda invoke` and the AWS CLI.
+        "queues": stack
+            .refs
+            .iter()
+            .filter(|(_, url)| stack.queue_urls.values().any(|u| u == *url))
+            .collect::<HashMap<_, _>>(),
     });
     std::fs::write(up.state_dir.join("state.json"), format!("{state:#}\n"))?;
     for (id, kind) in &stack.not_emulated {
