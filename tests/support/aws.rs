@@ -35,19 +35,12 @@ impl Moto {
         self.inner.sent().await.expect("moto's data.json")
     }
 
-    /// Each `{"source", "destinations", "raw_data", "id"}`.
     pub async fn raw_emails(&self) -> Vec<Value> {
-        let data = self.sent().await;
-        data["ses"]["RawMessage"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        emulator::raw_emails(&self.sent().await)
     }
 
-    /// Each `{"phone_number", "message", "message_id"}`.
     pub async fn sms(&self) -> Vec<Value> {
-        let data = self.sent().await;
-        data["sns"]["SMS"].as_array().cloned().unwrap_or_default()
+        emulator::sms(&self.sent().await)
     }
 }
 

@@ -1,7 +1,6 @@
 //! What the end-to-end tests run against: the real `notifyd` binary, a real SMTP server
 //! (aiosmtpd on loopback) and a real HTTP webhook receiver.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -17,11 +16,7 @@ pub mod runtime_api;
 pub mod sim;
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    notify_aws_local::emulator::free_port().expect("a free loopback port")
 }
 
 pub fn repo_root() -> PathBuf {

@@ -16,11 +16,10 @@ pub fn scripts_dir() -> PathBuf {
 }
 
 /// A port nothing listens on now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 async fn wait_for_port(port: u16, what: &str, child: &mut Child) -> anyhow::Result<()> {
@@ -55,7 +54,7 @@ pub struct Moto {
 impl Moto {
     /// moto on `port` (0: a free one), run by `python` (the venv's, which has moto).
     pub async fn start(python: &Path, port: u16) -> anyhow::Result<Self> {
-        let port = if port == 0 { free_port() } else { port };
+        let port = if port == 0 { free_port()? } else { port };
         let script = scripts_dir().join("moto_server.py");
         let child = Command::new(python)
             .arg(&script)
@@ -99,6 +98,19 @@ pub async fn sent(endpoint: &str) -> anyhow::Result<Value> {
         .await?)
 }
 
+/// The emails in what moto recorded (`sent`): each `{"source", "destinations", "raw_data", "id"}`.
+pub fn raw_emails(sent: &Value) -> Vec<Value> {
+    sent["ses"]["RawMessage"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The SMS in what moto recorded: each `{"phone_number", "message", "message_id"}`.
+pub fn sms(sent: &Value) -> Vec<Value> {
+    sent["sns"]["SMS"].as_array().cloned().unwrap_or_default()
+}
+
 /// The fault proxy (`aws_fault_proxy.py`) in front of an endpoint.
 pub struct FaultProxy {
     child: Owned,
@@ -107,7 +119,7 @@ pub struct FaultProxy {
 
 impl FaultProxy {
     pub async fn start(python: &Path, upstream: &str, rates: &Value) -> anyhow::Result<Self> {
-        let port = free_port();
+        let port = free_port()?;
         let script = scripts_dir().join("aws_fault_proxy.py");
         let child = Command::new(python)
             .arg(&script)

@@ -333,11 +333,8 @@ async fn sent(
         }
     };
     let data = emulator::sent(&endpoint).await?;
-    let emails = data["ses"]["RawMessage"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let sms = data["sns"]["SMS"].as_array().cloned().unwrap_or_default();
+    let emails = emulator::raw_emails(&data);
+    let sms = emulator::sms(&data);
     if as_json {
         println!("{}", json!({ "emails": emails, "sms": sms }));
         return Ok(());

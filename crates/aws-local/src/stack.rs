@@ -112,10 +112,9 @@ impl Stack {
             stack.refs.insert(id.to_owned(), r.clone());
             resolver.made(id, r, a);
         };
-        let included = |resolver: &Resolver, resource: &Value| resolver.included(resource);
 
         for (id, resource) in template.of_type("AWS::IAM::Role") {
-            if included(&resolver, resource)? {
+            if resolver.included(resource)? {
                 let role = physical(id);
                 let arn = format!("arn:aws:iam::{ACCOUNT}:role/{role}");
                 made(&mut resolver, &mut stack, id, role, &[("Arn", arn)]);
@@ -292,7 +291,7 @@ impl Stack {
         }
 
         for (id, resource) in template.of_type("AWS::Serverless::Function") {
-            if !included(&resolver, resource)? {
+            if !resolver.included(resource)? {
                 continue;
             }
             let function = physical(id);
@@ -300,7 +299,7 @@ impl Stack {
             made(&mut resolver, &mut stack, id, function, &[("Arn", arn)]);
         }
         for (id, resource) in template.of_type("AWS::Serverless::Function") {
-            if !included(&resolver, resource)? {
+            if !resolver.included(resource)? {
                 continue;
             }
             let mut spec = FunctionSpec::read(id, resource, &resolver)
@@ -314,7 +313,7 @@ impl Stack {
 
         for (id, resource) in &template.resources {
             let kind = resource["Type"].as_str().unwrap_or_default();
-            if !stack.refs.contains_key(id) && included(&resolver, resource)? {
+            if !stack.refs.contains_key(id) && resolver.included(resource)? {
                 stack.not_emulated.push((id.clone(), kind.to_owned()));
             }
         }

@@ -254,8 +254,7 @@ impl Dispatch {
                 let suppression = item
                     .recipient
                     .address(channel)
-                    .and_then(|a| SuppressedAddress::of_delivery(channel, &a))
-                    .and_then(|a| suppressed.get(&a));
+                    .and_then(|a| suppressed.get(&(channel, a)));
                 let outcome = match suppression {
                     Some(s) => Outcome::Skipped {
                         reason: s.skip_reason(),
@@ -310,28 +309,41 @@ impl Dispatch {
         Ok(report)
     }
 
-    /// The job's suppressed addresses, found in one lookup.
+    /// The job's suppressed deliveries, by channel and address as the recipient gives it,
+    /// found in one lookup; each address is parsed here once, not again per delivery.
     async fn suppressions(
         &self,
         job: &DispatchJob,
-    ) -> Result<HashMap<SuppressedAddress, Suppression>, ServiceError> {
-        let mut addresses: Vec<SuppressedAddress> = job
+    ) -> Result<HashMap<(Channel, String), Suppression>, ServiceError> {
+        let deliveries: Vec<((Channel, String), SuppressedAddress)> = job
             .items
             .iter()
             .flat_map(|item| {
                 item.channels.iter().filter_map(|&channel| {
-                    let address = item.recipient.address(channel)?;
-                    SuppressedAddress::of_delivery(channel, &address)
+                    let raw = item.recipient.address(channel)?;
+                    let address = SuppressedAddress::of_delivery(channel, &raw)?;
+                    Some(((channel, raw), address))
                 })
             })
             .collect();
+        let mut addresses: Vec<SuppressedAddress> =
+            deliveries.iter().map(|(_, a)| a.clone()).collect();
         addresses.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         addresses.dedup();
         if addresses.is_empty() {
             return Ok(HashMap::new());
         }
-        let found = self.store.find_suppressions(&addresses).await?;
-        Ok(found.into_iter().map(|s| (s.address.clone(), s)).collect())
+        let found: HashMap<SuppressedAddress, Suppression> = self
+            .store
+            .find_suppressions(&addresses)
+            .await?
+            .into_iter()
+            .map(|s| (s.address.clone(), s))
+            .collect();
+        Ok(deliveries
+            .into_iter()
+            .filter_map(|(key, address)| Some((key, found.get(&address)?.clone())))
+            .collect())
     }
 
     /// One claimed delivery sent, and how that ended.
