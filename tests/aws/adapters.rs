@@ -228,6 +228,7 @@ async fn ses_sends_the_raw_mime_message() {
         &EmailAddress::parse("ada@example.org").unwrap(),
         &key(),
         &parts,
+        Some("https://notify.example/u/t0k.s1g"),
     )
     .unwrap();
     let id = ses.send(&email).await.unwrap();
@@ -244,6 +245,12 @@ async fn ses_sends_the_raw_mime_message() {
     assert!(
         data.contains(&email.message_id),
         "the same Message-ID as built"
+    );
+    // The one-click unsubscribe headers of RFC 8058 reach SES as built.
+    assert!(
+        data.contains("List-Unsubscribe: <https://notify.example/u/t0k.s1g>\r\n")
+            && data.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"),
+        "{data}"
     );
     assert_eq!(raw[0]["source"], "notify@example.com");
     // moto lists the To header and the envelope destination both; either way, only Ada.
@@ -272,6 +279,7 @@ async fn ses_refusing_an_unverified_sender_is_a_permanent_error() {
         &EmailAddress::parse("ada@example.org").unwrap(),
         &key(),
         &parts,
+        None,
     )
     .unwrap();
     let e = ses.send(&email).await.unwrap_err();

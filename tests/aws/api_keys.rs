@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use notify_aws::first_key::SecretFirstKey;
+use notify_aws::secret::SecretValue;
 use notify_aws::wiring;
 use notify_core::ports::StaticKey;
 use notify_tests::aws::{AwsWorld, WorldOptions, api_event};
@@ -38,7 +38,7 @@ async fn the_first_key_is_read_at_the_first_request_not_at_init() {
             .as_u64()
             .unwrap_or(0)
     };
-    let first = Arc::new(SecretFirstKey::new(
+    let first = Arc::new(SecretValue::new(
         aws_sdk_secretsmanager::Client::new(&w.sdk),
         arn,
     ));

@@ -190,6 +190,7 @@ async fn simulated_calls() -> BTreeMap<String, u64> {
             ..Default::default()
         }),
         send_at: SendAt::Now,
+        category: None,
     };
     app.accept(request, None).await.unwrap();
     while let Ok(job) = fanout_rx.try_recv() {

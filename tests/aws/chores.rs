@@ -32,6 +32,7 @@ fn notification(to: &str, status: Status, send_at: Timestamp) -> Notification {
         send_at,
         created_at: send_at,
         status,
+        category: None,
     }
 }
 

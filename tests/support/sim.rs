@@ -19,21 +19,27 @@ use tokio::sync::mpsc;
 use notify_aws::queues::SEND_CONCURRENCY;
 use notify_aws::store::{self, READ_CONCURRENCY};
 use notify_core::domain::api_key::{ApiKey, ApiKeyId};
+use notify_core::domain::category::Category;
 use notify_core::domain::delivery::{Claim, Delivery, DeliveryKey, DeliveryStatus, Outcome};
 use notify_core::domain::group::Group;
 use notify_core::domain::notification::{Counts, Notification, Status};
+use notify_core::domain::preferences::Preferences;
 use notify_core::domain::suppression::{SuppressedAddress, Suppression};
 use notify_core::domain::template::Template;
 use notify_core::domain::user::User;
-use notify_core::domain::{Channel, GroupId, IdempotencyKey, NotificationId, TemplateId, UserId};
+use notify_core::domain::{
+    CategoryId, Channel, GroupId, IdempotencyKey, NotificationId, TemplateId, UserId,
+};
 use notify_core::jobs::{Chore, DispatchJob, FanoutJob};
 use notify_core::memory::{MemoryScheduler, MemoryStore};
 use notify_core::ports::{
-    ApiKeyStore, DeliveryStore, DependencyError, EmailSender, GroupStore, IdempotencyRecord,
-    InsertOutcome, NotificationStore, OutgoingEmail, Page, QueueError, Queues, SendError,
-    StoreError, SuppressionStore, SystemClock, TemplateStore, UserStore,
+    ApiKeyStore, CategoryStore, DeliveryStore, DependencyError, EmailSender, GroupStore,
+    IdempotencyRecord, InsertOutcome, NotificationStore, OutgoingEmail, Page, PreferenceStore,
+    QueueError, Queues, SendError, StaticSigningKey, StoreError, SuppressionStore, SystemClock,
+    TemplateStore, UserStore,
 };
 use notify_core::services::App;
+use notify_core::services::unsubscribe::UnsubscribeLinks;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Latency {
@@ -193,6 +199,71 @@ impl UserStore for SimStore {
     async fn delete_user(&self, id: &UserId) -> Result<bool, StoreError> {
         self.ddb("DeleteItem", 1, 1).await;
         self.inner.delete_user(id).await
+    }
+}
+
+#[async_trait]
+impl CategoryStore for SimStore {
+    async fn put_category(&self, category: &Category) -> Result<(), StoreError> {
+        self.ddb("PutItem", 1, 1).await;
+        self.inner.put_category(category).await
+    }
+
+    /// Once per dispatch job of a notification with a category.
+    async fn get_category(&self, id: &CategoryId) -> Result<Option<Category>, StoreError> {
+        self.ddb("GetItem", 1, 1).await;
+        self.inner.get_category(id).await
+    }
+
+    async fn delete_category(&self, id: &CategoryId) -> Result<bool, StoreError> {
+        self.ddb("DeleteItem", 1, 1).await;
+        self.inner.delete_category(id).await
+    }
+}
+
+#[async_trait]
+impl PreferenceStore for SimStore {
+    async fn get_preferences(&self, user: &UserId) -> Result<Preferences, StoreError> {
+        self.ddb("Query", 1, 1).await;
+        self.inner.get_preferences(user).await
+    }
+
+    async fn put_preferences(
+        &self,
+        user: &UserId,
+        preferences: &Preferences,
+    ) -> Result<(), StoreError> {
+        self.ddb("Query", 1, 1).await;
+        let writes = preferences.categories.len().max(1) as u64;
+        self.ddb("PutItem", writes, writes.div_ceil(16)).await;
+        self.inner.put_preferences(user, preferences).await
+    }
+
+    async fn set_preference(
+        &self,
+        user: &UserId,
+        category: &CategoryId,
+        channel: Channel,
+        on: bool,
+    ) -> Result<(), StoreError> {
+        self.ddb("UpdateItem", 1, 1).await;
+        self.inner.set_preference(user, category, channel, on).await
+    }
+
+    /// A dispatch job's lookup: ceil(n/100) BatchGetItem calls, `READ_CONCURRENCY` at once.
+    async fn find_opt_outs(
+        &self,
+        category: &CategoryId,
+        users: &[UserId],
+    ) -> Result<Vec<(UserId, Channel)>, StoreError> {
+        let calls = users.len().div_ceil(100) as u64;
+        self.ddb(
+            "BatchGetItem",
+            calls,
+            calls.div_ceil(READ_CONCURRENCY as u64),
+        )
+        .await;
+        self.inner.find_opt_outs(category, users).await
     }
 }
 
@@ -587,6 +658,10 @@ impl SimQueues {
             scheduler: std::sync::Arc::new(MemoryScheduler::default()),
             queues: self.clone(),
             clock: std::sync::Arc::new(SystemClock),
+            unsubscribe: std::sync::Arc::new(UnsubscribeLinks::new(
+                std::sync::Arc::new(StaticSigningKey(b"sim".to_vec())),
+                "https://notify.example",
+            )),
         }
     }
 }

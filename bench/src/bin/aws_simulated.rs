@@ -93,6 +93,7 @@ async fn run(n: usize) {
             ..Default::default()
         }),
         send_at: SendAt::Now,
+        category: None,
     };
     let start = Instant::now();
     let accepted = app.accept(request, None).await.unwrap();
@@ -297,6 +298,7 @@ async fn hot_keys_at_10k_notifications_per_second() -> String {
                     ..Default::default()
                 }),
                 send_at: SendAt::Now,
+                category: None,
             };
             let key = notify_core::domain::IdempotencyKey::parse(&format!("k{i}")).unwrap();
             let idem = notify_core::services::accept::IdempotentRequest::new(

@@ -51,6 +51,7 @@ async fn main() {
             ..Default::default()
         }),
         send_at: notify_core::domain::SendAt::Now,
+        category: None,
     };
     app.accept(request, None).await.unwrap();
     let job: FanoutJob = fanout_rx.recv().await.unwrap();

@@ -298,6 +298,21 @@ impl Stack {
             let arn = format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function}");
             made(&mut resolver, &mut stack, id, function, &[("Arn", arn)]);
         }
+        // SAM's implicit HTTP API, made for functions with an `HttpApi` event and no `ApiId`:
+        // `api_gateway` plays it; its id only appears in URLs the template builds.
+        let implicit_api = template
+            .of_type("AWS::Serverless::Function")
+            .flat_map(|(_, f)| f["Properties"]["Events"].as_object().into_iter().flatten())
+            .any(|(_, event)| event["Type"] == "HttpApi" && event["Properties"]["ApiId"].is_null());
+        if implicit_api {
+            made(
+                &mut resolver,
+                &mut stack,
+                "ServerlessHttpApi",
+                format!("{name}local"),
+                &[],
+            );
+        }
         for (id, resource) in template.of_type("AWS::Serverless::Function") {
             if !resolver.included(resource)? {
                 continue;

@@ -56,6 +56,11 @@ pub struct AwsConfig {
     pub api_key_cache_secs: u64,
     /// Most requests per second per API key in this execution environment.
     pub api_key_rps: Option<f64>,
+    /// Where the API is reached from outside: unsubscribe links start with it.
+    pub public_url: String,
+    /// The secret that signs unsubscribe links (`NOTIFY_UNSUBSCRIBE_KEY` instead, for local
+    /// runs).
+    pub unsubscribe_key_secret_arn: Option<String>,
 }
 
 /// The variables, read through `lookup`; an empty value counts as unset.
@@ -131,6 +136,8 @@ impl AwsConfig {
             channel_pause_secs: v.number("NOTIFY_CHANNEL_PAUSE_SECS", 300)?,
             api_key_cache_secs: v.number("NOTIFY_API_KEY_CACHE_SECS", 30)?,
             api_key_rps: v.rate("NOTIFY_API_KEY_RPS")?,
+            public_url: v.var("NOTIFY_PUBLIC_URL")?,
+            unsubscribe_key_secret_arn: v.optional("NOTIFY_UNSUBSCRIBE_KEY_SECRET_ARN"),
         })
     }
 }

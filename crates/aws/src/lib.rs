@@ -3,12 +3,12 @@
 pub mod config;
 pub mod email;
 pub mod feedback;
-pub mod first_key;
 pub mod handlers;
 pub mod metrics;
 pub mod provider_error;
 pub mod queues;
 pub mod scheduler;
+pub mod secret;
 pub mod sms;
 pub mod store;
 pub mod wiring;

@@ -19,18 +19,21 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 use notify_core::backoff::Backoff;
 use notify_core::domain::EmailAddress;
-use notify_core::ports::{Clock, EmailSender, FirstKey, StaticKey, SystemClock};
+use notify_core::ports::{
+    Clock, EmailSender, FirstKey, SigningKey, StaticKey, StaticSigningKey, SystemClock,
+};
 use notify_core::services::App;
 use notify_core::services::api_keys::ApiKeys;
 use notify_core::services::dispatch::{Dispatch, DispatchSettings};
 use notify_core::services::fanout::{Fanout, FanoutSettings};
+use notify_core::services::unsubscribe::UnsubscribeLinks;
 
 use crate::config::AwsConfig;
 use crate::email::SesEmail;
-use crate::first_key::SecretFirstKey;
 use crate::handlers::DispatchConsumer;
 use crate::queues::SqsQueues;
 use crate::scheduler::EventBridgeScheduler;
+use crate::secret::SecretValue;
 use crate::sms::SnsSms;
 use crate::store::DynamoStore;
 
@@ -116,6 +119,14 @@ pub fn retry_config() -> RetryConfig {
         .with_max_backoff(std::time::Duration::from_secs(2))
 }
 
+/// DynamoDB answers in milliseconds, so its retries start at 25 ms, as the AWS SDK for Java
+/// does for DynamoDB, not at the standard 1 s: a throttled or failed write of a send's outcome
+/// is tried again well within the time dispatch keeps for it, and a call that keeps failing
+/// comes back to the caller's own loop, which knows the invocation's deadline.
+pub fn dynamodb_retry_config() -> RetryConfig {
+    retry_config().with_initial_backoff(std::time::Duration::from_millis(25))
+}
+
 /// Sends to SES and SNS: one quick retry at most. Dispatch paces and retries sends itself,
 /// against the invocation's deadline; the SDK's own pauses would hide the time a send takes,
 /// and a send cut off by Lambda's timeout may have happened without being recorded.
@@ -153,8 +164,11 @@ pub fn https_client(native_roots: bool) -> aws_smithy_runtime_api::client::http:
 }
 
 fn store(config: &AwsConfig, sdk: &SdkConfig) -> Arc<DynamoStore> {
+    let dynamodb = aws_sdk_dynamodb::config::Builder::from(sdk)
+        .retry_config(dynamodb_retry_config())
+        .build();
     Arc::new(DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(sdk),
+        aws_sdk_dynamodb::Client::from_conf(dynamodb),
         &config.table,
     ))
 }
@@ -184,6 +198,37 @@ pub fn app(config: &AwsConfig, sdk: &SdkConfig) -> App {
         scheduler: Arc::new(scheduler),
         queues,
         clock: Arc::new(SystemClock),
+        unsubscribe: unsubscribe_links(config, sdk),
+    }
+}
+
+/// Unsubscribe links under `NOTIFY_PUBLIC_URL`, signed with `NOTIFY_UNSUBSCRIBE_KEY` (for
+/// local runs) or else the secret the template generates, read at the first link made or
+/// checked (no AWS call at init).
+pub fn unsubscribe_links(config: &AwsConfig, sdk: &SdkConfig) -> Arc<UnsubscribeLinks> {
+    let key: Arc<dyn SigningKey> = match (
+        std::env::var("NOTIFY_UNSUBSCRIBE_KEY")
+            .ok()
+            .filter(|k| !k.is_empty()),
+        &config.unsubscribe_key_secret_arn,
+    ) {
+        (Some(key), _) => Arc::new(StaticSigningKey(key.into_bytes())),
+        (None, Some(arn)) => Arc::new(SecretValue::new(
+            aws_sdk_secretsmanager::Client::new(sdk),
+            arn.clone(),
+        )),
+        // A deployment without the secret cannot make links; each one asked for says so.
+        (None, None) => Arc::new(MissingKey),
+    };
+    Arc::new(UnsubscribeLinks::new(key, &config.public_url))
+}
+
+struct MissingKey;
+
+#[async_trait::async_trait]
+impl SigningKey for MissingKey {
+    async fn key(&self) -> Result<Vec<u8>, notify_core::ports::BoxError> {
+        Err("neither NOTIFY_UNSUBSCRIBE_KEY nor NOTIFY_UNSUBSCRIBE_KEY_SECRET_ARN is set".into())
     }
 }
 
@@ -245,6 +290,7 @@ pub fn dispatch_with(
             ..DispatchSettings::new(from)
         },
     );
+    let dispatch = dispatch.with_unsubscribe(unsubscribe_links(config, sdk));
     Ok(DispatchConsumer {
         dispatch,
         queues: queues(config, sdk),
@@ -269,7 +315,7 @@ pub fn first_key(sdk: &SdkConfig) -> anyhow::Result<Arc<dyn FirstKey>> {
     }
     let arn = std::env::var("NOTIFY_API_KEY_SECRET_ARN")
         .context("set NOTIFY_API_KEY_SECRET_ARN or NOTIFY_API_KEY")?;
-    Ok(Arc::new(SecretFirstKey::new(
+    Ok(Arc::new(SecretValue::new(
         aws_sdk_secretsmanager::Client::new(sdk),
         arn,
     )))

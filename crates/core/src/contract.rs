@@ -4,13 +4,15 @@
 use jiff::{SignedDuration, Timestamp};
 
 use crate::domain::api_key::{NewApiKey, secret_hash};
+use crate::domain::category::Category;
 use crate::domain::delivery::{Claim, Delivery, DeliveryKey, DeliveryStatus, Outcome, Recipient};
 use crate::domain::notification::{Content, Counts, Notification, Status, Target};
+use crate::domain::preferences::Preferences;
 use crate::domain::suppression::{SuppressedAddress, Suppression, SuppressionReason};
 use crate::domain::template::{Parts, Template};
 use crate::domain::user::{ChannelPrefs, User};
 use crate::domain::{
-    Channel, EmailAddress, GroupId, IdempotencyKey, NotificationId, TemplateId, UserId,
+    CategoryId, Channel, EmailAddress, GroupId, IdempotencyKey, NotificationId, TemplateId, UserId,
 };
 use crate::ports::{IdempotencyRecord, InsertOutcome, Store, StoreError};
 
@@ -31,11 +33,13 @@ fn notification(at: Timestamp, status: Status) -> Notification {
         send_at: at,
         created_at: at,
         status,
+        category: Some(CategoryId::parse("news").unwrap()),
     }
 }
 
 /// Runs every check; panics with the first broken promise.
 pub async fn run_all(store: &dyn Store) {
+    categories_and_preferences(store).await;
     users_and_templates(store).await;
     groups(store).await;
     idempotency(store).await;
@@ -43,6 +47,82 @@ pub async fn run_all(store: &dyn Store) {
     deliveries(store).await;
     api_keys(store).await;
     suppressions(store).await;
+}
+
+async fn categories_and_preferences(store: &dyn Store) {
+    let security = CategoryId::parse("security").unwrap();
+    assert_eq!(store.get_category(&security).await.unwrap(), None);
+    let category = Category {
+        id: security.clone(),
+        transactional: true,
+        description: Some("password resets".into()),
+    };
+    store.put_category(&category).await.unwrap();
+    assert_eq!(store.get_category(&security).await.unwrap(), Some(category));
+    assert!(store.delete_category(&security).await.unwrap());
+    assert!(!store.delete_category(&security).await.unwrap());
+
+    let (ada, bob, eve) = (
+        UserId::parse("pref-ada").unwrap(),
+        UserId::parse("pref-bob").unwrap(),
+        UserId::parse("pref-eve").unwrap(),
+    );
+    let news = CategoryId::parse("newsletter").unwrap();
+    let tips = CategoryId::parse("tips:weekly").unwrap();
+    assert_eq!(
+        store.get_preferences(&ada).await.unwrap(),
+        Preferences::default()
+    );
+    let mut wanted = Preferences::default();
+    wanted.categories.insert(
+        news.clone(),
+        [(Channel::Email, false), (Channel::Sms, true)].into(),
+    );
+    wanted
+        .categories
+        .insert(tips.clone(), [(Channel::Sms, false)].into());
+    store.put_preferences(&ada, &wanted).await.unwrap();
+    assert_eq!(store.get_preferences(&ada).await.unwrap(), wanted);
+
+    // One switch changes; the others stay.
+    store
+        .set_preference(&bob, &news, Channel::Sms, false)
+        .await
+        .unwrap();
+    store
+        .set_preference(&bob, &news, Channel::Email, true)
+        .await
+        .unwrap();
+    let mut found = store
+        .find_opt_outs(&news, &[ada.clone(), bob.clone(), eve.clone()])
+        .await
+        .unwrap();
+    found.sort();
+    assert_eq!(
+        found,
+        vec![(ada.clone(), Channel::Email), (bob.clone(), Channel::Sms)]
+    );
+    assert_eq!(
+        store
+            .find_opt_outs(&tips, std::slice::from_ref(&ada))
+            .await
+            .unwrap(),
+        vec![(ada.clone(), Channel::Sms)]
+    );
+
+    // A PUT replaces: a category left out is on again.
+    let mut less = Preferences::default();
+    less.categories
+        .insert(tips.clone(), [(Channel::Sms, true)].into());
+    store.put_preferences(&ada, &less).await.unwrap();
+    assert_eq!(store.get_preferences(&ada).await.unwrap(), less);
+    assert!(
+        store
+            .find_opt_outs(&news, std::slice::from_ref(&ada))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn suppressions(store: &dyn Store) {

@@ -14,12 +14,13 @@ use notify_core::domain::{Channel, EmailAddress, IdempotencyKey, PhoneNumber, Se
 use notify_core::memory::{
     FakeClock, MemoryQueues, MemoryScheduler, MemoryStore, RecordingEmail, RecordingSms,
 };
-use notify_core::ports::SendError;
+use notify_core::ports::{SendError, StaticSigningKey};
 use notify_core::services::App;
 use notify_core::services::ServiceError;
 use notify_core::services::accept::{IdempotentRequest, NewNotification};
 use notify_core::services::dispatch::{Dispatch, DispatchSettings};
 use notify_core::services::fanout::{Fanout, FanoutSettings};
+use notify_core::services::unsubscribe::UnsubscribeLinks;
 
 struct World {
     clock: Arc<FakeClock>,
@@ -33,6 +34,8 @@ struct World {
     dispatch: Dispatch,
 }
 
+const UNSUBSCRIBE_KEY: &[u8] = b"the deployment's signing key";
+
 fn world() -> World {
     let clock = Arc::new(FakeClock::new("2026-11-21T00:00:00Z".parse().unwrap()));
     let store = Arc::new(MemoryStore::default());
@@ -40,11 +43,16 @@ fn world() -> World {
     let scheduler = Arc::new(MemoryScheduler::default());
     let email = Arc::new(RecordingEmail::default());
     let sms = Arc::new(RecordingSms::default());
+    let unsubscribe = Arc::new(UnsubscribeLinks::new(
+        Arc::new(StaticSigningKey(UNSUBSCRIBE_KEY.to_vec())),
+        "https://notify.example/",
+    ));
     let app = App {
         store: store.clone(),
         scheduler: scheduler.clone(),
         queues: queues.clone(),
         clock: clock.clone(),
+        unsubscribe: unsubscribe.clone(),
     };
     let fanout = Fanout {
         store: store.clone(),
@@ -63,7 +71,8 @@ fn world() -> World {
             throttle_pause: std::time::Duration::from_millis(1),
             ..DispatchSettings::new(EmailAddress::parse("from@example.com").unwrap())
         },
-    );
+    )
+    .with_unsubscribe(unsubscribe);
     World {
         clock,
         store,
@@ -130,6 +139,7 @@ fn email_to(addr: &str) -> NewNotification {
             ..Default::default()
         }),
         send_at: SendAt::Now,
+        category: None,
     }
 }
 
@@ -438,6 +448,7 @@ async fn a_permanent_error_fails_at_once_and_a_mixed_send_is_partially_failed() 
             ..Default::default()
         }),
         send_at: SendAt::Now,
+        category: None,
     };
     let a = w.app.accept(req, None).await.unwrap();
     w.drain().await;
@@ -768,6 +779,7 @@ async fn a_rendered_sms_over_1600_characters_fails_without_a_send() {
             data,
         },
         send_at: SendAt::Now,
+        category: None,
     };
     let a = w.app.accept(req, None).await.unwrap();
     w.drain().await;
@@ -823,6 +835,7 @@ async fn a_suppressed_address_is_skipped_with_its_reason_and_no_provider_call() 
             ..Default::default()
         }),
         send_at: SendAt::Now,
+        category: None,
     };
     let a = w.app.accept(send(), None).await.unwrap();
     w.drain().await;
@@ -857,4 +870,166 @@ async fn a_suppressed_address_is_skipped_with_its_reason_and_no_provider_call() 
     w.app.accept(send(), None).await.unwrap();
     w.drain().await;
     assert_eq!(w.email.sent.lock().unwrap().len(), 1);
+}
+
+/// The `List-Unsubscribe` URL of a raw email, if it has one.
+fn unsubscribe_header(raw: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(raw);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("List-Unsubscribe: <"))?;
+    Some(line["List-Unsubscribe: <".len()..line.len() - 1].to_owned())
+}
+
+#[tokio::test]
+async fn a_group_send_carries_one_click_unsubscribe_and_an_opt_out_is_skipped() {
+    use notify_core::domain::category::Category;
+    use notify_core::domain::unsubscribe::UnsubscribeToken;
+    use notify_core::domain::{CategoryId, GroupId};
+    use notify_core::ports::{CategoryStore, GroupStore, PreferenceStore};
+    let w = world();
+    let group = GroupId::parse("weekly").unwrap();
+    w.store.put_group(&group, "Weekly").await.unwrap();
+    let mut ids = Vec::new();
+    for name in ["ada", "bob", "cy"] {
+        let user = User {
+            id: UserId::parse(name).unwrap(),
+            email: Some(EmailAddress::parse(&format!("{name}@example.org")).unwrap()),
+            phone: None,
+            timezone: None,
+            locale: None,
+            channels: ChannelPrefs::default(),
+        };
+        w.store.put_user(&user).await.unwrap();
+        ids.push(user.id);
+    }
+    w.store.add_members(&group, &ids).await.unwrap();
+    let weekly = CategoryId::parse("weekly").unwrap();
+    // Bob turned the group's category off on email before the send.
+    w.store
+        .set_preference(&ids[1], &weekly, Channel::Email, false)
+        .await
+        .unwrap();
+    let send = |category: Option<&str>| NewNotification {
+        to: Target::GroupId(group.clone()),
+        channels: vec![Channel::Email],
+        content: Content::Inline(Parts {
+            subject: Some("s".into()),
+            text: Some("t".into()),
+            ..Default::default()
+        }),
+        send_at: SendAt::Now,
+        category: category.map(|c| CategoryId::parse(c).unwrap()),
+    };
+
+    let a = w.app.accept(send(None), None).await.unwrap();
+    w.drain().await;
+    let n = w.store.get_notification(&a.id).await.unwrap().unwrap();
+    assert_eq!(
+        n.category,
+        Some(weekly.clone()),
+        "a group send's category is its group"
+    );
+    let counts = w.store.counts(&a.id).await.unwrap();
+    assert_eq!((counts.sent, counts.skipped), (2, 1));
+    let rows = w
+        .store
+        .list_deliveries(&a.id, 10, None)
+        .await
+        .unwrap()
+        .items;
+    let bob = rows.iter().find(|r| r.key.recipient == "bob").unwrap();
+    assert_eq!(bob.status, DeliveryStatus::Skipped);
+    assert_eq!(bob.error.as_deref(), Some("unsubscribed: weekly"));
+    let sent: Vec<_> = w.email.sent.lock().unwrap().drain(..).collect();
+    assert_eq!(sent.len(), 2);
+    let mut links = Vec::new();
+    for email in &sent {
+        let text = String::from_utf8_lossy(&email.raw).to_string();
+        assert!(
+            text.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"),
+            "{text}"
+        );
+        let url = unsubscribe_header(&email.raw).expect("a List-Unsubscribe header");
+        let token = url
+            .strip_prefix("https://notify.example/u/")
+            .unwrap_or_else(|| panic!("{url}"));
+        let t = UnsubscribeToken::verify(token, UNSUBSCRIBE_KEY).unwrap();
+        assert_eq!(t.category, weekly);
+        assert_eq!(format!("{}@example.org", t.user_id), email.to.as_str());
+        links.push((email.to.clone(), token.to_owned()));
+    }
+
+    // Ada follows her link (twice: a repeat changes nothing); a forged token changes nothing.
+    let (ada_address, ada_token) = links
+        .iter()
+        .find(|(to, _)| to.as_str() == "ada@example.org")
+        .unwrap();
+    assert_eq!(ada_address.as_str(), "ada@example.org");
+    let forged = UnsubscribeToken {
+        user_id: ids[2].clone(),
+        category: weekly.clone(),
+    }
+    .sign(b"another key");
+    assert!(matches!(
+        w.app
+            .unsubscribe
+            .unsubscribe(w.store.as_ref(), &forged)
+            .await,
+        Err(ServiceError::Invalid(_))
+    ));
+    for _ in 0..2 {
+        w.app
+            .unsubscribe
+            .unsubscribe(w.store.as_ref(), ada_token)
+            .await
+            .unwrap();
+    }
+    let b = w.app.accept(send(None), None).await.unwrap();
+    w.drain().await;
+    let counts = w.store.counts(&b.id).await.unwrap();
+    assert_eq!((counts.sent, counts.skipped), (1, 2), "only Cy is left");
+    let sent: Vec<_> = w.email.sent.lock().unwrap().drain(..).collect();
+    assert_eq!(sent[0].to.as_str(), "cy@example.org");
+
+    // A transactional category reaches everyone, and its email has no unsubscribe link.
+    w.store
+        .put_category(&Category {
+            id: weekly.clone(),
+            transactional: true,
+            description: None,
+        })
+        .await
+        .unwrap();
+    let c = w.app.accept(send(Some("weekly")), None).await.unwrap();
+    w.drain().await;
+    let counts = w.store.counts(&c.id).await.unwrap();
+    assert_eq!((counts.sent, counts.skipped), (3, 0));
+    let sent: Vec<_> = w.email.sent.lock().unwrap().drain(..).collect();
+    assert!(sent.iter().all(|e| unsubscribe_header(&e.raw).is_none()));
+
+    // A single send without a category has no link either.
+    let d = w
+        .app
+        .accept(
+            NewNotification {
+                to: Target::UserId(ids[0].clone()),
+                ..send(None)
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    w.drain().await;
+    assert_eq!(w.store.counts(&d.id).await.unwrap().sent, 1);
+    let sent: Vec<_> = w.email.sent.lock().unwrap().drain(..).collect();
+    assert!(unsubscribe_header(&sent[0].raw).is_none());
+    assert!(
+        w.store
+            .get_preferences(&ids[0])
+            .await
+            .unwrap()
+            .allows(&weekly, Channel::Sms),
+        "the link turned off email only"
+    );
 }

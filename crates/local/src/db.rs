@@ -21,6 +21,18 @@ CREATE TABLE IF NOT EXISTS suppressions (
     address TEXT PRIMARY KEY,
     body TEXT NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS categories (
+    id TEXT PRIMARY KEY,
+    body TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS preferences (
+    user_id TEXT NOT NULL,
+    category TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    enabled INTEGER NOT NULL,
+    PRIMARY KEY (user_id, category, channel)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS preferences_by_category ON preferences(category, user_id);
 CREATE TABLE IF NOT EXISTS templates (
     id TEXT PRIMARY KEY,
     body TEXT NOT NULL

@@ -27,6 +27,18 @@ pub struct Config {
     /// The bearer key; generated at first start and saved to $NOTIFY_DATA_DIR/api-key when unset.
     #[arg(long = "api-key", env = "NOTIFY_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// Signs one-click unsubscribe links; generated at first start and saved to
+    /// $NOTIFY_DATA_DIR/unsubscribe-key when unset. Changing it breaks the links already sent.
+    #[arg(
+        long = "unsubscribe-key",
+        env = "NOTIFY_UNSUBSCRIBE_KEY",
+        hide_env_values = true
+    )]
+    pub unsubscribe_key: Option<String>,
+    /// Where recipients reach this server: unsubscribe links start with it (default: the
+    /// listen address).
+    #[arg(long = "public-url", env = "NOTIFY_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// e.g. smtp://127.0.0.1:2525 or smtps://user:pass@host:465; unset writes .eml files to the outbox.
     #[arg(long = "smtp-url", env = "NOTIFY_SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<String>,
@@ -77,27 +89,50 @@ pub enum Command {
 /// The configured key, or the one saved at first start, or a new one saved now (mode 0600).
 /// Returns the key and whether it was just made (then it is printed once).
 pub fn api_key(config: &Config) -> std::io::Result<(String, bool)> {
-    if let Some(key) = config.api_key.as_ref().filter(|k| !k.is_empty()) {
-        return Ok((key.clone(), false));
+    configured_or_saved(
+        config.api_key.as_deref(),
+        &config.data_dir.join("api-key"),
+        "nk_",
+    )
+}
+
+/// The key that signs unsubscribe links: configured, or saved at first start, or new.
+pub fn unsubscribe_key(config: &Config) -> std::io::Result<String> {
+    configured_or_saved(
+        config.unsubscribe_key.as_deref(),
+        &config.data_dir.join("unsubscribe-key"),
+        "",
+    )
+    .map(|(key, _)| key)
+}
+
+/// A configured secret, or the one saved at `path`, or a new one saved there now (mode 0600);
+/// says whether it was just made.
+fn configured_or_saved(
+    configured: Option<&str>,
+    path: &Path,
+    prefix: &str,
+) -> std::io::Result<(String, bool)> {
+    if let Some(key) = configured.filter(|k| !k.is_empty()) {
+        return Ok((key.to_owned(), false));
     }
-    let path = config.data_dir.join("api-key");
-    if let Ok(saved) = std::fs::read_to_string(&path) {
+    if let Ok(saved) = std::fs::read_to_string(path) {
         let saved = saved.trim().to_owned();
         if !saved.is_empty() {
             return Ok((saved, false));
         }
     }
-    let key = generate_key()?;
-    write_private(&path, &key)?;
+    let key = generate_key(prefix)?;
+    write_private(path, &key)?;
     Ok((key, true))
 }
 
-fn generate_key() -> std::io::Result<String> {
+fn generate_key(prefix: &str) -> std::io::Result<String> {
     use std::io::Read;
     let mut bytes = [0u8; 32];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
     Ok(format!(
-        "nk_{}",
+        "{prefix}{}",
         bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
     ))
 }

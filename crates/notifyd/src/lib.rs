@@ -17,11 +17,14 @@ use notify_core::backoff::Backoff;
 use notify_core::domain::EmailAddress;
 use notify_core::jobs::Chore;
 use notify_core::ports::error_chain;
-use notify_core::ports::{Clock, EmailSender, Queues, SmsSender, StaticKey, SystemClock};
+use notify_core::ports::{
+    Clock, EmailSender, Queues, SmsSender, StaticKey, StaticSigningKey, SystemClock,
+};
 use notify_core::services::App;
 use notify_core::services::api_keys::ApiKeys;
 use notify_core::services::dispatch::{Dispatch, DispatchSettings};
 use notify_core::services::fanout::{Fanout, FanoutSettings};
+use notify_core::services::unsubscribe::UnsubscribeLinks;
 use notify_local::Db;
 use notify_local::db::Durability;
 use notify_local::email::{EmlOutbox, SmtpEmail};
@@ -101,11 +104,25 @@ pub async fn build(config: &Config) -> anyhow::Result<Notifyd> {
         ),
     };
 
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .with_context(|| format!("listening on {}", config.addr))?;
+    let addr = listener.local_addr().context("the listener's address")?;
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let unsubscribe_key = config::unsubscribe_key(config).context("the unsubscribe key")?;
+    let unsubscribe = Arc::new(UnsubscribeLinks::new(
+        Arc::new(StaticSigningKey(unsubscribe_key.into_bytes())),
+        &public_url,
+    ));
     let app = App {
         store,
         scheduler: Arc::new(scheduler.clone()),
         queues: Arc::new(queues.clone()),
         clock: clock.clone(),
+        unsubscribe: unsubscribe.clone(),
     };
     let fanout = Arc::new(Fanout {
         store: worker_store.clone(),
@@ -113,25 +130,24 @@ pub async fn build(config: &Config) -> anyhow::Result<Notifyd> {
         clock: clock.clone(),
         settings: FanoutSettings::default(),
     });
-    let dispatch = Arc::new(Dispatch::new(
-        worker_store,
-        email,
-        sms,
-        clock,
-        DispatchSettings {
-            lease: jiff::SignedDuration::from_secs(60),
-            max_attempts: config.max_attempts,
-            email_per_second: config.email_per_second,
-            sms_per_second: config.sms_per_second,
-            time_budget: std::time::Duration::from_secs(30),
-            ..DispatchSettings::new(from)
-        },
-    ));
+    let dispatch = Arc::new(
+        Dispatch::new(
+            worker_store,
+            email,
+            sms,
+            clock,
+            DispatchSettings {
+                lease: jiff::SignedDuration::from_secs(60),
+                max_attempts: config.max_attempts,
+                email_per_second: config.email_per_second,
+                sms_per_second: config.sms_per_second,
+                time_budget: std::time::Duration::from_secs(30),
+                ..DispatchSettings::new(from)
+            },
+        )
+        .with_unsubscribe(unsubscribe),
+    );
 
-    let listener = tokio::net::TcpListener::bind(config.addr)
-        .await
-        .with_context(|| format!("listening on {}", config.addr))?;
-    let addr = listener.local_addr().context("the listener's address")?;
     Ok(Notifyd {
         listener,
         addr,

@@ -4,6 +4,8 @@
 //! | item | PK | SK | other |
 //! | --- | --- | --- | --- |
 //! | user | `U#<id>` | `U` | `body` |
+//! | user's preference | `U#<id>` | `P#<category>` | `category`, `email`/`sms` (BOOL, the channels set) |
+//! | category | `K#<id>` | `K` | `body` |
 //! | template | `T#<id>` | `T` | `body` |
 //! | idempotency record | `I#<key>` | `I` | `body`, `expires_at` (ms), `ttl` (s, the table's TTL attribute) |
 //! | notification | `N#<id>` | `N` | `body`, `status`, `send_at`, `fanned_out`; `GSI1PK`=`N#<shard>`, `GSI1SK`=id (all, newest first); `GSI2PK`=`S#<status>#<shard>`, `GSI2SK`=id; shard = one of `INDEX_SHARDS` by id |
@@ -27,6 +29,7 @@ mod groups;
 mod item;
 mod keys;
 mod notifications;
+mod preferences;
 mod suppressions;
 mod templates;
 mod users;

@@ -121,7 +121,10 @@ impl IntoResponse for ApiError {
                 vec![],
             ),
             Self::Service(
-                ServiceError::Store(_) | ServiceError::Dependency(_) | ServiceError::FirstKey(_),
+                ServiceError::Store(_)
+                | ServiceError::Dependency(_)
+                | ServiceError::FirstKey(_)
+                | ServiceError::SigningKey(_),
             ) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",

@@ -2,14 +2,17 @@
 //! and by `lambda_http::run` in the api Lambda.
 
 mod api_keys;
+mod categories;
 mod error;
 mod groups;
 mod input;
 mod notifications;
 mod openapi;
 mod path;
+mod preferences;
 mod suppressions;
 mod templates;
+mod unsubscribe;
 mod users;
 
 use std::sync::Arc;
@@ -76,6 +79,16 @@ pub fn router(app: App, keys: Arc<ApiKeys>, metrics: Option<MetricsText>) -> Rou
             "/groups/{group_id}/members/{user_id}",
             axum::routing::put(groups::subscribe).delete(groups::unsubscribe),
         )
+        .route(
+            "/users/{user_id}/preferences",
+            get(preferences::get).put(preferences::put),
+        )
+        .route(
+            "/categories/{category_id}",
+            get(categories::get)
+                .put(categories::put)
+                .delete(categories::delete),
+        )
         .route("/suppressions", get(suppressions::list))
         .route(
             "/suppressions/{address}",
@@ -111,6 +124,11 @@ pub fn router(app: App, keys: Arc<ApiKeys>, metrics: Option<MetricsText>) -> Rou
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
         )
         .route("/openapi.json", get(openapi::serve))
+        // The one-click unsubscribe link: its token is its authority, not an API key.
+        .route(
+            "/u/{token}",
+            get(unsubscribe::page).post(unsubscribe::confirm),
+        )
         .merge(metrics_route)
         .nest("/v1", v1)
         .fallback(not_found)

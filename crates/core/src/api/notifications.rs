@@ -16,8 +16,8 @@ use super::templates::parse_parts;
 use crate::domain::delivery::{Delivery, DeliveryStatus};
 use crate::domain::notification::{Content, Counts, Notification, Status, Target};
 use crate::domain::{
-    Channel, EmailAddress, GroupId, IdempotencyKey, NotificationId, PhoneNumber, SendAt,
-    TemplateId, UserId,
+    CategoryId, Channel, EmailAddress, GroupId, IdempotencyKey, NotificationId, PhoneNumber,
+    SendAt, TemplateId, UserId,
 };
 use crate::services::accept::{IdempotentRequest, NewNotification};
 
@@ -54,6 +54,8 @@ struct NotificationView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     template_id: Option<&'a TemplateId>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    category: Option<&'a CategoryId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     counts: Option<Counts>,
 }
 
@@ -70,6 +72,7 @@ impl<'a> NotificationView<'a> {
                 Content::Template { id, .. } => Some(id),
                 _ => None,
             },
+            category: n.category.as_ref(),
             counts,
         }
     }
@@ -109,7 +112,9 @@ fn parse_new(body: &Value, now: jiff::Timestamp) -> Result<NewNotification, ApiE
     let Some(map) = input::object(
         body,
         "",
-        &["to", "channels", "content", "template", "send_at"],
+        &[
+            "to", "channels", "content", "template", "send_at", "category",
+        ],
         &mut errors,
     ) else {
         return Err(errors.finish().unwrap_err());
@@ -204,6 +209,7 @@ fn parse_new(body: &Value, now: jiff::Timestamp) -> Result<NewNotification, ApiE
     let send_at = input::parsed(map, "", "send_at", &mut errors, |raw| {
         SendAt::parse(raw, now)
     });
+    let category = input::parsed(map, "", "category", &mut errors, CategoryId::parse);
 
     if let Some(to) = &to {
         let unreachable = match to {
@@ -226,6 +232,7 @@ fn parse_new(body: &Value, now: jiff::Timestamp) -> Result<NewNotification, ApiE
             channels,
             content,
             send_at: send_at.unwrap_or(SendAt::Now),
+            category,
         }),
         _ => Err(ApiError::invalid("body", "is incomplete")),
     }

@@ -9,7 +9,7 @@ use super::ApiError;
 use super::input::Errors;
 use crate::domain::api_key::ApiKeyId;
 use crate::domain::suppression::SuppressedAddress;
-use crate::domain::{GroupId, NotificationId, ParseError, TemplateId, UserId};
+use crate::domain::{CategoryId, GroupId, NotificationId, ParseError, TemplateId, UserId};
 
 /// A domain id that can appear in a path, under the parameter name the routes give it.
 pub trait PathParam: Sized {
@@ -28,6 +28,13 @@ impl PathParam for GroupId {
     const NAME: &'static str = "group_id";
     fn parse(raw: &str) -> Result<Self, ParseError> {
         GroupId::parse(raw)
+    }
+}
+
+impl PathParam for CategoryId {
+    const NAME: &'static str = "category_id";
+    fn parse(raw: &str) -> Result<Self, ParseError> {
+        CategoryId::parse(raw)
     }
 }
 

@@ -78,6 +78,7 @@ macro_rules! client_id {
 
 client_id!(UserId);
 client_id!(GroupId);
+client_id!(CategoryId);
 client_id!(TemplateId);
 
 /// Ids the service makes: a prefix and a ULID, so that they sort by creation time.

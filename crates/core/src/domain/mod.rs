@@ -3,11 +3,14 @@
 //! the edge (`crate::api`); past the edge nothing re-checks it.
 
 pub mod api_key;
+pub mod category;
 pub mod delivery;
 pub mod group;
 pub mod notification;
+pub mod preferences;
 pub mod suppression;
 pub mod template;
+pub mod unsubscribe;
 pub mod user;
 
 mod channel;
@@ -19,7 +22,9 @@ mod time_zone;
 
 pub use channel::Channel;
 pub use email_address::EmailAddress;
-pub use ids::{ApiKeyId, ClientId, GroupId, IdempotencyKey, NotificationId, TemplateId, UserId};
+pub use ids::{
+    ApiKeyId, CategoryId, ClientId, GroupId, IdempotencyKey, NotificationId, TemplateId, UserId,
+};
 pub use phone_number::PhoneNumber;
 pub use send_at::{MAX_SCHEDULE_AHEAD, PAST_GRACE, SendAt};
 pub use time_zone::TimeZoneName;

@@ -3,7 +3,7 @@ use serde::{Deserialize, Serialize};
 
 use super::template::Parts;
 use crate::domain::{
-    Channel, EmailAddress, GroupId, NotificationId, PhoneNumber, TemplateId, UserId,
+    CategoryId, Channel, EmailAddress, GroupId, NotificationId, PhoneNumber, TemplateId, UserId,
 };
 
 /// Who a notification is for. A group is resolved to its members when the send fires.
@@ -96,4 +96,8 @@ pub struct Notification {
     pub send_at: Timestamp,
     pub created_at: Timestamp,
     pub status: Status,
+    /// What kind of message this is, for users' preferences and unsubscribe links; a group
+    /// send's is its group's id unless the request names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<CategoryId>,
 }

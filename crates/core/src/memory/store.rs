@@ -5,16 +5,21 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 
 use crate::domain::api_key::{ApiKey, ApiKeyId};
+use crate::domain::category::Category;
 use crate::domain::delivery::{Claim, Delivery, DeliveryKey, DeliveryStatus, Outcome};
 use crate::domain::group::Group;
 use crate::domain::notification::{Counts, Notification, Status};
+use crate::domain::preferences::Preferences;
 use crate::domain::suppression::{SuppressedAddress, Suppression};
 use crate::domain::template::Template;
 use crate::domain::user::User;
-use crate::domain::{GroupId, IdempotencyKey, NotificationId, TemplateId, UserId};
+use crate::domain::{
+    CategoryId, Channel, GroupId, IdempotencyKey, NotificationId, TemplateId, UserId,
+};
 use crate::ports::{
-    ApiKeyStore, DeliveryStore, GroupStore, IdempotencyRecord, InsertOutcome, NotificationStore,
-    Page, StoreError, SuppressionStore, TemplateStore, UserStore,
+    ApiKeyStore, CategoryStore, DeliveryStore, GroupStore, IdempotencyRecord, InsertOutcome,
+    NotificationStore, Page, PreferenceStore, StoreError, SuppressionStore, TemplateStore,
+    UserStore,
 };
 
 #[derive(Default)]
@@ -32,6 +37,8 @@ struct Inner {
     api_keys: HashMap<String, ApiKey>,
     /// By address.
     suppressions: BTreeMap<String, Suppression>,
+    categories: BTreeMap<CategoryId, Category>,
+    preferences: HashMap<UserId, Preferences>,
 }
 
 #[derive(Default)]
@@ -523,6 +530,86 @@ impl SuppressionStore for MemoryStore {
             .cloned()
             .collect();
         Ok(page(items, limit, offset(cursor)?))
+    }
+}
+
+#[async_trait]
+impl CategoryStore for MemoryStore {
+    async fn put_category(&self, category: &Category) -> Result<(), StoreError> {
+        let mut inner = self.0.lock().unwrap();
+        inner
+            .categories
+            .insert(category.id.clone(), category.clone());
+        Ok(())
+    }
+
+    async fn get_category(&self, id: &CategoryId) -> Result<Option<Category>, StoreError> {
+        Ok(self.0.lock().unwrap().categories.get(id).cloned())
+    }
+
+    async fn delete_category(&self, id: &CategoryId) -> Result<bool, StoreError> {
+        Ok(self.0.lock().unwrap().categories.remove(id).is_some())
+    }
+}
+
+#[async_trait]
+impl PreferenceStore for MemoryStore {
+    async fn get_preferences(&self, user: &UserId) -> Result<Preferences, StoreError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .preferences
+            .get(user)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn put_preferences(
+        &self,
+        user: &UserId,
+        preferences: &Preferences,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.0.lock().unwrap();
+        inner.preferences.insert(user.clone(), preferences.clone());
+        Ok(())
+    }
+
+    async fn set_preference(
+        &self,
+        user: &UserId,
+        category: &CategoryId,
+        channel: Channel,
+        on: bool,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.0.lock().unwrap();
+        inner
+            .preferences
+            .entry(user.clone())
+            .or_default()
+            .categories
+            .entry(category.clone())
+            .or_default()
+            .insert(channel, on);
+        Ok(())
+    }
+
+    async fn find_opt_outs(
+        &self,
+        category: &CategoryId,
+        users: &[UserId],
+    ) -> Result<Vec<(UserId, Channel)>, StoreError> {
+        let inner = self.0.lock().unwrap();
+        Ok(users
+            .iter()
+            .filter_map(|u| Some((u, inner.preferences.get(u)?)))
+            .flat_map(|(u, p)| {
+                Channel::ALL
+                    .into_iter()
+                    .filter(|&c| !p.allows(category, c))
+                    .map(|c| (u.clone(), c))
+            })
+            .collect())
     }
 }
 

@@ -7,6 +7,7 @@ mod email_sender;
 mod first_key;
 mod queues;
 mod scheduler;
+mod signing_key;
 mod sms_sender;
 mod store;
 
@@ -16,10 +17,12 @@ pub use email_sender::{EmailSender, OutgoingEmail};
 pub use first_key::{FirstKey, StaticKey};
 pub use queues::{MAX_QUEUE_DELAY, QueueError, Queues};
 pub use scheduler::{Scheduler, SchedulerError};
+pub use signing_key::{SigningKey, StaticSigningKey};
 pub use sms_sender::{OutgoingSms, SmsSender};
 pub use store::{
-    ApiKeyStore, DeliveryStore, GroupStore, IdempotencyRecord, InsertOutcome, NotificationStore,
-    Page, Store, StoreError, SuppressionStore, TemplateStore, UserStore,
+    ApiKeyStore, CategoryStore, DeliveryStore, GroupStore, IdempotencyRecord, InsertOutcome,
+    NotificationStore, Page, PreferenceStore, Store, StoreError, SuppressionStore, TemplateStore,
+    UserStore,
 };
 
 /// The cause an adapter's error carries: whatever its library returned.

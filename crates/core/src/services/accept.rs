@@ -9,7 +9,7 @@ use super::App;
 use super::ServiceError;
 use super::metrics;
 use crate::domain::notification::{Content, Notification, Status, Target};
-use crate::domain::{Channel, IdempotencyKey, NotificationId, SendAt};
+use crate::domain::{CategoryId, Channel, IdempotencyKey, NotificationId, SendAt};
 use crate::jobs::FanoutJob;
 use crate::ports::{IdempotencyRecord, InsertOutcome};
 
@@ -22,6 +22,7 @@ pub struct NewNotification {
     pub channels: Vec<Channel>,
     pub content: Content,
     pub send_at: SendAt,
+    pub category: Option<CategoryId>,
 }
 
 /// The `Idempotency-Key` with a hash of the canonical body it came with.
@@ -111,8 +112,15 @@ impl App {
         };
         let id = NotificationId::generate(now);
         tracing::Span::current().record("id", tracing::field::display(&id));
+        let category = match (&req.category, &req.to) {
+            (Some(category), _) => Some(category.clone()),
+            // Group ids and category ids take the same characters.
+            (None, Target::GroupId(group)) => CategoryId::parse(group.as_str()).ok(),
+            (None, _) => None,
+        };
         let notification = Notification {
             id,
+            category,
             to: req.to,
             channels: req.channels,
             content: req.content,

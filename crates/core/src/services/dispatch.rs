@@ -9,7 +9,7 @@
 //! again under the same claim after a pause, so throttling slows a send down and does not use up
 //! its attempts; a job that runs out of its time budget leaves the rest for its next receive.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,17 +17,21 @@ use jiff::SignedDuration;
 use tokio::time::Instant;
 
 use super::ServiceError;
+use crate::domain::category::Category;
 use crate::domain::delivery::{Claim, Delivery, DeliveryKey, Outcome, Recipient};
-use crate::domain::notification::Content;
+use crate::domain::notification::{Content, Notification};
 use crate::domain::suppression::{SuppressedAddress, Suppression};
 use crate::domain::template::{Compiled, Parts};
-use crate::domain::{Channel, EmailAddress};
+use crate::domain::{CategoryId, Channel, EmailAddress, UserId};
 use crate::jobs::DispatchJob;
-use crate::ports::{Clock, EmailSender, OutgoingSms, SendError, SendErrorKind, SmsSender, Store};
+use crate::ports::{
+    Clock, EmailSender, OutgoingSms, SendError, SendErrorKind, SmsSender, Store, StoreError,
+};
 
 use super::message;
 use super::metrics;
 use super::rate_limit::RateLimit;
+use super::unsubscribe::UnsubscribeLinks;
 use crate::backoff::jitter;
 use crate::ports::error_chain;
 
@@ -47,6 +51,8 @@ pub struct Dispatch {
     sms_pace: RateLimit,
     /// Channels the provider stopped (`SendErrorKind::Paused`), until when, in this process.
     paused: std::sync::Mutex<std::collections::HashMap<Channel, Instant>>,
+    /// Makes the one-click unsubscribe link of each email whose category can be left.
+    unsubscribe: Option<Arc<UnsubscribeLinks>>,
 }
 
 #[derive(Debug, Clone)]
@@ -111,6 +117,36 @@ pub struct DispatchReport {
     pub retry: bool,
 }
 
+/// What a job reads once before its sends.
+struct Prepared {
+    notification: Notification,
+    source: Source,
+    /// Suppressed deliveries, by channel and the recipient's own address.
+    suppressed: HashMap<(Channel, String), Suppression>,
+    /// The notification's category if users can leave it (not a transactional one).
+    optional_category: Option<CategoryId>,
+    /// The job's users who turned that category off, and on which channel.
+    opted_out: HashSet<(UserId, Channel)>,
+}
+
+impl Prepared {
+    /// Why a delivery is skipped without a send, if it is: a suppressed address, or a user
+    /// who left the category on this channel.
+    fn skip_reason(&self, recipient: &Recipient, channel: Channel) -> Option<String> {
+        if let Some(s) = recipient
+            .address(channel)
+            .and_then(|a| self.suppressed.get(&(channel, a)))
+        {
+            return Some(s.skip_reason());
+        }
+        let category = self.optional_category.as_ref()?;
+        let user = recipient.user_id.clone()?;
+        self.opted_out
+            .contains(&(user, channel))
+            .then(|| format!("unsubscribed: {category}"))
+    }
+}
+
 /// The parts to render for this notification, compiled once per job.
 enum Source {
     Inline(Parts),
@@ -141,7 +177,15 @@ impl Dispatch {
             email_pace,
             sms_pace,
             paused: Default::default(),
+            unsubscribe: None,
         }
+    }
+
+    /// Emails whose category users can leave carry a one-click unsubscribe link (RFC 8058)
+    /// and give templates `unsubscribe_url`.
+    pub fn with_unsubscribe(mut self, links: Arc<UnsubscribeLinks>) -> Self {
+        self.unsubscribe = Some(links);
+        self
     }
 
     pub fn pace(&self, channel: Channel) -> &RateLimit {
@@ -188,27 +232,18 @@ impl Dispatch {
                 .unwrap_or(started),
         );
         let mut report = DispatchReport::default();
-        let Some(n) = self.store.get_notification(&job.notification_id).await? else {
+        // What a job reads before its first send is bounded too: read through slow retries, it
+        // would leave a send that starts later less than `send_reserve` to be recorded in.
+        let Ok(prepared) = tokio::time::timeout_at(stop_sending, self.prepare(job)).await else {
+            tracing::warn!(id = %job.notification_id, "out of time before the first send; the job comes back");
+            report.retry = true;
+            return Ok(report);
+        };
+        let Some(prepared) = prepared? else {
             tracing::warn!(id = %job.notification_id, "dispatch job for an unknown notification");
             return Ok(report);
         };
-        let source = match &n.content {
-            Content::Inline(parts) => Source::Inline(parts.clone()),
-            Content::Template { id, data } => match self.store.get_template(id).await? {
-                None => Source::Broken(format!("template {id:?} was deleted before the send")),
-                Some(t) => match Compiled::compile(&t.parts) {
-                    Ok(compiled) => Source::Template {
-                        parts: t.parts,
-                        compiled: Box::new(compiled),
-                        data: data.clone(),
-                    },
-                    Err(errors) => {
-                        Source::Broken(format!("template {id:?} does not compile: {errors:?}"))
-                    }
-                },
-            },
-        };
-        let suppressed = self.suppressions(job).await?;
+        let n = &prepared.notification;
         'items: for (i, item) in job.items.iter().enumerate() {
             for &channel in &item.channels {
                 if Instant::now() >= stop_sending {
@@ -251,17 +286,11 @@ impl Dispatch {
                         continue;
                     }
                 };
-                let suppression = item
-                    .recipient
-                    .address(channel)
-                    .and_then(|a| suppressed.get(&(channel, a)));
-                let outcome = match suppression {
-                    Some(s) => Outcome::Skipped {
-                        reason: s.skip_reason(),
-                    },
+                let outcome = match prepared.skip_reason(&item.recipient, channel) {
+                    Some(reason) => Outcome::Skipped { reason },
                     None => {
                         self.attempt(
-                            &source,
+                            &prepared,
                             &item.recipient,
                             channel,
                             &key,
@@ -309,6 +338,71 @@ impl Dispatch {
         Ok(report)
     }
 
+    /// The job's notification, what to render for it, and its suppressed deliveries; `None`
+    /// if the notification does not exist.
+    async fn prepare(&self, job: &DispatchJob) -> Result<Option<Prepared>, ServiceError> {
+        let Some(notification) = self.store.get_notification(&job.notification_id).await? else {
+            return Ok(None);
+        };
+        let n = &notification;
+        let source = match &n.content {
+            Content::Inline(parts) => Source::Inline(parts.clone()),
+            Content::Template { id, data } => match self.store.get_template(id).await? {
+                None => Source::Broken(format!("template {id:?} was deleted before the send")),
+                Some(t) => match Compiled::compile(&t.parts) {
+                    Ok(compiled) => Source::Template {
+                        parts: t.parts,
+                        compiled: Box::new(compiled),
+                        data: data.clone(),
+                    },
+                    Err(errors) => {
+                        Source::Broken(format!("template {id:?} does not compile: {errors:?}"))
+                    }
+                },
+            },
+        };
+        let suppressed = self.suppressions(job).await?;
+        let optional_category = match &n.category {
+            None => None,
+            Some(id) => {
+                let category = self
+                    .store
+                    .get_category(id)
+                    .await?
+                    .unwrap_or_else(|| Category::ordinary(id.clone()));
+                (!category.transactional).then_some(category.id)
+            }
+        };
+        let opted_out = match &optional_category {
+            None => HashSet::new(),
+            Some(category) => {
+                let mut users: Vec<UserId> = job
+                    .items
+                    .iter()
+                    .filter_map(|item| item.recipient.user_id.clone())
+                    .collect();
+                users.sort();
+                users.dedup();
+                if users.is_empty() {
+                    HashSet::new()
+                } else {
+                    self.store
+                        .find_opt_outs(category, &users)
+                        .await?
+                        .into_iter()
+                        .collect()
+                }
+            }
+        };
+        Ok(Some(Prepared {
+            notification,
+            source,
+            suppressed,
+            optional_category,
+            opted_out,
+        }))
+    }
+
     /// The job's suppressed deliveries, by channel and address as the recipient gives it,
     /// found in one lookup; each address is parsed here once, not again per delivery.
     async fn suppressions(
@@ -350,7 +444,7 @@ impl Dispatch {
     #[allow(clippy::too_many_arguments)]
     async fn attempt(
         &self,
-        source: &Source,
+        prepared: &Prepared,
         recipient: &Recipient,
         channel: Channel,
         key: &DeliveryKey,
@@ -359,7 +453,7 @@ impl Dispatch {
         report: &mut DispatchReport,
     ) -> Outcome {
         match self
-            .deliver_paced(source, recipient, channel, key, stop_sending, report)
+            .deliver_paced(prepared, recipient, channel, key, stop_sending, report)
             .await
         {
             Ok(provider_message_id) => Outcome::Sent {
@@ -412,8 +506,17 @@ impl Dispatch {
         deadline: Instant,
     ) -> Result<(), ServiceError> {
         let mut pause = Duration::from_millis(50);
+        // A write still running when the invocation is killed is lost without a word; cut
+        // short, it is at least said.
+        let last_moment = deadline.checked_sub(RECORD_MARGIN).unwrap_or(deadline);
         loop {
-            match self.store.record_outcome(key, outcome).await {
+            let written =
+                tokio::time::timeout_at(last_moment, self.store.record_outcome(key, outcome))
+                    .await
+                    .unwrap_or_else(|elapsed| {
+                        Err(StoreError::unavailable("recording an outcome", elapsed))
+                    });
+            match written {
                 Ok(()) => return Ok(()),
                 Err(e) if Instant::now() + pause + RECORD_MARGIN < deadline => {
                     tracing::warn!(id = %key.notification_id, channel = %key.channel, error = %error_chain(&e), "could not record an outcome; trying again");
@@ -464,7 +567,7 @@ impl Dispatch {
     /// the same claim, up to `throttle_tries`.
     async fn deliver_paced(
         &self,
-        source: &Source,
+        prepared: &Prepared,
         recipient: &Recipient,
         channel: Channel,
         key: &DeliveryKey,
@@ -485,7 +588,7 @@ impl Dispatch {
             }
             tries += 1;
             let sending = Instant::now();
-            let result = self.deliver(source, recipient, channel, key).await;
+            let result = self.deliver(prepared, recipient, channel, key).await;
             metrics::provider_latency(channel, sending.elapsed());
             match result {
                 Err(e) if e.kind == SendErrorKind::Throttled => {
@@ -507,12 +610,29 @@ impl Dispatch {
 
     async fn deliver(
         &self,
-        source: &Source,
+        prepared: &Prepared,
         recipient: &Recipient,
         channel: Channel,
         key: &DeliveryKey,
     ) -> Result<String, SendError> {
-        let parts = match source {
+        let unsubscribe = match (
+            channel,
+            &self.unsubscribe,
+            &prepared.optional_category,
+            &recipient.user_id,
+        ) {
+            (Channel::Email, Some(links), Some(category), Some(user)) => Some(
+                links
+                    .url(user, category)
+                    .await
+                    // Without its link the email must not go: it waits for the key.
+                    .map_err(|e| {
+                        SendError::transient(format!("no unsubscribe link: {}", error_chain(&e)))
+                    })?,
+            ),
+            _ => None,
+        };
+        let parts = match &prepared.source {
             Source::Inline(parts) => parts.clone(),
             Source::Template {
                 parts,
@@ -521,6 +641,9 @@ impl Dispatch {
             } => {
                 let mut context = data.clone();
                 context.insert("user".into(), recipient.template_context());
+                if let Some(url) = &unsubscribe {
+                    context.insert("unsubscribe_url".into(), url.clone().into());
+                }
                 compiled
                     .render(parts, &serde_json::Value::Object(context))
                     .map_err(SendError::permanent)?
@@ -533,8 +656,14 @@ impl Dispatch {
                     .email
                     .as_ref()
                     .ok_or_else(|| SendError::permanent("no email address"))?;
-                let email = message::build_email(&self.settings.from, to, key, &parts)
-                    .map_err(SendError::permanent)?;
+                let email = message::build_email(
+                    &self.settings.from,
+                    to,
+                    key,
+                    &parts,
+                    unsubscribe.as_deref(),
+                )
+                .map_err(SendError::permanent)?;
                 self.email.send(&email).await
             }
             Channel::Sms => {

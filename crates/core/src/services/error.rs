@@ -28,6 +28,9 @@ pub enum ServiceError {
     /// The deployment's first API key could not be read (its secret, on AWS).
     #[error("the first API key could not be read")]
     FirstKey(#[source] BoxError),
+    /// The deployment's key for unsubscribe links could not be read (its secret, on AWS).
+    #[error("the signing key could not be read")]
+    SigningKey(#[source] BoxError),
 }
 
 impl ServiceError {

@@ -1,6 +1,7 @@
 //! Building the outgoing messages. An email is built once as MIME; every sender sends the same bytes.
 
-use lettre::message::{Mailbox, MultiPart, SinglePart, header::ContentType};
+use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
 use sha2::{Digest, Sha256};
 
 use crate::domain::EmailAddress;
@@ -20,11 +21,46 @@ pub fn message_id(key: &DeliveryKey, domain: &str) -> String {
     )
 }
 
+/// `List-Unsubscribe: <url>` (RFC 2369), which mail clients show as an unsubscribe button.
+#[derive(Debug, Clone)]
+struct ListUnsubscribe(String);
+
+impl Header for ListUnsubscribe {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("List-Unsubscribe")
+    }
+    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(Self(s.trim().to_owned()))
+    }
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), self.0.clone())
+    }
+}
+
+/// `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058): the link unsubscribes
+/// with a POST and nothing else, so the client may do it without opening a page.
+#[derive(Debug, Clone)]
+struct ListUnsubscribePost;
+
+impl Header for ListUnsubscribePost {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("List-Unsubscribe-Post")
+    }
+    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(Self)
+    }
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), "List-Unsubscribe=One-Click".to_owned())
+    }
+}
+
+/// The email of one delivery; `unsubscribe` is its one-click link, if its category can be left.
 pub fn build_email(
     from: &EmailAddress,
     to: &EmailAddress,
     key: &DeliveryKey,
     parts: &Parts,
+    unsubscribe: Option<&str>,
 ) -> Result<OutgoingEmail, String> {
     let domain = from
         .as_str()
@@ -40,11 +76,16 @@ pub fn build_email(
         .as_str()
         .parse()
         .map_err(|e| format!("to address: {e}"))?;
-    let builder = lettre::Message::builder()
+    let mut builder = lettre::Message::builder()
         .from(from_box)
         .to(to_box)
         .subject(parts.subject.clone().unwrap_or_default())
         .message_id(Some(message_id.clone()));
+    if let Some(url) = unsubscribe {
+        builder = builder
+            .header(ListUnsubscribe(format!("<{url}>")))
+            .header(ListUnsubscribePost);
+    }
     let text = parts.text.clone();
     let html = parts.html.clone();
     let message = match (text, html) {

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod rate_limit;
 pub mod reschedule;
 pub mod retry;
+pub mod unsubscribe;
 
 use std::sync::Arc;
 
@@ -25,4 +26,5 @@ pub struct App {
     pub scheduler: Arc<dyn Scheduler>,
     pub queues: Arc<dyn Queues>,
     pub clock: Arc<dyn Clock>,
+    pub unsubscribe: Arc<unsubscribe::UnsubscribeLinks>,
 }

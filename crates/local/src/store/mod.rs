@@ -4,6 +4,7 @@ mod api_keys;
 mod deliveries;
 mod groups;
 mod notifications;
+mod preferences;
 mod row;
 mod suppressions;
 mod templates;

@@ -2,17 +2,21 @@
 //! `Store` is all of them, what an adapter (SQLite, DynamoDB, memory) implements.
 
 mod api_keys;
+mod categories;
 mod deliveries;
 mod groups;
 mod notifications;
+mod preferences;
 mod suppressions;
 mod templates;
 mod users;
 
 pub use api_keys::ApiKeyStore;
+pub use categories::CategoryStore;
 pub use deliveries::DeliveryStore;
 pub use groups::GroupStore;
 pub use notifications::{IdempotencyRecord, InsertOutcome, NotificationStore};
+pub use preferences::PreferenceStore;
 pub use suppressions::SuppressionStore;
 pub use templates::TemplateStore;
 pub use users::UserStore;
@@ -66,6 +70,8 @@ pub trait Store:
     + DeliveryStore
     + ApiKeyStore
     + SuppressionStore
+    + CategoryStore
+    + PreferenceStore
 {
 }
 
@@ -77,5 +83,7 @@ impl<T> Store for T where
         + DeliveryStore
         + ApiKeyStore
         + SuppressionStore
+        + CategoryStore
+        + PreferenceStore
 {
 }

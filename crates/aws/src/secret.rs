@@ -1,0 +1,44 @@
+//! Values the stack keeps in Secrets Manager (the first API key, the key that signs
+//! unsubscribe links), read when first needed, so that no function's init makes an AWS call.
+
+use async_trait::async_trait;
+
+use notify_core::ports::{BoxError, FirstKey, SigningKey};
+
+pub struct SecretValue {
+    client: aws_sdk_secretsmanager::Client,
+    arn: String,
+}
+
+impl SecretValue {
+    pub fn new(client: aws_sdk_secretsmanager::Client, arn: String) -> Self {
+        Self { client, arn }
+    }
+
+    async fn read(&self) -> Result<String, BoxError> {
+        let out = self
+            .client
+            .get_secret_value()
+            .secret_id(&self.arn)
+            .send()
+            .await?;
+        out.secret_string()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| format!("the secret {} is empty", self.arn).into())
+    }
+}
+
+#[async_trait]
+impl FirstKey for SecretValue {
+    async fn secret(&self) -> Result<String, BoxError> {
+        self.read().await
+    }
+}
+
+#[async_trait]
+impl SigningKey for SecretValue {
+    async fn key(&self) -> Result<Vec<u8>, BoxError> {
+        self.read().await.map(String::into_bytes)
+    }
+}

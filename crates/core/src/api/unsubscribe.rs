@@ -1,0 +1,93 @@
+//! `/u/{token}`: the one-click unsubscribe link of RFC 8058, reached without an API key. A
+//! POST unsubscribes (the mail client's one click, or the page's button); a GET only shows the
+//! page with the button, because mail scanners fetch links and a GET must change nothing. A
+//! token this deployment did not sign is a 404 and changes nothing.
+
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+
+use super::ApiError;
+use super::ApiState;
+use crate::services::ServiceError;
+
+/// A token this deployment did not sign names nothing here.
+fn link_error(e: ServiceError) -> ApiError {
+    match e {
+        ServiceError::Invalid(_) => ApiError::not_found("unsubscribe link"),
+        other => other.into(),
+    }
+}
+
+pub async fn page(
+    State(state): State<ApiState>,
+    Path(token): Path<String>,
+) -> Result<Response, ApiError> {
+    let t = state
+        .app
+        .unsubscribe
+        .check(&token)
+        .await
+        .map_err(link_error)?;
+    let category = escape(t.category.as_str());
+    Ok(html(format!(
+        r#"<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex"><title>Unsubscribe</title></head>
+<body>
+<main>
+<h1>Unsubscribe</h1>
+<p>Stop emails of the kind “{category}”?</p>
+<form method="post">
+<input type="hidden" name="List-Unsubscribe" value="One-Click">
+<button type="submit">Unsubscribe</button>
+</form>
+</main>
+</body>
+</html>
+"#
+    )))
+}
+
+/// Whatever the body says (`List-Unsubscribe=One-Click` from a mail client, the form from the
+/// page): the link alone decides.
+pub async fn confirm(
+    State(state): State<ApiState>,
+    Path(token): Path<String>,
+) -> Result<Response, ApiError> {
+    let t = state
+        .app
+        .unsubscribe
+        .unsubscribe(state.app.store.as_ref(), &token)
+        .await
+        .map_err(link_error)?;
+    let category = escape(t.category.as_str());
+    Ok(html(format!(
+        r#"<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><meta name="robots" content="noindex"><title>Unsubscribed</title></head>
+<body><main><h1>Unsubscribed</h1><p>You will get no more emails of the kind “{category}”.</p></main></body>
+</html>
+"#
+    )))
+}
+
+fn html(body: String) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Category ids take only `[A-Za-z0-9._:@-]`; escaped all the same, in case that ever widens.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
