@@ -537,6 +537,8 @@ async fn the_served_openapi_spec_and_the_routes_agree() {
                 .replace("{user_id}", "u1")
                 .replace("{template_id}", "t1")
                 .replace("{group_id}", "g1")
+                .replace("{category_id}", "c1")
+                .replace("{token}", "not-a-token")
                 .replace("{id}", "ntf_01kkkkkkkkkkkkkkkkkkkkkkkk");
             let a = d
                 .send(
@@ -576,6 +578,13 @@ async fn the_served_openapi_spec_and_the_routes_agree() {
         "DELETE /v1/notifications/{id}",
         "PATCH /v1/notifications/{id}",
         "GET /v1/notifications/{id}/deliveries",
+        "GET /v1/users/{user_id}/preferences",
+        "PUT /v1/users/{user_id}/preferences",
+        "GET /v1/categories/{category_id}",
+        "PUT /v1/categories/{category_id}",
+        "DELETE /v1/categories/{category_id}",
+        "GET /u/{token}",
+        "POST /u/{token}",
     ] {
         assert!(
             documented.contains(&route.to_owned()),

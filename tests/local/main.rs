@@ -11,3 +11,4 @@ mod schedule;
 mod send;
 mod spec;
 mod suppressions;
+mod unsubscribe;

@@ -124,6 +124,10 @@ async fn run(up: Up) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listen on {}", up.addr))?;
     let api_url = format!("http://{}", listener.local_addr()?);
+    // Unsubscribe links in emails point at this listener, as the template's parameter says.
+    parameters
+        .entry("PublicUrl".into())
+        .or_insert_with(|| api_url.clone());
 
     let moto = Moto::start(&up.python, up.moto_port).await?;
     let direct = emulator::sdk_config(&moto.endpoint);

@@ -3,6 +3,7 @@
 //! page with the button, because mail scanners fetch links and a GET must change nothing. A
 //! token this deployment did not sign is a 404 and changes nothing.
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -19,10 +20,17 @@ fn link_error(e: ServiceError) -> ApiError {
     }
 }
 
+/// The token as sent; one that is not even text (bad percent-encoding) names nothing either.
+fn token(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    path.map(|Path(token)| token)
+        .map_err(|_| ApiError::not_found("unsubscribe link"))
+}
+
 pub async fn page(
     State(state): State<ApiState>,
-    Path(token): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
+    let token = token(path)?;
     let t = state
         .app
         .unsubscribe
@@ -54,8 +62,9 @@ pub async fn page(
 /// page): the link alone decides.
 pub async fn confirm(
     State(state): State<ApiState>,
-    Path(token): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
+    let token = token(path)?;
     let t = state
         .app
         .unsubscribe
