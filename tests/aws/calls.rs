@@ -21,8 +21,9 @@ use notify_core::ports::{GroupStore, SystemClock, UserStore};
 use notify_core::services::accept::NewNotification;
 use notify_core::services::dispatch::{Dispatch, DispatchSettings};
 use notify_core::services::fanout::{Fanout, FanoutSettings};
+use notify_core::services::unsubscribe::UnsubscribeLinks;
 use notify_tests::aws::{ApiHandler, AwsWorld, WorldOptions, api_event};
-use notify_tests::sim::{Latency, SimEmail, SimQueues, SimStore};
+use notify_tests::sim::{Latency, SimEmail, SimQueues, SimSigningKey, SimStore};
 
 const MEMBERS: usize = 120;
 /// Small pages and jobs, so that the send has several of each.
@@ -164,6 +165,7 @@ async fn simulated_calls() -> BTreeMap<String, u64> {
         calls: Default::default(),
     });
     let app = queues.app(store.clone());
+    let key = Arc::new(SimSigningKey::default());
     let fanout = Fanout {
         store: store.clone(),
         queues: queues.clone(),
@@ -180,7 +182,11 @@ async fn simulated_calls() -> BTreeMap<String, u64> {
         Arc::new(RecordingSms::default()),
         Arc::new(SystemClock),
         DispatchSettings::new(EmailAddress::parse(FROM).unwrap()),
-    );
+    )
+    .with_unsubscribe(Arc::new(UnsubscribeLinks::new(
+        key.clone(),
+        "https://notify.example",
+    )));
     let request = NewNotification {
         to: Target::GroupId(group),
         channels: vec![Channel::Email],
@@ -206,11 +212,13 @@ async fn simulated_calls() -> BTreeMap<String, u64> {
         .snapshot()
         .into_iter()
         .chain(queues.calls.snapshot())
-        .chain(email.calls.snapshot());
+        .chain(email.calls.snapshot())
+        .chain(key.calls.snapshot());
     for (op, n) in named {
         let op = match op.split_once(' ') {
             Some(("SQS", op)) => format!("sqs.{op}"),
             Some(("SES", op)) => format!("ses.{op}"),
+            Some(("SecretsManager", op)) => format!("secretsmanager.{op}"),
             // "BatchGetItem (counts)" is a BatchGetItem like any other on the wire.
             _ => format!("dynamodb.{}", op.split(' ').next().unwrap()),
         };

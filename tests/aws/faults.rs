@@ -160,7 +160,7 @@ async fn transient_errors_and_throttling_end_in_one_email_each_and_retry_sends_o
     assert_eq!(n["status"], "partially_failed", "{n}");
     assert_eq!(
         n["counts"],
-        json!({"recipients": MEMBERS, "pending": 0, "sent": MEMBERS - 3, "failed": 3, "skipped": 0})
+        json!({"recipients": MEMBERS, "pending": 0, "sent": MEMBERS - 3, "failed": 3, "skipped": 0, "delivered": 0, "bounced": 0, "complained": 0})
     );
 
     let per_address = emails_per_address(&w).await;
@@ -234,7 +234,7 @@ async fn transient_errors_and_throttling_end_in_one_email_each_and_retry_sends_o
     assert_eq!(n["status"], "completed", "{n}");
     assert_eq!(
         n["counts"],
-        json!({"recipients": MEMBERS, "pending": 0, "sent": MEMBERS, "failed": 0, "skipped": 0})
+        json!({"recipients": MEMBERS, "pending": 0, "sent": MEMBERS, "failed": 0, "skipped": 0, "delivered": 0, "bounced": 0, "complained": 0})
     );
     let per_address = emails_per_address(&w).await;
     for i in 0..MEMBERS {

@@ -3,8 +3,7 @@
 
 use serde_json::{Value, json};
 
-use notify_aws::handlers::{dispatch_event, fanout_event};
-use notify_aws::{metrics, wiring};
+use notify_aws::metrics;
 use notify_tests::aws::{ApiHandler, AwsWorld, api_event};
 
 /// The documents whose dimensions include every `(name, value)` in `labels`.
@@ -45,14 +44,7 @@ async fn a_known_send_writes_its_metrics_as_emf() {
         Some(json!({"to": {"group_id": "g"}, "content": {"subject": "s", "text": "t"}})),
     );
     assert_eq!(api.call(send).await.status, 202);
-    let fanout = wiring::fanout(&w.config, &w.sdk);
-    let dispatch = wiring::dispatch(&w.config, &w.sdk).unwrap();
-    let e = w.receive_event(&w.config.fanout_queue_url, 1).await;
-    let r = fanout_event(&fanout, e.clone(), w.config.fanout_max_receives).await;
-    w.settle(&w.config.fanout_queue_url, &e, &r).await;
-    let e = w.receive_event(&w.config.dispatch_queue_url, 10).await;
-    let r = dispatch_event(&dispatch, e.clone(), notify_tests::aws::dispatch_deadline()).await;
-    assert!(r.batch_item_failures.is_empty());
+    w.run_queues().await;
 
     let mut out = Vec::new();
     metrics::flush_to(&mut out).unwrap();

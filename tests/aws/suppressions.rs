@@ -121,7 +121,7 @@ async fn a_suppressed_address_is_skipped_before_any_provider_call() {
     assert_eq!(n["status"], "completed", "{n}");
     assert_eq!(
         n["counts"],
-        json!({"recipients": 4, "pending": 0, "sent": 2, "failed": 0, "skipped": 2})
+        json!({"recipients": 4, "pending": 0, "sent": 2, "failed": 0, "skipped": 2, "delivered": 0, "bounced": 0, "complained": 0})
     );
     let (_, d) = call(
         &mut api,
@@ -161,4 +161,173 @@ async fn a_suppressed_address_is_skipped_before_any_provider_call() {
     assert_eq!(status, 204);
     let (status, _) = call(&mut api, "GET", "/v1/suppressions/gone@example.com", None).await;
     assert_eq!(status, 404);
+}
+
+/// One field of each delivery of notification `id`, by user.
+async fn by_user(
+    api: &mut ApiHandler,
+    id: &str,
+    field: &str,
+) -> std::collections::HashMap<String, Value> {
+    let (_, d) = call(
+        api,
+        "GET",
+        &format!("/v1/notifications/{id}/deliveries"),
+        None,
+    )
+    .await;
+    d["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["user_id"].as_str().unwrap().to_owned(), i[field].clone()))
+        .collect()
+}
+
+/// An SQS event of SES events, as the feedback queue hands them to the feedback function.
+fn feedback_records(bodies: &[Value]) -> aws_lambda_events::sqs::SqsEvent {
+    let records: Vec<Value> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| {
+            json!({"messageId": format!("m{i}"), "receiptHandle": format!("r{i}"),
+                   "body": body.to_string(), "attributes": {}, "messageAttributes": {},
+                   "md5OfBody": "", "eventSource": "aws:sqs",
+                   "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:notify-FeedbackQueue",
+                   "awsRegion": "us-east-1"})
+        })
+        .collect();
+    serde_json::from_value(json!({ "Records": records })).unwrap()
+}
+
+#[tokio::test]
+async fn ses_events_mark_deliveries_delivered_bounced_or_complained_and_move_their_counts() {
+    use notify_aws::delivery_tags;
+    use notify_core::domain::delivery::DeliveryKey;
+    use notify_core::domain::{Channel, NotificationId};
+    let w = AwsWorld::start().await;
+    let mut api = ApiHandler::new(&w);
+    for user in ["ada", "bob", "cy"] {
+        let (status, body) = call(
+            &mut api,
+            "PUT",
+            &format!("/v1/users/{user}"),
+            Some(json!({"email": format!("{user}@example.org")})),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    call(
+        &mut api,
+        "PUT",
+        "/v1/groups/all",
+        Some(json!({"name": "All"})),
+    )
+    .await;
+    call(
+        &mut api,
+        "POST",
+        "/v1/groups/all/members",
+        Some(json!({"add": ["ada", "bob", "cy"]})),
+    )
+    .await;
+    let (status, accepted) = call(
+        &mut api,
+        "POST",
+        "/v1/notifications",
+        Some(json!({"to": {"group_id": "all"}, "content": {"subject": "News", "text": "Hello"}})),
+    )
+    .await;
+    assert_eq!(status, 202, "{accepted}");
+    let id = accepted["id"].as_str().unwrap().to_owned();
+    w.run_queues().await;
+    // SES took the tags with each email: the three were sent.
+    assert_eq!(w.moto.raw_emails().await.len(), 3);
+
+    let ids = by_user(&mut api, &id, "provider_message_id").await;
+    let ses_id = |user: &str| ids[user].as_str().unwrap().to_owned();
+    // What SES sends back: `mail.messageId` and the tags the email was sent with.
+    let mail = |user: &str, message_id: &str| {
+        let key = DeliveryKey {
+            notification_id: NotificationId::parse(&id).unwrap(),
+            recipient: user.to_owned(),
+            channel: Channel::Email,
+        };
+        let mut tags: serde_json::Map<String, Value> = delivery_tags::tags(&key)
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), json!([v])))
+            .collect();
+        tags.insert(
+            "ses:configuration-set".into(),
+            json!(["notify-ConfigurationSet"]),
+        );
+        json!({"messageId": message_id, "destination": [format!("{user}@example.org")], "tags": tags})
+    };
+    let delivery = |user: &str, message_id: &str| {
+        json!({"eventType": "Delivery", "mail": mail(user, message_id),
+               "delivery": {"recipients": [format!("{user}@example.org")]}})
+    };
+    let bounce = |user: &str| {
+        json!({"eventType": "Bounce", "mail": mail(user, &ses_id(user)), "bounce": {
+            "bounceType": "Permanent", "bounceSubType": "General",
+            "bouncedRecipients": [{"emailAddress": format!("{user}@example.org")}]}})
+    };
+    let complaint = |user: &str| {
+        json!({"eventType": "Complaint", "mail": mail(user, &ses_id(user)), "complaint": {
+            "complainedRecipients": [{"emailAddress": format!("{user}@example.org")}],
+            "complaintFeedbackType": "abuse"}})
+    };
+    let store = wiring::feedback(&w.config, &w.sdk);
+    let r = notify_aws::handlers::feedback_event(
+        store.as_ref(),
+        feedback_records(&[
+            delivery("ada", &ses_id("ada")),
+            // Twice, as SNS and SQS may deliver it: counted once.
+            delivery("ada", &ses_id("ada")),
+            bounce("bob"),
+            // A delivery report after the bounce changes nothing: a bounce is final.
+            delivery("bob", &ses_id("bob")),
+            // An event about another message to Cy (an earlier send) changes nothing.
+            delivery("cy", "0100-some-other-message"),
+        ]),
+    )
+    .await;
+    assert!(r.batch_item_failures.is_empty(), "{r:?}");
+    let (_, n) = call(&mut api, "GET", &format!("/v1/notifications/{id}"), None).await;
+    assert_eq!(n["status"], "completed", "{n}");
+    assert_eq!(
+        n["counts"],
+        json!({"recipients": 3, "pending": 0, "sent": 1, "failed": 0, "skipped": 0,
+               "delivered": 1, "bounced": 1, "complained": 0})
+    );
+    // Ada complains after the delivery.
+    let r =
+        notify_aws::handlers::feedback_event(store.as_ref(), feedback_records(&[complaint("ada")]))
+            .await;
+    assert!(r.batch_item_failures.is_empty(), "{r:?}");
+    let (_, n) = call(&mut api, "GET", &format!("/v1/notifications/{id}"), None).await;
+    assert_eq!(
+        n["counts"],
+        json!({"recipients": 3, "pending": 0, "sent": 1, "failed": 0, "skipped": 0,
+               "delivered": 0, "bounced": 1, "complained": 1})
+    );
+    let statuses = by_user(&mut api, &id, "status").await;
+    let status_of = |user: &str| statuses[user].clone();
+    assert_eq!(
+        (status_of("ada"), status_of("bob"), status_of("cy")),
+        (json!("complained"), json!("bounced"), json!("sent"))
+    );
+    for (address, reason) in [
+        ("ada@example.org", "complaint"),
+        ("bob@example.org", "bounce"),
+    ] {
+        let (status, s) = call(
+            &mut api,
+            "GET",
+            &format!("/v1/suppressions/{address}"),
+            None,
+        )
+        .await;
+        assert_eq!((status, &s["reason"]), (200, &json!(reason)), "{s}");
+    }
 }

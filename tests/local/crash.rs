@@ -61,7 +61,7 @@ async fn three_kills_during_a_20000_member_send_miss_no_one() {
     assert_eq!(n.body["status"], "completed", "{}", n.text);
     assert_eq!(
         n.body["counts"],
-        json!({"recipients": MEMBERS, "pending": 0, "sent": MEMBERS, "failed": 0, "skipped": 0})
+        json!({"recipients": MEMBERS, "pending": 0, "sent": MEMBERS, "failed": 0, "skipped": 0, "delivered": 0, "bounced": 0, "complained": 0})
     );
 
     let per_address = smtp.per_recipient();

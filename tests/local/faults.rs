@@ -48,7 +48,7 @@ async fn transient_errors_and_throttling_are_retried_and_permanent_ones_recorded
     assert_eq!(n.body["status"], "partially_failed", "{}", n.text);
     assert_eq!(
         n.body["counts"],
-        json!({"recipients": MEMBERS, "pending": 0, "sent": MEMBERS - 3, "failed": 3, "skipped": 0})
+        json!({"recipients": MEMBERS, "pending": 0, "sent": MEMBERS - 3, "failed": 3, "skipped": 0, "delivered": 0, "bounced": 0, "complained": 0})
     );
 
     let per_address = smtp.per_recipient();
@@ -123,7 +123,7 @@ async fn transient_errors_and_throttling_are_retried_and_permanent_ones_recorded
     assert_eq!(n.body["status"], "completed", "{}", n.text);
     assert_eq!(
         n.body["counts"],
-        json!({"recipients": MEMBERS, "pending": 0, "sent": MEMBERS, "failed": 0, "skipped": 0})
+        json!({"recipients": MEMBERS, "pending": 0, "sent": MEMBERS, "failed": 0, "skipped": 0, "delivered": 0, "bounced": 0, "complained": 0})
     );
     let per_address = smtp.per_recipient();
     assert_eq!(per_address.len(), MEMBERS);

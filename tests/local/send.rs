@@ -58,7 +58,7 @@ async fn immediate_email_reaches_the_smtp_server_and_completes() {
     assert_eq!(n.body["status"], "completed", "{}", n.text);
     assert_eq!(
         n.body["counts"],
-        json!({"recipients": 1, "pending": 0, "sent": 1, "failed": 0, "skipped": 0})
+        json!({"recipients": 1, "pending": 0, "sent": 1, "failed": 0, "skipped": 0, "delivered": 0, "bounced": 0, "complained": 0})
     );
     assert_eq!(n.body["to"], json!({"user_id": "ada"}));
     assert_eq!(n.body["channels"], json!(["email"]));
@@ -158,7 +158,7 @@ async fn sms_reaches_the_webhook_and_a_channel_opt_out_is_skipped() {
     let n = d.wait_status(id, &["completed"], WAIT).await;
     assert_eq!(
         n.body["counts"],
-        json!({"recipients": 1, "pending": 0, "sent": 0, "failed": 0, "skipped": 1})
+        json!({"recipients": 1, "pending": 0, "sent": 0, "failed": 0, "skipped": 1, "delivered": 0, "bounced": 0, "complained": 0})
     );
     let rows = d.get(&format!("/v1/notifications/{id}/deliveries")).await;
     assert_eq!(rows.body["items"][0]["status"], "skipped");

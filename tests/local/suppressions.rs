@@ -67,7 +67,7 @@ async fn a_suppressed_address_is_skipped_until_the_suppression_is_lifted() {
     let n = d.wait_status(&id, &["completed"], WAIT).await;
     assert_eq!(
         n.body["counts"],
-        json!({"recipients": 4, "pending": 0, "sent": 2, "failed": 0, "skipped": 2}),
+        json!({"recipients": 4, "pending": 0, "sent": 2, "failed": 0, "skipped": 2, "delivered": 0, "bounced": 0, "complained": 0}),
         "{}",
         n.text
     );

@@ -300,6 +300,37 @@ impl AwsWorld {
             }
         }
     }
+
+    /// Plays the event source mappings until both queues are empty: fanout over everything on
+    /// the fanout queue, then dispatch over everything on the dispatch queue, each with the
+    /// stack's wiring, deleting what the handlers did not report as failed (they must report
+    /// nothing).
+    pub async fn run_queues(&self) {
+        use notify_aws::handlers::{dispatch_event, fanout_event};
+        use notify_aws::wiring;
+        let fanout = wiring::fanout(&self.config, &self.sdk);
+        let dispatch = wiring::dispatch(&self.config, &self.sdk).unwrap();
+        for _ in 0..20 {
+            let e = self.receive_event(&self.config.fanout_queue_url, 1).await;
+            if e.records.is_empty() {
+                break;
+            }
+            let r = fanout_event(&fanout, e.clone(), self.config.fanout_max_receives).await;
+            assert!(r.batch_item_failures.is_empty(), "fanout failed: {r:?}");
+            self.settle(&self.config.fanout_queue_url, &e, &r).await;
+        }
+        for _ in 0..50 {
+            let e = self
+                .receive_event(&self.config.dispatch_queue_url, 10)
+                .await;
+            if e.records.is_empty() {
+                break;
+            }
+            let r = dispatch_event(&dispatch, e.clone(), dispatch_deadline()).await;
+            assert!(r.batch_item_failures.is_empty(), "dispatch failed: {r:?}");
+            self.settle(&self.config.dispatch_queue_url, &e, &r).await;
+        }
+    }
 }
 
 /// Received SQS messages as the Lambda event the event source mapping makes of them.

@@ -35,8 +35,8 @@ use notify_core::memory::{MemoryScheduler, MemoryStore};
 use notify_core::ports::{
     ApiKeyStore, CategoryStore, DeliveryStore, DependencyError, EmailSender, GroupStore,
     IdempotencyRecord, InsertOutcome, NotificationStore, OutgoingEmail, Page, PreferenceStore,
-    QueueError, Queues, SendError, StaticSigningKey, StoreError, SuppressionStore, SystemClock,
-    TemplateStore, UserStore,
+    QueueError, Queues, SendError, SigningKey, StaticSigningKey, StoreError, SuppressionStore,
+    SystemClock, TemplateStore, UserStore,
 };
 use notify_core::services::App;
 use notify_core::services::unsubscribe::UnsubscribeLinks;
@@ -86,7 +86,8 @@ async fn pause(d: Duration) {
 struct Deliveries {
     rows: HashMap<(String, Channel), (DeliveryStatus, u32, Option<Timestamp>)>,
     pages: HashSet<String>,
-    counts: [i64; 5],
+    /// Recipients, then one per `DeliveryStatus::ALL`, in its order.
+    counts: [i64; 8],
     fanned_out: bool,
 }
 
@@ -199,6 +200,20 @@ impl UserStore for SimStore {
     async fn delete_user(&self, id: &UserId) -> Result<bool, StoreError> {
         self.ddb("DeleteItem", 1, 1).await;
         self.inner.delete_user(id).await
+    }
+}
+
+/// The unsubscribe links' key, read from Secrets Manager once per process as on AWS.
+#[derive(Default)]
+pub struct SimSigningKey {
+    pub calls: Calls,
+}
+
+#[async_trait]
+impl SigningKey for SimSigningKey {
+    async fn key(&self) -> Result<Vec<u8>, notify_core::ports::BoxError> {
+        self.calls.add("SecretsManager GetSecretValue", 1);
+        Ok(b"simulated".to_vec())
     }
 }
 
@@ -580,6 +595,38 @@ impl DeliveryStore for SimStore {
         Ok(())
     }
 
+    /// As the DynamoDB adapter: a consistent read of the row, then the row and its count in one
+    /// transaction. (The simulated rows keep no provider message id to compare.)
+    async fn record_feedback(
+        &self,
+        key: &DeliveryKey,
+        _provider_message_id: &str,
+        to: DeliveryStatus,
+    ) -> Result<bool, StoreError> {
+        self.ddb("GetItem", 1, 1).await;
+        let applied = {
+            let mut d = self.deliveries.lock().unwrap();
+            match d.rows.get_mut(&(key.recipient.clone(), key.channel)) {
+                Some(row) if row.0.may_become(to) => {
+                    let from = row.0;
+                    row.0 = to;
+                    let slot = |s: DeliveryStatus| {
+                        1 + DeliveryStatus::ALL.iter().position(|&x| x == s).unwrap()
+                    };
+                    d.counts[slot(from)] -= 1;
+                    d.counts[slot(to)] += 1;
+                    true
+                }
+                _ => false,
+            }
+        };
+        if !applied {
+            return Ok(false);
+        }
+        self.ddb("TransactWriteItems", 1, 1).await;
+        Ok(true)
+    }
+
     async fn reopen_failed(&self, _key: &DeliveryKey) -> Result<bool, StoreError> {
         // The benchmarks never retry a notification.
         Ok(false)
@@ -601,13 +648,14 @@ impl DeliveryStore for SimStore {
         // One consistent BatchGetItem of every count item.
         self.ddb("BatchGetItem (counts)", 1, 1).await;
         let c = self.deliveries.lock().unwrap().counts;
-        Ok(Counts {
+        let mut counts = Counts {
             recipients: c[RECIPIENTS] as u64,
-            pending: c[PENDING] as u64,
-            sent: c[SENT] as u64,
-            failed: c[FAILED] as u64,
-            skipped: c[SKIPPED] as u64,
-        })
+            ..Counts::default()
+        };
+        for (i, status) in DeliveryStatus::ALL.into_iter().enumerate() {
+            counts.add(status, c[1 + i].max(0) as u64);
+        }
+        Ok(counts)
     }
 }
 

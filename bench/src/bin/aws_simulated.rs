@@ -72,17 +72,21 @@ async fn run(n: usize) {
             ..FanoutSettings::default()
         },
     });
-    let dispatch = Arc::new(Dispatch::new(
-        store.clone(),
-        email.clone(),
-        Arc::new(RecordingSms::default()),
-        Arc::new(SystemClock),
-        // The AWS defaults, with a time budget that never cuts a simulated job short.
-        DispatchSettings {
-            time_budget: Duration::from_secs(3600),
-            ..DispatchSettings::new(EmailAddress::parse("news@example.com").unwrap())
-        },
-    ));
+    let dispatch = Arc::new(
+        Dispatch::new(
+            store.clone(),
+            email.clone(),
+            Arc::new(RecordingSms::default()),
+            Arc::new(SystemClock),
+            // The AWS defaults, with a time budget that never cuts a simulated job short.
+            DispatchSettings {
+                time_budget: Duration::from_secs(3600),
+                ..DispatchSettings::new(EmailAddress::parse("news@example.com").unwrap())
+            },
+        )
+        // A group send's emails carry unsubscribe links, as on AWS.
+        .with_unsubscribe(app.unsubscribe.clone()),
+    );
 
     let request = NewNotification {
         to: Target::GroupId(group),

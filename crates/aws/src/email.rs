@@ -3,10 +3,11 @@
 use async_trait::async_trait;
 use aws_sdk_sesv2::Client;
 use aws_sdk_sesv2::primitives::Blob;
-use aws_sdk_sesv2::types::{Destination, EmailContent, RawMessage};
+use aws_sdk_sesv2::types::{Destination, EmailContent, MessageTag, RawMessage};
 
 use notify_core::ports::{EmailSender, OutgoingEmail, SendError};
 
+use crate::delivery_tags;
 use crate::provider_error::classify;
 
 pub struct SesEmail {
@@ -30,6 +31,11 @@ impl EmailSender for SesEmail {
             .data(Blob::new(email.raw.clone()))
             .build()
             .map_err(|e| SendError::permanent(e.to_string()))?;
+        let tags = delivery_tags::tags(&email.delivery)
+            .into_iter()
+            .map(|(name, value)| MessageTag::builder().name(name).value(value).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| SendError::permanent(e.to_string()))?;
         let out = self
             .client
             .send_email()
@@ -40,6 +46,7 @@ impl EmailSender for SesEmail {
                     .build(),
             )
             .content(EmailContent::builder().raw(raw).build())
+            .set_email_tags(Some(tags))
             .set_configuration_set_name(self.configuration_set.clone())
             .send()
             .await

@@ -238,11 +238,11 @@ impl DispatchConsumer {
 }
 
 /// Feedback: SES events from the feedback queue; a permanent bounce or a complaint suppresses
-/// the address. A message that is not an SES event, or whose write fails, goes back to the
-/// queue (and, after `maxReceiveCount` receives, to its dead-letter queue, where an operator
-/// sees it).
+/// the address, and an event about a delivery marks it (`delivered`, `bounced`, `complained`).
+/// A record whose writes failed comes back; one that is not an SES event goes, after a few
+/// receives, to the dead-letter queue.
 pub async fn feedback_event(
-    store: &dyn notify_core::ports::SuppressionStore,
+    store: &dyn notify_core::ports::Store,
     event: SqsEvent,
 ) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
@@ -257,30 +257,39 @@ pub async fn feedback_event(
 }
 
 /// One feedback record: whether it is done with.
-async fn feedback_record(
-    store: &dyn notify_core::ports::SuppressionStore,
-    record: &SqsMessage,
-) -> bool {
-    use crate::feedback::{Feedback, read};
+async fn feedback_record(store: &dyn notify_core::ports::Store, record: &SqsMessage) -> bool {
     let now = jiff::Timestamp::now();
-    match read(record.body.as_deref().unwrap_or_default(), now) {
+    let feedback = match crate::feedback::read(record.body.as_deref().unwrap_or_default(), now) {
+        Ok(feedback) => feedback,
         Err(e) => {
             tracing::error!(error = %error_chain(&e), "feedback message");
-            false
+            return false;
         }
-        Ok(Feedback::Nothing(event_type)) => {
-            tracing::info!(event_type, "SES event, nothing to do");
-            true
+    };
+    for s in &feedback.suppress {
+        if let Err(e) = store.put_suppression(s).await {
+            tracing::warn!(error = %error_chain(&e), "could not suppress an address");
+            return false;
         }
-        Ok(Feedback::Suppress(suppressions)) => {
-            for s in &suppressions {
-                if let Err(e) = store.put_suppression(s).await {
-                    tracing::warn!(error = %error_chain(&e), "could not suppress an address");
-                    return false;
-                }
-                tracing::info!(reason = s.reason.as_str(), channel = %s.address.channel(), "address suppressed");
+        tracing::info!(reason = s.reason.as_str(), channel = %s.address.channel(), "address suppressed");
+    }
+    if let Some(report) = &feedback.delivery {
+        let key = &report.key;
+        match store
+            .record_feedback(key, &report.provider_message_id, report.status)
+            .await
+        {
+            Ok(applied) => {
+                tracing::info!(id = %key.notification_id, status = report.status.as_str(), applied, "delivery reported")
             }
-            true
+            Err(e) => {
+                tracing::warn!(id = %key.notification_id, error = %error_chain(&e), "could not record a delivery report");
+                return false;
+            }
         }
     }
+    if feedback.suppress.is_empty() && feedback.delivery.is_none() {
+        tracing::info!(event_type = feedback.event_type, "SES event, nothing to do");
+    }
+    true
 }

@@ -1,6 +1,7 @@
 //! Adapters that run the core on AWS, and the Lambda handlers that the three functions wire up.
 
 pub mod config;
+pub mod delivery_tags;
 pub mod email;
 pub mod feedback;
 pub mod handlers;

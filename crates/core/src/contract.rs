@@ -592,7 +592,8 @@ async fn deliveries(store: &dyn Store) {
             pending: 5,
             sent: 0,
             failed: 0,
-            skipped: 1
+            skipped: 1,
+            ..Counts::default()
         }
     );
 
@@ -706,7 +707,8 @@ async fn deliveries(store: &dyn Store) {
             pending: 0,
             sent: 3,
             failed: 1,
-            skipped: 2
+            skipped: 2,
+            ..Counts::default()
         }
     );
     let page = store.list_deliveries(&n.id, 10, None).await.unwrap();
@@ -803,7 +805,8 @@ async fn deliveries(store: &dyn Store) {
             pending: 1,
             sent: 3,
             failed: 0,
-            skipped: 2
+            skipped: 2,
+            ..Counts::default()
         }
     );
     assert_eq!(
@@ -829,5 +832,44 @@ async fn deliveries(store: &dyn Store) {
     assert_eq!(
         store.finish_if_done(&n.id).await.unwrap(),
         Some(Status::Completed)
+    );
+
+    // The provider's later reports: for the message sent, once, forwards only.
+    let report = |k: usize, pid: &'static str, to| {
+        let key = key(k);
+        async move { store.record_feedback(&key, pid, to).await.unwrap() }
+    };
+    assert!(
+        !report(0, "p-other", DeliveryStatus::Delivered).await,
+        "another message's report"
+    );
+    assert!(report(0, "p0", DeliveryStatus::Delivered).await);
+    assert!(
+        !report(0, "p0", DeliveryStatus::Delivered).await,
+        "counted once"
+    );
+    assert!(report(1, "p1", DeliveryStatus::Bounced).await);
+    assert!(
+        !report(1, "p1", DeliveryStatus::Delivered).await,
+        "a bounce is final"
+    );
+    assert!(report(0, "p0", DeliveryStatus::Complained).await);
+    assert!(
+        !store
+            .record_feedback(&rows[5].key, "p0", DeliveryStatus::Delivered)
+            .await
+            .unwrap(),
+        "a skipped delivery was never sent"
+    );
+    let c = store.counts(&n.id).await.unwrap();
+    assert_eq!(
+        (c.recipients, c.sent, c.delivered, c.bounced, c.complained),
+        (6, 2, 0, 1, 1)
+    );
+    let all = store.list_deliveries(&n.id, 10, None).await.unwrap().items;
+    let status = |k: usize| all.iter().find(|d| d.key == key(k)).unwrap().status;
+    assert_eq!(
+        (status(0), status(1)),
+        (DeliveryStatus::Complained, DeliveryStatus::Bounced)
     );
 }

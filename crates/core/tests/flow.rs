@@ -753,7 +753,8 @@ async fn retry_sends_only_the_failed_deliveries_again() {
             pending: 0,
             sent: 1,
             failed: 0,
-            skipped: 0
+            skipped: 0,
+            ..Counts::default()
         }
     );
 }

@@ -358,6 +358,63 @@ impl DeliveryStore for DynamoStore {
         }
     }
 
+    async fn record_feedback(
+        &self,
+        k: &DeliveryKey,
+        provider_message_id: &str,
+        to: DeliveryStatus,
+    ) -> Result<bool, StoreError> {
+        // The count to move depends on the status the row has now: read it, then change row
+        // and count in one transaction on the condition that the row is still as read. A
+        // report racing another for the same delivery reads again.
+        for _ in 0..3 {
+            let Some(row) = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .set_key(Some(delivery_key(k)))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(err)?
+                .item
+            else {
+                return Ok(false);
+            };
+            let from = row.string("status").and_then(DeliveryStatus::parse);
+            let Some(from) = from.filter(|from| from.may_become(to)) else {
+                return Ok(false);
+            };
+            if row.string("provider_message_id") != Some(provider_message_id) {
+                return Ok(false);
+            }
+            let update = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(delivery_key(k)))
+                .update_expression("SET #status = :to")
+                .condition_expression("#status = :from AND provider_message_id = :pid")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":to", string(to.as_str()))
+                .expression_attribute_values(":from", string(from.as_str()))
+                .expression_attribute_values(":pid", string(provider_message_id))
+                .build()
+                .map_err(build_err)?;
+            let count = self.move_count(&k.notification_id, &k.recipient, from, to)?;
+            match self
+                .transact(vec![
+                    TransactWriteItem::builder().update(update).build(),
+                    count,
+                ])
+                .await
+            {
+                Ok(()) => return Ok(true),
+                Err(e) if cancelled_by_condition(&e) => continue,
+                Err(e) => return Err(err(e)),
+            }
+        }
+        Ok(false)
+    }
+
     async fn list_deliveries(
         &self,
         id: &NotificationId,
@@ -402,13 +459,10 @@ impl DeliveryStore for DynamoStore {
 
     async fn counts(&self, id: &NotificationId) -> Result<Counts, StoreError> {
         let mut c = Counts::default();
-        let mut sums = [
-            ("recipients", 0i64),
-            ("pending", 0),
-            ("sent", 0),
-            ("failed", 0),
-            ("skipped", 0),
-        ];
+        let mut sums: Vec<(&str, i64)> = std::iter::once("recipients")
+            .chain(DeliveryStatus::ALL.iter().map(|s| s.as_str()))
+            .map(|name| (name, 0))
+            .collect();
         // Every count item of the notification in one BatchGetItem (at most 100 keys), read
         // consistently.
         let keys = (0..COUNT_SHARDS)
@@ -427,10 +481,9 @@ impl DeliveryStore for DynamoStore {
                 .map_or(0, |(_, v)| (*v).max(0) as u64)
         };
         c.recipients = get("recipients");
-        c.pending = get("pending");
-        c.sent = get("sent");
-        c.failed = get("failed");
-        c.skipped = get("skipped");
+        for status in DeliveryStatus::ALL {
+            c.add(status, get(status.as_str()));
+        }
         Ok(c)
     }
 }

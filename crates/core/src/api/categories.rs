@@ -39,7 +39,10 @@ pub async fn put(
     let (transactional, description) = match map {
         Some(map) => {
             let transactional = input::boolean(map, "", "transactional", &mut errors);
-            if transactional.is_none() && !map.contains_key("transactional") {
+            if map
+                .get("transactional")
+                .is_none_or(serde_json::Value::is_null)
+            {
                 errors.add("transactional", "is required: true or false");
             }
             let description =

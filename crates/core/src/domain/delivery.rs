@@ -77,22 +77,60 @@ pub enum DeliveryStatus {
     Sent,
     Failed,
     Skipped,
+    /// The provider reported the message delivered to the recipient's server (SES `Delivery`).
+    Delivered,
+    /// The recipient's server refused it for good (SES permanent `Bounce`).
+    Bounced,
+    /// The recipient marked it as spam (SES `Complaint`).
+    Complained,
 }
 
 impl DeliveryStatus {
+    pub const ALL: [Self; 7] = [
+        Self::Pending,
+        Self::Sent,
+        Self::Failed,
+        Self::Skipped,
+        Self::Delivered,
+        Self::Bounced,
+        Self::Complained,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
             Self::Sent => "sent",
             Self::Failed => "failed",
             Self::Skipped => "skipped",
+            Self::Delivered => "delivered",
+            Self::Bounced => "bounced",
+            Self::Complained => "complained",
         }
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
-        [Self::Pending, Self::Sent, Self::Failed, Self::Skipped]
-            .into_iter()
-            .find(|s| s.as_str() == raw)
+        Self::ALL.into_iter().find(|s| s.as_str() == raw)
+    }
+
+    /// Whether the message left for the recipient: sent, and whatever the provider said since.
+    pub fn was_sent(self) -> bool {
+        matches!(
+            self,
+            Self::Sent | Self::Delivered | Self::Bounced | Self::Complained
+        )
+    }
+
+    /// Whether a provider's later report may take a delivery from `self` to `to`. Reports come
+    /// in any order and more than once: a delivery is reported delivered and then complained
+    /// about, never the other way round, and a bounce or a complaint is final.
+    pub fn may_become(self, to: Self) -> bool {
+        matches!(
+            (self, to),
+            (
+                Self::Sent,
+                Self::Delivered | Self::Bounced | Self::Complained
+            ) | (Self::Delivered, Self::Bounced | Self::Complained)
+        )
     }
 }
 

@@ -1,6 +1,7 @@
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use super::delivery::DeliveryStatus;
 use super::template::Parts;
 use crate::domain::{
     CategoryId, Channel, EmailAddress, GroupId, NotificationId, PhoneNumber, TemplateId, UserId,
@@ -69,7 +70,7 @@ impl Status {
     pub fn finished(counts: &Counts) -> Self {
         if counts.failed == 0 {
             Self::Completed
-        } else if counts.sent == 0 {
+        } else if counts.left() == 0 {
             Self::Failed
         } else {
             Self::PartiallyFailed
@@ -85,6 +86,34 @@ pub struct Counts {
     pub sent: u64,
     pub failed: u64,
     pub skipped: u64,
+    /// Sent, and since reported by the provider: delivered, bounced or complained about. A
+    /// delivery is counted once, under its latest status, so `sent` counts those not reported.
+    #[serde(default)]
+    pub delivered: u64,
+    #[serde(default)]
+    pub bounced: u64,
+    #[serde(default)]
+    pub complained: u64,
+}
+
+impl Counts {
+    /// Adds `n` deliveries of `status`.
+    pub fn add(&mut self, status: DeliveryStatus, n: u64) {
+        match status {
+            DeliveryStatus::Pending => self.pending += n,
+            DeliveryStatus::Sent => self.sent += n,
+            DeliveryStatus::Failed => self.failed += n,
+            DeliveryStatus::Skipped => self.skipped += n,
+            DeliveryStatus::Delivered => self.delivered += n,
+            DeliveryStatus::Bounced => self.bounced += n,
+            DeliveryStatus::Complained => self.complained += n,
+        }
+    }
+
+    /// Deliveries whose message left: sent, delivered, bounced or complained about.
+    pub fn left(&self) -> u64 {
+        self.sent + self.delivered + self.bounced + self.complained
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -20,7 +20,9 @@ pub enum SuppressedAddress {
 impl SuppressedAddress {
     /// `+` and digits: a phone number; anything else: an email address.
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
-        if raw.starts_with('+') {
+        // An email address may start with `+` too (`+news@example.com`); a phone number has
+        // no `@`.
+        if raw.starts_with('+') && !raw.contains('@') {
             return PhoneNumber::parse(raw).map(Self::Phone);
         }
         EmailAddress::parse(&raw.to_lowercase())
@@ -134,6 +136,9 @@ mod tests {
         assert_eq!(phone.channel(), Channel::Sms);
         assert!(SuppressedAddress::parse("+12").is_err());
         assert!(SuppressedAddress::parse("nobody").is_err());
+        // An email address that starts with `+` is an email address.
+        let plus = SuppressedAddress::parse("+wt9f#j@qr0.io").unwrap();
+        assert_eq!(plus.channel(), Channel::Email);
         assert_eq!(
             SuppressedAddress::of_delivery(Channel::Email, "ADA@example.com"),
             Some(email)

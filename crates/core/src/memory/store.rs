@@ -68,12 +68,7 @@ impl Inner {
                 continue;
             }
             c.recipients += 1;
-            match d.status {
-                DeliveryStatus::Pending => c.pending += 1,
-                DeliveryStatus::Sent => c.sent += 1,
-                DeliveryStatus::Failed => c.failed += 1,
-                DeliveryStatus::Skipped => c.skipped += 1,
-            }
+            c.add(d.status, 1);
         }
         c
     }
@@ -403,6 +398,25 @@ impl DeliveryStore for MemoryStore {
             }
         }
         Ok(())
+    }
+
+    async fn record_feedback(
+        &self,
+        key: &DeliveryKey,
+        provider_message_id: &str,
+        to: DeliveryStatus,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.0.lock().unwrap();
+        match inner.deliveries.get_mut(&key_of(key)) {
+            Some((d, _))
+                if d.status.may_become(to)
+                    && d.provider_message_id.as_deref() == Some(provider_message_id) =>
+            {
+                d.status = to;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     async fn reopen_failed(&self, key: &DeliveryKey) -> Result<bool, StoreError> {

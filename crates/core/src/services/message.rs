@@ -110,5 +110,6 @@ pub fn build_email(
         to: to.clone(),
         message_id,
         raw: message.formatted(),
+        delivery: key.clone(),
     })
 }

@@ -26,12 +26,8 @@ pub(super) fn counts_in(conn: &rusqlite::Connection, id: &str) -> Result<Counts,
         let status: String = row.get(0).map_err(db_err)?;
         let n: u64 = row.get::<_, i64>(1).map_err(db_err)? as u64;
         c.recipients += n;
-        match DeliveryStatus::parse(&status) {
-            Some(DeliveryStatus::Pending) => c.pending += n,
-            Some(DeliveryStatus::Sent) => c.sent += n,
-            Some(DeliveryStatus::Failed) => c.failed += n,
-            Some(DeliveryStatus::Skipped) => c.skipped += n,
-            None => {}
+        if let Some(status) = DeliveryStatus::parse(&status) {
+            c.add(status, n);
         }
     }
     Ok(c)
@@ -172,6 +168,51 @@ impl DeliveryStore for SqliteStore {
                     )
                     .map_err(db_err)?
                     .execute(params![id, recipient, channel])
+                    .map_err(db_err)?;
+                Ok(changed == 1)
+            })
+            .await
+    }
+
+    async fn record_feedback(
+        &self,
+        key: &DeliveryKey,
+        provider_message_id: &str,
+        to: DeliveryStatus,
+    ) -> Result<bool, StoreError> {
+        let from: Vec<&'static str> = DeliveryStatus::ALL
+            .into_iter()
+            .filter(|s| s.may_become(to))
+            .map(DeliveryStatus::as_str)
+            .collect();
+        if from.is_empty() {
+            return Ok(false);
+        }
+        let (id, recipient, channel, pid) = (
+            key.notification_id.as_str().to_owned(),
+            key.recipient.clone(),
+            key.channel.as_str(),
+            provider_message_id.to_owned(),
+        );
+        self.db
+            .call(move |c| {
+                // Counts are read from the rows: changing the row is all there is to it.
+                let marks = vec!["?"; from.len()].join(",");
+                let sql = format!(
+                    "UPDATE deliveries SET status = ?1
+                     WHERE notification_id = ?2 AND recipient = ?3 AND channel = ?4
+                       AND provider_message_id = ?5 AND status IN ({marks})"
+                );
+                let to = to.as_str();
+                let args: Vec<&dyn rusqlite::ToSql> =
+                    [&to as &dyn rusqlite::ToSql, &id, &recipient, &channel, &pid]
+                        .into_iter()
+                        .chain(from.iter().map(|s| s as &dyn rusqlite::ToSql))
+                        .collect();
+                let changed = c
+                    .prepare_cached(&sql)
+                    .map_err(db_err)?
+                    .execute(args.as_slice())
                     .map_err(db_err)?;
                 Ok(changed == 1)
             })

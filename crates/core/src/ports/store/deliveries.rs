@@ -5,7 +5,7 @@ use jiff::Timestamp;
 
 use super::{Page, StoreError};
 use crate::domain::NotificationId;
-use crate::domain::delivery::{Claim, Delivery, DeliveryKey, Outcome};
+use crate::domain::delivery::{Claim, Delivery, DeliveryKey, DeliveryStatus, Outcome};
 use crate::domain::notification::Counts;
 
 #[async_trait]
@@ -32,6 +32,16 @@ pub trait DeliveryStore: Send + Sync {
     /// Moves a `failed` delivery back to `pending` with no attempts and no lease, for a retry;
     /// says whether it moved (a delivery in any other status is left alone).
     async fn reopen_failed(&self, key: &DeliveryKey) -> Result<bool, StoreError>;
+    /// What the provider reported later about a sent message (`delivered`, `bounced`,
+    /// `complained`): applied if the delivery was sent as `provider_message_id` (an event of an
+    /// earlier send of a retried delivery does not apply) and `DeliveryStatus::may_become` allows
+    /// it, with its count moved; says whether it applied. Reports repeat and come out of order.
+    async fn record_feedback(
+        &self,
+        key: &DeliveryKey,
+        provider_message_id: &str,
+        to: DeliveryStatus,
+    ) -> Result<bool, StoreError>;
     async fn list_deliveries(
         &self,
         id: &NotificationId,
