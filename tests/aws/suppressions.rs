@@ -279,7 +279,7 @@ async fn ses_events_mark_deliveries_delivered_bounced_or_complained_and_move_the
     };
     let store = wiring::feedback(&w.config, &w.sdk);
     let r = notify_aws::handlers::feedback_event(
-        store.as_ref(),
+        &store,
         feedback_records(&[
             delivery("ada", &ses_id("ada")),
             // Twice, as SNS and SQS may deliver it: counted once.
@@ -302,8 +302,7 @@ async fn ses_events_mark_deliveries_delivered_bounced_or_complained_and_move_the
     );
     // Ada complains after the delivery.
     let r =
-        notify_aws::handlers::feedback_event(store.as_ref(), feedback_records(&[complaint("ada")]))
-            .await;
+        notify_aws::handlers::feedback_event(&store, feedback_records(&[complaint("ada")])).await;
     assert!(r.batch_item_failures.is_empty(), "{r:?}");
     let (_, n) = call(&mut api, "GET", &format!("/v1/notifications/{id}"), None).await;
     assert_eq!(
@@ -330,4 +329,91 @@ async fn ses_events_mark_deliveries_delivered_bounced_or_complained_and_move_the
         .await;
         assert_eq!((status, &s["reason"]), (200, &json!(reason)), "{s}");
     }
+}
+
+#[tokio::test]
+async fn sns_opted_out_numbers_are_suppressed_and_a_send_to_one_is_skipped() {
+    let w = AwsWorld::start().await;
+    let mut api = ApiHandler::new(&w);
+    // moto's SNS lists eight opted-out numbers, +447420500600 and +447420505401 among them.
+    // One is on the list already, by hand: it keeps its reason.
+    let (status, _) = call(
+        &mut api,
+        "PUT",
+        "/v1/suppressions/%2B447420505401",
+        Some(json!({"reason": "manual"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let consumer = wiring::feedback(&w.config, &w.sdk);
+    for _ in 0..2 {
+        let r = notify_aws::handlers::feedback_event(
+            &consumer,
+            feedback_records(&[json!({"chore": "sms_opt_outs"})]),
+        )
+        .await;
+        assert!(r.batch_item_failures.is_empty(), "{r:?}");
+    }
+    let (_, list) = call(&mut api, "GET", "/v1/suppressions?limit=100", None).await;
+    let reasons: std::collections::HashMap<&str, &str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["address"].as_str().unwrap(),
+                i["reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(reasons.len(), 8, "{reasons:?}");
+    assert_eq!(reasons["+447420500600"], "sms_opt_out");
+    assert_eq!(reasons["+447420505401"], "manual");
+
+    for (user, phone) in [("stopped", "+447420500600"), ("still", "+821012345678")] {
+        let (status, body) = call(
+            &mut api,
+            "PUT",
+            &format!("/v1/users/{user}"),
+            Some(json!({"phone": phone})),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = call(
+            &mut api,
+            "POST",
+            "/v1/notifications",
+            Some(json!({"to": {"user_id": user}, "channels": ["sms"],
+                        "content": {"sms": "Your code is 1234"}})),
+        )
+        .await;
+        assert_eq!(status, 202, "{body}");
+    }
+    w.run_queues().await;
+    let sent = w.moto.sms().await;
+    assert_eq!(
+        sent.len(),
+        1,
+        "only the number that did not opt out: {sent:?}"
+    );
+    let (_, page) = call(&mut api, "GET", "/v1/notifications?limit=10", None).await;
+    let mut skipped = 0;
+    for n in page["items"].as_array().unwrap() {
+        let id = n["id"].as_str().unwrap();
+        let (_, d) = call(
+            &mut api,
+            "GET",
+            &format!("/v1/notifications/{id}/deliveries"),
+            None,
+        )
+        .await;
+        for item in d["items"].as_array().unwrap() {
+            if item["user_id"] == "stopped" {
+                assert_eq!(item["status"], "skipped", "{item}");
+                assert_eq!(item["error"], "suppressed: sms_opt_out", "{item}");
+                skipped += 1;
+            }
+        }
+    }
+    assert_eq!(skipped, 1);
 }

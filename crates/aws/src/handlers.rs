@@ -237,23 +237,56 @@ impl DispatchConsumer {
     }
 }
 
+/// The feedback Lambda's state: the store, and SNS's list of opted-out numbers.
+pub struct FeedbackConsumer {
+    pub store: Arc<dyn notify_core::ports::Store>,
+    pub sms_opt_outs: crate::sms_opt_outs::SmsOptOuts,
+}
+
 /// Feedback: SES events from the feedback queue; a permanent bounce or a complaint suppresses
 /// the address, and an event about a delivery marks it (`delivered`, `bounced`, `complained`).
-/// A record whose writes failed comes back; one that is not an SES event goes, after a few
-/// receives, to the dead-letter queue.
-pub async fn feedback_event(
-    store: &dyn notify_core::ports::Store,
-    event: SqsEvent,
-) -> SqsBatchResponse {
+/// The stack's schedule also puts `{"chore": "sms_opt_outs"}` there: SNS's opted-out numbers
+/// are copied onto the suppression list. A record whose writes failed comes back; one that is
+/// neither goes, after a few receives, to the dead-letter queue.
+pub async fn feedback_event(consumer: &FeedbackConsumer, event: SqsEvent) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
     for record in &event.records {
         let message_id = record.message_id.clone().unwrap_or_default();
         let span = tracing::info_span!("sqs_record", message_id);
-        if !feedback_record(store, record).instrument(span).await {
+        let body = record.body.as_deref().unwrap_or_default();
+        let done = if is_sms_opt_out_chore(body) {
+            sync_sms_opt_outs(consumer).instrument(span).await
+        } else {
+            feedback_record(consumer.store.as_ref(), record)
+                .instrument(span)
+                .await
+        };
+        if !done {
             response.add_failure(message_id);
         }
     }
     response
+}
+
+fn is_sms_opt_out_chore(body: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(body).is_ok_and(|v| v["chore"] == "sms_opt_outs")
+}
+
+async fn sync_sms_opt_outs(consumer: &FeedbackConsumer) -> bool {
+    match consumer
+        .sms_opt_outs
+        .sync(consumer.store.as_ref(), jiff::Timestamp::now())
+        .await
+    {
+        Ok(added) => {
+            tracing::info!(added, "SMS opt-outs copied to the suppression list");
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %error_chain(&e), "could not copy the SMS opt-outs");
+            false
+        }
+    }
 }
 
 /// One feedback record: whether it is done with.

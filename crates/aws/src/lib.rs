@@ -11,5 +11,6 @@ pub mod queues;
 pub mod scheduler;
 pub mod secret;
 pub mod sms;
+pub mod sms_opt_outs;
 pub mod store;
 pub mod wiring;

@@ -30,11 +30,12 @@ use notify_core::services::unsubscribe::UnsubscribeLinks;
 
 use crate::config::AwsConfig;
 use crate::email::SesEmail;
-use crate::handlers::DispatchConsumer;
+use crate::handlers::{DispatchConsumer, FeedbackConsumer};
 use crate::queues::SqsQueues;
 use crate::scheduler::EventBridgeScheduler;
 use crate::secret::SecretValue;
 use crate::sms::SnsSms;
+use crate::sms_opt_outs::SmsOptOuts;
 use crate::store::DynamoStore;
 
 /// JSON logs, as CloudWatch Logs Insights reads them; the levels from `RUST_LOG` (default info):
@@ -246,9 +247,13 @@ pub fn fanout(config: &AwsConfig, sdk: &SdkConfig) -> Fanout {
     }
 }
 
-/// The feedback side: the store, where bounces and complaints suppress addresses.
-pub fn feedback(config: &AwsConfig, sdk: &SdkConfig) -> Arc<DynamoStore> {
-    store(config, sdk)
+/// The feedback side: the store, where bounces, complaints and SMS opt-outs suppress
+/// addresses and SES events mark deliveries, and SNS's list of opted-out numbers.
+pub fn feedback(config: &AwsConfig, sdk: &SdkConfig) -> FeedbackConsumer {
+    FeedbackConsumer {
+        store: store(config, sdk),
+        sms_opt_outs: SmsOptOuts::new(aws_sdk_sns::Client::new(sdk)),
+    }
 }
 
 /// The dispatch side, sending by SES and SNS.

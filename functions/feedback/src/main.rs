@@ -1,5 +1,5 @@
-//! The feedback Lambda: SES events (bounces, complaints, ...) from the feedback queue → the
-//! suppression list.
+//! The feedback Lambda: SES events (bounces, complaints, deliveries) from the feedback queue →
+//! the suppression list and the deliveries' statuses; and SNS's SMS opt-outs, when asked.
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
@@ -10,9 +10,9 @@ async fn main() -> Result<(), Error> {
     wiring::init_tracing();
     let config = AwsConfig::from_env()?;
     let sdk = wiring::sdk_config()?;
-    let store = &wiring::feedback(&config, &sdk);
+    let consumer = &wiring::feedback(&config, &sdk);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<SqsBatchResponse, Error>(handlers::feedback_event(store.as_ref(), event.payload).await)
+        Ok::<SqsBatchResponse, Error>(handlers::feedback_event(consumer, event.payload).await)
     }))
     .await
 }
