@@ -74,6 +74,7 @@ async fn sqs_sends_dispatch_jobs_ten_per_batch_and_fanout_jobs() {
         w.sqs(),
         w.config.fanout_queue_url.clone(),
         w.config.dispatch_queue_url.clone(),
+        w.config.webhook_queue_url.clone(),
     );
     let jobs: Vec<DispatchJob> = (0..25).map(dispatch_job).collect();
     queues.send_dispatch(&jobs).await.unwrap();
@@ -113,6 +114,7 @@ async fn scheduler_creates_moves_and_deletes_one_shot_schedules() {
         w.sqs(),
         w.config.fanout_queue_url.clone(),
         w.config.dispatch_queue_url.clone(),
+        w.config.webhook_queue_url.clone(),
     ));
     let s = EventBridgeScheduler::new(
         w.scheduler(),

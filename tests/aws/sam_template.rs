@@ -99,8 +99,8 @@ fn alarms_are_optional_and_cover_what_an_operator_watches() {
         conditional, alarms,
         "every alarm exists only with AlarmEmail"
     );
-    // Four dead-letter queues, errors and throttles of four functions, Scheduler's two, SES's two.
-    assert_eq!(alarms, 4 + 8 + 2 + 2);
+    // Five dead-letter queues, errors and throttles of five functions, Scheduler's two, SES's two.
+    assert_eq!(alarms, 5 + 10 + 2 + 2);
     for metric in [
         "ApproximateNumberOfMessagesVisible",
         "MetricName: Errors",

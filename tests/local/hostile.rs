@@ -584,6 +584,10 @@ async fn the_served_openapi_spec_and_the_routes_agree() {
         "PUT /v1/categories/{category_id}",
         "DELETE /v1/categories/{category_id}",
         "GET /u/{token}",
+        "POST /v1/webhooks",
+        "GET /v1/webhooks",
+        "GET /v1/webhooks/{webhook_id}",
+        "DELETE /v1/webhooks/{webhook_id}",
         "POST /u/{token}",
     ] {
         assert!(

@@ -12,3 +12,4 @@ mod send;
 mod spec;
 mod suppressions;
 mod unsubscribe;
+mod webhooks;

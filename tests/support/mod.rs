@@ -81,6 +81,26 @@ pub struct SinkFaults {
     pub reject: Vec<String>,
 }
 
+/// Starts a helper (a Python script of `tests/support`) and waits until it listens on `port`.
+async fn spawn_listening(mut cmd: Command, port: u16, what: &str) -> Child {
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "start {what} with {} (run ./scripts/test to set up .venv): {e}",
+                python().display()
+            )
+        });
+    let up = wait_until(Duration::from_secs(15), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+    assert!(up, "{what} did not start on port {port}");
+    child
+}
+
 pub struct SmtpSink {
     child: Child,
     pub port: u16,
@@ -107,21 +127,7 @@ impl SmtpSink {
         let reject_file = dir.path().join("reject.txt");
         std::fs::write(&reject_file, faults.reject.join("\n")).unwrap();
         cmd.arg("--reject-file").arg(&reject_file);
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "start the SMTP sink with {} (run ./scripts/test to set up .venv): {e}",
-                    python().display()
-                )
-            });
-        let up = wait_until(Duration::from_secs(15), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        })
-        .await;
-        assert!(up, "the SMTP sink did not start on port {port}");
+        let child = spawn_listening(cmd, port, "the SMTP sink").await;
         Self {
             child,
             port,
@@ -188,6 +194,78 @@ impl SmtpSink {
 }
 
 impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A webhook endpoint that verifies every request with the Standard Webhooks reference
+/// library (`tests/support/webhook_receiver.py`), not with our code.
+pub struct WebhookReceiver {
+    child: Child,
+    pub port: u16,
+    out: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl WebhookReceiver {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("received.jsonl");
+        std::fs::write(&out, "").unwrap();
+        let port = free_port();
+        let mut cmd = Command::new(python());
+        cmd.arg(repo_root().join("tests/support/webhook_receiver.py"))
+            .args(["--port", &port.to_string(), "--out"])
+            .arg(&out);
+        let child = spawn_listening(cmd, port, "the webhook receiver").await;
+        Self {
+            child,
+            port,
+            out,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hook", self.port)
+    }
+
+    /// The secret to verify with, and how many requests to answer 503 first.
+    pub async fn configure(&self, secret: &str, fail_first: u32) {
+        let r = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{}/_config", self.port))
+            .body(json!({"secret": secret, "fail_first": fail_first}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
+
+    /// Every request so far: `{"verified", "webhook_id", "status", "payload" | "error"}`.
+    pub fn received(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Waits until `done` holds of what was received.
+    pub async fn wait_for(&self, timeout: Duration, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let got = self.received();
+            if done(&got) || std::time::Instant::now() > deadline {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for WebhookReceiver {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

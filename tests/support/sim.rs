@@ -27,19 +27,21 @@ use notify_core::domain::preferences::Preferences;
 use notify_core::domain::suppression::{SuppressedAddress, Suppression};
 use notify_core::domain::template::Template;
 use notify_core::domain::user::User;
+use notify_core::domain::webhook::Webhook;
 use notify_core::domain::{
-    CategoryId, Channel, GroupId, IdempotencyKey, NotificationId, TemplateId, UserId,
+    CategoryId, Channel, GroupId, IdempotencyKey, NotificationId, TemplateId, UserId, WebhookId,
 };
-use notify_core::jobs::{Chore, DispatchJob, FanoutJob};
+use notify_core::jobs::{Chore, DispatchJob, FanoutJob, WebhookJob};
 use notify_core::memory::{MemoryScheduler, MemoryStore};
 use notify_core::ports::{
     ApiKeyStore, CategoryStore, DeliveryStore, DependencyError, EmailSender, GroupStore,
     IdempotencyRecord, InsertOutcome, NotificationStore, OutgoingEmail, Page, PreferenceStore,
     QueueError, Queues, SendError, SigningKey, StaticSigningKey, StoreError, SuppressionStore,
-    SystemClock, TemplateStore, UserStore,
+    SystemClock, TemplateStore, UserStore, WebhookPoster, WebhookStore,
 };
 use notify_core::services::App;
 use notify_core::services::unsubscribe::UnsubscribeLinks;
+use notify_core::services::webhooks::Webhooks;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Latency {
@@ -214,6 +216,45 @@ impl SigningKey for SimSigningKey {
     async fn key(&self) -> Result<Vec<u8>, notify_core::ports::BoxError> {
         self.calls.add("SecretsManager GetSecretValue", 1);
         Ok(b"simulated".to_vec())
+    }
+}
+
+/// Webhook posts in the simulation: there is no network to post to.
+pub struct NoNetwork;
+
+#[async_trait]
+impl WebhookPoster for NoNetwork {
+    async fn post(
+        &self,
+        _url: &str,
+        _headers: &[(&str, String)],
+        _body: String,
+    ) -> Result<(), String> {
+        Err("the simulation posts no webhooks".into())
+    }
+}
+
+#[async_trait]
+impl WebhookStore for SimStore {
+    async fn put_webhook(&self, webhook: &Webhook) -> Result<(), StoreError> {
+        self.ddb("PutItem", 1, 1).await;
+        self.inner.put_webhook(webhook).await
+    }
+
+    async fn get_webhook(&self, id: &WebhookId) -> Result<Option<Webhook>, StoreError> {
+        self.ddb("GetItem", 1, 1).await;
+        self.inner.get_webhook(id).await
+    }
+
+    /// One Query of the index partition, once per process every 30 s.
+    async fn list_webhooks(&self) -> Result<Vec<Webhook>, StoreError> {
+        self.ddb("Query", 1, 1).await;
+        self.inner.list_webhooks().await
+    }
+
+    async fn delete_webhook(&self, id: &WebhookId) -> Result<bool, StoreError> {
+        self.ddb("DeleteItem", 1, 1).await;
+        self.inner.delete_webhook(id).await
     }
 }
 
@@ -702,6 +743,12 @@ impl SimQueues {
     /// The API side over these queues and `store`, sending now (no schedules).
     pub fn app(self: &std::sync::Arc<Self>, store: std::sync::Arc<SimStore>) -> App {
         App {
+            webhooks: std::sync::Arc::new(Webhooks::new(
+                store.clone(),
+                self.clone(),
+                std::sync::Arc::new(NoNetwork),
+                std::sync::Arc::new(SystemClock),
+            )),
             store,
             scheduler: std::sync::Arc::new(MemoryScheduler::default()),
             queues: self.clone(),
@@ -738,6 +785,18 @@ impl Queues for SimQueues {
 
     async fn send_chore(&self, _chore: &Chore) -> Result<(), QueueError> {
         self.calls.add("SQS SendMessage", 1);
+        Ok(())
+    }
+
+    /// As the adapter: new jobs in batches, a delayed one alone. The simulation posts none.
+    async fn send_webhooks(&self, jobs: &[WebhookJob], delay: Duration) -> Result<(), QueueError> {
+        if delay.is_zero() {
+            self.calls
+                .add("SQS SendMessageBatch", jobs.len().div_ceil(10) as u64);
+        } else {
+            self.calls.add("SQS SendMessage", jobs.len() as u64);
+        }
+        pause(self.latency.sqs_batch).await;
         Ok(())
     }
 

@@ -8,6 +8,8 @@ pub struct AwsConfig {
     pub table: String,
     pub fanout_queue_url: String,
     pub dispatch_queue_url: String,
+    /// Where webhook events wait to be posted.
+    pub webhook_queue_url: String,
     /// The schedules' target.
     pub fanout_queue_arn: String,
     pub schedule_group: String,
@@ -114,6 +116,7 @@ impl AwsConfig {
             table: v.var("NOTIFY_TABLE")?,
             fanout_queue_url: v.var("NOTIFY_FANOUT_QUEUE_URL")?,
             dispatch_queue_url: v.var("NOTIFY_DISPATCH_QUEUE_URL")?,
+            webhook_queue_url: v.var("NOTIFY_WEBHOOK_QUEUE_URL")?,
             fanout_queue_arn: v.var("NOTIFY_FANOUT_QUEUE_ARN")?,
             schedule_group: v.var("NOTIFY_SCHEDULE_GROUP")?,
             scheduler_role_arn: v.var("NOTIFY_SCHEDULER_ROLE_ARN")?,

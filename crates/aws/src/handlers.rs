@@ -240,6 +240,8 @@ impl DispatchConsumer {
 /// The feedback Lambda's state: the store, and SNS's list of opted-out numbers.
 pub struct FeedbackConsumer {
     pub store: Arc<dyn notify_core::ports::Store>,
+    /// Where `delivery.delivered`, `.bounced` and `.complained` events go.
+    pub webhooks: Arc<notify_core::services::webhooks::Webhooks>,
     pub sms_opt_outs: crate::sms_opt_outs::SmsOptOuts,
 }
 
@@ -257,9 +259,7 @@ pub async fn feedback_event(consumer: &FeedbackConsumer, event: SqsEvent) -> Sqs
         let done = if is_sms_opt_out_chore(body) {
             sync_sms_opt_outs(consumer).instrument(span).await
         } else {
-            feedback_record(consumer.store.as_ref(), record)
-                .instrument(span)
-                .await
+            feedback_record(consumer, record).instrument(span).await
         };
         if !done {
             response.add_failure(message_id);
@@ -290,7 +290,8 @@ async fn sync_sms_opt_outs(consumer: &FeedbackConsumer) -> bool {
 }
 
 /// One feedback record: whether it is done with.
-async fn feedback_record(store: &dyn notify_core::ports::Store, record: &SqsMessage) -> bool {
+async fn feedback_record(consumer: &FeedbackConsumer, record: &SqsMessage) -> bool {
+    let store = consumer.store.as_ref();
     let now = jiff::Timestamp::now();
     let feedback = match crate::feedback::read(record.body.as_deref().unwrap_or_default(), now) {
         Ok(feedback) => feedback,
@@ -313,7 +314,10 @@ async fn feedback_record(store: &dyn notify_core::ports::Store, record: &SqsMess
             .await
         {
             Ok(applied) => {
-                tracing::info!(id = %key.notification_id, status = report.status.as_str(), applied, "delivery reported")
+                tracing::info!(id = %key.notification_id, status = report.status.as_str(), applied, "delivery reported");
+                if applied {
+                    emit_report(consumer, report).await;
+                }
             }
             Err(e) => {
                 tracing::warn!(id = %key.notification_id, error = %error_chain(&e), "could not record a delivery report");
@@ -325,4 +329,50 @@ async fn feedback_record(store: &dyn notify_core::ports::Store, record: &SqsMess
         tracing::info!(event_type = feedback.event_type, "SES event, nothing to do");
     }
     true
+}
+
+/// The webhook event of a delivery report that applied. A report that applied is not applied
+/// again when its message comes back, so a failure here is logged, not retried by the queue.
+async fn emit_report(consumer: &FeedbackConsumer, report: &crate::feedback::DeliveryReport) {
+    use notify_core::domain::delivery::DeliveryStatus;
+    use notify_core::domain::webhook::EventType;
+    let event_type = match report.status {
+        DeliveryStatus::Delivered => EventType::DeliveryDelivered,
+        DeliveryStatus::Bounced => EventType::DeliveryBounced,
+        DeliveryStatus::Complained => EventType::DeliveryComplained,
+        _ => return,
+    };
+    let event = notify_core::services::webhooks::delivery_event(
+        event_type,
+        jiff::Timestamp::now(),
+        &report.key,
+        None,
+        serde_json::json!({"provider_message_id": report.provider_message_id}),
+    );
+    if let Err(e) = consumer.webhooks.emit(vec![event]).await {
+        tracing::error!(id = %report.key.notification_id, error = %error_chain(&e), "webhook event lost");
+    }
+}
+
+/// The webhook Lambda: each job's events posted to its endpoint; failed posts come back as
+/// new, delayed jobs, so only a job that could not be handled at all is reported back.
+pub async fn webhook_event(
+    webhooks: &notify_core::services::webhooks::Webhooks,
+    event: SqsEvent,
+) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    for record in &event.records {
+        let message_id = record.message_id.clone().unwrap_or_default();
+        let span = tracing::info_span!("sqs_record", message_id);
+        let Some(job) = parse::<notify_core::jobs::WebhookJob>(record) else {
+            tracing::error!(message_id, "not a webhook job");
+            response.add_failure(message_id);
+            continue;
+        };
+        if let Err(e) = webhooks.deliver(&job).instrument(span).await {
+            tracing::warn!(webhook = %job.webhook_id, error = %error_chain(&e), "webhook job failed");
+            response.add_failure(message_id);
+        }
+    }
+    response
 }

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
-use notify_core::jobs::{Chore, DispatchJob, FanoutJob, FanoutMessage};
+use notify_core::jobs::{Chore, DispatchJob, FanoutJob, FanoutMessage, WebhookJob};
 use notify_core::ports::{Dependency, DependencyError, MAX_QUEUE_DELAY, QueueError, Queues};
 
 const BATCH: usize = 10;
@@ -38,14 +38,21 @@ pub struct SqsQueues {
     client: Client,
     fanout_url: String,
     dispatch_url: String,
+    webhook_url: String,
 }
 
 impl SqsQueues {
-    pub fn new(client: Client, fanout_url: String, dispatch_url: String) -> Self {
+    pub fn new(
+        client: Client,
+        fanout_url: String,
+        dispatch_url: String,
+        webhook_url: String,
+    ) -> Self {
         Self {
             client,
             fanout_url,
             dispatch_url,
+            webhook_url,
         }
     }
 
@@ -198,6 +205,22 @@ impl Queues for SqsQueues {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| DependencyError::queue("sqs request", e))?;
         self.send_all(&self.dispatch_url, bodies).await
+    }
+
+    /// New jobs (one per endpoint) in batches; a retried one alone, with its delay.
+    async fn send_webhooks(&self, jobs: &[WebhookJob], delay: Duration) -> Result<(), QueueError> {
+        if delay.is_zero() {
+            let bodies = jobs
+                .iter()
+                .map(serde_json::to_string)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| DependencyError::queue("sqs request", e))?;
+            return self.send_all(&self.webhook_url, bodies).await;
+        }
+        for job in jobs {
+            self.send_one(&self.webhook_url, job, delay).await?;
+        }
+        Ok(())
     }
 }
 

@@ -21,12 +21,15 @@ use notify_core::backoff::Backoff;
 use notify_core::domain::EmailAddress;
 use notify_core::ports::{
     Clock, EmailSender, FirstKey, SigningKey, StaticKey, StaticSigningKey, SystemClock,
+    WebhookPoster,
 };
 use notify_core::services::App;
 use notify_core::services::api_keys::ApiKeys;
 use notify_core::services::dispatch::{Dispatch, DispatchSettings};
 use notify_core::services::fanout::{Fanout, FanoutSettings};
 use notify_core::services::unsubscribe::UnsubscribeLinks;
+use notify_core::services::webhooks::Webhooks;
+use notify_core::webhook_http::HttpPoster;
 
 use crate::config::AwsConfig;
 use crate::email::SesEmail;
@@ -179,6 +182,7 @@ fn queues(config: &AwsConfig, sdk: &SdkConfig) -> Arc<SqsQueues> {
         aws_sdk_sqs::Client::new(sdk),
         config.fanout_queue_url.clone(),
         config.dispatch_queue_url.clone(),
+        config.webhook_queue_url.clone(),
     ))
 }
 
@@ -194,12 +198,52 @@ pub fn app(config: &AwsConfig, sdk: &SdkConfig) -> App {
         config.scheduler_role_arn.clone(),
         config.scheduler_dlq_arn.clone(),
     );
+    let store = store(config, sdk);
     App {
-        store: store(config, sdk),
+        webhooks: webhooks(store.clone(), queues.clone()),
+        store,
         scheduler: Arc::new(scheduler),
         queues,
         clock: Arc::new(SystemClock),
         unsubscribe: unsubscribe_links(config, sdk),
+    }
+}
+
+/// Webhook events and their posts. The HTTP client's TLS is set up at the first post, not
+/// at init.
+pub fn webhooks(store: Arc<DynamoStore>, queues: Arc<SqsQueues>) -> Arc<Webhooks> {
+    Arc::new(Webhooks::new(
+        store,
+        queues,
+        Arc::new(LazyPoster::default()),
+        Arc::new(SystemClock),
+    ))
+}
+
+/// The webhook function's side: posting the jobs of the webhook queue.
+pub fn webhook_consumer(config: &AwsConfig, sdk: &SdkConfig) -> Arc<Webhooks> {
+    webhooks(store(config, sdk), queues(config, sdk))
+}
+
+/// `HttpPoster`, made at the first post: most invocations of dispatch post nothing, and its
+/// TLS set-up would be init time on every cold start.
+#[derive(Default)]
+struct LazyPoster(tokio::sync::OnceCell<HttpPoster>);
+
+#[async_trait::async_trait]
+impl WebhookPoster for LazyPoster {
+    async fn post(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+        body: String,
+    ) -> Result<(), String> {
+        let poster = self
+            .0
+            .get_or_try_init(|| async { HttpPoster::new() })
+            .await
+            .map_err(|e| format!("the HTTP client could not be made: {e}"))?;
+        poster.post(url, headers, body).await
     }
 }
 
@@ -250,8 +294,10 @@ pub fn fanout(config: &AwsConfig, sdk: &SdkConfig) -> Fanout {
 /// The feedback side: the store, where bounces, complaints and SMS opt-outs suppress
 /// addresses and SES events mark deliveries, and SNS's list of opted-out numbers.
 pub fn feedback(config: &AwsConfig, sdk: &SdkConfig) -> FeedbackConsumer {
+    let store = store(config, sdk);
     FeedbackConsumer {
-        store: store(config, sdk),
+        webhooks: webhooks(store.clone(), queues(config, sdk)),
+        store,
         sms_opt_outs: SmsOptOuts::new(aws_sdk_sns::Client::new(sdk)),
     }
 }
@@ -295,7 +341,9 @@ pub fn dispatch_with(
             ..DispatchSettings::new(from)
         },
     );
-    let dispatch = dispatch.with_unsubscribe(unsubscribe_links(config, sdk));
+    let dispatch = dispatch
+        .with_unsubscribe(unsubscribe_links(config, sdk))
+        .with_webhooks(webhooks(store(config, sdk), queues(config, sdk)));
     Ok(DispatchConsumer {
         dispatch,
         queues: queues(config, sdk),

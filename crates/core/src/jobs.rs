@@ -1,9 +1,10 @@
-//! Messages on the two queues. Both runtimes carry them as JSON.
+//! Messages on the queues. Both runtimes carry them as JSON.
 
 use serde::{Deserialize, Serialize};
 
 use crate::domain::delivery::Recipient;
-use crate::domain::{Channel, GroupId, NotificationId};
+use crate::domain::webhook::WebhookEvent;
+use crate::domain::{Channel, GroupId, NotificationId, WebhookId};
 
 /// Put on the fanout queue by the API (send now) or by a fired schedule. `cursor` is set when a
 /// fanout continues a large group where the previous invocation stopped. `retry_failed` asks
@@ -39,6 +40,19 @@ pub struct DispatchJob {
 pub struct DispatchItem {
     pub recipient: Recipient,
     pub channels: Vec<Channel>,
+}
+
+/// Events for one webhook endpoint, on the webhook queue. `attempt` counts the posts so far;
+/// a job that must wait longer than a queue holds a message back waits in hops, until
+/// `not_before`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookJob {
+    pub webhook_id: WebhookId,
+    pub events: Vec<WebhookEvent>,
+    #[serde(default)]
+    pub attempt: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<jiff::Timestamp>,
 }
 
 /// What the fanout queue carries: a notification's fanout, or a chore.

@@ -11,3 +11,4 @@ pub mod jobs;
 pub mod memory;
 pub mod ports;
 pub mod services;
+pub mod webhook_http;

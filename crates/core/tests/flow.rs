@@ -12,7 +12,8 @@ use notify_core::domain::template::Parts;
 use notify_core::domain::user::{ChannelPrefs, User};
 use notify_core::domain::{Channel, EmailAddress, IdempotencyKey, PhoneNumber, SendAt, UserId};
 use notify_core::memory::{
-    FakeClock, MemoryQueues, MemoryScheduler, MemoryStore, RecordingEmail, RecordingSms,
+    FakeClock, MemoryQueues, MemoryScheduler, MemoryStore, RecordingEmail, RecordingPoster,
+    RecordingSms,
 };
 use notify_core::ports::{SendError, StaticSigningKey};
 use notify_core::services::App;
@@ -21,6 +22,7 @@ use notify_core::services::accept::{IdempotentRequest, NewNotification};
 use notify_core::services::dispatch::{Dispatch, DispatchSettings};
 use notify_core::services::fanout::{Fanout, FanoutSettings};
 use notify_core::services::unsubscribe::UnsubscribeLinks;
+use notify_core::services::webhooks::Webhooks;
 
 struct World {
     clock: Arc<FakeClock>,
@@ -30,6 +32,7 @@ struct World {
     email: Arc<RecordingEmail>,
     sms: Arc<RecordingSms>,
     app: App,
+    poster: Arc<RecordingPoster>,
     fanout: Fanout,
     dispatch: Dispatch,
 }
@@ -47,7 +50,13 @@ fn world() -> World {
         Arc::new(StaticSigningKey(UNSUBSCRIBE_KEY.to_vec())),
         "https://notify.example/",
     ));
+    let poster = Arc::new(RecordingPoster::default());
+    let webhooks = Arc::new(
+        Webhooks::new(store.clone(), queues.clone(), poster.clone(), clock.clone())
+            .with_cache_for(std::time::Duration::ZERO),
+    );
     let app = App {
+        webhooks: webhooks.clone(),
         store: store.clone(),
         scheduler: scheduler.clone(),
         queues: queues.clone(),
@@ -72,8 +81,10 @@ fn world() -> World {
             ..DispatchSettings::new(EmailAddress::parse("from@example.com").unwrap())
         },
     )
-    .with_unsubscribe(unsubscribe);
+    .with_unsubscribe(unsubscribe)
+    .with_webhooks(webhooks);
     World {
+        poster,
         clock,
         store,
         queues,
@@ -1033,4 +1044,162 @@ async fn a_group_send_carries_one_click_unsubscribe_and_an_opt_out_is_skipped() 
             .allows(&weekly, Channel::Sms),
         "the link turned off email only"
     );
+}
+
+#[tokio::test]
+async fn outcomes_become_signed_webhook_events_and_failed_posts_are_retried_for_a_day() {
+    use notify_core::domain::WebhookId;
+    use notify_core::domain::webhook::{EventType, Webhook, WebhookUrl, signature};
+    use notify_core::ports::WebhookStore;
+    use notify_core::services::webhooks::RETRY_PAUSES;
+    let w = world();
+    let now = w.clock.now();
+    let webhook = Webhook {
+        id: WebhookId::generate(now),
+        url: WebhookUrl::parse("https://hooks.example.com/notify").unwrap(),
+        events: vec![
+            EventType::DeliveryFailed,
+            EventType::NotificationFailed,
+            EventType::NotificationCompleted,
+        ],
+        description: None,
+        secret: Webhook::new_secret(),
+        created_at: now,
+    };
+    w.store.put_webhook(&webhook).await.unwrap();
+    for name in ["ada", "bob"] {
+        w.store
+            .put_user(&User {
+                id: UserId::parse(name).unwrap(),
+                email: Some(EmailAddress::parse(&format!("{name}@example.org")).unwrap()),
+                phone: None,
+                timezone: None,
+                locale: None,
+                channels: ChannelPrefs::default(),
+            })
+            .await
+            .unwrap();
+    }
+    // Bob's address is refused for good.
+    w.email
+        .fail_next
+        .lock()
+        .unwrap()
+        .push_back(SendError::permanent("550 no such user"));
+    let mut ids = Vec::new();
+    for name in ["bob", "ada"] {
+        let a = w
+            .app
+            .accept(
+                NewNotification {
+                    to: Target::UserId(UserId::parse(name).unwrap()),
+                    channels: vec![Channel::Email],
+                    content: Content::Inline(Parts {
+                        subject: Some("s".into()),
+                        text: Some("t".into()),
+                        ..Default::default()
+                    }),
+                    send_at: SendAt::Now,
+                    category: None,
+                },
+                None,
+            )
+            .await
+            .unwrap();
+        ids.push(a.id);
+        w.drain().await;
+    }
+    // Only the types the endpoint asked for: no delivery.sent.
+    let jobs = w.queues.take_webhooks();
+    let types: Vec<EventType> = jobs
+        .iter()
+        .flat_map(|(j, _)| j.events.iter().map(|e| e.event_type))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            EventType::DeliveryFailed,
+            EventType::NotificationFailed,
+            EventType::NotificationCompleted
+        ]
+    );
+    assert_eq!(jobs[0].0.events[0].data["notification_id"], ids[0].as_str());
+    assert_eq!(jobs[0].0.events[0].data["error"], "550 no such user");
+
+    // Posted signed; a failed post comes back after 5 s, with the same webhook-id.
+    w.poster
+        .fail_next
+        .lock()
+        .unwrap()
+        .push_back("the endpoint answered 503".into());
+    let report = w.app.webhooks.deliver(&jobs[0].0).await.unwrap();
+    assert_eq!((report.posted, report.retried), (1, 1));
+    let posted = w.poster.posted.lock().unwrap().clone();
+    let (url, headers, body) = &posted[0];
+    assert_eq!(url, "https://hooks.example.com/notify");
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    let (id, ts) = (header("webhook-id"), header("webhook-timestamp"));
+    assert_eq!(
+        header("webhook-signature"),
+        signature(&webhook.secret, &id, ts.parse().unwrap(), body).unwrap()
+    );
+    let sent: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(
+        sent["type"], "notification.failed",
+        "the delivery event failed, the next went"
+    );
+    let retried = w.queues.take_webhooks();
+    assert_eq!(retried.len(), 1);
+    let (job, delay) = &retried[0];
+    assert_eq!((job.attempt, *delay), (1, RETRY_PAUSES[0]));
+    assert_eq!(job.events.len(), 1);
+    assert_eq!(
+        job.events[0].id, jobs[0].0.events[0].id,
+        "the same event, the same id"
+    );
+    w.app.webhooks.deliver(job).await.unwrap();
+    assert_eq!(w.poster.posted.lock().unwrap().len(), 2);
+
+    // A pause longer than a queue holds a message waits in hops until its time.
+    let mut late = job.clone();
+    late.attempt = 3;
+    w.poster
+        .fail_next
+        .lock()
+        .unwrap()
+        .push_back("timeout".into());
+    w.app.webhooks.deliver(&late).await.unwrap();
+    let (hop, delay) = w.queues.take_webhooks().pop().unwrap();
+    assert_eq!(delay, std::time::Duration::from_secs(900));
+    assert_eq!(hop.attempt, 4);
+    let not_before = hop.not_before.unwrap();
+    w.app.webhooks.deliver(&hop).await.unwrap();
+    let (again, _) = w.queues.take_webhooks().pop().unwrap();
+    assert_eq!(again, hop, "too early: put back as it is");
+    w.clock.advance(SignedDuration::from_hours(5));
+    assert!(w.clock.now() >= not_before);
+    let before = w.poster.posted.lock().unwrap().len();
+    w.app.webhooks.deliver(&again).await.unwrap();
+    assert_eq!(w.poster.posted.lock().unwrap().len(), before + 1);
+
+    // After the last attempt, dropped; a deleted endpoint takes nothing.
+    let mut last = job.clone();
+    last.attempt = RETRY_PAUSES.len() as u32;
+    w.poster
+        .fail_next
+        .lock()
+        .unwrap()
+        .push_back("still down".into());
+    let report = w.app.webhooks.deliver(&last).await.unwrap();
+    assert_eq!((report.retried, report.dropped), (0, 1));
+    assert!(w.queues.take_webhooks().is_empty());
+    w.store.delete_webhook(&webhook.id).await.unwrap();
+    let report = w.app.webhooks.deliver(job).await.unwrap();
+    assert_eq!(report.posted, 0);
 }

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use rusqlite::params;
 use tokio::sync::Notify;
 
-use notify_core::jobs::{Chore, DispatchJob, FanoutJob, FanoutMessage};
+use notify_core::jobs::{Chore, DispatchJob, FanoutJob, FanoutMessage, WebhookJob};
 use notify_core::ports::{DependencyError, QueueError, Queues, StoreError};
 
 use crate::db::{Db, db_err, millis};
@@ -18,6 +18,7 @@ use crate::db::{Db, db_err, millis};
 pub enum QueueName {
     Fanout,
     Dispatch,
+    Webhooks,
 }
 
 impl QueueName {
@@ -25,6 +26,7 @@ impl QueueName {
         match self {
             Self::Fanout => "fanout",
             Self::Dispatch => "dispatch",
+            Self::Webhooks => "webhooks",
         }
     }
 }
@@ -43,6 +45,7 @@ pub struct SqliteQueues {
     db: Db,
     fanout_ready: Arc<Notify>,
     dispatch_ready: Arc<Notify>,
+    webhooks_ready: Arc<Notify>,
 }
 
 fn now_ms() -> i64 {
@@ -74,6 +77,7 @@ impl SqliteQueues {
             db,
             fanout_ready: Arc::new(Notify::new()),
             dispatch_ready: Arc::new(Notify::new()),
+            webhooks_ready: Arc::new(Notify::new()),
         }
     }
 
@@ -83,6 +87,7 @@ impl SqliteQueues {
             db,
             fanout_ready: self.fanout_ready.clone(),
             dispatch_ready: self.dispatch_ready.clone(),
+            webhooks_ready: self.webhooks_ready.clone(),
         }
     }
 
@@ -91,6 +96,7 @@ impl SqliteQueues {
         match queue {
             QueueName::Fanout => self.fanout_ready.clone(),
             QueueName::Dispatch => self.dispatch_ready.clone(),
+            QueueName::Webhooks => self.webhooks_ready.clone(),
         }
     }
 
@@ -291,6 +297,17 @@ impl Queues for SqliteQueues {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| DependencyError::queue("job JSON", e))?;
         self.enqueue(QueueName::Dispatch, payloads)
+            .await
+            .map_err(queue_err)
+    }
+
+    async fn send_webhooks(&self, jobs: &[WebhookJob], delay: Duration) -> Result<(), QueueError> {
+        let payloads = jobs
+            .iter()
+            .map(serde_json::to_string)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| DependencyError::queue("job JSON", e))?;
+        self.enqueue_after(QueueName::Webhooks, payloads, delay)
             .await
             .map_err(queue_err)
     }

@@ -9,9 +9,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use notify_core::backoff::Backoff;
-use notify_core::jobs::{DispatchJob, FanoutMessage};
+use notify_core::jobs::{DispatchJob, FanoutMessage, WebhookJob};
 use notify_core::services::dispatch::Dispatch;
 use notify_core::services::fanout::Fanout;
+use notify_core::services::webhooks::Webhooks;
 
 use crate::queue::{Leased, QueueName, SqliteQueues};
 use notify_core::ports::error_chain;
@@ -179,6 +180,27 @@ pub fn dispatch_handler(
                 }
             }
             Verdict::DeadLetter(reason)
+        })
+    }
+}
+
+/// The webhook consumer: a job's failed posts come back as a new job after their pause, so a
+/// job is done once handled; only a job that could not be handled (the store or the queue
+/// failed) is retried as it is.
+pub fn webhook_handler(
+    webhooks: Arc<Webhooks>,
+) -> impl Fn(Leased) -> std::pin::Pin<Box<dyn Future<Output = Verdict> + Send>> + Send + Sync + 'static
+{
+    move |job: Leased| {
+        let webhooks = webhooks.clone();
+        Box::pin(async move {
+            let Ok(parsed) = serde_json::from_str::<WebhookJob>(&job.payload) else {
+                return Verdict::DeadLetter("not a webhook job".into());
+            };
+            match webhooks.deliver(&parsed).await {
+                Ok(_) => Verdict::Done,
+                Err(e) => Verdict::RetryLater(e.to_string()),
+            }
         })
     }
 }

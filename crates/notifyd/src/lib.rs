@@ -25,6 +25,8 @@ use notify_core::services::api_keys::ApiKeys;
 use notify_core::services::dispatch::{Dispatch, DispatchSettings};
 use notify_core::services::fanout::{Fanout, FanoutSettings};
 use notify_core::services::unsubscribe::UnsubscribeLinks;
+use notify_core::services::webhooks::Webhooks;
+use notify_core::webhook_http::HttpPoster;
 use notify_local::Db;
 use notify_local::db::Durability;
 use notify_local::email::{EmlOutbox, SmtpEmail};
@@ -45,6 +47,7 @@ pub struct Notifyd {
     app: App,
     fanout: Arc<Fanout>,
     dispatch: Arc<Dispatch>,
+    webhooks: Arc<Webhooks>,
     scheduler: SqliteScheduler,
     worker_db: Db,
     worker_queues: SqliteQueues,
@@ -117,12 +120,21 @@ pub async fn build(config: &Config) -> anyhow::Result<Notifyd> {
         Arc::new(StaticSigningKey(unsubscribe_key.into_bytes())),
         &public_url,
     ));
+    // One process: the API and the workers share the endpoints it remembers, so a webhook
+    // made or deleted through the API counts at once.
+    let webhooks = Arc::new(Webhooks::new(
+        worker_store.clone(),
+        Arc::new(worker_queues.clone()),
+        Arc::new(HttpPoster::new().context("the webhook HTTP client")?),
+        clock.clone(),
+    ));
     let app = App {
         store,
         scheduler: Arc::new(scheduler.clone()),
         queues: Arc::new(queues.clone()),
         clock: clock.clone(),
         unsubscribe: unsubscribe.clone(),
+        webhooks: webhooks.clone(),
     };
     let fanout = Arc::new(Fanout {
         store: worker_store.clone(),
@@ -145,7 +157,8 @@ pub async fn build(config: &Config) -> anyhow::Result<Notifyd> {
                 ..DispatchSettings::new(from)
             },
         )
-        .with_unsubscribe(unsubscribe),
+        .with_unsubscribe(unsubscribe)
+        .with_webhooks(webhooks.clone()),
     );
 
     Ok(Notifyd {
@@ -156,6 +169,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Notifyd> {
         app,
         fanout,
         dispatch,
+        webhooks,
         scheduler,
         worker_db,
         worker_queues,
@@ -218,6 +232,13 @@ impl Notifyd {
             settings,
             workers.clone(),
             worker::dispatch_handler(self.dispatch, settings.max_receives),
+        ));
+        tasks.spawn(worker::run(
+            self.worker_queues.clone(),
+            QueueName::Webhooks,
+            settings,
+            workers.clone(),
+            worker::webhook_handler(self.webhooks),
         ));
         tasks.spawn(sweep_every(
             std::time::Duration::from_secs(60),

@@ -6,6 +6,7 @@
 //! | user | `U#<id>` | `U` | `body` |
 //! | user's preference | `U#<id>` | `P#<category>` | `category`, `email`/`sms` (BOOL, the channels set) |
 //! | category | `K#<id>` | `K` | `body` |
+//! | webhook endpoint | `W#<id>` | `W` | `body`; `GSI1PK`=`W`, `GSI1SK`=id (the list) |
 //! | template | `T#<id>` | `T` | `body` |
 //! | idempotency record | `I#<key>` | `I` | `body`, `expires_at` (ms), `ttl` (s, the table's TTL attribute) |
 //! | notification | `N#<id>` | `N` | `body`, `status`, `send_at`, `fanned_out`; `GSI1PK`=`N#<shard>`, `GSI1SK`=id (all, newest first); `GSI2PK`=`S#<status>#<shard>`, `GSI2SK`=id; shard = one of `INDEX_SHARDS` by id |
@@ -33,6 +34,7 @@ mod preferences;
 mod suppressions;
 mod templates;
 mod users;
+mod webhooks;
 
 pub use keys::COUNT_SHARDS;
 pub use keys::DELIVERY_BUCKETS;
@@ -112,8 +114,23 @@ impl DynamoStore {
     }
 
     async fn put_body(&self, pk: String, sk: &str, body: String) -> Result<(), StoreError> {
+        self.put_listed(pk, sk, body, None).await
+    }
+
+    /// As `put_body`, and listed in the `GSI1` partition `list.0`, sorted by `list.1`.
+    async fn put_listed(
+        &self,
+        pk: String,
+        sk: &str,
+        body: String,
+        list: Option<(&str, &str)>,
+    ) -> Result<(), StoreError> {
         let mut item = key(pk, sk);
         item.insert("body".into(), string(body));
+        if let Some((list_pk, list_sk)) = list {
+            item.insert("GSI1PK".into(), string(list_pk));
+            item.insert("GSI1SK".into(), string(list_sk));
+        }
         self.client
             .put_item()
             .table_name(&self.table)

@@ -13,7 +13,7 @@ use notify_core::ports::{Page, StoreError, SuppressionStore};
 
 use super::item::{Item, body, decode_cursor, encode_cursor, string, to_json};
 use super::keys::key;
-use super::{DynamoStore, READ_CONCURRENCY, err};
+use super::{DynamoStore, READ_CONCURRENCY};
 
 const SK: &str = "X";
 const INDEX_PK: &str = "X";
@@ -25,18 +25,13 @@ fn pk(address: &SuppressedAddress) -> String {
 #[async_trait]
 impl SuppressionStore for DynamoStore {
     async fn put_suppression(&self, s: &Suppression) -> Result<(), StoreError> {
-        let mut item = key(pk(&s.address), SK);
-        item.insert("body".into(), string(to_json(s)?));
-        item.insert("GSI1PK".into(), string(INDEX_PK));
-        item.insert("GSI1SK".into(), string(s.address.as_str()));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(err)?;
-        Ok(())
+        self.put_listed(
+            pk(&s.address),
+            SK,
+            to_json(s)?,
+            Some((INDEX_PK, s.address.as_str())),
+        )
+        .await
     }
 
     async fn get_suppression(

@@ -14,6 +14,7 @@ mod suppressions;
 mod templates;
 mod unsubscribe;
 mod users;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -88,6 +89,11 @@ pub fn router(app: App, keys: Arc<ApiKeys>, metrics: Option<MetricsText>) -> Rou
             get(categories::get)
                 .put(categories::put)
                 .delete(categories::delete),
+        )
+        .route("/webhooks", get(webhooks::list).post(webhooks::create))
+        .route(
+            "/webhooks/{webhook_id}",
+            get(webhooks::get).delete(webhooks::delete),
         )
         .route("/suppressions", get(suppressions::list))
         .route(

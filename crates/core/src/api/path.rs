@@ -9,7 +9,9 @@ use super::ApiError;
 use super::input::Errors;
 use crate::domain::api_key::ApiKeyId;
 use crate::domain::suppression::SuppressedAddress;
-use crate::domain::{CategoryId, GroupId, NotificationId, ParseError, TemplateId, UserId};
+use crate::domain::{
+    CategoryId, GroupId, NotificationId, ParseError, TemplateId, UserId, WebhookId,
+};
 
 /// A domain id that can appear in a path, under the parameter name the routes give it.
 pub trait PathParam: Sized {
@@ -49,6 +51,13 @@ impl PathParam for NotificationId {
     const NAME: &'static str = "id";
     fn parse(raw: &str) -> Result<Self, ParseError> {
         NotificationId::parse(raw)
+    }
+}
+
+impl PathParam for WebhookId {
+    const NAME: &'static str = "webhook_id";
+    fn parse(raw: &str) -> Result<Self, ParseError> {
+        WebhookId::parse(raw)
     }
 }
 

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::ApiError;
 use super::ApiState;
+use crate::domain::webhook::{EventType, WebhookEvent};
 use crate::services::ServiceError;
 
 /// A token this deployment did not sign names nothing here.
@@ -71,6 +72,15 @@ pub async fn confirm(
         .unsubscribe(state.app.store.as_ref(), &token)
         .await
         .map_err(link_error)?;
+    let event = WebhookEvent::new(
+        EventType::UserUnsubscribed,
+        state.app.clock.now(),
+        serde_json::json!({"user_id": t.user_id, "category": t.category, "channel": "email"}),
+    );
+    if let Err(e) = state.app.webhooks.emit(vec![event]).await {
+        // The unsubscribe itself is done: it is what the recipient asked for.
+        tracing::error!(error = %crate::ports::error_chain(&e), "user.unsubscribed event lost");
+    }
     let category = escape(t.category.as_str());
     Ok(html(format!(
         r#"<!doctype html>

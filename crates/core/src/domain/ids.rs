@@ -132,6 +132,19 @@ made_id!(
     "key_",
     "an API key id"
 );
+made_id!(
+    /// A webhook endpoint: `whk_` + a ULID.
+    WebhookId,
+    "whk_",
+    "a webhook id"
+);
+made_id!(
+    /// One event sent to webhooks (their `webhook-id` header, the same on every retry):
+    /// `msg_` + a ULID, as Standard Webhooks names them.
+    EventId,
+    "msg_",
+    "an event id"
+);
 
 /// The random part of the next id made at `ms`. Within one millisecond it is one more than the
 /// last one's (the ULID spec's monotonic mode), so that the ids one process makes in the same

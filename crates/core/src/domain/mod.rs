@@ -12,6 +12,7 @@ pub mod suppression;
 pub mod template;
 pub mod unsubscribe;
 pub mod user;
+pub mod webhook;
 
 mod channel;
 mod email_address;
@@ -23,7 +24,8 @@ mod time_zone;
 pub use channel::Channel;
 pub use email_address::EmailAddress;
 pub use ids::{
-    ApiKeyId, CategoryId, ClientId, GroupId, IdempotencyKey, NotificationId, TemplateId, UserId,
+    ApiKeyId, CategoryId, ClientId, EventId, GroupId, IdempotencyKey, NotificationId, TemplateId,
+    UserId, WebhookId,
 };
 pub use phone_number::PhoneNumber;
 pub use send_at::{MAX_SCHEDULE_AHEAD, PAST_GRACE, SendAt};

@@ -7,7 +7,7 @@ mod store;
 
 pub use queues::MemoryQueues;
 pub use scheduler::MemoryScheduler;
-pub use senders::{RecordingEmail, RecordingSms};
+pub use senders::{RecordedPost, RecordingEmail, RecordingPoster, RecordingSms};
 pub use store::MemoryStore;
 
 use std::sync::Mutex;

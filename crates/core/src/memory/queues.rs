@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::jobs::{Chore, DispatchJob, FanoutJob};
+use crate::jobs::{Chore, DispatchJob, FanoutJob, WebhookJob};
 use crate::ports::{QueueError, Queues};
 
 #[derive(Default)]
@@ -13,6 +13,8 @@ pub struct MemoryQueues {
     pub delayed_fanout: Mutex<Vec<(FanoutJob, Duration)>>,
     pub chores: Mutex<Vec<Chore>>,
     pub dispatch: Mutex<Vec<DispatchJob>>,
+    /// Webhook jobs, with the delay they were put on the queue with.
+    pub webhooks: Mutex<Vec<(WebhookJob, Duration)>>,
 }
 
 impl MemoryQueues {
@@ -22,6 +24,10 @@ impl MemoryQueues {
 
     pub fn take_dispatch(&self) -> Vec<DispatchJob> {
         std::mem::take(&mut self.dispatch.lock().unwrap())
+    }
+
+    pub fn take_webhooks(&self) -> Vec<(WebhookJob, Duration)> {
+        std::mem::take(&mut self.webhooks.lock().unwrap())
     }
 }
 
@@ -47,6 +53,14 @@ impl Queues for MemoryQueues {
 
     async fn send_dispatch(&self, jobs: &[DispatchJob]) -> Result<(), QueueError> {
         self.dispatch.lock().unwrap().extend_from_slice(jobs);
+        Ok(())
+    }
+
+    async fn send_webhooks(&self, jobs: &[WebhookJob], delay: Duration) -> Result<(), QueueError> {
+        self.webhooks
+            .lock()
+            .unwrap()
+            .extend(jobs.iter().map(|j| (j.clone(), delay)));
         Ok(())
     }
 }

@@ -3,7 +3,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use crate::ports::{EmailSender, OutgoingEmail, OutgoingSms, SendError, SmsSender};
+use crate::ports::{EmailSender, OutgoingEmail, OutgoingSms, SendError, SmsSender, WebhookPoster};
 
 /// Records what it sends; `fail_next` queues errors to answer first.
 #[derive(Default)]
@@ -33,5 +33,38 @@ impl SmsSender for RecordingSms {
     async fn send(&self, sms: &OutgoingSms) -> Result<String, SendError> {
         self.sent.lock().unwrap().push(sms.clone());
         Ok(sms.message_id.clone())
+    }
+}
+
+/// A webhook post as recorded: the URL, the headers, the body.
+pub type RecordedPost = (String, Vec<(String, String)>, String);
+
+/// Records what it posts; `fail_next` queues failures to answer first.
+#[derive(Default)]
+pub struct RecordingPoster {
+    pub posted: Mutex<Vec<RecordedPost>>,
+    pub fail_next: Mutex<VecDeque<String>>,
+}
+
+#[async_trait]
+impl WebhookPoster for RecordingPoster {
+    async fn post(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+        body: String,
+    ) -> Result<(), String> {
+        if let Some(e) = self.fail_next.lock().unwrap().pop_front() {
+            return Err(e);
+        }
+        let headers = headers
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        self.posted
+            .lock()
+            .unwrap()
+            .push((url.to_owned(), headers, body));
+        Ok(())
     }
 }

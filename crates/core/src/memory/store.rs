@@ -13,13 +13,14 @@ use crate::domain::preferences::Preferences;
 use crate::domain::suppression::{SuppressedAddress, Suppression};
 use crate::domain::template::Template;
 use crate::domain::user::User;
+use crate::domain::webhook::Webhook;
 use crate::domain::{
-    CategoryId, Channel, GroupId, IdempotencyKey, NotificationId, TemplateId, UserId,
+    CategoryId, Channel, GroupId, IdempotencyKey, NotificationId, TemplateId, UserId, WebhookId,
 };
 use crate::ports::{
     ApiKeyStore, CategoryStore, DeliveryStore, GroupStore, IdempotencyRecord, InsertOutcome,
     NotificationStore, Page, PreferenceStore, StoreError, SuppressionStore, TemplateStore,
-    UserStore,
+    UserStore, WebhookStore,
 };
 
 #[derive(Default)]
@@ -39,6 +40,7 @@ struct Inner {
     suppressions: BTreeMap<String, Suppression>,
     categories: BTreeMap<CategoryId, Category>,
     preferences: HashMap<UserId, Preferences>,
+    webhooks: BTreeMap<WebhookId, Webhook>,
 }
 
 #[derive(Default)]
@@ -624,6 +626,27 @@ impl PreferenceStore for MemoryStore {
                     .map(|c| (u.clone(), c))
             })
             .collect())
+    }
+}
+
+#[async_trait]
+impl WebhookStore for MemoryStore {
+    async fn put_webhook(&self, webhook: &Webhook) -> Result<(), StoreError> {
+        let mut inner = self.0.lock().unwrap();
+        inner.webhooks.insert(webhook.id.clone(), webhook.clone());
+        Ok(())
+    }
+
+    async fn get_webhook(&self, id: &WebhookId) -> Result<Option<Webhook>, StoreError> {
+        Ok(self.0.lock().unwrap().webhooks.get(id).cloned())
+    }
+
+    async fn list_webhooks(&self) -> Result<Vec<Webhook>, StoreError> {
+        Ok(self.0.lock().unwrap().webhooks.values().cloned().collect())
+    }
+
+    async fn delete_webhook(&self, id: &WebhookId) -> Result<bool, StoreError> {
+        Ok(self.0.lock().unwrap().webhooks.remove(id).is_some())
     }
 }
 

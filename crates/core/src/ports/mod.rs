@@ -10,6 +10,7 @@ mod scheduler;
 mod signing_key;
 mod sms_sender;
 mod store;
+mod webhook_poster;
 
 pub use clock::{Clock, SystemClock};
 pub use dependency_error::{Dependency, DependencyError};
@@ -22,8 +23,9 @@ pub use sms_sender::{OutgoingSms, SmsSender};
 pub use store::{
     ApiKeyStore, CategoryStore, DeliveryStore, GroupStore, IdempotencyRecord, InsertOutcome,
     NotificationStore, Page, PreferenceStore, Store, StoreError, SuppressionStore, TemplateStore,
-    UserStore,
+    UserStore, WebhookStore,
 };
+pub use webhook_poster::WebhookPoster;
 
 /// The cause an adapter's error carries: whatever its library returned.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -3,7 +3,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::DependencyError;
-use crate::jobs::{Chore, DispatchJob, FanoutJob};
+use crate::jobs::{Chore, DispatchJob, FanoutJob, WebhookJob};
 
 /// A queue failed: a `DependencyError` whose `dependency` is `Queue`.
 pub type QueueError = DependencyError;
@@ -23,4 +23,6 @@ pub trait Queues: Send + Sync {
     async fn send_dispatch(&self, jobs: &[DispatchJob]) -> Result<(), QueueError>;
     /// Puts a chore on the fanout queue.
     async fn send_chore(&self, chore: &Chore) -> Result<(), QueueError>;
+    /// Puts webhook jobs on the webhook queue, held back `delay` (at most `MAX_QUEUE_DELAY`).
+    async fn send_webhooks(&self, jobs: &[WebhookJob], delay: Duration) -> Result<(), QueueError>;
 }

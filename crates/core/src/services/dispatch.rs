@@ -32,7 +32,9 @@ use super::message;
 use super::metrics;
 use super::rate_limit::RateLimit;
 use super::unsubscribe::UnsubscribeLinks;
+use super::webhooks::{self, Webhooks};
 use crate::backoff::jitter;
+use crate::domain::webhook::{EventType, WebhookEvent};
 use crate::ports::error_chain;
 
 /// The longest SMS sent: SNS splits a message into at most 10 parts of 160 characters (GSM-7).
@@ -53,6 +55,8 @@ pub struct Dispatch {
     paused: std::sync::Mutex<std::collections::HashMap<Channel, Instant>>,
     /// Makes the one-click unsubscribe link of each email whose category can be left.
     unsubscribe: Option<Arc<UnsubscribeLinks>>,
+    /// Where `delivery.sent`, `delivery.failed` and `notification.*` events go.
+    webhooks: Option<Arc<Webhooks>>,
 }
 
 #[derive(Debug, Clone)]
@@ -178,7 +182,14 @@ impl Dispatch {
             sms_pace,
             paused: Default::default(),
             unsubscribe: None,
+            webhooks: None,
         }
+    }
+
+    /// Outcomes and finished notifications become webhook events.
+    pub fn with_webhooks(mut self, webhooks: Arc<Webhooks>) -> Self {
+        self.webhooks = Some(webhooks);
+        self
     }
 
     /// Emails whose category users can leave carry a one-click unsubscribe link (RFC 8058)
@@ -244,6 +255,7 @@ impl Dispatch {
             return Ok(report);
         };
         let n = &prepared.notification;
+        let mut events: Vec<WebhookEvent> = Vec::new();
         'items: for (i, item) in job.items.iter().enumerate() {
             for &channel in &item.channels {
                 if Instant::now() >= stop_sending {
@@ -327,15 +339,83 @@ impl Dispatch {
                     }
                     Outcome::Deferred { .. } => report.retry = true,
                 }
-                self.record(&key, &outcome, deadline).await?;
+                if let Err(e) = self.record(&key, &outcome, deadline).await {
+                    self.emit(events, deadline).await;
+                    return Err(e);
+                }
+                events.extend(self.outcome_event(&key, &item.recipient, &outcome));
             }
         }
-        if let Err(e) = self.store.finish_if_done(&n.id).await {
-            // Every outcome is recorded; the job's next receive (or the sweep) finishes it.
-            tracing::warn!(id = %n.id, error = %error_chain(&e), "could not finish the notification");
-            report.retry = true;
+        match self.store.finish_if_done(&n.id).await {
+            Ok(Some(status)) => {
+                events.push(webhooks::finished_event(&n.id, status, self.clock.now()))
+            }
+            Ok(None) => {}
+            Err(e) => {
+                // Every outcome is recorded; the job's next receive (or the sweep) finishes it.
+                tracing::warn!(id = %n.id, error = %error_chain(&e), "could not finish the notification");
+                report.retry = true;
+            }
         }
+        self.emit(events, deadline).await;
         Ok(report)
+    }
+
+    /// The webhook event of a recorded outcome, if it has one.
+    fn outcome_event(
+        &self,
+        key: &DeliveryKey,
+        recipient: &Recipient,
+        outcome: &Outcome,
+    ) -> Option<WebhookEvent> {
+        self.webhooks.as_ref()?;
+        let (event_type, detail) = match outcome {
+            Outcome::Sent {
+                provider_message_id,
+                ..
+            } => (
+                EventType::DeliverySent,
+                serde_json::json!({"provider_message_id": provider_message_id}),
+            ),
+            Outcome::Failed { error } => (
+                EventType::DeliveryFailed,
+                serde_json::json!({"error": error}),
+            ),
+            _ => return None,
+        };
+        Some(webhooks::delivery_event(
+            event_type,
+            self.clock.now(),
+            key,
+            recipient.user_id.as_ref(),
+            detail,
+        ))
+    }
+
+    /// Queues a job's webhook events, through the queue's errors until shortly before the
+    /// deadline; after that they are lost, and said to be.
+    async fn emit(&self, events: Vec<WebhookEvent>, deadline: Instant) {
+        let Some(webhooks) = &self.webhooks else {
+            return;
+        };
+        if events.is_empty() {
+            return;
+        }
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match webhooks.emit(events.clone()).await {
+                Ok(_) => return,
+                Err(e) if Instant::now() + pause + RECORD_MARGIN < deadline => {
+                    tracing::warn!(error = %error_chain(&e), "could not queue webhook events; trying again");
+                    tokio::time::sleep(jitter(pause)).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => {
+                    tracing::error!(events = events.len(), error = %error_chain(&e), "webhook events lost");
+                    return;
+                }
+            }
+        }
     }
 
     /// The job's notification, what to render for it, and its suppressed deliveries; `None`

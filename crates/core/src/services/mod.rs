@@ -12,6 +12,7 @@ pub mod rate_limit;
 pub mod reschedule;
 pub mod retry;
 pub mod unsubscribe;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -27,4 +28,5 @@ pub struct App {
     pub queues: Arc<dyn Queues>,
     pub clock: Arc<dyn Clock>,
     pub unsubscribe: Arc<unsubscribe::UnsubscribeLinks>,
+    pub webhooks: Arc<webhooks::Webhooks>,
 }

@@ -9,6 +9,7 @@ mod row;
 mod suppressions;
 mod templates;
 mod users;
+mod webhooks;
 
 use crate::db::Db;
 

@@ -10,6 +10,7 @@ mod preferences;
 mod suppressions;
 mod templates;
 mod users;
+mod webhooks;
 
 pub use api_keys::ApiKeyStore;
 pub use categories::CategoryStore;
@@ -20,6 +21,7 @@ pub use preferences::PreferenceStore;
 pub use suppressions::SuppressionStore;
 pub use templates::TemplateStore;
 pub use users::UserStore;
+pub use webhooks::WebhookStore;
 
 use serde::{Deserialize, Serialize};
 
@@ -72,6 +74,7 @@ pub trait Store:
     + SuppressionStore
     + CategoryStore
     + PreferenceStore
+    + WebhookStore
 {
 }
 
@@ -85,5 +88,6 @@ impl<T> Store for T where
         + SuppressionStore
         + CategoryStore
         + PreferenceStore
+        + WebhookStore
 {
 }

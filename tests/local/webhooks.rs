@@ -1,0 +1,174 @@
+//! Outgoing webhooks on notifyd, over real HTTP, each request checked by the Standard Webhooks
+//! reference library (PyPI `standardwebhooks`) in the receiver: the events of a send and of an
+//! unsubscribe arrive signed; a failing endpoint gets the event again with the same
+//! `webhook-id`; the secret is shown once; a deleted endpoint gets nothing more; bad input is
+//! named field by field.
+
+use std::time::Duration;
+
+use notify_tests::{Notifyd, SmtpSink, WebhookReceiver};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn of_type<'a>(got: &'a [Value], event_type: &str) -> Vec<&'a Value> {
+    got.iter()
+        .filter(|r| r["payload"]["type"] == event_type)
+        .collect()
+}
+
+#[tokio::test]
+async fn events_arrive_signed_at_least_once_and_stop_when_the_endpoint_is_deleted() {
+    let receiver = WebhookReceiver::start().await;
+    let smtp = SmtpSink::start().await;
+    let d = Notifyd::start(&[("NOTIFY_SMTP_URL", &smtp.url())]).await;
+
+    let made = d
+        .post(
+            "/v1/webhooks",
+            json!({"url": receiver.url(), "description": "billing",
+                   "events": ["delivery.sent", "notification.completed", "user.unsubscribed"]}),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{}", made.text);
+    let secret = made.body["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    let id = made.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        made.headers["location"],
+        format!("/v1/webhooks/{id}").as_str()
+    );
+    // The secret is shown once.
+    let listed = d.get("/v1/webhooks").await;
+    assert_eq!(listed.body["items"][0]["id"], id.as_str());
+    assert!(
+        listed.body["items"][0].get("secret").is_none(),
+        "{}",
+        listed.text
+    );
+    assert!(
+        d.get(&format!("/v1/webhooks/{id}"))
+            .await
+            .body
+            .get("secret")
+            .is_none()
+    );
+    // The endpoint fails the first delivery: it comes again 5 s later.
+    receiver.configure(&secret, 1).await;
+
+    d.put_group_of(
+        "news",
+        vec![("ada".into(), json!({"email": "ada@example.org"}))],
+    )
+    .await;
+    let a = d
+        .post(
+            "/v1/notifications",
+            json!({"to": {"group_id": "news"}, "content": {"subject": "Hi", "text": "Hello"}}),
+        )
+        .await;
+    assert_eq!(a.status, 202, "{}", a.text);
+    let notification = a.body["id"].as_str().unwrap().to_owned();
+    d.wait_status(&notification, &["completed"], WAIT).await;
+    let got = receiver
+        .wait_for(WAIT, |got| {
+            ["delivery.sent", "notification.completed"]
+                .iter()
+                .all(|t| of_type(got, t).iter().any(|r| r["status"] == 204))
+        })
+        .await;
+    assert!(
+        got.iter().all(|r| r["verified"] == true),
+        "every request verifies: {got:?}"
+    );
+    let sent = of_type(&got, "delivery.sent");
+    let sent_ok = sent.iter().find(|r| r["status"] == 204).expect("delivered");
+    assert_eq!(
+        sent_ok["payload"]["data"]["notification_id"],
+        notification.as_str()
+    );
+    assert_eq!(sent_ok["payload"]["data"]["user_id"], "ada");
+    assert_eq!(sent_ok["payload"]["data"]["channel"], "email");
+    let completed = of_type(&got, "notification.completed");
+    assert_eq!(
+        completed.last().unwrap()["payload"]["data"]["status"],
+        "completed"
+    );
+    // The one answered 503 came again with the same webhook-id.
+    let failed = got
+        .iter()
+        .find(|r| r["status"] == 503)
+        .expect("one failed on purpose");
+    let again: Vec<&Value> = got
+        .iter()
+        .filter(|r| r["webhook_id"] == failed["webhook_id"])
+        .collect();
+    assert_eq!(again.len(), 2, "{got:?}");
+    assert_eq!(again[1]["status"], 204);
+
+    // The one-click unsubscribe of the email is an event too.
+    let mail = smtp.wait_for(1, WAIT).await;
+    let link = mail[0].header("List-Unsubscribe").unwrap();
+    let link = link.trim_start_matches('<').trim_end_matches('>');
+    let r = reqwest::Client::new().post(link).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let got = receiver
+        .wait_for(WAIT, |got| !of_type(got, "user.unsubscribed").is_empty())
+        .await;
+    let unsubscribed = of_type(&got, "user.unsubscribed");
+    assert_eq!(
+        unsubscribed[0]["payload"]["data"],
+        json!({"user_id": "ada", "category": "news", "channel": "email"})
+    );
+
+    // Deleted: a later send posts nothing.
+    assert_eq!(d.delete(&format!("/v1/webhooks/{id}")).await.status, 204);
+    assert_eq!(d.get(&format!("/v1/webhooks/{id}")).await.status, 404);
+    let before = receiver.received().len();
+    let b = d
+        .post(
+            "/v1/notifications",
+            json!({"to": {"email": "bob@example.org"}, "content": {"subject": "Hi", "text": "Hello"}}),
+        )
+        .await;
+    d.wait_status(b.body["id"].as_str().unwrap(), &["completed"], WAIT)
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(receiver.received().len(), before);
+}
+
+#[tokio::test]
+async fn bad_webhooks_are_named_field_by_field() {
+    let d = Notifyd::start(&[]).await;
+    let r = d
+        .post(
+            "/v1/webhooks",
+            json!({"url": "ftp://files.example.com", "events": ["delivery.opened", "delivery.sent", "delivery.sent"], "extra": 1}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    let fields: Vec<&str> = r.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    for f in ["extra", "url", "events[0]", "events[2]"] {
+        assert!(fields.contains(&f), "{f} not in {fields:?}");
+    }
+    let r = d
+        .post("/v1/webhooks", json!({"url": "https://h.example"}))
+        .await;
+    assert_eq!(r.body["errors"][0]["field"], "events", "{}", r.text);
+    let r = d
+        .post("/v1/webhooks", json!({"events": ["delivery.sent"]}))
+        .await;
+    assert_eq!(r.body["errors"][0]["field"], "url", "{}", r.text);
+    assert_eq!(d.get("/v1/webhooks").await.body["items"], json!([]));
+    assert_eq!(
+        d.delete("/v1/webhooks/whk_01KAZ3Q1P3V1NQ9ZC7W2QF6T1R")
+            .await
+            .status,
+        404
+    );
+}
