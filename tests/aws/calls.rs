@@ -186,7 +186,8 @@ async fn simulated_calls() -> BTreeMap<String, u64> {
     .with_unsubscribe(Arc::new(UnsubscribeLinks::new(
         key.clone(),
         "https://notify.example",
-    )));
+    )))
+    .with_webhooks(app.webhooks.clone());
     let request = NewNotification {
         to: Target::GroupId(group),
         channels: vec![Channel::Email],

@@ -85,7 +85,8 @@ async fn run(n: usize) {
             },
         )
         // A group send's emails carry unsubscribe links, as on AWS.
-        .with_unsubscribe(app.unsubscribe.clone()),
+        .with_unsubscribe(app.unsubscribe.clone())
+        .with_webhooks(app.webhooks.clone()),
     );
 
     let request = NewNotification {
