@@ -539,6 +539,7 @@ async fn the_served_openapi_spec_and_the_routes_agree() {
                 .replace("{group_id}", "g1")
                 .replace("{category_id}", "c1")
                 .replace("{token}", "not-a-token")
+                .replace("{webhook_id}", "whk_01KAZ3Q1P3V1NQ9ZC7W2QF6T1R")
                 .replace("{id}", "ntf_01kkkkkkkkkkkkkkkkkkkkkkkk");
             let a = d
                 .send(
@@ -588,6 +589,7 @@ async fn the_served_openapi_spec_and_the_routes_agree() {
         "GET /v1/webhooks",
         "GET /v1/webhooks/{webhook_id}",
         "DELETE /v1/webhooks/{webhook_id}",
+        "POST /v1/webhooks/{webhook_id}/enable",
         "POST /u/{token}",
     ] {
         assert!(

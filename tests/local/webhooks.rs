@@ -1,8 +1,10 @@
 //! Outgoing webhooks on notifyd, over real HTTP, each request checked by the Standard Webhooks
 //! reference library (PyPI `standardwebhooks`) in the receiver: the events of a send and of an
 //! unsubscribe arrive signed; a failing endpoint gets the event again with the same
-//! `webhook-id`; the secret is shown once; a deleted endpoint gets nothing more; bad input is
-//! named field by field.
+//! `webhook-id`; one down for a while gets everything when it is back; one that keeps failing is
+//! disabled with the reason, until enabled; the secret is shown once; a deleted endpoint gets
+//! nothing more; internal addresses are refused unless allowed; bad input is named field by
+//! field.
 
 use std::time::Duration;
 
@@ -21,7 +23,14 @@ fn of_type<'a>(got: &'a [Value], event_type: &str) -> Vec<&'a Value> {
 async fn events_arrive_signed_at_least_once_and_stop_when_the_endpoint_is_deleted() {
     let receiver = WebhookReceiver::start().await;
     let smtp = SmtpSink::start().await;
-    let d = Notifyd::start(&[("NOTIFY_SMTP_URL", &smtp.url())]).await;
+    // The receiver is on loopback: allowed here. Short pauses between attempts, so that a
+    // day of retries takes a second.
+    let d = Notifyd::start(&[
+        ("NOTIFY_SMTP_URL", &smtp.url()),
+        ("NOTIFY_WEBHOOK_ALLOW_PRIVATE", "true"),
+        ("NOTIFY_WEBHOOK_RETRY_PAUSES", "0.2,0.2,0.2"),
+    ])
+    .await;
 
     let made = d
         .post(
@@ -53,7 +62,7 @@ async fn events_arrive_signed_at_least_once_and_stop_when_the_endpoint_is_delete
             .get("secret")
             .is_none()
     );
-    // The endpoint fails the first delivery: it comes again 5 s later.
+    // The endpoint fails the first delivery: it comes again after the first pause.
     receiver.configure(&secret, 1).await;
 
     d.put_group_of(
@@ -138,8 +147,120 @@ async fn events_arrive_signed_at_least_once_and_stop_when_the_endpoint_is_delete
 }
 
 #[tokio::test]
-async fn bad_webhooks_are_named_field_by_field() {
+async fn an_endpoint_down_for_a_while_gets_everything_and_one_that_keeps_failing_is_disabled() {
+    let receiver = WebhookReceiver::start().await;
+    let d = Notifyd::start(&[
+        ("NOTIFY_WEBHOOK_ALLOW_PRIVATE", "true"),
+        ("NOTIFY_WEBHOOK_RETRY_PAUSES", "0.2,0.2,0.2"),
+    ])
+    .await;
+    let made = d
+        .post(
+            "/v1/webhooks",
+            json!({"url": receiver.url(), "events": ["notification.completed"]}),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{}", made.text);
+    let id = made.body["id"].as_str().unwrap().to_owned();
+    let send = || async {
+        let a = d
+            .post(
+                "/v1/notifications",
+                json!({"to": {"email": "ada@example.org"}, "content": {"subject": "s", "text": "t"}}),
+            )
+            .await;
+        assert_eq!(a.status, 202, "{}", a.text);
+        let n = a.body["id"].as_str().unwrap().to_owned();
+        d.wait_status(&n, &["completed"], WAIT).await;
+        n
+    };
+
+    // Down for three attempts of four: the event arrives on the fourth.
+    receiver
+        .configure(made.body["secret"].as_str().unwrap(), 3)
+        .await;
+    let first = send().await;
+    let got = receiver
+        .wait_for(WAIT, |got| got.iter().any(|r| r["status"] == 204))
+        .await;
+    assert_eq!(
+        got.iter()
+            .map(|r| r["status"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [503, 503, 503, 204]
+    );
+    assert_eq!(got[3]["payload"]["data"]["notification_id"], first.as_str());
+    assert!(got.iter().all(|r| r["webhook_id"] == got[0]["webhook_id"]));
+
+    // Down for good: after the last attempt the endpoint is disabled, with the reason.
+    receiver
+        .configure(made.body["secret"].as_str().unwrap(), 1000)
+        .await;
+    send().await;
+    let mut disabled = Value::Null;
+    for _ in 0..100 {
+        disabled = d.get(&format!("/v1/webhooks/{id}")).await.body["disabled"].clone();
+        if !disabled.is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let reason = disabled["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("failed every attempt"), "{disabled}");
+    assert_eq!(
+        receiver.received().len(),
+        4 + 4,
+        "four attempts, then no more"
+    );
+    send().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.received().len(), 8, "disabled: nothing is sent");
+
+    // Enabled again (and the endpoint fixed): events flow.
+    receiver
+        .configure(made.body["secret"].as_str().unwrap(), 0)
+        .await;
+    let enabled = d
+        .post(&format!("/v1/webhooks/{id}/enable"), json!(null))
+        .await;
+    assert_eq!(enabled.status, 200, "{}", enabled.text);
+    assert!(enabled.body["disabled"].is_null());
+    let last = send().await;
+    let got = receiver
+        .wait_for(WAIT, |got| {
+            got.iter()
+                .any(|r| r["payload"]["data"]["notification_id"] == last.as_str())
+        })
+        .await;
+    assert_eq!(got.last().unwrap()["status"], 204);
+}
+
+#[tokio::test]
+async fn internal_addresses_are_refused_unless_allowed() {
     let d = Notifyd::start(&[]).await;
+    for url in [
+        "http://127.0.0.1:8080/hook",
+        "http://localhost:8080/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://10.0.0.7/hook",
+        "http://[::1]/hook",
+        "http://[fd00::1]/hook",
+    ] {
+        let r = d
+            .post(
+                "/v1/webhooks",
+                json!({"url": url, "events": ["delivery.sent"]}),
+            )
+            .await;
+        assert_eq!(r.status, 422, "{url}: {}", r.text);
+        assert_eq!(r.body["errors"][0]["field"], "url", "{url}");
+    }
+    assert_eq!(d.get("/v1/webhooks").await.body["items"], json!([]));
+}
+
+#[tokio::test]
+async fn bad_webhooks_are_named_field_by_field() {
+    let d = Notifyd::start(&[("NOTIFY_WEBHOOK_ALLOW_PRIVATE", "true")]).await;
     let r = d
         .post(
             "/v1/webhooks",
@@ -164,6 +285,18 @@ async fn bad_webhooks_are_named_field_by_field() {
         .post("/v1/webhooks", json!({"events": ["delivery.sent"]}))
         .await;
     assert_eq!(r.body["errors"][0]["field"], "url", "{}", r.text);
+    // A secret of our own must be whsec_ and 24 to 64 bytes of base64.
+    let oversized = format!("whsec_{}", "QUFB".repeat(40));
+    for secret in [oversized.as_str(), "not-a-secret", "whsec_c2hvcnQ="] {
+        let r = d
+            .post(
+                "/v1/webhooks",
+                json!({"url": "https://h.example", "events": ["delivery.sent"], "secret": secret}),
+            )
+            .await;
+        assert_eq!(r.status, 422, "{secret}: {}", r.text);
+        assert_eq!(r.body["errors"][0]["field"], "secret", "{secret}");
+    }
     assert_eq!(d.get("/v1/webhooks").await.body["items"], json!([]));
     assert_eq!(
         d.delete("/v1/webhooks/whk_01KAZ3Q1P3V1NQ9ZC7W2QF6T1R")

@@ -58,6 +58,8 @@ pub struct AwsConfig {
     pub api_key_cache_secs: u64,
     /// Most requests per second per API key in this execution environment.
     pub api_key_rps: Option<f64>,
+    /// Whether webhook endpoints may be internal addresses (tests; never in a deployment).
+    pub webhook_allow_private: bool,
     /// Where the API is reached from outside: unsubscribe links start with it.
     pub public_url: String,
     /// The secret that signs unsubscribe links (`NOTIFY_UNSUBSCRIBE_KEY` instead, for local
@@ -139,6 +141,8 @@ impl AwsConfig {
             channel_pause_secs: v.number("NOTIFY_CHANNEL_PAUSE_SECS", 300)?,
             api_key_cache_secs: v.number("NOTIFY_API_KEY_CACHE_SECS", 30)?,
             api_key_rps: v.rate("NOTIFY_API_KEY_RPS")?,
+            webhook_allow_private: v.optional("NOTIFY_WEBHOOK_ALLOW_PRIVATE").as_deref()
+                == Some("true"),
             public_url: v.var("NOTIFY_PUBLIC_URL")?,
             unsubscribe_key_secret_arn: v.optional("NOTIFY_UNSUBSCRIBE_KEY_SECRET_ARN"),
         })

@@ -200,7 +200,7 @@ pub fn app(config: &AwsConfig, sdk: &SdkConfig) -> App {
     );
     let store = store(config, sdk);
     App {
-        webhooks: webhooks(store.clone(), queues.clone()),
+        webhooks: webhooks(config, store.clone(), queues.clone()),
         store,
         scheduler: Arc::new(scheduler),
         queues,
@@ -211,24 +211,37 @@ pub fn app(config: &AwsConfig, sdk: &SdkConfig) -> App {
 
 /// Webhook events and their posts. The HTTP client's TLS is set up at the first post, not
 /// at init.
-pub fn webhooks(store: Arc<DynamoStore>, queues: Arc<SqsQueues>) -> Arc<Webhooks> {
-    Arc::new(Webhooks::new(
-        store,
-        queues,
-        Arc::new(LazyPoster::default()),
-        Arc::new(SystemClock),
-    ))
+pub fn webhooks(
+    config: &AwsConfig,
+    store: Arc<DynamoStore>,
+    queues: Arc<SqsQueues>,
+) -> Arc<Webhooks> {
+    let allow = config.webhook_allow_private;
+    Arc::new(
+        Webhooks::new(
+            store,
+            queues,
+            Arc::new(LazyPoster {
+                allow_internal: allow,
+                poster: Default::default(),
+            }),
+            Arc::new(SystemClock),
+        )
+        .allowing_internal(allow),
+    )
 }
 
 /// The webhook function's side: posting the jobs of the webhook queue.
 pub fn webhook_consumer(config: &AwsConfig, sdk: &SdkConfig) -> Arc<Webhooks> {
-    webhooks(store(config, sdk), queues(config, sdk))
+    webhooks(config, store(config, sdk), queues(config, sdk))
 }
 
 /// `HttpPoster`, made at the first post: most invocations of dispatch post nothing, and its
 /// TLS set-up would be init time on every cold start.
-#[derive(Default)]
-struct LazyPoster(tokio::sync::OnceCell<HttpPoster>);
+struct LazyPoster {
+    allow_internal: bool,
+    poster: tokio::sync::OnceCell<HttpPoster>,
+}
 
 #[async_trait::async_trait]
 impl WebhookPoster for LazyPoster {
@@ -239,8 +252,8 @@ impl WebhookPoster for LazyPoster {
         body: String,
     ) -> Result<(), String> {
         let poster = self
-            .0
-            .get_or_try_init(|| async { HttpPoster::new() })
+            .poster
+            .get_or_try_init(|| async { HttpPoster::new(self.allow_internal) })
             .await
             .map_err(|e| format!("the HTTP client could not be made: {e}"))?;
         poster.post(url, headers, body).await
@@ -296,7 +309,7 @@ pub fn fanout(config: &AwsConfig, sdk: &SdkConfig) -> Fanout {
 pub fn feedback(config: &AwsConfig, sdk: &SdkConfig) -> FeedbackConsumer {
     let store = store(config, sdk);
     FeedbackConsumer {
-        webhooks: webhooks(store.clone(), queues(config, sdk)),
+        webhooks: webhooks(config, store.clone(), queues(config, sdk)),
         store,
         sms_opt_outs: SmsOptOuts::new(aws_sdk_sns::Client::new(sdk)),
     }
@@ -343,7 +356,7 @@ pub fn dispatch_with(
     );
     let dispatch = dispatch
         .with_unsubscribe(unsubscribe_links(config, sdk))
-        .with_webhooks(webhooks(store(config, sdk), queues(config, sdk)));
+        .with_webhooks(webhooks(config, store(config, sdk), queues(config, sdk)));
     Ok(DispatchConsumer {
         dispatch,
         queues: queues(config, sdk),

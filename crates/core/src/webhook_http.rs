@@ -4,16 +4,44 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::domain::webhook::is_internal;
 use crate::ports::{WebhookPoster, error_chain};
 
 pub struct HttpPoster {
     client: reqwest::Client,
+    allow_internal: bool,
+}
+
+/// Resolves names as the system does and keeps only the addresses a webhook may reach: a name
+/// that resolved to a public address when the endpoint was made may resolve to an internal
+/// one now (DNS rebinding).
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let found: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|a| !is_internal(a.ip()))
+                .collect();
+            if found.is_empty() {
+                return Err(format!("{host} resolves to no public address").into());
+            }
+            Ok(Box::new(found.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
 }
 
 impl HttpPoster {
-    /// Fails only if no TLS backend can be set up.
-    pub fn new() -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
+    /// Fails only if no TLS backend can be set up. Unless `allow_internal`, it connects only
+    /// to public addresses.
+    pub fn new(allow_internal: bool) -> Result<Self, reqwest::Error> {
+        let mut builder = reqwest::Client::builder();
+        if !allow_internal {
+            builder = builder.dns_resolver(std::sync::Arc::new(PublicOnly));
+        }
+        let client = builder
             // An endpoint that hangs must not hold a consumer for long; it gets the event
             // again on the next attempt.
             .timeout(Duration::from_secs(15))
@@ -22,7 +50,10 @@ impl HttpPoster {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("notify-webhooks/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { client })
+        Ok(Self {
+            client,
+            allow_internal,
+        })
     }
 }
 
@@ -34,6 +65,19 @@ impl WebhookPoster for HttpPoster {
         headers: &[(&str, String)],
         body: String,
     ) -> Result<(), String> {
+        // An address written in the URL is not resolved: checked here.
+        if !self.allow_internal
+            && let Ok(parsed) = url::Url::parse(url)
+        {
+            let literal: Option<std::net::IpAddr> = match parsed.host() {
+                Some(url::Host::Ipv4(ip)) => Some(ip.into()),
+                Some(url::Host::Ipv6(ip)) => Some(ip.into()),
+                _ => None,
+            };
+            if literal.is_some_and(is_internal) {
+                return Err("the endpoint is an internal address".into());
+            }
+        }
         let mut request = self.client.post(url).body(body);
         for (name, value) in headers {
             request = request.header(*name, value);

@@ -1065,6 +1065,7 @@ async fn outcomes_become_signed_webhook_events_and_failed_posts_are_retried_for_
         description: None,
         secret: Webhook::new_secret(),
         created_at: now,
+        disabled: None,
     };
     w.store.put_webhook(&webhook).await.unwrap();
     for name in ["ada", "bob"] {
@@ -1199,6 +1200,21 @@ async fn outcomes_become_signed_webhook_events_and_failed_posts_are_retried_for_
     let report = w.app.webhooks.deliver(&last).await.unwrap();
     assert_eq!((report.retried, report.dropped), (0, 1));
     assert!(w.queues.take_webhooks().is_empty());
+    // ... and the endpoint is disabled with the reason: it is sent nothing more.
+    let disabled = w.store.get_webhook(&webhook.id).await.unwrap().unwrap();
+    let reason = disabled.disabled.unwrap().reason;
+    assert!(reason.contains("failed every attempt"), "{reason}");
+    let emitted = w
+        .app
+        .webhooks
+        .emit(vec![notify_core::services::webhooks::finished_event(
+            &ids[1],
+            Status::Completed,
+            w.clock.now(),
+        )])
+        .await
+        .unwrap();
+    assert_eq!(emitted, 0, "a disabled endpoint is sent nothing");
     w.store.delete_webhook(&webhook.id).await.unwrap();
     let report = w.app.webhooks.deliver(job).await.unwrap();
     assert_eq!(report.posted, 0);

@@ -75,6 +75,39 @@ pub struct Config {
     /// Most requests per second per API key (unset: no limit); over it, 429 with Retry-After.
     #[arg(long = "api-key-rps", env = "NOTIFY_API_KEY_RPS", value_parser = positive_rate)]
     pub api_key_rps: Option<f64>,
+
+    /// Lets webhook endpoints be loopback, private or link-local addresses (development and
+    /// tests; otherwise refused, since a webhook URL could reach into this machine's network).
+    #[arg(long = "webhook-allow-private", env = "NOTIFY_WEBHOOK_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub webhook_allow_private: bool,
+
+    /// Seconds to wait before each retry of a failed webhook post, comma-separated; after the
+    /// last, the event is dropped and the endpoint disabled.
+    #[arg(
+        long = "webhook-retry-pauses",
+        env = "NOTIFY_WEBHOOK_RETRY_PAUSES",
+        default_value = "5,300,1800,7200,18000,36000,36000",
+        value_parser = pauses
+    )]
+    pub webhook_retry_pauses: Pauses,
+}
+
+/// Pauses between webhook attempts.
+#[derive(Debug, Clone)]
+pub struct Pauses(pub Vec<std::time::Duration>);
+
+fn pauses(raw: &str) -> Result<Pauses, String> {
+    raw.split(',')
+        .map(|s| {
+            s.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite() && *v >= 0.0 && *v <= 86_400.0)
+                .map(std::time::Duration::from_secs_f64)
+                .ok_or_else(|| format!("{s:?} is not a number of seconds (0 to 86400)"))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Pauses)
 }
 
 #[derive(Debug, clap::Subcommand)]

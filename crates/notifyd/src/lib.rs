@@ -122,12 +122,18 @@ pub async fn build(config: &Config) -> anyhow::Result<Notifyd> {
     ));
     // One process: the API and the workers share the endpoints it remembers, so a webhook
     // made or deleted through the API counts at once.
-    let webhooks = Arc::new(Webhooks::new(
-        worker_store.clone(),
-        Arc::new(worker_queues.clone()),
-        Arc::new(HttpPoster::new().context("the webhook HTTP client")?),
-        clock.clone(),
-    ));
+    let webhooks = Arc::new(
+        Webhooks::new(
+            worker_store.clone(),
+            Arc::new(worker_queues.clone()),
+            Arc::new(
+                HttpPoster::new(config.webhook_allow_private).context("the webhook HTTP client")?,
+            ),
+            clock.clone(),
+        )
+        .allowing_internal(config.webhook_allow_private)
+        .with_pauses(config.webhook_retry_pauses.0.clone()),
+    );
     let app = App {
         store,
         scheduler: Arc::new(scheduler.clone()),

@@ -95,6 +95,10 @@ pub fn router(app: App, keys: Arc<ApiKeys>, metrics: Option<MetricsText>) -> Rou
             "/webhooks/{webhook_id}",
             get(webhooks::get).delete(webhooks::delete),
         )
+        .route(
+            "/webhooks/{webhook_id}/enable",
+            axum::routing::post(webhooks::enable),
+        )
         .route("/suppressions", get(suppressions::list))
         .route(
             "/suppressions/{address}",

@@ -14,7 +14,7 @@ use super::groups::PageView;
 use super::input::{self, Errors, JsonBody};
 use super::path::PathId;
 use crate::domain::WebhookId;
-use crate::domain::webhook::{EventType, Webhook, WebhookUrl};
+use crate::domain::webhook::{Disabled, EventType, Webhook, WebhookUrl};
 
 /// Endpoints per deployment: each event is posted to each, so more is a misuse.
 const MAX_WEBHOOKS: usize = 20;
@@ -27,6 +27,8 @@ struct WebhookView<'a> {
     events: &'a [EventType],
     description: Option<&'a str>,
     created_at: jiff::Timestamp,
+    /// Why the endpoint gets nothing, if it does not.
+    disabled: Option<&'a Disabled>,
     #[serde(skip_serializing_if = "Option::is_none")]
     secret: Option<&'a str>,
 }
@@ -39,6 +41,7 @@ impl<'a> WebhookView<'a> {
             events: &w.events,
             description: w.description.as_deref(),
             created_at: w.created_at,
+            disabled: w.disabled.as_ref(),
             secret: with_secret.then_some(w.secret.as_str()),
         }
     }
@@ -73,7 +76,12 @@ pub async fn create(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let mut errors = Errors::default();
-    let Some(map) = input::object(&body, "", &["url", "events", "description"], &mut errors) else {
+    let Some(map) = input::object(
+        &body,
+        "",
+        &["url", "events", "description", "secret"],
+        &mut errors,
+    ) else {
         return Err(errors.finish().unwrap_err());
     };
     if map.get("url").is_none_or(Value::is_null) {
@@ -82,6 +90,12 @@ pub async fn create(
     let url = input::parsed(map, "", "url", &mut errors, WebhookUrl::parse);
     let events = parse_events(map, &mut errors);
     let description = input::text(map, "", "description", DESCRIPTION_MAX_BYTES, &mut errors);
+    let secret = input::parsed(map, "", "secret", &mut errors, Webhook::parse_secret);
+    if let Some(url) = &url
+        && let Err(why) = state.app.webhooks.check_target(url).await
+    {
+        errors.add("url", why);
+    }
     errors.finish()?;
     let Some(url) = url else {
         return Err(ApiError::invalid("url", "is required"));
@@ -97,8 +111,9 @@ pub async fn create(
         url,
         events,
         description,
-        secret: Webhook::new_secret(),
+        secret: secret.unwrap_or_else(Webhook::new_secret),
         created_at: now.round(jiff::Unit::Millisecond).unwrap_or(now),
+        disabled: None,
     };
     state.app.store.put_webhook(&webhook).await?;
     state.app.webhooks.forget().await;
@@ -133,6 +148,24 @@ pub async fn get(
         .get_webhook(&id)
         .await?
         .ok_or(ApiError::not_found("webhook"))?;
+    Ok(Json(WebhookView::new(&found, false)).into_response())
+}
+
+/// Sends to a disabled endpoint again (events dropped while it was disabled are not sent).
+pub async fn enable(
+    State(state): State<ApiState>,
+    PathId(id): PathId<WebhookId>,
+) -> Result<Response, ApiError> {
+    let mut found = state
+        .app
+        .store
+        .get_webhook(&id)
+        .await?
+        .ok_or(ApiError::not_found("webhook"))?;
+    if found.disabled.take().is_some() {
+        state.app.store.put_webhook(&found).await?;
+        state.app.webhooks.forget().await;
+    }
     Ok(Json(WebhookView::new(&found, false)).into_response())
 }
 

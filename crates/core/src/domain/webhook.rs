@@ -3,7 +3,9 @@
 //! Webhooks specification says (`webhook-id`, `webhook-timestamp`, `webhook-signature`).
 
 use base64::Engine;
+use base64::alphabet;
 use base64::engine::general_purpose::STANDARD;
+use base64::engine::{GeneralPurpose, GeneralPurposeConfig};
 use hmac::{Hmac, Mac};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -86,7 +88,14 @@ impl WebhookUrl {
         if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
             return Err(ParseError::new("must be an http or https URL with a host"));
         }
-        Ok(Self(url.into()))
+        // Stored as the URL library writes it (percent-encoded), which must read back.
+        let written: String = url.into();
+        if written.len() > 2000 {
+            return Err(ParseError::new(
+                "must be at most 2000 characters, percent-encoded",
+            ));
+        }
+        Ok(Self(written))
     }
 
     pub fn as_str(&self) -> &str {
@@ -118,6 +127,16 @@ pub struct Webhook {
     /// the webhook is made; stored as is, since signing needs it.
     pub secret: String,
     pub created_at: Timestamp,
+    /// Set when an event still failed after its last attempt: the endpoint gets nothing until
+    /// it is enabled again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<Disabled>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Disabled {
+    pub reason: String,
+    pub at: Timestamp,
 }
 
 impl Webhook {
@@ -127,10 +146,66 @@ impl Webhook {
         format!("whsec_{}", STANDARD.encode(bytes))
     }
 
+    /// A secret the client chose: `whsec_` and the base64 of 24 to 64 bytes, as Standard
+    /// Webhooks libraries take it.
+    pub fn parse_secret(raw: &str) -> Result<String, ParseError> {
+        let bytes = raw
+            .strip_prefix("whsec_")
+            .and_then(|b64| SECRET_BASE64.decode(b64).ok())
+            .ok_or_else(|| ParseError::new("must be whsec_ and base64"))?;
+        if !(24..=64).contains(&bytes.len()) {
+            return Err(ParseError::new(format!(
+                "must hold 24 to 64 bytes, not {}",
+                bytes.len()
+            )));
+        }
+        Ok(raw.to_owned())
+    }
+
+    /// Whether an event of this type goes to this endpoint now.
     pub fn wants(&self, event: EventType) -> bool {
-        self.events.contains(&event)
+        self.disabled.is_none() && self.events.contains(&event)
     }
 }
+
+/// An address a webhook must not reach unless the deployment allows it: loopback, private,
+/// link-local (the cloud metadata service), carrier-grade NAT, unspecified, multicast. A
+/// webhook URL is the client's, and without this check it could make the service call into
+/// its own network.
+pub fn is_internal(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || (a == 100 && (64..128).contains(&b))
+                || a == 0
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_internal(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+/// Secrets decode as the Standard Webhooks libraries decode them: unused bits of the last
+/// character are ignored, not refused.
+const SECRET_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+);
 
 /// One event, the same bytes to every endpoint and on every retry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -170,7 +245,7 @@ pub struct BadSecret;
 /// `v1,<base64 of HMAC-SHA256>` over `<id>.<timestamp>.<body>`, keyed with the secret's
 /// bytes: the `webhook-signature` header.
 pub fn signature(secret: &str, id: &str, timestamp: i64, body: &str) -> Result<String, BadSecret> {
-    let key = STANDARD
+    let key = SECRET_BASE64
         .decode(secret.strip_prefix("whsec_").unwrap_or(secret))
         .map_err(|_| BadSecret)?;
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key).map_err(|_| BadSecret)?;
@@ -205,6 +280,31 @@ mod tests {
         }
         assert!(EventType::parse("delivery.opened").is_err());
         assert!(WebhookUrl::parse("https://hooks.example.com/notify").is_ok());
+        for internal in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "169.254.169.254",
+            "192.168.0.1",
+            "100.64.0.1",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "0.0.0.0",
+        ] {
+            assert!(is_internal(internal.parse().unwrap()), "{internal}");
+        }
+        for public in [
+            "93.184.215.14",
+            "2606:2800:21f:cb07:6820:80da:af6b:8b2c",
+            "8.8.8.8",
+        ] {
+            assert!(!is_internal(public.parse().unwrap()), "{public}");
+        }
+        let ok = format!("whsec_{}", STANDARD.encode([7u8; 32]));
+        assert!(Webhook::parse_secret(&ok).is_ok());
+        assert!(Webhook::parse_secret(&format!("whsec_{}", STANDARD.encode([7u8; 65]))).is_err());
+        assert!(Webhook::parse_secret("whsec_***").is_err());
         for bad in [
             "ftp://x.example",
             "https://",

@@ -14,7 +14,9 @@ use tokio::time::Instant;
 use super::ServiceError;
 use crate::domain::delivery::DeliveryKey;
 use crate::domain::notification::Status;
-use crate::domain::webhook::{EventType, Webhook, WebhookEvent, signature};
+use crate::domain::webhook::{
+    Disabled, EventType, Webhook, WebhookEvent, WebhookUrl, is_internal, signature,
+};
 use crate::domain::{NotificationId, UserId};
 use crate::jobs::WebhookJob;
 use crate::ports::{Clock, MAX_QUEUE_DELAY, Queues, Store, WebhookPoster};
@@ -45,6 +47,9 @@ pub struct Webhooks {
     /// A job stops posting after this long and puts the events it did not reach back on the
     /// queue (a slow endpoint takes up to 15 s a post; the consumer has a timeout).
     time_budget: Duration,
+    /// Whether endpoints may be internal addresses (loopback, private, link-local): for local
+    /// development and tests only.
+    allow_internal: bool,
 }
 
 /// What one webhook job did.
@@ -73,7 +78,47 @@ impl Webhooks {
             cache_for: Duration::from_secs(30),
             pauses: RETRY_PAUSES.to_vec(),
             time_budget: Duration::from_secs(20),
+            allow_internal: false,
         }
+    }
+
+    /// Lets endpoints be internal addresses (`NOTIFY_WEBHOOK_ALLOW_PRIVATE`).
+    pub fn allowing_internal(mut self, allow: bool) -> Self {
+        self.allow_internal = allow;
+        self
+    }
+
+    /// Why `url` may not be an endpoint, if it may not: it names or resolves to an internal
+    /// address (unless allowed), or its host does not resolve. The poster checks the address
+    /// it connects to again, since a name may resolve elsewhere later.
+    pub async fn check_target(&self, url: &WebhookUrl) -> Result<(), String> {
+        if self.allow_internal {
+            return Ok(());
+        }
+        let parsed = url::Url::parse(url.as_str()).map_err(|e| e.to_string())?;
+        let port = parsed.port_or_known_default().unwrap_or(443);
+        let addresses: Vec<std::net::IpAddr> = match parsed.host() {
+            Some(url::Host::Ipv4(ip)) => vec![ip.into()],
+            Some(url::Host::Ipv6(ip)) => vec![ip.into()],
+            Some(url::Host::Domain(name)) => {
+                let lookup = tokio::net::lookup_host((name, port));
+                match tokio::time::timeout(Duration::from_secs(3), lookup).await {
+                    Ok(Ok(found)) => found.map(|a| a.ip()).collect(),
+                    _ => return Err(format!("the host {name} does not resolve")),
+                }
+            }
+            None => return Err("has no host".into()),
+        };
+        if addresses.is_empty() {
+            return Err("the host does not resolve".into());
+        }
+        if addresses.iter().any(|ip| is_internal(*ip)) {
+            return Err(
+                "points to a loopback, private or link-local address; allowed only with NOTIFY_WEBHOOK_ALLOW_PRIVATE=true"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 
     /// How long a process trusts the endpoints it read (a new or deleted endpoint is seen by
@@ -155,6 +200,11 @@ impl Webhooks {
             tracing::info!("the webhook was deleted: its events are dropped");
             return Ok(report);
         };
+        if webhook.disabled.is_some() {
+            tracing::info!("the webhook is disabled: its events are dropped");
+            report.dropped = job.events.len();
+            return Ok(report);
+        }
         let started = Instant::now();
         let mut failed = Vec::new();
         let wanted: Vec<&WebhookEvent> = job
@@ -203,11 +253,40 @@ impl Webhooks {
                 report.dropped = failed.len();
                 tracing::error!(
                     dropped = failed.len(),
-                    "webhook events dropped after the last attempt"
+                    "webhook events dropped after the last attempt; the endpoint is disabled"
                 );
+                self.disable(&webhook, &failed).await?;
             }
         }
         Ok(report)
+    }
+
+    /// Stops sending to an endpoint that failed an event's every attempt, with the reason, for
+    /// `GET /v1/webhooks` to show.
+    async fn disable(
+        &self,
+        webhook: &Webhook,
+        failed: &[WebhookEvent],
+    ) -> Result<(), ServiceError> {
+        let Some(mut current) = self.store.get_webhook(&webhook.id).await? else {
+            return Ok(());
+        };
+        if current.disabled.is_some() {
+            return Ok(());
+        }
+        let last = failed.last();
+        current.disabled = Some(Disabled {
+            reason: format!(
+                "{} event(s) failed every attempt over about a day; the last: {} ({})",
+                failed.len(),
+                last.map(|e| e.id.as_str()).unwrap_or_default(),
+                last.map(|e| e.event_type.as_str()).unwrap_or_default(),
+            ),
+            at: self.clock.now(),
+        });
+        self.store.put_webhook(&current).await?;
+        self.forget().await;
+        Ok(())
     }
 
     async fn post(&self, webhook: &Webhook, event: &WebhookEvent) -> Result<(), String> {
