@@ -134,6 +134,8 @@ async fn main() {
             "dispatch",
             "-p",
             "feedback",
+            "-p",
+            "webhooks",
         ],
         Some(&lambda_rustflags()),
     );
@@ -178,6 +180,11 @@ async fn main() {
             "feedback: sqs-feedback.json",
             "feedback",
             event("sqs-feedback.json"),
+        ),
+        (
+            "webhooks: sqs-webhook.json",
+            "webhooks",
+            event("sqs-webhook.json"),
         ),
     ];
     println!(

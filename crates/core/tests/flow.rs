@@ -972,6 +972,39 @@ async fn a_group_send_carries_one_click_unsubscribe_and_an_opt_out_is_skipped() 
         links.push((email.to.clone(), token.to_owned()));
     }
 
+    // A template shows the same link where it says `{{ unsubscribe_url }}`.
+    let template = notify_core::domain::template::Template {
+        id: notify_core::domain::TemplateId::parse("digest").unwrap(),
+        parts: Parts {
+            subject: Some("Digest".into()),
+            text: Some("Leave: {{ unsubscribe_url }}".into()),
+            ..Default::default()
+        },
+    };
+    w.store.put_template(&template).await.unwrap();
+    let t = w
+        .app
+        .accept(
+            NewNotification {
+                content: Content::Template {
+                    id: template.id.clone(),
+                    data: Default::default(),
+                },
+                ..send(None)
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    w.drain().await;
+    assert_eq!(w.store.counts(&t.id).await.unwrap().sent, 2);
+    for email in w.email.sent.lock().unwrap().drain(..) {
+        // The body may be quoted-printable: its soft line breaks removed.
+        let text = String::from_utf8_lossy(&email.raw).replace("=\r\n", "");
+        let url = unsubscribe_header(&email.raw).unwrap();
+        assert!(text.contains(&format!("Leave: {url}")), "{text}");
+    }
+
     // Ada follows her link (twice: a repeat changes nothing); a forged token changes nothing.
     let (ada_address, ada_token) = links
         .iter()

@@ -42,6 +42,9 @@ pub const MAX_SMS_CHARS: usize = 1600;
 
 /// Kept free before the deadline when writing an outcome: the last write must end in time.
 const RECORD_MARGIN: Duration = Duration::from_millis(250);
+/// How long before the deadline a write still running is given up, so that its loss is logged
+/// before the invocation is killed.
+const KILL_MARGIN: Duration = Duration::from_millis(10);
 
 pub struct Dispatch {
     store: Arc<dyn Store>,
@@ -587,8 +590,9 @@ impl Dispatch {
     ) -> Result<(), ServiceError> {
         let mut pause = Duration::from_millis(50);
         // A write still running when the invocation is killed is lost without a word; cut
-        // short, it is at least said.
-        let last_moment = deadline.checked_sub(RECORD_MARGIN).unwrap_or(deadline);
+        // short just before, it is at least said. (Until then it may still land: a send that
+        // started late in the invocation has only this long to be recorded.)
+        let last_moment = deadline.checked_sub(KILL_MARGIN).unwrap_or(deadline);
         loop {
             let written =
                 tokio::time::timeout_at(last_moment, self.store.record_outcome(key, outcome))
