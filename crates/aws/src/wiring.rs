@@ -334,8 +334,10 @@ pub fn dispatch_with(
     email: Arc<dyn EmailSender>,
 ) -> anyhow::Result<DispatchConsumer> {
     let from = EmailAddress::parse(&config.email_from).context("NOTIFY_EMAIL_FROM")?;
+    // One DynamoDB and one SQS client for the function: each client made is init time.
+    let (store, queues) = (store(config, sdk), queues(config, sdk));
     let dispatch = Dispatch::new(
-        store(config, sdk),
+        store.clone(),
         email,
         Arc::new(SnsSms::new(aws_sdk_sns::Client::from_conf(
             aws_sdk_sns::config::Builder::from(sdk)
@@ -356,10 +358,10 @@ pub fn dispatch_with(
     );
     let dispatch = dispatch
         .with_unsubscribe(unsubscribe_links(config, sdk))
-        .with_webhooks(webhooks(config, store(config, sdk), queues(config, sdk)));
+        .with_webhooks(webhooks(config, store, queues.clone()));
     Ok(DispatchConsumer {
         dispatch,
-        queues: queues(config, sdk),
+        queues,
         backoff: Backoff {
             base: std::time::Duration::from_secs(config.retry_base_secs),
             max: std::time::Duration::from_secs(900),

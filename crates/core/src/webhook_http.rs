@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::domain::webhook::is_internal;
+use crate::domain::webhook::{ip_literal, is_internal};
 use crate::ports::{WebhookPoster, error_chain};
 
 pub struct HttpPoster {
@@ -67,16 +67,12 @@ impl WebhookPoster for HttpPoster {
     ) -> Result<(), String> {
         // An address written in the URL is not resolved: checked here.
         if !self.allow_internal
-            && let Ok(parsed) = url::Url::parse(url)
+            && url::Url::parse(url)
+                .ok()
+                .and_then(|parsed| ip_literal(&parsed))
+                .is_some_and(is_internal)
         {
-            let literal: Option<std::net::IpAddr> = match parsed.host() {
-                Some(url::Host::Ipv4(ip)) => Some(ip.into()),
-                Some(url::Host::Ipv6(ip)) => Some(ip.into()),
-                _ => None,
-            };
-            if literal.is_some_and(is_internal) {
-                return Err("the endpoint is an internal address".into());
-            }
+            return Err("the endpoint is an internal address".into());
         }
         let mut request = self.client.post(url).body(body);
         for (name, value) in headers {

@@ -168,6 +168,16 @@ impl Webhook {
     }
 }
 
+/// The address a URL names literally (`http://10.0.0.7/`, `http://[::1]/`), which no resolver
+/// sees.
+pub fn ip_literal(url: &url::Url) -> Option<std::net::IpAddr> {
+    match url.host()? {
+        url::Host::Ipv4(ip) => Some(ip.into()),
+        url::Host::Ipv6(ip) => Some(ip.into()),
+        url::Host::Domain(_) => None,
+    }
+}
+
 /// An address a webhook must not reach unless the deployment allows it: loopback, private,
 /// link-local (the cloud metadata service), carrier-grade NAT, unspecified, multicast. A
 /// webhook URL is the client's, and without this check it could make the service call into

@@ -15,7 +15,7 @@ use super::ServiceError;
 use crate::domain::delivery::DeliveryKey;
 use crate::domain::notification::Status;
 use crate::domain::webhook::{
-    Disabled, EventType, Webhook, WebhookEvent, WebhookUrl, is_internal, signature,
+    Disabled, EventType, Webhook, WebhookEvent, WebhookUrl, ip_literal, is_internal, signature,
 };
 use crate::domain::{NotificationId, UserId};
 use crate::jobs::WebhookJob;
@@ -97,17 +97,16 @@ impl Webhooks {
         }
         let parsed = url::Url::parse(url.as_str()).map_err(|e| e.to_string())?;
         let port = parsed.port_or_known_default().unwrap_or(443);
-        let addresses: Vec<std::net::IpAddr> = match parsed.host() {
-            Some(url::Host::Ipv4(ip)) => vec![ip.into()],
-            Some(url::Host::Ipv6(ip)) => vec![ip.into()],
-            Some(url::Host::Domain(name)) => {
+        let addresses: Vec<std::net::IpAddr> = match (ip_literal(&parsed), parsed.host_str()) {
+            (Some(ip), _) => vec![ip],
+            (None, Some(name)) => {
                 let lookup = tokio::net::lookup_host((name, port));
                 match tokio::time::timeout(Duration::from_secs(3), lookup).await {
                     Ok(Ok(found)) => found.map(|a| a.ip()).collect(),
                     _ => return Err(format!("the host {name} does not resolve")),
                 }
             }
-            None => return Err("has no host".into()),
+            (None, None) => return Err("has no host".into()),
         };
         if addresses.is_empty() {
             return Err("the host does not resolve".into());
