@@ -224,6 +224,7 @@ async fn ses_sends_the_raw_mime_message() {
         text: Some("plain body".into()),
         html: Some("<p>html body</p>".into()),
         sms: None,
+        ..Default::default()
     };
     let email = build_email(
         &EmailAddress::parse("notify@example.com").unwrap(),

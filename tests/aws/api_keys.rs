@@ -42,7 +42,7 @@ async fn the_first_key_is_read_at_the_first_request_not_at_init() {
         aws_sdk_secretsmanager::Client::new(&w.sdk),
         arn,
     ));
-    let router = wiring::api(&w.config, &w.sdk, first);
+    let router = wiring::api(&w.config, &w.sdk, first).unwrap();
     assert_eq!(reads().await, 0, "init read the secret");
     let get = api_event("api-get-user.json", Some("/v1/users/nobody"), None);
     assert_eq!(
@@ -59,8 +59,8 @@ async fn a_key_revoked_in_one_environment_stops_in_another_within_the_ttl() {
     let mut w = AwsWorld::start().await;
     w.config.api_key_cache_secs = 1;
     let first = || Arc::new(StaticKey("nk_first".into()));
-    let a = wiring::api(&w.config, &w.sdk, first());
-    let b = wiring::api(&w.config, &w.sdk, first());
+    let a = wiring::api(&w.config, &w.sdk, first()).unwrap();
+    let b = wiring::api(&w.config, &w.sdk, first()).unwrap();
     let make = api_event(
         "api-post-notification-now.json",
         Some("/v1/api-keys"),

@@ -23,6 +23,7 @@ fn notification(to: &str, status: Status, send_at: Timestamp) -> Notification {
         text: Some("Found and sent".into()),
         html: None,
         sms: None,
+        ..Default::default()
     };
     Notification {
         id: NotificationId::generate(Timestamp::now()),

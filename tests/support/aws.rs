@@ -353,7 +353,7 @@ pub struct ApiAnswer {
 impl ApiHandler {
     pub fn new(world: &AwsWorld) -> Self {
         let first = std::sync::Arc::new(notify_core::ports::StaticKey(API_KEY.to_owned()));
-        Self::from_router(notify_aws::wiring::api(&world.config, &world.sdk, first))
+        Self::from_router(notify_aws::wiring::api(&world.config, &world.sdk, first).unwrap())
     }
 
     /// The handler of an api function built some other way.

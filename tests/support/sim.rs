@@ -277,6 +277,73 @@ impl CategoryStore for SimStore {
     }
 }
 
+/// The DynamoDB adapter's calls (`notify_aws::store`'s inbox): an item added is two reads and a
+/// transaction; a mark, two reads and a transaction; counts, one read.
+#[async_trait]
+impl notify_core::ports::InboxStore for SimStore {
+    async fn add_inbox_item(
+        &self,
+        item: &notify_core::domain::inbox::NewInboxItem,
+    ) -> Result<notify_core::domain::inbox::InboxItem, StoreError> {
+        self.ddb("GetItem", 2, 2).await;
+        self.ddb("TransactWriteItems", 1, 1).await;
+        self.inner.add_inbox_item(item).await
+    }
+
+    async fn list_inbox(
+        &self,
+        user: &UserId,
+        filter: &notify_core::domain::inbox::InboxFilter,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<notify_core::ports::Page<notify_core::domain::inbox::InboxItem>, StoreError> {
+        self.ddb("Query", 1, 1).await;
+        self.inner.list_inbox(user, filter, cursor, limit).await
+    }
+
+    async fn inbox_since(
+        &self,
+        user: &UserId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<notify_core::domain::inbox::InboxItem>, StoreError> {
+        self.ddb("Query", 1, 1).await;
+        self.inner.inbox_since(user, after, limit).await
+    }
+
+    async fn inbox_counts(
+        &self,
+        user: &UserId,
+    ) -> Result<notify_core::domain::inbox::InboxCounts, StoreError> {
+        self.ddb("GetItem", 1, 1).await;
+        self.inner.inbox_counts(user).await
+    }
+
+    async fn mark_inbox_item(
+        &self,
+        user: &UserId,
+        item: &NotificationId,
+        mark: notify_core::domain::inbox::InboxMark,
+        at: Timestamp,
+    ) -> Result<Option<notify_core::domain::inbox::InboxItem>, StoreError> {
+        self.ddb("GetItem", 2, 2).await;
+        self.ddb("TransactWriteItems", 1, 1).await;
+        self.inner.mark_inbox_item(user, item, mark, at).await
+    }
+
+    async fn mark_all_inbox(
+        &self,
+        user: &UserId,
+        mark: notify_core::domain::inbox::InboxMark,
+        at: Timestamp,
+    ) -> Result<u64, StoreError> {
+        self.ddb("Query", 1, 1).await;
+        let changed = self.inner.mark_all_inbox(user, mark, at).await?;
+        self.ddb("TransactWriteItems", changed, changed).await;
+        Ok(changed)
+    }
+}
+
 #[async_trait]
 impl PreferenceStore for SimStore {
     async fn get_preferences(&self, user: &UserId) -> Result<Preferences, StoreError> {
@@ -747,6 +814,14 @@ impl SimQueues {
                 store.clone(),
                 self.clone(),
                 std::sync::Arc::new(NoNetwork),
+                std::sync::Arc::new(SystemClock),
+            )),
+            inbox: std::sync::Arc::new(notify_core::services::inbox::Inbox::new(
+                store.clone(),
+                std::sync::Arc::new(SystemClock),
+            )),
+            user_tokens: std::sync::Arc::new(notify_core::services::user_tokens::UserTokens::new(
+                std::sync::Arc::new(StaticSigningKey(b"sim".to_vec())),
                 std::sync::Arc::new(SystemClock),
             )),
             store,

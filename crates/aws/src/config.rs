@@ -65,6 +65,8 @@ pub struct AwsConfig {
     /// The secret that signs unsubscribe links (`NOTIFY_UNSUBSCRIBE_KEY` instead, for local
     /// runs).
     pub unsubscribe_key_secret_arn: Option<String>,
+    /// The product's web origins allowed to call the inbox routes (`NOTIFY_CORS_ORIGINS`).
+    pub cors_origins: String,
 }
 
 /// The variables, read through `lookup`; an empty value counts as unset.
@@ -145,6 +147,7 @@ impl AwsConfig {
                 == Some("true"),
             public_url: v.var("NOTIFY_PUBLIC_URL")?,
             unsubscribe_key_secret_arn: v.optional("NOTIFY_UNSUBSCRIBE_KEY_SECRET_ARN"),
+            cors_origins: v.optional("NOTIFY_CORS_ORIGINS").unwrap_or_default(),
         })
     }
 }

@@ -17,6 +17,7 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
+use notify_core::api::ApiOptions;
 use notify_core::backoff::Backoff;
 use notify_core::domain::EmailAddress;
 use notify_core::ports::{
@@ -27,7 +28,9 @@ use notify_core::services::App;
 use notify_core::services::api_keys::ApiKeys;
 use notify_core::services::dispatch::{Dispatch, DispatchSettings};
 use notify_core::services::fanout::{Fanout, FanoutSettings};
+use notify_core::services::inbox::Inbox;
 use notify_core::services::unsubscribe::UnsubscribeLinks;
+use notify_core::services::user_tokens::UserTokens;
 use notify_core::services::webhooks::Webhooks;
 use notify_core::webhook_http::HttpPoster;
 
@@ -199,8 +202,13 @@ pub fn app(config: &AwsConfig, sdk: &SdkConfig) -> App {
         config.scheduler_dlq_arn.clone(),
     );
     let store = store(config, sdk);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     App {
         webhooks: webhooks(config, store.clone(), queues.clone()),
+        // No live feed: dispatch runs in other execution environments, so a stream sends what
+        // is stored and the browser comes back (`api::inbox::POLL_RETRY`).
+        inbox: Arc::new(Inbox::new(store.clone(), clock.clone())),
+        user_tokens: Arc::new(UserTokens::new(signing_key(config, sdk), clock)),
         store,
         scheduler: Arc::new(scheduler),
         queues,
@@ -260,11 +268,11 @@ impl WebhookPoster for LazyPoster {
     }
 }
 
-/// Unsubscribe links under `NOTIFY_PUBLIC_URL`, signed with `NOTIFY_UNSUBSCRIBE_KEY` (for
-/// local runs) or else the secret the template generates, read at the first link made or
-/// checked (no AWS call at init).
-pub fn unsubscribe_links(config: &AwsConfig, sdk: &SdkConfig) -> Arc<UnsubscribeLinks> {
-    let key: Arc<dyn SigningKey> = match (
+/// The deployment's signing key (unsubscribe links, user tokens): `NOTIFY_UNSUBSCRIBE_KEY`
+/// (for local runs) or else the secret the template generates, read at its first use (no AWS
+/// call at init).
+fn signing_key(config: &AwsConfig, sdk: &SdkConfig) -> Arc<dyn SigningKey> {
+    match (
         std::env::var("NOTIFY_UNSUBSCRIBE_KEY")
             .ok()
             .filter(|k| !k.is_empty()),
@@ -275,10 +283,17 @@ pub fn unsubscribe_links(config: &AwsConfig, sdk: &SdkConfig) -> Arc<Unsubscribe
             aws_sdk_secretsmanager::Client::new(sdk),
             arn.clone(),
         )),
-        // A deployment without the secret cannot make links; each one asked for says so.
+        // A deployment without the secret cannot sign; each link or token asked for says so.
         (None, None) => Arc::new(MissingKey),
-    };
-    Arc::new(UnsubscribeLinks::new(key, &config.public_url))
+    }
+}
+
+/// Unsubscribe links under `NOTIFY_PUBLIC_URL`, signed with the deployment's key.
+pub fn unsubscribe_links(config: &AwsConfig, sdk: &SdkConfig) -> Arc<UnsubscribeLinks> {
+    Arc::new(UnsubscribeLinks::new(
+        signing_key(config, sdk),
+        &config.public_url,
+    ))
 }
 
 struct MissingKey;
@@ -390,7 +405,11 @@ pub fn first_key(sdk: &SdkConfig) -> anyhow::Result<Arc<dyn FirstKey>> {
 }
 
 /// The HTTP API: the API side's services, and the keys it accepts.
-pub fn api(config: &AwsConfig, sdk: &SdkConfig, first: Arc<dyn FirstKey>) -> axum::Router {
+pub fn api(
+    config: &AwsConfig,
+    sdk: &SdkConfig,
+    first: Arc<dyn FirstKey>,
+) -> anyhow::Result<axum::Router> {
     let app = app(config, sdk);
     let keys = ApiKeys::new(
         app.store.clone(),
@@ -399,5 +418,14 @@ pub fn api(config: &AwsConfig, sdk: &SdkConfig, first: Arc<dyn FirstKey>) -> axu
         std::time::Duration::from_secs(config.api_key_cache_secs),
     )
     .with_limit(config.api_key_rps);
-    notify_core::api::router(app, Arc::new(keys), None)
+    let cors_origins = notify_core::api::parse_cors_origins(&config.cors_origins)
+        .map_err(|e| anyhow::anyhow!("NOTIFY_CORS_ORIGINS: {e}"))?;
+    Ok(notify_core::api::router(
+        app,
+        Arc::new(keys),
+        ApiOptions {
+            metrics: None,
+            cors_origins,
+        },
+    ))
 }

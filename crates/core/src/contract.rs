@@ -47,6 +47,176 @@ pub async fn run_all(store: &dyn Store) {
     deliveries(store).await;
     api_keys(store).await;
     suppressions(store).await;
+    inbox(store).await;
+}
+
+async fn inbox(store: &dyn Store) {
+    use crate::domain::inbox::{ActionUrl, InboxCounts, InboxFilter, InboxMark, NewInboxItem};
+    let ada = UserId::parse("inbox-ada").unwrap();
+    let bob = UserId::parse("inbox-bob").unwrap();
+    let new = |user: &UserId, i: i64| NewInboxItem {
+        user_id: user.clone(),
+        notification_id: NotificationId::generate(t0() + SignedDuration::from_secs(i)),
+        category: Some(CategoryId::parse("news").unwrap()),
+        title: Some(format!("title {i}")),
+        body: format!("body {i}"),
+        url: Some(ActionUrl::parse("/orders/7").unwrap()),
+        data: serde_json::json!({"n": i}).as_object().unwrap().clone(),
+        created_at: t0() + SignedDuration::from_secs(i),
+    };
+    let news: Vec<NewInboxItem> = (0..5).map(|i| new(&ada, i)).collect();
+    let mut added = Vec::new();
+    for (i, n) in news.iter().enumerate() {
+        let item = store.add_inbox_item(n).await.unwrap();
+        assert_eq!(item.seq, i as u64 + 1, "seq counts up per user");
+        assert_eq!(&item.item, n);
+        added.push(item);
+    }
+    let again = store.add_inbox_item(&news[2]).await.unwrap();
+    assert_eq!(again, added[2], "a repeated delivery adds nothing");
+    assert_eq!(store.add_inbox_item(&new(&bob, 9)).await.unwrap().seq, 1);
+    assert_eq!(
+        store.inbox_counts(&ada).await.unwrap(),
+        InboxCounts {
+            unread: 5,
+            unseen: 5,
+            last_seq: 5
+        }
+    );
+
+    let all = InboxFilter {
+        unread_only: false,
+        archived: false,
+    };
+    let first = store.list_inbox(&ada, &all, None, 2).await.unwrap();
+    let seqs =
+        |items: &[crate::domain::inbox::InboxItem]| items.iter().map(|i| i.seq).collect::<Vec<_>>();
+    assert_eq!(seqs(&first.items), [5, 4], "newest first");
+    let second = store
+        .list_inbox(&ada, &all, first.next_cursor.as_deref(), 2)
+        .await
+        .unwrap();
+    assert_eq!(seqs(&second.items), [3, 2]);
+    let third = store
+        .list_inbox(&ada, &all, second.next_cursor.as_deref(), 2)
+        .await
+        .unwrap();
+    assert_eq!(seqs(&third.items), [1]);
+    assert_eq!(third.next_cursor, None);
+    assert!(matches!(
+        store.list_inbox(&ada, &all, Some("nope"), 2).await,
+        Err(StoreError::BadCursor)
+    ));
+
+    let at = t0() + SignedDuration::from_secs(60);
+    let id = |i: usize| &added[i].item.notification_id;
+    let read = store
+        .mark_inbox_item(&ada, id(1), InboxMark::Read, at)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((read.read_at, read.seen_at), (Some(at), Some(at)));
+    assert_eq!(
+        store
+            .mark_inbox_item(&bob, id(1), InboxMark::Read, at)
+            .await
+            .unwrap(),
+        None,
+        "one user cannot mark another's item"
+    );
+    store
+        .mark_inbox_item(&ada, id(0), InboxMark::Archived, at)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store.inbox_counts(&ada).await.unwrap(),
+        InboxCounts {
+            unread: 3,
+            unseen: 3,
+            last_seq: 5
+        }
+    );
+    let unread = InboxFilter {
+        unread_only: true,
+        archived: false,
+    };
+    let page = store.list_inbox(&ada, &unread, None, 10).await.unwrap();
+    assert_eq!(seqs(&page.items), [5, 4, 3]);
+    let archived = InboxFilter {
+        unread_only: false,
+        archived: true,
+    };
+    let page = store.list_inbox(&ada, &archived, None, 10).await.unwrap();
+    assert_eq!(seqs(&page.items), [1]);
+
+    assert_eq!(
+        store
+            .mark_all_inbox(&ada, InboxMark::Seen, at)
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        store.inbox_counts(&ada).await.unwrap(),
+        InboxCounts {
+            unread: 3,
+            unseen: 0,
+            last_seq: 5
+        }
+    );
+    assert_eq!(
+        store
+            .mark_all_inbox(&ada, InboxMark::Read, at)
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        store
+            .mark_all_inbox(&ada, InboxMark::Read, at)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store.inbox_counts(&ada).await.unwrap(),
+        InboxCounts {
+            unread: 0,
+            unseen: 0,
+            last_seq: 5
+        }
+    );
+    let unmarked = store
+        .mark_inbox_item(&ada, id(4), InboxMark::Unread, at)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(unmarked.is_unread());
+    assert_eq!(
+        store.inbox_counts(&ada).await.unwrap(),
+        InboxCounts {
+            unread: 1,
+            unseen: 0,
+            last_seq: 5
+        }
+    );
+    assert_eq!(
+        store.inbox_counts(&bob).await.unwrap(),
+        InboxCounts {
+            unread: 1,
+            unseen: 1,
+            last_seq: 1
+        }
+    );
+
+    let since = store.inbox_since(&ada, 2, 2).await.unwrap();
+    assert_eq!(seqs(&since), [3, 4], "oldest first after the given seq");
+    assert_eq!(
+        seqs(&store.inbox_since(&ada, 0, 10).await.unwrap()),
+        [1, 2, 3, 4, 5]
+    );
+    assert!(store.inbox_since(&ada, 5, 10).await.unwrap().is_empty());
 }
 
 async fn categories_and_preferences(store: &dyn Store) {

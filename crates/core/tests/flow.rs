@@ -56,6 +56,14 @@ fn world() -> World {
             .with_cache_for(std::time::Duration::ZERO),
     );
     let app = App {
+        inbox: Arc::new(notify_core::services::inbox::Inbox::new(
+            store.clone(),
+            clock.clone(),
+        )),
+        user_tokens: Arc::new(notify_core::services::user_tokens::UserTokens::new(
+            Arc::new(StaticSigningKey(UNSUBSCRIBE_KEY.to_vec())),
+            clock.clone(),
+        )),
         webhooks: webhooks.clone(),
         store: store.clone(),
         scheduler: scheduler.clone(),

@@ -97,6 +97,17 @@ CREATE TABLE IF NOT EXISTS schedules (
     due_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS schedules_by_due ON schedules(due_at);
+CREATE TABLE IF NOT EXISTS inbox (
+    user_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    notification_id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    seen_at INTEGER,
+    read_at INTEGER,
+    archived_at INTEGER,
+    PRIMARY KEY (user_id, seq)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS inbox_by_notification ON inbox(user_id, notification_id);
 "#;
 
 /// When a commit is on disk.

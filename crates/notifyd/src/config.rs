@@ -39,6 +39,10 @@ pub struct Config {
     /// listen address).
     #[arg(long = "public-url", env = "NOTIFY_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// The product's web origins allowed to call the inbox routes from a browser, separated by
+    /// commas (e.g. https://app.example.com).
+    #[arg(long = "cors-origins", env = "NOTIFY_CORS_ORIGINS", default_value = "")]
+    pub cors_origins: String,
     /// e.g. smtp://127.0.0.1:2525 or smtps://user:pass@host:465; unset writes .eml files to the outbox.
     #[arg(long = "smtp-url", env = "NOTIFY_SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<String>,

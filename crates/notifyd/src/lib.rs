@@ -13,6 +13,7 @@ use anyhow::Context;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
+use notify_core::api::ApiOptions;
 use notify_core::backoff::Backoff;
 use notify_core::domain::EmailAddress;
 use notify_core::jobs::Chore;
@@ -24,7 +25,9 @@ use notify_core::services::App;
 use notify_core::services::api_keys::ApiKeys;
 use notify_core::services::dispatch::{Dispatch, DispatchSettings};
 use notify_core::services::fanout::{Fanout, FanoutSettings};
+use notify_core::services::inbox::{Inbox, LiveInbox};
 use notify_core::services::unsubscribe::UnsubscribeLinks;
+use notify_core::services::user_tokens::UserTokens;
 use notify_core::services::webhooks::Webhooks;
 use notify_core::webhook_http::HttpPoster;
 use notify_local::Db;
@@ -54,6 +57,7 @@ pub struct Notifyd {
     retry_base: std::time::Duration,
     max_attempts: u32,
     api_key_rps: Option<f64>,
+    cors_origins: Vec<axum::http::HeaderValue>,
     /// Held while running: one process per data directory.
     lock: std::fs::File,
 }
@@ -117,7 +121,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Notifyd> {
         .unwrap_or_else(|| format!("http://{addr}"));
     let unsubscribe_key = config::unsubscribe_key(config).context("the unsubscribe key")?;
     let unsubscribe = Arc::new(UnsubscribeLinks::new(
-        Arc::new(StaticSigningKey(unsubscribe_key.into_bytes())),
+        Arc::new(StaticSigningKey(unsubscribe_key.clone().into_bytes())),
         &public_url,
     ));
     // One process: the API and the workers share the endpoints it remembers, so a webhook
@@ -134,7 +138,17 @@ pub async fn build(config: &Config) -> anyhow::Result<Notifyd> {
         .allowing_internal(config.webhook_allow_private)
         .with_pauses(config.webhook_retry_pauses.0.clone()),
     );
+    // One process: a stream opened through the API hears of what the workers deliver.
+    let live_inbox = Arc::new(LiveInbox::new());
+    let user_tokens = Arc::new(UserTokens::new(
+        Arc::new(StaticSigningKey(unsubscribe_key.into_bytes())),
+        clock.clone(),
+    ));
+    let cors_origins = notify_core::api::parse_cors_origins(&config.cors_origins)
+        .map_err(|e| anyhow::anyhow!("NOTIFY_CORS_ORIGINS: {e}"))?;
     let app = App {
+        inbox: Arc::new(Inbox::new(store.clone(), clock.clone()).with_live(live_inbox.clone())),
+        user_tokens,
         store,
         scheduler: Arc::new(scheduler.clone()),
         queues: Arc::new(queues.clone()),
@@ -148,6 +162,8 @@ pub async fn build(config: &Config) -> anyhow::Result<Notifyd> {
         clock: clock.clone(),
         settings: FanoutSettings::default(),
     });
+    let worker_store_for_inbox = worker_store.clone();
+    let clock_for_inbox = clock.clone();
     let dispatch = Arc::new(
         Dispatch::new(
             worker_store,
@@ -164,7 +180,10 @@ pub async fn build(config: &Config) -> anyhow::Result<Notifyd> {
             },
         )
         .with_unsubscribe(unsubscribe)
-        .with_webhooks(webhooks.clone()),
+        .with_webhooks(webhooks.clone())
+        .with_inbox(Arc::new(
+            Inbox::new(worker_store_for_inbox, clock_for_inbox).with_live(live_inbox),
+        )),
     );
 
     Ok(Notifyd {
@@ -182,6 +201,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Notifyd> {
         retry_base: std::time::Duration::from_millis(config.retry_base_ms),
         max_attempts: config.max_attempts,
         api_key_rps: config.api_key_rps,
+        cors_origins,
         lock,
     })
 }
@@ -262,7 +282,14 @@ impl Notifyd {
             std::time::Duration::from_secs(30),
         )
         .with_limit(self.api_key_rps);
-        let router = notify_core::api::router(self.app, Arc::new(keys), Some(prometheus()));
+        let router = notify_core::api::router(
+            self.app,
+            Arc::new(keys),
+            ApiOptions {
+                metrics: Some(prometheus()),
+                cors_origins: self.cors_origins,
+            },
+        );
         let stop = shutdown.clone();
         let served = axum::serve(self.listener, router)
             .with_graceful_shutdown(async move {

@@ -10,7 +10,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     let config = AwsConfig::from_env()?;
     let sdk = wiring::sdk_config()?;
     // The metrics of each request go to the log as it ends.
-    let router = wiring::api(&config, &sdk, wiring::first_key(&sdk)?).layer(
+    let router = wiring::api(&config, &sdk, wiring::first_key(&sdk)?)?.layer(
         axum::middleware::map_response(|response: axum::response::Response| async move {
             metrics::flush();
             response

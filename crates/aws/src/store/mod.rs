@@ -27,6 +27,7 @@
 mod api_keys;
 mod deliveries;
 mod groups;
+mod inbox;
 mod item;
 mod keys;
 mod notifications;

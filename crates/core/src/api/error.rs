@@ -18,6 +18,9 @@ pub enum ApiError {
     Malformed(String),
     #[error("missing or wrong API key")]
     Unauthorized,
+    /// An inbox route without a valid user token: why.
+    #[error("{0}")]
+    BadUserToken(&'static str),
     #[error("request body too large")]
     TooLarge,
     /// The key is over its rate; try again after this long.
@@ -76,6 +79,15 @@ impl IntoResponse for ApiError {
                 "unauthorized",
                 "Unauthorized",
                 "send the API key as `Authorization: Bearer <key>`".to_owned(),
+                vec![],
+            ),
+            Self::BadUserToken(why) => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Unauthorized",
+                format!(
+                    "{why}: send a user token (POST /v1/users/{{id}}/tokens) as `Authorization: Bearer <token>`"
+                ),
                 vec![],
             ),
             Self::TooLarge => (

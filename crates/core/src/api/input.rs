@@ -23,6 +23,24 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
+        read_json(req).await?.map(JsonBody).ok_or_else(|| {
+            ApiError::Malformed("the request body is empty; send a JSON object".into())
+        })
+    }
+}
+
+/// A route whose body may be left out takes `Option<JsonBody>`.
+impl<S: Send + Sync> axum::extract::OptionalFromRequest<S> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Option<Self>, ApiError> {
+        Ok(read_json(req).await?.map(JsonBody))
+    }
+}
+
+/// The body as JSON; `None` if it is empty.
+async fn read_json(req: Request) -> Result<Option<Value>, ApiError> {
+    {
         let declared = req
             .headers()
             .get(axum::http::header::CONTENT_LENGTH)
@@ -46,12 +64,10 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             return Err(ApiError::TooLarge);
         }
         if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(ApiError::Malformed(
-                "the request body is empty; send a JSON object".into(),
-            ));
+            return Ok(None);
         }
         serde_json::from_slice(&bytes)
-            .map(JsonBody)
+            .map(Some)
             .map_err(|e| ApiError::Malformed(format!("the body is not valid JSON: {e}")))
     }
 }

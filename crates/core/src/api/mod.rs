@@ -5,6 +5,7 @@ mod api_keys;
 mod categories;
 mod error;
 mod groups;
+mod inbox;
 mod input;
 mod notifications;
 mod openapi;
@@ -13,17 +14,19 @@ mod preferences;
 mod suppressions;
 mod templates;
 mod unsubscribe;
+mod user_tokens;
 mod users;
 mod webhooks;
 
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::services::App;
 use crate::services::api_keys::{Access, ApiKeys};
@@ -42,10 +45,67 @@ pub struct ApiState {
     metrics: Option<MetricsText>,
 }
 
-/// The API; `metrics` serves `GET /metrics` (behind the API key), where the runtime has them
-/// as text (on AWS they are EMF lines in the functions' logs instead).
-pub fn router(app: App, keys: Arc<ApiKeys>, metrics: Option<MetricsText>) -> Router {
-    let state = ApiState { app, keys, metrics };
+/// What differs between the runtimes' APIs.
+#[derive(Default)]
+pub struct ApiOptions {
+    /// Serves `GET /metrics` (behind the API key), where the runtime has them as text (on AWS
+    /// they are EMF lines in the functions' logs instead).
+    pub metrics: Option<MetricsText>,
+    /// The product's web origins, allowed to call the inbox routes from a browser (CORS).
+    pub cors_origins: Vec<HeaderValue>,
+}
+
+/// `NOTIFY_CORS_ORIGINS`: web origins (`https://app.example.com`), separated by commas.
+pub fn parse_cors_origins(raw: &str) -> Result<Vec<HeaderValue>, String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|origin| {
+            let url = url::Url::parse(origin).map_err(|e| format!("{origin:?}: {e}"))?;
+            let bare = matches!(url.scheme(), "http" | "https")
+                && url.host_str().is_some()
+                && url.path() == "/"
+                && !origin.ends_with('/')
+                && url.query().is_none()
+                && url.username().is_empty();
+            if !bare {
+                return Err(format!(
+                    "{origin:?} is not an origin such as https://app.example.com"
+                ));
+            }
+            HeaderValue::from_str(origin).map_err(|e| format!("{origin:?}: {e}"))
+        })
+        .collect()
+}
+
+pub fn router(app: App, keys: Arc<ApiKeys>, options: ApiOptions) -> Router {
+    let state = ApiState {
+        app,
+        keys,
+        metrics: options.metrics,
+    };
+    // The end-user routes: a user token is their authority (`inbox::InboxUser`), not an API
+    // key, and the product's own pages call them from the browser.
+    let inbox = Router::new()
+        .route("/inbox", get(inbox::list))
+        .route("/inbox/count", get(inbox::count))
+        .route("/inbox/stream", get(inbox::stream))
+        .route("/inbox/read-all", axum::routing::post(inbox::read_all))
+        .route("/inbox/seen-all", axum::routing::post(inbox::seen_all))
+        .route("/inbox/{id}/read", axum::routing::post(inbox::read))
+        .route("/inbox/{id}/unread", axum::routing::post(inbox::unread))
+        .route("/inbox/{id}/archive", axum::routing::post(inbox::archive))
+        .layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(options.cors_origins))
+                .allow_methods([Method::GET, Method::POST])
+                .allow_headers([
+                    header::AUTHORIZATION,
+                    header::CONTENT_TYPE,
+                    HeaderName::from_static("last-event-id"),
+                ])
+                .max_age(std::time::Duration::from_secs(600)),
+        );
     let metrics_route = Router::new()
         .route("/metrics", get(metrics_text))
         .route_layer(middleware::from_fn_with_state(
@@ -79,6 +139,10 @@ pub fn router(app: App, keys: Arc<ApiKeys>, metrics: Option<MetricsText>) -> Rou
         .route(
             "/groups/{group_id}/members/{user_id}",
             axum::routing::put(groups::subscribe).delete(groups::unsubscribe),
+        )
+        .route(
+            "/users/{user_id}/tokens",
+            axum::routing::post(user_tokens::create),
         )
         .route(
             "/users/{user_id}/preferences",
@@ -140,7 +204,7 @@ pub fn router(app: App, keys: Arc<ApiKeys>, metrics: Option<MetricsText>) -> Rou
             get(unsubscribe::page).post(unsubscribe::confirm),
         )
         .merge(metrics_route)
-        .nest("/v1", v1)
+        .nest("/v1", v1.merge(inbox))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // `JsonBody` enforces BODY_LIMIT itself, to answer 413 as problem+json.
@@ -148,7 +212,14 @@ pub fn router(app: App, keys: Arc<ApiKeys>, metrics: Option<MetricsText>) -> Rou
         // A span per request (method, path; never a header, so never the key), its status
         // and latency logged as it ends.
         .layer(middleware::from_fn(error::log_server_errors))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(
+                |request: &Request| {
+                    // The path only: a query may hold an inbox stream's user token.
+                    tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
+                },
+            ),
+        )
         .with_state(state)
 }
 

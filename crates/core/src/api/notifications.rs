@@ -165,26 +165,20 @@ fn parse_new(body: &Value, now: jiff::Timestamp) -> Result<NewNotification, ApiE
             errors.add("content", "is required (or give template)");
             None
         }
-        (Some(value), None) => input::object(
-            value,
-            "content",
-            &["subject", "text", "html", "sms"],
-            &mut errors,
-        )
-        .map(|m| {
-            let parts = parse_parts(m, "content", &mut errors);
-            for channel in &channels {
-                let missing = match channel {
-                    Channel::Email => parts.missing_for_email(),
-                    Channel::Sms => parts.missing_for_sms(),
-                };
-                let field = missing.map(|part| format!("content.{part}"));
-                if let Some(field) = field.filter(|f| !errors.has(f)) {
-                    errors.add(field, format!("is required for the {channel} channel"));
+        (Some(value), None) => {
+            input::object(value, "content", super::templates::PART_KEYS, &mut errors).map(|m| {
+                let parts = parse_parts(m, "content", &mut errors);
+                for channel in &channels {
+                    let field = parts
+                        .missing_for(*channel)
+                        .map(|part| format!("content.{part}"));
+                    if let Some(field) = field.filter(|f| !errors.has(f)) {
+                        errors.add(field, format!("is required for the {channel} channel"));
+                    }
                 }
-            }
-            Content::Inline(parts)
-        }),
+                Content::Inline(parts)
+            })
+        }
         (None, Some(value)) => input::object(value, "template", &["id", "data"], &mut errors)
             .and_then(|m| {
                 let id = input::parsed(m, "template", "id", &mut errors, TemplateId::parse);
@@ -213,12 +207,15 @@ fn parse_new(body: &Value, now: jiff::Timestamp) -> Result<NewNotification, ApiE
 
     if let Some(to) = &to {
         let unreachable = match to {
-            Target::Email(_) => channels
-                .contains(&Channel::Sms)
-                .then_some("an email address cannot receive sms"),
-            Target::Phone(_) => channels
-                .contains(&Channel::Email)
-                .then_some("a phone number cannot receive email"),
+            Target::Email(_) if channels.contains(&Channel::Sms) => {
+                Some("an email address cannot receive sms")
+            }
+            Target::Phone(_) if channels.contains(&Channel::Email) => {
+                Some("a phone number cannot receive email")
+            }
+            Target::Email(_) | Target::Phone(_) if channels.contains(&Channel::InApp) => {
+                Some("only a user (to.user_id or a group's members) has an in_app inbox")
+            }
             _ => None,
         };
         if let Some(why) = unreachable {

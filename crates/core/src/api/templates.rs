@@ -10,10 +10,13 @@ use super::ApiState;
 use super::input::{self, Errors, JsonBody};
 use super::path::PathId;
 use crate::domain::TemplateId;
+use crate::domain::inbox::{ActionUrl, MAX_URL_BYTES};
 use crate::domain::template::{Compiled, Parts, Template};
 
 /// Generous for HTML email, well inside the 256 KiB body limit.
 pub const MAX_PART_BYTES: usize = 128 * 1024;
+/// An inbox item is read in a list, not as a page.
+pub const MAX_IN_APP_BYTES: usize = 16 * 1024;
 
 /// A template as the API shows it.
 #[derive(Serialize)]
@@ -23,6 +26,26 @@ struct TemplateView<'a> {
     text: Option<&'a str>,
     html: Option<&'a str>,
     sms: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    in_app: Option<InAppView<'a>>,
+}
+
+#[derive(Serialize)]
+pub struct InAppView<'a> {
+    title: Option<&'a str>,
+    body: Option<&'a str>,
+    url: Option<&'a str>,
+}
+
+impl<'a> InAppView<'a> {
+    pub fn of(parts: &'a Parts) -> Option<Self> {
+        let view = Self {
+            title: parts.in_app_title.as_deref(),
+            body: parts.in_app_body.as_deref(),
+            url: parts.in_app_url.as_deref(),
+        };
+        (view.title.is_some() || view.body.is_some() || view.url.is_some()).then_some(view)
+    }
 }
 
 impl<'a> From<&'a Template> for TemplateView<'a> {
@@ -33,18 +56,43 @@ impl<'a> From<&'a Template> for TemplateView<'a> {
             text: t.parts.text.as_deref(),
             html: t.parts.html.as_deref(),
             sms: t.parts.sms.as_deref(),
+            in_app: InAppView::of(&t.parts),
         }
     }
 }
 
-/// The four message parts of a JSON object at `at`, each optional.
+/// The keys of a message's parts.
+pub const PART_KEYS: &[&str] = &["subject", "text", "html", "sms", "in_app"];
+
+/// The message parts of a JSON object at `at`, each optional.
 pub fn parse_parts(map: &serde_json::Map<String, Value>, at: &str, errors: &mut Errors) -> Parts {
-    Parts {
+    let mut parts = Parts {
         subject: input::text(map, at, "subject", 998, errors),
         text: input::text(map, at, "text", MAX_PART_BYTES, errors),
         html: input::text(map, at, "html", MAX_PART_BYTES, errors),
         sms: input::text(map, at, "sms", 1600, errors),
+        ..Parts::default()
+    };
+    if let Some(value) = map.get("in_app").filter(|v| !v.is_null()) {
+        let at = input::path(at, "in_app");
+        if let Some(in_app) = input::object(value, &at, &["title", "body", "url"], errors) {
+            parts.in_app_title = input::text(in_app, &at, "title", 1024, errors);
+            parts.in_app_body = input::text(in_app, &at, "body", MAX_IN_APP_BYTES, errors);
+            parts.in_app_url = input::text(in_app, &at, "url", MAX_URL_BYTES, errors);
+            if parts.in_app_body.is_none() && !errors.has(&input::path(&at, "body")) {
+                errors.add(input::path(&at, "body"), "is required");
+            }
+            // A URL with no template syntax is checked now, not at each send.
+            if let Some(url) = &parts.in_app_url
+                && !url.contains("{{")
+                && !url.contains("{%")
+                && let Err(why) = ActionUrl::parse(url)
+            {
+                errors.add(input::path(&at, "url"), why);
+            }
+        }
     }
+    parts
 }
 
 pub async fn put(
@@ -53,12 +101,15 @@ pub async fn put(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let mut errors = Errors::default();
-    let parts = match input::object(&body, "", &["subject", "text", "html", "sms"], &mut errors) {
+    let parts = match input::object(&body, "", PART_KEYS, &mut errors) {
         Some(map) => parse_parts(map, "", &mut errors),
         None => Parts::default(),
     };
     if errors.is_empty() && parts.fields().iter().all(|(_, v)| v.is_none()) {
-        errors.add("body", "needs at least one of subject, text, html, sms");
+        errors.add(
+            "body",
+            "needs at least one of subject, text, html, sms, in_app",
+        );
     }
     if errors.is_empty()
         && let Err(compile_errors) = Compiled::compile(&parts)

@@ -5,20 +5,23 @@ use serde::{Deserialize, Serialize};
 use super::ParseError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Channel {
     Email,
     Sms,
+    /// The recipient's inbox in the product's own front end (a user only).
+    InApp,
 }
 
 impl Channel {
-    pub const ALL: [Channel; 2] = [Channel::Email, Channel::Sms];
+    pub const ALL: [Channel; 3] = [Channel::Email, Channel::Sms, Channel::InApp];
 
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
         match raw {
             "email" => Ok(Self::Email),
             "sms" => Ok(Self::Sms),
-            _ => Err(ParseError::new("must be \"email\" or \"sms\"")),
+            "in_app" => Ok(Self::InApp),
+            _ => Err(ParseError::new("must be \"email\", \"sms\" or \"in_app\"")),
         }
     }
 
@@ -26,6 +29,7 @@ impl Channel {
         match self {
             Self::Email => "email",
             Self::Sms => "sms",
+            Self::InApp => "in_app",
         }
     }
 }

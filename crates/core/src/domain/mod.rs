@@ -6,12 +6,14 @@ pub mod api_key;
 pub mod category;
 pub mod delivery;
 pub mod group;
+pub mod inbox;
 pub mod notification;
 pub mod preferences;
 pub mod suppression;
 pub mod template;
 pub mod unsubscribe;
 pub mod user;
+pub mod user_token;
 pub mod webhook;
 
 mod channel;

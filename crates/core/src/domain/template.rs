@@ -3,7 +3,7 @@
 use minijinja::Environment;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::TemplateId;
+use crate::domain::{Channel, TemplateId};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Template {
@@ -19,20 +19,40 @@ pub struct Parts {
     pub text: Option<String>,
     pub html: Option<String>,
     pub sms: Option<String>,
+    /// The in-app part (`in_app` in the API): an inbox item's title, body and action URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_app_title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_app_body: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_app_url: Option<String>,
 }
 
 impl Parts {
-    pub fn fields(&self) -> [(&'static str, Option<&str>); 4] {
+    /// Each part by the name the API gives it.
+    pub fn fields(&self) -> [(&'static str, Option<&str>); 7] {
         [
             ("subject", self.subject.as_deref()),
             ("text", self.text.as_deref()),
             ("html", self.html.as_deref()),
             ("sms", self.sms.as_deref()),
+            ("in_app.title", self.in_app_title.as_deref()),
+            ("in_app.body", self.in_app_body.as_deref()),
+            ("in_app.url", self.in_app_url.as_deref()),
         ]
     }
 
+    /// What a channel needs that these parts lack, if anything.
+    pub fn missing_for(&self, channel: Channel) -> Option<&'static str> {
+        match channel {
+            Channel::Email => self.missing_for_email(),
+            Channel::Sms => self.missing_for_sms(),
+            Channel::InApp => self.in_app_body.is_none().then_some("in_app.body"),
+        }
+    }
+
     /// Email needs a subject and a body; SMS needs its own short text.
-    pub fn missing_for_email(&self) -> Option<&'static str> {
+    fn missing_for_email(&self) -> Option<&'static str> {
         if self.subject.is_none() {
             Some("subject")
         } else if self.text.is_none() && self.html.is_none() {
@@ -42,7 +62,7 @@ impl Parts {
         }
     }
 
-    pub fn missing_for_sms(&self) -> Option<&'static str> {
+    fn missing_for_sms(&self) -> Option<&'static str> {
         self.sms.is_none().then_some("sms")
     }
 }
@@ -58,7 +78,10 @@ fn template_name(part: &str) -> &'static str {
         "subject" => "subject.txt",
         "text" => "text.txt",
         "html" => "body.html",
-        _ => "sms.txt",
+        "sms" => "sms.txt",
+        "in_app.title" => "in_app_title.txt",
+        "in_app.body" => "in_app_body.txt",
+        _ => "in_app_url.txt",
     }
 }
 
@@ -110,6 +133,11 @@ impl Compiled {
             text: render("text", parts.text.is_some())?,
             html: render("html", parts.html.is_some())?,
             sms: render("sms", parts.sms.is_some())?,
+            in_app_title: render("in_app.title", parts.in_app_title.is_some())?
+                .map(|s| s.replace(['\r', '\n'], " ")),
+            in_app_body: render("in_app.body", parts.in_app_body.is_some())?,
+            in_app_url: render("in_app.url", parts.in_app_url.is_some())?
+                .map(|s| s.trim().to_owned()),
         })
     }
 }
@@ -134,6 +162,7 @@ mod tests {
             text: Some("ok".into()),
             html: Some("{% if %}".into()),
             sms: None,
+            ..Default::default()
         };
         let errors = Compiled::compile(&parts).err().unwrap();
         let names: Vec<_> = errors.iter().map(|(p, _)| *p).collect();
@@ -147,6 +176,7 @@ mod tests {
             text: Some("Hello {{ name }}, {{ user.locale }}".into()),
             html: Some("<p>{{ name }}</p>".into()),
             sms: Some("{{ name }}!".into()),
+            ..Default::default()
         };
         let compiled = Compiled::compile(&parts).unwrap();
         let out = compiled

@@ -18,6 +18,12 @@ pub struct User {
 pub struct ChannelPrefs {
     pub email: bool,
     pub sms: bool,
+    #[serde(default = "on")]
+    pub in_app: bool,
+}
+
+fn on() -> bool {
+    true
 }
 
 impl Default for ChannelPrefs {
@@ -25,6 +31,7 @@ impl Default for ChannelPrefs {
         Self {
             email: true,
             sms: true,
+            in_app: true,
         }
     }
 }
@@ -34,6 +41,7 @@ impl ChannelPrefs {
         match channel {
             Channel::Email => self.email,
             Channel::Sms => self.sms,
+            Channel::InApp => self.in_app,
         }
     }
 }

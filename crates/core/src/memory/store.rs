@@ -8,6 +8,7 @@ use crate::domain::api_key::{ApiKey, ApiKeyId};
 use crate::domain::category::Category;
 use crate::domain::delivery::{Claim, Delivery, DeliveryKey, DeliveryStatus, Outcome};
 use crate::domain::group::Group;
+use crate::domain::inbox::{InboxCounts, InboxFilter, InboxItem, InboxMark, NewInboxItem};
 use crate::domain::notification::{Counts, Notification, Status};
 use crate::domain::preferences::Preferences;
 use crate::domain::suppression::{SuppressedAddress, Suppression};
@@ -18,9 +19,9 @@ use crate::domain::{
     CategoryId, Channel, GroupId, IdempotencyKey, NotificationId, TemplateId, UserId, WebhookId,
 };
 use crate::ports::{
-    ApiKeyStore, CategoryStore, DeliveryStore, GroupStore, IdempotencyRecord, InsertOutcome,
-    NotificationStore, Page, PreferenceStore, StoreError, SuppressionStore, TemplateStore,
-    UserStore, WebhookStore,
+    ApiKeyStore, CategoryStore, DeliveryStore, GroupStore, IdempotencyRecord, InboxStore,
+    InsertOutcome, NotificationStore, Page, PreferenceStore, StoreError, SuppressionStore,
+    TemplateStore, UserStore, WebhookStore,
 };
 
 #[derive(Default)]
@@ -41,6 +42,8 @@ struct Inner {
     categories: BTreeMap<CategoryId, Category>,
     preferences: HashMap<UserId, Preferences>,
     webhooks: BTreeMap<WebhookId, Webhook>,
+    /// Each user's items by `seq`.
+    inbox: HashMap<UserId, BTreeMap<u64, InboxItem>>,
 }
 
 #[derive(Default)]
@@ -647,6 +650,131 @@ impl WebhookStore for MemoryStore {
 
     async fn delete_webhook(&self, id: &WebhookId) -> Result<bool, StoreError> {
         Ok(self.0.lock().unwrap().webhooks.remove(id).is_some())
+    }
+}
+
+/// The inbox's cursor: the `seq` of the last item of the page before.
+fn seq_cursor(cursor: Option<&str>) -> Result<Option<u64>, StoreError> {
+    cursor
+        .map(|c| c.parse().map_err(|_| StoreError::BadCursor))
+        .transpose()
+}
+
+#[async_trait]
+impl InboxStore for MemoryStore {
+    async fn add_inbox_item(&self, item: &NewInboxItem) -> Result<InboxItem, StoreError> {
+        let mut inner = self.0.lock().unwrap();
+        let items = inner.inbox.entry(item.user_id.clone()).or_default();
+        if let Some(existing) = items
+            .values()
+            .find(|i| i.item.notification_id == item.notification_id)
+        {
+            return Ok(existing.clone());
+        }
+        let seq = items.keys().next_back().map_or(1, |s| s + 1);
+        let added = InboxItem::new(item.clone(), seq);
+        items.insert(seq, added.clone());
+        Ok(added)
+    }
+
+    async fn list_inbox(
+        &self,
+        user: &UserId,
+        filter: &InboxFilter,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<InboxItem>, StoreError> {
+        let before = seq_cursor(cursor)?.unwrap_or(u64::MAX);
+        let inner = self.0.lock().unwrap();
+        let mut items: Vec<InboxItem> = inner
+            .inbox
+            .get(user)
+            .into_iter()
+            .flat_map(|items| items.range(..before).rev())
+            .map(|(_, i)| i)
+            .filter(|i| filter.admits(i))
+            .take(limit + 1)
+            .cloned()
+            .collect();
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let next_cursor = more
+            .then(|| items.last().map(|i| i.seq.to_string()))
+            .flatten();
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn inbox_since(
+        &self,
+        user: &UserId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<InboxItem>, StoreError> {
+        let inner = self.0.lock().unwrap();
+        Ok(inner
+            .inbox
+            .get(user)
+            .into_iter()
+            .flat_map(|items| items.range(after.saturating_add(1)..))
+            .take(limit)
+            .map(|(_, i)| i.clone())
+            .collect())
+    }
+
+    async fn inbox_counts(&self, user: &UserId) -> Result<InboxCounts, StoreError> {
+        let inner = self.0.lock().unwrap();
+        let mut counts = InboxCounts::default();
+        for item in inner.inbox.get(user).into_iter().flat_map(|i| i.values()) {
+            counts.unread += u64::from(item.is_unread());
+            counts.unseen += u64::from(item.is_unseen());
+            counts.last_seq = item.seq;
+        }
+        Ok(counts)
+    }
+
+    async fn mark_inbox_item(
+        &self,
+        user: &UserId,
+        item: &NotificationId,
+        mark: InboxMark,
+        at: Timestamp,
+    ) -> Result<Option<InboxItem>, StoreError> {
+        let mut inner = self.0.lock().unwrap();
+        let Some(found) = inner
+            .inbox
+            .get_mut(user)
+            .and_then(|items| items.values_mut().find(|i| i.item.notification_id == *item))
+        else {
+            return Ok(None);
+        };
+        *found = found.marked(mark, at).0;
+        Ok(Some(found.clone()))
+    }
+
+    async fn mark_all_inbox(
+        &self,
+        user: &UserId,
+        mark: InboxMark,
+        at: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let mut inner = self.0.lock().unwrap();
+        let mut changed = 0;
+        for item in inner
+            .inbox
+            .get_mut(user)
+            .into_iter()
+            .flat_map(|i| i.values_mut())
+        {
+            if item.archived_at.is_some() {
+                continue;
+            }
+            let (next, did) = item.marked(mark, at);
+            if did {
+                *item = next;
+                changed += 1;
+            }
+        }
+        Ok(changed)
     }
 }
 

@@ -21,9 +21,9 @@ pub use scheduler::{Scheduler, SchedulerError};
 pub use signing_key::{SigningKey, StaticSigningKey};
 pub use sms_sender::{OutgoingSms, SmsSender};
 pub use store::{
-    ApiKeyStore, CategoryStore, DeliveryStore, GroupStore, IdempotencyRecord, InsertOutcome,
-    NotificationStore, Page, PreferenceStore, Store, StoreError, SuppressionStore, TemplateStore,
-    UserStore, WebhookStore,
+    ApiKeyStore, CategoryStore, DeliveryStore, GroupStore, IdempotencyRecord, InboxStore,
+    InsertOutcome, NotificationStore, Page, PreferenceStore, Store, StoreError, SuppressionStore,
+    TemplateStore, UserStore, WebhookStore,
 };
 pub use webhook_poster::WebhookPoster;
 

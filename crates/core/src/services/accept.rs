@@ -237,11 +237,7 @@ impl App {
                 None => invalid("template.id", format!("no template with id {id:?}")),
                 Some(t) => {
                     for channel in &req.channels {
-                        let missing = match channel {
-                            Channel::Email => t.parts.missing_for_email(),
-                            Channel::Sms => t.parts.missing_for_sms(),
-                        };
-                        if let Some(part) = missing {
+                        if let Some(part) = t.parts.missing_for(*channel) {
                             invalid(
                                 "template.id",
                                 format!(

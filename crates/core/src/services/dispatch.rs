@@ -28,17 +28,21 @@ use crate::ports::{
     Clock, EmailSender, OutgoingSms, SendError, SendErrorKind, SmsSender, Store, StoreError,
 };
 
+use super::inbox::Inbox;
 use super::message;
 use super::metrics;
 use super::rate_limit::RateLimit;
 use super::unsubscribe::UnsubscribeLinks;
 use super::webhooks::{self, Webhooks};
 use crate::backoff::jitter;
+use crate::domain::inbox::{ActionUrl, NewInboxItem};
 use crate::domain::webhook::{EventType, WebhookEvent};
 use crate::ports::error_chain;
 
 /// The longest SMS sent: SNS splits a message into at most 10 parts of 160 characters (GSM-7).
 pub const MAX_SMS_CHARS: usize = 1600;
+/// The longest in-app body kept, rendered.
+pub const MAX_IN_APP_BYTES: usize = 64 * 1024;
 
 /// Kept free before the deadline when writing an outcome: the last write must end in time.
 const RECORD_MARGIN: Duration = Duration::from_millis(250);
@@ -54,12 +58,16 @@ pub struct Dispatch {
     settings: DispatchSettings,
     email_pace: RateLimit,
     sms_pace: RateLimit,
+    /// Unlimited: the inbox is our own store, not a provider's quota.
+    in_app_pace: RateLimit,
     /// Channels the provider stopped (`SendErrorKind::Paused`), until when, in this process.
     paused: std::sync::Mutex<std::collections::HashMap<Channel, Instant>>,
     /// Makes the one-click unsubscribe link of each email whose category can be left.
     unsubscribe: Option<Arc<UnsubscribeLinks>>,
     /// Where `delivery.sent`, `delivery.failed` and `notification.*` events go.
     webhooks: Option<Arc<Webhooks>>,
+    /// Where the `in_app` channel delivers: the store, and the live feed where there is one.
+    inbox: Arc<Inbox>,
 }
 
 #[derive(Debug, Clone)]
@@ -175,7 +183,9 @@ impl Dispatch {
     ) -> Self {
         let email_pace = RateLimit::new(settings.email_per_second);
         let sms_pace = RateLimit::new(settings.sms_per_second);
+        let inbox = Arc::new(Inbox::new(store.clone(), clock.clone()));
         Self {
+            inbox,
             store,
             email,
             sms,
@@ -183,6 +193,7 @@ impl Dispatch {
             settings,
             email_pace,
             sms_pace,
+            in_app_pace: RateLimit::new(None),
             paused: Default::default(),
             unsubscribe: None,
             webhooks: None,
@@ -192,6 +203,12 @@ impl Dispatch {
     /// Outcomes and finished notifications become webhook events.
     pub fn with_webhooks(mut self, webhooks: Arc<Webhooks>) -> Self {
         self.webhooks = Some(webhooks);
+        self
+    }
+
+    /// In-app deliveries reach this inbox (one with the process's live feed).
+    pub fn with_inbox(mut self, inbox: Arc<Inbox>) -> Self {
+        self.inbox = inbox;
         self
     }
 
@@ -206,6 +223,7 @@ impl Dispatch {
         match channel {
             Channel::Email => &self.email_pace,
             Channel::Sms => &self.sms_pace,
+            Channel::InApp => &self.in_app_pace,
         }
     }
 
@@ -774,6 +792,59 @@ impl Dispatch {
                     })
                     .await
             }
+            Channel::InApp => {
+                let item = self.inbox_item(prepared, recipient, parts)?;
+                // The write is the delivery: repeated, it adds nothing, so an in-app send
+                // never repeats even when its outcome is lost.
+                let added = self
+                    .inbox
+                    .deliver(&item)
+                    .await
+                    .map_err(|e| SendError::transient(format!("inbox: {}", error_chain(&e))))?;
+                Ok(format!("inbox:{}", added.seq))
+            }
         }
+    }
+
+    fn inbox_item(
+        &self,
+        prepared: &Prepared,
+        recipient: &Recipient,
+        parts: Parts,
+    ) -> Result<NewInboxItem, SendError> {
+        let n = &prepared.notification;
+        let user_id = recipient
+            .user_id
+            .clone()
+            .ok_or_else(|| SendError::permanent("the recipient is not a user"))?;
+        let body = parts
+            .in_app_body
+            .ok_or_else(|| SendError::permanent("no in_app body"))?;
+        if body.len() > MAX_IN_APP_BYTES {
+            return Err(SendError::permanent(format!(
+                "the rendered in_app body has {} bytes; at most {MAX_IN_APP_BYTES} are kept",
+                body.len()
+            )));
+        }
+        let url = parts
+            .in_app_url
+            .filter(|u| !u.is_empty())
+            .map(|u| ActionUrl::parse(&u))
+            .transpose()
+            .map_err(|why| SendError::permanent(format!("the rendered in_app.url {why}")))?;
+        let data = match &prepared.source {
+            Source::Template { data, .. } => data.clone(),
+            _ => serde_json::Map::new(),
+        };
+        Ok(NewInboxItem {
+            user_id,
+            notification_id: n.id.clone(),
+            category: n.category.clone(),
+            title: parts.in_app_title.filter(|t| !t.is_empty()),
+            body,
+            url,
+            data,
+            created_at: self.clock.now(),
+        })
     }
 }

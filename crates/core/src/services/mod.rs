@@ -6,12 +6,14 @@ pub mod cancel;
 pub mod dispatch;
 mod error;
 pub mod fanout;
+pub mod inbox;
 pub mod message;
 pub mod metrics;
 pub mod rate_limit;
 pub mod reschedule;
 pub mod retry;
 pub mod unsubscribe;
+pub mod user_tokens;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -29,4 +31,6 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     pub unsubscribe: Arc<unsubscribe::UnsubscribeLinks>,
     pub webhooks: Arc<webhooks::Webhooks>,
+    pub inbox: Arc<inbox::Inbox>,
+    pub user_tokens: Arc<user_tokens::UserTokens>,
 }

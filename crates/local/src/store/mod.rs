@@ -3,6 +3,7 @@
 mod api_keys;
 mod deliveries;
 mod groups;
+mod inbox;
 mod notifications;
 mod preferences;
 mod row;

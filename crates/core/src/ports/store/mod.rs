@@ -5,6 +5,7 @@ mod api_keys;
 mod categories;
 mod deliveries;
 mod groups;
+mod inbox;
 mod notifications;
 mod preferences;
 mod suppressions;
@@ -16,6 +17,7 @@ pub use api_keys::ApiKeyStore;
 pub use categories::CategoryStore;
 pub use deliveries::DeliveryStore;
 pub use groups::GroupStore;
+pub use inbox::InboxStore;
 pub use notifications::{IdempotencyRecord, InsertOutcome, NotificationStore};
 pub use preferences::PreferenceStore;
 pub use suppressions::SuppressionStore;
@@ -75,6 +77,7 @@ pub trait Store:
     + CategoryStore
     + PreferenceStore
     + WebhookStore
+    + InboxStore
 {
 }
 
@@ -89,5 +92,6 @@ impl<T> Store for T where
         + CategoryStore
         + PreferenceStore
         + WebhookStore
+        + InboxStore
 {
 }

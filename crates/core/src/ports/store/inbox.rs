@@ -1,0 +1,49 @@
+//! Users' in-app inboxes.
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+
+use super::{Page, StoreError};
+use crate::domain::inbox::{InboxCounts, InboxFilter, InboxItem, InboxMark, NewInboxItem};
+use crate::domain::{NotificationId, UserId};
+
+#[async_trait]
+pub trait InboxStore: Send + Sync {
+    /// Adds the item at the end of its user's inbox (the next `seq`), unless the user already
+    /// has the notification's item: then that one is returned, unchanged (a repeated delivery
+    /// adds nothing). An item becomes visible only after every item of a lower `seq`.
+    async fn add_inbox_item(&self, item: &NewInboxItem) -> Result<InboxItem, StoreError>;
+    /// The user's items matching `filter`, newest first, `limit` at most, after `cursor`.
+    async fn list_inbox(
+        &self,
+        user: &UserId,
+        filter: &InboxFilter,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<InboxItem>, StoreError>;
+    /// The user's items with a `seq` above `after`, oldest first, `limit` at most (archived
+    /// ones too): what a stream that saw up to `after` missed.
+    async fn inbox_since(
+        &self,
+        user: &UserId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<InboxItem>, StoreError>;
+    async fn inbox_counts(&self, user: &UserId) -> Result<InboxCounts, StoreError>;
+    /// Marks one item; `None` if the user has no item for that notification.
+    async fn mark_inbox_item(
+        &self,
+        user: &UserId,
+        item: &NotificationId,
+        mark: InboxMark,
+        at: Timestamp,
+    ) -> Result<Option<InboxItem>, StoreError>;
+    /// Marks every item that `mark` would change (read or seen, not archived ones); returns how
+    /// many it changed.
+    async fn mark_all_inbox(
+        &self,
+        user: &UserId,
+        mark: InboxMark,
+        at: Timestamp,
+    ) -> Result<u64, StoreError>;
+}
