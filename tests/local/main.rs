@@ -6,6 +6,7 @@ mod crash;
 mod faults;
 mod groups;
 mod hostile;
+mod inbox;
 mod metrics;
 mod schedule;
 mod send;

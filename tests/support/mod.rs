@@ -14,6 +14,7 @@ pub mod faults;
 pub mod lambdas;
 pub mod runtime_api;
 pub mod sim;
+pub mod sse;
 
 pub fn free_port() -> u16 {
     notify_aws_local::emulator::free_port().expect("a free loopback port")
@@ -531,6 +532,10 @@ impl Notifyd {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    pub fn api_key(&self) -> &str {
+        &self.key
     }
 
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Answer {

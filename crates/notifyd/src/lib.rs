@@ -282,6 +282,7 @@ impl Notifyd {
             std::time::Duration::from_secs(30),
         )
         .with_limit(self.api_key_rps);
+        let live_inbox = self.app.inbox.live().cloned();
         let router = notify_core::api::router(
             self.app,
             Arc::new(keys),
@@ -294,6 +295,10 @@ impl Notifyd {
         let served = axum::serve(self.listener, router)
             .with_graceful_shutdown(async move {
                 stop.cancelled().await;
+                // Open inbox streams would hold the shutdown for ever.
+                if let Some(live) = live_inbox {
+                    live.close();
+                }
                 tracing::info!("shutting down: no new requests; finishing what is in flight");
             })
             .await

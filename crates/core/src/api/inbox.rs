@@ -241,13 +241,14 @@ pub async fn stream(
     };
     let inbox = state.app.inbox.clone();
     // Subscribed before the first read, so nothing falls between the read and the feed.
-    let feed = inbox.live().map(|live| live.subscribe());
+    let live: Option<Live> = inbox
+        .live()
+        .map(|live| (live.subscribe(), Box::pin(live.closed()) as _));
     let counts = inbox.counts(&user).await?;
     let start = last.unwrap_or(counts.last_seq);
-    let live = feed.is_some();
-    let events = events(inbox, user, start, counts, feed);
-    let sse = Sse::new(events);
-    let mut response = if live {
+    let is_live = live.is_some();
+    let sse = Sse::new(events(inbox, user, start, counts, live));
+    let mut response = if is_live {
         sse.keep_alive(KeepAlive::new().interval(HEARTBEAT))
             .into_response()
     } else {
@@ -277,12 +278,18 @@ fn counts_event(counts: InboxCounts, covered: u64) -> Event {
         .expect("counts serialize")
 }
 
+/// A live stream's feed, and what ends it (the server shutting down).
+type Live = (
+    tokio::sync::broadcast::Receiver<InboxChange>,
+    std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+);
+
 fn events(
     inbox: std::sync::Arc<Inbox>,
     user: UserId,
     start: u64,
     counts: InboxCounts,
-    mut feed: Option<tokio::sync::broadcast::Receiver<InboxChange>>,
+    mut live: Option<Live>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     async_stream::stream! {
         let mut covered = start;
@@ -311,11 +318,15 @@ fn events(
                 }
                 catch_up = false;
             }
-            let Some(feed) = feed.as_mut() else {
+            let Some((feed, closed)) = live.as_mut() else {
                 yield Ok(Event::default().retry(POLL_RETRY).comment("come back for more"));
                 return;
             };
-            match feed.recv().await {
+            let change = tokio::select! {
+                _ = closed => return,
+                change = feed.recv() => change,
+            };
+            match change {
                 Ok(change) if change.user() != &user => {}
                 Ok(InboxChange::Item(item)) if item.seq <= covered => {}
                 Ok(InboxChange::Item(item)) if item.seq == covered + 1 => {

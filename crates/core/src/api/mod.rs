@@ -94,18 +94,21 @@ pub fn router(app: App, keys: Arc<ApiKeys>, options: ApiOptions) -> Router {
         .route("/inbox/seen-all", axum::routing::post(inbox::seen_all))
         .route("/inbox/{id}/read", axum::routing::post(inbox::read))
         .route("/inbox/{id}/unread", axum::routing::post(inbox::unread))
-        .route("/inbox/{id}/archive", axum::routing::post(inbox::archive))
-        .layer(
-            CorsLayer::new()
-                .allow_origin(AllowOrigin::list(options.cors_origins))
-                .allow_methods([Method::GET, Method::POST])
-                .allow_headers([
-                    header::AUTHORIZATION,
-                    header::CONTENT_TYPE,
-                    HeaderName::from_static("last-event-id"),
-                ])
-                .max_age(std::time::Duration::from_secs(600)),
-        );
+        .route("/inbox/{id}/archive", axum::routing::post(inbox::archive));
+    // Outermost, so that it answers preflights (which no route takes) too; only for the
+    // end-user routes, the ones a browser calls.
+    let origins = options.cors_origins;
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::predicate(move |origin, request| {
+            is_end_user_route(request.uri.path()) && origins.contains(origin)
+        }))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("last-event-id"),
+        ])
+        .max_age(std::time::Duration::from_secs(600));
     let metrics_route = Router::new()
         .route("/metrics", get(metrics_text))
         .route_layer(middleware::from_fn_with_state(
@@ -212,6 +215,7 @@ pub fn router(app: App, keys: Arc<ApiKeys>, options: ApiOptions) -> Router {
         // A span per request (method, path; never a header, so never the key), its status
         // and latency logged as it ends.
         .layer(middleware::from_fn(error::log_server_errors))
+        .layer(cors)
         .layer(
             tower_http::trace::TraceLayer::new_for_http().make_span_with(
                 |request: &Request| {
@@ -221,6 +225,11 @@ pub fn router(app: App, keys: Arc<ApiKeys>, options: ApiOptions) -> Router {
             ),
         )
         .with_state(state)
+}
+
+/// The routes a user's browser calls with a user token.
+fn is_end_user_route(path: &str) -> bool {
+    path == "/v1/inbox" || path.starts_with("/v1/inbox/")
 }
 
 async fn require_api_key(

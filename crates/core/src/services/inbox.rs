@@ -30,17 +30,34 @@ impl InboxChange {
 /// it lagged and reads what it missed from the store, so the feed may drop.
 pub struct LiveInbox {
     changes: broadcast::Sender<InboxChange>,
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl LiveInbox {
     pub fn new() -> Self {
         Self {
             changes: broadcast::channel(4096).0,
+            closing: tokio::sync::watch::channel(false).0,
         }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<InboxChange> {
         self.changes.subscribe()
+    }
+
+    /// Ends every open stream (the server is shutting down: it waits for open responses, and a
+    /// stream never ends on its own). Their browsers reconnect with `Last-Event-ID`.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Resolves once `close` is called.
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut closing = self.closing.subscribe();
+        async move {
+            // An error means the feed is gone: closed too.
+            let _ = closing.wait_for(|closed| *closed).await;
+        }
     }
 
     fn publish(&self, change: InboxChange) {
