@@ -202,6 +202,25 @@ pub fn boolean(map: &Map<String, Value>, at: &str, key: &str, errors: &mut Error
 }
 
 /// A text field with a size bound, so one part cannot fill the whole body limit unnoticed.
+/// A string of at most `max_chars` characters (as JSON Schema's `maxLength` counts).
+pub fn text_chars(
+    map: &Map<String, Value>,
+    at: &str,
+    key: &str,
+    max_chars: usize,
+    errors: &mut Errors,
+) -> Option<String> {
+    let s = string(map, at, key, errors)?;
+    if s.chars().count() > max_chars {
+        errors.add(
+            path(at, key),
+            format!("must be at most {max_chars} characters"),
+        );
+        return None;
+    }
+    Some(s.to_owned())
+}
+
 pub fn text(
     map: &Map<String, Value>,
     at: &str,

@@ -1,4 +1,4 @@
-//! A user's preferences: `{"categories": {"<category>": {"email": bool, "sms": bool}}}`. A
+//! A user's preferences: `{"categories": {"<category>": {"email": bool, "sms": bool, "in_app": bool}}}`. A
 //! (category, channel) left out is on.
 
 use std::collections::BTreeMap;
@@ -83,7 +83,8 @@ fn parse(body: &Value) -> Result<Preferences, ApiError> {
                 let category = CategoryId::parse(raw)
                     .map_err(|e| errors.add(&at, e.0))
                     .ok();
-                let Some(channels) = input::object(channels, &at, &["email", "sms"], &mut errors)
+                let Some(channels) =
+                    input::object(channels, &at, &["email", "sms", "in_app"], &mut errors)
                 else {
                     continue;
                 };

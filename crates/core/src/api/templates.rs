@@ -10,13 +10,13 @@ use super::ApiState;
 use super::input::{self, Errors, JsonBody};
 use super::path::PathId;
 use crate::domain::TemplateId;
-use crate::domain::inbox::{ActionUrl, MAX_URL_BYTES};
+use crate::domain::inbox::{ActionUrl, MAX_URL_CHARS};
 use crate::domain::template::{Compiled, Parts, Template};
 
 /// Generous for HTML email, well inside the 256 KiB body limit.
 pub const MAX_PART_BYTES: usize = 128 * 1024;
 /// An inbox item is read in a list, not as a page.
-pub const MAX_IN_APP_BYTES: usize = 16 * 1024;
+pub const MAX_IN_APP_CHARS: usize = 4096;
 
 /// A template as the API shows it.
 #[derive(Serialize)]
@@ -76,9 +76,9 @@ pub fn parse_parts(map: &serde_json::Map<String, Value>, at: &str, errors: &mut 
     if let Some(value) = map.get("in_app").filter(|v| !v.is_null()) {
         let at = input::path(at, "in_app");
         if let Some(in_app) = input::object(value, &at, &["title", "body", "url"], errors) {
-            parts.in_app_title = input::text(in_app, &at, "title", 1024, errors);
-            parts.in_app_body = input::text(in_app, &at, "body", MAX_IN_APP_BYTES, errors);
-            parts.in_app_url = input::text(in_app, &at, "url", MAX_URL_BYTES, errors);
+            parts.in_app_title = input::text_chars(in_app, &at, "title", 256, errors);
+            parts.in_app_body = input::text_chars(in_app, &at, "body", MAX_IN_APP_CHARS, errors);
+            parts.in_app_url = input::text_chars(in_app, &at, "url", MAX_URL_CHARS, errors);
             if parts.in_app_body.is_none() && !errors.has(&input::path(&at, "body")) {
                 errors.add(input::path(&at, "body"), "is required");
             }

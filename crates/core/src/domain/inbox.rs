@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{CategoryId, NotificationId, UserId};
 
 /// The longest action URL kept.
-pub const MAX_URL_BYTES: usize = 2048;
+pub const MAX_URL_CHARS: usize = 2048;
 
 /// An item as dispatch makes it, before the store places it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -115,9 +115,8 @@ pub struct ActionUrl(String);
 
 impl ActionUrl {
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let raw = raw.trim();
-        if raw.len() > MAX_URL_BYTES {
-            return Err(format!("is longer than {MAX_URL_BYTES} bytes"));
+        if raw.chars().count() > MAX_URL_CHARS {
+            return Err(format!("must be at most {MAX_URL_CHARS} characters"));
         }
         if raw.chars().any(|c| c.is_control() || c.is_whitespace()) {
             return Err("must not contain spaces or control characters".into());
