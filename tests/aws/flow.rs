@@ -390,6 +390,12 @@ async fn every_file_in_events_goes_through_its_handler() {
         let e = event(name);
         if name.starts_with("api-") {
             let mut e = e;
+            if name.contains("inbox") {
+                // An end-user route: the file's placeholder becomes a token minted now.
+                let minted = api.call(event("api-post-user-token.json")).await;
+                e["headers"]["authorization"] =
+                    json!(format!("Bearer {}", minted.body["token"].as_str().unwrap()));
+            }
             if name == "api-post-notification-scheduled.json" {
                 // The file's send_at is a fixed date; keep it within the 365-day window.
                 let mut body: Value = serde_json::from_str(e["body"].as_str().unwrap()).unwrap();

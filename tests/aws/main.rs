@@ -12,6 +12,7 @@ mod faults;
 mod feedback;
 mod flow;
 mod groups;
+mod inbox;
 mod lists;
 mod metrics;
 mod sam_template;
