@@ -345,6 +345,34 @@ impl notify_core::ports::InboxStore for SimStore {
 }
 
 #[async_trait]
+impl notify_core::ports::PushSubscriptionStore for SimStore {
+    async fn put_push_subscription(
+        &self,
+        s: &notify_core::domain::push::PushSubscription,
+    ) -> Result<(), StoreError> {
+        self.ddb("PutItem", 1, 1).await;
+        self.inner.put_push_subscription(s).await
+    }
+
+    async fn list_push_subscriptions(
+        &self,
+        user: &UserId,
+    ) -> Result<Vec<notify_core::domain::push::PushSubscription>, StoreError> {
+        self.ddb("Query", 1, 1).await;
+        self.inner.list_push_subscriptions(user).await
+    }
+
+    async fn delete_push_subscription(
+        &self,
+        user: &UserId,
+        id: &notify_core::domain::push::PushSubscriptionId,
+    ) -> Result<bool, StoreError> {
+        self.ddb("DeleteItem", 1, 1).await;
+        self.inner.delete_push_subscription(user, id).await
+    }
+}
+
+#[async_trait]
 impl PreferenceStore for SimStore {
     async fn get_preferences(&self, user: &UserId) -> Result<Preferences, StoreError> {
         self.ddb("Query", 1, 1).await;

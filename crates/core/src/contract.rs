@@ -48,6 +48,51 @@ pub async fn run_all(store: &dyn Store) {
     api_keys(store).await;
     suppressions(store).await;
     inbox(store).await;
+    push_subscriptions(store).await;
+}
+
+async fn push_subscriptions(store: &dyn Store) {
+    use crate::domain::push::PushSubscription;
+    const P256DH: &str =
+        "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4";
+    let ada = UserId::parse("push-ada").unwrap();
+    let bob = UserId::parse("push-bob").unwrap();
+    let sub = |user: &UserId, endpoint: &str, auth: &str| {
+        PushSubscription::parse(user.clone(), endpoint, P256DH, auth, t0()).unwrap()
+    };
+    assert!(
+        store
+            .list_push_subscriptions(&ada)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let a1 = sub(&ada, "https://push.example/a1", "BTBZMqHH6r4Tts7J_aSIgg");
+    let a2 = sub(&ada, "https://push.example/a2", "BTBZMqHH6r4Tts7J_aSIgg");
+    store.put_push_subscription(&a1).await.unwrap();
+    store.put_push_subscription(&a2).await.unwrap();
+    store
+        .put_push_subscription(&sub(
+            &bob,
+            "https://push.example/b1",
+            "BTBZMqHH6r4Tts7J_aSIgg",
+        ))
+        .await
+        .unwrap();
+    // The same browser again, with new keys: replaced, not added.
+    let a1_new = sub(&ada, "https://push.example/a1", "AAAAAAAAAAAAAAAAAAAAAA");
+    store.put_push_subscription(&a1_new).await.unwrap();
+    let mut listed = store.list_push_subscriptions(&ada).await.unwrap();
+    listed.sort_by(|x, y| x.endpoint.cmp(&y.endpoint));
+    assert_eq!(listed, [a1_new, a2.clone()]);
+    assert!(
+        !store.delete_push_subscription(&bob, &a2.id).await.unwrap(),
+        "not bob's"
+    );
+    assert!(store.delete_push_subscription(&ada, &a2.id).await.unwrap());
+    assert!(!store.delete_push_subscription(&ada, &a2.id).await.unwrap());
+    assert_eq!(store.list_push_subscriptions(&ada).await.unwrap().len(), 1);
+    assert_eq!(store.list_push_subscriptions(&bob).await.unwrap().len(), 1);
 }
 
 async fn inbox(store: &dyn Store) {

@@ -108,6 +108,13 @@ CREATE TABLE IF NOT EXISTS inbox (
     PRIMARY KEY (user_id, seq)
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS inbox_by_notification ON inbox(user_id, notification_id);
+CREATE TABLE IF NOT EXISTS push_subscriptions (
+    user_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (user_id, id)
+) WITHOUT ROWID;
 "#;
 
 /// When a commit is on disk.

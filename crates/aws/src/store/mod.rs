@@ -32,6 +32,7 @@ mod item;
 mod keys;
 mod notifications;
 mod preferences;
+mod push_subscriptions;
 mod suppressions;
 mod templates;
 mod users;

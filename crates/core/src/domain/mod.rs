@@ -9,6 +9,7 @@ pub mod group;
 pub mod inbox;
 pub mod notification;
 pub mod preferences;
+pub mod push;
 pub mod suppression;
 pub mod template;
 pub mod unsubscribe;

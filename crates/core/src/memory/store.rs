@@ -11,6 +11,7 @@ use crate::domain::group::Group;
 use crate::domain::inbox::{InboxCounts, InboxFilter, InboxItem, InboxMark, NewInboxItem};
 use crate::domain::notification::{Counts, Notification, Status};
 use crate::domain::preferences::Preferences;
+use crate::domain::push::{PushSubscription, PushSubscriptionId};
 use crate::domain::suppression::{SuppressedAddress, Suppression};
 use crate::domain::template::Template;
 use crate::domain::user::User;
@@ -20,8 +21,8 @@ use crate::domain::{
 };
 use crate::ports::{
     ApiKeyStore, CategoryStore, DeliveryStore, GroupStore, IdempotencyRecord, InboxStore,
-    InsertOutcome, NotificationStore, Page, PreferenceStore, StoreError, SuppressionStore,
-    TemplateStore, UserStore, WebhookStore,
+    InsertOutcome, NotificationStore, Page, PreferenceStore, PushSubscriptionStore, StoreError,
+    SuppressionStore, TemplateStore, UserStore, WebhookStore,
 };
 
 #[derive(Default)]
@@ -44,6 +45,7 @@ struct Inner {
     webhooks: BTreeMap<WebhookId, Webhook>,
     /// Each user's items by `seq`.
     inbox: HashMap<UserId, BTreeMap<u64, InboxItem>>,
+    push_subscriptions: HashMap<UserId, Vec<PushSubscription>>,
 }
 
 #[derive(Default)]
@@ -775,6 +777,48 @@ impl InboxStore for MemoryStore {
             }
         }
         Ok(changed)
+    }
+}
+
+#[async_trait]
+impl PushSubscriptionStore for MemoryStore {
+    async fn put_push_subscription(&self, s: &PushSubscription) -> Result<(), StoreError> {
+        let mut inner = self.0.lock().unwrap();
+        let subs = inner
+            .push_subscriptions
+            .entry(s.user_id.clone())
+            .or_default();
+        match subs.iter_mut().find(|x| x.id == s.id) {
+            Some(existing) => *existing = s.clone(),
+            None => subs.push(s.clone()),
+        }
+        Ok(())
+    }
+
+    async fn list_push_subscriptions(
+        &self,
+        user: &UserId,
+    ) -> Result<Vec<PushSubscription>, StoreError> {
+        let inner = self.0.lock().unwrap();
+        Ok(inner
+            .push_subscriptions
+            .get(user)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn delete_push_subscription(
+        &self,
+        user: &UserId,
+        id: &PushSubscriptionId,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.0.lock().unwrap();
+        let Some(subs) = inner.push_subscriptions.get_mut(user) else {
+            return Ok(false);
+        };
+        let before = subs.len();
+        subs.retain(|s| &s.id != id);
+        Ok(subs.len() < before)
     }
 }
 

@@ -22,8 +22,8 @@ pub use signing_key::{SigningKey, StaticSigningKey};
 pub use sms_sender::{OutgoingSms, SmsSender};
 pub use store::{
     ApiKeyStore, CategoryStore, DeliveryStore, GroupStore, IdempotencyRecord, InboxStore,
-    InsertOutcome, NotificationStore, Page, PreferenceStore, Store, StoreError, SuppressionStore,
-    TemplateStore, UserStore, WebhookStore,
+    InsertOutcome, NotificationStore, Page, PreferenceStore, PushSubscriptionStore, Store,
+    StoreError, SuppressionStore, TemplateStore, UserStore, WebhookStore,
 };
 pub use webhook_poster::WebhookPoster;
 

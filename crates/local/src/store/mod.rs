@@ -6,6 +6,7 @@ mod groups;
 mod inbox;
 mod notifications;
 mod preferences;
+mod push_subscriptions;
 mod row;
 mod suppressions;
 mod templates;

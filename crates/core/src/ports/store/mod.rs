@@ -8,6 +8,7 @@ mod groups;
 mod inbox;
 mod notifications;
 mod preferences;
+mod push_subscriptions;
 mod suppressions;
 mod templates;
 mod users;
@@ -20,6 +21,7 @@ pub use groups::GroupStore;
 pub use inbox::InboxStore;
 pub use notifications::{IdempotencyRecord, InsertOutcome, NotificationStore};
 pub use preferences::PreferenceStore;
+pub use push_subscriptions::PushSubscriptionStore;
 pub use suppressions::SuppressionStore;
 pub use templates::TemplateStore;
 pub use users::UserStore;
@@ -78,6 +80,7 @@ pub trait Store:
     + PreferenceStore
     + WebhookStore
     + InboxStore
+    + PushSubscriptionStore
 {
 }
 
@@ -93,5 +96,6 @@ impl<T> Store for T where
         + PreferenceStore
         + WebhookStore
         + InboxStore
+        + PushSubscriptionStore
 {
 }

@@ -1,0 +1,182 @@
+//! Push subscriptions: where the `push` channel reaches a user's browsers. A subscription is a
+//! standard Web Push one (RFC 8030 endpoint, RFC 8291 keys), as `PushManager.subscribe()` gives
+//! it; its id is derived from its endpoint, so registering the same browser again replaces it
+//! instead of adding a second.
+
+use std::fmt;
+
+use base64::Engine;
+use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{ParseError, UserId};
+
+/// The most subscriptions a user keeps (browsers and devices); registering more is refused.
+pub const MAX_PER_USER: usize = 20;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PushSubscriptionId(String);
+
+impl PushSubscriptionId {
+    const PREFIX: &'static str = "psh_";
+
+    fn of_endpoint(endpoint: &str) -> Self {
+        let digest = Sha256::digest(endpoint.as_bytes());
+        Self(format!("{}{}", Self::PREFIX, &hex::encode(digest)[..32]))
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, ParseError> {
+        match raw.strip_prefix(Self::PREFIX) {
+            Some(h)
+                if h.len() == 32
+                    && h.bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
+            {
+                Ok(Self(raw.to_owned()))
+            }
+            _ => Err(ParseError::new("is not a push subscription id")),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for PushSubscriptionId {
+    type Error = ParseError;
+    fn try_from(raw: String) -> Result<Self, ParseError> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<PushSubscriptionId> for String {
+    fn from(id: PushSubscriptionId) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for PushSubscriptionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A browser's Web Push subscription.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushSubscription {
+    pub id: PushSubscriptionId,
+    pub user_id: UserId,
+    /// The push service's URL for this browser (RFC 8030).
+    pub endpoint: String,
+    /// The browser's P-256 public key, uncompressed (65 bytes), base64url.
+    pub p256dh: String,
+    /// The browser's 16-byte authentication secret, base64url.
+    pub auth: String,
+    pub created_at: Timestamp,
+}
+
+impl PushSubscription {
+    /// A subscription as `PushSubscription.toJSON()` gives it: every bad part named.
+    pub fn parse(
+        user_id: UserId,
+        endpoint: &str,
+        p256dh: &str,
+        auth: &str,
+        created_at: Timestamp,
+    ) -> Result<Self, Vec<(&'static str, String)>> {
+        let mut errors = Vec::new();
+        if let Err(why) = check_endpoint(endpoint) {
+            errors.push(("endpoint", why));
+        }
+        match decode(p256dh) {
+            Some(k) if k.len() == 65 && k[0] == 4 => {}
+            _ => errors.push((
+                "keys.p256dh",
+                "must be an uncompressed P-256 public key (65 bytes), base64url".to_owned(),
+            )),
+        }
+        match decode(auth) {
+            Some(a) if a.len() == 16 => {}
+            _ => errors.push(("keys.auth", "must be 16 bytes, base64url".to_owned())),
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Self {
+            id: PushSubscriptionId::of_endpoint(endpoint),
+            user_id,
+            endpoint: endpoint.to_owned(),
+            p256dh: p256dh.trim_end_matches('=').to_owned(),
+            auth: auth.trim_end_matches('=').to_owned(),
+            created_at,
+        })
+    }
+
+    pub fn keys(&self) -> (Vec<u8>, Vec<u8>) {
+        (
+            decode(&self.p256dh).unwrap_or_default(),
+            decode(&self.auth).unwrap_or_default(),
+        )
+    }
+}
+
+/// Browsers give base64url, some with padding.
+fn decode(raw: &str) -> Option<Vec<u8>> {
+    URL_SAFE_NO_PAD
+        .decode(raw)
+        .or_else(|_| URL_SAFE.decode(raw))
+        .ok()
+}
+
+fn check_endpoint(raw: &str) -> Result<(), String> {
+    if raw.len() > 2000 {
+        return Err("must be at most 2000 characters".into());
+    }
+    let url = url::Url::parse(raw).map_err(|e| format!("is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err("must be an http or https URL with a host".into());
+    }
+    if String::from(url) != raw {
+        return Err("must be written as a URL library writes it (percent-encoded)".into());
+    }
+    Ok(())
+}
+
+/// What a push shows, as the service worker receives it (JSON, encrypted to the browser).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PushMessage {
+    pub notification_id: super::NotificationId,
+    pub title: String,
+    pub body: Option<String>,
+    pub url: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P256DH: &str =
+        "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4";
+    const AUTH: &str = "BTBZMqHH6r4Tts7J_aSIgg";
+
+    #[test]
+    fn a_subscription_is_checked_part_by_part_and_named_by_its_endpoint() {
+        let at = Timestamp::from_second(1_800_000_000).unwrap();
+        let ada = UserId::parse("ada").unwrap();
+        let s = PushSubscription::parse(ada.clone(), "https://push.example/abc", P256DH, AUTH, at)
+            .unwrap();
+        let again =
+            PushSubscription::parse(ada.clone(), "https://push.example/abc", P256DH, AUTH, at)
+                .unwrap();
+        assert_eq!(s.id, again.id);
+        assert_eq!(PushSubscriptionId::parse(s.id.as_str()), Ok(s.id.clone()));
+        assert_eq!(s.keys().0.len(), 65);
+        let bad = PushSubscription::parse(ada, "ftp://x", "AAAA", "short", at).unwrap_err();
+        let fields: Vec<_> = bad.iter().map(|(f, _)| *f).collect();
+        assert_eq!(fields, ["endpoint", "keys.p256dh", "keys.auth"]);
+    }
+}
