@@ -8,6 +8,7 @@ mod groups;
 mod hostile;
 mod inbox;
 mod metrics;
+mod push;
 mod schedule;
 mod send;
 mod spec;

@@ -273,6 +273,76 @@ impl Drop for WebhookReceiver {
     }
 }
 
+/// A Web Push service that also plays the browsers (`tests/support/push_service.py`): it
+/// decrypts each push with PyPI's `http_ece` and the browser's own key, and checks the VAPID
+/// token with `cryptography`, not with our code.
+pub struct PushService {
+    child: Child,
+    pub port: u16,
+    out: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl PushService {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("pushes.jsonl");
+        std::fs::write(&out, "").unwrap();
+        let port = free_port();
+        let mut cmd = Command::new(python());
+        cmd.arg(repo_root().join("tests/support/push_service.py"))
+            .args(["--port", &port.to_string(), "--out"])
+            .arg(&out);
+        let child = spawn_listening(cmd, port, "the push service").await;
+        Self {
+            child,
+            port,
+            out,
+            _dir: dir,
+        }
+    }
+
+    /// A new browser's subscription: `{"endpoint", "keys": {"p256dh", "auth"}}`.
+    pub async fn subscribe(&self, browser: &str) -> Value {
+        reqwest::get(format!(
+            "http://127.0.0.1:{}/subscribe/{browser}",
+            self.port
+        ))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+    }
+
+    /// Browsers that unsubscribed (answered 410), and the VAPID key the server announced.
+    pub async fn configure(&self, gone: &[&str], vapid_public_key: &str) {
+        let r = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{}/_config", self.port))
+            .body(json!({"gone": gone, "vapid_public_key": vapid_public_key}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
+
+    /// Every push so far: `{"name", "ok", "status", "payload" | "error", "claims", "headers"}`.
+    pub fn received(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+impl Drop for PushService {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// An HTTP server that records every POST body and answers with the status it is told.
 pub struct Webhook {
     pub url: String,

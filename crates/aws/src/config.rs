@@ -67,6 +67,10 @@ pub struct AwsConfig {
     pub unsubscribe_key_secret_arn: Option<String>,
     /// The product's web origins allowed to call the inbox routes (`NOTIFY_CORS_ORIGINS`).
     pub cors_origins: String,
+    /// The VAPID key (PKCS#8 P-256, base64url) of Web Push; unset: no push channel.
+    pub vapid_private_key: Option<String>,
+    /// Who push services may contact (`mailto:` or `https:`).
+    pub vapid_subject: String,
 }
 
 /// The variables, read through `lookup`; an empty value counts as unset.
@@ -116,6 +120,7 @@ impl AwsConfig {
     /// The same from other variables than the process's (the template's, in the tests).
     pub fn from_vars(lookup: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
         let v = Vars(lookup);
+        let email_from_for_subject = v.var("NOTIFY_EMAIL_FROM")?;
         Ok(Self {
             table: v.var("NOTIFY_TABLE")?,
             fanout_queue_url: v.var("NOTIFY_FANOUT_QUEUE_URL")?,
@@ -148,6 +153,10 @@ impl AwsConfig {
             public_url: v.var("NOTIFY_PUBLIC_URL")?,
             unsubscribe_key_secret_arn: v.optional("NOTIFY_UNSUBSCRIBE_KEY_SECRET_ARN"),
             cors_origins: v.optional("NOTIFY_CORS_ORIGINS").unwrap_or_default(),
+            vapid_private_key: v.optional("NOTIFY_VAPID_PRIVATE_KEY"),
+            vapid_subject: v
+                .optional("NOTIFY_VAPID_SUBJECT")
+                .unwrap_or_else(|| format!("mailto:{}", email_from_for_subject)),
         })
     }
 }

@@ -20,10 +20,12 @@ use tracing_subscriber::util::SubscriberInitExt;
 use notify_core::api::ApiOptions;
 use notify_core::backoff::Backoff;
 use notify_core::domain::EmailAddress;
+use notify_core::domain::push::{PushMessage, PushSubscription};
 use notify_core::ports::{
     Clock, EmailSender, FirstKey, SigningKey, StaticKey, StaticSigningKey, SystemClock,
     WebhookPoster,
 };
+use notify_core::ports::{PushError, PushSender, SendError};
 use notify_core::services::App;
 use notify_core::services::api_keys::ApiKeys;
 use notify_core::services::dispatch::{Dispatch, DispatchSettings};
@@ -32,6 +34,7 @@ use notify_core::services::inbox::Inbox;
 use notify_core::services::unsubscribe::UnsubscribeLinks;
 use notify_core::services::user_tokens::UserTokens;
 use notify_core::services::webhooks::Webhooks;
+use notify_core::web_push::{VapidKey, WebPushSender};
 use notify_core::webhook_http::HttpPoster;
 
 use crate::config::AwsConfig;
@@ -268,6 +271,34 @@ impl WebhookPoster for LazyPoster {
     }
 }
 
+/// `WebPushSender`, made at the first push (its TLS set-up would be init time otherwise).
+struct LazyPush {
+    key: String,
+    subject: String,
+    allow_internal: bool,
+    sender: tokio::sync::OnceCell<WebPushSender>,
+}
+
+#[async_trait::async_trait]
+impl PushSender for LazyPush {
+    async fn send(
+        &self,
+        subscription: &PushSubscription,
+        message: &PushMessage,
+    ) -> Result<String, PushError> {
+        let sender = self
+            .sender
+            .get_or_try_init(|| async {
+                let key = VapidKey::from_pkcs8(&self.key)?;
+                WebPushSender::new(key, &self.subject, self.allow_internal)
+                    .map_err(|e| format!("the HTTP client could not be made: {e}"))
+            })
+            .await
+            .map_err(|e| PushError::Failed(SendError::transient(e)))?;
+        sender.send(subscription, message).await
+    }
+}
+
 /// The deployment's signing key (unsubscribe links, user tokens): `NOTIFY_UNSUBSCRIBE_KEY`
 /// (for local runs) or else the secret the template generates, read at its first use (no AWS
 /// call at init).
@@ -371,9 +402,19 @@ pub fn dispatch_with(
             ..DispatchSettings::new(from)
         },
     );
-    let dispatch = dispatch
+    let mut dispatch = dispatch
         .with_unsubscribe(unsubscribe_links(config, sdk))
         .with_webhooks(webhooks(config, store, queues.clone()));
+    if let Some(key) = &config.vapid_private_key {
+        // Checked now: a bad key fails the deployment's first invocation, not every push.
+        VapidKey::from_pkcs8(key).map_err(|e| anyhow::anyhow!("NOTIFY_VAPID_PRIVATE_KEY: {e}"))?;
+        dispatch = dispatch.with_push(Arc::new(LazyPush {
+            key: key.clone(),
+            subject: config.vapid_subject.clone(),
+            allow_internal: config.webhook_allow_private,
+            sender: Default::default(),
+        }));
+    }
     Ok(DispatchConsumer {
         dispatch,
         queues,
@@ -426,6 +467,13 @@ pub fn api(
         ApiOptions {
             metrics: None,
             cors_origins,
+            vapid_public_key: config
+                .vapid_private_key
+                .as_deref()
+                .map(VapidKey::from_pkcs8)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("NOTIFY_VAPID_PRIVATE_KEY: {e}"))?
+                .map(|k| k.public_key()),
         },
     ))
 }

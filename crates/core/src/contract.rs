@@ -58,7 +58,8 @@ async fn push_subscriptions(store: &dyn Store) {
     let ada = UserId::parse("push-ada").unwrap();
     let bob = UserId::parse("push-bob").unwrap();
     let sub = |user: &UserId, endpoint: &str, auth: &str| {
-        PushSubscription::parse(user.clone(), endpoint, P256DH, auth, t0()).unwrap()
+        PushSubscription::parse(user.clone(), Some(endpoint), Some(P256DH), Some(auth), t0())
+            .unwrap()
     };
     assert!(
         store

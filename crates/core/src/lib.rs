@@ -11,4 +11,5 @@ pub mod jobs;
 pub mod memory;
 pub mod ports;
 pub mod services;
+pub mod web_push;
 pub mod webhook_http;

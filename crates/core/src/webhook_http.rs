@@ -33,23 +33,32 @@ impl reqwest::dns::Resolve for PublicOnly {
     }
 }
 
+/// A client for URLs that others chose (webhook endpoints, push endpoints). Fails only if no
+/// TLS backend can be set up. Unless `allow_internal`, it connects only to public addresses.
+pub(crate) fn outbound_client(
+    allow_internal: bool,
+    timeout: Duration,
+) -> Result<reqwest::Client, reqwest::Error> {
+    let mut builder = reqwest::Client::builder();
+    if !allow_internal {
+        builder = builder.dns_resolver(std::sync::Arc::new(PublicOnly));
+    }
+    builder
+        // An endpoint that hangs must not hold a consumer for long; it gets the message
+        // again on the next attempt.
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(5))
+        // A redirect is an answer other than 2xx: followed, it could lead anywhere.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("notify/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
 impl HttpPoster {
     /// Fails only if no TLS backend can be set up. Unless `allow_internal`, it connects only
     /// to public addresses.
     pub fn new(allow_internal: bool) -> Result<Self, reqwest::Error> {
-        let mut builder = reqwest::Client::builder();
-        if !allow_internal {
-            builder = builder.dns_resolver(std::sync::Arc::new(PublicOnly));
-        }
-        let client = builder
-            // An endpoint that hangs must not hold a consumer for long; it gets the event
-            // again on the next attempt.
-            .timeout(Duration::from_secs(15))
-            .connect_timeout(Duration::from_secs(5))
-            // A redirect is an answer other than 2xx: followed, it could lead anywhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("notify-webhooks/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let client = outbound_client(allow_internal, Duration::from_secs(15))?;
         Ok(Self {
             client,
             allow_internal,

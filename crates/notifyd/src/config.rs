@@ -43,6 +43,19 @@ pub struct Config {
     /// commas (e.g. https://app.example.com).
     #[arg(long = "cors-origins", env = "NOTIFY_CORS_ORIGINS", default_value = "")]
     pub cors_origins: String,
+    /// The VAPID key (PKCS#8 P-256, base64url) that signs Web Push requests; generated at
+    /// first start and saved to $NOTIFY_DATA_DIR/vapid-key when unset. Changing it ends every
+    /// browser's subscription.
+    #[arg(
+        long = "vapid-private-key",
+        env = "NOTIFY_VAPID_PRIVATE_KEY",
+        hide_env_values = true
+    )]
+    pub vapid_private_key: Option<String>,
+    /// Who push services may contact about our pushes (`mailto:` or `https:`; default:
+    /// mailto: and the From address).
+    #[arg(long = "vapid-subject", env = "NOTIFY_VAPID_SUBJECT")]
+    pub vapid_subject: Option<String>,
     /// e.g. smtp://127.0.0.1:2525 or smtps://user:pass@host:465; unset writes .eml files to the outbox.
     #[arg(long = "smtp-url", env = "NOTIFY_SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<String>,
@@ -141,6 +154,27 @@ pub fn unsubscribe_key(config: &Config) -> std::io::Result<String> {
         "",
     )
     .map(|(key, _)| key)
+}
+
+/// The VAPID key that identifies this server to push services (PKCS#8, base64url):
+/// configured, or saved at first start, or new.
+pub fn vapid_key(config: &Config) -> std::io::Result<String> {
+    let path = config.data_dir.join("vapid-key");
+    if let Some(key) = config
+        .vapid_private_key
+        .as_deref()
+        .filter(|k| !k.is_empty())
+    {
+        return Ok(key.to_owned());
+    }
+    if let Ok(saved) = std::fs::read_to_string(&path)
+        && !saved.trim().is_empty()
+    {
+        return Ok(saved.trim().to_owned());
+    }
+    let key = notify_core::web_push::VapidKey::generate();
+    write_private(&path, &key)?;
+    Ok(key)
 }
 
 /// A configured secret, or the one saved at `path`, or a new one saved there now (mode 0600);

@@ -29,6 +29,7 @@ use notify_core::services::inbox::{Inbox, LiveInbox};
 use notify_core::services::unsubscribe::UnsubscribeLinks;
 use notify_core::services::user_tokens::UserTokens;
 use notify_core::services::webhooks::Webhooks;
+use notify_core::web_push::{VapidKey, WebPushSender};
 use notify_core::webhook_http::HttpPoster;
 use notify_local::Db;
 use notify_local::db::Durability;
@@ -58,6 +59,7 @@ pub struct Notifyd {
     max_attempts: u32,
     api_key_rps: Option<f64>,
     cors_origins: Vec<axum::http::HeaderValue>,
+    vapid_public_key: String,
     /// Held while running: one process per data directory.
     lock: std::fs::File,
 }
@@ -144,6 +146,17 @@ pub async fn build(config: &Config) -> anyhow::Result<Notifyd> {
         Arc::new(StaticSigningKey(unsubscribe_key.into_bytes())),
         clock.clone(),
     ));
+    let vapid = VapidKey::from_pkcs8(&config::vapid_key(config).context("the VAPID key")?)
+        .map_err(|e| anyhow::anyhow!("NOTIFY_VAPID_PRIVATE_KEY: {e}"))?;
+    let vapid_public_key = vapid.public_key();
+    let vapid_subject = config
+        .vapid_subject
+        .clone()
+        .unwrap_or_else(|| format!("mailto:{}", config.email_from));
+    let push = Arc::new(
+        WebPushSender::new(vapid, &vapid_subject, config.webhook_allow_private)
+            .context("the Web Push HTTP client")?,
+    );
     let cors_origins = notify_core::api::parse_cors_origins(&config.cors_origins)
         .map_err(|e| anyhow::anyhow!("NOTIFY_CORS_ORIGINS: {e}"))?;
     let app = App {
@@ -181,6 +194,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Notifyd> {
         )
         .with_unsubscribe(unsubscribe)
         .with_webhooks(webhooks.clone())
+        .with_push(push)
         .with_inbox(Arc::new(
             Inbox::new(worker_store_for_inbox, clock_for_inbox).with_live(live_inbox),
         )),
@@ -202,6 +216,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Notifyd> {
         max_attempts: config.max_attempts,
         api_key_rps: config.api_key_rps,
         cors_origins,
+        vapid_public_key,
         lock,
     })
 }
@@ -289,6 +304,7 @@ impl Notifyd {
             ApiOptions {
                 metrics: Some(prometheus()),
                 cors_origins: self.cors_origins,
+                vapid_public_key: Some(self.vapid_public_key),
             },
         );
         let stop = shutdown.clone();

@@ -11,6 +11,7 @@ mod notifications;
 mod openapi;
 mod path;
 mod preferences;
+mod push_subscriptions;
 mod suppressions;
 mod templates;
 mod unsubscribe;
@@ -43,6 +44,7 @@ pub struct ApiState {
     pub app: App,
     keys: Arc<ApiKeys>,
     metrics: Option<MetricsText>,
+    vapid_public_key: Option<String>,
 }
 
 /// What differs between the runtimes' APIs.
@@ -53,6 +55,8 @@ pub struct ApiOptions {
     pub metrics: Option<MetricsText>,
     /// The product's web origins, allowed to call the inbox routes from a browser (CORS).
     pub cors_origins: Vec<HeaderValue>,
+    /// The VAPID public key browsers subscribe with, where push is configured.
+    pub vapid_public_key: Option<String>,
 }
 
 /// `NOTIFY_CORS_ORIGINS`: web origins (`https://app.example.com`), separated by commas.
@@ -83,6 +87,7 @@ pub fn router(app: App, keys: Arc<ApiKeys>, options: ApiOptions) -> Router {
         app,
         keys,
         metrics: options.metrics,
+        vapid_public_key: options.vapid_public_key,
     };
     // The end-user routes: a user token is their authority (`inbox::InboxUser`), not an API
     // key, and the product's own pages call them from the browser.
@@ -109,6 +114,20 @@ pub fn router(app: App, keys: Arc<ApiKeys>, options: ApiOptions) -> Router {
             HeaderName::from_static("last-event-id"),
         ])
         .max_age(std::time::Duration::from_secs(600));
+    // A user's push subscriptions: the backend's API key, or that user's own token.
+    let push_subscriptions = Router::new()
+        .route(
+            "/users/{user_id}/push-subscriptions",
+            get(push_subscriptions::list).post(push_subscriptions::create),
+        )
+        .route(
+            "/users/{user_id}/push-subscriptions/{subscription_id}",
+            axum::routing::delete(push_subscriptions::delete),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_key_or_own_token,
+        ));
     let metrics_route = Router::new()
         .route("/metrics", get(metrics_text))
         .route_layer(middleware::from_fn_with_state(
@@ -207,7 +226,11 @@ pub fn router(app: App, keys: Arc<ApiKeys>, options: ApiOptions) -> Router {
             get(unsubscribe::page).post(unsubscribe::confirm),
         )
         .merge(metrics_route)
-        .nest("/v1", v1.merge(inbox))
+        .route(
+            "/v1/push/vapid-public-key",
+            get(push_subscriptions::vapid_public_key),
+        )
+        .nest("/v1", v1.merge(inbox).merge(push_subscriptions))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // `JsonBody` enforces BODY_LIMIT itself, to answer 413 as problem+json.
@@ -229,7 +252,47 @@ pub fn router(app: App, keys: Arc<ApiKeys>, options: ApiOptions) -> Router {
 
 /// The routes a user's browser calls with a user token.
 fn is_end_user_route(path: &str) -> bool {
-    path == "/v1/inbox" || path.starts_with("/v1/inbox/")
+    path == "/v1/inbox"
+        || path.starts_with("/v1/inbox/")
+        || path == "/v1/push/vapid-public-key"
+        || (path.starts_with("/v1/users/") && path.contains("/push-subscriptions"))
+}
+
+/// The API key, or a user token of the user the path names.
+async fn require_key_or_own_token(
+    State(state): State<ApiState>,
+    axum::extract::Path(params): axum::extract::Path<std::collections::HashMap<String, String>>,
+    headers: HeaderMap,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(presented) = bearer(&headers) else {
+        return ApiError::Unauthorized.into_response();
+    };
+    match state.keys.authorize(presented).await {
+        Ok(Access::Allowed) => return next.run(request).await,
+        Ok(Access::Limited(wait)) => return ApiError::RateLimited(wait).into_response(),
+        Ok(Access::Unknown) => {}
+        Err(e) => return ApiError::Service(e).into_response(),
+    }
+    match state.app.user_tokens.verify(presented).await {
+        Ok(Ok(token))
+            if params.get("user_id").map(String::as_str) == Some(token.user_id.as_str()) =>
+        {
+            next.run(request).await
+        }
+        Ok(_) => ApiError::Unauthorized.into_response(),
+        Err(e) => ApiError::Service(e).into_response(),
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, key)| key.trim())
 }
 
 async fn require_api_key(
@@ -238,13 +301,7 @@ async fn require_api_key(
     request: Request,
     next: Next,
 ) -> Response {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, key)| key.trim());
-    let Some(presented) = presented else {
+    let Some(presented) = bearer(&headers) else {
         return ApiError::Unauthorized.into_response();
     };
     match state.keys.authorize(presented).await {

@@ -216,6 +216,9 @@ fn parse_new(body: &Value, now: jiff::Timestamp) -> Result<NewNotification, ApiE
             Target::Email(_) | Target::Phone(_) if channels.contains(&Channel::InApp) => {
                 Some("only a user (to.user_id or a group's members) has an in_app inbox")
             }
+            Target::Email(_) | Target::Phone(_) if channels.contains(&Channel::Push) => {
+                Some("only a user (to.user_id or a group's members) has push subscriptions")
+            }
             _ => None,
         };
         if let Some(why) = unreachable {

@@ -19,6 +19,13 @@ pub trait PathParam: Sized {
     fn parse(raw: &str) -> Result<Self, ParseError>;
 }
 
+impl PathParam for crate::domain::push::PushSubscriptionId {
+    const NAME: &'static str = "subscription_id";
+    fn parse(raw: &str) -> Result<Self, ParseError> {
+        crate::domain::push::PushSubscriptionId::parse(raw)
+    }
+}
+
 impl PathParam for UserId {
     const NAME: &'static str = "user_id";
     fn parse(raw: &str) -> Result<Self, ParseError> {

@@ -83,9 +83,12 @@ fn parse(body: &Value) -> Result<Preferences, ApiError> {
                 let category = CategoryId::parse(raw)
                     .map_err(|e| errors.add(&at, e.0))
                     .ok();
-                let Some(channels) =
-                    input::object(channels, &at, &["email", "sms", "in_app"], &mut errors)
-                else {
+                let Some(channels) = input::object(
+                    channels,
+                    &at,
+                    &["email", "sms", "in_app", "push"],
+                    &mut errors,
+                ) else {
                     continue;
                 };
                 let mut switches = BTreeMap::new();

@@ -17,6 +17,8 @@ use crate::domain::template::{Compiled, Parts, Template};
 pub const MAX_PART_BYTES: usize = 128 * 1024;
 /// An inbox item is read in a list, not as a page.
 pub const MAX_IN_APP_CHARS: usize = 4096;
+/// A push must fit the 4 KiB a push service takes, encrypted, with its title and URL.
+pub const MAX_PUSH_BODY_CHARS: usize = 500;
 
 /// A template as the API shows it.
 #[derive(Serialize)]
@@ -27,42 +29,50 @@ struct TemplateView<'a> {
     html: Option<&'a str>,
     sms: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    in_app: Option<InAppView<'a>>,
+    in_app: Option<PartView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    push: Option<PartView<'a>>,
 }
 
+/// A part made of a title, a body and a URL (`in_app`, `push`).
 #[derive(Serialize)]
-pub struct InAppView<'a> {
+struct PartView<'a> {
     title: Option<&'a str>,
     body: Option<&'a str>,
     url: Option<&'a str>,
 }
 
-impl<'a> InAppView<'a> {
-    pub fn of(parts: &'a Parts) -> Option<Self> {
-        let view = Self {
-            title: parts.in_app_title.as_deref(),
-            body: parts.in_app_body.as_deref(),
-            url: parts.in_app_url.as_deref(),
-        };
-        (view.title.is_some() || view.body.is_some() || view.url.is_some()).then_some(view)
+impl<'a> PartView<'a> {
+    fn of(title: Option<&'a str>, body: Option<&'a str>, url: Option<&'a str>) -> Option<Self> {
+        (title.is_some() || body.is_some() || url.is_some()).then_some(Self { title, body, url })
     }
 }
 
 impl<'a> From<&'a Template> for TemplateView<'a> {
     fn from(t: &'a Template) -> Self {
+        let p = &t.parts;
         Self {
             template_id: &t.id,
-            subject: t.parts.subject.as_deref(),
-            text: t.parts.text.as_deref(),
-            html: t.parts.html.as_deref(),
-            sms: t.parts.sms.as_deref(),
-            in_app: InAppView::of(&t.parts),
+            subject: p.subject.as_deref(),
+            text: p.text.as_deref(),
+            html: p.html.as_deref(),
+            sms: p.sms.as_deref(),
+            in_app: PartView::of(
+                p.in_app_title.as_deref(),
+                p.in_app_body.as_deref(),
+                p.in_app_url.as_deref(),
+            ),
+            push: PartView::of(
+                p.push_title.as_deref(),
+                p.push_body.as_deref(),
+                p.push_url.as_deref(),
+            ),
         }
     }
 }
 
 /// The keys of a message's parts.
-pub const PART_KEYS: &[&str] = &["subject", "text", "html", "sms", "in_app"];
+pub const PART_KEYS: &[&str] = &["subject", "text", "html", "sms", "in_app", "push"];
 
 /// The message parts of a JSON object at `at`, each optional.
 pub fn parse_parts(map: &serde_json::Map<String, Value>, at: &str, errors: &mut Errors) -> Parts {
@@ -73,26 +83,47 @@ pub fn parse_parts(map: &serde_json::Map<String, Value>, at: &str, errors: &mut 
         sms: input::text(map, at, "sms", 1600, errors),
         ..Parts::default()
     };
-    if let Some(value) = map.get("in_app").filter(|v| !v.is_null()) {
-        let at = input::path(at, "in_app");
-        if let Some(in_app) = input::object(value, &at, &["title", "body", "url"], errors) {
-            parts.in_app_title = input::text_chars(in_app, &at, "title", 256, errors);
-            parts.in_app_body = input::text_chars(in_app, &at, "body", MAX_IN_APP_CHARS, errors);
-            parts.in_app_url = input::text_chars(in_app, &at, "url", MAX_URL_CHARS, errors);
-            if parts.in_app_body.is_none() && !errors.has(&input::path(&at, "body")) {
-                errors.add(input::path(&at, "body"), "is required");
-            }
-            // A URL with no template syntax is checked now, not at each send.
-            if let Some(url) = &parts.in_app_url
-                && !url.contains("{{")
-                && !url.contains("{%")
-                && let Err(why) = ActionUrl::parse(url)
-            {
-                errors.add(input::path(&at, "url"), why);
-            }
-        }
+    if let Some([title, body, url]) =
+        titled_part(map, at, "in_app", "body", MAX_IN_APP_CHARS, errors)
+    {
+        (parts.in_app_title, parts.in_app_body, parts.in_app_url) = (title, body, url);
+    }
+    if let Some([title, body, url]) =
+        titled_part(map, at, "push", "title", MAX_PUSH_BODY_CHARS, errors)
+    {
+        (parts.push_title, parts.push_body, parts.push_url) = (title, body, url);
     }
     parts
+}
+
+/// A part `{title, body, url}` at `at.key`, with `required` required; a URL with no template
+/// syntax is checked now, not at each send.
+fn titled_part(
+    map: &serde_json::Map<String, Value>,
+    at: &str,
+    key: &str,
+    required: &str,
+    max_body_chars: usize,
+    errors: &mut Errors,
+) -> Option<[Option<String>; 3]> {
+    let value = map.get(key).filter(|v| !v.is_null())?;
+    let at = input::path(at, key);
+    let part = input::object(value, &at, &["title", "body", "url"], errors)?;
+    let title = input::text_chars(part, &at, "title", 256, errors);
+    let body = input::text_chars(part, &at, "body", max_body_chars, errors);
+    let url = input::text_chars(part, &at, "url", MAX_URL_CHARS, errors);
+    let present = if required == "title" { &title } else { &body };
+    if present.is_none() && !errors.has(&input::path(&at, required)) {
+        errors.add(input::path(&at, required), "is required");
+    }
+    if let Some(url) = &url
+        && !url.contains("{{")
+        && !url.contains("{%")
+        && let Err(why) = ActionUrl::parse(url)
+    {
+        errors.add(input::path(&at, "url"), why);
+    }
+    Some([title, body, url])
 }
 
 pub async fn put(
@@ -108,7 +139,7 @@ pub async fn put(
     if errors.is_empty() && parts.fields().iter().all(|(_, v)| v.is_none()) {
         errors.add(
             "body",
-            "needs at least one of subject, text, html, sms, in_app",
+            "needs at least one of subject, text, html, sms, in_app, push",
         );
     }
     if errors.is_empty()

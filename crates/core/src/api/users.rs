@@ -66,11 +66,17 @@ fn parse_user(id: UserId, body: &Value) -> Result<User, ApiError> {
     let locale = input::parsed(map, "", "locale", &mut errors, parse_locale);
     let mut channels = ChannelPrefs::default();
     if let Some(value) = map.get("channels").filter(|v| !v.is_null())
-        && let Some(c) = input::object(value, "channels", &["email", "sms", "in_app"], &mut errors)
+        && let Some(c) = input::object(
+            value,
+            "channels",
+            &["email", "sms", "in_app", "push"],
+            &mut errors,
+        )
     {
         channels.email = input::boolean(c, "channels", "email", &mut errors).unwrap_or(true);
         channels.sms = input::boolean(c, "channels", "sms", &mut errors).unwrap_or(true);
         channels.in_app = input::boolean(c, "channels", "in_app", &mut errors).unwrap_or(true);
+        channels.push = input::boolean(c, "channels", "push", &mut errors).unwrap_or(true);
     }
     errors.finish()?;
     Ok(User {

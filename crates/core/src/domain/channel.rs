@@ -11,17 +11,22 @@ pub enum Channel {
     Sms,
     /// The recipient's inbox in the product's own front end (a user only).
     InApp,
+    /// The user's browsers that subscribed to Web Push (a user only).
+    Push,
 }
 
 impl Channel {
-    pub const ALL: [Channel; 3] = [Channel::Email, Channel::Sms, Channel::InApp];
+    pub const ALL: [Channel; 4] = [Channel::Email, Channel::Sms, Channel::InApp, Channel::Push];
 
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
         match raw {
             "email" => Ok(Self::Email),
             "sms" => Ok(Self::Sms),
             "in_app" => Ok(Self::InApp),
-            _ => Err(ParseError::new("must be \"email\", \"sms\" or \"in_app\"")),
+            "push" => Ok(Self::Push),
+            _ => Err(ParseError::new(
+                "must be \"email\", \"sms\", \"in_app\" or \"push\"",
+            )),
         }
     }
 
@@ -30,6 +35,7 @@ impl Channel {
             Self::Email => "email",
             Self::Sms => "sms",
             Self::InApp => "in_app",
+            Self::Push => "push",
         }
     }
 }

@@ -55,7 +55,7 @@ impl Recipient {
         match channel {
             Channel::Email => self.email.as_ref().map(|a| a.as_str().to_owned()),
             Channel::Sms => self.phone.as_ref().map(|p| p.as_str().to_owned()),
-            Channel::InApp => self.user_id.as_ref().map(|u| u.as_str().to_owned()),
+            Channel::InApp | Channel::Push => self.user_id.as_ref().map(|u| u.as_str().to_owned()),
         }
     }
 

@@ -80,29 +80,31 @@ pub struct PushSubscription {
 }
 
 impl PushSubscription {
-    /// A subscription as `PushSubscription.toJSON()` gives it: every bad part named.
+    /// A subscription as `PushSubscription.toJSON()` gives it: every bad part named (a part
+    /// that is `None` was missing or not a string, and is named by the caller).
     pub fn parse(
         user_id: UserId,
-        endpoint: &str,
-        p256dh: &str,
-        auth: &str,
+        endpoint: Option<&str>,
+        p256dh: Option<&str>,
+        auth: Option<&str>,
         created_at: Timestamp,
     ) -> Result<Self, Vec<(&'static str, String)>> {
         let mut errors = Vec::new();
-        if let Err(why) = check_endpoint(endpoint) {
+        if let Some(Err(why)) = endpoint.map(check_endpoint) {
             errors.push(("endpoint", why));
         }
-        match decode(p256dh) {
-            Some(k) if k.len() == 65 && k[0] == 4 => {}
-            _ => errors.push((
+        if p256dh.is_some_and(|k| decode(k).is_none_or(|k| k.len() != 65 || k[0] != 4)) {
+            errors.push((
                 "keys.p256dh",
                 "must be an uncompressed P-256 public key (65 bytes), base64url".to_owned(),
-            )),
+            ));
         }
-        match decode(auth) {
-            Some(a) if a.len() == 16 => {}
-            _ => errors.push(("keys.auth", "must be 16 bytes, base64url".to_owned())),
+        if auth.is_some_and(|a| decode(a).is_none_or(|a| a.len() != 16)) {
+            errors.push(("keys.auth", "must be 16 bytes, base64url".to_owned()));
         }
+        let (Some(endpoint), Some(p256dh), Some(auth)) = (endpoint, p256dh, auth) else {
+            return Err(errors);
+        };
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -167,15 +169,16 @@ mod tests {
     fn a_subscription_is_checked_part_by_part_and_named_by_its_endpoint() {
         let at = Timestamp::from_second(1_800_000_000).unwrap();
         let ada = UserId::parse("ada").unwrap();
-        let s = PushSubscription::parse(ada.clone(), "https://push.example/abc", P256DH, AUTH, at)
-            .unwrap();
-        let again =
-            PushSubscription::parse(ada.clone(), "https://push.example/abc", P256DH, AUTH, at)
-                .unwrap();
+        let parse = |endpoint| {
+            PushSubscription::parse(ada.clone(), Some(endpoint), Some(P256DH), Some(AUTH), at)
+        };
+        let s = parse("https://push.example/abc").unwrap();
+        let again = parse("https://push.example/abc").unwrap();
         assert_eq!(s.id, again.id);
         assert_eq!(PushSubscriptionId::parse(s.id.as_str()), Ok(s.id.clone()));
         assert_eq!(s.keys().0.len(), 65);
-        let bad = PushSubscription::parse(ada, "ftp://x", "AAAA", "short", at).unwrap_err();
+        let bad = PushSubscription::parse(ada, Some("ftp://x"), Some("AAAA"), Some("short"), at)
+            .unwrap_err();
         let fields: Vec<_> = bad.iter().map(|(f, _)| *f).collect();
         assert_eq!(fields, ["endpoint", "keys.p256dh", "keys.auth"]);
     }

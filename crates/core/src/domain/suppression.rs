@@ -42,8 +42,8 @@ impl SuppressedAddress {
                 .ok()
                 .map(Self::Email),
             Channel::Sms => PhoneNumber::parse(address).ok().map(Self::Phone),
-            // An inbox has no address a provider could reject.
-            Channel::InApp => None,
+            // An inbox or a browser has no address a provider could reject.
+            Channel::InApp | Channel::Push => None,
         }
     }
 

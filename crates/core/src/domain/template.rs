@@ -26,11 +26,18 @@ pub struct Parts {
     pub in_app_body: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_app_url: Option<String>,
+    /// The push part (`push` in the API): what the browser's notification shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_body: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_url: Option<String>,
 }
 
 impl Parts {
     /// Each part by the name the API gives it.
-    pub fn fields(&self) -> [(&'static str, Option<&str>); 7] {
+    pub fn fields(&self) -> [(&'static str, Option<&str>); 10] {
         [
             ("subject", self.subject.as_deref()),
             ("text", self.text.as_deref()),
@@ -39,6 +46,9 @@ impl Parts {
             ("in_app.title", self.in_app_title.as_deref()),
             ("in_app.body", self.in_app_body.as_deref()),
             ("in_app.url", self.in_app_url.as_deref()),
+            ("push.title", self.push_title.as_deref()),
+            ("push.body", self.push_body.as_deref()),
+            ("push.url", self.push_url.as_deref()),
         ]
     }
 
@@ -48,6 +58,7 @@ impl Parts {
             Channel::Email => self.missing_for_email(),
             Channel::Sms => self.missing_for_sms(),
             Channel::InApp => self.in_app_body.is_none().then_some("in_app.body"),
+            Channel::Push => self.push_title.is_none().then_some("push.title"),
         }
     }
 
@@ -81,7 +92,10 @@ fn template_name(part: &str) -> &'static str {
         "sms" => "sms.txt",
         "in_app.title" => "in_app_title.txt",
         "in_app.body" => "in_app_body.txt",
-        _ => "in_app_url.txt",
+        "in_app.url" => "in_app_url.txt",
+        "push.title" => "push_title.txt",
+        "push.body" => "push_body.txt",
+        _ => "push_url.txt",
     }
 }
 
@@ -138,6 +152,10 @@ impl Compiled {
             in_app_body: render("in_app.body", parts.in_app_body.is_some())?,
             in_app_url: render("in_app.url", parts.in_app_url.is_some())?
                 .map(|s| s.trim().to_owned()),
+            push_title: render("push.title", parts.push_title.is_some())?
+                .map(|s| s.replace(['\r', '\n'], " ")),
+            push_body: render("push.body", parts.push_body.is_some())?,
+            push_url: render("push.url", parts.push_url.is_some())?.map(|s| s.trim().to_owned()),
         })
     }
 }

@@ -20,6 +20,8 @@ pub struct ChannelPrefs {
     pub sms: bool,
     #[serde(default = "on")]
     pub in_app: bool,
+    #[serde(default = "on")]
+    pub push: bool,
 }
 
 fn on() -> bool {
@@ -32,6 +34,7 @@ impl Default for ChannelPrefs {
             email: true,
             sms: true,
             in_app: true,
+            push: true,
         }
     }
 }
@@ -42,6 +45,7 @@ impl ChannelPrefs {
             Channel::Email => self.email,
             Channel::Sms => self.sms,
             Channel::InApp => self.in_app,
+            Channel::Push => self.push,
         }
     }
 }

@@ -36,8 +36,10 @@ use super::unsubscribe::UnsubscribeLinks;
 use super::webhooks::{self, Webhooks};
 use crate::backoff::jitter;
 use crate::domain::inbox::{ActionUrl, NewInboxItem};
+use crate::domain::push::PushMessage;
 use crate::domain::webhook::{EventType, WebhookEvent};
 use crate::ports::error_chain;
+use crate::ports::{PushError, PushSender};
 
 /// The longest SMS sent: SNS splits a message into at most 10 parts of 160 characters (GSM-7).
 pub const MAX_SMS_CHARS: usize = 1600;
@@ -60,6 +62,7 @@ pub struct Dispatch {
     sms_pace: RateLimit,
     /// Unlimited: the inbox is our own store, not a provider's quota.
     in_app_pace: RateLimit,
+    push_pace: RateLimit,
     /// Channels the provider stopped (`SendErrorKind::Paused`), until when, in this process.
     paused: std::sync::Mutex<std::collections::HashMap<Channel, Instant>>,
     /// Makes the one-click unsubscribe link of each email whose category can be left.
@@ -68,6 +71,8 @@ pub struct Dispatch {
     webhooks: Option<Arc<Webhooks>>,
     /// Where the `in_app` channel delivers: the store, and the live feed where there is one.
     inbox: Arc<Inbox>,
+    /// Where the `push` channel delivers (none: push deliveries fail, saying so).
+    push: Option<Arc<dyn PushSender>>,
 }
 
 #[derive(Debug, Clone)]
@@ -194,6 +199,8 @@ impl Dispatch {
             email_pace,
             sms_pace,
             in_app_pace: RateLimit::new(None),
+            push_pace: RateLimit::new(None),
+            push: None,
             paused: Default::default(),
             unsubscribe: None,
             webhooks: None,
@@ -212,6 +219,12 @@ impl Dispatch {
         self
     }
 
+    /// Push deliveries go through this sender.
+    pub fn with_push(mut self, sender: Arc<dyn PushSender>) -> Self {
+        self.push = Some(sender);
+        self
+    }
+
     /// Emails whose category users can leave carry a one-click unsubscribe link (RFC 8058)
     /// and give templates `unsubscribe_url`.
     pub fn with_unsubscribe(mut self, links: Arc<UnsubscribeLinks>) -> Self {
@@ -224,6 +237,7 @@ impl Dispatch {
             Channel::Email => &self.email_pace,
             Channel::Sms => &self.sms_pace,
             Channel::InApp => &self.in_app_pace,
+            Channel::Push => &self.push_pace,
         }
     }
 
@@ -803,6 +817,78 @@ impl Dispatch {
                     .map_err(|e| SendError::transient(format!("inbox: {}", error_chain(&e))))?;
                 Ok(format!("inbox:{}", added.seq))
             }
+            Channel::Push => self.push_to_browsers(prepared, recipient, parts).await,
+        }
+    }
+
+    /// One push to each of the user's subscriptions: sent if any took it. A subscription the
+    /// push service says is gone is removed. A retry (a transient error on every one) pushes
+    /// again to all of them: a browser may show a push twice, never miss one.
+    async fn push_to_browsers(
+        &self,
+        prepared: &Prepared,
+        recipient: &Recipient,
+        parts: Parts,
+    ) -> Result<String, SendError> {
+        let sender = self
+            .push
+            .as_ref()
+            .ok_or_else(|| SendError::permanent("push is not configured in this deployment"))?;
+        let user = recipient
+            .user_id
+            .as_ref()
+            .ok_or_else(|| SendError::permanent("the recipient is not a user"))?;
+        let title = parts
+            .push_title
+            .ok_or_else(|| SendError::permanent("no push title"))?;
+        let url = parts
+            .push_url
+            .filter(|u| !u.is_empty())
+            .map(|u| ActionUrl::parse(&u).map(|u| u.as_str().to_owned()))
+            .transpose()
+            .map_err(|why| SendError::permanent(format!("the rendered push.url {why}")))?;
+        let message = PushMessage {
+            notification_id: prepared.notification.id.clone(),
+            title,
+            body: parts.push_body.filter(|b| !b.is_empty()),
+            url,
+        };
+        let subscriptions = self
+            .store
+            .list_push_subscriptions(user)
+            .await
+            .map_err(|e| {
+                SendError::transient(format!("push subscriptions: {}", error_chain(&e)))
+            })?;
+        if subscriptions.is_empty() {
+            return Err(SendError::permanent("the user has no push subscription"));
+        }
+        let (mut sent, mut gone, mut first_error) = (0, 0, None);
+        for subscription in &subscriptions {
+            match sender.send(subscription, &message).await {
+                Ok(_) => sent += 1,
+                Err(PushError::Gone) => {
+                    gone += 1;
+                    tracing::info!(id = %message.notification_id, subscription = %subscription.id, "push subscription gone; removed");
+                    if let Err(e) = self
+                        .store
+                        .delete_push_subscription(user, &subscription.id)
+                        .await
+                    {
+                        tracing::warn!(error = %error_chain(&e), "could not remove a gone push subscription");
+                    }
+                }
+                Err(PushError::Failed(e)) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            _ if sent > 0 => Ok(format!("push:{sent}/{}", subscriptions.len())),
+            Some(e) => Err(e),
+            None => Err(SendError::permanent(format!(
+                "all {gone} of the user's push subscriptions are gone"
+            ))),
         }
     }
 

@@ -353,7 +353,7 @@ fn plan_recipient(
                     Some(match channel {
                         Channel::Email => "the recipient has no email address",
                         Channel::Sms => "the recipient has no phone number",
-                        Channel::InApp => "the recipient is not a user",
+                        Channel::InApp | Channel::Push => "the recipient is not a user",
                     })
                 } else {
                     None
