@@ -108,10 +108,11 @@ impl PushSubscription {
         if !errors.is_empty() {
             return Err(errors);
         }
+        let endpoint = canonical(endpoint);
         Ok(Self {
-            id: PushSubscriptionId::of_endpoint(endpoint),
+            id: PushSubscriptionId::of_endpoint(&endpoint),
             user_id,
-            endpoint: endpoint.to_owned(),
+            endpoint,
             p256dh: p256dh.trim_end_matches('=').to_owned(),
             auth: auth.trim_end_matches('=').to_owned(),
             created_at,
@@ -142,10 +143,12 @@ fn check_endpoint(raw: &str) -> Result<(), String> {
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
         return Err("must be an http or https URL with a host".into());
     }
-    if String::from(url) != raw {
-        return Err("must be written as a URL library writes it (percent-encoded)".into());
-    }
     Ok(())
+}
+
+/// The endpoint as a URL library writes it: what is stored, and what names the subscription.
+fn canonical(endpoint: &str) -> String {
+    url::Url::parse(endpoint).map_or_else(|_| endpoint.to_owned(), String::from)
 }
 
 /// What a push shows, as the service worker receives it (JSON, encrypted to the browser).
