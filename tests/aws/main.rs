@@ -15,6 +15,7 @@ mod groups;
 mod inbox;
 mod lists;
 mod metrics;
+mod push;
 mod sam_template;
 mod schedule;
 mod suppressions;
