@@ -93,8 +93,8 @@ pub struct Config {
     #[arg(long = "api-key-rps", env = "NOTIFY_API_KEY_RPS", value_parser = positive_rate)]
     pub api_key_rps: Option<f64>,
 
-    /// Lets webhook endpoints be loopback, private or link-local addresses (development and
-    /// tests; otherwise refused, since a webhook URL could reach into this machine's network).
+    /// Lets webhook and push endpoints be loopback, private or link-local addresses (development
+    /// and tests; otherwise refused, since such a URL could reach into this machine's network).
     #[arg(long = "webhook-allow-private", env = "NOTIFY_WEBHOOK_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub webhook_allow_private: bool,
 
