@@ -75,7 +75,7 @@ async fn hostile_notification_bodies_get_problem_json_naming_the_field() {
         ),
         (
             "unknown channel",
-            with(&["channels"], json!(["email", "push"])),
+            with(&["channels"], json!(["email", "fax"])),
             422,
             vec!["channels[1]"],
         ),
@@ -311,9 +311,9 @@ async fn hostile_users_templates_and_ids() {
         (
             "/v1/users/u1",
             "unknown channel pref",
-            json!({"channels": {"push": true}}),
+            json!({"channels": {"fax": true}}),
             422,
-            vec!["channels.push"],
+            vec!["channels.fax"],
         ),
         (
             "/v1/users/u1",

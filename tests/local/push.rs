@@ -1,11 +1,13 @@
 //! Web Push on notifyd over real HTTP: browsers register their subscriptions with the user's
 //! token (or the backend with the API key), a push reaches each browser encrypted to it (a
 //! local push service decrypts it with PyPI's `http_ece` and checks the VAPID token with
-//! `cryptography`), a browser that unsubscribed (410) is removed, and bad input is named.
+//! `cryptography`), a browser that unsubscribed (410) is removed; apps get theirs through FCM
+//! (a stand-in for Google's endpoints checks the service account's JWT and each message), an
+//! uninstalled app's token is removed; bad input is named.
 
 use std::time::Duration;
 
-use notify_tests::{Notifyd, PushService};
+use notify_tests::{FcmStandin, Notifyd, PushService};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -230,4 +232,71 @@ async fn hostile_push_input_is_named_field_by_field() {
         )
         .await;
     assert_eq!(nobody.status, 404);
+}
+
+#[tokio::test]
+async fn apps_get_pushes_through_fcm_and_an_uninstalled_apps_token_is_removed() {
+    let fcm = FcmStandin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let account = dir.path().join("service-account.json");
+    fcm.service_account(&account).await;
+    fcm.unregister(&["app-uninstalled:APA91b"]).await;
+    let d = Notifyd::start(&[
+        ("NOTIFY_FCM_SERVICE_ACCOUNT", account.to_str().unwrap()),
+        ("NOTIFY_FCM_API_URL", &fcm.url()),
+    ])
+    .await;
+    assert_eq!(d.put("/v1/users/ada", json!({})).await.status, 200);
+    let ada = user_token(&d, "ada").await;
+    for token in ["app-phone:APA91b_x-Y", "app-uninstalled:APA91b"] {
+        let a = register(&d, "ada", &ada, &json!({"fcm_token": token})).await;
+        assert_eq!(a.status, 201, "{}", a.text);
+        assert_eq!(a.body["kind"], "fcm");
+        assert!(!a.text.contains(token), "the token is never shown");
+    }
+    let mut ids = Vec::new();
+    for title in ["First", "Second"] {
+        let a = d
+            .post(
+                "/v1/notifications",
+                json!({"to": {"user_id": "ada"}, "channels": ["push"],
+                       "content": {"push": {"title": title, "body": "b", "url": "https://example.com/x"}}}),
+            )
+            .await;
+        assert_eq!(a.status, 202, "{}", a.text);
+        let id = a.body["id"].as_str().unwrap().to_owned();
+        let n = d.wait_status(&id, &["completed"], WAIT).await;
+        assert_eq!(n.body["counts"]["sent"], 1, "{}", n.text);
+        ids.push(id);
+    }
+    let got = fcm.received();
+    assert!(
+        got.iter().all(|r| r["ok"] == true),
+        "every request checks out: {got:?}"
+    );
+    let token_requests = got.iter().filter(|r| r["path"] == "/token").count();
+    assert_eq!(token_requests, 1, "the access token is cached: {got:?}");
+    let sends: Vec<&Value> = got.iter().filter(|r| r["path"] != "/token").collect();
+    assert_eq!(
+        sends.len(),
+        3,
+        "two to the phone, one to the uninstalled app: {sends:?}"
+    );
+    let first = sends
+        .iter()
+        .find(|r| r["message"]["token"] == "app-phone:APA91b_x-Y")
+        .unwrap();
+    assert_eq!(
+        first["message"],
+        json!({"token": "app-phone:APA91b_x-Y",
+               "notification": {"title": "First", "body": "b"},
+               "data": {"notification_id": ids[0], "url": "https://example.com/x"}})
+    );
+    let left = d.get("/v1/users/ada/push-subscriptions").await;
+    assert_eq!(
+        left.body["items"].as_array().unwrap().len(),
+        1,
+        "{}",
+        left.text
+    );
 }

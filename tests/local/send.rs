@@ -23,7 +23,10 @@ async fn immediate_email_reaches_the_smtp_server_and_completes() {
         .await;
     assert_eq!(user.status, 200, "{}", user.text);
     assert_eq!(user.body["user_id"], "ada");
-    assert_eq!(user.body["channels"], json!({"email": true, "sms": true}));
+    assert_eq!(
+        user.body["channels"],
+        json!({"email": true, "sms": true, "in_app": true, "push": true})
+    );
 
     let a = d
         .post(
@@ -326,7 +329,10 @@ async fn users_and_templates_round_trip_and_delete() {
     assert_eq!(put.status, 200, "{}", put.text);
     let got = d.get("/v1/users/x").await;
     assert_eq!(got.body, put.body);
-    assert_eq!(got.body["channels"], json!({"email": true, "sms": false}));
+    assert_eq!(
+        got.body["channels"],
+        json!({"email": true, "sms": false, "in_app": true, "push": true})
+    );
     assert_eq!(d.delete("/v1/users/x").await.status, 204);
     assert_eq!(d.get("/v1/users/x").await.status, 404);
     assert_eq!(d.delete("/v1/users/x").await.status, 404);

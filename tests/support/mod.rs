@@ -336,6 +336,76 @@ impl PushService {
     }
 }
 
+/// A stand-in for Google's token endpoint and FCM's send endpoint
+/// (`tests/support/fcm_standin.py`), checking the service account's JWT and each message.
+pub struct FcmStandin {
+    child: Child,
+    pub port: u16,
+    out: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl FcmStandin {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("fcm.jsonl");
+        std::fs::write(&out, "").unwrap();
+        let port = free_port();
+        let mut cmd = Command::new(python());
+        cmd.arg(repo_root().join("tests/support/fcm_standin.py"))
+            .args(["--port", &port.to_string(), "--out"])
+            .arg(&out);
+        let child = spawn_listening(cmd, port, "the FCM stand-in").await;
+        Self {
+            child,
+            port,
+            out,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A new service account's JSON key file, written to `path`.
+    pub async fn service_account(&self, path: &std::path::Path) {
+        let json = reqwest::get(format!("{}/service-account", self.url()))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        std::fs::write(path, json).unwrap();
+    }
+
+    pub async fn unregister(&self, tokens: &[&str]) {
+        let r = reqwest::Client::new()
+            .post(format!("{}/_config", self.url()))
+            .body(json!({"unregistered": tokens}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
+
+    /// Every request: `{"path", "ok", "status", "message" | "error"}`.
+    pub fn received(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+impl Drop for FcmStandin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for PushService {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -71,6 +71,10 @@ pub struct AwsConfig {
     pub vapid_private_key: Option<String>,
     /// Who push services may contact (`mailto:` or `https:`).
     pub vapid_subject: String,
+    /// The secret holding a Google service account's JSON key file (FCM); unset: no FCM.
+    pub fcm_service_account_secret_arn: Option<String>,
+    /// Where the FCM HTTP v1 API is.
+    pub fcm_api_url: String,
 }
 
 /// The variables, read through `lookup`; an empty value counts as unset.
@@ -154,6 +158,10 @@ impl AwsConfig {
             unsubscribe_key_secret_arn: v.optional("NOTIFY_UNSUBSCRIBE_KEY_SECRET_ARN"),
             cors_origins: v.optional("NOTIFY_CORS_ORIGINS").unwrap_or_default(),
             vapid_private_key: v.optional("NOTIFY_VAPID_PRIVATE_KEY"),
+            fcm_service_account_secret_arn: v.optional("NOTIFY_FCM_SERVICE_ACCOUNT_SECRET_ARN"),
+            fcm_api_url: v
+                .optional("NOTIFY_FCM_API_URL")
+                .unwrap_or_else(|| "https://fcm.googleapis.com".to_owned()),
             vapid_subject: v
                 .optional("NOTIFY_VAPID_SUBJECT")
                 .unwrap_or_else(|| format!("mailto:{}", email_from_for_subject)),

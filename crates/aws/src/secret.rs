@@ -1,5 +1,6 @@
 //! Values the stack keeps in Secrets Manager (the first API key, the key that signs
-//! unsubscribe links), read when first needed, so that no function's init makes an AWS call.
+//! unsubscribe links, the FCM service account), read when first needed, so that no function's
+//! init makes an AWS call.
 
 use async_trait::async_trait;
 
@@ -15,7 +16,7 @@ impl SecretValue {
         Self { client, arn }
     }
 
-    async fn read(&self) -> Result<String, BoxError> {
+    pub async fn read(&self) -> Result<String, BoxError> {
         let out = self
             .client
             .get_secret_value()

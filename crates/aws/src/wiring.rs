@@ -21,6 +21,7 @@ use notify_core::api::ApiOptions;
 use notify_core::backoff::Backoff;
 use notify_core::domain::EmailAddress;
 use notify_core::domain::push::{PushMessage, PushSubscription};
+use notify_core::fcm::{FcmSender, PushProviders, ServiceAccount};
 use notify_core::ports::{
     Clock, EmailSender, FirstKey, SigningKey, StaticKey, StaticSigningKey, SystemClock,
     WebhookPoster,
@@ -299,6 +300,37 @@ impl PushSender for LazyPush {
     }
 }
 
+/// `FcmSender`, made at the first push to an app: the service account is read from Secrets
+/// Manager then (no AWS call at init).
+struct LazyFcm {
+    account: SecretValue,
+    api_url: String,
+    sender: tokio::sync::OnceCell<FcmSender>,
+}
+
+#[async_trait::async_trait]
+impl PushSender for LazyFcm {
+    async fn send(
+        &self,
+        subscription: &PushSubscription,
+        message: &PushMessage,
+    ) -> Result<String, PushError> {
+        let sender = self
+            .sender
+            .get_or_try_init(|| async {
+                let json = self
+                    .account
+                    .read()
+                    .await
+                    .map_err(|e| format!("the FCM service account secret: {e}"))?;
+                FcmSender::new(ServiceAccount::parse(&json)?, &self.api_url)
+            })
+            .await
+            .map_err(|e| PushError::Failed(SendError::transient(e)))?;
+        sender.send(subscription, message).await
+    }
+}
+
 /// The deployment's signing key (unsubscribe links, user tokens): `NOTIFY_UNSUBSCRIBE_KEY`
 /// (for local runs) or else the secret the template generates, read at its first use (no AWS
 /// call at init).
@@ -402,19 +434,32 @@ pub fn dispatch_with(
             ..DispatchSettings::new(from)
         },
     );
-    let mut dispatch = dispatch
+    let dispatch = dispatch
         .with_unsubscribe(unsubscribe_links(config, sdk))
         .with_webhooks(webhooks(config, store, queues.clone()));
-    if let Some(key) = &config.vapid_private_key {
-        // Checked now: a bad key fails the deployment's first invocation, not every push.
-        VapidKey::from_pkcs8(key).map_err(|e| anyhow::anyhow!("NOTIFY_VAPID_PRIVATE_KEY: {e}"))?;
-        dispatch = dispatch.with_push(Arc::new(LazyPush {
-            key: key.clone(),
-            subject: config.vapid_subject.clone(),
-            allow_internal: config.webhook_allow_private,
-            sender: Default::default(),
-        }));
-    }
+    let web_push: Option<Arc<dyn PushSender>> = match &config.vapid_private_key {
+        None => None,
+        Some(key) => {
+            // Checked now: a bad key fails the deployment's first invocation, not every push.
+            VapidKey::from_pkcs8(key)
+                .map_err(|e| anyhow::anyhow!("NOTIFY_VAPID_PRIVATE_KEY: {e}"))?;
+            Some(Arc::new(LazyPush {
+                key: key.clone(),
+                subject: config.vapid_subject.clone(),
+                allow_internal: config.webhook_allow_private,
+                sender: Default::default(),
+            }))
+        }
+    };
+    let fcm: Option<Arc<dyn PushSender>> =
+        config.fcm_service_account_secret_arn.as_ref().map(|arn| {
+            Arc::new(LazyFcm {
+                account: SecretValue::new(aws_sdk_secretsmanager::Client::new(sdk), arn.clone()),
+                api_url: config.fcm_api_url.clone(),
+                sender: Default::default(),
+            }) as Arc<dyn PushSender>
+        });
+    let dispatch = dispatch.with_push(Arc::new(PushProviders { web_push, fcm }));
     Ok(DispatchConsumer {
         dispatch,
         queues,

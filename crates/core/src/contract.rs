@@ -84,7 +84,7 @@ async fn push_subscriptions(store: &dyn Store) {
     let a1_new = sub(&ada, "https://push.example/a1", "AAAAAAAAAAAAAAAAAAAAAA");
     store.put_push_subscription(&a1_new).await.unwrap();
     let mut listed = store.list_push_subscriptions(&ada).await.unwrap();
-    listed.sort_by(|x, y| x.endpoint.cmp(&y.endpoint));
+    listed.sort_by(|x, y| x.endpoint().cmp(&y.endpoint()));
     assert_eq!(listed, [a1_new, a2.clone()]);
     assert!(
         !store.delete_push_subscription(&bob, &a2.id).await.unwrap(),
@@ -94,6 +94,10 @@ async fn push_subscriptions(store: &dyn Store) {
     assert!(!store.delete_push_subscription(&ada, &a2.id).await.unwrap());
     assert_eq!(store.list_push_subscriptions(&ada).await.unwrap().len(), 1);
     assert_eq!(store.list_push_subscriptions(&bob).await.unwrap().len(), 1);
+    let phone = PushSubscription::fcm(bob.clone(), "fcm:token_1", t0()).unwrap();
+    store.put_push_subscription(&phone).await.unwrap();
+    let bobs = store.list_push_subscriptions(&bob).await.unwrap();
+    assert!(bobs.contains(&phone), "an app's token is kept as it came");
 }
 
 async fn inbox(store: &dyn Store) {

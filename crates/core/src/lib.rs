@@ -6,6 +6,7 @@ pub mod backoff;
 #[cfg(any(test, feature = "test-util"))]
 pub mod contract;
 pub mod domain;
+pub mod fcm;
 pub mod jobs;
 #[cfg(any(test, feature = "test-util"))]
 pub mod memory;

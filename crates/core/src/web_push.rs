@@ -14,7 +14,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jiff::Timestamp;
 
-use crate::domain::push::{PushMessage, PushSubscription};
+use crate::domain::push::{PushMessage, PushSubscription, PushTarget, web_push_keys};
 use crate::domain::webhook::{ip_literal, is_internal};
 use crate::ports::{PushError, PushSender, SendError, error_chain};
 
@@ -185,7 +185,14 @@ impl PushSender for WebPushSender {
         message: &PushMessage,
     ) -> Result<String, PushError> {
         let failed = |e: SendError| PushError::Failed(e);
-        let endpoint = &subscription.endpoint;
+        let PushTarget::WebPush {
+            endpoint,
+            p256dh,
+            auth,
+        } = &subscription.target
+        else {
+            return Err(failed(SendError::permanent("not a Web Push subscription")));
+        };
         if !self.allow_internal
             && url::Url::parse(endpoint)
                 .ok()
@@ -194,7 +201,7 @@ impl PushSender for WebPushSender {
         {
             return Err(PushError::Gone);
         }
-        let (ua_public, auth) = subscription.keys();
+        let (ua_public, auth) = web_push_keys(p256dh, auth);
         let payload = serde_json::to_vec(message).expect("a message serializes");
         let body =
             encrypt(&ua_public, &auth, &payload).map_err(|e| failed(SendError::permanent(e)))?;

@@ -56,6 +56,17 @@ pub struct Config {
     /// mailto: and the From address).
     #[arg(long = "vapid-subject", env = "NOTIFY_VAPID_SUBJECT")]
     pub vapid_subject: Option<String>,
+    /// A Google service account's JSON key file, for push to apps through Firebase Cloud
+    /// Messaging; unset: no FCM (apps' tokens fail their deliveries, saying so).
+    #[arg(long = "fcm-service-account", env = "NOTIFY_FCM_SERVICE_ACCOUNT")]
+    pub fcm_service_account: Option<std::path::PathBuf>,
+    /// Where the FCM HTTP v1 API is.
+    #[arg(
+        long = "fcm-api-url",
+        env = "NOTIFY_FCM_API_URL",
+        default_value = "https://fcm.googleapis.com"
+    )]
+    pub fcm_api_url: String,
     /// e.g. smtp://127.0.0.1:2525 or smtps://user:pass@host:465; unset writes .eml files to the outbox.
     #[arg(long = "smtp-url", env = "NOTIFY_SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<String>,

@@ -16,7 +16,9 @@ use tokio_util::sync::CancellationToken;
 use notify_core::api::ApiOptions;
 use notify_core::backoff::Backoff;
 use notify_core::domain::EmailAddress;
+use notify_core::fcm::{FcmSender, PushProviders, ServiceAccount};
 use notify_core::jobs::Chore;
+use notify_core::ports::PushSender;
 use notify_core::ports::error_chain;
 use notify_core::ports::{
     Clock, EmailSender, Queues, SmsSender, StaticKey, StaticSigningKey, SystemClock,
@@ -153,10 +155,26 @@ pub async fn build(config: &Config) -> anyhow::Result<Notifyd> {
         .vapid_subject
         .clone()
         .unwrap_or_else(|| format!("mailto:{}", config.email_from));
-    let push = Arc::new(
-        WebPushSender::new(vapid, &vapid_subject, config.webhook_allow_private)
-            .context("the Web Push HTTP client")?,
-    );
+    let fcm: Option<Arc<dyn PushSender>> = match &config.fcm_service_account {
+        None => None,
+        Some(path) => {
+            let json = std::fs::read_to_string(path)
+                .with_context(|| format!("NOTIFY_FCM_SERVICE_ACCOUNT {}", path.display()))?;
+            let account = ServiceAccount::parse(&json)
+                .map_err(|e| anyhow::anyhow!("NOTIFY_FCM_SERVICE_ACCOUNT: {e}"))?;
+            Some(Arc::new(
+                FcmSender::new(account, &config.fcm_api_url)
+                    .map_err(|e| anyhow::anyhow!("the FCM client: {e}"))?,
+            ))
+        }
+    };
+    let push = Arc::new(PushProviders {
+        web_push: Some(Arc::new(
+            WebPushSender::new(vapid, &vapid_subject, config.webhook_allow_private)
+                .context("the Web Push HTTP client")?,
+        )),
+        fcm,
+    });
     let cors_origins = notify_core::api::parse_cors_origins(&config.cors_origins)
         .map_err(|e| anyhow::anyhow!("NOTIFY_CORS_ORIGINS: {e}"))?;
     let app = App {

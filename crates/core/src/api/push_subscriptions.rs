@@ -13,13 +13,15 @@ use super::ApiState;
 use super::input::{self, Errors, JsonBody};
 use super::path::PathId;
 use crate::domain::UserId;
-use crate::domain::push::{MAX_PER_USER, PushSubscription, PushSubscriptionId};
+use crate::domain::push::{MAX_PER_USER, PushSubscription, PushSubscriptionId, PushTarget};
 
-/// A subscription as the API shows it: never its keys.
+/// A subscription as the API shows it: never its keys or token.
 #[derive(Serialize)]
 struct SubscriptionView<'a> {
     id: &'a PushSubscriptionId,
-    endpoint: &'a str,
+    kind: &'static str,
+    /// A browser's push service URL (`null` for an app's FCM token).
+    endpoint: Option<&'a str>,
     created_at: jiff::Timestamp,
 }
 
@@ -27,7 +29,11 @@ impl<'a> From<&'a PushSubscription> for SubscriptionView<'a> {
     fn from(s: &'a PushSubscription) -> Self {
         Self {
             id: &s.id,
-            endpoint: &s.endpoint,
+            kind: match s.target {
+                PushTarget::WebPush { .. } => "web_push",
+                PushTarget::Fcm { .. } => "fcm",
+            },
+            endpoint: s.endpoint(),
             created_at: s.created_at,
         }
     }
@@ -40,7 +46,21 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let mut errors = Errors::default();
     let mut parsed = None;
-    if let Some(map) = input::object(
+    let now = state.app.clock.now();
+    if body
+        .as_object()
+        .is_some_and(|m| m.contains_key("fcm_token"))
+    {
+        // An app on a phone: its FCM registration token.
+        if let Some(map) = input::object(&body, "", &["fcm_token"], &mut errors)
+            && let Some(token) = input::string(map, "", "fcm_token", &mut errors)
+        {
+            match PushSubscription::fcm(user.clone(), token, now) {
+                Ok(s) => parsed = Some(s),
+                Err(why) => errors.add("fcm_token", why),
+            }
+        }
+    } else if let Some(map) = input::object(
         &body,
         "",
         &["endpoint", "keys", "expirationTime"],
@@ -71,7 +91,7 @@ pub async fn create(
                 }
             }
         }
-        match PushSubscription::parse(user.clone(), endpoint, p256dh, auth, state.app.clock.now()) {
+        match PushSubscription::parse(user.clone(), endpoint, p256dh, auth, now) {
             Ok(s) => parsed = Some(s),
             Err(bad) => {
                 for (field, why) in bad {

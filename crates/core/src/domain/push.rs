@@ -1,7 +1,8 @@
-//! Push subscriptions: where the `push` channel reaches a user's browsers. A subscription is a
-//! standard Web Push one (RFC 8030 endpoint, RFC 8291 keys), as `PushManager.subscribe()` gives
-//! it; its id is derived from its endpoint, so registering the same browser again replaces it
-//! instead of adding a second.
+//! Push subscriptions: where the `push` channel reaches a user's browsers and phones. A
+//! subscription is either a standard Web Push one (RFC 8030 endpoint, RFC 8291 keys), as
+//! `PushManager.subscribe()` gives it, or a Firebase Cloud Messaging registration token (an app
+//! on a phone). Its id is derived from its endpoint or token, so registering the same browser or
+//! app again replaces it instead of adding a second.
 
 use std::fmt;
 
@@ -23,8 +24,12 @@ pub struct PushSubscriptionId(String);
 impl PushSubscriptionId {
     const PREFIX: &'static str = "psh_";
 
-    fn of_endpoint(endpoint: &str) -> Self {
-        let digest = Sha256::digest(endpoint.as_bytes());
+    fn of_target(target: &PushTarget) -> Self {
+        let named = match target {
+            PushTarget::WebPush { endpoint, .. } => endpoint.clone(),
+            PushTarget::Fcm { token } => format!("fcm:{token}"),
+        };
+        let digest = Sha256::digest(named.as_bytes());
         Self(format!("{}{}", Self::PREFIX, &hex::encode(digest)[..32]))
     }
 
@@ -65,21 +70,65 @@ impl fmt::Display for PushSubscriptionId {
     }
 }
 
-/// A browser's Web Push subscription.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PushSubscription {
     pub id: PushSubscriptionId,
     pub user_id: UserId,
-    /// The push service's URL for this browser (RFC 8030).
-    pub endpoint: String,
-    /// The browser's P-256 public key, uncompressed (65 bytes), base64url.
-    pub p256dh: String,
-    /// The browser's 16-byte authentication secret, base64url.
-    pub auth: String,
+    pub target: PushTarget,
     pub created_at: Timestamp,
 }
 
+/// Where a push goes, and so which provider takes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PushTarget {
+    WebPush {
+        /// The push service's URL for this browser (RFC 8030).
+        endpoint: String,
+        /// The browser's P-256 public key, uncompressed (65 bytes), base64url.
+        p256dh: String,
+        /// The browser's 16-byte authentication secret, base64url.
+        auth: String,
+    },
+    /// An app's FCM registration token.
+    Fcm { token: String },
+}
+
+/// The longest FCM registration token taken (they are about 160 characters today).
+pub const MAX_FCM_TOKEN: usize = 4096;
+
 impl PushSubscription {
+    /// An FCM registration token, as the app's Firebase SDK gives it.
+    pub fn fcm(user_id: UserId, token: &str, created_at: Timestamp) -> Result<Self, String> {
+        let fits = !token.is_empty()
+            && token.len() <= MAX_FCM_TOKEN
+            && token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b':' | b'.'));
+        if !fits {
+            return Err(format!(
+                "must be an FCM registration token: 1 to {MAX_FCM_TOKEN} of A-Z a-z 0-9 - _ : ."
+            ));
+        }
+        let target = PushTarget::Fcm {
+            token: token.to_owned(),
+        };
+        Ok(Self {
+            id: PushSubscriptionId::of_target(&target),
+            user_id,
+            target,
+            created_at,
+        })
+    }
+
+    /// The Web Push endpoint, for a browser's subscription.
+    pub fn endpoint(&self) -> Option<&str> {
+        match &self.target {
+            PushTarget::WebPush { endpoint, .. } => Some(endpoint),
+            PushTarget::Fcm { .. } => None,
+        }
+    }
+
     /// A subscription as `PushSubscription.toJSON()` gives it: every bad part named (a part
     /// that is `None` was missing or not a string, and is named by the caller).
     pub fn parse(
@@ -108,23 +157,26 @@ impl PushSubscription {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let endpoint = canonical(endpoint);
-        Ok(Self {
-            id: PushSubscriptionId::of_endpoint(&endpoint),
-            user_id,
-            endpoint,
+        let target = PushTarget::WebPush {
+            endpoint: canonical(endpoint),
             p256dh: p256dh.trim_end_matches('=').to_owned(),
             auth: auth.trim_end_matches('=').to_owned(),
+        };
+        Ok(Self {
+            id: PushSubscriptionId::of_target(&target),
+            user_id,
+            target,
             created_at,
         })
     }
+}
 
-    pub fn keys(&self) -> (Vec<u8>, Vec<u8>) {
-        (
-            decode(&self.p256dh).unwrap_or_default(),
-            decode(&self.auth).unwrap_or_default(),
-        )
-    }
+/// A browser's public key and authentication secret, decoded.
+pub fn web_push_keys(p256dh: &str, auth: &str) -> (Vec<u8>, Vec<u8>) {
+    (
+        decode(p256dh).unwrap_or_default(),
+        decode(auth).unwrap_or_default(),
+    )
 }
 
 /// Browsers give base64url, some with padding.
@@ -179,7 +231,13 @@ mod tests {
         let again = parse("https://push.example/abc").unwrap();
         assert_eq!(s.id, again.id);
         assert_eq!(PushSubscriptionId::parse(s.id.as_str()), Ok(s.id.clone()));
-        assert_eq!(s.keys().0.len(), 65);
+        let PushTarget::WebPush { p256dh, auth, .. } = &s.target else {
+            panic!("a browser's subscription")
+        };
+        assert_eq!(web_push_keys(p256dh, auth).0.len(), 65);
+        let phone = PushSubscription::fcm(ada.clone(), "fcm-token:APA91b_x", at).unwrap();
+        assert_ne!(phone.id, s.id);
+        assert!(PushSubscription::fcm(ada.clone(), "no spaces", at).is_err());
         let bad = PushSubscription::parse(ada, Some("ftp://x"), Some("AAAA"), Some("short"), at)
             .unwrap_err();
         let fields: Vec<_> = bad.iter().map(|(f, _)| *f).collect();
