@@ -135,6 +135,32 @@ async fn each_user_reads_and_marks_only_their_own_inbox() {
     assert_eq!(left.body["items"].as_array().unwrap().len(), 1);
     let shelf = as_user(&d, reqwest::Method::GET, "/v1/inbox?archived=true", &ada).await;
     assert_eq!(shelf.body["items"][0]["id"], first.as_str());
+
+    // Preferences and channel opt-outs hold for the inbox as for email and SMS.
+    let p = d
+        .put(
+            "/v1/users/bob/preferences",
+            json!({"categories": {"orders": {"in_app": false}}}),
+        )
+        .await;
+    assert_eq!(p.status, 200, "{}", p.text);
+    let skipped = send_in_app(&d, json!({"group_id": "team"}), "Not for Bob").await;
+    let rows = d
+        .get(&format!("/v1/notifications/{skipped}/deliveries"))
+        .await;
+    let bob_row = rows.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["user_id"] == "bob")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (&bob_row["status"], &bob_row["error"]),
+        (&json!("skipped"), &json!("unsubscribed: orders")),
+        "{bob_row}"
+    );
+    assert_eq!(count(bob.clone()).await, json!({"unread": 1, "unseen": 1}));
 }
 
 #[tokio::test]
