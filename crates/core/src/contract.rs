@@ -49,6 +49,94 @@ pub async fn run_all(store: &dyn Store) {
     suppressions(store).await;
     inbox(store).await;
     push_subscriptions(store).await;
+    a_deleted_user_takes_what_is_theirs(store).await;
+}
+
+async fn a_deleted_user_takes_what_is_theirs(store: &dyn Store) {
+    use crate::domain::inbox::{InboxCounts, InboxFilter, NewInboxItem};
+    use crate::domain::push::PushSubscription;
+    let cy = UserId::parse("gone-cy").unwrap();
+    let dee = UserId::parse("stays-dee").unwrap();
+    let news = CategoryId::parse("news").unwrap();
+    for user in [&cy, &dee] {
+        store
+            .put_user(&User {
+                id: user.clone(),
+                email: None,
+                phone: None,
+                timezone: None,
+                locale: None,
+                channels: ChannelPrefs::default(),
+            })
+            .await
+            .unwrap();
+        store
+            .set_preference(user, &news, Channel::Email, false)
+            .await
+            .unwrap();
+        for i in 0..3 {
+            store
+                .add_inbox_item(&NewInboxItem {
+                    user_id: user.clone(),
+                    notification_id: NotificationId::generate(t0() + SignedDuration::from_secs(i)),
+                    category: None,
+                    title: None,
+                    body: "b".into(),
+                    url: None,
+                    data: Default::default(),
+                    created_at: t0(),
+                })
+                .await
+                .unwrap();
+        }
+        store
+            .put_push_subscription(
+                &PushSubscription::fcm(user.clone(), &format!("token-{user}"), t0()).unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    assert!(store.delete_user(&cy).await.unwrap());
+    let all = InboxFilter {
+        unread_only: false,
+        archived: false,
+    };
+    assert!(
+        store
+            .get_preferences(&cy)
+            .await
+            .unwrap()
+            .categories
+            .is_empty()
+    );
+    assert!(
+        store
+            .list_inbox(&cy, &all, None, 10)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert_eq!(
+        store.inbox_counts(&cy).await.unwrap(),
+        InboxCounts::default()
+    );
+    assert!(store.list_push_subscriptions(&cy).await.unwrap().is_empty());
+    // Another user's keep.
+    assert_eq!(
+        store.get_preferences(&dee).await.unwrap().categories.len(),
+        1
+    );
+    assert_eq!(
+        store
+            .list_inbox(&dee, &all, None, 10)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        3
+    );
+    assert_eq!(store.list_push_subscriptions(&dee).await.unwrap().len(), 1);
 }
 
 async fn push_subscriptions(store: &dyn Store) {

@@ -212,6 +212,49 @@ impl DynamoStore {
         self.batch_write(requests).await
     }
 
+    /// Deletes every item of partition `pk` whose sort key starts with `prefix` (all of them
+    /// if it is empty: DynamoDB takes no empty key value), a page at a time (a Query stops at
+    /// 1 MB: it follows the key).
+    async fn delete_prefixed(&self, pk: String, prefix: &str) -> Result<(), StoreError> {
+        let mut start = None;
+        loop {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .expression_attribute_values(":pk", string(pk.clone()));
+            query = if prefix.is_empty() {
+                query.key_condition_expression("PK = :pk")
+            } else {
+                query
+                    .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
+                    .expression_attribute_values(":prefix", string(prefix))
+            };
+            let out = query
+                .projection_expression("PK, SK")
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(err)?;
+            let deletes = out
+                .items()
+                .iter()
+                .map(|item| {
+                    aws_sdk_dynamodb::types::DeleteRequest::builder()
+                        .set_key(Some(item.clone()))
+                        .build()
+                        .map(|d| WriteRequest::builder().delete_request(d).build())
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(build_err)?;
+            self.batch_write(deletes).await?;
+            match out.last_evaluated_key {
+                Some(next) => start = Some(next),
+                None => return Ok(()),
+            }
+        }
+    }
+
     /// BatchWriteItem, 25 requests a call, sending unprocessed ones again with backoff.
     async fn batch_write(&self, requests: Vec<WriteRequest>) -> Result<(), StoreError> {
         for chunk in requests.chunks(25) {

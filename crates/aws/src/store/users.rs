@@ -81,6 +81,9 @@ impl UserStore for DynamoStore {
                 None => break,
             }
         }
+        // What belongs to the user alone: preferences, inbox, push subscriptions.
+        self.delete_prefixed(format!("U#{id}"), "P#").await?;
+        self.delete_prefixed(format!("B#{id}"), "").await?;
         self.delete(format!("U#{id}"), "U").await
     }
 }

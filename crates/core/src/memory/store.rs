@@ -109,6 +109,9 @@ impl UserStore for MemoryStore {
         for (_, members) in inner.groups.values_mut() {
             members.remove(id);
         }
+        inner.preferences.remove(id);
+        inner.inbox.remove(id);
+        inner.push_subscriptions.remove(id);
         Ok(inner.users.remove(id).is_some())
     }
 }

@@ -84,6 +84,14 @@ impl UserStore for SqliteStore {
                 .map_err(db_err)?;
                 tx.execute("DELETE FROM memberships WHERE user_id = ?1", params![id])
                     .map_err(db_err)?;
+                // What belongs to the user alone goes with them.
+                for table in ["preferences", "inbox", "push_subscriptions"] {
+                    tx.execute(
+                        &format!("DELETE FROM {table} WHERE user_id = ?1"),
+                        params![id],
+                    )
+                    .map_err(db_err)?;
+                }
                 let deleted = tx
                     .execute("DELETE FROM users WHERE id = ?1", params![id])
                     .map_err(db_err)?
