@@ -19,7 +19,7 @@ use jiff::Timestamp;
 
 use notify_core::domain::inbox::{InboxCounts, InboxFilter, InboxItem, InboxMark, NewInboxItem};
 use notify_core::domain::{NotificationId, UserId};
-use notify_core::ports::{InboxStore, Page, StoreError};
+use notify_core::ports::{InboxStore, Page, StoreError, inbox_cursor, inbox_page};
 
 use super::item::{Item, ItemExt, number, string, to_json};
 use super::keys::key;
@@ -328,27 +328,19 @@ impl InboxStore for DynamoStore {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<InboxItem>, StoreError> {
-        let before = match cursor {
-            None => u64::MAX,
-            Some(c) => c.parse::<u64>().map_err(|_| StoreError::BadCursor)?,
-        };
+        let before = inbox_cursor(cursor)?.unwrap_or(u64::MAX);
         if before <= 1 {
             return Ok(Page {
                 items: vec![],
                 next_cursor: None,
             });
         }
-        let mut items = self
+        let items = self
             .query_items(user, (1, before - 1), false, limit + 1, |i| {
                 filter.admits(i)
             })
             .await?;
-        let more = items.len() > limit;
-        items.truncate(limit);
-        let next_cursor = more
-            .then(|| items.last().map(|i| i.seq.to_string()))
-            .flatten();
-        Ok(Page { items, next_cursor })
+        Ok(inbox_page(items, limit))
     }
 
     async fn inbox_since(

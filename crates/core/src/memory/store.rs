@@ -22,7 +22,7 @@ use crate::domain::{
 use crate::ports::{
     ApiKeyStore, CategoryStore, DeliveryStore, GroupStore, IdempotencyRecord, InboxStore,
     InsertOutcome, NotificationStore, Page, PreferenceStore, PushSubscriptionStore, StoreError,
-    SuppressionStore, TemplateStore, UserStore, WebhookStore,
+    SuppressionStore, TemplateStore, UserStore, WebhookStore, inbox_cursor, inbox_page,
 };
 
 #[derive(Default)]
@@ -658,13 +658,6 @@ impl WebhookStore for MemoryStore {
     }
 }
 
-/// The inbox's cursor: the `seq` of the last item of the page before.
-fn seq_cursor(cursor: Option<&str>) -> Result<Option<u64>, StoreError> {
-    cursor
-        .map(|c| c.parse().map_err(|_| StoreError::BadCursor))
-        .transpose()
-}
-
 #[async_trait]
 impl InboxStore for MemoryStore {
     async fn add_inbox_item(&self, item: &NewInboxItem) -> Result<InboxItem, StoreError> {
@@ -689,9 +682,9 @@ impl InboxStore for MemoryStore {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<InboxItem>, StoreError> {
-        let before = seq_cursor(cursor)?.unwrap_or(u64::MAX);
+        let before = inbox_cursor(cursor)?.unwrap_or(u64::MAX);
         let inner = self.0.lock().unwrap();
-        let mut items: Vec<InboxItem> = inner
+        let items: Vec<InboxItem> = inner
             .inbox
             .get(user)
             .into_iter()
@@ -701,12 +694,7 @@ impl InboxStore for MemoryStore {
             .take(limit + 1)
             .cloned()
             .collect();
-        let more = items.len() > limit;
-        items.truncate(limit);
-        let next_cursor = more
-            .then(|| items.last().map(|i| i.seq.to_string()))
-            .flatten();
-        Ok(Page { items, next_cursor })
+        Ok(inbox_page(items, limit))
     }
 
     async fn inbox_since(

@@ -25,7 +25,7 @@ pub use sms_sender::{OutgoingSms, SmsSender};
 pub use store::{
     ApiKeyStore, CategoryStore, DeliveryStore, GroupStore, IdempotencyRecord, InboxStore,
     InsertOutcome, NotificationStore, Page, PreferenceStore, PushSubscriptionStore, Store,
-    StoreError, SuppressionStore, TemplateStore, UserStore, WebhookStore,
+    StoreError, SuppressionStore, TemplateStore, UserStore, WebhookStore, inbox_cursor, inbox_page,
 };
 pub use webhook_poster::WebhookPoster;
 

@@ -7,7 +7,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use notify_core::domain::inbox::{InboxCounts, InboxFilter, InboxItem, InboxMark, NewInboxItem};
 use notify_core::domain::{NotificationId, UserId};
-use notify_core::ports::{InboxStore, Page, StoreError};
+use notify_core::ports::{InboxStore, Page, StoreError, inbox_cursor, inbox_page};
 
 use crate::db::{db_err, from_millis, json_err, millis};
 
@@ -95,9 +95,10 @@ impl InboxStore for SqliteStore {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<InboxItem>, StoreError> {
-        let before: i64 = match cursor {
+        // SQLite's integers are signed: a seq past them is no cursor this list returned.
+        let before: i64 = match inbox_cursor(cursor)? {
             None => i64::MAX,
-            Some(c) => c.parse().map_err(|_| StoreError::BadCursor)?,
+            Some(seq) => i64::try_from(seq).map_err(|_| StoreError::BadCursor)?,
         };
         let user = user.as_str().to_owned();
         let archived = if filter.archived {
@@ -127,16 +128,11 @@ impl InboxStore for SqliteStore {
                 Ok(rows)
             })
             .await?;
-        let mut items = rows
+        let items = rows
             .into_iter()
             .map(to_item)
             .collect::<Result<Vec<_>, _>>()?;
-        let more = items.len() > limit;
-        items.truncate(limit);
-        let next_cursor = more
-            .then(|| items.last().map(|i| i.seq.to_string()))
-            .flatten();
-        Ok(Page { items, next_cursor })
+        Ok(inbox_page(items, limit))
     }
 
     async fn inbox_since(

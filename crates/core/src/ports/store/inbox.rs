@@ -47,3 +47,21 @@ pub trait InboxStore: Send + Sync {
         at: Timestamp,
     ) -> Result<u64, StoreError>;
 }
+
+/// The inbox's cursor: the `seq` of the last item of the page before (the same for every
+/// adapter, as the pages are).
+pub fn inbox_cursor(cursor: Option<&str>) -> Result<Option<u64>, StoreError> {
+    cursor
+        .map(|c| c.parse().map_err(|_| StoreError::BadCursor))
+        .transpose()
+}
+
+/// A page of `items`, read one past `limit` to know whether another page follows.
+pub fn inbox_page(mut items: Vec<InboxItem>, limit: usize) -> Page<InboxItem> {
+    let more = items.len() > limit;
+    items.truncate(limit);
+    let next_cursor = more
+        .then(|| items.last().map(|i| i.seq.to_string()))
+        .flatten();
+    Page { items, next_cursor }
+}

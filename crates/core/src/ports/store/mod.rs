@@ -18,7 +18,7 @@ pub use api_keys::ApiKeyStore;
 pub use categories::CategoryStore;
 pub use deliveries::DeliveryStore;
 pub use groups::GroupStore;
-pub use inbox::InboxStore;
+pub use inbox::{InboxStore, inbox_cursor, inbox_page};
 pub use notifications::{IdempotencyRecord, InsertOutcome, NotificationStore};
 pub use preferences::PreferenceStore;
 pub use push_subscriptions::PushSubscriptionStore;
