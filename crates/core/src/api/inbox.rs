@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{FromRequestParts, Query, State};
-use axum::http::request::Parts;
 use axum::http::HeaderMap;
+use axum::http::request::Parts;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_core::Stream;

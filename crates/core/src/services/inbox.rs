@@ -60,6 +60,11 @@ impl LiveInbox {
         }
     }
 
+    /// Whether any stream is open to hear a change (else its counts need not be read).
+    fn heard(&self) -> bool {
+        self.changes.receiver_count() > 0
+    }
+
     fn publish(&self, change: InboxChange) {
         // No stream open: nobody to tell.
         let _ = self.changes.send(change);
@@ -109,6 +114,9 @@ impl Inbox {
     }
 
     async fn publish_counts(&self, live: &LiveInbox, user: &UserId) {
+        if !live.heard() {
+            return;
+        }
         match self.store.inbox_counts(user).await {
             Ok(counts) => live.publish(InboxChange::Counts {
                 user: user.clone(),
