@@ -24,7 +24,7 @@ fn address(i: usize) -> String {
 
 /// Hands the handlers what is on the queues until the notification is final, as the event
 /// source mappings would: a reported message stays invisible for the backoff it was given.
-async fn run_until_final(
+pub(crate) async fn run_until_final(
     w: &AwsWorld,
     api: &mut ApiHandler,
     dispatch: &DispatchConsumer,

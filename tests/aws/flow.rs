@@ -407,6 +407,7 @@ async fn every_file_in_events_goes_through_its_handler() {
                 // These name a notification id that does not exist here.
                 "api-get-notification.json"
                 | "api-get-deliveries.json"
+                | "api-get-delivery-message.json"
                 | "api-cancel-notification.json"
                 | "api-reschedule-notification.json"
                 | "api-retry-notification.json" => a.status == 404,

@@ -8,6 +8,7 @@ mod binaries;
 mod calls;
 mod chaos;
 mod chores;
+mod console;
 mod faults;
 mod feedback;
 mod flow;

@@ -837,7 +837,17 @@ impl SimQueues {
 
     /// The API side over these queues and `store`, sending now (no schedules).
     pub fn app(self: &std::sync::Arc<Self>, store: std::sync::Arc<SimStore>) -> App {
+        let unsubscribe = std::sync::Arc::new(UnsubscribeLinks::new(
+            std::sync::Arc::new(StaticSigningKey(b"sim".to_vec())),
+            "https://notify.example",
+        ));
         App {
+            preview: std::sync::Arc::new(notify_core::services::preview::Preview::new(
+                store.clone(),
+                std::sync::Arc::new(SystemClock),
+                unsubscribe.clone(),
+                notify_core::domain::EmailAddress::parse("sim@notify.example").unwrap(),
+            )),
             webhooks: std::sync::Arc::new(Webhooks::new(
                 store.clone(),
                 self.clone(),
@@ -856,10 +866,7 @@ impl SimQueues {
             scheduler: std::sync::Arc::new(MemoryScheduler::default()),
             queues: self.clone(),
             clock: std::sync::Arc::new(SystemClock),
-            unsubscribe: std::sync::Arc::new(UnsubscribeLinks::new(
-                std::sync::Arc::new(StaticSigningKey(b"sim".to_vec())),
-                "https://notify.example",
-            )),
+            unsubscribe,
         }
     }
 }

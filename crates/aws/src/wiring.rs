@@ -32,6 +32,7 @@ use notify_core::services::api_keys::ApiKeys;
 use notify_core::services::dispatch::{Dispatch, DispatchSettings};
 use notify_core::services::fanout::{Fanout, FanoutSettings};
 use notify_core::services::inbox::Inbox;
+use notify_core::services::preview::Preview;
 use notify_core::services::unsubscribe::UnsubscribeLinks;
 use notify_core::services::user_tokens::UserTokens;
 use notify_core::services::webhooks::Webhooks;
@@ -194,7 +195,7 @@ fn queues(config: &AwsConfig, sdk: &SdkConfig) -> Arc<SqsQueues> {
 }
 
 /// The API side: store, scheduler, queues.
-pub fn app(config: &AwsConfig, sdk: &SdkConfig) -> App {
+pub fn app(config: &AwsConfig, sdk: &SdkConfig) -> anyhow::Result<App> {
     let queues = queues(config, sdk);
     let scheduler = EventBridgeScheduler::new(
         aws_sdk_scheduler::Client::new(sdk),
@@ -207,7 +208,15 @@ pub fn app(config: &AwsConfig, sdk: &SdkConfig) -> App {
     );
     let store = store(config, sdk);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    App {
+    let unsubscribe = unsubscribe_links(config, sdk);
+    let from = EmailAddress::parse(&config.email_from).context("NOTIFY_EMAIL_FROM")?;
+    Ok(App {
+        preview: Arc::new(Preview::new(
+            store.clone(),
+            clock.clone(),
+            unsubscribe.clone(),
+            from,
+        )),
         webhooks: webhooks(config, store.clone(), queues.clone()),
         // No live feed: dispatch runs in other execution environments, so a stream sends what
         // is stored and the browser comes back (`api::inbox::POLL_RETRY`).
@@ -217,8 +226,8 @@ pub fn app(config: &AwsConfig, sdk: &SdkConfig) -> App {
         scheduler: Arc::new(scheduler),
         queues,
         clock: Arc::new(SystemClock),
-        unsubscribe: unsubscribe_links(config, sdk),
-    }
+        unsubscribe,
+    })
 }
 
 /// Webhook events and their posts. The HTTP client's TLS is set up at the first post, not
@@ -496,7 +505,7 @@ pub fn api(
     sdk: &SdkConfig,
     first: Arc<dyn FirstKey>,
 ) -> anyhow::Result<axum::Router> {
-    let app = app(config, sdk);
+    let app = app(config, sdk)?;
     let keys = ApiKeys::new(
         app.store.clone(),
         first,
@@ -519,6 +528,8 @@ pub fn api(
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("NOTIFY_VAPID_PRIVATE_KEY: {e}"))?
                 .map(|k| k.public_key()),
+            // Every message goes to a provider: SES and SNS keep their own records.
+            outbox: None,
         },
     ))
 }

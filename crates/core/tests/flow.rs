@@ -56,6 +56,12 @@ fn world() -> World {
             .with_cache_for(std::time::Duration::ZERO),
     );
     let app = App {
+        preview: Arc::new(notify_core::services::preview::Preview::new(
+            store.clone(),
+            clock.clone(),
+            unsubscribe.clone(),
+            notify_core::domain::EmailAddress::parse("shop@notify.example").unwrap(),
+        )),
         inbox: Arc::new(notify_core::services::inbox::Inbox::new(
             store.clone(),
             clock.clone(),

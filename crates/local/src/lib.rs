@@ -2,6 +2,7 @@
 
 pub mod db;
 pub mod email;
+pub mod outbox;
 pub mod queue;
 pub mod scheduler;
 pub mod sms;

@@ -18,16 +18,17 @@ use notify_core::backoff::Backoff;
 use notify_core::domain::EmailAddress;
 use notify_core::fcm::{FcmSender, PushProviders, ServiceAccount};
 use notify_core::jobs::Chore;
-use notify_core::ports::PushSender;
 use notify_core::ports::error_chain;
 use notify_core::ports::{
     Clock, EmailSender, Queues, SmsSender, StaticKey, StaticSigningKey, SystemClock,
 };
+use notify_core::ports::{Outbox, PushSender};
 use notify_core::services::App;
 use notify_core::services::api_keys::ApiKeys;
 use notify_core::services::dispatch::{Dispatch, DispatchSettings};
 use notify_core::services::fanout::{Fanout, FanoutSettings};
 use notify_core::services::inbox::{Inbox, LiveInbox};
+use notify_core::services::preview::Preview;
 use notify_core::services::unsubscribe::UnsubscribeLinks;
 use notify_core::services::user_tokens::UserTokens;
 use notify_core::services::webhooks::Webhooks;
@@ -36,6 +37,7 @@ use notify_core::webhook_http::HttpPoster;
 use notify_local::Db;
 use notify_local::db::Durability;
 use notify_local::email::{EmlOutbox, SmtpEmail};
+use notify_local::outbox::OutboxReader;
 use notify_local::queue::{QueueName, SqliteQueues};
 use notify_local::scheduler::SqliteScheduler;
 use notify_local::sms::{JsonlOutbox, WebhookSms};
@@ -62,6 +64,7 @@ pub struct Notifyd {
     api_key_rps: Option<f64>,
     cors_origins: Vec<axum::http::HeaderValue>,
     vapid_public_key: String,
+    outbox: Option<Arc<dyn Outbox>>,
     /// Held while running: one process per data directory.
     lock: std::fs::File,
 }
@@ -106,6 +109,19 @@ pub async fn build(config: &Config) -> anyhow::Result<Notifyd> {
             EmlOutbox::new(config.data_dir.join("outbox/email")).context("the email outbox")?,
         ),
     };
+    // The console shows what went to the outbox instead of a provider.
+    let reader = OutboxReader {
+        email_dir: config
+            .smtp_url
+            .is_none()
+            .then(|| config.data_dir.join("outbox/email")),
+        sms_file: config
+            .sms_webhook_url
+            .is_none()
+            .then(|| config.data_dir.join("outbox/sms.jsonl")),
+    };
+    let outbox = (reader.email_dir.is_some() || reader.sms_file.is_some())
+        .then(|| Arc::new(reader) as Arc<dyn Outbox>);
     let sms: Arc<dyn SmsSender> = match &config.sms_webhook_url {
         Some(url) => Arc::new(WebhookSms::new(url).context("NOTIFY_SMS_WEBHOOK_URL")?),
         None => Arc::new(
@@ -178,6 +194,12 @@ pub async fn build(config: &Config) -> anyhow::Result<Notifyd> {
     let cors_origins = notify_core::api::parse_cors_origins(&config.cors_origins)
         .map_err(|e| anyhow::anyhow!("NOTIFY_CORS_ORIGINS: {e}"))?;
     let app = App {
+        preview: Arc::new(Preview::new(
+            store.clone(),
+            clock.clone(),
+            unsubscribe.clone(),
+            from.clone(),
+        )),
         inbox: Arc::new(Inbox::new(store.clone(), clock.clone()).with_live(live_inbox.clone())),
         user_tokens,
         store,
@@ -235,6 +257,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Notifyd> {
         api_key_rps: config.api_key_rps,
         cors_origins,
         vapid_public_key,
+        outbox,
         lock,
     })
 }
@@ -323,6 +346,7 @@ impl Notifyd {
                 metrics: Some(prometheus()),
                 cors_origins: self.cors_origins,
                 vapid_public_key: Some(self.vapid_public_key),
+                outbox: self.outbox,
             },
         );
         let stop = shutdown.clone();

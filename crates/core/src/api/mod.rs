@@ -3,12 +3,14 @@
 
 mod api_keys;
 mod categories;
+mod console;
 mod error;
 mod groups;
 mod inbox;
 mod input;
 mod notifications;
 mod openapi;
+mod outbox;
 mod path;
 mod preferences;
 mod push_subscriptions;
@@ -29,6 +31,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::ports::Outbox;
 use crate::services::App;
 use crate::services::api_keys::{Access, ApiKeys};
 
@@ -45,6 +48,7 @@ pub struct ApiState {
     keys: Arc<ApiKeys>,
     metrics: Option<MetricsText>,
     vapid_public_key: Option<String>,
+    outbox: Option<Arc<dyn Outbox>>,
 }
 
 /// What differs between the runtimes' APIs.
@@ -57,6 +61,8 @@ pub struct ApiOptions {
     pub cors_origins: Vec<HeaderValue>,
     /// The VAPID public key browsers subscribe with, where push is configured.
     pub vapid_public_key: Option<String>,
+    /// What was "sent" without a provider (`notifyd`'s outbox folder), shown by the console.
+    pub outbox: Option<Arc<dyn Outbox>>,
 }
 
 /// `NOTIFY_CORS_ORIGINS`: web origins (`https://app.example.com`), separated by commas.
@@ -88,6 +94,7 @@ pub fn router(app: App, keys: Arc<ApiKeys>, options: ApiOptions) -> Router {
         keys,
         metrics: options.metrics,
         vapid_public_key: options.vapid_public_key,
+        outbox: options.outbox,
     };
     // The end-user routes: a user token is their authority (`inbox::InboxUser`), not an API
     // key, and the product's own pages call them from the browser.
@@ -185,6 +192,9 @@ pub fn router(app: App, keys: Arc<ApiKeys>, options: ApiOptions) -> Router {
             "/webhooks/{webhook_id}/enable",
             axum::routing::post(webhooks::enable),
         )
+        .route("/outbox/emails", get(outbox::emails))
+        .route("/outbox/emails/{id}", get(outbox::email))
+        .route("/outbox/sms", get(outbox::sms))
         .route("/suppressions", get(suppressions::list))
         .route(
             "/suppressions/{address}",
@@ -207,6 +217,10 @@ pub fn router(app: App, keys: Arc<ApiKeys>, options: ApiOptions) -> Router {
             get(notifications::deliveries),
         )
         .route(
+            "/notifications/{id}/deliveries/{recipient}/{channel}/message",
+            get(notifications::message),
+        )
+        .route(
             "/notifications/{id}/retry",
             axum::routing::post(notifications::retry),
         )
@@ -220,6 +234,11 @@ pub fn router(app: App, keys: Arc<ApiKeys>, options: ApiOptions) -> Router {
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
         )
         .route("/openapi.json", get(openapi::serve))
+        // The console's files are public; what they show comes from the API, with a key.
+        .route("/console", get(console::index))
+        .route("/console/", get(console::index))
+        .route("/console/console.js", get(console::script))
+        .route("/console/console.css", get(console::style))
         // The one-click unsubscribe link: its token is its authority, not an API key.
         .route(
             "/u/{token}",

@@ -14,12 +14,14 @@ use super::input::{self, Errors, JsonBody};
 use super::path::PathId;
 use super::templates::parse_parts;
 use crate::domain::delivery::{Delivery, DeliveryStatus};
+use crate::domain::email_view::EmailView;
 use crate::domain::notification::{Content, Counts, Notification, Status, Target};
 use crate::domain::{
     CategoryId, Channel, EmailAddress, GroupId, IdempotencyKey, NotificationId, PhoneNumber,
     SendAt, TemplateId, UserId,
 };
 use crate::services::accept::{IdempotentRequest, NewNotification};
+use crate::services::render::Rendered;
 
 /// Where a notification goes, as the API shows it: `{"user_id": ...}`, `{"email": ...}`, ...
 #[derive(Serialize)]
@@ -81,6 +83,9 @@ impl<'a> NotificationView<'a> {
 /// A delivery as the API shows it.
 #[derive(Serialize)]
 struct DeliveryView<'a> {
+    /// The delivery's recipient within the notification: a user id, `email:…` or `phone:…`
+    /// (what the message route takes).
+    recipient: &'a str,
     user_id: Option<&'a UserId>,
     channel: Channel,
     address: Option<&'a str>,
@@ -94,6 +99,7 @@ struct DeliveryView<'a> {
 impl<'a> From<&'a Delivery> for DeliveryView<'a> {
     fn from(d: &'a Delivery) -> Self {
         Self {
+            recipient: &d.key.recipient,
             user_id: d.user_id.as_ref(),
             channel: d.key.channel,
             address: d.address.as_deref(),
@@ -354,16 +360,121 @@ pub async fn deliveries(
 ) -> Result<Response, ApiError> {
     let mut errors = Errors::default();
     let page = input::page_query(&query, &mut errors);
+    let status = query.get("status").and_then(|raw| {
+        let parsed = DeliveryStatus::parse(raw);
+        if parsed.is_none() {
+            errors.add(
+                "status",
+                "must be one of pending, sent, failed, skipped, delivered, bounced, complained",
+            );
+        }
+        parsed
+    });
+    let channel = query
+        .get("channel")
+        .and_then(|raw| match Channel::parse(raw) {
+            Ok(channel) => Some(channel),
+            Err(e) => {
+                errors.add("channel", e.0);
+                None
+            }
+        });
     errors.finish()?;
     if state.app.store.get_notification(&id).await?.is_none() {
         return Err(ApiError::not_found("notification"));
     }
-    let result = state
+    let mut result = state
         .app
         .store
         .list_deliveries(&id, page.limit, page.cursor.as_deref())
         .await?;
+    // Filtered per page, as DynamoDB's FilterExpression does: a page may hold fewer than
+    // `limit`, even none, and still have a `next_cursor`; no request reads more than a page.
+    result.items.retain(|d| {
+        status.is_none_or(|s| d.status == s) && channel.is_none_or(|c| d.key.channel == c)
+    });
     Ok(Json(PageView::of(&result, DeliveryView::from)).into_response())
+}
+
+/// A delivery's message as it renders now (`services::preview`), for the console.
+pub async fn message(
+    State(state): State<ApiState>,
+    axum::extract::Path((id, recipient, channel)): axum::extract::Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let mut errors = Errors::default();
+    let id = NotificationId::parse(&id)
+        .map_err(|e| errors.add("id", e.0))
+        .ok();
+    let channel = Channel::parse(&channel)
+        .map_err(|e| errors.add("channel", e.0))
+        .ok();
+    errors.finish()?;
+    let (Some(id), Some(channel)) = (id, channel) else {
+        return Err(ApiError::not_found("delivery"));
+    };
+    let rendered = state
+        .app
+        .preview
+        .message(&id, &recipient, channel)
+        .await?
+        .map_err(|why| ApiError::conflict(format!("the message cannot be rendered: {why}")))?;
+    Ok(Json(MessageView::new(&id, &recipient, &rendered)).into_response())
+}
+
+/// A rendered message, as the API shows it: the channel's own fields under its name.
+#[derive(Serialize)]
+struct MessageView<'a> {
+    notification_id: &'a NotificationId,
+    recipient: &'a str,
+    channel: Channel,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<EmailView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sms: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    in_app: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    push: Option<Value>,
+}
+
+impl<'a> MessageView<'a> {
+    fn new(id: &'a NotificationId, recipient: &'a str, rendered: &Rendered) -> Self {
+        let mut view = Self {
+            notification_id: id,
+            recipient,
+            channel: Channel::Email,
+            email: None,
+            sms: None,
+            in_app: None,
+            push: None,
+        };
+        match rendered {
+            Rendered::Email(email) => {
+                // Built by us a moment ago: it parses; if it somehow did not, the raw text shows.
+                view.email = Some(EmailView::parse(&email.raw).unwrap_or_else(|_| EmailView {
+                    text: Some(String::from_utf8_lossy(&email.raw).into_owned()),
+                    ..EmailView::default()
+                }));
+            }
+            Rendered::Sms(sms) => {
+                view.channel = Channel::Sms;
+                view.sms = Some(serde_json::json!({"to": sms.to, "body": sms.body}));
+            }
+            Rendered::InApp(item) => {
+                view.channel = Channel::InApp;
+                view.in_app = Some(serde_json::json!({
+                    "title": item.title, "body": item.body, "url": item.url.as_ref().map(|u| u.as_str()),
+                }));
+            }
+            Rendered::Push(message) => {
+                view.channel = Channel::Push;
+                view.push = Some(serde_json::json!({
+                    "title": message.title, "body": message.body, "url": message.url,
+                }));
+            }
+        }
+        view
+    }
 }
 
 pub async fn cancel(

@@ -5,6 +5,7 @@
 pub mod api_key;
 pub mod category;
 pub mod delivery;
+pub mod email_view;
 pub mod group;
 pub mod inbox;
 pub mod notification;

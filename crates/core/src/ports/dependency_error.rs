@@ -1,5 +1,5 @@
-//! How a queue or the scheduler fails: one error type for both, since the callers only log it
-//! and answer 503, whichever it was.
+//! How a queue, the scheduler or the local outbox fails: one error type for all, since the
+//! callers only log it and answer 503, whichever it was.
 
 use super::BoxError;
 
@@ -8,6 +8,7 @@ use super::BoxError;
 pub enum Dependency {
     Queue,
     Scheduler,
+    Outbox,
 }
 
 impl std::fmt::Display for Dependency {
@@ -15,6 +16,7 @@ impl std::fmt::Display for Dependency {
         f.write_str(match self {
             Dependency::Queue => "queue",
             Dependency::Scheduler => "scheduler",
+            Dependency::Outbox => "outbox",
         })
     }
 }
@@ -36,6 +38,10 @@ impl DependencyError {
 
     pub fn scheduler(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
         Self::new(Dependency::Scheduler, context, Some(source.into()))
+    }
+
+    pub fn outbox(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self::new(Dependency::Outbox, context, Some(source.into()))
     }
 
     /// An error with no underlying cause (a message the queue refused, with its code).

@@ -17,34 +17,24 @@ use jiff::SignedDuration;
 use tokio::time::Instant;
 
 use super::ServiceError;
-use crate::domain::category::Category;
 use crate::domain::delivery::{Claim, Delivery, DeliveryKey, Outcome, Recipient};
-use crate::domain::notification::{Content, Notification};
+use crate::domain::notification::Notification;
 use crate::domain::suppression::{SuppressedAddress, Suppression};
-use crate::domain::template::{Compiled, Parts};
 use crate::domain::{CategoryId, Channel, EmailAddress, UserId};
 use crate::jobs::DispatchJob;
-use crate::ports::{
-    Clock, EmailSender, OutgoingSms, SendError, SendErrorKind, SmsSender, Store, StoreError,
-};
+use crate::ports::{Clock, EmailSender, SendError, SendErrorKind, SmsSender, Store, StoreError};
 
 use super::inbox::Inbox;
-use super::message;
 use super::metrics;
 use super::rate_limit::RateLimit;
+use super::render::{self, RenderInput, Rendered, Source};
 use super::unsubscribe::UnsubscribeLinks;
 use super::webhooks::{self, Webhooks};
 use crate::backoff::jitter;
-use crate::domain::inbox::{ActionUrl, NewInboxItem};
 use crate::domain::push::PushMessage;
 use crate::domain::webhook::{EventType, WebhookEvent};
 use crate::ports::error_chain;
 use crate::ports::{PushError, PushSender};
-
-/// The longest SMS sent: SNS splits a message into at most 10 parts of 160 characters (GSM-7).
-pub const MAX_SMS_CHARS: usize = 1600;
-/// The longest in-app body kept, rendered.
-pub const MAX_IN_APP_BYTES: usize = 64 * 1024;
 
 /// Kept free before the deadline when writing an outcome: the last write must end in time.
 const RECORD_MARGIN: Duration = Duration::from_millis(250);
@@ -165,17 +155,6 @@ impl Prepared {
             .contains(&(user, channel))
             .then(|| format!("unsubscribed: {category}"))
     }
-}
-
-/// The parts to render for this notification, compiled once per job.
-enum Source {
-    Inline(Parts),
-    Template {
-        parts: Parts,
-        compiled: Box<Compiled>,
-        data: serde_json::Map<String, serde_json::Value>,
-    },
-    Broken(String),
 }
 
 impl Dispatch {
@@ -459,35 +438,10 @@ impl Dispatch {
         let Some(notification) = self.store.get_notification(&job.notification_id).await? else {
             return Ok(None);
         };
-        let n = &notification;
-        let source = match &n.content {
-            Content::Inline(parts) => Source::Inline(parts.clone()),
-            Content::Template { id, data } => match self.store.get_template(id).await? {
-                None => Source::Broken(format!("template {id:?} was deleted before the send")),
-                Some(t) => match Compiled::compile(&t.parts) {
-                    Ok(compiled) => Source::Template {
-                        parts: t.parts,
-                        compiled: Box::new(compiled),
-                        data: data.clone(),
-                    },
-                    Err(errors) => {
-                        Source::Broken(format!("template {id:?} does not compile: {errors:?}"))
-                    }
-                },
-            },
-        };
+        let source = Source::load(self.store.as_ref(), &notification).await?;
         let suppressed = self.suppressions(job).await?;
-        let optional_category = match &n.category {
-            None => None,
-            Some(id) => {
-                let category = self
-                    .store
-                    .get_category(id)
-                    .await?
-                    .unwrap_or_else(|| Category::ordinary(id.clone()));
-                (!category.transactional).then_some(category.id)
-            }
-        };
+        let optional_category =
+            render::optional_category(self.store.as_ref(), &notification).await?;
         let opted_out = match &optional_category {
             None => HashSet::new(),
             Some(category) => {
@@ -748,66 +702,17 @@ impl Dispatch {
             ),
             _ => None,
         };
-        let parts = match &prepared.source {
-            Source::Inline(parts) => parts.clone(),
-            Source::Template {
-                parts,
-                compiled,
-                data,
-            } => {
-                let mut context = data.clone();
-                context.insert("user".into(), recipient.template_context());
-                if let Some(url) = &unsubscribe {
-                    context.insert("unsubscribe_url".into(), url.clone().into());
-                }
-                compiled
-                    .render(parts, &serde_json::Value::Object(context))
-                    .map_err(SendError::permanent)?
-            }
-            Source::Broken(why) => return Err(SendError::permanent(why.clone())),
+        let input = RenderInput {
+            notification: &prepared.notification,
+            source: &prepared.source,
+            from: &self.settings.from,
+            unsubscribe: unsubscribe.as_deref(),
+            now: self.clock.now(),
         };
-        match channel {
-            Channel::Email => {
-                let to = recipient
-                    .email
-                    .as_ref()
-                    .ok_or_else(|| SendError::permanent("no email address"))?;
-                let email = message::build_email(
-                    &self.settings.from,
-                    to,
-                    key,
-                    &parts,
-                    unsubscribe.as_deref(),
-                )
-                .map_err(SendError::permanent)?;
-                self.email.send(&email).await
-            }
-            Channel::Sms => {
-                let to = recipient
-                    .phone
-                    .clone()
-                    .ok_or_else(|| SendError::permanent("no phone number"))?;
-                let body = parts
-                    .sms
-                    .ok_or_else(|| SendError::permanent("no sms text"))?;
-                // The template's source is capped, but its data can make the text longer.
-                let length = body.chars().count();
-                if length > MAX_SMS_CHARS {
-                    return Err(SendError::permanent(format!(
-                        "the rendered SMS has {length} characters; at most {MAX_SMS_CHARS} can be sent"
-                    )));
-                }
-                let domain = "sms";
-                self.sms
-                    .send(&OutgoingSms {
-                        to,
-                        body,
-                        message_id: message::message_id(key, domain),
-                    })
-                    .await
-            }
-            Channel::InApp => {
-                let item = self.inbox_item(prepared, recipient, parts)?;
+        match input.render(recipient, key)? {
+            Rendered::Email(email) => self.email.send(&email).await,
+            Rendered::Sms(sms) => self.sms.send(&sms).await,
+            Rendered::InApp(item) => {
                 // The write is the delivery: repeated, it adds nothing, so an in-app send
                 // never repeats even when its outcome is lost.
                 let added = self
@@ -817,7 +722,7 @@ impl Dispatch {
                     .map_err(|e| SendError::transient(format!("inbox: {}", error_chain(&e))))?;
                 Ok(format!("inbox:{}", added.seq))
             }
-            Channel::Push => self.push_to_browsers(prepared, recipient, parts).await,
+            Rendered::Push(message) => self.push_to_browsers(recipient, &message).await,
         }
     }
 
@@ -826,9 +731,8 @@ impl Dispatch {
     /// again to all of them: a browser may show a push twice, never miss one.
     async fn push_to_browsers(
         &self,
-        prepared: &Prepared,
         recipient: &Recipient,
-        parts: Parts,
+        message: &PushMessage,
     ) -> Result<String, SendError> {
         let sender = self
             .push
@@ -838,21 +742,6 @@ impl Dispatch {
             .user_id
             .as_ref()
             .ok_or_else(|| SendError::permanent("the recipient is not a user"))?;
-        let title = parts
-            .push_title
-            .ok_or_else(|| SendError::permanent("no push title"))?;
-        let url = parts
-            .push_url
-            .filter(|u| !u.is_empty())
-            .map(|u| ActionUrl::parse(&u).map(|u| u.as_str().to_owned()))
-            .transpose()
-            .map_err(|why| SendError::permanent(format!("the rendered push.url {why}")))?;
-        let message = PushMessage {
-            notification_id: prepared.notification.id.clone(),
-            title,
-            body: parts.push_body.filter(|b| !b.is_empty()),
-            url,
-        };
         let subscriptions = self
             .store
             .list_push_subscriptions(user)
@@ -865,7 +754,7 @@ impl Dispatch {
         }
         let (mut sent, mut gone, mut first_error) = (0, 0, None);
         for subscription in &subscriptions {
-            match sender.send(subscription, &message).await {
+            match sender.send(subscription, message).await {
                 Ok(_) => sent += 1,
                 Err(PushError::Gone) => {
                     gone += 1;
@@ -890,47 +779,5 @@ impl Dispatch {
                 "all {gone} of the user's push subscriptions are gone"
             ))),
         }
-    }
-
-    fn inbox_item(
-        &self,
-        prepared: &Prepared,
-        recipient: &Recipient,
-        parts: Parts,
-    ) -> Result<NewInboxItem, SendError> {
-        let n = &prepared.notification;
-        let user_id = recipient
-            .user_id
-            .clone()
-            .ok_or_else(|| SendError::permanent("the recipient is not a user"))?;
-        let body = parts
-            .in_app_body
-            .ok_or_else(|| SendError::permanent("no in_app body"))?;
-        if body.len() > MAX_IN_APP_BYTES {
-            return Err(SendError::permanent(format!(
-                "the rendered in_app body has {} bytes; at most {MAX_IN_APP_BYTES} are kept",
-                body.len()
-            )));
-        }
-        let url = parts
-            .in_app_url
-            .filter(|u| !u.is_empty())
-            .map(|u| ActionUrl::parse(&u))
-            .transpose()
-            .map_err(|why| SendError::permanent(format!("the rendered in_app.url {why}")))?;
-        let data = match &prepared.source {
-            Source::Template { data, .. } => data.clone(),
-            _ => serde_json::Map::new(),
-        };
-        Ok(NewInboxItem {
-            user_id,
-            notification_id: n.id.clone(),
-            category: n.category.clone(),
-            title: parts.in_app_title.filter(|t| !t.is_empty()),
-            body,
-            url,
-            data,
-            created_at: self.clock.now(),
-        })
     }
 }

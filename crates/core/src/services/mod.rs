@@ -9,7 +9,9 @@ pub mod fanout;
 pub mod inbox;
 pub mod message;
 pub mod metrics;
+pub mod preview;
 pub mod rate_limit;
+pub mod render;
 pub mod reschedule;
 pub mod retry;
 pub mod unsubscribe;
@@ -33,4 +35,5 @@ pub struct App {
     pub webhooks: Arc<webhooks::Webhooks>,
     pub inbox: Arc<inbox::Inbox>,
     pub user_tokens: Arc<user_tokens::UserTokens>,
+    pub preview: Arc<preview::Preview>,
 }
