@@ -17,6 +17,7 @@ mod inbox;
 mod lists;
 mod metrics;
 mod push;
+mod retention;
 mod sam_template;
 mod schedule;
 mod suppressions;

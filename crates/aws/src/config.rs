@@ -1,6 +1,7 @@
 //! Configuration from the environment variables that `template.yaml` sets.
 
 use anyhow::{Context, bail};
+use notify_core::retention::Retention;
 
 #[derive(Debug, Clone)]
 pub struct AwsConfig {
@@ -75,6 +76,8 @@ pub struct AwsConfig {
     pub fcm_service_account_secret_arn: Option<String>,
     /// Where the FCM HTTP v1 API is.
     pub fcm_api_url: String,
+    /// How long a send's items are kept after their last change (the table's TTL).
+    pub retention: Retention,
 }
 
 /// The variables, read through `lookup`; an empty value counts as unset.
@@ -162,6 +165,8 @@ impl AwsConfig {
             fcm_api_url: v
                 .optional("NOTIFY_FCM_API_URL")
                 .unwrap_or_else(|| "https://fcm.googleapis.com".to_owned()),
+            retention: Retention::days(v.number("NOTIFY_RETENTION_DAYS", Retention::DEFAULT_DAYS)?)
+                .map_err(|e| anyhow::anyhow!("NOTIFY_RETENTION_DAYS {e}"))?,
             vapid_subject: v
                 .optional("NOTIFY_VAPID_SUBJECT")
                 .unwrap_or_else(|| format!("mailto:{}", email_from_for_subject)),

@@ -179,10 +179,10 @@ fn store(config: &AwsConfig, sdk: &SdkConfig) -> Arc<DynamoStore> {
     let dynamodb = aws_sdk_dynamodb::config::Builder::from(sdk)
         .retry_config(dynamodb_retry_config())
         .build();
-    Arc::new(DynamoStore::new(
-        aws_sdk_dynamodb::Client::from_conf(dynamodb),
-        &config.table,
-    ))
+    Arc::new(
+        DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(dynamodb), &config.table)
+            .with_retention(config.retention),
+    )
 }
 
 fn queues(config: &AwsConfig, sdk: &SdkConfig) -> Arc<SqsQueues> {

@@ -11,6 +11,7 @@ pub mod jobs;
 #[cfg(any(test, feature = "test-util"))]
 pub mod memory;
 pub mod ports;
+pub mod retention;
 pub mod services;
 pub mod web_push;
 pub mod webhook_http;

@@ -1,5 +1,6 @@
 //! Configuration: environment variables, each overridable by a flag of the same meaning.
 
+use notify_core::retention::Retention;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -80,6 +81,10 @@ pub struct Config {
     /// A URL that receives POST {"to", "body"}; unset appends JSON lines to the outbox.
     #[arg(long = "sms-webhook-url", env = "NOTIFY_SMS_WEBHOOK_URL")]
     pub sms_webhook_url: Option<String>,
+    /// Days a send's notification and deliveries are kept after it (and an inbox item after it
+    /// was read or archived); an hourly pass removes what is older.
+    #[arg(long = "retention-days", env = "NOTIFY_RETENTION_DAYS", default_value_t = Retention::DEFAULT_DAYS, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub retention_days: u32,
     /// Attempts per delivery before a transient error marks it failed.
     #[arg(long = "max-attempts", env = "NOTIFY_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=50))]
     pub max_attempts: u32,

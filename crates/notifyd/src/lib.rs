@@ -23,6 +23,7 @@ use notify_core::ports::{
     Clock, EmailSender, Queues, SmsSender, StaticKey, StaticSigningKey, SystemClock,
 };
 use notify_core::ports::{Outbox, PushSender};
+use notify_core::retention::Retention;
 use notify_core::services::App;
 use notify_core::services::api_keys::ApiKeys;
 use notify_core::services::dispatch::{Dispatch, DispatchSettings};
@@ -61,6 +62,9 @@ pub struct Notifyd {
     worker_queues: SqliteQueues,
     retry_base: std::time::Duration,
     max_attempts: u32,
+    retention: Retention,
+    /// The workers' connection's store, which the retention pass prunes through.
+    prune_store: Arc<SqliteStore>,
     api_key_rps: Option<f64>,
     cors_origins: Vec<axum::http::HeaderValue>,
     vapid_public_key: String,
@@ -216,6 +220,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Notifyd> {
         settings: FanoutSettings::default(),
     });
     let worker_store_for_inbox = worker_store.clone();
+    let prune_store = worker_store.clone();
     let clock_for_inbox = clock.clone();
     let dispatch = Arc::new(
         Dispatch::new(
@@ -254,6 +259,9 @@ pub async fn build(config: &Config) -> anyhow::Result<Notifyd> {
         worker_queues,
         retry_base: std::time::Duration::from_millis(config.retry_base_ms),
         max_attempts: config.max_attempts,
+        retention: Retention::days(config.retention_days)
+            .map_err(|e| anyhow::anyhow!("NOTIFY_RETENTION_DAYS {e}"))?,
+        prune_store,
         api_key_rps: config.api_key_rps,
         cors_origins,
         vapid_public_key,
@@ -325,6 +333,12 @@ impl Notifyd {
         tasks.spawn(sweep_every(
             std::time::Duration::from_secs(60),
             self.worker_queues.clone(),
+            workers.clone(),
+        ));
+        tasks.spawn(prune_every(
+            PRUNE_PERIOD,
+            self.prune_store.clone(),
+            self.retention,
             workers.clone(),
         ));
 
@@ -409,6 +423,43 @@ pub async fn admin(config: &Config, command: &config::Command) -> anyhow::Result
     Ok(())
 }
 
+/// How often the retention pass runs (its first run is at start).
+const PRUNE_PERIOD: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Runs `chore` every `period`, the first time at once, until `shutdown`.
+async fn every<F, Fut>(period: std::time::Duration, shutdown: CancellationToken, mut chore: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => chore().await,
+        }
+    }
+}
+
+/// Removes what is past its retention every `period`, as DynamoDB's TTL does on AWS.
+async fn prune_every(
+    period: std::time::Duration,
+    store: Arc<SqliteStore>,
+    retention: Retention,
+    shutdown: CancellationToken,
+) {
+    every(period, shutdown, || async {
+        let now = jiff::Timestamp::now();
+        match store.prune(retention.cutoff(now), now, 500).await {
+            Ok(pruned) if pruned.is_empty() => {}
+            Ok(pruned) => tracing::info!(?pruned, "removed what is past its retention"),
+            Err(e) => tracing::warn!(error = %error_chain(&e), "the retention pass failed"),
+        }
+    })
+    .await
+}
+
 /// Puts a sweep on the fanout queue every `period`, as the recurring schedule does on AWS: a
 /// reserved send whose trigger was lost is fired, a send left `sending` is finished.
 async fn sweep_every(
@@ -416,16 +467,10 @@ async fn sweep_every(
     queues: SqliteQueues,
     shutdown: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {
-                if let Err(e) = queues.send_chore(&Chore::Sweep).await {
-                    tracing::warn!(error = %error_chain(&e), "could not queue the sweep");
-                }
-            }
+    every(period, shutdown, || async {
+        if let Err(e) = queues.send_chore(&Chore::Sweep).await {
+            tracing::warn!(error = %error_chain(&e), "could not queue the sweep");
         }
-    }
+    })
+    .await
 }

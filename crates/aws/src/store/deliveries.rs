@@ -33,7 +33,9 @@ impl DynamoStore {
         let update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key(count_pk(id, recipient), "C")))
-            .update_expression("ADD #to :one, #from :minus")
+            .update_expression("SET #ttl = :ttl ADD #to :one, #from :minus")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":ttl", self.ttl_now())
             .expression_attribute_names("#to", to.as_str())
             .expression_attribute_names("#from", from.as_str())
             .expression_attribute_values(":one", number(1))
@@ -143,23 +145,29 @@ impl DeliveryStore for DynamoStore {
             match d.status {
                 DeliveryStatus::Skipped => {
                     totals.skipped += 1;
-                    skipped.push(delivery_item(d));
+                    let mut item = delivery_item(d);
+                    item.insert("ttl".into(), self.ttl_now());
+                    skipped.push(item);
                 }
                 _ => totals.pending += 1,
             }
         }
         // Skipped rows are final: writing one twice writes the same thing.
         self.batch_put(skipped).await?;
+        let mut marker_item = key(ntf_pk(id), &marker);
+        marker_item.insert("ttl".into(), self.ttl_now());
         let put = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(key(ntf_pk(id), &marker)))
+            .set_item(Some(marker_item))
             .condition_expression("attribute_not_exists(PK)")
             .build()
             .map_err(build_err)?;
         let count = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key(count_pk(id, page), "C")))
-            .update_expression("ADD recipients :r, pending :p, skipped :s")
+            .update_expression("SET #ttl = :ttl ADD recipients :r, pending :p, skipped :s")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":ttl", self.ttl_now())
             .expression_attribute_values(":r", number(totals.recipients))
             .expression_attribute_values(":p", number(totals.pending))
             .expression_attribute_values(":s", number(totals.skipped))
@@ -194,6 +202,7 @@ impl DeliveryStore for DynamoStore {
             "recipient = :recipient",
             "channel = :channel",
             "#status = if_not_exists(#status, :pending)",
+            "#ttl = :ttl",
         ];
         let mut req = self
             .client
@@ -204,6 +213,8 @@ impl DeliveryStore for DynamoStore {
                 "attribute_not_exists(PK) OR (#status = :pending AND (attribute_not_exists(lease_until) OR lease_until <= :now))",
             )
             .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":ttl", self.ttl_after(now))
             .expression_attribute_values(":lease", number(lease_until.as_millisecond()))
             .expression_attribute_values(":recipient", string(&k.recipient))
             .expression_attribute_values(":channel", string(k.channel.as_str()))
@@ -283,7 +294,7 @@ impl DeliveryStore for DynamoStore {
             }
             Outcome::Sent { provider_message_id, at } => (
                 update
-                    .update_expression("SET #status = :to, sent_at = :at, provider_message_id = :pid REMOVE lease_until, #error")
+                    .update_expression("SET #status = :to, sent_at = :at, provider_message_id = :pid, #ttl = :ttl REMOVE lease_until, #error")
                     .expression_attribute_names("#error", "error")
                     .expression_attribute_values(":at", number(at.as_millisecond()))
                     .expression_attribute_values(":pid", string(provider_message_id)),
@@ -291,7 +302,7 @@ impl DeliveryStore for DynamoStore {
             ),
             Outcome::Failed { error } | Outcome::Skipped { reason: error } => (
                 update
-                    .update_expression("SET #status = :to, #error = :error REMOVE lease_until")
+                    .update_expression("SET #status = :to, #error = :error, #ttl = :ttl REMOVE lease_until")
                     .expression_attribute_names("#error", "error")
                     .expression_attribute_values(":error", string(error)),
                 match outcome {
@@ -302,6 +313,8 @@ impl DeliveryStore for DynamoStore {
         };
         let update = update
             .condition_expression("#status = :pending")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":ttl", self.ttl_now())
             .expression_attribute_values(":pending", string("pending"))
             .expression_attribute_values(":to", string(to.as_str()))
             .build()

@@ -119,6 +119,14 @@ impl DynamoStore {
                 None => remove.push(name),
             }
         }
+        // An item in neither count (read and seen, or archived) expires with the retention;
+        // one still counted is kept, since a TTL delete would not move the head's counts.
+        if next.is_unread() || next.is_unseen() {
+            remove.push("#ttl");
+        } else {
+            set.push("#ttl = :ttl".to_owned());
+            values.insert(":ttl".to_owned(), self.ttl_now());
+        }
         let mut expression = format!("SET {}", set.join(", "));
         if !remove.is_empty() {
             expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
@@ -129,6 +137,7 @@ impl DynamoStore {
                     .table_name(&self.table)
                     .set_key(Some(key(inbox_pk(user), &item_sk(current.seq))))
                     .update_expression(expression)
+                    .expression_attribute_names("#ttl", "ttl")
                     .condition_expression("attribute_exists(PK) AND (v = :v OR (attribute_not_exists(v) AND :v = :zero))")
                     .set_expression_attribute_values(Some({
                         values.insert(":zero".into(), number(0));
@@ -266,6 +275,8 @@ impl InboxStore for DynamoStore {
             item.insert("seq".into(), number(seq));
             let mut guard = key(pk.clone(), &guard_sk(&new.notification_id));
             guard.insert("seq".into(), number(seq));
+            // A delivery repeated after the retention cannot happen: queues keep a job days.
+            guard.insert("ttl".into(), self.ttl_now());
             let head_condition = if last == 0 {
                 "attribute_not_exists(seq) OR seq = :last"
             } else {

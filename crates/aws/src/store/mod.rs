@@ -52,10 +52,12 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
-    KeysAndAttributes, PutRequest, ReturnValue, TransactWriteItem, WriteRequest,
+    AttributeValue, KeysAndAttributes, PutRequest, ReturnValue, TransactWriteItem, WriteRequest,
 };
 
+use jiff::Timestamp;
 use notify_core::ports::StoreError;
+use notify_core::retention::Retention;
 
 use item::{Item, ItemExt, decode_cursor, encode_cursor, string};
 use keys::key;
@@ -69,6 +71,7 @@ pub const READ_CONCURRENCY: usize = 8;
 pub struct DynamoStore {
     client: Client,
     table: String,
+    retention: Retention,
 }
 
 impl DynamoStore {
@@ -76,7 +79,25 @@ impl DynamoStore {
         Self {
             client,
             table: table.into(),
+            retention: Retention::default(),
         }
+    }
+
+    /// How long a send's items are kept after their last change: they carry `ttl`, the
+    /// table's TTL attribute, and DynamoDB deletes them (within days) after it passes.
+    pub fn with_retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// The `ttl` of an item changed at `at`.
+    fn ttl_after(&self, at: Timestamp) -> AttributeValue {
+        item::number(self.retention.expiry(at).as_second())
+    }
+
+    /// The `ttl` of an item changed now.
+    fn ttl_now(&self) -> AttributeValue {
+        self.ttl_after(Timestamp::now())
     }
 
     /// TransactWriteItems, sent again (jittered, doubling pauses) while it is cancelled by a

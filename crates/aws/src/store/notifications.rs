@@ -149,6 +149,8 @@ impl NotificationStore for DynamoStore {
         item.insert("status".into(), string(n_.status.as_str()));
         item.insert("send_at".into(), number(n_.send_at.as_millisecond()));
         item.insert("fanned_out".into(), AttributeValue::Bool(false));
+        // Kept for the retention after its send (which may be months ahead).
+        item.insert("ttl".into(), self.ttl_after(n_.send_at.max(now)));
         let shard = index_shard(&n_.id);
         item.insert("GSI1PK".into(), string(all_index_pk(shard)));
         item.insert("GSI1SK".into(), string(n_.id.as_str()));
@@ -261,9 +263,13 @@ impl NotificationStore for DynamoStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(ntf_pk(id), "N")))
-            .update_expression("SET #status = :sending, GSI2PK = :gsi, fanned_out = :f")
+            .update_expression(
+                "SET #status = :sending, GSI2PK = :gsi, fanned_out = :f, #ttl = :ttl",
+            )
             .condition_expression("#status IN (:failed, :partially_failed)")
             .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":ttl", self.ttl_now())
             .expression_attribute_values(":sending", string(Status::Sending.as_str()))
             .expression_attribute_values(
                 ":gsi",
@@ -290,9 +296,11 @@ impl NotificationStore for DynamoStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(ntf_pk(id), "N")))
-            .update_expression("SET send_at = :at")
+            .update_expression("SET send_at = :at, #ttl = :ttl")
             .condition_expression("#status = :scheduled")
             .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":ttl", self.ttl_after(at))
             .expression_attribute_values(":at", number(at.as_millisecond()))
             .expression_attribute_values(":scheduled", string("scheduled"))
             .send()

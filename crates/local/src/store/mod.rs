@@ -7,6 +7,7 @@ mod inbox;
 mod notifications;
 mod preferences;
 mod push_subscriptions;
+mod retention;
 mod row;
 mod suppressions;
 mod templates;
@@ -14,6 +15,8 @@ mod users;
 mod webhooks;
 
 use crate::db::Db;
+
+pub use retention::Pruned;
 
 pub struct SqliteStore {
     db: Db,
