@@ -96,3 +96,58 @@ async fn a_key_revoked_in_one_environment_stops_in_another_within_the_ttl() {
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(call(&b, &secret, get).await.0, 401, "b within the ttl");
 }
+
+#[tokio::test]
+async fn the_signing_key_is_read_once_for_user_tokens_and_unsubscribe_links_alike() {
+    let w = AwsWorld::start_with(WorldOptions {
+        faults: Some(json!({})),
+        ..WorldOptions::default()
+    })
+    .await;
+    let proxy = w.proxy.as_ref().unwrap();
+    let router = wiring::api(&w.config, &w.sdk, Arc::new(StaticKey("nk_first".into()))).unwrap();
+    let put = api_event(
+        "api-put-user.json",
+        Some("/v1/users/ada"),
+        Some(json!({"email": "ada@example.org"})),
+    );
+    assert_eq!(call(&router, "nk_first", put).await.0, 200);
+    let token = api_event(
+        "api-post-notification-now.json",
+        Some("/v1/users/ada/tokens"),
+        Some(json!({})),
+    );
+    let (status, body) = call(&router, "nk_first", token).await;
+    assert_eq!(status, 201, "{body}");
+    let send = api_event(
+        "api-post-notification-now.json",
+        Some("/v1/notifications"),
+        Some(json!({"to": {"user_id": "ada"}, "category": "news",
+                    "content": {"subject": "s", "text": "Leave: {{ unsubscribe_url }}"}})),
+    );
+    let (status, accepted) = call(&router, "nk_first", send).await;
+    assert_eq!(status, 202, "{accepted}");
+    // Its email carries a one-click unsubscribe link: signed with the same key.
+    let message = api_event(
+        "api-get-user.json",
+        Some(&format!(
+            "/v1/notifications/{}/deliveries/ada/email/message",
+            accepted["id"].as_str().unwrap()
+        )),
+        None,
+    );
+    let (status, message) = call(&router, "nk_first", message).await;
+    assert_eq!(status, 200, "{message}");
+    assert!(
+        message["email"]["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["name"] == "List-Unsubscribe"),
+        "{message}"
+    );
+    let reads = proxy.report().await["calls"]["secretsmanager.GetSecretValue"]
+        .as_u64()
+        .unwrap_or(0);
+    assert_eq!(reads, 1, "one read of the signing key, shared by both");
+}

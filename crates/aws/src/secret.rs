@@ -6,17 +6,29 @@ use async_trait::async_trait;
 
 use notify_core::ports::{BoxError, FirstKey, SigningKey};
 
+/// A secret's value, read at its first use and then kept for the life of the execution
+/// environment: one read however many services ask (the signing key serves both unsubscribe
+/// links and user tokens); a failed read is tried again at the next use.
 pub struct SecretValue {
     client: aws_sdk_secretsmanager::Client,
     arn: String,
+    value: tokio::sync::OnceCell<String>,
 }
 
 impl SecretValue {
     pub fn new(client: aws_sdk_secretsmanager::Client, arn: String) -> Self {
-        Self { client, arn }
+        Self {
+            client,
+            arn,
+            value: tokio::sync::OnceCell::new(),
+        }
     }
 
     pub async fn read(&self) -> Result<String, BoxError> {
+        self.value.get_or_try_init(|| self.fetch()).await.cloned()
+    }
+
+    async fn fetch(&self) -> Result<String, BoxError> {
         let out = self
             .client
             .get_secret_value()

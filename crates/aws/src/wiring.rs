@@ -208,7 +208,9 @@ pub fn app(config: &AwsConfig, sdk: &SdkConfig) -> anyhow::Result<App> {
     );
     let store = store(config, sdk);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let unsubscribe = unsubscribe_links(config, sdk);
+    // One key, read once, for both: unsubscribe links and user tokens.
+    let signing = signing_key(config, sdk);
+    let unsubscribe = Arc::new(UnsubscribeLinks::new(signing.clone(), &config.public_url));
     let from = EmailAddress::parse(&config.email_from).context("NOTIFY_EMAIL_FROM")?;
     Ok(App {
         preview: Arc::new(Preview::new(
@@ -221,7 +223,7 @@ pub fn app(config: &AwsConfig, sdk: &SdkConfig) -> anyhow::Result<App> {
         // No live feed: dispatch runs in other execution environments, so a stream sends what
         // is stored and the browser comes back (`api::inbox::POLL_RETRY`).
         inbox: Arc::new(Inbox::new(store.clone(), clock.clone())),
-        user_tokens: Arc::new(UserTokens::new(signing_key(config, sdk), clock)),
+        user_tokens: Arc::new(UserTokens::new(signing, clock)),
         store,
         scheduler: Arc::new(scheduler),
         queues,
