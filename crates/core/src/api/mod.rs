@@ -228,7 +228,7 @@ pub fn router(app: App, keys: Arc<ApiKeys>, options: ApiOptions) -> Router {
             state.clone(),
             require_api_key,
         ));
-    Router::new()
+    let routes = Router::new()
         .route(
             "/healthz",
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
@@ -252,12 +252,12 @@ pub fn router(app: App, keys: Arc<ApiKeys>, options: ApiOptions) -> Router {
         .nest("/v1", v1.merge(inbox).merge(push_subscriptions))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        // `JsonBody` enforces BODY_LIMIT itself, to answer 413 as problem+json.
-        .layer(DefaultBodyLimit::disable())
+        .with_state(state);
+    // The layers wrap the router once. `Router::layer` would wrap each of its ~50 routes,
+    // and that work is part of every cold start of the api function.
+    let layered = tower::ServiceBuilder::new()
         // A span per request (method, path; never a header, so never the key), its status
         // and latency logged as it ends.
-        .layer(middleware::from_fn(error::log_server_errors))
-        .layer(cors)
         .layer(
             tower_http::trace::TraceLayer::new_for_http().make_span_with(
                 |request: &Request| {
@@ -266,7 +266,13 @@ pub fn router(app: App, keys: Arc<ApiKeys>, options: ApiOptions) -> Router {
                 },
             ),
         )
-        .with_state(state)
+        // Outside the routes, so that it answers preflights (which no route takes) too.
+        .layer(cors)
+        .layer(middleware::from_fn(error::log_server_errors))
+        // `JsonBody` enforces BODY_LIMIT itself, to answer 413 as problem+json.
+        .layer(DefaultBodyLimit::disable())
+        .service(routes);
+    Router::new().fallback_service(layered)
 }
 
 /// The routes a user's browser calls with a user token.
