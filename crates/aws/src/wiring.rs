@@ -195,7 +195,11 @@ fn queues(config: &AwsConfig, sdk: &SdkConfig) -> Arc<SqsQueues> {
 }
 
 /// The API side: store, scheduler, queues.
-pub fn app(config: &AwsConfig, sdk: &SdkConfig) -> anyhow::Result<App> {
+pub fn app(
+    config: &AwsConfig,
+    sdk: &SdkConfig,
+    secrets: aws_sdk_secretsmanager::Client,
+) -> anyhow::Result<App> {
     let queues = queues(config, sdk);
     let scheduler = EventBridgeScheduler::new(
         aws_sdk_scheduler::Client::new(sdk),
@@ -209,7 +213,7 @@ pub fn app(config: &AwsConfig, sdk: &SdkConfig) -> anyhow::Result<App> {
     let store = store(config, sdk);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     // One key, read once, for both: unsubscribe links and user tokens.
-    let signing = signing_key(config, sdk);
+    let signing = signing_key(config, || secrets);
     let unsubscribe = Arc::new(UnsubscribeLinks::new(signing.clone(), &config.public_url));
     let from = EmailAddress::parse(&config.email_from).context("NOTIFY_EMAIL_FROM")?;
     Ok(App {
@@ -345,7 +349,10 @@ impl PushSender for LazyFcm {
 /// The deployment's signing key (unsubscribe links, user tokens): `NOTIFY_UNSUBSCRIBE_KEY`
 /// (for local runs) or else the secret the template generates, read at its first use (no AWS
 /// call at init).
-fn signing_key(config: &AwsConfig, sdk: &SdkConfig) -> Arc<dyn SigningKey> {
+fn signing_key(
+    config: &AwsConfig,
+    secrets: impl FnOnce() -> aws_sdk_secretsmanager::Client,
+) -> Arc<dyn SigningKey> {
     match (
         std::env::var("NOTIFY_UNSUBSCRIBE_KEY")
             .ok()
@@ -353,10 +360,7 @@ fn signing_key(config: &AwsConfig, sdk: &SdkConfig) -> Arc<dyn SigningKey> {
         &config.unsubscribe_key_secret_arn,
     ) {
         (Some(key), _) => Arc::new(StaticSigningKey(key.into_bytes())),
-        (None, Some(arn)) => Arc::new(SecretValue::new(
-            aws_sdk_secretsmanager::Client::new(sdk),
-            arn.clone(),
-        )),
+        (None, Some(arn)) => Arc::new(SecretValue::new(secrets(), arn.clone())),
         // A deployment without the secret cannot sign; each link or token asked for says so.
         (None, None) => Arc::new(MissingKey),
     }
@@ -365,7 +369,7 @@ fn signing_key(config: &AwsConfig, sdk: &SdkConfig) -> Arc<dyn SigningKey> {
 /// Unsubscribe links under `NOTIFY_PUBLIC_URL`, signed with the deployment's key.
 pub fn unsubscribe_links(config: &AwsConfig, sdk: &SdkConfig) -> Arc<UnsubscribeLinks> {
     Arc::new(UnsubscribeLinks::new(
-        signing_key(config, sdk),
+        signing_key(config, || aws_sdk_secretsmanager::Client::new(sdk)),
         &config.public_url,
     ))
 }
@@ -486,7 +490,7 @@ pub fn dispatch_with(
 /// The stack's first API key: `NOTIFY_API_KEY` (for local runs), else the secret
 /// `NOTIFY_API_KEY_SECRET_ARN` that the template generates, read at the first request that needs
 /// it (no AWS call at init).
-pub fn first_key(sdk: &SdkConfig) -> anyhow::Result<Arc<dyn FirstKey>> {
+pub fn first_key(secrets: &aws_sdk_secretsmanager::Client) -> anyhow::Result<Arc<dyn FirstKey>> {
     if let Some(key) = std::env::var("NOTIFY_API_KEY")
         .ok()
         .filter(|k| !k.is_empty())
@@ -495,10 +499,15 @@ pub fn first_key(sdk: &SdkConfig) -> anyhow::Result<Arc<dyn FirstKey>> {
     }
     let arn = std::env::var("NOTIFY_API_KEY_SECRET_ARN")
         .context("set NOTIFY_API_KEY_SECRET_ARN or NOTIFY_API_KEY")?;
-    Ok(Arc::new(SecretValue::new(
-        aws_sdk_secretsmanager::Client::new(sdk),
-        arn,
-    )))
+    Ok(Arc::new(SecretValue::new(secrets.clone(), arn)))
+}
+
+/// The api function's HTTP API: its first key and the signing key are read through one
+/// Secrets Manager client (each client costs its construction at every cold start).
+pub fn api_from_env(config: &AwsConfig, sdk: &SdkConfig) -> anyhow::Result<axum::Router> {
+    let secrets = aws_sdk_secretsmanager::Client::new(sdk);
+    let first = first_key(&secrets)?;
+    api_with(config, sdk, first, secrets)
 }
 
 /// The HTTP API: the API side's services, and the keys it accepts.
@@ -507,7 +516,16 @@ pub fn api(
     sdk: &SdkConfig,
     first: Arc<dyn FirstKey>,
 ) -> anyhow::Result<axum::Router> {
-    let app = app(config, sdk)?;
+    api_with(config, sdk, first, aws_sdk_secretsmanager::Client::new(sdk))
+}
+
+fn api_with(
+    config: &AwsConfig,
+    sdk: &SdkConfig,
+    first: Arc<dyn FirstKey>,
+    secrets: aws_sdk_secretsmanager::Client,
+) -> anyhow::Result<axum::Router> {
+    let app = app(config, sdk, secrets)?;
     let keys = ApiKeys::new(
         app.store.clone(),
         first,

@@ -10,11 +10,11 @@ async fn main() -> Result<(), lambda_http::Error> {
     let config = AwsConfig::from_env()?;
     let sdk = wiring::sdk_config()?;
     // The metrics of each request go to the log as it ends.
-    let router = wiring::api(&config, &sdk, wiring::first_key(&sdk)?)?.layer(
-        axum::middleware::map_response(|response: axum::response::Response| async move {
+    let router = wiring::api_from_env(&config, &sdk)?.layer(axum::middleware::map_response(
+        |response: axum::response::Response| async move {
             metrics::flush();
             response
-        }),
-    );
+        },
+    ));
     lambda_http::run(router).await
 }
