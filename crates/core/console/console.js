@@ -199,7 +199,8 @@ async function notificationsPage() {
     if (!result.items.length) body.append(h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No notifications yet.")));
     return result.items.some((n) => n.status === "queued" || n.status === "sending");
   };
-  if (await load()) every(2000, load);
+  const mine = generation;
+  if ((await load()) && current(mine)) every(2000, load);
 }
 
 async function notificationPage(id) {
@@ -273,7 +274,8 @@ async function notificationPage(id) {
     last = now;
     return !TERMINAL.includes(n.status);
   };
-  if (await load()) every(1000, load);
+  const mine = generation;
+  if ((await load()) && current(mine)) every(1000, load);
 }
 
 function emailView(email) {
