@@ -35,9 +35,24 @@ async fn a_person_signs_in_sends_watches_it_complete_and_reads_the_email_safely(
         200
     );
 
+    // Reserved a few seconds ahead: the browser opens its page while it is `scheduled`.
+    let send_at = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(4))
+        .round(jiff::Unit::Second)
+        .unwrap();
+    let reserved = d
+        .post(
+            "/v1/notifications",
+            json!({"to": {"group_id": "launch"}, "send_at": send_at.to_string(),
+                   "content": {"subject": "Doors open soon", "text": "In a moment."}}),
+        )
+        .await;
+    assert_eq!(reserved.status, 202, "{}", reserved.text);
+    assert_eq!(reserved.body["status"], "scheduled");
+
     let shots = repo_root().join("target/console-screenshots");
     let scenario = json!({
         "group": "launch",
+        "reserved": reserved.body["id"],
         "subject": "Launch day",
         "text": "We are live. Thank you.",
         "html": "<p>We are <b>live</b>. Thank you.</p>",
@@ -68,6 +83,14 @@ async fn a_person_signs_in_sends_watches_it_complete_and_reads_the_email_safely(
     assert_eq!(seen["key_in_session_storage"], true);
     assert_eq!(seen["key_in_local_storage"], false);
     assert_eq!(seen["outbox_link_visible"], true);
+
+    // The open page followed the reserved send to `completed`, with no reload.
+    assert_eq!(seen["reserved_first_status"], "scheduled", "{seen}");
+    let statuses = seen["reserved_statuses"].as_array().unwrap();
+    assert_eq!(statuses.first(), Some(&json!("scheduled")), "{seen}");
+    assert_eq!(statuses.last(), Some(&json!("completed")), "{seen}");
+    assert_eq!(seen["reserved_counts"]["sent"], 3, "{seen}");
+    assert_eq!(seen["reserved_url_unchanged"], true);
 
     // The send the browser made is the API's: three members, all sent.
     let id = seen["sent_id"].as_str().unwrap();

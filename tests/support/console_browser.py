@@ -93,6 +93,27 @@ try:
         "return Object.keys(localStorage).length") != 0
     seen["outbox_link_visible"] = driver.find_element(By.ID, "nav-outbox").is_displayed()
 
+    # A reserved send, made by the test a few seconds ahead: its page, left open, follows it
+    # from `scheduled` to `completed` without a reload.
+    driver.get(f"{base}/console#/notifications/{scenario['reserved']}")
+    wait.until(ec.presence_of_element_located((By.ID, "notification-status")))
+    seen["reserved_first_status"] = text_of("#notification-status")
+    reserved_statuses = []
+
+    def reserved_done(d):
+        status = d.find_element(By.ID, "notification-status").text
+        if not reserved_statuses or reserved_statuses[-1] != status:
+            reserved_statuses.append(status)
+        return status == "completed"
+
+    WebDriverWait(driver, 30, poll_frequency=0.1).until(reserved_done)
+    seen["reserved_statuses"] = reserved_statuses
+    seen["reserved_counts"] = {
+        cell.get_attribute("data-count"): int(cell.text)
+        for cell in driver.find_elements(By.CSS_SELECTOR, "#counts td")
+    }
+    seen["reserved_url_unchanged"] = driver.current_url.endswith(scenario["reserved"])
+
     # Send to the group from the console; watch the counts reach `completed`.
     ntf = send("group_id", scenario["group"], ["email"],
                subject=scenario["subject"], text=scenario["text"], html=scenario["html"])
