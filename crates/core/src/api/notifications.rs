@@ -418,7 +418,7 @@ pub async fn message(
         .message(&id, &recipient, channel)
         .await?
         .map_err(|why| ApiError::conflict(format!("the message cannot be rendered: {why}")))?;
-    Ok(Json(MessageView::new(&id, &recipient, &rendered)).into_response())
+    Ok(Json(MessageView::new(&id, &recipient, channel, &rendered)).into_response())
 }
 
 /// A rendered message, as the API shows it: the channel's own fields under its name.
@@ -438,11 +438,16 @@ struct MessageView<'a> {
 }
 
 impl<'a> MessageView<'a> {
-    fn new(id: &'a NotificationId, recipient: &'a str, rendered: &Rendered) -> Self {
+    fn new(
+        id: &'a NotificationId,
+        recipient: &'a str,
+        channel: Channel,
+        rendered: &Rendered,
+    ) -> Self {
         let mut view = Self {
             notification_id: id,
             recipient,
-            channel: Channel::Email,
+            channel,
             email: None,
             sms: None,
             in_app: None,
@@ -451,23 +456,17 @@ impl<'a> MessageView<'a> {
         match rendered {
             Rendered::Email(email) => {
                 // Built by us a moment ago: it parses; if it somehow did not, the raw text shows.
-                view.email = Some(EmailView::parse(&email.raw).unwrap_or_else(|_| EmailView {
-                    text: Some(String::from_utf8_lossy(&email.raw).into_owned()),
-                    ..EmailView::default()
-                }));
+                view.email = Some(EmailView::parse_or_text(&email.raw));
             }
             Rendered::Sms(sms) => {
-                view.channel = Channel::Sms;
                 view.sms = Some(serde_json::json!({"to": sms.to, "body": sms.body}));
             }
             Rendered::InApp(item) => {
-                view.channel = Channel::InApp;
                 view.in_app = Some(serde_json::json!({
                     "title": item.title, "body": item.body, "url": item.url.as_ref().map(|u| u.as_str()),
                 }));
             }
             Rendered::Push(message) => {
-                view.channel = Channel::Push;
                 view.push = Some(serde_json::json!({
                     "title": message.title, "body": message.body, "url": message.url,
                 }));

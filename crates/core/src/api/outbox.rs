@@ -27,15 +27,11 @@ struct EmailEntry {
 
 impl EmailEntry {
     fn new(email: OutboxEmail) -> Self {
-        // Any bytes may be in the folder; what does not parse still shows as text.
-        let view = EmailView::parse(&email.raw).unwrap_or_else(|_| EmailView {
-            text: Some(String::from_utf8_lossy(&email.raw).into_owned()),
-            ..EmailView::default()
-        });
         Self {
+            // Any bytes may be in the folder; what does not parse still shows as text.
+            view: EmailView::parse_or_text(&email.raw),
             id: email.id,
             written_at: email.written_at,
-            view,
         }
     }
 }

@@ -64,6 +64,16 @@ impl EmailView {
     }
 }
 
+impl EmailView {
+    /// Any bytes as an email: parsed, or else shown whole as its text.
+    pub fn parse_or_text(raw: &[u8]) -> Self {
+        Self::parse(raw).unwrap_or_else(|_| Self {
+            text: Some(String::from_utf8_lossy(raw).into_owned()),
+            ..Self::default()
+        })
+    }
+}
+
 /// A header's value on one line (RFC 5322 folding undone).
 fn unfold(value: &str) -> String {
     value

@@ -685,22 +685,15 @@ impl Dispatch {
         channel: Channel,
         key: &DeliveryKey,
     ) -> Result<String, SendError> {
-        let unsubscribe = match (
-            channel,
-            &self.unsubscribe,
-            &prepared.optional_category,
-            &recipient.user_id,
-        ) {
-            (Channel::Email, Some(links), Some(category), Some(user)) => Some(
-                links
-                    .url(user, category)
-                    .await
-                    // Without its link the email must not go: it waits for the key.
-                    .map_err(|e| {
-                        SendError::transient(format!("no unsubscribe link: {}", error_chain(&e)))
-                    })?,
-            ),
-            _ => None,
+        let unsubscribe = match &self.unsubscribe {
+            Some(links) => links
+                .for_delivery(channel, prepared.optional_category.as_ref(), recipient)
+                .await
+                // Without its link the email must not go: it waits for the key.
+                .map_err(|e| {
+                    SendError::transient(format!("no unsubscribe link: {}", error_chain(&e)))
+                })?,
+            None => None,
         };
         let input = RenderInput {
             notification: &prepared.notification,

@@ -67,16 +67,11 @@ impl Preview {
             _ => return Err(ServiceError::NotFound("delivery")),
         };
         let source = Source::load(store, &n).await?;
-        let unsubscribe = match (
-            channel,
-            render::optional_category(store, &n).await?,
-            &recipient.user_id,
-        ) {
-            (Channel::Email, Some(category), Some(user)) => {
-                Some(self.unsubscribe.url(user, &category).await?)
-            }
-            _ => None,
-        };
+        let category = render::optional_category(store, &n).await?;
+        let unsubscribe = self
+            .unsubscribe
+            .for_delivery(channel, category.as_ref(), &recipient)
+            .await?;
         let input = RenderInput {
             notification: &n,
             source: &source,

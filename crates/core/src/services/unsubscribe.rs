@@ -5,6 +5,7 @@
 use tokio::sync::OnceCell;
 
 use super::ServiceError;
+use crate::domain::delivery::Recipient;
 use crate::domain::unsubscribe::UnsubscribeToken;
 use crate::domain::{CategoryId, Channel, UserId};
 use crate::ports::{SigningKey, Store};
@@ -43,6 +44,22 @@ impl UnsubscribeLinks {
         }
         .sign(self.key().await?);
         Ok(format!("{}/u/{token}", self.public_url))
+    }
+
+    /// The link a delivery's message carries, if it has one: an email, to a user, of a
+    /// category users can leave (`optional_category`).
+    pub async fn for_delivery(
+        &self,
+        channel: Channel,
+        optional_category: Option<&CategoryId>,
+        recipient: &Recipient,
+    ) -> Result<Option<String>, ServiceError> {
+        match (channel, optional_category, &recipient.user_id) {
+            (Channel::Email, Some(category), Some(user)) => {
+                self.url(user, category).await.map(Some)
+            }
+            _ => Ok(None),
+        }
     }
 
     /// The token's user and category, if this deployment signed it.
