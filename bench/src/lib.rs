@@ -25,16 +25,29 @@ pub fn member(i: usize) -> UserId {
 
 /// A store with `n` users, all in group `everyone`.
 pub async fn populated(n: usize) -> (MemoryStore, GroupId) {
-    let store = MemoryStore::default();
+    populated_in(MemoryStore::default(), n).await
+}
+
+/// `store` with `n` users, all in group `everyone`.
+pub async fn populated_in(store: MemoryStore, n: usize) -> (MemoryStore, GroupId) {
+    let group = with_users(&store, n).await;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let ids: Vec<UserId> = chunk.iter().map(|i| member(*i)).collect();
+        store.add_members(&group, &ids).await.unwrap();
+    }
+    (store, group)
+}
+
+/// Puts users `0..n` in `store`, and an empty group `everyone`.
+pub async fn with_users(store: &MemoryStore, n: usize) -> GroupId {
     let group = GroupId::parse("everyone").unwrap();
     store.put_group(&group, "Everyone").await.unwrap();
-    let mut ids = Vec::with_capacity(1000);
     for i in 0..n {
         let id = member(i);
         let email = EmailAddress::parse(&format!("{id}@example.com")).unwrap();
         store
             .put_user(&User {
-                id: id.clone(),
+                id,
                 email: Some(email),
                 phone: None,
                 timezone: None,
@@ -43,14 +56,8 @@ pub async fn populated(n: usize) -> (MemoryStore, GroupId) {
             })
             .await
             .unwrap();
-        ids.push(id);
-        if ids.len() == 1000 {
-            store.add_members(&group, &ids).await.unwrap();
-            ids.clear();
-        }
     }
-    store.add_members(&group, &ids).await.unwrap();
-    (store, group)
+    group
 }
 
 /// `n` with thousands separators, for reports.

@@ -102,7 +102,7 @@ async fn the_sweep_fires_a_reserved_send_whose_trigger_was_lost_and_finishes_one
         )
         .await
         .unwrap();
-    store.mark_fanned_out(&stuck.id).await.unwrap();
+    store.mark_fanned_out(&stuck.id, None).await.unwrap();
     // Reserved for later: the sweep leaves it alone.
     let later = notification(
         "later@example.org",

@@ -1,32 +1,38 @@
-//! A 2,500-member group through the AWS handlers against moto, with a page size and time
-//! budget small enough that the fanout continues itself through the queue. (The events of
-//! `events/` serve as templates: a PUT event with another path is a PUT to that path.)
+//! A 2,500-member group through the AWS handlers against moto: the send is split into one
+//! fanout job per segment of the memberships, and with a page size and time budget small
+//! enough, each segment's job continues itself through the queue. (The events of `events/`
+//! serve as templates: a PUT event with another path is a PUT to that path.)
 
 use std::collections::HashMap;
 
 use futures::StreamExt;
 use notify_aws::handlers::{dispatch_event, fanout_event};
+use notify_aws::store::MEMBER_SEGMENTS;
 use notify_aws::wiring;
+use notify_core::domain::UserId;
+use notify_core::domain::group::member_segment;
 use notify_tests::aws::{ApiHandler, AwsWorld, api_event};
 use serde_json::json;
 
 const MEMBERS: usize = 2_500;
 const UNSUBSCRIBED: usize = 3;
 const NO_EMAIL: usize = 1_234;
+const PAGE: usize = 40;
 
 fn uid(i: usize) -> String {
     format!("m{i:04}")
 }
 
 #[tokio::test]
-async fn a_2500_member_group_gets_one_email_each_and_the_fanout_continues_itself() {
+async fn a_2500_member_group_is_fanned_out_by_segments_each_continuing_itself_and_gets_one_email_each()
+ {
     let _ = tracing_subscriber::fmt()
         .with_env_filter("warn")
         .with_test_writer()
         .try_init();
     let started = std::time::Instant::now();
     let mut w = AwsWorld::start().await;
-    w.config.fanout_page_size = 300;
+    w.config.fanout_page_size = PAGE;
     w.config.fanout_time_budget_secs = 0;
     // moto serializes writes and takes ~100 ms per transaction at this size: a message of 50
     // recipients beside 9 others takes longer than the 20 s a dispatch message gets on AWS.
@@ -90,6 +96,35 @@ async fn a_2500_member_group_gets_one_email_each_and_the_fanout_continues_itself
         .await;
     assert_eq!(g.body["member_count"], MEMBERS - 1);
 
+    // The members' list walks the segments: every member once, in pages of 700 that end inside
+    // segments.
+    let mut listed = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/groups/fans/members?limit=700&cursor={c}"),
+            None => "/v1/groups/fans/members?limit=700".to_owned(),
+        };
+        let page = api
+            .call(api_event("api-get-user.json", Some(&path), None))
+            .await;
+        assert_eq!(page.status, 200, "{:?}", page.body);
+        for m in page.body["items"].as_array().unwrap() {
+            listed.push(m.as_str().unwrap().to_owned());
+        }
+        match page.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    listed.sort();
+    let mut want: Vec<String> = (0..MEMBERS)
+        .filter(|i| *i != UNSUBSCRIBED)
+        .map(uid)
+        .collect();
+    want.sort();
+    assert_eq!(listed, want);
+
     let a = api
         .call(api_event(
             "api-post-notification-now.json",
@@ -102,7 +137,7 @@ async fn a_2500_member_group_gets_one_email_each_and_the_fanout_continues_itself
 
     let fanout = wiring::fanout(&w.config, &w.sdk);
     let dispatch = wiring::dispatch(&w.config, &w.sdk).unwrap();
-    let mut fanout_runs = 0;
+    let (mut splits, mut segment_starts, mut continuations) = (0, 0, 0);
     loop {
         let e = w.receive_event(&w.config.fanout_queue_url, 1).await;
         if e.records.is_empty() {
@@ -110,17 +145,36 @@ async fn a_2500_member_group_gets_one_email_each_and_the_fanout_continues_itself
         }
         let job: serde_json::Value =
             serde_json::from_str(e.records[0].body.as_deref().unwrap()).unwrap();
-        assert_eq!(
-            job.get("cursor").is_some(),
-            fanout_runs > 0,
-            "every run after the first is a continuation"
-        );
+        match (job.get("segment"), job.get("cursor")) {
+            (None, None) => splits += 1,
+            (Some(s), None) => {
+                assert_eq!(s["of"], MEMBER_SEGMENTS);
+                segment_starts += 1;
+            }
+            (Some(_), Some(_)) => continuations += 1,
+            (None, Some(_)) => panic!("a continuation outside a segment: {job}"),
+        }
         let r = fanout_event(&fanout, e.clone(), w.config.fanout_max_receives).await;
         assert!(r.batch_item_failures.is_empty());
         w.settle(&w.config.fanout_queue_url, &e, &r).await;
-        fanout_runs += 1;
     }
-    assert_eq!(fanout_runs, (MEMBERS - 1).div_ceil(300), "one page per run");
+    // Each segment's job reads its members a page at a time, one page per run.
+    let mut per_segment = vec![0usize; MEMBER_SEGMENTS as usize];
+    for i in (0..MEMBERS).filter(|i| *i != UNSUBSCRIBED) {
+        per_segment[member_segment(&UserId::parse(&uid(i)).unwrap(), MEMBER_SEGMENTS) as usize] +=
+            1;
+    }
+    let pages: usize = per_segment.iter().map(|m| m.div_ceil(PAGE).max(1)).sum();
+    assert_eq!(splits, 1);
+    assert_eq!(
+        segment_starts, MEMBER_SEGMENTS as usize,
+        "a job per segment"
+    );
+    assert!(
+        pages > MEMBER_SEGMENTS as usize,
+        "some segments take several pages"
+    );
+    assert_eq!(continuations, pages - MEMBER_SEGMENTS as usize);
 
     eprintln!("fanout: {:?}", started.elapsed());
     let mut messages = 0;

@@ -310,7 +310,9 @@ impl AwsWorld {
         use notify_aws::wiring;
         let fanout = wiring::fanout(&self.config, &self.sdk);
         let dispatch = wiring::dispatch(&self.config, &self.sdk).unwrap();
-        for _ in 0..20 {
+        // A group send is 33 fanout messages (the split, a job per segment), more when SQS
+        // repeats some: until the queue is empty, within a bound.
+        for _ in 0..1000 {
             let e = self.receive_event(&self.config.fanout_queue_url, 1).await;
             if e.records.is_empty() {
                 break;
@@ -319,7 +321,7 @@ impl AwsWorld {
             assert!(r.batch_item_failures.is_empty(), "fanout failed: {r:?}");
             self.settle(&self.config.fanout_queue_url, &e, &r).await;
         }
-        for _ in 0..50 {
+        for _ in 0..1000 {
             let e = self
                 .receive_event(&self.config.dispatch_queue_url, 10)
                 .await;

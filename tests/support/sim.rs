@@ -21,7 +21,7 @@ use notify_aws::store::{self, READ_CONCURRENCY};
 use notify_core::domain::api_key::{ApiKey, ApiKeyId};
 use notify_core::domain::category::Category;
 use notify_core::domain::delivery::{Claim, Delivery, DeliveryKey, DeliveryStatus, Outcome};
-use notify_core::domain::group::Group;
+use notify_core::domain::group::{Group, member_segment};
 use notify_core::domain::notification::{Counts, Notification, Status};
 use notify_core::domain::preferences::Preferences;
 use notify_core::domain::suppression::{SuppressedAddress, Suppression};
@@ -31,7 +31,7 @@ use notify_core::domain::webhook::Webhook;
 use notify_core::domain::{
     CategoryId, Channel, GroupId, IdempotencyKey, NotificationId, TemplateId, UserId, WebhookId,
 };
-use notify_core::jobs::{Chore, DispatchJob, FanoutJob, WebhookJob};
+use notify_core::jobs::{Chore, DispatchJob, FanoutJob, Segment, WebhookJob};
 use notify_core::memory::{MemoryScheduler, MemoryStore};
 use notify_core::ports::{
     ApiKeyStore, CategoryStore, DeliveryStore, DependencyError, EmailSender, GroupStore,
@@ -91,6 +91,7 @@ struct Deliveries {
     /// Recipients, then one per `DeliveryStatus::ALL`, in its order.
     counts: [i64; 8],
     fanned_out: bool,
+    fanned_segments: HashSet<u32>,
 }
 
 /// Writes per partition key per simulated second, by table or index: DynamoDB takes about
@@ -162,6 +163,11 @@ impl SimStore {
             partitions: PartitionWrites::default(),
             deliveries: Mutex::default(),
         }
+    }
+
+    /// The data, for another run over it.
+    pub fn into_inner(self) -> MemoryStore {
+        self.inner
     }
 
     async fn ddb(&self, op: &'static str, calls: u64, rounds: u64) {
@@ -482,8 +488,23 @@ impl GroupStore for SimStore {
         self.inner.purge_group(id, max).await
     }
 
+    /// A PutItem per member in its segment's partition, `WRITE_CONCURRENCY` at once, and one
+    /// UpdateItem of the group's count per call.
     async fn add_members(&self, id: &GroupId, users: &[UserId]) -> Result<u64, StoreError> {
-        self.inner.add_members(id, users).await
+        let rounds = users.len().div_ceil(store::WRITE_CONCURRENCY) as u64;
+        self.ddb("PutItem", users.len() as u64, rounds).await;
+        for u in users {
+            let segment = member_segment(u, store::MEMBER_SEGMENTS);
+            self.partitions
+                .add("table", store::member_segment_pk(id, segment));
+            self.partitions.add("GSI1", format!("UG#{u}"));
+        }
+        let added = self.inner.add_members(id, users).await?;
+        if added > 0 {
+            self.ddb("UpdateItem", 1, 1).await;
+            self.partitions.add("table", store::group_pk(id));
+        }
+        Ok(added)
     }
 
     async fn remove_members(&self, id: &GroupId, users: &[UserId]) -> Result<u64, StoreError> {
@@ -498,6 +519,21 @@ impl GroupStore for SimStore {
     ) -> Result<Page<UserId>, StoreError> {
         self.ddb("Query", 1, 1).await;
         self.inner.list_members(id, limit, cursor).await
+    }
+
+    fn member_segments(&self) -> u32 {
+        self.inner.member_segments()
+    }
+
+    async fn list_segment(
+        &self,
+        id: &GroupId,
+        segment: u32,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<UserId>, StoreError> {
+        self.ddb("Query", 1, 1).await;
+        self.inner.list_segment(id, segment, limit, cursor).await
     }
 }
 
@@ -591,10 +627,28 @@ impl NotificationStore for SimStore {
         self.inner.set_send_at(id, at).await
     }
 
-    async fn mark_fanned_out(&self, id: &NotificationId) -> Result<(), StoreError> {
+    /// A segment adds itself to a set on the notification; the one that completes the set
+    /// (and a fanout that was not split) marks it fanned out: one or two UpdateItems.
+    async fn mark_fanned_out(
+        &self,
+        id: &NotificationId,
+        segment: Option<Segment>,
+    ) -> Result<(), StoreError> {
+        let status = self.inner.get_notification(id).await?.map(|n| n.status);
+        if let Some(segment) = segment {
+            self.ddb("UpdateItem", 1, 1).await;
+            if let Some(status) = status {
+                self.partitions.notification_item(id, status);
+            }
+            let mut deliveries = self.deliveries.lock().unwrap();
+            deliveries.fanned_segments.insert(segment.index);
+            if deliveries.fanned_segments.len() < segment.of as usize {
+                return Ok(());
+            }
+        }
         self.ddb("UpdateItem", 1, 1).await;
-        if let Some(n) = self.inner.get_notification(id).await? {
-            self.partitions.notification_item(id, n.status);
+        if let Some(status) = status {
+            self.partitions.notification_item(id, status);
         }
         self.deliveries.lock().unwrap().fanned_out = true;
         Ok(())

@@ -1,4 +1,5 @@
-"""The raw capacity of an SMTP server: send N small messages on C connections, print messages/s."""
+"""The raw capacity of an SMTP server: send N messages (small ones, or the one in --message-file) on C
+connections, print messages/s."""
 
 import argparse
 import smtplib
@@ -9,8 +10,12 @@ p = argparse.ArgumentParser()
 p.add_argument("--port", type=int, required=True)
 p.add_argument("--messages", type=int, default=10000)
 p.add_argument("--connections", type=int, default=16)
+p.add_argument("--message-file", help="send this message (e.g. one the server received) instead of a tiny one")
 a = p.parse_args()
 msg = "From: bench@example.com\r\nTo: raw@example.com\r\nSubject: Bench\r\n\r\nHello\r\n"
+if a.message_file:
+    with open(a.message_file, "rb") as f:
+        msg = f.read()
 per = a.messages // a.connections
 
 

@@ -1,11 +1,16 @@
 //! A simulated AWS run: the real fanout and dispatch code over adapters that make the calls the
 //! AWS adapters make, each taking a modelled time (10 ms a DynamoDB call, 20 ms an SQS batch,
-//! 60 ms an SES send), at the concurrency `template.yaml` allows (one fanout chain; dispatch
-//! MaximumConcurrency 20 invocations of up to 10 messages in parallel). tokio's clock is paused,
-//! so time passes only in modelled calls: the run prints simulated wall time, the AWS calls per
-//! 1M recipients, and from them the AWS cost per 1M emails beside SES's own $100.
+//! 60 ms an SES send), at the concurrency `template.yaml` allows (fanout MaximumConcurrency 32,
+//! reached as Lambda scales an SQS event source: 5 invocations at first, 5 more a second;
+//! dispatch 20 invocations of up to 10 messages in parallel). tokio's clock is paused, so time
+//! passes only in modelled calls: the run prints simulated wall time, the AWS calls per 1M
+//! recipients, and from them the AWS cost per 1M emails beside SES's own $100.
 //!
-//! cargo run --release -p notify-bench --bin aws_simulated [-- N]
+//! Then the fan-out alone of a far bigger group (10M members by default), its memberships
+//! written through the store's adds as the API makes them: the time until every dispatch
+//! message is queued, split by segments, beside one chain over the same group in the same run.
+//!
+//! cargo run --release -p notify-bench --bin aws_simulated [-- N [FANOUT_N]]
 
 use notify_core::ports::{DeliveryStore, NotificationStore};
 use std::sync::Arc;
@@ -15,21 +20,26 @@ use futures::future::join_all;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use notify_aws::store::COUNT_SHARDS;
+use notify_aws::store::{COUNT_SHARDS, MEMBER_SEGMENTS};
 use notify_bench::sim::{Latency, SimEmail, SimQueues, SimStore};
-use notify_bench::{populated, thousands};
+use notify_bench::{member, peak_rss_mib, populated_in, thousands, with_users};
 use notify_core::domain::notification::{Content, Status, Target};
 use notify_core::domain::template::Parts;
 use notify_core::domain::{Channel, EmailAddress, SendAt};
+use notify_core::jobs::FanoutJob;
+use notify_core::memory::MemoryStore;
 use notify_core::memory::RecordingSms;
+use notify_core::ports::GroupStore;
 use notify_core::ports::SystemClock;
 use notify_core::services::accept::NewNotification;
 use notify_core::services::dispatch::{Dispatch, DispatchSettings};
 use notify_core::services::fanout::{Fanout, FanoutSettings};
+use tokio::sync::mpsc::UnboundedReceiver;
 
 /// The template's settings.
 const PAGE: usize = 2000;
 const FANOUT_BUDGET: Duration = Duration::from_secs(40);
+const FANOUT_CONCURRENCY: usize = 32;
 const DISPATCH_CONCURRENCY: usize = 20;
 const DISPATCH_BATCH: usize = 10;
 const LAMBDA_GB: f64 = 0.25;
@@ -39,6 +49,10 @@ fn main() {
         .nth(1)
         .map(|a| a.parse().expect("N"))
         .unwrap_or(1_000_000);
+    let fanout_n: usize = std::env::args()
+        .nth(2)
+        .map(|a| a.parse().expect("FANOUT_N"))
+        .unwrap_or(10_000_000);
     let cpu = std::time::Instant::now();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -46,6 +60,7 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(run(n));
+    rt.block_on(big_fanout(fanout_n));
     println!(
         "(simulation took {:.1?} of real time on this machine)",
         cpu.elapsed()
@@ -53,25 +68,16 @@ fn main() {
 }
 
 async fn run(n: usize) {
-    let (memory, group) = populated(n).await;
+    let (memory, group) = populated_in(MemoryStore::with_member_segments(MEMBER_SEGMENTS), n).await;
     let store = Arc::new(SimStore::new(memory, Latency::AWS));
-    let (queues, mut fanout_rx, dispatch_rx) = SimQueues::new(Latency::AWS, true);
+    let (queues, fanout_rx, dispatch_rx) = SimQueues::new(Latency::AWS, true);
     let dispatch_rx = dispatch_rx.unwrap();
     let email = Arc::new(SimEmail {
         latency: Latency::AWS,
         calls: Default::default(),
     });
     let app = queues.app(store.clone());
-    let fanout = Arc::new(Fanout {
-        store: store.clone(),
-        queues: queues.clone(),
-        clock: Arc::new(SystemClock),
-        settings: FanoutSettings {
-            page_size: PAGE,
-            time_budget: FANOUT_BUDGET,
-            ..FanoutSettings::default()
-        },
-    });
+    let fanout = fanout_over(&store, &queues);
     let dispatch = Arc::new(
         Dispatch::new(
             store.clone(),
@@ -89,36 +95,16 @@ async fn run(n: usize) {
         .with_webhooks(app.webhooks.clone()),
     );
 
-    let request = NewNotification {
-        to: Target::GroupId(group),
-        channels: vec![Channel::Email],
-        content: Content::Inline(Parts {
-            subject: Some("News".into()),
-            text: Some("Hello everyone".into()),
-            ..Default::default()
-        }),
-        send_at: SendAt::Now,
-        category: None,
-    };
+    let request = news_to(group);
     let start = Instant::now();
     let accepted = app.accept(request, None).await.unwrap();
 
-    // The fanout event source: one invocation per message, continuations included.
-    let fanout_task = {
-        let fanout = fanout.clone();
-        tokio::spawn(async move {
-            let mut invocations = Vec::new();
-            while let Some(job) = fanout_rx.recv().await {
-                let t = Instant::now();
-                let report = fanout.handle(&job).await.unwrap();
-                invocations.push(t.elapsed());
-                if !report.continued {
-                    break;
-                }
-            }
-            (invocations, start.elapsed())
-        })
-    };
+    let fanout_task = tokio::spawn(fanout_source(
+        fanout.clone(),
+        fanout_rx,
+        FANOUT_CONCURRENCY,
+        start,
+    ));
     // The dispatch event source: up to 20 invocations at once, each up to 10 messages in parallel.
     let dispatch_rx = Arc::new(Mutex::new(dispatch_rx));
     let durations: Arc<std::sync::Mutex<Vec<Duration>>> = Arc::default();
@@ -276,6 +262,169 @@ async fn run(n: usize) {
     );
 }
 
+/// The group send of both runs.
+fn news_to(group: notify_core::domain::GroupId) -> NewNotification {
+    NewNotification {
+        to: Target::GroupId(group),
+        channels: vec![Channel::Email],
+        content: Content::Inline(Parts {
+            subject: Some("News".into()),
+            text: Some("Hello everyone".into()),
+            ..Default::default()
+        }),
+        send_at: SendAt::Now,
+        category: None,
+    }
+}
+
+/// The fanout function with the template's settings.
+fn fanout_over(store: &Arc<SimStore>, queues: &Arc<SimQueues>) -> Arc<Fanout> {
+    Arc::new(Fanout {
+        store: store.clone(),
+        queues: queues.clone(),
+        clock: Arc::new(SystemClock),
+        settings: FanoutSettings {
+            page_size: PAGE,
+            time_budget: FANOUT_BUDGET,
+            ..FanoutSettings::default()
+        },
+    })
+}
+
+/// The fanout queue's event source: one invocation per message, continuations and segments
+/// included, at most `max` at once, reached as Lambda scales an SQS event source (five
+/// invocations at first, up to 300 more a minute); until no message is left and none runs.
+/// The invocations' durations, and when the last one ended.
+async fn fanout_source(
+    fanout: Arc<Fanout>,
+    mut jobs: UnboundedReceiver<FanoutJob>,
+    max: usize,
+    start: Instant,
+) -> (Vec<Duration>, Duration) {
+    let mut running = tokio::task::JoinSet::new();
+    let mut invocations = Vec::new();
+    loop {
+        let allowed = (5 + 5 * start.elapsed().as_secs() as usize).min(max);
+        while running.len() < allowed {
+            let Ok(job) = jobs.try_recv() else { break };
+            let fanout = fanout.clone();
+            running.spawn(async move {
+                let t = Instant::now();
+                fanout.handle(&job).await.unwrap();
+                t.elapsed()
+            });
+        }
+        if running.is_empty() && jobs.is_empty() {
+            return (invocations, start.elapsed());
+        }
+        tokio::select! {
+            Some(done) = running.join_next() => invocations.push(done.unwrap()),
+            // A new message, or a second more of scaling.
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+    }
+}
+
+/// The fan-out of a group of `n`, its members added through the store as the API adds them
+/// (16 requests of 1,000 at once), then fanned out by segments at the template's concurrency;
+/// beside one chain over the same group. Dispatch jobs are counted, not sent.
+async fn big_fanout(n: usize) {
+    println!(
+        "\nfan-out alone of a group of {} members",
+        thousands(n as f64)
+    );
+    let segmented = fanout_only(n, MEMBER_SEGMENTS, FANOUT_CONCURRENCY).await;
+    let chain = fanout_only(n, 1, 1).await;
+    println!(
+        "  baseline: one chain over the same group (as before segments): all queued after {:.1} s",
+        chain.as_secs_f64()
+    );
+    println!(
+        "  ratio:    by segments in {:.3}x the time of one chain",
+        segmented.as_secs_f64() / chain.as_secs_f64()
+    );
+    println!(
+        "  (peak RSS of this process {:.0} MiB: the simulated table of {} users is in memory; a fanout holds a page of {PAGE} per invocation)",
+        peak_rss_mib(),
+        thousands(n as f64)
+    );
+}
+
+/// One fan-out of `n` members over `segments`, at most `concurrency` invocations at once; the
+/// simulated time until every dispatch message was queued.
+async fn fanout_only(n: usize, segments: u32, concurrency: usize) -> Duration {
+    let memory = MemoryStore::with_member_segments(segments);
+    let group = with_users(&memory, n).await;
+    // The adds as the API makes them: 16 requests of 1,000 members at once.
+    let loader = Arc::new(SimStore::new(memory, Latency::AWS));
+    let adds_started = Instant::now();
+    let requests: Vec<Vec<usize>> = (0..n)
+        .collect::<Vec<_>>()
+        .chunks(1000)
+        .map(<[usize]>::to_vec)
+        .collect();
+    let requests = Arc::new(std::sync::Mutex::new(requests.into_iter()));
+    let mut adders = Vec::new();
+    for _ in 0..16 {
+        let (loader, requests, group) = (loader.clone(), requests.clone(), group.clone());
+        adders.push(tokio::spawn(async move {
+            loop {
+                let Some(ids) = requests.lock().unwrap().next() else {
+                    break;
+                };
+                let ids: Vec<_> = ids.into_iter().map(member).collect();
+                loader.add_members(&group, &ids).await.unwrap();
+            }
+        }));
+    }
+    for a in adders {
+        a.await.unwrap();
+    }
+    let adds = adds_started.elapsed();
+    let hottest_adds = loader.partitions.hottest();
+    let memory = Arc::into_inner(loader).unwrap().into_inner();
+
+    let store = Arc::new(SimStore::new(memory, Latency::AWS));
+    let (queues, fanout_rx, _) = SimQueues::new(Latency::AWS, false);
+    let app = queues.app(store.clone());
+    let fanout = fanout_over(&store, &queues);
+    let request = news_to(group);
+    let start = Instant::now();
+    let accepted = app.accept(request, None).await.unwrap();
+    let (invocations, done) = fanout_source(fanout, fanout_rx, concurrency, start).await;
+    let counts = store.counts(&accepted.id).await.unwrap();
+    assert_eq!(
+        (counts.recipients, counts.pending),
+        (n as u64, n as u64),
+        "every member counted once: {counts:?}"
+    );
+    let jobs = queues
+        .dispatch_jobs
+        .load(std::sync::atomic::Ordering::Relaxed);
+    if segments > 1 {
+        println!(
+            "  members added through the store, 16 requests of 1,000 at once: {} in {:.0} s simulated; hottest partition key, writes in its busiest second:",
+            thousands(n as f64),
+            adds.as_secs_f64()
+        );
+        for (table, (pk, writes)) in hottest_adds {
+            println!("    {table:<6} {writes:>6} writes/s  ({pk})");
+        }
+        println!(
+            "  by {segments} segments, up to {concurrency} invocations at once: all {} dispatch messages queued after {:.1} s (simulated), {} invocations; counts exact ({} recipients, all pending)",
+            thousands(jobs as f64),
+            done.as_secs_f64(),
+            invocations.len(),
+            thousands(counts.recipients as f64)
+        );
+        println!("  hottest partition key during the fan-out:");
+        for (table, (pk, writes)) in store.partitions.hottest() {
+            println!("    {table:<6} {writes:>6} writes/s  ({pk})");
+        }
+    }
+    done
+}
+
 /// 10,000 notifications accepted in one simulated second, each then going through the writes
 /// of a one-recipient send (queued, sending, one delivery claimed and sent, fanned out,
 /// completed), as the services make them: the hottest partition key of the table and of each
@@ -322,7 +471,7 @@ async fn hot_keys_at_10k_notifications_per_second() -> String {
                 .insert_deliveries(&id, "", std::slice::from_ref(&delivery))
                 .await
                 .unwrap();
-            store.mark_fanned_out(&id).await.unwrap();
+            store.mark_fanned_out(&id, None).await.unwrap();
             let now = jiff::Timestamp::now();
             store
                 .claim_delivery(&delivery, now, now + jiff::SignedDuration::from_secs(40))

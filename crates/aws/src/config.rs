@@ -57,6 +57,9 @@ pub struct AwsConfig {
     /// Seconds a warm api function trusts what it found about a key: a key revoked elsewhere
     /// stops working here within this time.
     pub api_key_cache_secs: u64,
+    /// Seconds a warm function trusts the list of webhook endpoints it read: an endpoint
+    /// added or deleted elsewhere is seen here within this time.
+    pub webhook_cache_secs: u64,
     /// Most requests per second per API key in this execution environment.
     pub api_key_rps: Option<f64>,
     /// Whether webhook endpoints may be internal addresses (tests; never in a deployment).
@@ -154,6 +157,7 @@ impl AwsConfig {
             dispatch_lease_secs: v.number("NOTIFY_DISPATCH_LEASE_SECS", 40)?,
             channel_pause_secs: v.number("NOTIFY_CHANNEL_PAUSE_SECS", 300)?,
             api_key_cache_secs: v.number("NOTIFY_API_KEY_CACHE_SECS", 30)?,
+            webhook_cache_secs: v.number("NOTIFY_WEBHOOK_CACHE_SECS", 30)?,
             api_key_rps: v.rate("NOTIFY_API_KEY_RPS")?,
             webhook_allow_private: v.optional("NOTIFY_WEBHOOK_ALLOW_PRIVATE").as_deref()
                 == Some("true"),

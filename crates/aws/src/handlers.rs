@@ -58,6 +58,7 @@ async fn fanout_record(fanout: &Fanout, record: &SqsMessage, max_receives: u32) 
                 deliveries = report.deliveries,
                 jobs = report.dispatch_jobs,
                 continued = report.continued,
+                segments = report.segments,
                 ignored = report.ignored,
                 "fanout"
             );

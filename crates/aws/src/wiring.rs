@@ -254,7 +254,8 @@ pub fn webhooks(
             }),
             Arc::new(SystemClock),
         )
-        .allowing_internal(allow),
+        .allowing_internal(allow)
+        .with_cache_for(std::time::Duration::from_secs(config.webhook_cache_secs)),
     )
 }
 

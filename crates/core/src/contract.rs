@@ -644,6 +644,35 @@ async fn groups(store: &dyn Store) {
     assert_eq!(sorted, users);
     assert_eq!(seen.len(), 25);
 
+    // The segments part the members: each is in the segment `member_segment` names, once.
+    let segments = store.member_segments();
+    assert!(segments >= 1);
+    let mut in_segments = Vec::new();
+    for segment in 0..segments {
+        let mut cursor = None;
+        loop {
+            let page = store
+                .list_segment(&g, segment, 3, cursor.as_deref())
+                .await
+                .unwrap();
+            assert!(page.items.len() <= 3);
+            for u in &page.items {
+                assert_eq!(
+                    crate::domain::group::member_segment(u, segments),
+                    segment,
+                    "{u} in the wrong segment"
+                );
+            }
+            in_segments.extend(page.items);
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+    }
+    in_segments.sort();
+    assert_eq!(in_segments, users, "every member in exactly one segment");
+
     let found = store
         .get_users(&[
             users[0].clone(),
@@ -985,7 +1014,12 @@ async fn deliveries(store: &dyn Store) {
         None,
         "not fanned out yet"
     );
-    store.mark_fanned_out(&n.id).await.unwrap();
+    // Split into three segments: fanned out once all three are, each recorded any number of
+    // times (segment 1 comes below, once nothing is pending).
+    let segment = |index| Some(crate::jobs::Segment { index, of: 3 });
+    for index in [0, 2, 0, 2] {
+        store.mark_fanned_out(&n.id, segment(index)).await.unwrap();
+    }
     assert_eq!(
         store.finish_if_done(&n.id).await.unwrap(),
         None,
@@ -1032,6 +1066,12 @@ async fn deliveries(store: &dyn Store) {
         Claim::Done,
         "a delivery skipped at dispatch is final"
     );
+    assert_eq!(
+        store.finish_if_done(&n.id).await.unwrap(),
+        None,
+        "nothing pending, but two segments of three fanned out"
+    );
+    store.mark_fanned_out(&n.id, segment(1)).await.unwrap();
     assert_eq!(
         store.finish_if_done(&n.id).await.unwrap(),
         Some(Status::PartiallyFailed)
@@ -1136,7 +1176,7 @@ async fn deliveries(store: &dyn Store) {
         None,
         "not through all the deliveries yet"
     );
-    store.mark_fanned_out(&n.id).await.unwrap();
+    store.mark_fanned_out(&n.id, None).await.unwrap();
     assert_eq!(
         store.finish_if_done(&n.id).await.unwrap(),
         Some(Status::Completed)

@@ -9,9 +9,13 @@ use crate::domain::{Channel, GroupId, NotificationId, WebhookId};
 /// Put on the fanout queue by the API (send now) or by a fired schedule. `cursor` is set when a
 /// fanout continues a large group where the previous invocation stopped. `retry_failed` asks
 /// the fanout to go through the recorded deliveries instead, and send the failed ones again.
+/// `segment` is set on the jobs a group send is split into, one per segment of the group's
+/// memberships (see `GroupStore::member_segments`), which run at once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FanoutJob {
     pub notification_id: NotificationId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<Segment>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -23,10 +27,18 @@ impl FanoutJob {
     pub fn start(notification_id: NotificationId) -> Self {
         Self {
             notification_id,
+            segment: None,
             cursor: None,
             retry_failed: false,
         }
     }
+}
+
+/// One of the `of` disjoint parts of a group's memberships.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    pub index: u32,
+    pub of: u32,
 }
 
 /// Many recipients in one queue message, to keep queue calls per recipient low.

@@ -40,8 +40,12 @@ struct World {
 const UNSUBSCRIBE_KEY: &[u8] = b"the deployment's signing key";
 
 fn world() -> World {
+    world_with(MemoryStore::default())
+}
+
+fn world_with(store: MemoryStore) -> World {
     let clock = Arc::new(FakeClock::new("2026-11-21T00:00:00Z".parse().unwrap()));
-    let store = Arc::new(MemoryStore::default());
+    let store = Arc::new(store);
     let queues = Arc::new(MemoryQueues::default());
     let scheduler = Arc::new(MemoryScheduler::default());
     let email = Arc::new(RecordingEmail::default());
@@ -1265,4 +1269,105 @@ async fn outcomes_become_signed_webhook_events_and_failed_posts_are_retried_for_
     w.store.delete_webhook(&webhook.id).await.unwrap();
     let report = w.app.webhooks.deliver(job).await.unwrap();
     assert_eq!(report.posted, 0);
+}
+
+#[tokio::test]
+async fn a_group_split_into_segments_fans_out_each_once_under_repeats_and_finishes_after_the_last()
+{
+    use notify_core::domain::GroupId;
+    use notify_core::ports::GroupStore;
+    const MEMBERS: usize = 40;
+    let mut w = world_with(MemoryStore::with_member_segments(8));
+    // Small pages and no time budget: every page of a segment is its own continuation.
+    w.fanout.settings.page_size = 2;
+    w.fanout.settings.time_budget = std::time::Duration::ZERO;
+    let group = GroupId::parse("all").unwrap();
+    w.store.put_group(&group, "All").await.unwrap();
+    let ids: Vec<UserId> = (0..MEMBERS)
+        .map(|i| UserId::parse(&format!("s{i:02}")).unwrap())
+        .collect();
+    for id in &ids {
+        let user = User {
+            id: id.clone(),
+            email: Some(EmailAddress::parse(&format!("{id}@example.org")).unwrap()),
+            phone: None,
+            timezone: None,
+            locale: None,
+            channels: ChannelPrefs::default(),
+        };
+        w.store.put_user(&user).await.unwrap();
+    }
+    w.store.add_members(&group, &ids).await.unwrap();
+    let a = w
+        .app
+        .accept(
+            NewNotification {
+                to: Target::GroupId(group),
+                ..email_to("x@example.org")
+            },
+            None,
+        )
+        .await
+        .unwrap();
+
+    // The queue delivers the first job twice: the send is split twice.
+    let start = w.queues.take_fanout().remove(0);
+    for _ in 0..2 {
+        let report = w.fanout.handle(&start).await.unwrap();
+        assert_eq!(report.segments, 8);
+    }
+    let segments = w.queues.take_fanout();
+    assert_eq!(segments.len(), 16, "a job per segment, twice");
+    // Every segment but the last one of the split, each job (and each continuation) handled
+    // twice, every dispatch job twice: nothing is pending, and yet the send is not finished.
+    let last = segments[7].segment;
+    let mut jobs: Vec<_> = segments
+        .iter()
+        .filter(|j| j.segment != last)
+        .cloned()
+        .collect();
+    while !jobs.is_empty() {
+        for job in &jobs {
+            w.fanout.handle(job).await.unwrap();
+            w.fanout.handle(job).await.unwrap();
+        }
+        jobs = w.queues.take_fanout();
+        jobs.retain(|j| j.segment != last);
+    }
+    for job in w.queues.take_dispatch() {
+        w.dispatch.handle(&job).await.unwrap();
+        w.dispatch.handle(&job).await.unwrap();
+    }
+    let counts = w.store.counts(&a.id).await.unwrap();
+    assert_eq!(counts.pending, 0);
+    assert!(
+        counts.sent > 0 && (counts.sent as usize) < MEMBERS,
+        "{counts:?}"
+    );
+    let n = w.store.get_notification(&a.id).await.unwrap().unwrap();
+    assert_eq!(n.status, Status::Sending, "one segment is still to come");
+
+    // The last segment, twice; then all of it.
+    for job in segments.iter().filter(|j| j.segment == last) {
+        w.fanout.handle(job).await.unwrap();
+    }
+    w.drain().await;
+    let mut sent: Vec<String> = w
+        .email
+        .sent
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| e.to.as_str().to_owned())
+        .collect();
+    sent.sort();
+    let want: Vec<String> = ids.iter().map(|id| format!("{id}@example.org")).collect();
+    assert_eq!(sent, want, "every member once");
+    let counts = w.store.counts(&a.id).await.unwrap();
+    assert_eq!(
+        (counts.recipients, counts.sent, counts.pending),
+        (MEMBERS as u64, MEMBERS as u64, 0)
+    );
+    let n = w.store.get_notification(&a.id).await.unwrap().unwrap();
+    assert_eq!(n.status, Status::Completed);
 }

@@ -65,6 +65,11 @@ CREATE TABLE IF NOT EXISTS notifications (
     body TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS notifications_by_status ON notifications(status, id);
+CREATE TABLE IF NOT EXISTS fanned_segments (
+    notification_id TEXT NOT NULL,
+    segment INTEGER NOT NULL,
+    PRIMARY KEY (notification_id, segment)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS deliveries (
     notification_id TEXT NOT NULL,
     recipient TEXT NOT NULL,

@@ -319,7 +319,12 @@ impl Notifyd {
         tasks.spawn(worker::run(
             self.worker_queues.clone(),
             QueueName::Dispatch,
-            settings,
+            WorkerSettings {
+                // Twice the SMTP connections: while half the jobs send, the other half write
+                // their claims and outcomes, so no connection waits on the database.
+                concurrency: 2 * notify_local::email::SMTP_CONNECTIONS as usize,
+                ..settings
+            },
             workers.clone(),
             worker::dispatch_handler(self.dispatch, settings.max_receives),
         ));

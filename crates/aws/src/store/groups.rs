@@ -1,4 +1,5 @@
-//! `GroupStore` on DynamoDB: a group item and one item per membership.
+//! `GroupStore` on DynamoDB: a group item and one item per membership, the memberships spread
+//! over `MEMBER_SEGMENTS` partition keys by user.
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, WriteRequest};
@@ -7,12 +8,15 @@ use notify_core::domain::group::Group;
 use notify_core::domain::{GroupId, UserId};
 use notify_core::ports::{GroupStore, Page, StoreError};
 
-use super::item::{ItemExt, number, read_group, string};
-use super::keys::key;
+use super::item::{Item, ItemExt, decode_cursor, encode_cursor, number, read_group, string};
+use super::keys::{MEMBER_SEGMENTS, group_pk, key, member_segment_pk, membership_key};
 use super::{DynamoStore, WRITE_CONCURRENCY, build_err, err, is_condition_failure};
 
 impl DynamoStore {
-    /// Subscribes or unsubscribes each user, several at once; returns how many changed.
+    /// Subscribes or unsubscribes each user, several at once; returns how many changed. The
+    /// group's `member_count` moves once per call, not once per member: it is one item, and a
+    /// list of millions grows faster than one key takes writes. Not a transaction: the count
+    /// is for display, and a crash before its write leaves it off by the call's changes.
     pub(super) async fn change_members(
         &self,
         id: &GroupId,
@@ -20,56 +24,65 @@ impl DynamoStore {
         subscribe: bool,
     ) -> Result<u64, StoreError> {
         let mut changed = 0;
+        let mut failed = None;
         for chunk in users.chunks(WRITE_CONCURRENCY) {
             let mut writes = Vec::with_capacity(chunk.len());
             for u in chunk {
                 writes.push(async move {
                     if subscribe {
-                        self.add_member(id, u).await
+                        self.put_membership(id, u).await
                     } else {
-                        self.remove_member(id, u).await
+                        self.delete_membership(id, u).await
                     }
                 });
             }
-            changed += futures::future::try_join_all(writes)
-                .await?
-                .into_iter()
-                .filter(|c| *c)
-                .count() as u64;
+            match futures::future::try_join_all(writes).await {
+                Ok(done) => changed += done.into_iter().filter(|c| *c).count() as i64,
+                Err(e) => {
+                    // The rounds before this one are counted still.
+                    failed = Some(e);
+                    break;
+                }
+            }
         }
-        Ok(changed)
+        if changed > 0 {
+            self.add_to_member_count(id, if subscribe { changed } else { -changed })
+                .await?;
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(changed as u64),
+        }
     }
 
-    /// Removes one membership, then counts it off the group. Not a transaction: `member_count`
-    /// is for display, a crash between the two writes leaves it off by one, and a transaction
-    /// would double the cost of every (un)subscribe.
+    /// Removes one membership, then counts it off the group.
     pub(super) async fn remove_member(
         &self,
         group: &GroupId,
         user: &UserId,
     ) -> Result<bool, StoreError> {
+        let removed = self.delete_membership(group, user).await?;
+        if removed {
+            self.add_to_member_count(group, -1).await?;
+        }
+        Ok(removed)
+    }
+
+    async fn delete_membership(&self, group: &GroupId, user: &UserId) -> Result<bool, StoreError> {
         let out = self
             .client
             .delete_item()
             .table_name(&self.table)
-            .set_key(Some(key(format!("G#{group}"), &format!("M#{user}"))))
+            .set_key(Some(membership_key(group, user)))
             .return_values(ReturnValue::AllOld)
             .send()
             .await
             .map_err(err)?;
-        if out.attributes.is_none() {
-            return Ok(false);
-        }
-        self.add_to_member_count(group, -1).await?;
-        Ok(true)
+        Ok(out.attributes.is_some())
     }
 
-    pub(super) async fn add_member(
-        &self,
-        group: &GroupId,
-        user: &UserId,
-    ) -> Result<bool, StoreError> {
-        let mut item = key(format!("G#{group}"), &format!("M#{user}"));
+    async fn put_membership(&self, group: &GroupId, user: &UserId) -> Result<bool, StoreError> {
+        let mut item = membership_key(group, user);
         item.insert("user_id".into(), string(user.as_str()));
         item.insert("GSI1PK".into(), string(format!("UG#{user}")));
         item.insert("GSI1SK".into(), string(format!("G#{group}")));
@@ -82,13 +95,52 @@ impl DynamoStore {
             .send()
             .await;
         match result {
-            Ok(_) => {
-                self.add_to_member_count(group, 1).await?;
-                Ok(true)
-            }
+            Ok(_) => Ok(true),
             Err(e) if is_condition_failure(&e) => Ok(false),
             Err(e) => Err(err(e)),
         }
+    }
+
+    /// A page of members from `segment` on, segment by segment, each in sort key order; the
+    /// raw items, and whether the segments hold more after them.
+    async fn members_from(
+        &self,
+        id: &GroupId,
+        mut segment: u32,
+        mut start: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<Item>, bool), StoreError> {
+        let mut items = Vec::new();
+        while segment < MEMBER_SEGMENTS {
+            let (page, next) = self
+                .query_prefix(
+                    member_segment_pk(id, segment),
+                    "M#",
+                    limit - items.len(),
+                    start.take().as_deref(),
+                )
+                .await?;
+            items.extend(page);
+            if next.is_some() {
+                return Ok((items, true));
+            }
+            segment += 1;
+            if items.len() == limit {
+                return Ok((items, segment < MEMBER_SEGMENTS));
+            }
+        }
+        Ok((items, false))
+    }
+
+    /// The segment a `list_members` cursor (the key of the last member listed) is in.
+    fn cursor_segment(id: &GroupId, cursor: &str) -> Result<u32, StoreError> {
+        let start = decode_cursor(cursor, &["PK", "SK"])?;
+        start
+            .string("PK")
+            .and_then(|pk| pk.strip_prefix(&format!("G#{id}#")))
+            .and_then(|s| s.parse::<u32>().ok())
+            .filter(|s| *s < MEMBER_SEGMENTS)
+            .ok_or(StoreError::BadCursor)
     }
 
     pub(super) async fn add_to_member_count(
@@ -100,7 +152,7 @@ impl DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(format!("G#{group}"), "G")))
+            .set_key(Some(key(group_pk(group), "G")))
             .update_expression("ADD member_count :by")
             .condition_expression("attribute_exists(PK)")
             .expression_attribute_values(":by", number(by))
@@ -122,7 +174,7 @@ impl GroupStore for DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(format!("G#{id}"), "G")))
+            .set_key(Some(key(group_pk(id), "G")))
             .update_expression("SET #name = :name ADD member_count :zero")
             .condition_expression("attribute_not_exists(deleting)")
             .expression_attribute_names("#name", "name")
@@ -141,7 +193,7 @@ impl GroupStore for DynamoStore {
     }
 
     async fn get_group(&self, id: &GroupId) -> Result<Option<Group>, StoreError> {
-        let item = self.get(format!("G#{id}"), "G").await?;
+        let item = self.get(group_pk(id), "G").await?;
         // A group being deleted (its memberships purged in the background) is gone already.
         Ok(item
             .filter(|item| !item.contains_key("deleting"))
@@ -156,7 +208,7 @@ impl GroupStore for DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(format!("G#{id}"), "G")))
+            .set_key(Some(key(group_pk(id), "G")))
             .update_expression("SET deleting = :t")
             .condition_expression("attribute_exists(PK)")
             .expression_attribute_values(":t", AttributeValue::Bool(true))
@@ -177,7 +229,7 @@ impl GroupStore for DynamoStore {
             .iter()
             .map(|u| {
                 aws_sdk_dynamodb::types::DeleteRequest::builder()
-                    .set_key(Some(key(format!("G#{id}"), &format!("M#{u}"))))
+                    .set_key(Some(membership_key(id, u)))
                     .build()
                     .map(|d| WriteRequest::builder().delete_request(d).build())
             })
@@ -191,7 +243,7 @@ impl GroupStore for DynamoStore {
             .client
             .delete_item()
             .table_name(&self.table)
-            .set_key(Some(key(format!("G#{id}"), "G")))
+            .set_key(Some(key(group_pk(id), "G")))
             .condition_expression("attribute_exists(deleting)")
             .send()
             .await;
@@ -217,19 +269,55 @@ impl GroupStore for DynamoStore {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page<UserId>, StoreError> {
-        let (items, next_cursor) = self
-            .query_prefix(format!("G#{id}"), "M#", limit, cursor)
+        let segment = cursor.map(|c| Self::cursor_segment(id, c)).transpose()?;
+        let (items, more) = self
+            .members_from(
+                id,
+                segment.unwrap_or(0),
+                cursor.map(str::to_owned),
+                limit.max(1),
+            )
             .await?;
-        let members = items
-            .iter()
-            .map(|i| {
-                UserId::parse(i.string("user_id").unwrap_or_default())
-                    .map_err(|e| StoreError::Corrupt(e.0))
-            })
-            .collect::<Result<_, _>>()?;
+        // The last member's key: the next page starts after it, in its segment or the next.
+        let next_cursor = more
+            .then(|| items.last().map(|i| encode_cursor(i, &["PK", "SK"])))
+            .flatten();
         Ok(Page {
-            items: members,
+            items: read_members(&items)?,
             next_cursor,
         })
     }
+
+    fn member_segments(&self) -> u32 {
+        MEMBER_SEGMENTS
+    }
+
+    async fn list_segment(
+        &self,
+        id: &GroupId,
+        segment: u32,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<UserId>, StoreError> {
+        if segment >= MEMBER_SEGMENTS {
+            return Err(StoreError::BadCursor);
+        }
+        let (items, next_cursor) = self
+            .query_prefix(member_segment_pk(id, segment), "M#", limit, cursor)
+            .await?;
+        Ok(Page {
+            items: read_members(&items)?,
+            next_cursor,
+        })
+    }
+}
+
+fn read_members(items: &[Item]) -> Result<Vec<UserId>, StoreError> {
+    items
+        .iter()
+        .map(|i| {
+            UserId::parse(i.string("user_id").unwrap_or_default())
+                .map_err(|e| StoreError::Corrupt(e.0))
+        })
+        .collect()
 }

@@ -3,8 +3,9 @@
 use std::collections::HashMap;
 
 use notify_core::domain::delivery::DeliveryKey;
+use notify_core::domain::group::member_segment;
 use notify_core::domain::notification::Status;
-use notify_core::domain::{Channel, NotificationId};
+use notify_core::domain::{Channel, GroupId, NotificationId, UserId};
 
 use super::item::{Item, string};
 
@@ -78,4 +79,24 @@ pub fn all_index_pk(shard: u64) -> String {
 
 pub fn status_index_pk(status: Status, shard: u64) -> String {
     format!("S#{}#{shard:02}", status.as_str())
+}
+
+/// Partitions of one group's memberships (by user): a list of millions is written at more than
+/// the ~1,000 writes a second one partition key takes, and the fanout reads every segment at
+/// once, each its own partition key.
+pub const MEMBER_SEGMENTS: u32 = 32;
+
+pub fn group_pk(id: &GroupId) -> String {
+    format!("G#{id}")
+}
+
+pub fn member_segment_pk(id: &GroupId, segment: u32) -> String {
+    format!("G#{id}#{segment}")
+}
+
+pub(super) fn membership_key(group: &GroupId, user: &UserId) -> Item {
+    key(
+        member_segment_pk(group, member_segment(user, MEMBER_SEGMENTS)),
+        &format!("M#{user}"),
+    )
 }

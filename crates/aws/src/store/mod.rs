@@ -9,13 +9,13 @@
 //! | webhook endpoint | `W#<id>` | `W` | `body`; `GSI1PK`=`W`, `GSI1SK`=id (the list) |
 //! | template | `T#<id>` | `T` | `body` |
 //! | idempotency record | `I#<key>` | `I` | `body`, `expires_at` (ms), `ttl` (s, the table's TTL attribute) |
-//! | notification | `N#<id>` | `N` | `body`, `status`, `send_at`, `fanned_out`; `GSI1PK`=`N#<shard>`, `GSI1SK`=id (all, newest first); `GSI2PK`=`S#<status>#<shard>`, `GSI2SK`=id; shard = one of `INDEX_SHARDS` by id |
+//! | notification | `N#<id>` | `N` | `body`, `status`, `send_at`, `fanned_out`, `fanned_segments` (NS: the segments of a split fanout done); `GSI1PK`=`N#<shard>`, `GSI1SK`=id (all, newest first); `GSI2PK`=`S#<status>#<shard>`, `GSI2SK`=id; shard = one of `INDEX_SHARDS` by id |
 //! | fanned-out page | `N#<id>` | `P#<page>` | (marks the page as counted) |
 //! | delivery | `D#<id>#<bucket>` | `D#<recipient>#<channel>` | `recipient`, `channel`, `status`, `attempts`, `lease_until`, ...; bucket = one of `DELIVERY_BUCKETS` by recipient |
 //! | count item | `C#<id>#<shard>` | `C` | `recipients`, `pending`, `sent`, `failed`, `skipped` (signed; their sums over the `COUNT_SHARDS` items are the counts) |
-//! | group | `G#<id>` | `G` | `name`, `member_count`, `deleting` |
+//! | group | `G#<id>` | `G` | `name`, `member_count` (added once per request, not per member), `deleting` |
 //! | suppression | `X#<address>` | `X` | `body`; `GSI1PK`=`X`, `GSI1SK`=address (the list, by address) |
-//! | membership | `G#<id>` | `M#<user>` | `user_id`; `GSI1PK`=`UG#<user>`, `GSI1SK`=`G#<group>` (a user's groups) |
+//! | membership | `G#<id>#<segment>` | `M#<user>` | `user_id`; `GSI1PK`=`UG#<user>`, `GSI1SK`=`G#<group>` (a user's groups); segment = one of `MEMBER_SEGMENTS` by user |
 //!
 //! Fanout writes nothing per pending recipient: a page adds its totals to one count item
 //! (with the page's marker, in one transaction, so a page fanned out twice counts once) and
@@ -41,10 +41,13 @@ mod webhooks;
 pub use keys::COUNT_SHARDS;
 pub use keys::DELIVERY_BUCKETS;
 pub use keys::INDEX_SHARDS;
+pub use keys::MEMBER_SEGMENTS;
 pub use keys::all_index_pk;
 pub use keys::count_pk;
 pub use keys::delivery_pk;
+pub use keys::group_pk;
 pub use keys::index_shard;
+pub use keys::member_segment_pk;
 pub use keys::ntf_pk;
 pub use keys::status_index_pk;
 
@@ -63,7 +66,7 @@ use item::{Item, ItemExt, decode_cursor, encode_cursor, string};
 use keys::key;
 
 /// Conditional writes in flight at once when inserting a page of deliveries.
-const WRITE_CONCURRENCY: usize = 16;
+pub const WRITE_CONCURRENCY: usize = 16;
 
 /// BatchGetItem calls in flight at once when resolving a page of members.
 pub const READ_CONCURRENCY: usize = 8;

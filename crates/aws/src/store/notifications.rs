@@ -1,13 +1,14 @@
 //! `NotificationStore` on DynamoDB: notifications, their sharded list indexes, idempotency records.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jiff::Timestamp;
 
 use notify_core::domain::notification::{Notification, Status};
 use notify_core::domain::{IdempotencyKey, NotificationId};
+use notify_core::jobs::Segment;
 use notify_core::ports::{
     DeliveryStore, IdempotencyRecord, InsertOutcome, NotificationStore, Page, StoreError,
 };
@@ -264,7 +265,7 @@ impl NotificationStore for DynamoStore {
             .table_name(&self.table)
             .set_key(Some(key(ntf_pk(id), "N")))
             .update_expression(
-                "SET #status = :sending, GSI2PK = :gsi, fanned_out = :f, #ttl = :ttl",
+                "SET #status = :sending, GSI2PK = :gsi, fanned_out = :f, #ttl = :ttl REMOVE fanned_segments",
             )
             .condition_expression("#status IN (:failed, :partially_failed)")
             .expression_attribute_names("#status", "status")
@@ -312,7 +313,38 @@ impl NotificationStore for DynamoStore {
         }
     }
 
-    async fn mark_fanned_out(&self, id: &NotificationId) -> Result<(), StoreError> {
+    async fn mark_fanned_out(
+        &self,
+        id: &NotificationId,
+        segment: Option<Segment>,
+    ) -> Result<(), StoreError> {
+        if let Some(segment) = segment {
+            // A set: the same segment recorded twice is still one.
+            let out = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key(ntf_pk(id), "N")))
+                .update_expression("ADD fanned_segments :s")
+                .condition_expression("attribute_exists(PK)")
+                .expression_attribute_values(
+                    ":s",
+                    AttributeValue::Ns(vec![segment.index.to_string()]),
+                )
+                .return_values(ReturnValue::UpdatedNew)
+                .send()
+                .await
+                .map_err(err)?;
+            let done = out
+                .attributes
+                .as_ref()
+                .and_then(|a| a.get("fanned_segments"))
+                .and_then(|v| v.as_ns().ok())
+                .map_or(0, Vec::len);
+            if done < segment.of as usize {
+                return Ok(());
+            }
+        }
         self.client
             .update_item()
             .table_name(&self.table)

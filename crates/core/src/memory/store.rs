@@ -19,6 +19,7 @@ use crate::domain::webhook::Webhook;
 use crate::domain::{
     CategoryId, Channel, GroupId, IdempotencyKey, NotificationId, TemplateId, UserId, WebhookId,
 };
+use crate::jobs::Segment;
 use crate::ports::{
     ApiKeyStore, CategoryStore, DeliveryStore, GroupStore, IdempotencyRecord, InboxStore,
     InsertOutcome, NotificationStore, Page, PreferenceStore, PushSubscriptionStore, StoreError,
@@ -29,7 +30,12 @@ use crate::ports::{
 struct Inner {
     users: HashMap<UserId, User>,
     templates: HashMap<TemplateId, Template>,
-    groups: BTreeMap<GroupId, (String, BTreeSet<UserId>)>,
+    /// Members by segment.
+    groups: BTreeMap<GroupId, (String, BTreeMap<u32, BTreeSet<UserId>>)>,
+    /// 0 means 1.
+    member_segments: u32,
+    /// Segments of a split fanout recorded so far.
+    fanned_segments: HashMap<NotificationId, BTreeSet<u32>>,
     idempotency: HashMap<String, IdempotencyRecord>,
     notifications: BTreeMap<NotificationId, Notification>,
     fanned_out: HashSet<NotificationId>,
@@ -50,6 +56,33 @@ struct Inner {
 
 #[derive(Default)]
 pub struct MemoryStore(Mutex<Inner>);
+
+impl MemoryStore {
+    /// A store that splits memberships into `segments`, as DynamoDB's does (the simulated AWS
+    /// run fans out a group by segments at once).
+    pub fn with_member_segments(segments: u32) -> Self {
+        let store = Self::default();
+        store.0.lock().unwrap().member_segments = segments.max(1);
+        store
+    }
+}
+
+impl Inner {
+    fn segment(&self, user: &UserId) -> u32 {
+        crate::domain::group::member_segment(user, self.member_segments.max(1))
+    }
+}
+
+/// The first `limit` of `members`, and whether more follow.
+fn members_page<T: Clone>(mut members: impl Iterator<Item = T>, limit: usize) -> (Vec<T>, bool) {
+    let items: Vec<T> = members.by_ref().take(limit).collect();
+    let more = items.len() == limit && members.next().is_some();
+    (items, more)
+}
+
+fn member_count(members: &BTreeMap<u32, BTreeSet<UserId>>) -> u64 {
+    members.values().map(|m| m.len() as u64).sum()
+}
 
 fn page<T: Clone>(items: Vec<T>, limit: usize, offset: usize) -> Page<T> {
     let next = (items.len() > offset + limit).then(|| (offset + limit).to_string());
@@ -106,8 +139,11 @@ impl UserStore for MemoryStore {
 
     async fn delete_user(&self, id: &UserId) -> Result<bool, StoreError> {
         let mut inner = self.0.lock().unwrap();
+        let segment = inner.segment(id);
         for (_, members) in inner.groups.values_mut() {
-            members.remove(id);
+            if let Some(m) = members.get_mut(&segment) {
+                m.remove(id);
+            }
         }
         inner.preferences.remove(id);
         inner.inbox.remove(id);
@@ -125,7 +161,7 @@ impl GroupStore for MemoryStore {
         Ok(Group {
             id: id.clone(),
             name: name.to_owned(),
-            member_count: entry.1.len() as u64,
+            member_count: member_count(&entry.1),
         })
     }
 
@@ -134,7 +170,7 @@ impl GroupStore for MemoryStore {
         Ok(inner.groups.get(id).map(|(name, members)| Group {
             id: id.clone(),
             name: name.clone(),
-            member_count: members.len() as u64,
+            member_count: member_count(members),
         }))
     }
 
@@ -148,21 +184,32 @@ impl GroupStore for MemoryStore {
 
     async fn add_members(&self, id: &GroupId, users: &[UserId]) -> Result<u64, StoreError> {
         let mut inner = self.0.lock().unwrap();
+        let keyed: Vec<(u32, UserId)> = users
+            .iter()
+            .map(|u| (inner.segment(u), u.clone()))
+            .collect();
         let Some((_, members)) = inner.groups.get_mut(id) else {
             return Ok(0);
         };
-        Ok(users
-            .iter()
-            .filter(|u| members.insert((*u).clone()))
+        Ok(keyed
+            .into_iter()
+            .filter(|(s, u)| members.entry(*s).or_default().insert(u.clone()))
             .count() as u64)
     }
 
     async fn remove_members(&self, id: &GroupId, users: &[UserId]) -> Result<u64, StoreError> {
         let mut inner = self.0.lock().unwrap();
+        let keyed: Vec<(u32, UserId)> = users
+            .iter()
+            .map(|u| (inner.segment(u), u.clone()))
+            .collect();
         let Some((_, members)) = inner.groups.get_mut(id) else {
             return Ok(0);
         };
-        Ok(users.iter().filter(|u| members.remove(*u)).count() as u64)
+        Ok(keyed
+            .iter()
+            .filter(|(s, u)| members.get_mut(s).is_some_and(|m| m.remove(u)))
+            .count() as u64)
     }
 
     async fn list_members(
@@ -172,8 +219,14 @@ impl GroupStore for MemoryStore {
         cursor: Option<&str>,
     ) -> Result<Page<UserId>, StoreError> {
         let inner = self.0.lock().unwrap();
+        // "segment:user", the last member of the page before.
         let after = cursor
-            .map(|c| UserId::parse(c).map_err(|_| StoreError::BadCursor))
+            .map(|c| {
+                let (segment, user) = c.split_once(':').ok_or(StoreError::BadCursor)?;
+                let segment: u32 = segment.parse().map_err(|_| StoreError::BadCursor)?;
+                let user = UserId::parse(user).map_err(|_| StoreError::BadCursor)?;
+                Ok::<_, StoreError>((segment, user))
+            })
             .transpose()?;
         let Some((_, members)) = inner.groups.get(id) else {
             return Ok(Page {
@@ -181,16 +234,56 @@ impl GroupStore for MemoryStore {
                 next_cursor: None,
             });
         };
-        let mut items: Vec<UserId> = match &after {
-            Some(a) => members
-                .range::<UserId, _>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded))
-                .take(limit + 1)
-                .cloned()
-                .collect(),
-            None => members.iter().take(limit + 1).cloned().collect(),
+        let from = after.as_ref().map_or(0, |(s, _)| *s);
+        let all = members.range(from..).flat_map(|(s, m)| {
+            let in_segment: Box<dyn Iterator<Item = &UserId>> = match &after {
+                Some((first, user)) if first == s => Box::new(m.range::<UserId, _>((
+                    std::ops::Bound::Excluded(user),
+                    std::ops::Bound::Unbounded,
+                ))),
+                _ => Box::new(m.iter()),
+            };
+            in_segment.map(move |u| (*s, u.clone()))
+        });
+        let (items, more) = members_page(all, limit);
+        let next_cursor = more
+            .then(|| items.last().map(|(s, u)| format!("{s}:{u}")))
+            .flatten();
+        Ok(Page {
+            items: items.into_iter().map(|(_, u)| u).collect(),
+            next_cursor,
+        })
+    }
+
+    fn member_segments(&self) -> u32 {
+        self.0.lock().unwrap().member_segments.max(1)
+    }
+
+    async fn list_segment(
+        &self,
+        id: &GroupId,
+        segment: u32,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<UserId>, StoreError> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let inner = self.0.lock().unwrap();
+        let after = cursor
+            .map(|c| UserId::parse(c).map_err(|_| StoreError::BadCursor))
+            .transpose()?;
+        let Some(members) = inner.groups.get(id).and_then(|(_, m)| m.get(&segment)) else {
+            return Ok(Page {
+                items: vec![],
+                next_cursor: None,
+            });
         };
-        let next_cursor = (items.len() > limit).then(|| items[limit - 1].as_str().to_owned());
-        items.truncate(limit);
+        let (items, more) = match &after {
+            Some(a) => members_page(members.range((Excluded(a), Unbounded)).cloned(), limit),
+            None => members_page(members.iter().cloned(), limit),
+        };
+        let next_cursor = more
+            .then(|| items.last().map(|u| u.as_str().to_owned()))
+            .flatten();
         Ok(Page { items, next_cursor })
     }
 }
@@ -299,6 +392,7 @@ impl NotificationStore for MemoryStore {
             Some(n) if matches!(n.status, Status::Failed | Status::PartiallyFailed) => {
                 n.status = Status::Sending;
                 inner.fanned_out.remove(id);
+                inner.fanned_segments.remove(id);
                 Ok(true)
             }
             _ => Ok(false),
@@ -316,8 +410,20 @@ impl NotificationStore for MemoryStore {
         }
     }
 
-    async fn mark_fanned_out(&self, id: &NotificationId) -> Result<(), StoreError> {
-        self.0.lock().unwrap().fanned_out.insert(id.clone());
+    async fn mark_fanned_out(
+        &self,
+        id: &NotificationId,
+        segment: Option<Segment>,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.0.lock().unwrap();
+        if let Some(segment) = segment {
+            let done = inner.fanned_segments.entry(id.clone()).or_default();
+            done.insert(segment.index);
+            if done.len() < segment.of as usize {
+                return Ok(());
+            }
+        }
+        inner.fanned_out.insert(id.clone());
         Ok(())
     }
 

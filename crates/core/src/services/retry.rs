@@ -42,7 +42,7 @@ impl App {
                 .transition(id, &[Status::Sending], n.status)
                 .await
             {
-                Ok(_) => self.store.mark_fanned_out(id).await,
+                Ok(_) => self.store.mark_fanned_out(id, None).await,
                 Err(e) => Err(e),
             };
             if let Err(undo) = undo {

@@ -163,4 +163,25 @@ impl GroupStore for SqliteStore {
         };
         Ok(Page { items, next_cursor })
     }
+
+    /// One segment: a single writer has nothing to gain from reading a group in parts.
+    fn member_segments(&self) -> u32 {
+        1
+    }
+
+    async fn list_segment(
+        &self,
+        id: &GroupId,
+        segment: u32,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<UserId>, StoreError> {
+        match segment {
+            0 => self.list_members(id, limit, cursor).await,
+            _ => Ok(Page {
+                items: Vec::new(),
+                next_cursor: None,
+            }),
+        }
+    }
 }

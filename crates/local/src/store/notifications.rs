@@ -6,6 +6,7 @@ use rusqlite::{OptionalExtension, params};
 
 use notify_core::domain::notification::{Notification, Status};
 use notify_core::domain::{IdempotencyKey, NotificationId};
+use notify_core::jobs::Segment;
 use notify_core::ports::{IdempotencyRecord, InsertOutcome, NotificationStore, Page, StoreError};
 
 use crate::db::{db_err, json_err, millis};
@@ -179,13 +180,20 @@ impl NotificationStore for SqliteStore {
         let id = id.as_str().to_owned();
         self.db
             .call(move |c| {
-                let changed = c
+                let tx = c.savepoint().map_err(db_err)?;
+                let changed = tx
                     .execute(
                         "UPDATE notifications SET status = 'sending', fanned_out = 0
                          WHERE id = ?1 AND status IN ('failed', 'partially_failed')",
                         params![id],
                     )
                     .map_err(db_err)?;
+                tx.execute(
+                    "DELETE FROM fanned_segments WHERE notification_id = ?1",
+                    params![id],
+                )
+                .map_err(db_err)?;
+                tx.commit().map_err(db_err)?;
                 Ok(changed == 1)
             })
             .await
@@ -206,15 +214,39 @@ impl NotificationStore for SqliteStore {
             .await
     }
 
-    async fn mark_fanned_out(&self, id: &NotificationId) -> Result<(), StoreError> {
+    async fn mark_fanned_out(
+        &self,
+        id: &NotificationId,
+        segment: Option<Segment>,
+    ) -> Result<(), StoreError> {
         let id = id.as_str().to_owned();
         self.db
             .call(move |c| {
-                c.execute(
+                let tx = c.savepoint().map_err(db_err)?;
+                if let Some(segment) = segment {
+                    tx.execute(
+                        "INSERT OR IGNORE INTO fanned_segments (notification_id, segment) VALUES (?1, ?2)",
+                        params![id, segment.index],
+                    )
+                    .map_err(db_err)?;
+                    let done: u32 = tx
+                        .query_row(
+                            "SELECT count(*) FROM fanned_segments WHERE notification_id = ?1",
+                            params![id],
+                            |r| r.get(0),
+                        )
+                        .map_err(db_err)?;
+                    if done < segment.of {
+                        tx.commit().map_err(db_err)?;
+                        return Ok(());
+                    }
+                }
+                tx.execute(
                     "UPDATE notifications SET fanned_out = 1 WHERE id = ?1",
                     params![id],
                 )
                 .map_err(db_err)?;
+                tx.commit().map_err(db_err)?;
                 Ok(())
             })
             .await
@@ -234,6 +266,17 @@ impl NotificationStore for SqliteStore {
                     .optional()
                     .map_err(db_err)?;
                 if fanned_out != Some(true) {
+                    return Ok(None);
+                }
+                // Every dispatch job asks this: one pending row found by the index answers it,
+                // where counting every row would cost each job the size of the send.
+                let pending: Option<i64> = tx
+                    .prepare_cached(
+                        "SELECT 1 FROM deliveries WHERE notification_id = ?1 AND status = 'pending' LIMIT 1",
+                    )
+                    .and_then(|mut s| s.query_row(params![id], |r| r.get(0)).optional())
+                    .map_err(db_err)?;
+                if pending.is_some() {
                     return Ok(None);
                 }
                 let counts = counts_in(&tx, &id)?;

@@ -67,6 +67,9 @@ impl SqliteStore {
                             .prepare_cached("DELETE FROM deliveries WHERE notification_id = ?1")
                             .and_then(|mut s| s.execute(params![id]))
                             .map_err(db_err)?;
+                        tx.prepare_cached("DELETE FROM fanned_segments WHERE notification_id = ?1")
+                            .and_then(|mut s| s.execute(params![id]))
+                            .map_err(db_err)?;
                         tx.prepare_cached("DELETE FROM notifications WHERE id = ?1")
                             .and_then(|mut s| s.execute(params![id]))
                             .map_err(db_err)?;

@@ -28,4 +28,16 @@ pub trait GroupStore: Send + Sync {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page<UserId>, StoreError>;
+    /// Into how many disjoint segments this store splits every group's memberships (by
+    /// `member_segment`): a group send is fanned out by one job per segment, at once. One
+    /// where there is nothing to gain (a single writer).
+    fn member_segments(&self) -> u32;
+    /// A page of the members in one segment, in a stable order.
+    async fn list_segment(
+        &self,
+        id: &GroupId,
+        segment: u32,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<UserId>, StoreError>;
 }

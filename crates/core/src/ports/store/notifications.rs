@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{Page, StoreError};
 use crate::domain::notification::{Notification, Status};
 use crate::domain::{IdempotencyKey, NotificationId};
+use crate::jobs::Segment;
 
 /// What the first request with an `Idempotency-Key` answered; kept 24 hours.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,8 +65,14 @@ pub trait NotificationStore: Send + Sync {
     async fn begin_retry(&self, id: &NotificationId) -> Result<bool, StoreError>;
     /// Moves `send_at` only while the notification is `scheduled`; says whether it moved.
     async fn set_send_at(&self, id: &NotificationId, at: Timestamp) -> Result<bool, StoreError>;
-    /// Records that every recipient has a delivery row; from then on the send can finish.
-    async fn mark_fanned_out(&self, id: &NotificationId) -> Result<(), StoreError>;
+    /// Records that every recipient has a delivery row, or, for a `segment`, every recipient
+    /// in it: the send is fanned out once every segment of its split has been recorded (each
+    /// any number of times). From then on the send can finish.
+    async fn mark_fanned_out(
+        &self,
+        id: &NotificationId,
+        segment: Option<Segment>,
+    ) -> Result<(), StoreError>;
     /// Once fanned out with nothing pending, moves `sending` to its final status; returns it.
     async fn finish_if_done(&self, id: &NotificationId) -> Result<Option<Status>, StoreError>;
 }

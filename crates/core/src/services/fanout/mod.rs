@@ -4,6 +4,10 @@
 //! pages until its time budget is spent, then puts a continuation (the same job with the next
 //! cursor) on the fanout queue, so no single invocation has to finish a large group.
 //!
+//! A group in a store that splits memberships into segments (DynamoDB) is fanned out by one
+//! job per segment, all at once, each paging through its segment and continuing as above: a
+//! group of millions is queued in the time of its largest segment, not of the whole.
+//!
 //! Idempotent: a page fanned out twice changes no row or count (`insert_deliveries` is keyed by
 //! page) and at worst repeats dispatch jobs, whose claims stop a second send.
 
@@ -24,7 +28,7 @@ use crate::domain::delivery::{Delivery, DeliveryStatus, Recipient};
 use crate::domain::notification::{Notification, Status, Target};
 use crate::domain::user::{ChannelPrefs, User};
 use crate::domain::{Channel, NotificationId, UserId};
-use crate::jobs::{DispatchItem, DispatchJob, FanoutJob};
+use crate::jobs::{DispatchItem, DispatchJob, FanoutJob, Segment};
 use crate::ports::{Clock, MAX_QUEUE_DELAY, Queues, Store};
 
 /// A job this close to its `send_at` waits in the invocation instead of on the queue.
@@ -67,8 +71,10 @@ pub struct FanoutReport {
     pub pages: usize,
     pub deliveries: usize,
     pub dispatch_jobs: usize,
-    /// A continuation job was queued for the rest of the group.
+    /// A continuation job was queued for the rest of the group (or of its segment).
     pub continued: bool,
+    /// The group send was split into this many segment jobs, queued to run at once.
+    pub segments: u32,
     /// Why nothing was done (cancelled, already finished, fired early, unknown id).
     pub ignored: Option<&'static str>,
     /// Sweep: overdue reserved sends fired, and sends finished.
@@ -146,14 +152,21 @@ impl Fanout {
             Status::Sending => {}
         }
 
+        if let Target::GroupId(group) = &n.to
+            && job.segment.is_none()
+            && job.cursor.is_none()
+            && self.store.member_segments() > 1
+        {
+            return self.split(job, group, self.store.member_segments()).await;
+        }
+
         let mut report = FanoutReport::default();
         let mut cursor = job.cursor.clone();
         loop {
-            let (page, next) = self.resolve(&n, cursor.as_deref()).await?;
+            let (page, next) = self.resolve(&n, job.segment, cursor.as_deref()).await?;
             let (deliveries, jobs) = self.plan(&n, page);
-            // The page key is the cursor that led to it: the same page always has the same key.
             self.store
-                .insert_deliveries(id, cursor.as_deref().unwrap_or(""), &deliveries)
+                .insert_deliveries(id, &page_key(job.segment, cursor.as_deref()), &deliveries)
                 .await?;
             if !jobs.is_empty() {
                 self.queues.send_dispatch(&jobs).await?;
@@ -173,6 +186,37 @@ impl Fanout {
                 None => return Ok(report),
             }
         }
+    }
+
+    /// A group send on a store with segments: one job per segment, queued at once. A group
+    /// deleted before the send reaches no one. A start job received twice splits twice; the
+    /// repeated segment jobs change no count (their pages have the same keys).
+    async fn split(
+        &self,
+        job: &FanoutJob,
+        group: &crate::domain::GroupId,
+        segments: u32,
+    ) -> Result<FanoutReport, ServiceError> {
+        let mut report = FanoutReport::default();
+        if self.store.get_group(group).await?.is_none() {
+            self.after_page(job, None, Instant::now(), &mut report)
+                .await?;
+            return Ok(report);
+        }
+        let jobs = (0..segments).map(|index| FanoutJob {
+            segment: Some(Segment {
+                index,
+                of: segments,
+            }),
+            cursor: None,
+            ..job.clone()
+        });
+        futures::future::try_join_all(
+            jobs.map(|j| async move { self.queues.send_fanout(&j).await }),
+        )
+        .await?;
+        report.segments = segments;
+        Ok(report)
     }
 
     /// A trigger that came before `send_at`: EventBridge Scheduler fires anywhere within the
@@ -221,7 +265,9 @@ impl Fanout {
     ) -> Result<Option<String>, ServiceError> {
         match next {
             None => {
-                self.store.mark_fanned_out(&job.notification_id).await?;
+                self.store
+                    .mark_fanned_out(&job.notification_id, job.segment)
+                    .await?;
                 // Everything may have been skipped (or nothing reopened), with no dispatch job
                 // left to finish it.
                 self.store.finish_if_done(&job.notification_id).await?;
@@ -245,6 +291,7 @@ impl Fanout {
     async fn resolve(
         &self,
         n: &Notification,
+        segment: Option<Segment>,
         cursor: Option<&str>,
     ) -> Result<(Vec<Resolved>, Option<String>), ServiceError> {
         let one = match &n.to {
@@ -264,10 +311,15 @@ impl Fanout {
                 if cursor.is_none() && self.store.get_group(group).await?.is_none() {
                     return Ok((Vec::new(), None));
                 }
-                let members = self
-                    .store
-                    .list_members(group, self.settings.page_size, cursor)
-                    .await?;
+                let page_size = self.settings.page_size;
+                let members = match segment {
+                    Some(s) => {
+                        self.store
+                            .list_segment(group, s.index, page_size, cursor)
+                            .await?
+                    }
+                    None => self.store.list_members(group, page_size, cursor).await?,
+                };
                 let users = self.store.get_users(&members.items).await?;
                 let by_id: std::collections::HashMap<&UserId, &User> =
                     users.iter().map(|u| (&u.id, u)).collect();
@@ -379,5 +431,15 @@ pub(super) fn ignored(why: &'static str) -> FanoutReport {
     FanoutReport {
         ignored: Some(why),
         ..Default::default()
+    }
+}
+
+/// The key of a page: its segment and the cursor that led to it, so that the same page always
+/// has the same key.
+fn page_key(segment: Option<Segment>, cursor: Option<&str>) -> String {
+    let cursor = cursor.unwrap_or("");
+    match segment {
+        None => cursor.to_owned(),
+        Some(s) => format!("{}/{}:{cursor}", s.index, s.of),
     }
 }
