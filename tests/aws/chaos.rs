@@ -69,6 +69,7 @@ fn settings() -> LambdaSettings {
         dispatch_timeout: Duration::from_secs(5),
         dispatch_batch: 10,
         dispatch_concurrency: 3,
+        fanout_concurrency: 4,
     }
 }
 
@@ -541,14 +542,22 @@ async fn a_paused_ses_account_makes_deliveries_wait_not_fail() {
         .await;
     let id = a.body["id"].as_str().unwrap().to_owned();
 
-    tokio::time::sleep(Duration::from_secs(8)).await;
-    let n = api
-        .call(api_event(
-            "api-get-notification.json",
-            Some(&format!("/v1/notifications/{id}")),
-            None,
-        ))
-        .await;
+    // Every segment fanned out, then a while of the pause.
+    let get = api_event(
+        "api-get-notification.json",
+        Some(&format!("/v1/notifications/{id}")),
+        None,
+    );
+    let fanned_out = std::time::Instant::now();
+    while api.call(get.clone()).await.body["counts"]["recipients"] != GROUP {
+        assert!(
+            fanned_out.elapsed() < Duration::from_secs(60),
+            "the fanout did not end"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let n = api.call(get).await;
     assert_eq!(n.body["status"], "sending", "{}", n.body);
     assert_eq!(
         n.body["counts"]["pending"], GROUP,

@@ -31,6 +31,8 @@ pub struct LambdaSettings {
     pub dispatch_batch: i32,
     /// Dispatch invocations at once (`MaximumConcurrency`).
     pub dispatch_concurrency: usize,
+    /// Fanout invocations at once: a group send is a job per segment of its memberships.
+    pub fanout_concurrency: usize,
 }
 
 impl Default for LambdaSettings {
@@ -40,6 +42,7 @@ impl Default for LambdaSettings {
             dispatch_timeout: Duration::from_secs(30),
             dispatch_batch: 10,
             dispatch_concurrency: 2,
+            fanout_concurrency: 4,
         }
     }
 }
@@ -87,16 +90,18 @@ impl Lambdas {
             let fanout = fanout.clone();
             Box::pin(async move { fanout_event(&fanout, event, max_receives).await })
         });
-        tasks.push(tokio::spawn(mapping(
-            world,
-            world.config.fanout_queue_url.clone(),
-            1,
-            settings.fanout_timeout,
-            fanout_handler,
-            stats.clone(),
-            stop.clone(),
-            |s| (&s.fanout_invocations, &s.killed_fanout),
-        )));
+        for _ in 0..settings.fanout_concurrency {
+            tasks.push(tokio::spawn(mapping(
+                world,
+                world.config.fanout_queue_url.clone(),
+                1,
+                settings.fanout_timeout,
+                fanout_handler.clone(),
+                stats.clone(),
+                stop.clone(),
+                |s| (&s.fanout_invocations, &s.killed_fanout),
+            )));
+        }
         for _ in 0..settings.dispatch_concurrency {
             let dispatch = dispatch.clone();
             let handler: Handler = Arc::new(move |event, deadline| {

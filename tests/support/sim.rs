@@ -517,8 +517,21 @@ impl GroupStore for SimStore {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page<UserId>, StoreError> {
-        self.ddb("Query", 1, 1).await;
-        self.inner.list_members(id, limit, cursor).await
+        // The DynamoDB store reads segment after segment, one Query each, from the cursor's
+        // segment until the page is full: to the last member's segment, or to the end.
+        let page = self.inner.list_members(id, limit, cursor).await?;
+        let segments = self.inner.member_segments();
+        let from = cursor
+            .and_then(|c| c.split_once(':'))
+            .and_then(|(s, _)| s.parse::<u32>().ok())
+            .unwrap_or(0);
+        let to = match (&page.next_cursor, page.items.last()) {
+            (Some(_), Some(last)) => member_segment(last, segments),
+            _ => segments - 1,
+        };
+        let queries = u64::from(to.saturating_sub(from) + 1);
+        self.ddb("Query", queries, queries).await;
+        Ok(page)
     }
 
     fn member_segments(&self) -> u32 {

@@ -4,9 +4,9 @@
 //! pages until its time budget is spent, then puts a continuation (the same job with the next
 //! cursor) on the fanout queue, so no single invocation has to finish a large group.
 //!
-//! A group in a store that splits memberships into segments (DynamoDB) is fanned out by one
-//! job per segment, all at once, each paging through its segment and continuing as above: a
-//! group of millions is queued in the time of its largest segment, not of the whole.
+//! A large group in a store that splits memberships into segments (DynamoDB) is fanned out by
+//! one job per segment, all at once, each paging through its segment and continuing as above:
+//! a group of millions is queued in the time of its largest segment, not of the whole.
 //!
 //! Idempotent: a page fanned out twice changes no row or count (`insert_deliveries` is keyed by
 //! page) and at worst repeats dispatch jobs, whose claims stop a second send.
@@ -157,7 +157,23 @@ impl Fanout {
             && job.cursor.is_none()
             && self.store.member_segments() > 1
         {
-            return self.split(job, group, self.store.member_segments()).await;
+            let segments = self.store.member_segments();
+            match self.store.get_group(group).await? {
+                // A group deleted before the send reaches no one.
+                None => {
+                    let mut report = FanoutReport::default();
+                    self.after_page(job, None, started, &mut report).await?;
+                    return Ok(report);
+                }
+                // Split only where every segment gets at least a page: below that, the
+                // jobs would cost more invocations and queue messages than they save time.
+                Some(g)
+                    if g.member_count >= u64::from(segments) * self.settings.page_size as u64 =>
+                {
+                    return self.split(job, segments).await;
+                }
+                Some(_) => {}
+            }
         }
 
         let mut report = FanoutReport::default();
@@ -188,21 +204,11 @@ impl Fanout {
         }
     }
 
-    /// A group send on a store with segments: one job per segment, queued at once. A group
-    /// deleted before the send reaches no one. A start job received twice splits twice; the
-    /// repeated segment jobs change no count (their pages have the same keys).
-    async fn split(
-        &self,
-        job: &FanoutJob,
-        group: &crate::domain::GroupId,
-        segments: u32,
-    ) -> Result<FanoutReport, ServiceError> {
+    /// A large group send on a store with segments: one job per segment, queued at once. A
+    /// start job received twice splits twice; the repeated segment jobs change no count
+    /// (their pages have the same keys).
+    async fn split(&self, job: &FanoutJob, segments: u32) -> Result<FanoutReport, ServiceError> {
         let mut report = FanoutReport::default();
-        if self.store.get_group(group).await?.is_none() {
-            self.after_page(job, None, Instant::now(), &mut report)
-                .await?;
-            return Ok(report);
-        }
         let jobs = (0..segments).map(|index| FanoutJob {
             segment: Some(Segment {
                 index,
