@@ -10,7 +10,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use serde_json::json;
 
-use notify_aws::handlers::{dispatch_event, fanout_event};
+use notify_aws::handlers::dispatch_event;
 use notify_aws::wiring;
 use notify_core::domain::notification::{Content, Target};
 use notify_core::domain::template::Parts;
@@ -92,17 +92,8 @@ async fn real_calls() -> BTreeMap<String, u64> {
     );
     let a = api.call(send).await;
     assert_eq!(a.status, 202, "{:?}", a.body);
-    let fanout = wiring::fanout(&w.config, &w.sdk);
+    w.run_fanout().await;
     let dispatch = wiring::dispatch(&w.config, &w.sdk).unwrap();
-    loop {
-        let e = w.receive_event(&w.config.fanout_queue_url, 1).await;
-        if e.records.is_empty() {
-            break;
-        }
-        let r = fanout_event(&fanout, e.clone(), w.config.fanout_max_receives).await;
-        assert!(r.batch_item_failures.is_empty());
-        w.settle(&w.config.fanout_queue_url, &e, &r).await;
-    }
     // One message at a time here and in the simulation: two jobs that finish at once may both
     // find nothing pending and both try the final status (one conditional write fails), which
     // would make the count depend on timing.

@@ -54,6 +54,7 @@ async fn the_sweep_fires_a_reserved_send_whose_trigger_was_lost_and_finishes_one
         faults: Some(json!({})),
         fanout_visibility: 8,
         dispatch_visibility: 8,
+        ..WorldOptions::default()
     })
     .await;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&w.direct), &w.config.table);
@@ -154,6 +155,7 @@ async fn deleting_a_big_group_answers_at_once_and_its_memberships_go_in_the_back
         faults: Some(json!({})),
         fanout_visibility: 8,
         dispatch_visibility: 8,
+        ..WorldOptions::default()
     })
     .await;
     let mut api = ApiHandler::new(&w);
@@ -271,6 +273,7 @@ async fn a_fanout_job_failing_on_its_last_receive_is_put_back_for_later_not_dead
         faults: Some(json!({})),
         fanout_visibility: 8,
         dispatch_visibility: 8,
+        ..WorldOptions::default()
     })
     .await;
     let proxy = w.proxy.as_ref().unwrap();

@@ -18,6 +18,7 @@ async fn world(faults: Value) -> AwsWorld {
         faults: Some(faults),
         fanout_visibility: 8,
         dispatch_visibility: 8,
+        ..WorldOptions::default()
     })
     .await;
     w.config.queue_delay_max_secs = 0;

@@ -3,7 +3,7 @@
 //! calls and returns part of a batch unprocessed), and the suppressed address skipped with its
 //! reason before any SES or SNS call.
 
-use notify_aws::handlers::{dispatch_event, fanout_event};
+use notify_aws::handlers::dispatch_event;
 use notify_aws::wiring;
 use notify_tests::aws::{ApiHandler, AwsWorld, WorldOptions, api_event};
 use serde_json::{Value, json};
@@ -103,18 +103,8 @@ async fn a_suppressed_address_is_skipped_before_any_provider_call() {
     let id = accepted["id"].as_str().unwrap();
 
     let before = proxy.report().await["calls"].clone();
-    let fanout = wiring::fanout(&w.config, &w.sdk);
+    w.run_fanout().await;
     let dispatch = wiring::dispatch(&w.config, &w.sdk).unwrap();
-    // The split, then a job per segment of the group.
-    loop {
-        let e = w.receive_event(&w.config.fanout_queue_url, 1).await;
-        if e.records.is_empty() {
-            break;
-        }
-        let r = fanout_event(&fanout, e.clone(), w.config.fanout_max_receives).await;
-        assert!(r.batch_item_failures.is_empty());
-        w.settle(&w.config.fanout_queue_url, &e, &r).await;
-    }
     let e = w.receive_event(&w.config.dispatch_queue_url, 10).await;
     let members: usize = e
         .records

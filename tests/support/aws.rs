@@ -97,6 +97,8 @@ pub struct WorldOptions {
     /// The queues' visibility timeouts (seconds).
     pub fanout_visibility: u32,
     pub dispatch_visibility: u32,
+    /// The dispatch queue's `maxReceiveCount`, and the functions told so.
+    pub dispatch_max_receives: u32,
 }
 
 impl Default for WorldOptions {
@@ -105,6 +107,9 @@ impl Default for WorldOptions {
             faults: None,
             fanout_visibility: 360,
             dispatch_visibility: 180,
+            // A message that keeps failing reaches its dead-letter queue after 5 receives
+            // instead of 10: with retries doubling from 1 s, in about 30 s instead of 9 min.
+            dispatch_max_receives: 5,
         }
     }
 }
@@ -132,8 +137,8 @@ impl AwsWorld {
 
     /// The stack made from `template.yaml` itself (`notify_aws_local::stack`), and the
     /// configuration the template gives the functions, with changes so that tests wait less:
-    /// retries come back after 1 s instead of 5, and the dispatch queue redrives after 5
-    /// receives instead of 10 (its functions told so, as the template tells them its count).
+    /// retries come back after 1 s instead of 5, and the dispatch queue redrives after
+    /// `dispatch_max_receives` (its functions told so, as the template tells them its count).
     pub async fn start_with(options: WorldOptions) -> Self {
         let moto = Moto::start().await;
         let sdk = sdk_config(&moto.endpoint).await;
@@ -149,10 +154,12 @@ impl AwsWorld {
                     ("DispatchQueue".into(), options.dispatch_visibility),
                 ]
                 .into(),
-                // A message that keeps failing reaches its dead-letter queue after 5 receives
-                // instead of 10: with retries doubling from 1 s, in about 30 s instead of 9 min.
-                max_receive_counts: [("DispatchQueue".into(), 5)].into(),
-                environment: vec![("NOTIFY_DISPATCH_MAX_RECEIVES".into(), "5".into())],
+                max_receive_counts: [("DispatchQueue".into(), options.dispatch_max_receives)]
+                    .into(),
+                environment: vec![(
+                    "NOTIFY_DISPATCH_MAX_RECEIVES".into(),
+                    options.dispatch_max_receives.to_string(),
+                )],
                 secret_values: [("ApiKeySecret".into(), API_KEY.into())].into(),
             },
         )
@@ -305,22 +312,33 @@ impl AwsWorld {
     /// the fanout queue, then dispatch over everything on the dispatch queue, each with the
     /// stack's wiring, deleting what the handlers did not report as failed (they must report
     /// nothing).
-    pub async fn run_queues(&self) {
-        use notify_aws::handlers::{dispatch_event, fanout_event};
-        use notify_aws::wiring;
-        let fanout = wiring::fanout(&self.config, &self.sdk);
-        let dispatch = wiring::dispatch(&self.config, &self.sdk).unwrap();
-        // A group send is 33 fanout messages (the split, a job per segment), more when SQS
-        // repeats some: until the queue is empty, within a bound.
+    /// Every fanout job, one message at a time, until the fanout queue is empty: a group send
+    /// of a large group is 33 messages (the split, a job per segment), more when SQS repeats
+    /// some. Every job must succeed.
+    pub async fn run_fanout(&self) {
+        let fanout = notify_aws::wiring::fanout(&self.config, &self.sdk);
         for _ in 0..1000 {
             let e = self.receive_event(&self.config.fanout_queue_url, 1).await;
             if e.records.is_empty() {
-                break;
+                return;
             }
-            let r = fanout_event(&fanout, e.clone(), self.config.fanout_max_receives).await;
+            let r = notify_aws::handlers::fanout_event(
+                &fanout,
+                e.clone(),
+                self.config.fanout_max_receives,
+            )
+            .await;
             assert!(r.batch_item_failures.is_empty(), "fanout failed: {r:?}");
             self.settle(&self.config.fanout_queue_url, &e, &r).await;
         }
+        panic!("the fanout queue did not empty in 1000 receives");
+    }
+
+    pub async fn run_queues(&self) {
+        use notify_aws::handlers::dispatch_event;
+        use notify_aws::wiring;
+        self.run_fanout().await;
+        let dispatch = wiring::dispatch(&self.config, &self.sdk).unwrap();
         // A job that found its deliveries claimed by a copy of itself (SQS delivered it twice,
         // into one batch) comes back after its retry delay: wait for it once the queue is empty.
         let mut retried = false;

@@ -61,6 +61,7 @@ async fn run(n: usize, queue_delay_max: u64) -> (Vec<f64>, Vec<f64>) {
         faults: Some(json!({})),
         fanout_visibility: 8,
         dispatch_visibility: 8,
+        ..WorldOptions::default()
     })
     .await;
     w.config.queue_delay_max_secs = queue_delay_max;

@@ -97,8 +97,11 @@ pub(super) fn read_notification(item: &Item) -> Result<Notification, StoreError>
 }
 
 /// An opaque cursor: the key attributes of the last item of a page.
+/// The same key always makes the same cursor (keys in sorted order, not a `HashMap`'s random
+/// one): the fanout keys a page by the cursor that led to it, and a page read again with a
+/// differently spelled cursor would be counted again.
 pub(super) fn encode_cursor(item: &Item, names: &[&str]) -> String {
-    let map: HashMap<&str, &str> = names
+    let map: std::collections::BTreeMap<&str, &str> = names
         .iter()
         .filter_map(|k| item.string(k).map(|v| (*k, v)))
         .collect();
@@ -115,4 +118,33 @@ pub(super) fn decode_cursor(raw: &str, names: &[&str]) -> Result<Item, StoreErro
         return Err(StoreError::BadCursor);
     }
     Ok(map.into_iter().map(|(k, v)| (k, string(v))).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cursor is part of a fanout page's key: the same position must always be spelled the
+    /// same, whatever order a map of its attributes iterates in.
+    #[test]
+    fn a_cursor_is_the_same_every_time_for_the_same_key() {
+        let first = encode_cursor(
+            &HashMap::from([
+                ("PK".to_owned(), string("G#all#3".to_owned())),
+                ("SK".to_owned(), string("M#u1".to_owned())),
+            ]),
+            &["PK", "SK"],
+        );
+        for _ in 0..64 {
+            let item: Item = HashMap::from([
+                ("SK".to_owned(), string("M#u1".to_owned())),
+                ("PK".to_owned(), string("G#all#3".to_owned())),
+                ("user_id".to_owned(), string("u1".to_owned())),
+            ]);
+            assert_eq!(encode_cursor(&item, &["PK", "SK"]), first);
+            assert_eq!(encode_cursor(&item, &["SK", "PK"]), first);
+        }
+        let back = decode_cursor(&first, &["PK", "SK"]).unwrap();
+        assert_eq!(back.string("SK"), Some("M#u1"));
+    }
 }

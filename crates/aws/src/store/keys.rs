@@ -100,3 +100,41 @@ pub(super) fn membership_key(group: &GroupId, user: &UserId) -> Item {
         &format!("M#{user}"),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    /// A segment job records the outcomes of its own members only: they must spread over every
+    /// count item and delivery partition, as a whole send's do, or one segment's burst lands on
+    /// one count item (when the segment was taken from the same low bits, it did).
+    #[test]
+    fn one_segments_members_spread_over_every_count_shard_and_delivery_bucket() {
+        let users: Vec<UserId> = (0..100_000)
+            .map(|i| UserId::parse(&format!("u{i:08}")).unwrap())
+            .collect();
+        for segment in [0, 7, MEMBER_SEGMENTS - 1] {
+            let mine: Vec<&UserId> = users
+                .iter()
+                .filter(|u| member_segment(u, MEMBER_SEGMENTS) == segment)
+                .collect();
+            assert!(
+                mine.len() > 2_000,
+                "segment {segment}: {} members",
+                mine.len()
+            );
+            let shards: HashSet<u64> = mine
+                .iter()
+                .map(|u| fnv(u.as_str()) % COUNT_SHARDS)
+                .collect();
+            let buckets: HashSet<u64> = mine
+                .iter()
+                .map(|u| fnv(u.as_str()) % DELIVERY_BUCKETS)
+                .collect();
+            assert_eq!(shards.len() as u64, COUNT_SHARDS, "segment {segment}");
+            assert_eq!(buckets.len() as u64, DELIVERY_BUCKETS, "segment {segment}");
+        }
+    }
+}

@@ -152,14 +152,14 @@ impl Fanout {
             Status::Sending => {}
         }
 
+        // A group's first page (of the whole group, or of a segment): the group read once.
         if let Target::GroupId(group) = &n.to
-            && job.segment.is_none()
             && job.cursor.is_none()
-            && self.store.member_segments() > 1
         {
             let segments = self.store.member_segments();
             match self.store.get_group(group).await? {
-                // A group deleted before the send reaches no one.
+                // A group deleted before the send reaches no one (its memberships may not be
+                // purged yet).
                 None => {
                     let mut report = FanoutReport::default();
                     self.after_page(job, None, started, &mut report).await?;
@@ -168,7 +168,10 @@ impl Fanout {
                 // Split only where every segment gets at least a page: below that, the
                 // jobs would cost more invocations and queue messages than they save time.
                 Some(g)
-                    if g.member_count >= u64::from(segments) * self.settings.page_size as u64 =>
+                    if job.segment.is_none()
+                        && segments > 1
+                        && g.member_count
+                            >= u64::from(segments) * self.settings.page_size as u64 =>
                 {
                     return self.split(job, segments).await;
                 }
@@ -312,11 +315,6 @@ impl Fanout {
                 Resolved::Found(Recipient::phone(number.clone()), ChannelPrefs::default())
             }
             Target::GroupId(group) => {
-                // A group deleted before the send reaches no one (its memberships may not be
-                // purged yet).
-                if cursor.is_none() && self.store.get_group(group).await?.is_none() {
-                    return Ok((Vec::new(), None));
-                }
                 let page_size = self.settings.page_size;
                 let members = match segment {
                     Some(s) => {
