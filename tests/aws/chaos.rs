@@ -45,13 +45,17 @@ fn no_faults() -> Value {
 /// A world whose functions run with short timeouts, so that kills and visibility timeouts
 /// happen within a test.
 async fn world(faults: Value) -> AwsWorld {
-    world_with(WorldOptions {
+    world_with(options(faults)).await
+}
+
+/// Short visibility timeouts, so that a message a kill or a failure left comes back soon.
+fn options(faults: Value) -> WorldOptions {
+    WorldOptions {
         faults: Some(faults),
         fanout_visibility: 8,
         dispatch_visibility: 8,
         ..WorldOptions::default()
-    })
-    .await
+    }
 }
 
 async fn world_with(options: WorldOptions) -> AwsWorld {
@@ -266,10 +270,8 @@ async fn under_every_fault_at_once_each_message_arrives_exactly_once_and_counts_
     // now and then. Retries wait 1, 2, 4 ... s: the 10th receive comes ~8.5 min after the
     // first, hence the long wait below.
     let w = world_with(WorldOptions {
-        faults: Some(every_fault()),
-        fanout_visibility: 8,
-        dispatch_visibility: 8,
         dispatch_max_receives: 10,
+        ..options(every_fault())
     })
     .await;
     let proxy = w.proxy.as_ref().unwrap();
@@ -474,10 +476,8 @@ async fn dispatch_killed_at_its_timeout_loses_nothing_and_repeats_only_a_send_cu
         // invocation depends on the machine: enough receives that a slow one still finishes
         // (the dead-letter queue after kills is not what this test is about).
         let mut w = world_with(WorldOptions {
-            faults: Some(json!({"ses.delay_ms": 300})),
-            fanout_visibility: 8,
-            dispatch_visibility: 8,
             dispatch_max_receives: 40,
+            ..options(json!({"ses.delay_ms": 300}))
         })
         .await;
         w.config.dispatch_time_budget_secs = 60;
