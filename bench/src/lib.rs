@@ -72,3 +72,37 @@ pub fn thousands(n: f64) -> String {
     }
     out
 }
+
+/// An SMTP server's raw capacity in emails per second: a plain client (Python's smtplib,
+/// `tests/support/smtp_blast.py`) sending `messages` on `connections` connections, each
+/// message the bytes of `message` (or a tiny one).
+pub fn smtp_capacity(port: u16, messages: usize, connections: usize, message: Option<&str>) -> f64 {
+    let file = message.map(|m| {
+        let file = tempfile::NamedTempFile::new().expect("a temporary file");
+        std::fs::write(file.path(), m.as_bytes()).expect("write the message");
+        file
+    });
+    let mut blast = std::process::Command::new(notify_tests::python());
+    blast
+        .arg(notify_tests::repo_root().join("tests/support/smtp_blast.py"))
+        .args([
+            "--port",
+            &port.to_string(),
+            "--messages",
+            &messages.to_string(),
+            "--connections",
+            &connections.to_string(),
+        ]);
+    if let Some(file) = &file {
+        blast.arg("--message-file").arg(file.path());
+    }
+    let out = blast.output().expect("run smtp_blast.py");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse::<f64>()
+        .expect("a rate")
+}
+
+/// The tiny message `smtp_capacity` sends when given none.
+pub const TINY_MESSAGE: &str =
+    "From: bench@example.com\r\nTo: raw@example.com\r\nSubject: Bench\r\n\r\nHello\r\n";

@@ -9,6 +9,7 @@ use jiff::{SignedDuration, Timestamp};
 use notify_aws::store::DynamoStore;
 use notify_aws::wiring;
 use notify_core::domain::delivery::{Delivery, Recipient};
+use notify_core::domain::fanned_out_page::FannedOutPage;
 use notify_core::domain::notification::{Content, Notification, Status, Target};
 use notify_core::domain::template::Parts;
 use notify_core::domain::{Channel, EmailAddress, GroupId, NotificationId, UserId};
@@ -94,6 +95,8 @@ async fn the_sweep_fires_a_reserved_send_whose_trigger_was_lost_and_finishes_one
         .insert_deliveries(
             &stuck.id,
             "",
+            &FannedOutPage::default(),
+            &[Channel::Email],
             &[Delivery::skipped(
                 &stuck.id,
                 &recipient,

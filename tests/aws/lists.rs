@@ -7,6 +7,7 @@ use std::collections::HashSet;
 
 use notify_aws::store::DynamoStore;
 use notify_core::domain::delivery::{Delivery, Recipient};
+use notify_core::domain::fanned_out_page::FannedOutPage;
 use notify_core::domain::{Channel, EmailAddress, NotificationId};
 use notify_tests::aws::{ApiHandler, AwsWorld, api_event};
 use serde_json::{Value, json};
@@ -114,7 +115,16 @@ async fn more_than_a_megabyte_of_notifications_and_deliveries_is_listed_in_full(
             Delivery::skipped(&id, &recipient, Channel::Email, &"y".repeat(4096))
         })
         .collect();
-    store.insert_deliveries(&id, "", &deliveries).await.unwrap();
+    store
+        .insert_deliveries(
+            &id,
+            "",
+            &FannedOutPage::default(),
+            &[Channel::Email],
+            &deliveries,
+        )
+        .await
+        .unwrap();
     let mut seen = HashSet::new();
     for limit in ["1000", "100"] {
         let path = format!("/v1/notifications/{id}/deliveries");

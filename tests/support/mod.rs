@@ -156,25 +156,20 @@ impl SmtpSink {
         complete
             .lines()
             .filter(|l| !l.is_empty())
-            .map(|l| {
-                let v: Value = serde_json::from_str(l).unwrap();
-                Email {
-                    mail_from: v["mail_from"].as_str().unwrap().to_owned(),
-                    rcpt_tos: v["rcpt_tos"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|r| r.as_str().unwrap().to_owned())
-                        .collect(),
-                    data: v["data"].as_str().unwrap().to_owned(),
-                    received_at: Timestamp::from_millisecond(v["received_at_ms"].as_i64().unwrap())
-                        .unwrap(),
-                }
-            })
+            .map(parse_email)
             .collect()
     }
 
-    /// Waits until at least `n` messages arrived; returns all of them.
+    /// The first message that arrived, read without the others (a benchmark's file holds
+    /// hundreds of thousands).
+    pub fn first_message(&self) -> Option<Email> {
+        use std::io::BufRead;
+        let file = std::fs::File::open(&self.out).ok()?;
+        let mut line = String::new();
+        std::io::BufReader::new(file).read_line(&mut line).ok()?;
+        line.ends_with('\n').then(|| parse_email(&line))
+    }
+
     /// How many messages each recipient got.
     pub fn per_recipient(&self) -> std::collections::HashMap<String, usize> {
         let mut counts = std::collections::HashMap::new();
@@ -206,9 +201,26 @@ impl SmtpSink {
         lines + added
     }
 
+    /// Waits until at least `n` messages arrived; returns all of them.
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Email> {
         wait_until(timeout, || self.messages().len() >= n).await;
         self.messages()
+    }
+}
+
+/// One line of the sink's file.
+fn parse_email(line: &str) -> Email {
+    let v: Value = serde_json::from_str(line).unwrap();
+    Email {
+        mail_from: v["mail_from"].as_str().unwrap().to_owned(),
+        rcpt_tos: v["rcpt_tos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap().to_owned())
+            .collect(),
+        data: v["data"].as_str().unwrap().to_owned(),
+        received_at: Timestamp::from_millisecond(v["received_at_ms"].as_i64().unwrap()).unwrap(),
     }
 }
 

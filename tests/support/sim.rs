@@ -21,6 +21,7 @@ use notify_aws::store::{self, READ_CONCURRENCY};
 use notify_core::domain::api_key::{ApiKey, ApiKeyId};
 use notify_core::domain::category::Category;
 use notify_core::domain::delivery::{Claim, Delivery, DeliveryKey, DeliveryStatus, Outcome};
+use notify_core::domain::fanned_out_page::FannedOutPage;
 use notify_core::domain::group::{Group, member_segment};
 use notify_core::domain::notification::{Counts, Notification, Status};
 use notify_core::domain::preferences::Preferences;
@@ -87,7 +88,9 @@ async fn pause(d: Duration) {
 #[derive(Default)]
 struct Deliveries {
     rows: HashMap<(String, Channel), (DeliveryStatus, u32, Option<Timestamp>)>,
-    pages: HashSet<String>,
+    /// Fanned-out pages' records, as the DynamoDB adapter stores them: members encoded, and
+    /// the next page's cursor.
+    pages: HashMap<String, (String, Option<String>)>,
     /// Recipients, then one per `DeliveryStatus::ALL`, in its order.
     counts: [i64; 8],
     fanned_out: bool,
@@ -151,6 +154,9 @@ pub struct SimStore {
     pub latency: Latency,
     pub calls: Calls,
     pub partitions: PartitionWrites,
+    /// Write units of the fanned-out pages' records beyond the 1 KB each transaction item is
+    /// billed at least: a page's record holds its members.
+    pub page_record_extra_wru: std::sync::atomic::AtomicU64,
     deliveries: Mutex<Deliveries>,
 }
 
@@ -161,6 +167,7 @@ impl SimStore {
             latency,
             calls: Calls::default(),
             partitions: PartitionWrites::default(),
+            page_record_extra_wru: Default::default(),
             deliveries: Mutex::default(),
         }
     }
@@ -686,13 +693,41 @@ impl NotificationStore for SimStore {
 
 #[async_trait]
 impl DeliveryStore for SimStore {
+    async fn fanned_out_page(
+        &self,
+        _id: &NotificationId,
+        page: &str,
+        all: &[Channel],
+    ) -> Result<Option<FannedOutPage>, StoreError> {
+        self.ddb("GetItem", 1, 1).await;
+        let d = self.deliveries.lock().unwrap();
+        d.pages
+            .get(page)
+            .map(|(members, next_cursor)| {
+                Ok(FannedOutPage {
+                    members: FannedOutPage::decode_members(members, all)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    next_cursor: next_cursor.clone(),
+                })
+            })
+            .transpose()
+    }
+
     async fn insert_deliveries(
         &self,
         id: &NotificationId,
         page: &str,
+        record: &FannedOutPage,
+        all: &[Channel],
         deliveries: &[Delivery],
-    ) -> Result<(), StoreError> {
-        self.ddb("GetItem", 1, 1).await;
+    ) -> Result<bool, StoreError> {
+        // The record as the DynamoDB adapter writes it, in a transaction (twice the units).
+        let members = record.encode_members(all);
+        let bytes = members.len() + record.next_cursor.as_ref().map_or(0, String::len) + 100;
+        self.page_record_extra_wru.fetch_add(
+            2 * (bytes.div_ceil(1024) as u64 - 1),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         self.partitions.add("table", store::ntf_pk(id));
         self.partitions.add("table", store::count_pk(id, page));
         for row in deliveries
@@ -712,9 +747,11 @@ impl DeliveryStore for SimStore {
         }
         self.ddb("TransactWriteItems", 1, 1).await;
         let mut d = self.deliveries.lock().unwrap();
-        if !d.pages.insert(page.to_owned()) {
-            return Ok(());
+        if d.pages.contains_key(page) {
+            return Ok(false);
         }
+        d.pages
+            .insert(page.to_owned(), (members, record.next_cursor.clone()));
         for row in deliveries {
             d.counts[RECIPIENTS] += 1;
             if row.status == DeliveryStatus::Skipped {
@@ -727,7 +764,7 @@ impl DeliveryStore for SimStore {
                 d.counts[PENDING] += 1;
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     async fn claim_delivery(

@@ -9,8 +9,8 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use notify_bench::thousands;
-use notify_tests::{Notifyd, SmtpSink, python, repo_root};
+use notify_bench::{TINY_MESSAGE, smtp_capacity, thousands};
+use notify_tests::{Notifyd, SmtpSink};
 use serde_json::json;
 
 #[tokio::main]
@@ -88,36 +88,14 @@ async fn main() {
     // The same server's raw capacity: smtplib, 16 connections (notifyd's pool), a tenth as many
     // messages; once with a tiny message, once with the bytes of one notifyd sent (headers,
     // unsubscribe links: the server parses and stores more of each).
-    let sent = smtp.messages().swap_remove(0).data;
-    let message = tempfile::NamedTempFile::new().expect("a temporary file");
-    std::fs::write(message.path(), sent.as_bytes()).expect("write the message");
-    let raw = |message_file: Option<&std::path::Path>| {
-        let mut blast = std::process::Command::new(python());
-        blast
-            .arg(repo_root().join("tests/support/smtp_blast.py"))
-            .args([
-                "--port",
-                &smtp.port.to_string(),
-                "--messages",
-                &(n / 10).max(1000).to_string(),
-                "--connections",
-                "16",
-            ]);
-        if let Some(file) = message_file {
-            blast.arg("--message-file").arg(file);
-        }
-        let out = blast.output().expect("run smtp_blast.py");
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse::<f64>()
-            .expect("a rate")
-    };
-    let tiny = raw(None);
-    let same = raw(Some(message.path()));
+    let sent = smtp.first_message().expect("a message arrived").data;
+    let messages = (n / 10).max(1000);
+    let tiny = smtp_capacity(smtp.port, messages, 16, None);
+    let same = smtp_capacity(smtp.port, messages, 16, Some(&sent));
     println!(
         "baseline: a plain SMTP client (smtplib, 16 connections) to the same server: {} emails/s with a {}-byte message, {} emails/s with the {}-byte message notifyd sent",
         thousands(tiny),
-        "From: bench@example.com\r\nTo: raw@example.com\r\nSubject: Bench\r\n\r\nHello\r\n".len(),
+        TINY_MESSAGE.len(),
         thousands(same),
         sent.len()
     );

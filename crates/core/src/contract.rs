@@ -6,6 +6,7 @@ use jiff::{SignedDuration, Timestamp};
 use crate::domain::api_key::{NewApiKey, secret_hash};
 use crate::domain::category::Category;
 use crate::domain::delivery::{Claim, Delivery, DeliveryKey, DeliveryStatus, Outcome, Recipient};
+use crate::domain::fanned_out_page::{FannedOutPage, PageMember};
 use crate::domain::notification::{Content, Counts, Notification, Status, Target};
 use crate::domain::preferences::Preferences;
 use crate::domain::suppression::{SuppressedAddress, Suppression, SuppressionReason};
@@ -916,12 +917,51 @@ async fn deliveries(store: &dyn Store) {
         Channel::Sms,
         "the recipient has no phone number",
     ));
-    store.insert_deliveries(&n.id, "", &rows).await.unwrap();
-    // The same page again (a fanout job delivered twice) changes nothing.
-    store
-        .insert_deliveries(&n.id, "", &rows[..2])
-        .await
-        .unwrap();
+    let all = [Channel::Email, Channel::Sms];
+    assert!(
+        store
+            .fanned_out_page(&n.id, "", &all)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let member = |id: &str, pending: &[Channel]| PageMember {
+        id: UserId::parse(id).unwrap(),
+        pending: pending.to_vec(),
+    };
+    let record = FannedOutPage {
+        members: vec![
+            member("m1", &all),
+            member("m2", &[]),
+            member("m3", &[Channel::Sms]),
+        ],
+        next_cursor: Some("after-m2".into()),
+    };
+    assert!(
+        store
+            .insert_deliveries(&n.id, "", &record, &all, &rows)
+            .await
+            .unwrap()
+    );
+    // The same page again (a fanout job delivered twice, or run again with the group changed)
+    // changes nothing, and the first record stands.
+    assert!(
+        !store
+            .insert_deliveries(&n.id, "", &FannedOutPage::default(), &all, &rows[..2])
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.fanned_out_page(&n.id, "", &all).await.unwrap(),
+        Some(record)
+    );
+    assert!(
+        store
+            .fanned_out_page(&n.id, "other", &all)
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(
         store.counts(&n.id).await.unwrap(),
         Counts {

@@ -133,6 +133,20 @@ impl World {
         }
     }
 
+    /// The addresses emailed so far, sorted.
+    fn emailed(&self) -> Vec<String> {
+        let mut sent: Vec<String> = self
+            .email
+            .sent
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| e.to.as_str().to_owned())
+            .collect();
+        sent.sort();
+        sent
+    }
+
     /// What the scheduler adapter does when a schedule comes due.
     async fn fire_due(&self) {
         let now = self.clock.now();
@@ -157,6 +171,18 @@ impl World {
 }
 
 use notify_core::ports::Clock;
+
+/// A user `id` whose email address is `id@example.org`.
+fn emailable(id: &str) -> User {
+    User {
+        id: UserId::parse(id).unwrap(),
+        email: Some(EmailAddress::parse(&format!("{id}@example.org")).unwrap()),
+        phone: None,
+        timezone: None,
+        locale: None,
+        channels: ChannelPrefs::default(),
+    }
+}
 
 fn email_to(addr: &str) -> NewNotification {
     NewNotification {
@@ -1287,15 +1313,7 @@ async fn a_group_split_into_segments_fans_out_each_once_under_repeats_and_finish
         .map(|i| UserId::parse(&format!("s{i:02}")).unwrap())
         .collect();
     for id in &ids {
-        let user = User {
-            id: id.clone(),
-            email: Some(EmailAddress::parse(&format!("{id}@example.org")).unwrap()),
-            phone: None,
-            timezone: None,
-            locale: None,
-            channels: ChannelPrefs::default(),
-        };
-        w.store.put_user(&user).await.unwrap();
+        w.store.put_user(&emailable(id.as_str())).await.unwrap();
     }
     w.store.add_members(&group, &ids).await.unwrap();
     let a = w
@@ -1352,21 +1370,78 @@ async fn a_group_split_into_segments_fans_out_each_once_under_repeats_and_finish
         w.fanout.handle(job).await.unwrap();
     }
     w.drain().await;
-    let mut sent: Vec<String> = w
-        .email
-        .sent
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|e| e.to.as_str().to_owned())
-        .collect();
-    sent.sort();
+    let sent = w.emailed();
     let want: Vec<String> = ids.iter().map(|id| format!("{id}@example.org")).collect();
     assert_eq!(sent, want, "every member once");
     let counts = w.store.counts(&a.id).await.unwrap();
     assert_eq!(
         (counts.recipients, counts.sent, counts.pending),
         (MEMBERS as u64, MEMBERS as u64, 0)
+    );
+    let n = w.store.get_notification(&a.id).await.unwrap().unwrap();
+    assert_eq!(n.status, Status::Completed);
+}
+
+#[tokio::test]
+async fn a_page_fanned_out_again_after_the_group_changed_dispatches_what_was_counted() {
+    use notify_core::domain::GroupId;
+    use notify_core::ports::GroupStore;
+    let mut w = world();
+    // One page per fanout job.
+    w.fanout.settings.page_size = 4;
+    w.fanout.settings.time_budget = std::time::Duration::ZERO;
+    let group = GroupId::parse("all").unwrap();
+    w.store.put_group(&group, "All").await.unwrap();
+    let ids: Vec<UserId> = (0..8)
+        .map(|i| UserId::parse(&format!("s{i:02}")).unwrap())
+        .collect();
+    for id in ids.iter().map(|id| id.as_str()).chain(["s01a"]) {
+        w.store.put_user(&emailable(id)).await.unwrap();
+    }
+    w.store.add_members(&group, &ids).await.unwrap();
+    let a = w
+        .app
+        .accept(
+            NewNotification {
+                to: Target::GroupId(group.clone()),
+                ..email_to("x@example.org")
+            },
+            None,
+        )
+        .await
+        .unwrap();
+
+    // The first page is recorded and counted, and the invocation dies before its dispatch
+    // jobs and its continuation reach the queue.
+    let start = w.queues.take_fanout().remove(0);
+    let report = w.fanout.handle(&start).await.unwrap();
+    assert_eq!((report.pages, report.repeated_pages), (1, 0));
+    assert_eq!(w.queues.take_dispatch().len(), 1);
+    assert_eq!(w.queues.take_fanout().len(), 1);
+    // Meanwhile a member of that page leaves and another joins within its range.
+    w.store
+        .remove_members(&group, &[UserId::parse("s02").unwrap()])
+        .await
+        .unwrap();
+    w.store
+        .add_members(&group, &[UserId::parse("s01a").unwrap()])
+        .await
+        .unwrap();
+
+    // The job comes again: the page as recorded, and the next one from where it ended.
+    let report = w.fanout.handle(&start).await.unwrap();
+    assert_eq!((report.pages, report.repeated_pages), (1, 1));
+    w.drain().await;
+    let sent = w.emailed();
+    // s02 was counted on the first page and is sent to; s01a joined a page already counted
+    // (the next send reaches it); the second page (s04 to s07) is read as it is now.
+    let want: Vec<String> = (0..8).map(|i| format!("s{i:02}@example.org")).collect();
+    assert_eq!(sent, want);
+    let counts = w.store.counts(&a.id).await.unwrap();
+    assert_eq!(
+        (counts.recipients, counts.sent, counts.pending),
+        (8, 8, 0),
+        "{counts:?}"
     );
     let n = w.store.get_notification(&a.id).await.unwrap().unwrap();
     assert_eq!(n.status, Status::Completed);

@@ -70,6 +70,14 @@ CREATE TABLE IF NOT EXISTS fanned_segments (
     segment INTEGER NOT NULL,
     PRIMARY KEY (notification_id, segment)
 ) WITHOUT ROWID;
+-- A fanned-out page of a group send as first recorded (`FannedOutPage`).
+CREATE TABLE IF NOT EXISTS fanned_out_pages (
+    notification_id TEXT NOT NULL,
+    page TEXT NOT NULL,
+    members TEXT NOT NULL,
+    next_cursor TEXT,
+    PRIMARY KEY (notification_id, page)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS deliveries (
     notification_id TEXT NOT NULL,
     recipient TEXT NOT NULL,

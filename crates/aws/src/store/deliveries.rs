@@ -9,6 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jiff::Timestamp;
 
 use notify_core::domain::delivery::{Claim, Delivery, DeliveryKey, DeliveryStatus, Outcome};
+use notify_core::domain::fanned_out_page::FannedOutPage;
 use notify_core::domain::notification::Counts;
 use notify_core::domain::{Channel, NotificationId, UserId};
 use notify_core::ports::{DeliveryStore, Page, StoreError};
@@ -128,16 +129,34 @@ pub(super) fn decode_delivery_cursor(raw: &str) -> Result<(u64, String), StoreEr
 
 #[async_trait]
 impl DeliveryStore for DynamoStore {
+    async fn fanned_out_page(
+        &self,
+        id: &NotificationId,
+        page: &str,
+        all: &[Channel],
+    ) -> Result<Option<FannedOutPage>, StoreError> {
+        let Some(item) = self.get(ntf_pk(id), &format!("P#{page}")).await? else {
+            return Ok(None);
+        };
+        let members = FannedOutPage::decode_members(item.string("members").unwrap_or(""), all)
+            .map_err(|e| StoreError::Corrupt(format!("fanned-out page: {e}")))?;
+        Ok(Some(FannedOutPage {
+            members,
+            next_cursor: item.string("next").map(str::to_owned),
+        }))
+    }
+
+    /// Skipped rows first (final: written twice, they say the same), then the page's record
+    /// with its counts in one transaction on the condition that the page has none yet.
     async fn insert_deliveries(
         &self,
         id: &NotificationId,
         page: &str,
+        record: &FannedOutPage,
+        all: &[Channel],
         deliveries: &[Delivery],
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let marker = format!("P#{page}");
-        if self.get(ntf_pk(id), &marker).await?.is_some() {
-            return Ok(());
-        }
         let mut totals = Counts::default();
         let mut skipped = Vec::new();
         for d in deliveries {
@@ -156,6 +175,13 @@ impl DeliveryStore for DynamoStore {
         self.batch_put(skipped).await?;
         let mut marker_item = key(ntf_pk(id), &marker);
         marker_item.insert("ttl".into(), self.ttl_now());
+        let members = record.encode_members(all);
+        if !members.is_empty() {
+            marker_item.insert("members".into(), string(members));
+        }
+        if let Some(next) = &record.next_cursor {
+            marker_item.insert("next".into(), string(next));
+        }
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(marker_item))
@@ -180,9 +206,9 @@ impl DeliveryStore for DynamoStore {
             ])
             .await;
         match result {
-            Ok(_) => Ok(()),
-            // A concurrent fanout of the same page counted it.
-            Err(e) if cancelled_by_condition(&e) => Ok(()),
+            Ok(_) => Ok(true),
+            // An earlier or concurrent fanout of the same page recorded and counted it.
+            Err(e) if cancelled_by_condition(&e) => Ok(false),
             Err(e) => Err(err(e)),
         }
     }

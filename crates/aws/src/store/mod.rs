@@ -10,7 +10,7 @@
 //! | template | `T#<id>` | `T` | `body` |
 //! | idempotency record | `I#<key>` | `I` | `body`, `expires_at` (ms), `ttl` (s, the table's TTL attribute) |
 //! | notification | `N#<id>` | `N` | `body`, `status`, `send_at`, `fanned_out`, `fanned_segments` (NS: the segments of a split fanout done); `GSI1PK`=`N#<shard>`, `GSI1SK`=id (all, newest first); `GSI2PK`=`S#<status>#<shard>`, `GSI2SK`=id; shard = one of `INDEX_SHARDS` by id |
-//! | fanned-out page | `N#<id>` | `P#<page>` | (marks the page as counted) |
+//! | fanned-out page | `N#<id>` | `P#<page>` | `members` (its members and their pending channels, `FannedOutPage`), `next` (the next page's cursor); marks the page as counted |
 //! | delivery | `D#<id>#<bucket>` | `D#<recipient>#<channel>` | `recipient`, `channel`, `status`, `attempts`, `lease_until`, ...; bucket = one of `DELIVERY_BUCKETS` by recipient |
 //! | count item | `C#<id>#<shard>` | `C` | `recipients`, `pending`, `sent`, `failed`, `skipped` (signed; their sums over the `COUNT_SHARDS` items are the counts) |
 //! | group | `G#<id>` | `G` | `name`, `member_count` (added once per request, not per member), `deleting` |

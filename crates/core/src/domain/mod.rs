@@ -6,6 +6,7 @@ pub mod api_key;
 pub mod category;
 pub mod delivery;
 pub mod email_view;
+pub mod fanned_out_page;
 pub mod group;
 pub mod inbox;
 pub mod notification;

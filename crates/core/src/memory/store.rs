@@ -7,6 +7,7 @@ use jiff::Timestamp;
 use crate::domain::api_key::{ApiKey, ApiKeyId};
 use crate::domain::category::Category;
 use crate::domain::delivery::{Claim, Delivery, DeliveryKey, DeliveryStatus, Outcome};
+use crate::domain::fanned_out_page::FannedOutPage;
 use crate::domain::group::Group;
 use crate::domain::inbox::{InboxCounts, InboxFilter, InboxItem, InboxMark, NewInboxItem};
 use crate::domain::notification::{Counts, Notification, Status};
@@ -39,6 +40,8 @@ struct Inner {
     idempotency: HashMap<String, IdempotencyRecord>,
     notifications: BTreeMap<NotificationId, Notification>,
     fanned_out: HashSet<NotificationId>,
+    /// Fanned-out pages by notification and page key.
+    pages: HashMap<(NotificationId, String), FannedOutPage>,
     /// Ordered by (notification, recipient, channel) so pages are stable.
     deliveries:
         BTreeMap<(NotificationId, String, crate::domain::Channel), (Delivery, Option<Timestamp>)>,
@@ -445,20 +448,37 @@ impl NotificationStore for MemoryStore {
 
 #[async_trait]
 impl DeliveryStore for MemoryStore {
+    async fn fanned_out_page(
+        &self,
+        id: &NotificationId,
+        page: &str,
+        _all: &[crate::domain::Channel],
+    ) -> Result<Option<FannedOutPage>, StoreError> {
+        let inner = self.0.lock().unwrap();
+        Ok(inner.pages.get(&(id.clone(), page.to_owned())).cloned())
+    }
+
     async fn insert_deliveries(
         &self,
-        _id: &NotificationId,
-        _page: &str,
+        id: &NotificationId,
+        page: &str,
+        record: &FannedOutPage,
+        _all: &[crate::domain::Channel],
         deliveries: &[Delivery],
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut inner = self.0.lock().unwrap();
+        let key = (id.clone(), page.to_owned());
+        if inner.pages.contains_key(&key) {
+            return Ok(false);
+        }
+        inner.pages.insert(key, record.clone());
         for d in deliveries {
             inner
                 .deliveries
                 .entry(key_of(&d.key))
                 .or_insert_with(|| (d.clone(), None));
         }
-        Ok(())
+        Ok(true)
     }
 
     async fn claim_delivery(

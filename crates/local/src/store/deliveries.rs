@@ -5,6 +5,7 @@ use jiff::Timestamp;
 use rusqlite::{OptionalExtension, params};
 
 use notify_core::domain::delivery::{Claim, Delivery, DeliveryKey, DeliveryStatus, Outcome};
+use notify_core::domain::fanned_out_page::FannedOutPage;
 use notify_core::domain::notification::Counts;
 use notify_core::domain::{Channel, NotificationId, UserId};
 use notify_core::ports::{DeliveryStore, Page, StoreError};
@@ -35,18 +36,63 @@ pub(super) fn counts_in(conn: &rusqlite::Connection, id: &str) -> Result<Counts,
 
 #[async_trait]
 impl DeliveryStore for SqliteStore {
-    /// Rows are keyed by (notification, recipient, channel), so a page inserted twice is a no-op
-    /// without a page key.
+    async fn fanned_out_page(
+        &self,
+        id: &NotificationId,
+        page: &str,
+        all: &[Channel],
+    ) -> Result<Option<FannedOutPage>, StoreError> {
+        let (id, page) = (id.as_str().to_owned(), page.to_owned());
+        let found: Option<(String, Option<String>)> = self
+            .db
+            .call(move |c| {
+                c.prepare_cached(
+                    "SELECT members, next_cursor FROM fanned_out_pages WHERE notification_id = ?1 AND page = ?2",
+                )
+                .map_err(db_err)?
+                .query_row(params![id, page], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+                .map_err(db_err)
+            })
+            .await?;
+        found
+            .map(|(members, next_cursor)| {
+                Ok(FannedOutPage {
+                    members: FannedOutPage::decode_members(&members, all)
+                        .map_err(|e| StoreError::Corrupt(format!("fanned-out page: {e}")))?,
+                    next_cursor,
+                })
+            })
+            .transpose()
+    }
+
+    /// The page's record and its rows in one transaction: a page recorded already adds nothing.
     async fn insert_deliveries(
         &self,
-        _id: &NotificationId,
-        _page: &str,
+        id: &NotificationId,
+        page: &str,
+        record: &FannedOutPage,
+        all: &[Channel],
         deliveries: &[Delivery],
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let deliveries = deliveries.to_vec();
+        let (id, page) = (id.as_str().to_owned(), page.to_owned());
+        let (members, next_cursor) = (record.encode_members(all), record.next_cursor.clone());
         self.db
             .call(move |c| {
                 let tx = c.savepoint().map_err(db_err)?;
+                let recorded = tx
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO fanned_out_pages (notification_id, page, members, next_cursor)
+                         VALUES (?1, ?2, ?3, ?4)",
+                    )
+                    .map_err(db_err)?
+                    .execute(params![id, page, members, next_cursor])
+                    .map_err(db_err)?
+                    == 1;
+                if !recorded {
+                    return Ok(false);
+                }
                 {
                     let mut stmt = tx
                         .prepare_cached(
@@ -67,7 +113,8 @@ impl DeliveryStore for SqliteStore {
                         .map_err(db_err)?;
                     }
                 }
-                tx.commit().map_err(db_err)
+                tx.commit().map_err(db_err)?;
+                Ok(true)
             })
             .await
     }

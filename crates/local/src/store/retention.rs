@@ -67,6 +67,9 @@ impl SqliteStore {
                             .prepare_cached("DELETE FROM deliveries WHERE notification_id = ?1")
                             .and_then(|mut s| s.execute(params![id]))
                             .map_err(db_err)?;
+                        tx.prepare_cached("DELETE FROM fanned_out_pages WHERE notification_id = ?1")
+                            .and_then(|mut s| s.execute(params![id]))
+                            .map_err(db_err)?;
                         tx.prepare_cached("DELETE FROM fanned_segments WHERE notification_id = ?1")
                             .and_then(|mut s| s.execute(params![id]))
                             .map_err(db_err)?;
@@ -114,6 +117,7 @@ impl SqliteStore {
 mod tests {
     use jiff::{SignedDuration, Timestamp};
     use notify_core::domain::delivery::{Delivery, Outcome, Recipient};
+    use notify_core::domain::fanned_out_page::FannedOutPage;
     use notify_core::domain::inbox::{InboxCounts, InboxMark, NewInboxItem};
     use notify_core::domain::notification::{Content, Notification, Status, Target};
     use notify_core::domain::template::Parts;
@@ -149,7 +153,13 @@ mod tests {
         store.insert_notification(&n, None, send_at).await.unwrap();
         let d = Delivery::pending(&n.id, &Recipient::email(to), Channel::Email);
         store
-            .insert_deliveries(&n.id, "0", std::slice::from_ref(&d))
+            .insert_deliveries(
+                &n.id,
+                "0",
+                &FannedOutPage::default(),
+                &[Channel::Email],
+                std::slice::from_ref(&d),
+            )
             .await
             .unwrap();
         store

@@ -4,22 +4,35 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 
 use super::{Page, StoreError};
-use crate::domain::NotificationId;
 use crate::domain::delivery::{Claim, Delivery, DeliveryKey, DeliveryStatus, Outcome};
+use crate::domain::fanned_out_page::FannedOutPage;
 use crate::domain::notification::Counts;
+use crate::domain::{Channel, NotificationId};
 
 #[async_trait]
 pub trait DeliveryStore: Send + Sync {
-    /// Records one fanned-out page of deliveries (`pending` or `skipped`), once per `page` of a
-    /// notification: a page fanned out twice changes no row and no count. A store may keep
+    /// The record of a page of a notification's fanout (`page` as in `insert_deliveries`), if a
+    /// fanout made one; read consistently.
+    async fn fanned_out_page(
+        &self,
+        id: &NotificationId,
+        page: &str,
+        all: &[Channel],
+    ) -> Result<Option<FannedOutPage>, StoreError>;
+    /// Records one fanned-out page of deliveries (`pending` or `skipped`) with its record
+    /// (`record`, see `FannedOutPage`; `all`: the send's channels), once per `page` of a
+    /// notification: `false`, with no row or count changed, if the page was recorded already,
+    /// by an earlier or a concurrent fanout, whose record is then the page's. A store may keep
     /// `pending` rows only in its counts until they are claimed (DynamoDB does, so that fanout
     /// writes nothing per recipient).
     async fn insert_deliveries(
         &self,
         id: &NotificationId,
         page: &str,
+        record: &FannedOutPage,
+        all: &[Channel],
         deliveries: &[Delivery],
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
     /// Takes a pending delivery whose lease is free or expired, until `lease_until`. `delivery`
     /// is the row as planned, for stores that create the row on its first claim.
     async fn claim_delivery(

@@ -9,7 +9,9 @@
 //! a group of millions is queued in the time of its largest segment, not of the whole.
 //!
 //! Idempotent: a page fanned out twice changes no row or count (`insert_deliveries` is keyed by
-//! page) and at worst repeats dispatch jobs, whose claims stop a second send.
+//! page) and at worst repeats dispatch jobs, whose claims stop a second send. The second time,
+//! the page is taken from its record (`FannedOutPage`), not from the group, which may have
+//! changed in between: the same members are dispatched, and the next page starts where it did.
 
 mod chores;
 mod retry;
@@ -25,11 +27,12 @@ use tokio::time::Instant;
 use super::ServiceError;
 use super::metrics;
 use crate::domain::delivery::{Delivery, DeliveryStatus, Recipient};
+use crate::domain::fanned_out_page::{FannedOutPage, PageMember};
 use crate::domain::notification::{Notification, Status, Target};
 use crate::domain::user::{ChannelPrefs, User};
 use crate::domain::{Channel, NotificationId, UserId};
 use crate::jobs::{DispatchItem, DispatchJob, FanoutJob, Segment};
-use crate::ports::{Clock, MAX_QUEUE_DELAY, Queues, Store};
+use crate::ports::{Clock, MAX_QUEUE_DELAY, Queues, Store, StoreError};
 
 /// A job this close to its `send_at` waits in the invocation instead of on the queue.
 const WAIT_IN_PROCESS: Duration = Duration::from_secs(1);
@@ -75,6 +78,9 @@ pub struct FanoutReport {
     pub continued: bool,
     /// The group send was split into this many segment jobs, queued to run at once.
     pub segments: u32,
+    /// Pages found fanned out already (this job came again, or ran beside a copy of itself):
+    /// dispatched again as recorded, not counted again.
+    pub repeated_pages: usize,
     /// Why nothing was done (cancelled, already finished, fired early, unknown id).
     pub ignored: Option<&'static str>,
     /// Sweep: overdue reserved sends fired, and sends finished.
@@ -88,16 +94,20 @@ enum Resolved {
     Gone(Recipient, &'static str),
 }
 
-fn gone_user(id: &UserId) -> Resolved {
-    let recipient = Recipient {
+/// A member whose user no longer exists: no address on any channel.
+fn gone_recipient(id: &UserId) -> Recipient {
+    Recipient {
         key: id.as_str().to_owned(),
         user_id: Some(id.clone()),
         email: None,
         phone: None,
         timezone: None,
         locale: None,
-    };
-    Resolved::Gone(recipient, "the user no longer exists")
+    }
+}
+
+fn gone_user(id: &UserId) -> Resolved {
+    Resolved::Gone(gone_recipient(id), "the user no longer exists")
 }
 
 fn found(user: &User) -> Resolved {
@@ -182,29 +192,108 @@ impl Fanout {
         let mut report = FanoutReport::default();
         let mut cursor = job.cursor.clone();
         loop {
-            let (page, next) = self.resolve(&n, job.segment, cursor.as_deref()).await?;
-            let (deliveries, jobs) = self.plan(&n, page);
-            self.store
-                .insert_deliveries(id, &page_key(job.segment, cursor.as_deref()), &deliveries)
-                .await?;
+            let key = page_key(job.segment, cursor.as_deref());
+            let (items, next) = match self.store.fanned_out_page(id, &key, &n.channels).await? {
+                // This page was fanned out before (the job came again): its record says whom
+                // to dispatch, and where the next page starts.
+                Some(recorded) => {
+                    report.repeated_pages += 1;
+                    (self.replan(&n, &recorded).await?, recorded.next_cursor)
+                }
+                None => {
+                    let (page, next) = self.resolve(&n, job.segment, cursor.as_deref()).await?;
+                    let (deliveries, planned) = plan(&n, page);
+                    let record = FannedOutPage {
+                        members: planned
+                            .iter()
+                            .filter_map(|(r, channels)| {
+                                Some(PageMember {
+                                    id: r.user_id.clone()?,
+                                    pending: channels.clone(),
+                                })
+                            })
+                            .collect(),
+                        next_cursor: next.clone(),
+                    };
+                    if self
+                        .store
+                        .insert_deliveries(id, &key, &record, &n.channels, &deliveries)
+                        .await?
+                    {
+                        report.deliveries += deliveries.len();
+                        metrics::fanout_page(deliveries.len());
+                        for d in deliveries
+                            .iter()
+                            .filter(|d| d.status == DeliveryStatus::Skipped)
+                        {
+                            metrics::delivery(d.key.channel, "skipped");
+                        }
+                        (dispatch_items(planned), next)
+                    } else {
+                        // A concurrent fanout of this page recorded it first: its record counts.
+                        report.repeated_pages += 1;
+                        let recorded = self
+                            .store
+                            .fanned_out_page(id, &key, &n.channels)
+                            .await?
+                            .ok_or_else(|| {
+                                StoreError::Corrupt(format!(
+                                    "page {key:?} is recorded but not found"
+                                ))
+                            })?;
+                        (self.replan(&n, &recorded).await?, recorded.next_cursor)
+                    }
+                }
+            };
+            let jobs = self.pack(id, items);
             if !jobs.is_empty() {
                 self.queues.send_dispatch(&jobs).await?;
             }
             report.pages += 1;
-            report.deliveries += deliveries.len();
-            metrics::fanout_page(deliveries.len());
-            for d in deliveries
-                .iter()
-                .filter(|d| d.status == DeliveryStatus::Skipped)
-            {
-                metrics::delivery(d.key.channel, "skipped");
-            }
             report.dispatch_jobs += jobs.len();
             match self.after_page(job, next, started, &mut report).await? {
                 Some(next) => cursor = Some(next),
                 None => return Ok(report),
             }
         }
+    }
+
+    /// The dispatch items of a page fanned out before, from its record: its members as they
+    /// are now (a member since deleted is sent to nowhere, and fails), on the channels recorded
+    /// as pending. A send to an address has no members: its one recipient is the same each time.
+    async fn replan(
+        &self,
+        n: &Notification,
+        recorded: &FannedOutPage,
+    ) -> Result<Vec<DispatchItem>, ServiceError> {
+        if !matches!(n.to, Target::GroupId(_) | Target::UserId(_)) {
+            let (page, _) = self.resolve(n, None, None).await?;
+            return Ok(dispatch_items(plan(n, page).1));
+        }
+        let ids: Vec<UserId> = recorded
+            .members
+            .iter()
+            .filter(|m| !m.pending.is_empty())
+            .map(|m| m.id.clone())
+            .collect();
+        let users = if ids.is_empty() {
+            Vec::new()
+        } else {
+            self.store.get_users(&ids).await?
+        };
+        let by_id: std::collections::HashMap<&UserId, &User> =
+            users.iter().map(|u| (&u.id, u)).collect();
+        Ok(recorded
+            .members
+            .iter()
+            .filter(|m| !m.pending.is_empty())
+            .map(|m| DispatchItem {
+                recipient: by_id
+                    .get(&m.id)
+                    .map_or_else(|| gone_recipient(&m.id), |u| Recipient::from_user(u)),
+                channels: m.pending.clone(),
+            })
+            .collect())
     }
 
     /// A large group send on a store with segments: one job per segment, queued at once. A
@@ -338,22 +427,6 @@ impl Fanout {
         Ok((vec![one], None))
     }
 
-    /// Delivery rows for a page, and the dispatch jobs for its pending ones.
-    fn plan(&self, n: &Notification, page: Vec<Resolved>) -> (Vec<Delivery>, Vec<DispatchJob>) {
-        let mut deliveries = Vec::with_capacity(page.len() * n.channels.len());
-        let mut items = Vec::with_capacity(page.len());
-        for resolved in page {
-            let (recipient, channels) = plan_recipient(n, resolved, &mut deliveries);
-            if !channels.is_empty() {
-                items.push(DispatchItem {
-                    recipient,
-                    channels,
-                });
-            }
-        }
-        (deliveries, self.pack(&n.id, items))
-    }
-
     /// Dispatch jobs for the items, each bounded by recipient count and by size.
     pub(super) fn pack(&self, id: &NotificationId, items: Vec<DispatchItem>) -> Vec<DispatchJob> {
         let mut jobs = Vec::new();
@@ -385,6 +458,29 @@ impl Fanout {
         }
         jobs
     }
+}
+
+/// Delivery rows for a page (its skipped and pending deliveries), and each recipient with the
+/// channels it is to be sent on.
+fn plan(n: &Notification, page: Vec<Resolved>) -> (Vec<Delivery>, Vec<(Recipient, Vec<Channel>)>) {
+    let mut deliveries = Vec::with_capacity(page.len() * n.channels.len());
+    let planned = page
+        .into_iter()
+        .map(|resolved| plan_recipient(n, resolved, &mut deliveries))
+        .collect();
+    (deliveries, planned)
+}
+
+/// The recipients with a channel to be sent on, as dispatch items.
+fn dispatch_items(planned: Vec<(Recipient, Vec<Channel>)>) -> Vec<DispatchItem> {
+    planned
+        .into_iter()
+        .filter(|(_, channels)| !channels.is_empty())
+        .map(|(recipient, channels)| DispatchItem {
+            recipient,
+            channels,
+        })
+        .collect()
 }
 
 /// Decides, per channel, whether the recipient gets a pending delivery or a skipped one.
