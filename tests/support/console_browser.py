@@ -19,6 +19,7 @@ os.environ.setdefault("SE_OFFLINE", "true")  # no Selenium Manager download: the
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -41,7 +42,10 @@ driver = webdriver.Chrome(
     options=options,
     service=Service(os.environ.get("NOTIFY_TEST_CHROMEDRIVER", "/usr/bin/chromedriver")),
 )
-wait = WebDriverWait(driver, 20)
+# The pages refresh themselves: an element found may be replaced before it is read, which is
+# no failure, only a reason to look again.
+LIVE = [StaleElementReferenceException]
+wait = WebDriverWait(driver, 20, ignored_exceptions=LIVE)
 
 
 def shot(name):
@@ -106,7 +110,7 @@ try:
             reserved_statuses.append(status)
         return status == "completed"
 
-    WebDriverWait(driver, 30, poll_frequency=0.1).until(reserved_done)
+    WebDriverWait(driver, 30, poll_frequency=0.1, ignored_exceptions=LIVE).until(reserved_done)
     seen["reserved_statuses"] = reserved_statuses
     seen["reserved_counts"] = {
         cell.get_attribute("data-count"): int(cell.text)
@@ -125,7 +129,7 @@ try:
         observed_statuses.add(status)
         return status == "completed"
 
-    WebDriverWait(driver, 30, poll_frequency=0.05).until(completed)
+    WebDriverWait(driver, 30, poll_frequency=0.05, ignored_exceptions=LIVE).until(completed)
     seen["statuses_seen"] = sorted(observed_statuses)
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#main table:nth-of-type(2) tbody tr")) > 0)
     seen["counts"] = {
@@ -160,12 +164,12 @@ try:
     hostile = send("email", scenario["hostile_to"], ["email"], subject=scenario["hostile_subject"],
                    text="hostile", html=scenario["hostile_html"])
     seen["hostile_id"] = hostile
-    WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "notification-status").text == "completed")
+    WebDriverWait(driver, 30, ignored_exceptions=LIVE).until(lambda d: d.find_element(By.ID, "notification-status").text == "completed")
     rows(driver)[0].find_element(By.LINK_TEXT, "Message").click()
     wait.until(ec.presence_of_element_located((By.ID, "email-subject")))
     frame = driver.find_element(By.CSS_SELECTOR, "iframe.email")
     driver.switch_to.frame(frame)
-    WebDriverWait(driver, 10).until(lambda d: "Hostile" in d.find_element(By.TAG_NAME, "body").text)
+    WebDriverWait(driver, 10, ignored_exceptions=LIVE).until(lambda d: "Hostile" in d.find_element(By.TAG_NAME, "body").text)
     time.sleep(1.0)  # the frame has loaded; its handlers would have run by now
     seen["hostile_frame_marker"] = driver.find_element(By.TAG_NAME, "body").get_attribute("data-ran")
     driver.switch_to.default_content()

@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use notify_core::jobs::{Chore, DispatchJob, FanoutJob, FanoutMessage, WebhookJob};
 use notify_core::ports::{DependencyError, QueueError, Queues, StoreError};
 
-use crate::db::{Db, db_err, millis};
+use crate::db::{Cached, Db, db_err, millis};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueueName {
@@ -192,7 +192,7 @@ impl SqliteQueues {
         let at = now_ms() + delay.as_millis() as i64;
         self.db
             .call(move |c| {
-                c.execute(
+                c.cached_execute(
                     "UPDATE jobs SET visible_at = ?1, leased = 0, last_error = coalesce(?2, last_error) WHERE id = ?3",
                     params![at, error, id],
                 )
@@ -205,7 +205,7 @@ impl SqliteQueues {
     pub async fn dead_letter(&self, id: i64, error: String) -> Result<(), StoreError> {
         self.db
             .call(move |c| {
-                c.execute(
+                c.cached_execute(
                     "UPDATE jobs SET state = 'dead', leased = 0, last_error = ?1 WHERE id = ?2",
                     params![error, id],
                 )
@@ -220,7 +220,7 @@ impl SqliteQueues {
         let now = now_ms();
         self.db
             .call(move |c| {
-                c.execute(
+                c.cached_execute(
                     "UPDATE jobs SET state = 'ready', leased = 0, receives = 0, visible_at = ?1 WHERE queue = ?2 AND state = 'dead'",
                     params![now, queue.as_str()],
                 )
@@ -233,7 +233,7 @@ impl SqliteQueues {
     pub async fn next_visible_at(&self, queue: QueueName) -> Result<Option<i64>, StoreError> {
         self.db
             .call(move |c| {
-                c.query_row(
+                c.cached_row(
                     "SELECT min(visible_at) FROM jobs WHERE queue = ?1 AND state = 'ready'",
                     params![queue.as_str()],
                     |r| r.get(0),
@@ -247,7 +247,7 @@ impl SqliteQueues {
     pub async fn depth(&self, queue: QueueName) -> Result<(u64, u64), StoreError> {
         self.db
             .call(move |c| {
-                c.query_row(
+                c.cached_row(
                     "SELECT count(*) FILTER (WHERE state = 'ready'), count(*) FILTER (WHERE state = 'dead') FROM jobs WHERE queue = ?1",
                     params![queue.as_str()],
                     |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),

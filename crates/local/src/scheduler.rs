@@ -15,7 +15,7 @@ use notify_core::domain::NotificationId;
 use notify_core::jobs::FanoutJob;
 use notify_core::ports::{DependencyError, Scheduler, SchedulerError, StoreError};
 
-use crate::db::{Db, db_err, json_err, millis};
+use crate::db::{Cached, Db, db_err, json_err, millis};
 use crate::queue::{QueueName, SqliteQueues, insert_jobs};
 use notify_core::ports::error_chain;
 
@@ -64,7 +64,7 @@ impl SqliteScheduler {
                     );
                 }
                 insert_jobs(&tx, QueueName::Fanout, &payloads, now)?;
-                tx.execute("DELETE FROM schedules WHERE due_at <= ?1", params![now])
+                tx.cached_execute("DELETE FROM schedules WHERE due_at <= ?1", params![now])
                     .map_err(db_err)?;
                 tx.commit().map_err(db_err)?;
                 Ok(ids.len())
@@ -75,7 +75,7 @@ impl SqliteScheduler {
     async fn next_due(&self) -> Result<Option<i64>, StoreError> {
         self.db
             .call(|c| {
-                c.query_row("SELECT min(due_at) FROM schedules", [], |r| r.get(0))
+                c.cached_row("SELECT min(due_at) FROM schedules", [], |r| r.get(0))
                     .map_err(db_err)
             })
             .await
@@ -131,7 +131,7 @@ impl Scheduler for SqliteScheduler {
         let (id, at) = (id.as_str().to_owned(), millis(at));
         self.db
             .call(move |c| {
-                c.execute(
+                c.cached_execute(
                     "INSERT INTO schedules (notification_id, due_at) VALUES (?1, ?2) ON CONFLICT(notification_id) DO UPDATE SET due_at = excluded.due_at",
                     params![id, at],
                 )
@@ -148,7 +148,7 @@ impl Scheduler for SqliteScheduler {
         let id = id.as_str().to_owned();
         self.db
             .call(move |c| {
-                c.execute(
+                c.cached_execute(
                     "DELETE FROM schedules WHERE notification_id = ?1",
                     params![id],
                 )

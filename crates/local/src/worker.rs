@@ -43,6 +43,9 @@ impl Default for WorkerSettings {
     }
 }
 
+/// How long a full worker waits for more of its jobs to end before it receives again.
+const GATHER: Duration = Duration::from_millis(2);
+
 /// What a handler asks of the queue once it is done with a job.
 pub enum Verdict {
     Done,
@@ -77,6 +80,19 @@ pub async fn run<F, Fut>(
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 Some(_) = in_flight.join_next() => {}
+            }
+            // Under load jobs end one at a time, and a receive for each would make this loop's
+            // round trips to the database (a group commit each) the limit on jobs per second:
+            // ~650 here with one-recipient jobs, half what the SMTP server takes. Gather a
+            // quarter of the room first, waiting at most `GATHER`.
+            let gather = (settings.concurrency / 4).max(1);
+            let until = tokio::time::Instant::now() + GATHER;
+            while settings.concurrency - in_flight.len() < gather {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    Some(_) = in_flight.join_next() => {}
+                    _ = tokio::time::sleep_until(until) => break,
+                }
             }
             continue;
         }

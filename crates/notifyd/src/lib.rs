@@ -310,7 +310,11 @@ impl Notifyd {
             self.worker_queues.clone(),
             QueueName::Fanout,
             WorkerSettings {
-                concurrency: 2,
+                // A group's pages go one after the other in its own chain of jobs, whatever
+                // this is; what runs at once is other sends' fanouts. A burst of single sends
+                // is a fanout job each: with 2 at once, they kept dispatch and the SMTP
+                // server waiting (0.48x its capacity end to end under `api_load`).
+                concurrency: notify_local::email::SMTP_CONNECTIONS as usize,
                 ..settings
             },
             workers.clone(),

@@ -7,7 +7,7 @@ use rusqlite::{OptionalExtension, params};
 use notify_core::domain::api_key::{ApiKey, ApiKeyId};
 use notify_core::ports::{ApiKeyStore, StoreError};
 
-use crate::db::{db_err, json_err};
+use crate::db::{Cached, db_err, json_err};
 
 use super::SqliteStore;
 
@@ -22,7 +22,7 @@ impl ApiKeyStore for SqliteStore {
         let (hash, id) = (key.hash.clone(), key.id.as_str().to_owned());
         self.db
             .call(move |c| {
-                c.execute(
+                c.cached_execute(
                     "INSERT INTO api_keys (hash, id, body) VALUES (?1, ?2, ?3)
                      ON CONFLICT(hash) DO UPDATE SET body = excluded.body",
                     params![hash, id, body],
@@ -38,7 +38,7 @@ impl ApiKeyStore for SqliteStore {
         let body: Option<String> = self
             .db
             .call(move |c| {
-                c.query_row(
+                c.cached_row(
                     "SELECT body FROM api_keys WHERE hash = ?1",
                     params![hash],
                     |r| r.get(0),
@@ -55,7 +55,7 @@ impl ApiKeyStore for SqliteStore {
             .db
             .call(|c| {
                 let mut stmt = c
-                    .prepare("SELECT body FROM api_keys ORDER BY id")
+                    .prepare_cached("SELECT body FROM api_keys ORDER BY id")
                     .map_err(db_err)?;
                 let rows = stmt.query_map([], |r| r.get(0)).map_err(db_err)?;
                 rows.collect::<Result<_, _>>().map_err(db_err)
@@ -68,9 +68,11 @@ impl ApiKeyStore for SqliteStore {
         let id = id.as_str().to_owned();
         self.db
             .call(move |c| {
-                Ok(c.execute("DELETE FROM api_keys WHERE id = ?1", params![id])
-                    .map_err(db_err)?
-                    > 0)
+                Ok(
+                    c.cached_execute("DELETE FROM api_keys WHERE id = ?1", params![id])
+                        .map_err(db_err)?
+                        > 0,
+                )
             })
             .await
     }
@@ -80,7 +82,7 @@ impl ApiKeyStore for SqliteStore {
         self.db
             .call(move |c| {
                 let body: Option<String> = c
-                    .query_row(
+                    .cached_row(
                         "SELECT body FROM api_keys WHERE hash = ?1",
                         params![hash],
                         |r| r.get(0),
@@ -93,7 +95,7 @@ impl ApiKeyStore for SqliteStore {
                 let mut key = read(&body)?;
                 key.last_used_at = Some(at);
                 let body = serde_json::to_string(&key).map_err(json_err)?;
-                c.execute(
+                c.cached_execute(
                     "UPDATE api_keys SET body = ?2 WHERE hash = ?1",
                     params![hash, body],
                 )

@@ -10,7 +10,7 @@ use notify_core::domain::notification::Counts;
 use notify_core::domain::{Channel, NotificationId, UserId};
 use notify_core::ports::{DeliveryStore, Page, StoreError};
 
-use crate::db::{db_err, from_millis, millis};
+use crate::db::{Cached, db_err, from_millis, millis};
 
 use super::SqliteStore;
 use super::row::{decode_cursor, encode_cursor};
@@ -149,7 +149,7 @@ impl DeliveryStore for SqliteStore {
                     return Ok(Claim::Claimed { attempt: attempt as u32 });
                 }
                 let status: Option<String> = c
-                    .query_row(
+                    .cached_row(
                         "SELECT status FROM deliveries WHERE notification_id = ?1 AND recipient = ?2 AND channel = ?3",
                         params![id, recipient, channel],
                         |r| r.get(0),

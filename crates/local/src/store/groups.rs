@@ -7,7 +7,7 @@ use notify_core::domain::group::Group;
 use notify_core::domain::{GroupId, UserId};
 use notify_core::ports::{GroupStore, Page, StoreError};
 
-use crate::db::db_err;
+use crate::db::{Cached, db_err};
 
 use super::SqliteStore;
 use super::row::{decode_cursor, encode_cursor};
@@ -19,7 +19,7 @@ impl GroupStore for SqliteStore {
         self.db
             .call(move |c| {
                 let count: i64 = c
-                    .query_row(
+                    .cached_row(
                         "INSERT INTO groups (id, name) VALUES (?1, ?2) ON CONFLICT(id) DO UPDATE SET name = excluded.name RETURNING member_count",
                         params![gid.as_str(), name],
                         |r| r.get(0),
@@ -34,7 +34,7 @@ impl GroupStore for SqliteStore {
         let gid = id.clone();
         self.db
             .call(move |c| {
-                c.query_row(
+                c.cached_row(
                     "SELECT name, member_count FROM groups WHERE id = ?1",
                     params![gid.as_str()],
                     |r| {
@@ -56,10 +56,10 @@ impl GroupStore for SqliteStore {
         self.db
             .call(move |c| {
                 let tx = c.savepoint().map_err(db_err)?;
-                tx.execute("DELETE FROM memberships WHERE group_id = ?1", params![id])
+                tx.cached_execute("DELETE FROM memberships WHERE group_id = ?1", params![id])
                     .map_err(db_err)?;
                 let deleted = tx
-                    .execute("DELETE FROM groups WHERE id = ?1", params![id])
+                    .cached_execute("DELETE FROM groups WHERE id = ?1", params![id])
                     .map_err(db_err)?
                     > 0;
                 tx.commit().map_err(db_err)?;
@@ -90,7 +90,7 @@ impl GroupStore for SqliteStore {
                         added += stmt.execute(params![id, u]).map_err(db_err)? as i64;
                     }
                 }
-                tx.execute(
+                tx.cached_execute(
                     "UPDATE groups SET member_count = member_count + ?1 WHERE id = ?2",
                     params![added, id],
                 )
@@ -118,7 +118,7 @@ impl GroupStore for SqliteStore {
                         removed += stmt.execute(params![id, u]).map_err(db_err)? as i64;
                     }
                 }
-                tx.execute(
+                tx.cached_execute(
                     "UPDATE groups SET member_count = member_count - ?1 WHERE id = ?2",
                     params![removed, id],
                 )

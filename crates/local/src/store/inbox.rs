@@ -9,7 +9,7 @@ use notify_core::domain::inbox::{InboxCounts, InboxFilter, InboxItem, InboxMark,
 use notify_core::domain::{NotificationId, UserId};
 use notify_core::ports::{InboxStore, Page, StoreError, inbox_cursor, inbox_page};
 
-use crate::db::{db_err, from_millis, json_err, millis};
+use crate::db::{Cached, db_err, from_millis, json_err, millis};
 
 use super::SqliteStore;
 
@@ -45,7 +45,7 @@ fn find(c: &Connection, user: &str, notification: &str) -> Result<Option<InboxIt
 }
 
 fn write_marks(c: &Connection, user: &str, item: &InboxItem) -> Result<(), StoreError> {
-    c.execute(
+    c.cached_execute(
         "UPDATE inbox SET seen_at = ?3, read_at = ?4, archived_at = ?5 WHERE user_id = ?1 AND seq = ?2",
         params![
             user,
@@ -72,13 +72,13 @@ impl InboxStore for SqliteStore {
                     return Ok(existing);
                 }
                 let seq: u64 = c
-                    .query_row(
+                    .cached_row(
                         "SELECT COALESCE(MAX(seq), 0) + 1 FROM inbox WHERE user_id = ?1",
                         params![user],
                         |r| r.get(0),
                     )
                     .map_err(db_err)?;
-                c.execute(
+                c.cached_execute(
                     "INSERT INTO inbox (user_id, seq, notification_id, body) VALUES (?1, ?2, ?3, ?4)",
                     params![user, seq, notification, body],
                 )
@@ -165,7 +165,7 @@ impl InboxStore for SqliteStore {
         let user = user.as_str().to_owned();
         self.db
             .call(move |c| {
-                c.query_row(
+                c.cached_row(
                     "SELECT COUNT(*) FILTER (WHERE read_at IS NULL AND archived_at IS NULL),
                             COUNT(*) FILTER (WHERE seen_at IS NULL AND archived_at IS NULL),
                             COALESCE(MAX(seq), 0)

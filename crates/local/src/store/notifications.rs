@@ -9,7 +9,7 @@ use notify_core::domain::{IdempotencyKey, NotificationId};
 use notify_core::jobs::Segment;
 use notify_core::ports::{IdempotencyRecord, InsertOutcome, NotificationStore, Page, StoreError};
 
-use crate::db::{db_err, json_err, millis};
+use crate::db::{Cached, db_err, json_err, millis};
 
 use super::SqliteStore;
 use super::deliveries::counts_in;
@@ -27,7 +27,7 @@ impl NotificationStore for SqliteStore {
         let body: Option<String> = self
             .db
             .call(move |c| {
-                c.query_row(
+                c.cached_row(
                     "SELECT body FROM idempotency WHERE key = ?1 AND expires_at > ?2",
                     params![key, now],
                     |r| r.get(0),
@@ -67,25 +67,25 @@ impl NotificationStore for SqliteStore {
                 let tx = c.savepoint().map_err(db_err)?;
                 if let Some((key, record, expires_at)) = idem {
                     let existing: Option<String> = tx
-                        .query_row("SELECT body FROM idempotency WHERE key = ?1 AND expires_at > ?2", params![key, now], |r| r.get(0))
+                        .cached_row("SELECT body FROM idempotency WHERE key = ?1 AND expires_at > ?2", params![key, now], |r| r.get(0))
                         .optional()
                         .map_err(db_err)?;
                     if let Some(existing) = existing {
                         return Ok(InsertOutcome::KeyTaken(serde_json::from_str(&existing).map_err(json_err)?));
                     }
                     // An expired record with this key is replaced.
-                    tx.execute(
+                    tx.cached_execute(
                         "INSERT OR REPLACE INTO idempotency (key, body, expires_at) VALUES (?1, ?2, ?3)",
                         params![key, record, expires_at],
                     )
                     .map_err(db_err)?;
                 }
-                tx.execute(
+                tx.cached_execute(
                     "INSERT INTO notifications (id, status, send_at, body) VALUES (?1, ?2, ?3, ?4)",
                     params![id, status, send_at, body],
                 )
                 .map_err(db_err)?;
-                tx.execute("DELETE FROM idempotency WHERE expires_at <= ?1", params![now]).map_err(db_err)?;
+                tx.cached_execute("DELETE FROM idempotency WHERE expires_at <= ?1", params![now]).map_err(db_err)?;
                 tx.commit().map_err(db_err)?;
                 Ok(InsertOutcome::Inserted)
             })
@@ -162,11 +162,11 @@ impl NotificationStore for SqliteStore {
         self.db
             .call(move |c| {
                 let current: Option<String> =
-                    c.query_row("SELECT status FROM notifications WHERE id = ?1", params![id], |r| r.get(0)).optional().map_err(db_err)?;
+                    c.cached_row("SELECT status FROM notifications WHERE id = ?1", params![id], |r| r.get(0)).optional().map_err(db_err)?;
                 match current {
                     Some(s) if from.contains(&s.as_str()) => {
                         let changed = c
-                            .execute("UPDATE notifications SET status = ?1 WHERE id = ?2 AND status = ?3", params![to.as_str(), id, s])
+                            .cached_execute("UPDATE notifications SET status = ?1 WHERE id = ?2 AND status = ?3", params![to.as_str(), id, s])
                             .map_err(db_err)?;
                         Ok(changed == 1)
                     }
@@ -182,13 +182,13 @@ impl NotificationStore for SqliteStore {
             .call(move |c| {
                 let tx = c.savepoint().map_err(db_err)?;
                 let changed = tx
-                    .execute(
+                    .cached_execute(
                         "UPDATE notifications SET status = 'sending', fanned_out = 0
                          WHERE id = ?1 AND status IN ('failed', 'partially_failed')",
                         params![id],
                     )
                     .map_err(db_err)?;
-                tx.execute(
+                tx.cached_execute(
                     "DELETE FROM fanned_segments WHERE notification_id = ?1",
                     params![id],
                 )
@@ -204,7 +204,7 @@ impl NotificationStore for SqliteStore {
         let at = millis(at);
         self.db
             .call(move |c| {
-                Ok(c.execute(
+                Ok(c.cached_execute(
                     "UPDATE notifications SET send_at = ?1 WHERE id = ?2 AND status = 'scheduled'",
                     params![at, id],
                 )
@@ -224,13 +224,13 @@ impl NotificationStore for SqliteStore {
             .call(move |c| {
                 let tx = c.savepoint().map_err(db_err)?;
                 if let Some(segment) = segment {
-                    tx.execute(
+                    tx.cached_execute(
                         "INSERT OR IGNORE INTO fanned_segments (notification_id, segment) VALUES (?1, ?2)",
                         params![id, segment.index],
                     )
                     .map_err(db_err)?;
                     let done: u32 = tx
-                        .query_row(
+                        .cached_row(
                             "SELECT count(*) FROM fanned_segments WHERE notification_id = ?1",
                             params![id],
                             |r| r.get(0),
@@ -241,7 +241,7 @@ impl NotificationStore for SqliteStore {
                         return Ok(());
                     }
                 }
-                tx.execute(
+                tx.cached_execute(
                     "UPDATE notifications SET fanned_out = 1 WHERE id = ?1",
                     params![id],
                 )
@@ -258,7 +258,7 @@ impl NotificationStore for SqliteStore {
             .call(move |c| {
                 let tx = c.savepoint().map_err(db_err)?;
                 let fanned_out: Option<bool> = tx
-                    .query_row(
+                    .cached_row(
                         "SELECT fanned_out FROM notifications WHERE id = ?1 AND status = 'sending'",
                         params![id],
                         |r| r.get(0),
@@ -284,7 +284,7 @@ impl NotificationStore for SqliteStore {
                     return Ok(None);
                 }
                 let status = Status::finished(&counts);
-                tx.execute(
+                tx.cached_execute(
                     "UPDATE notifications SET status = ?1 WHERE id = ?2 AND status = 'sending'",
                     params![status.as_str(), id],
                 )

@@ -9,7 +9,7 @@ use notify_core::domain::preferences::Preferences;
 use notify_core::domain::{CategoryId, Channel, UserId};
 use notify_core::ports::{CategoryStore, PreferenceStore, StoreError};
 
-use crate::db::{db_err, json_err};
+use crate::db::{Cached, db_err, json_err};
 
 use super::SqliteStore;
 
@@ -23,7 +23,7 @@ impl CategoryStore for SqliteStore {
         let id = category.id.as_str().to_owned();
         self.db
             .call(move |c| {
-                c.execute(
+                c.cached_execute(
                     "INSERT INTO categories (id, body) VALUES (?1, ?2)
                      ON CONFLICT(id) DO UPDATE SET body = excluded.body",
                     params![id, body],
@@ -39,7 +39,7 @@ impl CategoryStore for SqliteStore {
         let body: Option<String> = self
             .db
             .call(move |c| {
-                c.query_row(
+                c.cached_row(
                     "SELECT body FROM categories WHERE id = ?1",
                     params![id],
                     |r| r.get(0),
@@ -58,7 +58,7 @@ impl CategoryStore for SqliteStore {
         self.db
             .call(move |c| {
                 Ok(
-                    c.execute("DELETE FROM categories WHERE id = ?1", params![id])
+                    c.cached_execute("DELETE FROM categories WHERE id = ?1", params![id])
                         .map_err(db_err)?
                         > 0,
                 )
@@ -117,10 +117,10 @@ impl PreferenceStore for SqliteStore {
             .call(move |c| {
                 // All or nothing, within the transaction the call may share.
                 let sp = c.savepoint().map_err(db_err)?;
-                sp.execute("DELETE FROM preferences WHERE user_id = ?1", params![user])
+                sp.cached_execute("DELETE FROM preferences WHERE user_id = ?1", params![user])
                     .map_err(db_err)?;
                 for (category, channel, on) in rows {
-                    sp.execute(
+                    sp.cached_execute(
                         "INSERT INTO preferences (user_id, category, channel, enabled)
                          VALUES (?1, ?2, ?3, ?4)",
                         params![user, category, channel, on],
@@ -142,7 +142,7 @@ impl PreferenceStore for SqliteStore {
         let (user, category) = (user.as_str().to_owned(), category.as_str().to_owned());
         self.db
             .call(move |c| {
-                c.execute(
+                c.cached_execute(
                     "INSERT INTO preferences (user_id, category, channel, enabled)
                      VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT(user_id, category, channel) DO UPDATE SET enabled = excluded.enabled",
@@ -168,7 +168,7 @@ impl PreferenceStore for SqliteStore {
                 for chunk in users.chunks(LOOKUP_CHUNK) {
                     let marks = vec!["?"; chunk.len()].join(",");
                     let mut stmt = c
-                        .prepare(&format!(
+                        .prepare_cached(&format!(
                             "SELECT user_id, channel FROM preferences
                              WHERE category = ? AND enabled = 0 AND user_id IN ({marks})"
                         ))

@@ -7,7 +7,7 @@ use notify_core::domain::UserId;
 use notify_core::domain::push::{PushSubscription, PushSubscriptionId};
 use notify_core::ports::{PushSubscriptionStore, StoreError};
 
-use crate::db::{db_err, json_err, millis};
+use crate::db::{Cached, db_err, json_err, millis};
 
 use super::SqliteStore;
 
@@ -22,7 +22,7 @@ impl PushSubscriptionStore for SqliteStore {
         );
         self.db
             .call(move |c| {
-                c.execute(
+                c.cached_execute(
                     "INSERT INTO push_subscriptions (user_id, id, created_at, body) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT(user_id, id) DO UPDATE SET body = excluded.body",
                     params![user, id, at, body],
@@ -68,7 +68,7 @@ impl PushSubscriptionStore for SqliteStore {
         let (user, id) = (user.as_str().to_owned(), id.as_str().to_owned());
         self.db
             .call(move |c| {
-                Ok(c.execute(
+                Ok(c.cached_execute(
                     "DELETE FROM push_subscriptions WHERE user_id = ?1 AND id = ?2",
                     params![user, id],
                 )

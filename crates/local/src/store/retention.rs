@@ -7,7 +7,7 @@ use rusqlite::params;
 
 use notify_core::ports::StoreError;
 
-use crate::db::{db_err, millis};
+use crate::db::{Cached, db_err, millis};
 
 use super::SqliteStore;
 
@@ -91,7 +91,7 @@ impl SqliteStore {
             .db
             .call(move |c| {
                 let inbox = c
-                    .execute(
+                    .cached_execute(
                         "DELETE FROM inbox
                          WHERE (archived_at IS NOT NULL OR (read_at IS NOT NULL AND seen_at IS NOT NULL))
                            AND max(coalesce(seen_at, 0), coalesce(read_at, 0), coalesce(archived_at, 0)) < ?1",
@@ -99,7 +99,7 @@ impl SqliteStore {
                     )
                     .map_err(db_err)?;
                 let idempotency = c
-                    .execute(
+                    .cached_execute(
                         "DELETE FROM idempotency WHERE expires_at <= ?1",
                         params![now],
                     )

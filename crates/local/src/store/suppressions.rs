@@ -6,7 +6,7 @@ use rusqlite::{OptionalExtension, params, params_from_iter};
 use notify_core::domain::suppression::{SuppressedAddress, Suppression};
 use notify_core::ports::{Page, StoreError, SuppressionStore};
 
-use crate::db::{db_err, json_err};
+use crate::db::{Cached, db_err, json_err};
 
 use super::SqliteStore;
 use super::row::{decode_cursor, encode_cursor};
@@ -26,7 +26,7 @@ impl SuppressionStore for SqliteStore {
         let address = s.address.as_str().to_owned();
         self.db
             .call(move |c| {
-                c.execute(
+                c.cached_execute(
                     "INSERT INTO suppressions (address, body) VALUES (?1, ?2)
                      ON CONFLICT(address) DO UPDATE SET body = excluded.body",
                     params![address, body],
@@ -45,7 +45,7 @@ impl SuppressionStore for SqliteStore {
         let body: Option<String> = self
             .db
             .call(move |c| {
-                c.query_row(
+                c.cached_row(
                     "SELECT body FROM suppressions WHERE address = ?1",
                     params![address],
                     |r| r.get(0),
@@ -61,7 +61,7 @@ impl SuppressionStore for SqliteStore {
         let address = address.as_str().to_owned();
         self.db
             .call(move |c| {
-                Ok(c.execute(
+                Ok(c.cached_execute(
                     "DELETE FROM suppressions WHERE address = ?1",
                     params![address],
                 )
@@ -83,7 +83,7 @@ impl SuppressionStore for SqliteStore {
                 for chunk in addresses.chunks(LOOKUP_CHUNK) {
                     let marks = vec!["?"; chunk.len()].join(",");
                     let mut stmt = c
-                        .prepare(&format!(
+                        .prepare_cached(&format!(
                             "SELECT body FROM suppressions WHERE address IN ({marks})"
                         ))
                         .map_err(db_err)?;

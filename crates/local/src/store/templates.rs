@@ -7,7 +7,7 @@ use notify_core::domain::TemplateId;
 use notify_core::domain::template::Template;
 use notify_core::ports::{StoreError, TemplateStore};
 
-use crate::db::{db_err, json_err};
+use crate::db::{Cached, db_err, json_err};
 
 use super::SqliteStore;
 
@@ -18,7 +18,7 @@ impl TemplateStore for SqliteStore {
         let id = template.id.as_str().to_owned();
         self.db
             .call(move |c| {
-                c.execute(
+                c.cached_execute(
                     "INSERT INTO templates (id, body) VALUES (?1, ?2) ON CONFLICT(id) DO UPDATE SET body = excluded.body",
                     params![id, body],
                 )
@@ -33,7 +33,7 @@ impl TemplateStore for SqliteStore {
         let body: Option<String> = self
             .db
             .call(move |c| {
-                c.query_row(
+                c.cached_row(
                     "SELECT body FROM templates WHERE id = ?1",
                     params![id],
                     |r| r.get(0),
@@ -51,7 +51,7 @@ impl TemplateStore for SqliteStore {
         self.db
             .call(move |c| {
                 Ok(
-                    c.execute("DELETE FROM templates WHERE id = ?1", params![id])
+                    c.cached_execute("DELETE FROM templates WHERE id = ?1", params![id])
                         .map_err(db_err)?
                         > 0,
                 )

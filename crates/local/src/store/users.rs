@@ -7,7 +7,7 @@ use notify_core::domain::UserId;
 use notify_core::domain::user::User;
 use notify_core::ports::{StoreError, UserStore};
 
-use crate::db::{db_err, json_err};
+use crate::db::{Cached, db_err, json_err};
 
 use super::SqliteStore;
 
@@ -18,7 +18,7 @@ impl UserStore for SqliteStore {
         let id = user.id.as_str().to_owned();
         self.db
             .call(move |c| {
-                c.execute(
+                c.cached_execute(
                     "INSERT INTO users (id, body) VALUES (?1, ?2) ON CONFLICT(id) DO UPDATE SET body = excluded.body",
                     params![id, body],
                 )
@@ -33,7 +33,7 @@ impl UserStore for SqliteStore {
         let body: Option<String> = self
             .db
             .call(move |c| {
-                c.query_row("SELECT body FROM users WHERE id = ?1", params![id], |r| {
+                c.cached_row("SELECT body FROM users WHERE id = ?1", params![id], |r| {
                     r.get(0)
                 })
                 .optional()
@@ -76,13 +76,13 @@ impl UserStore for SqliteStore {
         self.db
             .call(move |c| {
                 let tx = c.savepoint().map_err(db_err)?;
-                tx.execute(
+                tx.cached_execute(
                     "UPDATE groups SET member_count = member_count - 1
                      WHERE id IN (SELECT group_id FROM memberships WHERE user_id = ?1)",
                     params![id],
                 )
                 .map_err(db_err)?;
-                tx.execute("DELETE FROM memberships WHERE user_id = ?1", params![id])
+                tx.cached_execute("DELETE FROM memberships WHERE user_id = ?1", params![id])
                     .map_err(db_err)?;
                 // What belongs to the user alone goes with them.
                 for table in ["preferences", "inbox", "push_subscriptions"] {
@@ -93,7 +93,7 @@ impl UserStore for SqliteStore {
                     .map_err(db_err)?;
                 }
                 let deleted = tx
-                    .execute("DELETE FROM users WHERE id = ?1", params![id])
+                    .cached_execute("DELETE FROM users WHERE id = ?1", params![id])
                     .map_err(db_err)?
                     > 0;
                 tx.commit().map_err(db_err)?;

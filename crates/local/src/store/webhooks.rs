@@ -7,7 +7,7 @@ use notify_core::domain::WebhookId;
 use notify_core::domain::webhook::Webhook;
 use notify_core::ports::{StoreError, WebhookStore};
 
-use crate::db::{db_err, json_err};
+use crate::db::{Cached, db_err, json_err};
 
 use super::SqliteStore;
 
@@ -22,7 +22,7 @@ impl WebhookStore for SqliteStore {
         let id = webhook.id.as_str().to_owned();
         self.db
             .call(move |c| {
-                c.execute(
+                c.cached_execute(
                     "INSERT INTO webhooks (id, body) VALUES (?1, ?2)
                      ON CONFLICT(id) DO UPDATE SET body = excluded.body",
                     params![id, body],
@@ -38,7 +38,7 @@ impl WebhookStore for SqliteStore {
         let body: Option<String> = self
             .db
             .call(move |c| {
-                c.query_row(
+                c.cached_row(
                     "SELECT body FROM webhooks WHERE id = ?1",
                     params![id],
                     |r| r.get(0),
@@ -55,7 +55,7 @@ impl WebhookStore for SqliteStore {
             .db
             .call(|c| {
                 let mut stmt = c
-                    .prepare("SELECT body FROM webhooks ORDER BY id")
+                    .prepare_cached("SELECT body FROM webhooks ORDER BY id")
                     .map_err(db_err)?;
                 let rows = stmt.query_map([], |r| r.get(0)).map_err(db_err)?;
                 rows.collect::<Result<_, _>>().map_err(db_err)
@@ -68,9 +68,11 @@ impl WebhookStore for SqliteStore {
         let id = id.as_str().to_owned();
         self.db
             .call(move |c| {
-                Ok(c.execute("DELETE FROM webhooks WHERE id = ?1", params![id])
-                    .map_err(db_err)?
-                    > 0)
+                Ok(
+                    c.cached_execute("DELETE FROM webhooks WHERE id = ?1", params![id])
+                        .map_err(db_err)?
+                        > 0,
+                )
             })
             .await
     }
