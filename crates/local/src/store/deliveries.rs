@@ -46,11 +46,11 @@ impl DeliveryStore for SqliteStore {
         let found: Option<(String, Option<String>)> = self
             .db
             .call(move |c| {
-                c.prepare_cached(
+                c.cached_row(
                     "SELECT members, next_cursor FROM fanned_out_pages WHERE notification_id = ?1 AND page = ?2",
+                    params![id, page],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
                 )
-                .map_err(db_err)?
-                .query_row(params![id, page], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()
                 .map_err(db_err)
             })
@@ -82,12 +82,11 @@ impl DeliveryStore for SqliteStore {
             .call(move |c| {
                 let tx = c.savepoint().map_err(db_err)?;
                 let recorded = tx
-                    .prepare_cached(
+                    .cached_execute(
                         "INSERT OR IGNORE INTO fanned_out_pages (notification_id, page, members, next_cursor)
                          VALUES (?1, ?2, ?3, ?4)",
+                        params![id, page, members, next_cursor],
                     )
-                    .map_err(db_err)?
-                    .execute(params![id, page, members, next_cursor])
                     .map_err(db_err)?
                     == 1;
                 if !recorded {

@@ -196,10 +196,7 @@ impl Fanout {
             let (items, next) = match self.store.fanned_out_page(id, &key, &n.channels).await? {
                 // This page was fanned out before (the job came again): its record says whom
                 // to dispatch, and where the next page starts.
-                Some(recorded) => {
-                    report.repeated_pages += 1;
-                    (self.replan(&n, &recorded).await?, recorded.next_cursor)
-                }
+                Some(recorded) => self.recorded_page(&n, recorded, &mut report).await?,
                 None => {
                     let (page, next) = self.resolve(&n, job.segment, cursor.as_deref()).await?;
                     let (deliveries, planned) = plan(&n, page);
@@ -231,7 +228,6 @@ impl Fanout {
                         (dispatch_items(planned), next)
                     } else {
                         // A concurrent fanout of this page recorded it first: its record counts.
-                        report.repeated_pages += 1;
                         let recorded = self
                             .store
                             .fanned_out_page(id, &key, &n.channels)
@@ -241,7 +237,7 @@ impl Fanout {
                                     "page {key:?} is recorded but not found"
                                 ))
                             })?;
-                        (self.replan(&n, &recorded).await?, recorded.next_cursor)
+                        self.recorded_page(&n, recorded, &mut report).await?
                     }
                 }
             };
@@ -258,41 +254,51 @@ impl Fanout {
         }
     }
 
-    /// The dispatch items of a page fanned out before, from its record: its members as they
+    /// A page fanned out before, from its record: the dispatch items of its members as they
     /// are now (a member since deleted is sent to nowhere, and fails), on the channels recorded
-    /// as pending. A send to an address has no members: its one recipient is the same each time.
-    async fn replan(
+    /// as pending, and the next page's cursor. A send to an address has no members: its one
+    /// recipient is the same each time.
+    async fn recorded_page(
         &self,
         n: &Notification,
-        recorded: &FannedOutPage,
-    ) -> Result<Vec<DispatchItem>, ServiceError> {
+        recorded: FannedOutPage,
+        report: &mut FanoutReport,
+    ) -> Result<(Vec<DispatchItem>, Option<String>), ServiceError> {
+        report.repeated_pages += 1;
         if !matches!(n.to, Target::GroupId(_) | Target::UserId(_)) {
             let (page, _) = self.resolve(n, None, None).await?;
-            return Ok(dispatch_items(plan(n, page).1));
+            return Ok((dispatch_items(plan(n, page).1), recorded.next_cursor));
         }
-        let ids: Vec<UserId> = recorded
+        let pending: Vec<PageMember> = recorded
             .members
-            .iter()
+            .into_iter()
             .filter(|m| !m.pending.is_empty())
-            .map(|m| m.id.clone())
             .collect();
-        let users = if ids.is_empty() {
-            Vec::new()
-        } else {
-            self.store.get_users(&ids).await?
-        };
-        let by_id: std::collections::HashMap<&UserId, &User> =
-            users.iter().map(|u| (&u.id, u)).collect();
-        Ok(recorded
-            .members
-            .iter()
-            .filter(|m| !m.pending.is_empty())
+        let ids: Vec<UserId> = pending.iter().map(|m| m.id.clone()).collect();
+        let users = self.users_by_id(&ids).await?;
+        let items = pending
+            .into_iter()
             .map(|m| DispatchItem {
-                recipient: by_id
+                recipient: users
                     .get(&m.id)
-                    .map_or_else(|| gone_recipient(&m.id), |u| Recipient::from_user(u)),
-                channels: m.pending.clone(),
+                    .map_or_else(|| gone_recipient(&m.id), Recipient::from_user),
+                channels: m.pending,
             })
+            .collect();
+        Ok((items, recorded.next_cursor))
+    }
+
+    /// The users of `ids` that exist now, by id, in one read.
+    async fn users_by_id(
+        &self,
+        ids: &[UserId],
+    ) -> Result<std::collections::HashMap<UserId, User>, ServiceError> {
+        Ok(self
+            .store
+            .get_users(ids)
+            .await?
+            .into_iter()
+            .map(|u| (u.id.clone(), u))
             .collect())
     }
 
@@ -413,13 +419,11 @@ impl Fanout {
                     }
                     None => self.store.list_members(group, page_size, cursor).await?,
                 };
-                let users = self.store.get_users(&members.items).await?;
-                let by_id: std::collections::HashMap<&UserId, &User> =
-                    users.iter().map(|u| (&u.id, u)).collect();
+                let users = self.users_by_id(&members.items).await?;
                 let page = members
                     .items
                     .iter()
-                    .map(|m| by_id.get(m).map_or_else(|| gone_user(m), |u| found(u)))
+                    .map(|m| users.get(m).map_or_else(|| gone_user(m), found))
                     .collect();
                 return Ok((page, members.next_cursor));
             }
