@@ -60,6 +60,7 @@ async fn idempotency_records_carry_a_ttl() {
 fn dispatch_job(i: usize) -> DispatchJob {
     DispatchJob {
         notification_id: NotificationId::generate(Timestamp::now()),
+        key: None,
         items: vec![DispatchItem {
             recipient: Recipient::email(EmailAddress::parse(&format!("r{i}@example.com")).unwrap()),
             channels: vec![Channel::Email],

@@ -5,7 +5,9 @@
 //! Call pattern, as in `notify-aws`: a page of members is one Query and ceil(n/100) BatchGetItem
 //! calls, `READ_CONCURRENCY` at once; a fanned-out page is one GetItem (its marker) and one
 //! TransactWriteItems (marker and counts); a dispatch job's suppression lookup is
-//! ceil(n/100) BatchGetItem calls; a claim is one UpdateItem; an outcome is one
+//! ceil(n/100) BatchGetItem calls; a group page's dispatch job is claimed whole (one
+//! UpdateItem), writes each outcome's row (one PutItem) and commits its counts (one
+//! TransactWriteItems); any other delivery's claim is one UpdateItem and its outcome one
 //! TransactWriteItems; dispatch jobs go 10 to a SendMessageBatch, `SEND_CONCURRENCY` calls at once.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -22,6 +24,7 @@ use notify_core::domain::api_key::{ApiKey, ApiKeyId};
 use notify_core::domain::category::Category;
 use notify_core::domain::delivery::{Claim, Delivery, DeliveryKey, DeliveryStatus, Outcome};
 use notify_core::domain::fanned_out_page::FannedOutPage;
+use notify_core::domain::job_claim::{JobClaim, JobLease, JobTotals};
 use notify_core::domain::group::{Group, member_segment};
 use notify_core::domain::notification::{Counts, Notification, Status};
 use notify_core::domain::preferences::Preferences;
@@ -36,7 +39,7 @@ use notify_core::jobs::{Chore, DispatchJob, FanoutJob, Segment, WebhookJob};
 use notify_core::memory::{MemoryScheduler, MemoryStore};
 use notify_core::ports::{
     ApiKeyStore, CategoryStore, DeliveryStore, DependencyError, EmailSender, GroupStore,
-    IdempotencyRecord, InsertOutcome, NotificationStore, OutgoingEmail, Page, PreferenceStore,
+    IdempotencyRecord, InsertOutcome, JobClaimStore, NotificationStore, OutgoingEmail, Page, PreferenceStore,
     QueueError, Queues, SendError, SigningKey, StaticSigningKey, StoreError, SuppressionStore,
     SystemClock, TemplateStore, UserStore, WebhookPoster, WebhookStore,
 };
@@ -95,6 +98,16 @@ struct Deliveries {
     counts: [i64; 8],
     fanned_out: bool,
     fanned_segments: HashSet<u32>,
+    /// Keyed dispatch jobs' items, by key.
+    jobs: HashMap<String, SimJob>,
+}
+
+#[derive(Default)]
+struct SimJob {
+    attempts: u32,
+    lease: Option<Timestamp>,
+    done: bool,
+    counted: JobTotals,
 }
 
 /// Writes per partition key per simulated second, by table or index: DynamoDB takes about
@@ -691,8 +704,111 @@ impl NotificationStore for SimStore {
     }
 }
 
+/// As the DynamoDB adapter's `JobClaimStore`.
+#[async_trait]
+impl JobClaimStore for SimStore {
+    async fn claim_job(
+        &self,
+        id: &NotificationId,
+        job: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<JobClaim, StoreError> {
+        self.ddb("UpdateItem", 1, 1).await;
+        self.partitions.add("table", store::delivery_pk(id, job));
+        let mut d = self.deliveries.lock().unwrap();
+        let j = d.jobs.entry(job.to_owned()).or_default();
+        if j.done {
+            return Ok(JobClaim::Done);
+        }
+        if j.lease.is_some_and(|l| l > now) {
+            return Ok(JobClaim::Busy);
+        }
+        j.attempts += 1;
+        j.lease = Some(lease_until);
+        Ok(JobClaim::Claimed(JobLease {
+            attempt: j.attempts,
+            counted: j.counted,
+        }))
+    }
+
+    async fn job_deliveries(&self, keys: &[DeliveryKey]) -> Result<Vec<Delivery>, StoreError> {
+        let calls = keys.len().div_ceil(100) as u64;
+        self.ddb("BatchGetItem", calls, calls).await;
+        let d = self.deliveries.lock().unwrap();
+        Ok(keys
+            .iter()
+            .filter_map(|k| {
+                let (status, attempts, _) = d.rows.get(&(k.recipient.clone(), k.channel))?;
+                Some(Delivery {
+                    key: k.clone(),
+                    user_id: None,
+                    address: None,
+                    status: *status,
+                    attempts: *attempts,
+                    error: None,
+                    sent_at: None,
+                    provider_message_id: None,
+                })
+            })
+            .collect())
+    }
+
+    async fn put_job_delivery(&self, row: &Delivery) -> Result<bool, StoreError> {
+        self.ddb("PutItem", 1, 1).await;
+        let k = &row.key;
+        self.partitions
+            .add("table", store::delivery_pk(&k.notification_id, &k.recipient));
+        let mut d = self.deliveries.lock().unwrap();
+        let stored = d
+            .rows
+            .entry((k.recipient.clone(), k.channel))
+            .or_insert((DeliveryStatus::Pending, 0, None));
+        if stored.0 != DeliveryStatus::Pending {
+            return Ok(false);
+        }
+        *stored = (row.status, row.attempts, None);
+        Ok(true)
+    }
+
+    async fn commit_job(
+        &self,
+        id: &NotificationId,
+        job: &str,
+        lease: &JobLease,
+        totals: JobTotals,
+        done: bool,
+    ) -> Result<bool, StoreError> {
+        let (sent, failed, skipped) = totals.since(&lease.counted);
+        if (sent, failed, skipped) == (0, 0, 0) {
+            self.ddb("UpdateItem", 1, 1).await;
+        } else {
+            self.ddb("TransactWriteItems", 1, 1).await;
+            self.partitions.add("table", store::count_pk(id, job));
+        }
+        self.partitions.add("table", store::delivery_pk(id, job));
+        let mut d = self.deliveries.lock().unwrap();
+        let j = d.jobs.entry(job.to_owned()).or_default();
+        if j.attempts != lease.attempt {
+            return Ok(false);
+        }
+        j.counted = totals;
+        j.lease = None;
+        j.done |= done;
+        d.counts[SENT] += sent;
+        d.counts[FAILED] += failed;
+        d.counts[SKIPPED] += skipped;
+        d.counts[PENDING] -= sent + failed + skipped;
+        Ok(true)
+    }
+}
+
 #[async_trait]
 impl DeliveryStore for SimStore {
+    fn job_claims(&self) -> Option<&dyn JobClaimStore> {
+        Some(self)
+    }
+
     async fn fanned_out_page(
         &self,
         _id: &NotificationId,

@@ -45,6 +45,11 @@ pub struct Segment {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DispatchJob {
     pub notification_id: NotificationId,
+    /// The job's key within its notification (`<page key>#<n>`), on the jobs of a group's
+    /// pages: a store that claims jobs whole (`DeliveryStore::job_claims`) claims such a job
+    /// once, not delivery by delivery. The same key always holds the same deliveries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     pub items: Vec<DispatchItem>,
 }
 

@@ -12,7 +12,7 @@ use notify_core::domain::delivery::{Claim, Delivery, DeliveryKey, DeliveryStatus
 use notify_core::domain::fanned_out_page::FannedOutPage;
 use notify_core::domain::notification::Counts;
 use notify_core::domain::{Channel, NotificationId, UserId};
-use notify_core::ports::{DeliveryStore, Page, StoreError};
+use notify_core::ports::{DeliveryStore, JobClaimStore, Page, StoreError};
 
 use super::item::{Item, ItemExt, delivery_item, number, string};
 use super::keys::{
@@ -129,6 +129,10 @@ pub(super) fn decode_delivery_cursor(raw: &str) -> Result<(u64, String), StoreEr
 
 #[async_trait]
 impl DeliveryStore for DynamoStore {
+    fn job_claims(&self) -> Option<&dyn JobClaimStore> {
+        Some(self)
+    }
+
     async fn fanned_out_page(
         &self,
         id: &NotificationId,
@@ -461,37 +465,11 @@ impl DeliveryStore for DynamoStore {
         cursor: Option<&str>,
     ) -> Result<Page<Delivery>, StoreError> {
         let (items, next_cursor) = self.deliveries_page(id, limit, cursor).await?;
-        let mut out = Vec::with_capacity(items.len());
-        for item in &items {
-            let bad = |what: &str| StoreError::Corrupt(format!("stored delivery has a bad {what}"));
-            out.push(Delivery {
-                key: DeliveryKey {
-                    notification_id: id.clone(),
-                    recipient: item
-                        .string("recipient")
-                        .ok_or_else(|| bad("recipient"))?
-                        .to_owned(),
-                    channel: Channel::parse(item.string("channel").unwrap_or_default())
-                        .map_err(|_| bad("channel"))?,
-                },
-                user_id: item
-                    .string("user_id")
-                    .map(UserId::parse)
-                    .transpose()
-                    .map_err(|_| bad("user id"))?,
-                address: item.string("address").map(str::to_owned),
-                status: DeliveryStatus::parse(item.string("status").unwrap_or_default())
-                    .ok_or_else(|| bad("status"))?,
-                attempts: item.number("attempts").unwrap_or(0) as u32,
-                error: item.string("error").map(str::to_owned),
-                sent_at: item
-                    .number("sent_at")
-                    .and_then(|ms| Timestamp::from_millisecond(ms).ok()),
-                provider_message_id: item.string("provider_message_id").map(str::to_owned),
-            });
-        }
         Ok(Page {
-            items: out,
+            items: items
+                .iter()
+                .map(|item| read_delivery(id, item))
+                .collect::<Result<_, _>>()?,
             next_cursor,
         })
     }
@@ -525,4 +503,34 @@ impl DeliveryStore for DynamoStore {
         }
         Ok(c)
     }
+}
+
+/// A delivery row of notification `id` as the domain's `Delivery`.
+pub(super) fn read_delivery(id: &NotificationId, item: &Item) -> Result<Delivery, StoreError> {
+    let bad = |what: &str| StoreError::Corrupt(format!("stored delivery has a bad {what}"));
+    Ok(Delivery {
+        key: DeliveryKey {
+            notification_id: id.clone(),
+            recipient: item
+                .string("recipient")
+                .ok_or_else(|| bad("recipient"))?
+                .to_owned(),
+            channel: Channel::parse(item.string("channel").unwrap_or_default())
+                .map_err(|_| bad("channel"))?,
+        },
+        user_id: item
+            .string("user_id")
+            .map(UserId::parse)
+            .transpose()
+            .map_err(|_| bad("user id"))?,
+        address: item.string("address").map(str::to_owned),
+        status: DeliveryStatus::parse(item.string("status").unwrap_or_default())
+            .ok_or_else(|| bad("status"))?,
+        attempts: item.number("attempts").unwrap_or(0) as u32,
+        error: item.string("error").map(str::to_owned),
+        sent_at: item
+            .number("sent_at")
+            .and_then(|ms| Timestamp::from_millisecond(ms).ok()),
+        provider_message_id: item.string("provider_message_id").map(str::to_owned),
+    })
 }

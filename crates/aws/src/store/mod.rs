@@ -12,6 +12,7 @@
 //! | notification | `N#<id>` | `N` | `body`, `status`, `send_at`, `fanned_out`, `fanned_segments` (NS: the segments of a split fanout done); `GSI1PK`=`N#<shard>`, `GSI1SK`=id (all, newest first); `GSI2PK`=`S#<status>#<shard>`, `GSI2SK`=id; shard = one of `INDEX_SHARDS` by id |
 //! | fanned-out page | `N#<id>` | `P#<page>` | `members` (its members and their pending channels, `FannedOutPage`), `next` (the next page's cursor); marks the page as counted |
 //! | delivery | `D#<id>#<bucket>` | `D#<recipient>#<channel>` | `recipient`, `channel`, `status`, `attempts`, `lease_until`, ...; bucket = one of `DELIVERY_BUCKETS` by recipient |
+//! | dispatch job | `D#<id>#<bucket>` | `J#<job>` | `attempts` (claims so far), `lease_until`, `sent`, `failed`, `skipped` (the job's outcomes in the counts), `done`; bucket by the job's key |
 //! | count item | `C#<id>#<shard>` | `C` | `recipients`, `pending`, `sent`, `failed`, `skipped` (signed; their sums over the `COUNT_SHARDS` items are the counts) |
 //! | group | `G#<id>` | `G` | `name`, `member_count` (added once per request, not per member), `deleting` |
 //! | suppression | `X#<address>` | `X` | `body`; `GSI1PK`=`X`, `GSI1SK`=address (the list, by address) |
@@ -19,16 +20,19 @@
 //!
 //! Fanout writes nothing per pending recipient: a page adds its totals to one count item
 //! (with the page's marker, in one transaction, so a page fanned out twice counts once) and
-//! writes only its `skipped` rows. A pending delivery's row is created by its first claim.
-//! Every outcome changes the row and a count item in one transaction, so the counts are exact;
-//! rows and counts are spread over partition keys, since one key takes about 1,000 writes a
-//! second.
+//! writes only its `skipped` rows. A group page's dispatch jobs are claimed whole (see
+//! `notify_core::domain::job_claim`): a job's claim is one write, each outcome one plain write
+//! of its row, and the job's commit one transaction that moves a count item by the job's
+//! outcomes, so the counts are exact. Any other delivery's row is created by its own claim and
+//! each outcome changes the row and a count item in one transaction. Rows and counts are spread
+//! over partition keys, since one key takes about 1,000 writes a second.
 
 mod api_keys;
 mod deliveries;
 mod groups;
 mod inbox;
 mod item;
+mod job_claims;
 mod keys;
 mod notifications;
 mod preferences;

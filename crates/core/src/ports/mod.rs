@@ -26,7 +26,7 @@ pub use signing_key::{SigningKey, StaticSigningKey};
 pub use sms_sender::{OutgoingSms, SmsSender};
 pub use store::{
     ApiKeyStore, CategoryStore, DeliveryStore, GroupStore, IdempotencyRecord, InboxStore,
-    InsertOutcome, NotificationStore, Page, PreferenceStore, PushSubscriptionStore, Store,
+    InsertOutcome, JobClaimStore, NotificationStore, Page, PreferenceStore, PushSubscriptionStore, Store,
     StoreError, SuppressionStore, TemplateStore, UserStore, WebhookStore, inbox_cursor, inbox_page,
 };
 pub use webhook_poster::WebhookPoster;

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use jiff::Timestamp;
 
-use super::{Page, StoreError};
+use super::{JobClaimStore, Page, StoreError};
 use crate::domain::delivery::{Claim, Delivery, DeliveryKey, DeliveryStatus, Outcome};
 use crate::domain::fanned_out_page::FannedOutPage;
 use crate::domain::notification::Counts;
@@ -11,6 +11,11 @@ use crate::domain::{Channel, NotificationId};
 
 #[async_trait]
 pub trait DeliveryStore: Send + Sync {
+    /// Claims on whole dispatch jobs, where the store offers them (see `JobClaimStore`): a
+    /// keyed job is then claimed once, not delivery by delivery.
+    fn job_claims(&self) -> Option<&dyn JobClaimStore> {
+        None
+    }
     /// The record of a page of a notification's fanout (`page` as in `insert_deliveries`), if a
     /// fanout made one; read consistently.
     async fn fanned_out_page(

@@ -48,8 +48,9 @@ pub struct Fanout {
 pub struct FanoutSettings {
     /// At most this many recipients in one dispatch job (one queue message).
     pub recipients_per_job: usize,
-    /// At most this many bytes of JSON in one dispatch job; ten jobs go in one SQS batch,
-    /// whose total is limited to 256 KiB.
+    /// At most this many bytes of JSON in one dispatch job that is not a group page's (those
+    /// are split by count alone, see `pack_page`); ten jobs go in one SQS batch, whose total is
+    /// limited to 256 KiB.
     pub max_job_bytes: usize,
     /// Group members read per page.
     pub page_size: usize,
@@ -241,7 +242,10 @@ impl Fanout {
                     }
                 }
             };
-            let jobs = self.pack(id, items);
+            let jobs = match n.to {
+                Target::GroupId(_) => self.pack_page(id, &key, items),
+                _ => self.pack(id, items),
+            };
             if !jobs.is_empty() {
                 self.queues.send_dispatch(&jobs).await?;
             }
@@ -447,6 +451,7 @@ impl Fanout {
             if full && !batch.is_empty() {
                 jobs.push(DispatchJob {
                     notification_id: id.clone(),
+                    key: None,
                     items: std::mem::take(&mut batch),
                 });
                 bytes = 0;
@@ -457,7 +462,27 @@ impl Fanout {
         if !batch.is_empty() {
             jobs.push(DispatchJob {
                 notification_id: id.clone(),
+                key: None,
                 items: batch,
+            });
+        }
+        jobs
+    }
+
+    /// A group page's dispatch jobs, keyed by the page and their place in it, so that a store
+    /// can claim each whole (see `domain::job_claim`). Split by recipient count alone: the
+    /// page's record fixes its members and their order, so the same key holds the same
+    /// deliveries however often the page is fanned out, even if profiles grew in between. (A
+    /// job of 50 recipients stays far under SQS's 256 KiB; batches are split by size.)
+    fn pack_page(&self, id: &NotificationId, page: &str, items: Vec<DispatchItem>) -> Vec<DispatchJob> {
+        let per_job = self.settings.recipients_per_job.max(1);
+        let mut items = items.into_iter().peekable();
+        let mut jobs = Vec::new();
+        while items.peek().is_some() {
+            jobs.push(DispatchJob {
+                notification_id: id.clone(),
+                key: Some(format!("{page}#{}", jobs.len())),
+                items: items.by_ref().take(per_job).collect(),
             });
         }
         jobs

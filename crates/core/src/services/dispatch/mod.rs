@@ -9,6 +9,8 @@
 //! again under the same claim after a pause, so throttling slows a send down and does not use up
 //! its attempts; a job that runs out of its time budget leaves the rest for its next receive.
 
+mod claimed_job;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,11 +20,16 @@ use tokio::time::Instant;
 
 use super::ServiceError;
 use crate::domain::delivery::{Claim, Delivery, DeliveryKey, Outcome, Recipient};
+use crate::domain::job_claim::JobClaim;
 use crate::domain::notification::Notification;
 use crate::domain::suppression::{SuppressedAddress, Suppression};
-use crate::domain::{CategoryId, Channel, EmailAddress, UserId};
+use crate::domain::{CategoryId, Channel, EmailAddress, NotificationId, UserId};
 use crate::jobs::DispatchJob;
-use crate::ports::{Clock, EmailSender, SendError, SendErrorKind, SmsSender, Store, StoreError};
+use crate::ports::{
+    Clock, EmailSender, JobClaimStore, SendError, SendErrorKind, SmsSender, Store, StoreError,
+};
+
+use claimed_job::{ClaimedJob, Known};
 
 use super::inbox::Inbox;
 use super::metrics;
@@ -245,10 +252,58 @@ impl Dispatch {
         result
     }
 
+    /// A keyed job on a store that claims jobs whole is claimed once, and its lease released
+    /// at the end however the job ended; any other job is claimed delivery by delivery.
     async fn run_job(
         &self,
         job: &DispatchJob,
         deadline: Instant,
+    ) -> Result<DispatchReport, ServiceError> {
+        let Some((key, claims)) = job.key.as_deref().zip(self.store.job_claims()) else {
+            return self.run_items(job, deadline, None).await;
+        };
+        let now = self.clock.now();
+        let lease_until = now.saturating_add(self.settings.lease).unwrap_or(now);
+        let mut report = DispatchReport::default();
+        match claims
+            .claim_job(&job.notification_id, key, now, lease_until)
+            .await
+        {
+            Ok(JobClaim::Claimed(lease)) => {
+                let mut claimed = ClaimedJob::new(claims, key, lease);
+                let result = self.run_items(job, deadline, Some(&mut claimed)).await;
+                // Committed already unless the job stopped early; then this releases the lease,
+                // so that the job's next receive need not wait for it to run out.
+                if let Err(e) = claimed.commit(&job.notification_id, deadline).await {
+                    tracing::warn!(id = %job.notification_id, job = key, error = %error_chain(&e), "could not release a dispatch job's lease");
+                }
+                result
+            }
+            Ok(JobClaim::Done) => {
+                report.already_done = job.items.iter().map(|i| i.channels.len()).sum();
+                Ok(report)
+            }
+            // Another worker holds it; if that worker dies, this job's retry takes over.
+            Ok(JobClaim::Busy) => {
+                report.retry = true;
+                Ok(report)
+            }
+            // Nothing was sent: the job's next receive claims it again.
+            Err(e) => {
+                tracing::warn!(id = %job.notification_id, job = key, error = %error_chain(&e), "could not claim a dispatch job");
+                report.retry = true;
+                Ok(report)
+            }
+        }
+    }
+
+    /// The job's deliveries: each claimed before its send (`claimed` is `None`), or under the
+    /// claim on the whole job.
+    async fn run_items(
+        &self,
+        job: &DispatchJob,
+        deadline: Instant,
+        mut claimed: Option<&mut ClaimedJob<'_>>,
     ) -> Result<DispatchReport, ServiceError> {
         let started = Instant::now();
         let stop_sending = (started + self.settings.time_budget).min(
@@ -259,7 +314,14 @@ impl Dispatch {
         let mut report = DispatchReport::default();
         // What a job reads before its first send is bounded too: read through slow retries, it
         // would leave a send that starts later less than `send_reserve` to be recorded in.
-        let Ok(prepared) = tokio::time::timeout_at(stop_sending, self.prepare(job)).await else {
+        let reads = async {
+            let prepared = self.prepare(job).await?;
+            if let Some(c) = claimed.as_deref_mut() {
+                c.read_rows(job).await?;
+            }
+            Ok::<_, ServiceError>(prepared)
+        };
+        let Ok(prepared) = tokio::time::timeout_at(stop_sending, reads).await else {
             tracing::warn!(id = %job.notification_id, "out of time before the first send; the job comes back");
             report.retry = true;
             return Ok(report);
@@ -274,14 +336,24 @@ impl Dispatch {
             for &channel in &item.channels {
                 if Instant::now() >= stop_sending {
                     // Out of time: the items not reached go on as a new job (an item's
-                    // channels done already are found done).
-                    report.rest = Some(DispatchJob {
-                        notification_id: job.notification_id.clone(),
-                        items: job.items[i..].to_vec(),
+                    // channels done already are found done). A job claimed whole goes on
+                    // whole, under its key: its next claim reads what this one wrote.
+                    report.rest = Some(match claimed.as_deref_mut() {
+                        Some(c) => {
+                            c.leave_open();
+                            job.clone()
+                        }
+                        None => DispatchJob {
+                            items: job.items[i..].to_vec(),
+                            ..job.clone()
+                        },
                     });
                     break 'items;
                 }
                 if self.is_paused(channel) {
+                    if let Some(c) = claimed.as_deref_mut() {
+                        c.leave_open();
+                    }
                     report.deferred += 1;
                     report.paused = true;
                     report.retry = true;
@@ -289,28 +361,18 @@ impl Dispatch {
                 }
                 let planned = Delivery::pending(&n.id, &item.recipient, channel);
                 let key = planned.key.clone();
-                let now = self.clock.now();
-                let lease_until = now.saturating_add(self.settings.lease).unwrap_or(now);
-                let claim = match self.store.claim_delivery(&planned, now, lease_until).await {
-                    Ok(claim) => claim,
-                    // Nothing was sent: the job's next receive claims it again.
-                    Err(e) => {
-                        tracing::warn!(id = %n.id, %channel, error = %error_chain(&e), "could not claim a delivery");
-                        report.retry = true;
-                        continue;
-                    }
-                };
-                let attempt = match claim {
-                    Claim::Claimed { attempt } => attempt,
-                    Claim::Done => {
-                        report.already_done += 1;
-                        continue;
-                    }
-                    // Another worker holds it; if that worker dies, this job's retry takes over.
-                    Claim::Busy => {
-                        report.retry = true;
-                        continue;
-                    }
+                let attempt = match claimed.as_deref_mut() {
+                    Some(c) => match c.known(&key) {
+                        Known::Final => {
+                            report.already_done += 1;
+                            continue;
+                        }
+                        Known::Attempt(attempt) => attempt,
+                    },
+                    None => match self.claim(&planned, &mut report).await {
+                        Some(attempt) => attempt,
+                        None => continue,
+                    },
                 };
                 let outcome = match prepared.skip_reason(&item.recipient, channel) {
                     Some(reason) => Outcome::Skipped { reason },
@@ -353,12 +415,26 @@ impl Dispatch {
                     }
                     Outcome::Deferred { .. } => report.retry = true,
                 }
-                if let Err(e) = self.record(&key, &outcome, deadline).await {
+                let recorded = match claimed.as_deref_mut() {
+                    Some(c) => c
+                        .record(&planned, attempt, &outcome, deadline)
+                        .await
+                        .map_err(ServiceError::from),
+                    None => self.record(&key, &outcome, deadline).await,
+                };
+                if let Err(e) = recorded {
                     self.emit(events, deadline).await;
                     return Err(e);
                 }
                 events.extend(self.outcome_event(&key, &item.recipient, &outcome));
             }
+        }
+        // The counts take the job's outcomes before the send is checked for its end.
+        if let Some(c) = claimed.as_deref_mut()
+            && let Err(e) = c.commit(&n.id, deadline).await
+        {
+            tracing::warn!(id = %n.id, job = %c.key, error = %error_chain(&e), "could not commit a dispatch job; its next claim counts its outcomes");
+            report.retry = true;
         }
         match self.store.finish_if_done(&n.id).await {
             Ok(Some(status)) => {
@@ -373,6 +449,32 @@ impl Dispatch {
         }
         self.emit(events, deadline).await;
         Ok(report)
+    }
+
+    /// Claims one delivery for its send: its attempt number, or `None` (noted in the report)
+    /// if it is done already or another worker holds it.
+    async fn claim(&self, planned: &Delivery, report: &mut DispatchReport) -> Option<u32> {
+        let now = self.clock.now();
+        let lease_until = now.saturating_add(self.settings.lease).unwrap_or(now);
+        match self.store.claim_delivery(planned, now, lease_until).await {
+            Ok(Claim::Claimed { attempt }) => Some(attempt),
+            Ok(Claim::Done) => {
+                report.already_done += 1;
+                None
+            }
+            // Another worker holds it; if that worker dies, this job's retry takes over.
+            Ok(Claim::Busy) => {
+                report.retry = true;
+                None
+            }
+            // Nothing was sent: the job's next receive claims it again.
+            Err(e) => {
+                let (id, channel) = (&planned.key.notification_id, planned.key.channel);
+                tracing::warn!(%id, %channel, error = %error_chain(&e), "could not claim a delivery");
+                report.retry = true;
+                None
+            }
+        }
     }
 
     /// The webhook event of a recorded outcome, if it has one.
@@ -574,31 +676,11 @@ impl Dispatch {
         outcome: &Outcome,
         deadline: Instant,
     ) -> Result<(), ServiceError> {
-        let mut pause = Duration::from_millis(50);
-        // A write still running when the invocation is killed is lost without a word; cut
-        // short just before, it is at least said. (Until then it may still land: a send that
-        // started late in the invocation has only this long to be recorded.)
-        let last_moment = deadline.checked_sub(KILL_MARGIN).unwrap_or(deadline);
-        loop {
-            let written =
-                tokio::time::timeout_at(last_moment, self.store.record_outcome(key, outcome))
-                    .await
-                    .unwrap_or_else(|elapsed| {
-                        Err(StoreError::unavailable("recording an outcome", elapsed))
-                    });
-            match written {
-                Ok(()) => return Ok(()),
-                Err(e) if Instant::now() + pause + RECORD_MARGIN < deadline => {
-                    tracing::warn!(id = %key.notification_id, channel = %key.channel, error = %error_chain(&e), "could not record an outcome; trying again");
-                    tokio::time::sleep(jitter(pause)).await;
-                    pause = (pause * 2).min(Duration::from_secs(2));
-                }
-                Err(e) => {
-                    tracing::error!(id = %key.notification_id, channel = %key.channel, error = %error_chain(&e), "outcome lost: the send may repeat after its lease");
-                    return Err(e.into());
-                }
-            }
-        }
+        write_until(deadline, "record an outcome", &key.notification_id, || {
+            self.store.record_outcome(key, outcome)
+        })
+        .await?;
+        Ok(())
     }
 
     /// Marks the job's deliveries that are still pending `failed` with `why`: the queue gave up
@@ -606,6 +688,9 @@ impl Dispatch {
     /// many it marked. A delivery another worker holds is left to that worker.
     #[tracing::instrument(name = "give_up", skip_all, fields(id = %job.notification_id))]
     pub async fn give_up(&self, job: &DispatchJob, why: &str) -> Result<usize, ServiceError> {
+        if let Some((key, claims)) = job.key.as_deref().zip(self.store.job_claims()) {
+            return self.give_up_claimed(job, key, claims, why).await;
+        }
         let mut marked = 0;
         for item in &job.items {
             for &channel in &item.channels {
@@ -630,6 +715,46 @@ impl Dispatch {
             }
         }
         self.store.finish_if_done(&job.notification_id).await?;
+        Ok(marked)
+    }
+
+    /// `give_up` for a job claimed whole: under a claim of its own, the job's deliveries that
+    /// are not final become `failed`, and the commit counts them.
+    async fn give_up_claimed(
+        &self,
+        job: &DispatchJob,
+        key: &str,
+        claims: &dyn JobClaimStore,
+        why: &str,
+    ) -> Result<usize, ServiceError> {
+        let now = self.clock.now();
+        let lease_until = now.saturating_add(self.settings.lease).unwrap_or(now);
+        let id = &job.notification_id;
+        let JobClaim::Claimed(lease) = claims.claim_job(id, key, now, lease_until).await? else {
+            // Done, or another worker holds it and goes on.
+            return Ok(0);
+        };
+        let deadline = Instant::now() + self.settings.time_budget;
+        let mut claimed = ClaimedJob::new(claims, key, lease);
+        claimed.read_rows(job).await?;
+        let mut marked = 0;
+        let failed = Outcome::Failed {
+            error: why.to_owned(),
+        };
+        for item in &job.items {
+            for &channel in &item.channels {
+                let planned = Delivery::pending(id, &item.recipient, channel);
+                if let Known::Attempt(next) = claimed.known(&planned.key) {
+                    // No attempt is made: the row keeps the attempts made before.
+                    claimed
+                        .record(&planned, next - 1, &failed, deadline)
+                        .await?;
+                    marked += 1;
+                }
+            }
+        }
+        claimed.commit(id, deadline).await?;
+        self.store.finish_if_done(id).await?;
         Ok(marked)
     }
 
@@ -771,6 +896,41 @@ impl Dispatch {
             None => Err(SendError::permanent(format!(
                 "all {gone} of the user's push subscriptions are gone"
             ))),
+        }
+    }
+}
+
+/// Runs a store write, trying again through its errors until shortly before the deadline: a
+/// send that happened is recorded if the store takes it by then. A write still running when
+/// the invocation is killed is lost without a word; cut short just before, it is at least said.
+/// (Until then it may still land: a send that started late has only this long to be recorded.)
+pub(super) async fn write_until<T, F, Fut>(
+    deadline: Instant,
+    what: &str,
+    id: &NotificationId,
+    mut write: F,
+) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut pause = Duration::from_millis(50);
+    let last_moment = deadline.checked_sub(KILL_MARGIN).unwrap_or(deadline);
+    loop {
+        let written = tokio::time::timeout_at(last_moment, write())
+            .await
+            .unwrap_or_else(|elapsed| Err(StoreError::unavailable(what, elapsed)));
+        match written {
+            Ok(done) => return Ok(done),
+            Err(e) if Instant::now() + pause + RECORD_MARGIN < deadline => {
+                tracing::warn!(%id, error = %error_chain(&e), "could not {what}; trying again");
+                tokio::time::sleep(jitter(pause)).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => {
+                tracing::error!(%id, error = %error_chain(&e), "could not {what} in time: the send may repeat after its lease");
+                return Err(e);
+            }
         }
     }
 }
