@@ -20,6 +20,7 @@ async fn dynamodb_store_meets_the_store_contract() {
     let w = AwsWorld::start().await;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&w.sdk), &w.config.table);
     notify_core::contract::run_all(&store).await;
+    notify_core::contract::run_job_claims(&store).await;
 }
 
 #[tokio::test]

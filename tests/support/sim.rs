@@ -24,8 +24,8 @@ use notify_core::domain::api_key::{ApiKey, ApiKeyId};
 use notify_core::domain::category::Category;
 use notify_core::domain::delivery::{Claim, Delivery, DeliveryKey, DeliveryStatus, Outcome};
 use notify_core::domain::fanned_out_page::FannedOutPage;
-use notify_core::domain::job_claim::{JobClaim, JobLease, JobTotals};
 use notify_core::domain::group::{Group, member_segment};
+use notify_core::domain::job_claim::{JobClaim, JobLease, JobTotals};
 use notify_core::domain::notification::{Counts, Notification, Status};
 use notify_core::domain::preferences::Preferences;
 use notify_core::domain::suppression::{SuppressedAddress, Suppression};
@@ -39,9 +39,9 @@ use notify_core::jobs::{Chore, DispatchJob, FanoutJob, Segment, WebhookJob};
 use notify_core::memory::{MemoryScheduler, MemoryStore};
 use notify_core::ports::{
     ApiKeyStore, CategoryStore, DeliveryStore, DependencyError, EmailSender, GroupStore,
-    IdempotencyRecord, InsertOutcome, JobClaimStore, NotificationStore, OutgoingEmail, Page, PreferenceStore,
-    QueueError, Queues, SendError, SigningKey, StaticSigningKey, StoreError, SuppressionStore,
-    SystemClock, TemplateStore, UserStore, WebhookPoster, WebhookStore,
+    IdempotencyRecord, InsertOutcome, JobClaimStore, NotificationStore, OutgoingEmail, Page,
+    PreferenceStore, QueueError, Queues, SendError, SigningKey, StaticSigningKey, StoreError,
+    SuppressionStore, SystemClock, TemplateStore, UserStore, WebhookPoster, WebhookStore,
 };
 use notify_core::services::App;
 use notify_core::services::unsubscribe::UnsubscribeLinks;
@@ -105,6 +105,7 @@ struct Deliveries {
 #[derive(Default)]
 struct SimJob {
     attempts: u32,
+    committed: u32,
     lease: Option<Timestamp>,
     done: bool,
     counted: JobTotals,
@@ -170,6 +171,10 @@ pub struct SimStore {
     /// Write units of the fanned-out pages' records beyond the 1 KB each transaction item is
     /// billed at least: a page's record holds its members.
     pub page_record_extra_wru: std::sync::atomic::AtomicU64,
+    /// Keys asked for in BatchGetItem calls, read eventually consistently (half a read unit
+    /// each, for items under 4 KB) and consistently (one each); the count items apart.
+    pub eventual_keys: std::sync::atomic::AtomicU64,
+    pub consistent_keys: std::sync::atomic::AtomicU64,
     deliveries: Mutex<Deliveries>,
 }
 
@@ -181,6 +186,8 @@ impl SimStore {
             calls: Calls::default(),
             partitions: PartitionWrites::default(),
             page_record_extra_wru: Default::default(),
+            eventual_keys: Default::default(),
+            consistent_keys: Default::default(),
             deliveries: Mutex::default(),
         }
     }
@@ -193,6 +200,23 @@ impl SimStore {
     async fn ddb(&self, op: &'static str, calls: u64, rounds: u64) {
         self.calls.add(op, calls);
         pause(self.latency.dynamodb * rounds as u32).await;
+    }
+
+    /// BatchGetItem calls for `keys` keys, `READ_CONCURRENCY` at once.
+    async fn batch_read(&self, keys: usize, consistent: bool) {
+        let calls = keys.div_ceil(100) as u64;
+        let tally = if consistent {
+            &self.consistent_keys
+        } else {
+            &self.eventual_keys
+        };
+        tally.fetch_add(keys as u64, std::sync::atomic::Ordering::Relaxed);
+        self.ddb(
+            "BatchGetItem",
+            calls,
+            calls.div_ceil(READ_CONCURRENCY as u64),
+        )
+        .await;
     }
 }
 
@@ -215,13 +239,7 @@ impl UserStore for SimStore {
     }
 
     async fn get_users(&self, ids: &[UserId]) -> Result<Vec<User>, StoreError> {
-        let calls = ids.len().div_ceil(100) as u64;
-        self.ddb(
-            "BatchGetItem",
-            calls,
-            calls.div_ceil(READ_CONCURRENCY as u64),
-        )
-        .await;
+        self.batch_read(ids.len(), false).await;
         self.inner.get_users(ids).await
     }
 
@@ -433,13 +451,7 @@ impl PreferenceStore for SimStore {
         category: &CategoryId,
         users: &[UserId],
     ) -> Result<Vec<(UserId, Channel)>, StoreError> {
-        let calls = users.len().div_ceil(100) as u64;
-        self.ddb(
-            "BatchGetItem",
-            calls,
-            calls.div_ceil(READ_CONCURRENCY as u64),
-        )
-        .await;
+        self.batch_read(users.len(), false).await;
         self.inner.find_opt_outs(category, users).await
     }
 }
@@ -469,13 +481,7 @@ impl SuppressionStore for SimStore {
         &self,
         addresses: &[SuppressedAddress],
     ) -> Result<Vec<Suppression>, StoreError> {
-        let calls = addresses.len().div_ceil(100) as u64;
-        self.ddb(
-            "BatchGetItem",
-            calls,
-            calls.div_ceil(READ_CONCURRENCY as u64),
-        )
-        .await;
+        self.batch_read(addresses.len(), false).await;
         self.inner.find_suppressions(addresses).await
     }
 
@@ -733,8 +739,7 @@ impl JobClaimStore for SimStore {
     }
 
     async fn job_deliveries(&self, keys: &[DeliveryKey]) -> Result<Vec<Delivery>, StoreError> {
-        let calls = keys.len().div_ceil(100) as u64;
-        self.ddb("BatchGetItem", calls, calls).await;
+        self.batch_read(keys.len(), true).await;
         let d = self.deliveries.lock().unwrap();
         Ok(keys
             .iter()
@@ -757,13 +762,16 @@ impl JobClaimStore for SimStore {
     async fn put_job_delivery(&self, row: &Delivery) -> Result<bool, StoreError> {
         self.ddb("PutItem", 1, 1).await;
         let k = &row.key;
-        self.partitions
-            .add("table", store::delivery_pk(&k.notification_id, &k.recipient));
+        self.partitions.add(
+            "table",
+            store::delivery_pk(&k.notification_id, &k.recipient),
+        );
         let mut d = self.deliveries.lock().unwrap();
-        let stored = d
-            .rows
-            .entry((k.recipient.clone(), k.channel))
-            .or_insert((DeliveryStatus::Pending, 0, None));
+        let stored = d.rows.entry((k.recipient.clone(), k.channel)).or_insert((
+            DeliveryStatus::Pending,
+            0,
+            None,
+        ));
         if stored.0 != DeliveryStatus::Pending {
             return Ok(false);
         }
@@ -789,9 +797,10 @@ impl JobClaimStore for SimStore {
         self.partitions.add("table", store::delivery_pk(id, job));
         let mut d = self.deliveries.lock().unwrap();
         let j = d.jobs.entry(job.to_owned()).or_default();
-        if j.attempts != lease.attempt {
+        if j.attempts != lease.attempt || j.committed == lease.attempt {
             return Ok(false);
         }
+        j.committed = lease.attempt;
         j.counted = totals;
         j.lease = None;
         j.done |= done;

@@ -38,6 +38,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 /// The template's settings.
 const PAGE: usize = 2000;
+const PER_JOB: usize = 100;
 const FANOUT_BUDGET: Duration = Duration::from_secs(40);
 const FANOUT_CONCURRENCY: usize = 32;
 const DISPATCH_CONCURRENCY: usize = 20;
@@ -164,7 +165,7 @@ async fn run(n: usize) {
     );
     println!(
         "  fanout:   all {} dispatch messages queued after {:.1} s (simulated), {} invocations",
-        thousands((n / 50) as f64),
+        thousands(n.div_ceil(PER_JOB) as f64),
         fanout_done.as_secs_f64(),
         fanout_invocations.len()
     );
@@ -201,8 +202,9 @@ async fn run(n: usize) {
     }
     // DynamoDB units: items are under 1 KB, but for the fanned-out pages' records (their extra
     // units counted as written). Writes 1 WRU, transactional writes 2 WRU per item (our
-    // transactions have 2 items); consistent reads 1 RRU; a BatchGetItem of 100 profiles
-    // 50 RRU (eventually consistent); a Query of 2,000 memberships (~80 bytes each) 20 RRU.
+    // transactions have 2 items); consistent reads 1 RRU; a key of a BatchGetItem half a RRU
+    // read eventually consistently (profiles, opt-outs, suppressions), one consistently; a
+    // Query of 2,000 memberships (~80 bytes each) 20 RRU.
     let get = |k: &str| *calls.get(k).unwrap_or(&0) as f64 * scale;
     let wru = get("PutItem")
         + get("UpdateItem")
@@ -214,8 +216,12 @@ async fn run(n: usize) {
             .load(std::sync::atomic::Ordering::Relaxed) as f64
             * scale;
     // The counts: one consistent read of each of the COUNT_SHARDS small items.
+    let keys = |tally: &std::sync::atomic::AtomicU64| {
+        tally.load(std::sync::atomic::Ordering::Relaxed) as f64 * scale
+    };
     let rru = get("GetItem")
-        + 50.0 * get("BatchGetItem")
+        + 0.5 * keys(&store.eventual_keys)
+        + keys(&store.consistent_keys)
         + 20.0 * get("Query")
         + COUNT_SHARDS as f64 * get("BatchGetItem (counts)");
     let ddb = wru * 0.625e-6 + rru * 0.125e-6;
@@ -240,7 +246,7 @@ async fn run(n: usize) {
     println!("\n  AWS cost per 1M emails:");
     println!(
         "    DynamoDB   {:>10}  ({} WRU, {} RRU)",
-        format!("${ddb:.2}"),
+        format!("${ddb:.3}"),
         thousands(wru),
         thousands(rru)
     );
@@ -261,7 +267,7 @@ async fn run(n: usize) {
     );
     println!(
         "    total      {:>10}  = {:.1}% of SES's own ${ses:.0} per 1M (ratio {:.3})",
-        format!("${ours:.2}"),
+        format!("${ours:.3}"),
         100.0 * ours / ses,
         ours / ses
     );
@@ -290,6 +296,7 @@ fn fanout_over(store: &Arc<SimStore>, queues: &Arc<SimQueues>) -> Arc<Fanout> {
         clock: Arc::new(SystemClock),
         settings: FanoutSettings {
             page_size: PAGE,
+            recipients_per_job: PER_JOB,
             time_budget: FANOUT_BUDGET,
             ..FanoutSettings::default()
         },

@@ -143,7 +143,7 @@ impl AwsConfig {
             email_from: v.var("NOTIFY_EMAIL_FROM")?,
             ses_configuration_set: v.optional("NOTIFY_SES_CONFIGURATION_SET"),
             max_attempts: v.number("NOTIFY_MAX_ATTEMPTS", 5)?,
-            recipients_per_job: v.number("NOTIFY_RECIPIENTS_PER_JOB", 50)?,
+            recipients_per_job: v.number("NOTIFY_RECIPIENTS_PER_JOB", 100)?,
             fanout_page_size: v.number("NOTIFY_FANOUT_PAGE_SIZE", 2000)?,
             fanout_time_budget_secs: v.number("NOTIFY_FANOUT_TIME_BUDGET_SECS", 40)?,
             dispatch_time_budget_secs: v.number("NOTIFY_DISPATCH_TIME_BUDGET_SECS", 20)?,

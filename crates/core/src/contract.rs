@@ -7,6 +7,7 @@ use crate::domain::api_key::{NewApiKey, secret_hash};
 use crate::domain::category::Category;
 use crate::domain::delivery::{Claim, Delivery, DeliveryKey, DeliveryStatus, Outcome, Recipient};
 use crate::domain::fanned_out_page::{FannedOutPage, PageMember};
+use crate::domain::job_claim::{JobClaim, JobLease, JobTotals};
 use crate::domain::notification::{Content, Counts, Notification, Status, Target};
 use crate::domain::preferences::Preferences;
 use crate::domain::suppression::{SuppressedAddress, Suppression, SuppressionReason};
@@ -36,6 +37,206 @@ fn notification(at: Timestamp, status: Status) -> Notification {
         status,
         category: Some(CategoryId::parse("news").unwrap()),
     }
+}
+
+/// The promises of `JobClaimStore`, for a store that offers it (`DeliveryStore::job_claims`).
+pub async fn run_job_claims(store: &dyn Store) {
+    let claims = store.job_claims().expect("this store claims jobs whole");
+    let now = t0() + SignedDuration::from_hours(3000);
+    let n = notification(now, Status::Sending);
+    store.insert_notification(&n, None, now).await.unwrap();
+    let recipients: Vec<Recipient> = (0..3)
+        .map(|i| Recipient::email(EmailAddress::parse(&format!("j{i}@example.com")).unwrap()))
+        .collect();
+    let planned: Vec<Delivery> = recipients
+        .iter()
+        .map(|r| Delivery::pending(&n.id, r, Channel::Email))
+        .collect();
+    let keys: Vec<DeliveryKey> = planned.iter().map(|d| d.key.clone()).collect();
+    assert!(
+        store
+            .insert_deliveries(
+                &n.id,
+                "",
+                &FannedOutPage::default(),
+                &[Channel::Email],
+                &planned
+            )
+            .await
+            .unwrap()
+    );
+    let lease_until = now + SignedDuration::from_secs(60);
+    let JobClaim::Claimed(first) = claims
+        .claim_job(&n.id, "#0", now, lease_until)
+        .await
+        .unwrap()
+    else {
+        panic!("a new job is claimed");
+    };
+    assert_eq!(
+        first,
+        JobLease {
+            attempt: 1,
+            counted: JobTotals::default()
+        }
+    );
+    assert!(first.is_first());
+    assert_eq!(
+        claims
+            .claim_job(&n.id, "#0", now, lease_until)
+            .await
+            .unwrap(),
+        JobClaim::Busy
+    );
+    // Another job of the same notification is its own.
+    assert!(matches!(
+        claims
+            .claim_job(&n.id, "#1", now, lease_until)
+            .await
+            .unwrap(),
+        JobClaim::Claimed(JobLease { attempt: 1, .. })
+    ));
+
+    let sent = Delivery {
+        status: DeliveryStatus::Sent,
+        attempts: 1,
+        sent_at: Some(now),
+        provider_message_id: Some("pj0".into()),
+        ..planned[0].clone()
+    };
+    assert!(claims.put_job_delivery(&sent).await.unwrap());
+    // A final row is never written over.
+    let failed = Delivery {
+        status: DeliveryStatus::Failed,
+        error: Some("late".into()),
+        ..planned[0].clone()
+    };
+    assert!(!claims.put_job_delivery(&failed).await.unwrap());
+    // A pending row (a retried send) is, by its outcome.
+    let retried = Delivery {
+        attempts: 1,
+        error: Some("try again".into()),
+        ..planned[1].clone()
+    };
+    assert!(claims.put_job_delivery(&retried).await.unwrap());
+    let rows = claims.job_deliveries(&keys).await.unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let row = |k: &DeliveryKey| rows.iter().find(|r| &r.key == k).unwrap().clone();
+    assert_eq!(row(&keys[0]), sent);
+    assert_eq!(
+        (row(&keys[1]).status, row(&keys[1]).attempts),
+        (DeliveryStatus::Pending, 1)
+    );
+    assert!(
+        claims
+            .put_job_delivery(&Delivery {
+                status: DeliveryStatus::Failed,
+                attempts: 2,
+                error: Some("gave up".into()),
+                ..planned[1].clone()
+            })
+            .await
+            .unwrap()
+    );
+
+    // The commit moves the counts by the job's outcomes and releases the lease.
+    let one_each = JobTotals {
+        sent: 1,
+        failed: 1,
+        skipped: 0,
+    };
+    assert!(
+        claims
+            .commit_job(&n.id, "#0", &first, one_each, false)
+            .await
+            .unwrap()
+    );
+    // Sent again (its answer was lost), the same commit moves nothing.
+    assert!(
+        !claims
+            .commit_job(&n.id, "#0", &first, one_each, false)
+            .await
+            .unwrap()
+    );
+    let counts = store.counts(&n.id).await.unwrap();
+    assert_eq!(
+        (
+            counts.recipients,
+            counts.pending,
+            counts.sent,
+            counts.failed
+        ),
+        (3, 1, 1, 1),
+        "{counts:?}"
+    );
+    let JobClaim::Claimed(second) = claims
+        .claim_job(&n.id, "#0", now, lease_until)
+        .await
+        .unwrap()
+    else {
+        panic!("a released job is claimed again");
+    };
+    assert_eq!(
+        second,
+        JobLease {
+            attempt: 2,
+            counted: one_each
+        }
+    );
+    // The first claim's lease is over: its commit changes nothing.
+    assert!(
+        !claims
+            .commit_job(
+                &n.id,
+                "#0",
+                &first,
+                JobTotals {
+                    sent: 3,
+                    ..one_each
+                },
+                true
+            )
+            .await
+            .unwrap()
+    );
+    let skipped = Delivery {
+        status: DeliveryStatus::Skipped,
+        error: Some("suppressed".into()),
+        ..planned[2].clone()
+    };
+    assert!(claims.put_job_delivery(&skipped).await.unwrap());
+    let all = JobTotals {
+        skipped: 1,
+        ..one_each
+    };
+    assert!(
+        claims
+            .commit_job(&n.id, "#0", &second, all, true)
+            .await
+            .unwrap()
+    );
+    let counts = store.counts(&n.id).await.unwrap();
+    assert_eq!(
+        (counts.pending, counts.sent, counts.failed, counts.skipped),
+        (0, 1, 1, 1),
+        "{counts:?}"
+    );
+    assert_eq!(
+        claims
+            .claim_job(&n.id, "#0", now, lease_until)
+            .await
+            .unwrap(),
+        JobClaim::Done
+    );
+    // A lease that ran out is taken over.
+    let later = lease_until + SignedDuration::from_secs(1);
+    assert!(matches!(
+        claims
+            .claim_job(&n.id, "#1", later, later + SignedDuration::from_secs(60))
+            .await
+            .unwrap(),
+        JobClaim::Claimed(JobLease { attempt: 2, .. })
+    ));
 }
 
 /// Runs every check; panics with the first broken promise.

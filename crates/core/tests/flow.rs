@@ -1446,3 +1446,72 @@ async fn a_page_fanned_out_again_after_the_group_changed_dispatches_what_was_cou
     let n = w.store.get_notification(&a.id).await.unwrap().unwrap();
     assert_eq!(n.status, Status::Completed);
 }
+
+/// A group page's dispatch jobs are claimed whole by key on DynamoDB, so the same key must hold
+/// the same deliveries every time the page is fanned out: split by count over the page's
+/// record, not by bytes over profiles that may have grown in between.
+#[tokio::test]
+async fn a_page_fanned_out_again_makes_the_same_keyed_jobs_though_profiles_grew() {
+    use notify_core::domain::GroupId;
+    use notify_core::ports::GroupStore;
+    let mut w = world();
+    w.fanout.settings.page_size = 5;
+    w.fanout.settings.recipients_per_job = 2;
+    // Small enough that a longer address would move a split by size.
+    w.fanout.settings.max_job_bytes = 400;
+    let group = GroupId::parse("all").unwrap();
+    w.store.put_group(&group, "All").await.unwrap();
+    let ids: Vec<UserId> = (0..5)
+        .map(|i| UserId::parse(&format!("k{i:02}")).unwrap())
+        .collect();
+    for id in &ids {
+        w.store.put_user(&emailable(id.as_str())).await.unwrap();
+    }
+    w.store.add_members(&group, &ids).await.unwrap();
+    w.app
+        .accept(
+            NewNotification {
+                to: Target::GroupId(group.clone()),
+                ..email_to("x@example.org")
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let start = w.queues.take_fanout().remove(0);
+    w.fanout.handle(&start).await.unwrap();
+    let first = w.queues.take_dispatch();
+    let shape = |jobs: &[notify_core::jobs::DispatchJob]| -> Vec<(Option<String>, Vec<String>)> {
+        jobs.iter()
+            .map(|j| {
+                let members = j.items.iter().map(|i| i.recipient.key.clone()).collect();
+                (j.key.clone(), members)
+            })
+            .collect()
+    };
+    assert_eq!(
+        shape(&first),
+        vec![
+            (Some("#0".into()), vec!["k00".into(), "k01".into()]),
+            (Some("#1".into()), vec!["k02".into(), "k03".into()]),
+            (Some("#2".into()), vec!["k04".into()]),
+        ]
+    );
+    let mut grown = emailable("k00");
+    grown.email = Some(
+        EmailAddress::parse(&format!(
+            "k00@{}.{}.example.org",
+            "a".repeat(60),
+            "b".repeat(60)
+        ))
+        .unwrap(),
+    );
+    w.store.put_user(&grown).await.unwrap();
+
+    let report = w.fanout.handle(&start).await.unwrap();
+    assert_eq!(report.repeated_pages, 1);
+    let again = w.queues.take_dispatch();
+    assert_eq!(shape(&again), shape(&first));
+    // The job carries the profile as it is now.
+    assert_eq!(again[0].items[0].recipient.email, grown.email);
+}

@@ -14,7 +14,7 @@ use notify_core::domain::job_claim::{JobClaim, JobLease, JobTotals};
 use notify_core::ports::{JobClaimStore, StoreError};
 
 use super::item::{Item, ItemExt, delivery_item, number, string};
-use super::keys::{count_pk, delivery_bucket_pk, delivery_key, fnv, key, DELIVERY_BUCKETS};
+use super::keys::{DELIVERY_BUCKETS, count_pk, delivery_bucket_pk, delivery_key, fnv, key};
 use super::{DynamoStore, build_err, cancelled_by_condition, err, is_condition_failure};
 
 /// BatchGetItem takes at most 100 keys.
@@ -141,7 +141,8 @@ impl JobClaimStore for DynamoStore {
         done: bool,
     ) -> Result<bool, StoreError> {
         let mut expression =
-            "SET sent = :sent, failed = :failed, skipped = :skipped, #ttl = :ttl".to_owned();
+            "SET sent = :sent, failed = :failed, skipped = :skipped, committed = :attempt, #ttl = :ttl"
+                .to_owned();
         let mut values = HashMap::from([
             (":ttl".to_owned(), self.ttl_now()),
             (":attempt".to_owned(), number(lease.attempt)),
@@ -155,8 +156,10 @@ impl JobClaimStore for DynamoStore {
         }
         expression.push_str(" REMOVE lease_until");
         let names = HashMap::from([("#ttl".to_owned(), "ttl".to_owned())]);
-        // No claim since this one: a later claim counts the job from its rows.
-        let condition = "attempts = :attempt";
+        // No claim since this one (a later claim counts the job from its rows), and this
+        // claim's commit not made yet: a commit sent again after a lost answer moves nothing.
+        let condition =
+            "attempts = :attempt AND (attribute_not_exists(committed) OR committed <> :attempt)";
         let (sent, failed, skipped) = totals.since(&lease.counted);
         if (sent, failed, skipped) == (0, 0, 0) {
             // Nothing to count: the lease released (and the job marked done) in one write.

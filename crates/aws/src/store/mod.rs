@@ -12,7 +12,7 @@
 //! | notification | `N#<id>` | `N` | `body`, `status`, `send_at`, `fanned_out`, `fanned_segments` (NS: the segments of a split fanout done); `GSI1PK`=`N#<shard>`, `GSI1SK`=id (all, newest first); `GSI2PK`=`S#<status>#<shard>`, `GSI2SK`=id; shard = one of `INDEX_SHARDS` by id |
 //! | fanned-out page | `N#<id>` | `P#<page>` | `members` (its members and their pending channels, `FannedOutPage`), `next` (the next page's cursor); marks the page as counted |
 //! | delivery | `D#<id>#<bucket>` | `D#<recipient>#<channel>` | `recipient`, `channel`, `status`, `attempts`, `lease_until`, ...; bucket = one of `DELIVERY_BUCKETS` by recipient |
-//! | dispatch job | `D#<id>#<bucket>` | `J#<job>` | `attempts` (claims so far), `lease_until`, `sent`, `failed`, `skipped` (the job's outcomes in the counts), `done`; bucket by the job's key |
+//! | dispatch job | `D#<id>#<bucket>` | `J#<job>` | `attempts` (claims so far), `lease_until`, `sent`, `failed`, `skipped` (the job's outcomes in the counts), `committed` (the claim that committed them), `done`; bucket by the job's key |
 //! | count item | `C#<id>#<shard>` | `C` | `recipients`, `pending`, `sent`, `failed`, `skipped` (signed; their sums over the `COUNT_SHARDS` items are the counts) |
 //! | group | `G#<id>` | `G` | `name`, `member_count` (added once per request, not per member), `deleting` |
 //! | suppression | `X#<address>` | `X` | `body`; `GSI1PK`=`X`, `GSI1SK`=address (the list, by address) |

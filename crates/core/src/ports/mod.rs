@@ -26,8 +26,9 @@ pub use signing_key::{SigningKey, StaticSigningKey};
 pub use sms_sender::{OutgoingSms, SmsSender};
 pub use store::{
     ApiKeyStore, CategoryStore, DeliveryStore, GroupStore, IdempotencyRecord, InboxStore,
-    InsertOutcome, JobClaimStore, NotificationStore, Page, PreferenceStore, PushSubscriptionStore, Store,
-    StoreError, SuppressionStore, TemplateStore, UserStore, WebhookStore, inbox_cursor, inbox_page,
+    InsertOutcome, JobClaimStore, NotificationStore, Page, PreferenceStore, PushSubscriptionStore,
+    Store, StoreError, SuppressionStore, TemplateStore, UserStore, WebhookStore, inbox_cursor,
+    inbox_page,
 };
 pub use webhook_poster::WebhookPoster;
 

@@ -32,7 +32,8 @@ pub trait JobClaimStore: Send + Sync {
     /// Ends the claim `lease`: the job's counted outcomes become `totals` (the notification's
     /// counts move by the difference from `lease.counted`, out of pending), the lease is
     /// released, and `done` says every delivery of the job is final. `false`, with nothing
-    /// changed, if the job was claimed again since (this lease ran out): the later claim counts.
+    /// changed, if the job was claimed again since (this lease ran out: the later claim
+    /// counts), or if this claim committed already (a commit sent again after a lost answer).
     async fn commit_job(
         &self,
         id: &NotificationId,

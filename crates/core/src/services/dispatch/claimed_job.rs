@@ -154,7 +154,7 @@ impl<'a> ClaimedJob<'a> {
         })
         .await?;
         if !committed {
-            tracing::warn!(%id, job = %self.key, "the job was claimed again after this lease ran out; that claim counts its outcomes");
+            tracing::warn!(%id, job = %self.key, "the job's commit was taken already, or the job was claimed again after this lease ran out (that claim counts its outcomes)");
         }
         Ok(done && committed)
     }
@@ -213,10 +213,22 @@ mod tests {
     #[test]
     fn a_deferred_send_gives_back_its_attempt_and_a_retried_one_keeps_it() {
         let error = "later".to_owned();
-        let deferred = row_after(&planned(), 3, &Outcome::Deferred { error: error.clone() });
-        assert_eq!((deferred.status, deferred.attempts), (DeliveryStatus::Pending, 2));
+        let deferred = row_after(
+            &planned(),
+            3,
+            &Outcome::Deferred {
+                error: error.clone(),
+            },
+        );
+        assert_eq!(
+            (deferred.status, deferred.attempts),
+            (DeliveryStatus::Pending, 2)
+        );
         let retried = row_after(&planned(), 3, &Outcome::Retry { error });
-        assert_eq!((retried.status, retried.attempts), (DeliveryStatus::Pending, 3));
+        assert_eq!(
+            (retried.status, retried.attempts),
+            (DeliveryStatus::Pending, 3)
+        );
         let sent = row_after(
             &planned(),
             1,

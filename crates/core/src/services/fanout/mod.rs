@@ -474,7 +474,12 @@ impl Fanout {
     /// page's record fixes its members and their order, so the same key holds the same
     /// deliveries however often the page is fanned out, even if profiles grew in between. (A
     /// job of 50 recipients stays far under SQS's 256 KiB; batches are split by size.)
-    fn pack_page(&self, id: &NotificationId, page: &str, items: Vec<DispatchItem>) -> Vec<DispatchJob> {
+    fn pack_page(
+        &self,
+        id: &NotificationId,
+        page: &str,
+        items: Vec<DispatchItem>,
+    ) -> Vec<DispatchJob> {
         let per_job = self.settings.recipients_per_job.max(1);
         let mut items = items.into_iter().peekable();
         let mut jobs = Vec::new();
