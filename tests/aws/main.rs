@@ -14,6 +14,7 @@ mod feedback;
 mod flow;
 mod groups;
 mod inbox;
+mod job_claims;
 mod lists;
 mod metrics;
 mod push;

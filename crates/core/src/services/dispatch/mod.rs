@@ -430,7 +430,7 @@ impl Dispatch {
             }
         }
         // The counts take the job's outcomes before the send is checked for its end.
-        if let Some(c) = claimed.as_deref_mut()
+        if let Some(c) = claimed
             && let Err(e) = c.commit(&n.id, deadline).await
         {
             tracing::warn!(id = %n.id, job = %c.key, error = %error_chain(&e), "could not commit a dispatch job; its next claim counts its outcomes");

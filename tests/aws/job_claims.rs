@@ -1,0 +1,165 @@
+//! A group page's dispatch job claimed whole, on DynamoDB (moto): a worker killed in the middle
+//! of a job leaves its lease to run out, and the worker that takes the job over sends only what
+//! was not recorded and counts the whole job, the dead worker's outcomes included.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use jiff::{SignedDuration, Timestamp};
+
+use notify_aws::store::DynamoStore;
+use notify_core::domain::delivery::{Delivery, Recipient};
+use notify_core::domain::fanned_out_page::FannedOutPage;
+use notify_core::domain::notification::{Content, Notification, Status, Target};
+use notify_core::domain::template::Parts;
+use notify_core::domain::{Channel, EmailAddress, GroupId, NotificationId};
+use notify_core::jobs::{DispatchItem, DispatchJob};
+use notify_core::memory::{FakeClock, RecordingEmail, RecordingSms};
+use notify_core::ports::{DeliveryStore, EmailSender, NotificationStore, OutgoingEmail, SendError};
+use notify_core::services::dispatch::{Dispatch, DispatchSettings};
+use notify_tests::aws::AwsWorld;
+
+/// Sends the first `answer` emails, then takes the next one and never answers: the provider
+/// call in flight when the invocation is killed.
+struct DiesMidSend {
+    answer: usize,
+    taken: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl EmailSender for DiesMidSend {
+    async fn send(&self, email: &OutgoingEmail) -> Result<String, SendError> {
+        let n = {
+            let mut taken = self.taken.lock().unwrap();
+            taken.push(email.to.as_str().to_owned());
+            taken.len()
+        };
+        if n > self.answer {
+            std::future::pending::<()>().await;
+        }
+        Ok(email.message_id.clone())
+    }
+}
+
+#[tokio::test]
+async fn a_job_taken_over_after_its_worker_died_sends_the_rest_once_and_counts_the_whole_job() {
+    let w = AwsWorld::start().await;
+    let store = Arc::new(DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&w.sdk),
+        &w.config.table,
+    ));
+    let now = Timestamp::now();
+    let clock = Arc::new(FakeClock::new(now));
+    let n = Notification {
+        id: NotificationId::generate(now),
+        to: Target::GroupId(GroupId::parse("everyone").unwrap()),
+        channels: vec![Channel::Email],
+        content: Content::Inline(Parts {
+            subject: Some("Hello".into()),
+            text: Some("Once each".into()),
+            ..Default::default()
+        }),
+        send_at: now,
+        created_at: now,
+        status: Status::Sending,
+        category: None,
+    };
+    store.insert_notification(&n, None, now).await.unwrap();
+    let recipients: Vec<Recipient> = (0..5)
+        .map(|i| Recipient::email(EmailAddress::parse(&format!("t{i}@example.org")).unwrap()))
+        .collect();
+    let rows: Vec<Delivery> = recipients
+        .iter()
+        .map(|r| Delivery::pending(&n.id, r, Channel::Email))
+        .collect();
+    let record = FannedOutPage::default();
+    assert!(
+        store
+            .insert_deliveries(&n.id, "", &record, &n.channels, &rows)
+            .await
+            .unwrap()
+    );
+    store.mark_fanned_out(&n.id, None).await.unwrap();
+    let job = DispatchJob {
+        notification_id: n.id.clone(),
+        key: Some("#0".into()),
+        items: recipients
+            .iter()
+            .map(|r| DispatchItem {
+                recipient: r.clone(),
+                channels: vec![Channel::Email],
+            })
+            .collect(),
+    };
+    let settings = DispatchSettings::new(EmailAddress::parse("news@example.com").unwrap());
+    let lease = settings.lease;
+
+    // The first worker sends two, is in the provider's hands with the third, and is killed.
+    let dying = Arc::new(DiesMidSend {
+        answer: 2,
+        taken: Mutex::default(),
+    });
+    let first = Dispatch::new(
+        store.clone(),
+        dying.clone(),
+        Arc::new(RecordingSms::default()),
+        clock.clone(),
+        settings.clone(),
+    );
+    let killed = tokio::time::timeout(std::time::Duration::from_secs(5), first.handle(&job)).await;
+    assert!(
+        killed.is_err(),
+        "the first worker should hang in its third send"
+    );
+    assert_eq!(dying.taken.lock().unwrap().len(), 3);
+    let counts = store.counts(&n.id).await.unwrap();
+    assert_eq!((counts.sent, counts.pending), (0, 5), "{counts:?}");
+
+    // Its message comes back while the lease runs: the job is busy.
+    let email = Arc::new(RecordingEmail::default());
+    let second = Dispatch::new(
+        store.clone(),
+        email.clone(),
+        Arc::new(RecordingSms::default()),
+        clock.clone(),
+        settings,
+    );
+    let report = second.handle(&job).await.unwrap();
+    assert!(report.retry && report.sent == 0, "{report:?}");
+
+    // After the lease, the job is taken over: the two recorded sends are found done, the one
+    // cut off is sent again (no provider takes an idempotency key), and the rest once.
+    clock.advance(lease + SignedDuration::from_secs(1));
+    let report = second.handle(&job).await.unwrap();
+    assert_eq!((report.already_done, report.sent), (2, 3), "{report:?}");
+    let again: Vec<String> = email
+        .sent
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| e.to.as_str().to_owned())
+        .collect();
+    assert_eq!(
+        again,
+        ["t2@example.org", "t3@example.org", "t4@example.org"]
+    );
+    let counts = store.counts(&n.id).await.unwrap();
+    assert_eq!(
+        (counts.recipients, counts.sent, counts.pending),
+        (5, 5, 0),
+        "{counts:?}"
+    );
+    let finished = store.get_notification(&n.id).await.unwrap().unwrap();
+    assert_eq!(finished.status, Status::Completed);
+    let listed = store.list_deliveries(&n.id, 10, None).await.unwrap().items;
+    assert_eq!(listed.len(), 5);
+    assert!(
+        listed
+            .iter()
+            .all(|d| d.status.was_sent() && d.provider_message_id.is_some())
+    );
+
+    // The job is done: a late copy of its message sends nothing.
+    let report = second.handle(&job).await.unwrap();
+    assert_eq!((report.already_done, report.sent), (5, 0), "{report:?}");
+}
