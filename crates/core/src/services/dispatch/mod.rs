@@ -3,7 +3,9 @@
 //! Claim protocol: a delivery is `pending` with a free lease → claimed (lease until now + lease,
 //! attempts + 1) → `sent` | `failed` | back to `pending` with the lease released (transient
 //! error). A worker that dies mid-send leaves the lease to expire; the job comes back from the
-//! queue and the next worker takes it over. Only that crash can repeat a send.
+//! queue and the next worker takes it over. Only that crash can repeat a send. On a store that
+//! claims jobs whole (DynamoDB, where each write is paid for), a group page's job is claimed
+//! once for all its deliveries instead (`claimed_job`).
 //!
 //! Pace: each channel has a `RateLimit`. A throttled send lowers the channel's rate and is tried
 //! again under the same claim after a pause, so throttling slows a send down and does not use up
