@@ -184,6 +184,10 @@ async fn dispatch_record(
                         }
                     }
                 }
+                if let Some(after) = report.retry_after {
+                    consumer.retry_after(record, &job, after).await;
+                    return Some(message_id);
+                }
                 "some deliveries will be retried".to_owned()
             }
             Err(e) => {
@@ -206,6 +210,17 @@ pub fn deadline_from_epoch_millis(deadline_ms: u64) -> Instant {
 }
 
 impl DispatchConsumer {
+    /// Brings the message back after `after` rather than the backoff: a job another worker
+    /// holds, which is free within one lease.
+    async fn retry_after(&self, record: &SqsMessage, job: &DispatchJob, after: Duration) {
+        let Some(receipt) = record.receipt_handle.as_deref() else {
+            return;
+        };
+        if let Err(e) = self.queues.delay_dispatch(receipt, after).await {
+            tracing::warn!(id = %job.notification_id, error = %error_chain(&e), "could not delay a busy job's message");
+        }
+    }
+
     async fn retry_later(&self, record: &SqsMessage, job: &DispatchJob, why: &str) {
         let receives: u32 = record
             .attributes

@@ -134,6 +134,9 @@ pub struct DispatchReport {
     /// that makes progress must not use up its receives towards the dead-letter queue).
     pub rest: Option<DispatchJob>,
     pub retry: bool,
+    /// When to come back instead of the backoff: a job claimed whole that another worker holds
+    /// is free within one lease (committed, or its holder dead), however often it came before.
+    pub retry_after: Option<Duration>,
 }
 
 /// What a job reads once before its sends.
@@ -285,9 +288,11 @@ impl Dispatch {
                 report.already_done = job.items.iter().map(|i| i.channels.len()).sum();
                 Ok(report)
             }
-            // Another worker holds it; if that worker dies, this job's retry takes over.
+            // Another worker holds it; if that worker dies, this job's retry takes over once
+            // the lease has run out.
             Ok(JobClaim::Busy) => {
                 report.retry = true;
+                report.retry_after = Some(self.settings.lease.unsigned_abs());
                 Ok(report)
             }
             // Nothing was sent: the job's next receive claims it again.
