@@ -148,7 +148,7 @@ pub fn sdk_config(endpoint: &str) -> SdkConfig {
         REGION.into(),
         aws_sdk_dynamodb::config::Credentials::new("testing", "testing", None, None, "moto"),
         Some(endpoint.into()),
-        notify_aws::wiring::https_client(false),
+        notify_aws::https::https_client(false),
     )
 }
 

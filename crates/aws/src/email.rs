@@ -1,5 +1,6 @@
 //! Email by SES v2 `SendEmail` with Raw content: the same MIME bytes the local runtime sends.
 
+use crate::lazy_client::LazyClient;
 use async_trait::async_trait;
 use aws_sdk_sesv2::Client;
 use aws_sdk_sesv2::primitives::Blob;
@@ -11,14 +12,14 @@ use crate::delivery_tags;
 use crate::provider_error::classify;
 
 pub struct SesEmail {
-    client: Client,
+    client: LazyClient<Client>,
     configuration_set: Option<String>,
 }
 
 impl SesEmail {
-    pub fn new(client: Client, configuration_set: Option<String>) -> Self {
+    pub fn new(client: impl Into<LazyClient<Client>>, configuration_set: Option<String>) -> Self {
         Self {
-            client,
+            client: client.into(),
             configuration_set,
         }
     }
@@ -38,6 +39,7 @@ impl EmailSender for SesEmail {
             .map_err(|e| SendError::permanent(e.to_string()))?;
         let out = self
             .client
+            .get()
             .send_email()
             .from_email_address(email.from.as_str())
             .destination(

@@ -5,6 +5,8 @@ pub mod delivery_tags;
 pub mod email;
 pub mod feedback;
 pub mod handlers;
+pub mod https;
+pub mod lazy_client;
 pub mod metrics;
 pub mod provider_error;
 pub mod queues;

@@ -11,6 +11,7 @@
 //! seconds left (at most two minutes), so the send starts at `send_at`, to the second, and never
 //! before it.
 
+use crate::lazy_client::LazyClient;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,7 +33,7 @@ use crate::queues::SqsQueues;
 use notify_core::ports::error_chain;
 
 pub struct EventBridgeScheduler {
-    client: Client,
+    client: LazyClient<Client>,
     queues: Arc<SqsQueues>,
     /// Sends due within this wait on the queue instead (at most `MAX_QUEUE_DELAY`).
     queue_delay_max: Duration,
@@ -44,7 +45,7 @@ pub struct EventBridgeScheduler {
 
 impl EventBridgeScheduler {
     pub fn new(
-        client: Client,
+        client: impl Into<LazyClient<Client>>,
         queues: Arc<SqsQueues>,
         queue_delay_max: Duration,
         group: String,
@@ -53,7 +54,7 @@ impl EventBridgeScheduler {
         dlq_arn: Option<String>,
     ) -> Self {
         Self {
-            client,
+            client: client.into(),
             queues,
             queue_delay_max: queue_delay_max.min(MAX_QUEUE_DELAY),
             group,
@@ -113,6 +114,7 @@ impl EventBridgeScheduler {
         for _ in 0..3 {
             let created = self
                 .client
+                .get()
                 .create_schedule()
                 .name(id.as_str())
                 .group_name(&self.group)
@@ -132,6 +134,7 @@ impl EventBridgeScheduler {
             }
             let updated = self
                 .client
+                .get()
                 .update_schedule()
                 .name(id.as_str())
                 .group_name(&self.group)
@@ -184,6 +187,7 @@ impl Scheduler for EventBridgeScheduler {
     async fn cancel(&self, id: &NotificationId) -> Result<(), SchedulerError> {
         match self
             .client
+            .get()
             .delete_schedule()
             .name(id.as_str())
             .group_name(&self.group)

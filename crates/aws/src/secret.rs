@@ -2,6 +2,7 @@
 //! unsubscribe links, the FCM service account), read when first needed, so that no function's
 //! init makes an AWS call.
 
+use crate::lazy_client::LazyClient;
 use async_trait::async_trait;
 
 use notify_core::ports::{BoxError, FirstKey, SigningKey};
@@ -10,15 +11,15 @@ use notify_core::ports::{BoxError, FirstKey, SigningKey};
 /// environment: one read however many services ask (the signing key serves both unsubscribe
 /// links and user tokens); a failed read is tried again at the next use.
 pub struct SecretValue {
-    client: aws_sdk_secretsmanager::Client,
+    client: LazyClient<aws_sdk_secretsmanager::Client>,
     arn: String,
     value: tokio::sync::OnceCell<String>,
 }
 
 impl SecretValue {
-    pub fn new(client: aws_sdk_secretsmanager::Client, arn: String) -> Self {
+    pub fn new(client: impl Into<LazyClient<aws_sdk_secretsmanager::Client>>, arn: String) -> Self {
         Self {
-            client,
+            client: client.into(),
             arn,
             value: tokio::sync::OnceCell::new(),
         }
@@ -31,6 +32,7 @@ impl SecretValue {
     async fn fetch(&self) -> Result<String, BoxError> {
         let out = self
             .client
+            .get()
             .get_secret_value()
             .secret_id(&self.arn)
             .send()

@@ -1,5 +1,6 @@
 //! SMS by SNS `Publish` to an E.164 number, as a transactional message.
 
+use crate::lazy_client::LazyClient;
 use async_trait::async_trait;
 use aws_sdk_sns::Client;
 use aws_sdk_sns::types::MessageAttributeValue;
@@ -9,12 +10,14 @@ use notify_core::ports::{OutgoingSms, SendError, SmsSender};
 use crate::provider_error::classify;
 
 pub struct SnsSms {
-    client: Client,
+    client: LazyClient<Client>,
 }
 
 impl SnsSms {
-    pub fn new(client: Client) -> Self {
-        Self { client }
+    pub fn new(client: impl Into<LazyClient<Client>>) -> Self {
+        Self {
+            client: client.into(),
+        }
     }
 }
 
@@ -28,6 +31,7 @@ impl SmsSender for SnsSms {
             .map_err(|e| SendError::permanent(e.to_string()))?;
         let out = self
             .client
+            .get()
             .publish()
             .phone_number(sms.to.as_str())
             .message(&sms.body)

@@ -5,6 +5,7 @@
 //! stays suppressed here until `DELETE /v1/suppressions/{number}`: opting in again is the
 //! user's word, which only the backend can pass on.
 
+use crate::lazy_client::LazyClient;
 use jiff::Timestamp;
 
 use notify_core::domain::PhoneNumber;
@@ -12,7 +13,7 @@ use notify_core::domain::suppression::{SuppressedAddress, Suppression, Suppressi
 use notify_core::ports::{BoxError, StoreError, SuppressionStore};
 
 pub struct SmsOptOuts {
-    client: aws_sdk_sns::Client,
+    client: LazyClient<aws_sdk_sns::Client>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -24,8 +25,10 @@ pub enum SyncError {
 }
 
 impl SmsOptOuts {
-    pub fn new(client: aws_sdk_sns::Client) -> Self {
-        Self { client }
+    pub fn new(client: impl Into<LazyClient<aws_sdk_sns::Client>>) -> Self {
+        Self {
+            client: client.into(),
+        }
     }
 
     /// Suppresses every opted-out number not suppressed yet, a page of SNS's list (up to 100
@@ -41,6 +44,7 @@ impl SmsOptOuts {
         loop {
             let page = self
                 .client
+                .get()
                 .list_phone_numbers_opted_out()
                 .set_next_token(next.take())
                 .send()

@@ -42,6 +42,7 @@ use notify_core::webhook_http::HttpPoster;
 use crate::config::AwsConfig;
 use crate::email::SesEmail;
 use crate::handlers::{DispatchConsumer, FeedbackConsumer};
+use crate::lazy_client::LazyClient;
 use crate::queues::SqsQueues;
 use crate::scheduler::EventBridgeScheduler;
 use crate::secret::SecretValue;
@@ -98,7 +99,7 @@ pub fn sdk_config() -> anyhow::Result<SdkConfig> {
         var("AWS_REGION")?,
         credentials,
         var("AWS_ENDPOINT_URL").ok(),
-        https_client(native_roots),
+        crate::https::https_client(native_roots),
     ))
 }
 
@@ -148,31 +149,12 @@ pub fn send_retry_config() -> RetryConfig {
         .with_max_backoff(std::time::Duration::from_millis(200))
 }
 
-/// The root certificates AWS service endpoints chain to: Amazon Trust Services' Root CA 1 to 4,
-/// and the Starfield root that cross-signs them.
-pub const AWS_ROOTS: &[u8] = include_bytes!("../certs/aws-roots.pem");
+type Secrets = LazyClient<aws_sdk_secretsmanager::Client>;
 
-/// HTTPS that trusts `AWS_ROOTS`, compiled in. The default trusts the platform's store, which
-/// it reads and parses at every cold start (about 150 certificates, 5 of 7 ms of a function's
-/// init here) for nothing an AWS endpoint needs. `NOTIFY_TLS_ROOTS=native` brings the
-/// platform's store back, for a TLS-inspecting proxy or an endpoint with a private CA.
-pub fn https_client(native_roots: bool) -> aws_smithy_runtime_api::client::http::SharedHttpClient {
-    use aws_smithy_http_client::tls::{
-        Provider, TlsContext, TrustStore, rustls_provider::CryptoMode,
-    };
-    let trust = if native_roots {
-        TrustStore::default()
-    } else {
-        TrustStore::empty().with_pem_certificate(AWS_ROOTS)
-    };
-    let tls = TlsContext::builder()
-        .with_trust_store(trust)
-        .build()
-        .unwrap_or_default();
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
-        .tls_context(tls)
-        .build_https()
+/// A client made at its first call (`lazy_client`), from the function's SDK configuration.
+fn lazy<C: Send + Sync + 'static>(sdk: &SdkConfig, make: fn(&SdkConfig) -> C) -> LazyClient<C> {
+    let sdk = sdk.clone();
+    LazyClient::new(move || make(&sdk))
 }
 
 fn store(config: &AwsConfig, sdk: &SdkConfig) -> Arc<DynamoStore> {
@@ -195,14 +177,10 @@ fn queues(config: &AwsConfig, sdk: &SdkConfig) -> Arc<SqsQueues> {
 }
 
 /// The API side: store, scheduler, queues.
-pub fn app(
-    config: &AwsConfig,
-    sdk: &SdkConfig,
-    secrets: aws_sdk_secretsmanager::Client,
-) -> anyhow::Result<App> {
+pub fn app(config: &AwsConfig, sdk: &SdkConfig, secrets: Secrets) -> anyhow::Result<App> {
     let queues = queues(config, sdk);
     let scheduler = EventBridgeScheduler::new(
-        aws_sdk_scheduler::Client::new(sdk),
+        lazy(sdk, aws_sdk_scheduler::Client::new),
         queues.clone(),
         std::time::Duration::from_secs(config.queue_delay_max_secs),
         config.schedule_group.clone(),
@@ -350,10 +328,7 @@ impl PushSender for LazyFcm {
 /// The deployment's signing key (unsubscribe links, user tokens): `NOTIFY_UNSUBSCRIBE_KEY`
 /// (for local runs) or else the secret the template generates, read at its first use (no AWS
 /// call at init).
-fn signing_key(
-    config: &AwsConfig,
-    secrets: impl FnOnce() -> aws_sdk_secretsmanager::Client,
-) -> Arc<dyn SigningKey> {
+fn signing_key(config: &AwsConfig, secrets: impl FnOnce() -> Secrets) -> Arc<dyn SigningKey> {
     match (
         std::env::var("NOTIFY_UNSUBSCRIBE_KEY")
             .ok()
@@ -370,7 +345,7 @@ fn signing_key(
 /// Unsubscribe links under `NOTIFY_PUBLIC_URL`, signed with the deployment's key.
 pub fn unsubscribe_links(config: &AwsConfig, sdk: &SdkConfig) -> Arc<UnsubscribeLinks> {
     Arc::new(UnsubscribeLinks::new(
-        signing_key(config, || aws_sdk_secretsmanager::Client::new(sdk)),
+        signing_key(config, || lazy(sdk, aws_sdk_secretsmanager::Client::new)),
         &config.public_url,
     ))
 }
@@ -405,17 +380,20 @@ pub fn feedback(config: &AwsConfig, sdk: &SdkConfig) -> FeedbackConsumer {
     FeedbackConsumer {
         webhooks: webhooks(config, store.clone(), queues(config, sdk)),
         store,
-        sms_opt_outs: SmsOptOuts::new(aws_sdk_sns::Client::new(sdk)),
+        sms_opt_outs: SmsOptOuts::new(lazy(sdk, aws_sdk_sns::Client::new)),
     }
 }
 
 /// The dispatch side, sending by SES and SNS.
 pub fn dispatch(config: &AwsConfig, sdk: &SdkConfig) -> anyhow::Result<DispatchConsumer> {
-    let ses = aws_sdk_sesv2::config::Builder::from(sdk)
-        .retry_config(send_retry_config())
-        .build();
     let email = Arc::new(SesEmail::new(
-        aws_sdk_sesv2::Client::from_conf(ses),
+        lazy(sdk, |sdk| {
+            aws_sdk_sesv2::Client::from_conf(
+                aws_sdk_sesv2::config::Builder::from(sdk)
+                    .retry_config(send_retry_config())
+                    .build(),
+            )
+        }),
         config.ses_configuration_set.clone(),
     ));
     dispatch_with(config, sdk, email)
@@ -433,11 +411,13 @@ pub fn dispatch_with(
     let dispatch = Dispatch::new(
         store.clone(),
         email,
-        Arc::new(SnsSms::new(aws_sdk_sns::Client::from_conf(
-            aws_sdk_sns::config::Builder::from(sdk)
-                .retry_config(send_retry_config())
-                .build(),
-        ))),
+        Arc::new(SnsSms::new(lazy(sdk, |sdk| {
+            aws_sdk_sns::Client::from_conf(
+                aws_sdk_sns::config::Builder::from(sdk)
+                    .retry_config(send_retry_config())
+                    .build(),
+            )
+        }))),
         Arc::new(SystemClock),
         DispatchSettings {
             max_attempts: config.max_attempts,
@@ -470,7 +450,10 @@ pub fn dispatch_with(
     let fcm: Option<Arc<dyn PushSender>> =
         config.fcm_service_account_secret_arn.as_ref().map(|arn| {
             Arc::new(LazyFcm {
-                account: SecretValue::new(aws_sdk_secretsmanager::Client::new(sdk), arn.clone()),
+                account: SecretValue::new(
+                    lazy(sdk, aws_sdk_secretsmanager::Client::new),
+                    arn.clone(),
+                ),
                 api_url: config.fcm_api_url.clone(),
                 sender: Default::default(),
             }) as Arc<dyn PushSender>
@@ -491,7 +474,7 @@ pub fn dispatch_with(
 /// The stack's first API key: `NOTIFY_API_KEY` (for local runs), else the secret
 /// `NOTIFY_API_KEY_SECRET_ARN` that the template generates, read at the first request that needs
 /// it (no AWS call at init).
-pub fn first_key(secrets: &aws_sdk_secretsmanager::Client) -> anyhow::Result<Arc<dyn FirstKey>> {
+pub fn first_key(secrets: &Secrets) -> anyhow::Result<Arc<dyn FirstKey>> {
     if let Some(key) = std::env::var("NOTIFY_API_KEY")
         .ok()
         .filter(|k| !k.is_empty())
@@ -506,7 +489,7 @@ pub fn first_key(secrets: &aws_sdk_secretsmanager::Client) -> anyhow::Result<Arc
 /// The api function's HTTP API: its first key and the signing key are read through one
 /// Secrets Manager client (each client costs its construction at every cold start).
 pub fn api_from_env(config: &AwsConfig, sdk: &SdkConfig) -> anyhow::Result<axum::Router> {
-    let secrets = aws_sdk_secretsmanager::Client::new(sdk);
+    let secrets = lazy(sdk, aws_sdk_secretsmanager::Client::new);
     let first = first_key(&secrets)?;
     api_with(config, sdk, first, secrets)
 }
@@ -517,14 +500,19 @@ pub fn api(
     sdk: &SdkConfig,
     first: Arc<dyn FirstKey>,
 ) -> anyhow::Result<axum::Router> {
-    api_with(config, sdk, first, aws_sdk_secretsmanager::Client::new(sdk))
+    api_with(
+        config,
+        sdk,
+        first,
+        lazy(sdk, aws_sdk_secretsmanager::Client::new),
+    )
 }
 
 fn api_with(
     config: &AwsConfig,
     sdk: &SdkConfig,
     first: Arc<dyn FirstKey>,
-    secrets: aws_sdk_secretsmanager::Client,
+    secrets: Secrets,
 ) -> anyhow::Result<axum::Router> {
     let app = app(config, sdk, secrets)?;
     let keys = ApiKeys::new(

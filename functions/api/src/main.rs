@@ -3,7 +3,9 @@
 
 use notify_aws::{config::AwsConfig, metrics, wiring};
 
-#[tokio::main]
+// One thread: an execution environment handles one invocation at a time, and its I/O needs
+// no second worker; a multi-threaded runtime starts a worker per core at every cold start.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     wiring::init_tracing();
     metrics::init("api");

@@ -4,7 +4,9 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use notify_aws::{config::AwsConfig, handlers, metrics, wiring};
 
-#[tokio::main]
+// One thread: an execution environment handles one invocation at a time, and its I/O needs
+// no second worker; a multi-threaded runtime starts a worker per core at every cold start.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     wiring::init_tracing();
     metrics::init("dispatch");

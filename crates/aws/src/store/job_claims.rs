@@ -92,12 +92,14 @@ impl JobClaimStore for DynamoStore {
             let items = self
                 .batch_get(chunk.iter().map(delivery_key).collect(), true)
                 .await?;
+            // The notification is the one of the key the item was asked for.
+            let asked: HashMap<(&str, &str), &DeliveryKey> = chunk
+                .iter()
+                .map(|k| ((k.recipient.as_str(), k.channel.as_str()), k))
+                .collect();
             for item in &items {
-                // The notification is the one of the key the item was asked for.
-                let Some(k) = chunk.iter().find(|k| {
-                    item.string("recipient") == Some(k.recipient.as_str())
-                        && item.string("channel") == Some(k.channel.as_str())
-                }) else {
+                let found = item.string("recipient").zip(item.string("channel"));
+                let Some(k) = found.and_then(|rc| asked.get(&rc)) else {
                     continue;
                 };
                 rows.push(super::deliveries::read_delivery(&k.notification_id, item)?);
@@ -160,26 +162,6 @@ impl JobClaimStore for DynamoStore {
         // claim's commit not made yet: a commit sent again after a lost answer moves nothing.
         let condition =
             "attempts = :attempt AND (attribute_not_exists(committed) OR committed <> :attempt)";
-        let (sent, failed, skipped) = totals.since(&lease.counted);
-        if (sent, failed, skipped) == (0, 0, 0) {
-            // Nothing to count: the lease released (and the job marked done) in one write.
-            let result = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(job_key(id, job)))
-                .update_expression(expression)
-                .condition_expression(condition)
-                .set_expression_attribute_names(Some(names))
-                .set_expression_attribute_values(Some(values))
-                .send()
-                .await;
-            return match result {
-                Ok(_) => Ok(true),
-                Err(e) if is_condition_failure(&e) => Ok(false),
-                Err(e) => Err(err(e)),
-            };
-        }
         let job_update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(job_key(id, job)))
@@ -189,6 +171,15 @@ impl JobClaimStore for DynamoStore {
             .set_expression_attribute_values(Some(values))
             .build()
             .map_err(build_err)?;
+        let (sent, failed, skipped) = totals.since(&lease.counted);
+        if (sent, failed, skipped) == (0, 0, 0) {
+            // Nothing to count: the lease released (and the job marked done) in one write.
+            return match self.update_alone(job_update).await {
+                Ok(()) => Ok(true),
+                Err(e) if is_condition_failure(&e) => Ok(false),
+                Err(e) => Err(err(e)),
+            };
+        }
         let count = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key(count_pk(id, job), "C")))

@@ -58,9 +58,12 @@ pub use keys::status_index_pk;
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, PutRequest, ReturnValue, TransactWriteItem, WriteRequest,
+    AttributeValue, KeysAndAttributes, PutRequest, ReturnValue, TransactWriteItem, Update,
+    WriteRequest,
 };
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 use jiff::Timestamp;
 use notify_core::ports::StoreError;
@@ -128,6 +131,25 @@ impl DynamoStore {
                 other => return other.map(|_| ()),
             }
         }
+    }
+
+    /// A transaction's `Update` sent on its own, as one `UpdateItem` (a write that needs no
+    /// partner costs half a transaction's units).
+    async fn update_alone(
+        &self,
+        update: Update,
+    ) -> Result<(), aws_sdk_dynamodb::error::SdkError<UpdateItemError, HttpResponse>> {
+        self.client
+            .update_item()
+            .table_name(update.table_name)
+            .set_key(Some(update.key))
+            .update_expression(update.update_expression)
+            .set_condition_expression(update.condition_expression)
+            .set_expression_attribute_names(update.expression_attribute_names)
+            .set_expression_attribute_values(update.expression_attribute_values)
+            .send()
+            .await
+            .map(|_| ())
     }
 
     async fn get(&self, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {

@@ -42,13 +42,26 @@ pub use openapi::OPENAPI_JSON;
 /// Renders the process's metrics in Prometheus text format (`notifyd`'s recorder).
 pub type MetricsText = Arc<dyn Fn() -> String + Send + Sync>;
 
+/// What every route reaches, behind one `Arc`: axum clones the state for each route and
+/// method as the router is built, at every cold start of the api function, and for each
+/// request; one reference count is cheaper than a dozen and a string.
 #[derive(Clone)]
-pub struct ApiState {
+pub struct ApiState(Arc<ApiServices>);
+
+pub struct ApiServices {
     pub app: App,
     keys: Arc<ApiKeys>,
     metrics: Option<MetricsText>,
     vapid_public_key: Option<String>,
     outbox: Option<Arc<dyn Outbox>>,
+}
+
+impl std::ops::Deref for ApiState {
+    type Target = ApiServices;
+
+    fn deref(&self) -> &ApiServices {
+        &self.0
+    }
 }
 
 /// What differs between the runtimes' APIs.
@@ -89,13 +102,13 @@ pub fn parse_cors_origins(raw: &str) -> Result<Vec<HeaderValue>, String> {
 }
 
 pub fn router(app: App, keys: Arc<ApiKeys>, options: ApiOptions) -> Router {
-    let state = ApiState {
+    let state = ApiState(Arc::new(ApiServices {
         app,
         keys,
         metrics: options.metrics,
         vapid_public_key: options.vapid_public_key,
         outbox: options.outbox,
-    };
+    }));
     // The end-user routes: a user token is their authority (`inbox::InboxUser`), not an API
     // key, and the product's own pages call them from the browser.
     let inbox = Router::new()
