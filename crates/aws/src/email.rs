@@ -1,6 +1,5 @@
 //! Email by SES v2 `SendEmail` with Raw content: the same MIME bytes the local runtime sends.
 
-use crate::lazy_client::LazyClient;
 use async_trait::async_trait;
 use aws_sdk_sesv2::Client;
 use aws_sdk_sesv2::primitives::Blob;
@@ -9,6 +8,7 @@ use aws_sdk_sesv2::types::{Destination, EmailContent, MessageTag, RawMessage};
 use notify_core::ports::{EmailSender, OutgoingEmail, SendError};
 
 use crate::delivery_tags;
+use crate::lazy_client::LazyClient;
 use crate::provider_error::classify;
 
 pub struct SesEmail {

@@ -11,7 +11,6 @@
 //! seconds left (at most two minutes), so the send starts at `send_at`, to the second, and never
 //! before it.
 
-use crate::lazy_client::LazyClient;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +28,7 @@ use notify_core::ports::{
     Dependency, DependencyError, MAX_QUEUE_DELAY, Queues, Scheduler, SchedulerError,
 };
 
+use crate::lazy_client::LazyClient;
 use crate::queues::SqsQueues;
 use notify_core::ports::error_chain;
 

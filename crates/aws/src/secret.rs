@@ -2,10 +2,11 @@
 //! unsubscribe links, the FCM service account), read when first needed, so that no function's
 //! init makes an AWS call.
 
-use crate::lazy_client::LazyClient;
 use async_trait::async_trait;
 
 use notify_core::ports::{BoxError, FirstKey, SigningKey};
+
+use crate::lazy_client::LazyClient;
 
 /// A secret's value, read at its first use and then kept for the life of the execution
 /// environment: one read however many services ask (the signing key serves both unsubscribe

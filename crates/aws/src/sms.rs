@@ -1,12 +1,12 @@
 //! SMS by SNS `Publish` to an E.164 number, as a transactional message.
 
-use crate::lazy_client::LazyClient;
 use async_trait::async_trait;
 use aws_sdk_sns::Client;
 use aws_sdk_sns::types::MessageAttributeValue;
 
 use notify_core::ports::{OutgoingSms, SendError, SmsSender};
 
+use crate::lazy_client::LazyClient;
 use crate::provider_error::classify;
 
 pub struct SnsSms {

@@ -5,12 +5,13 @@
 //! stays suppressed here until `DELETE /v1/suppressions/{number}`: opting in again is the
 //! user's word, which only the backend can pass on.
 
-use crate::lazy_client::LazyClient;
 use jiff::Timestamp;
 
 use notify_core::domain::PhoneNumber;
 use notify_core::domain::suppression::{SuppressedAddress, Suppression, SuppressionReason};
 use notify_core::ports::{BoxError, StoreError, SuppressionStore};
+
+use crate::lazy_client::LazyClient;
 
 pub struct SmsOptOuts {
     client: LazyClient<aws_sdk_sns::Client>,

@@ -343,9 +343,9 @@ fn signing_key(config: &AwsConfig, secrets: impl FnOnce() -> Secrets) -> Arc<dyn
 }
 
 /// Unsubscribe links under `NOTIFY_PUBLIC_URL`, signed with the deployment's key.
-pub fn unsubscribe_links(config: &AwsConfig, sdk: &SdkConfig) -> Arc<UnsubscribeLinks> {
+pub fn unsubscribe_links(config: &AwsConfig, secrets: &Secrets) -> Arc<UnsubscribeLinks> {
     Arc::new(UnsubscribeLinks::new(
-        signing_key(config, || lazy(sdk, aws_sdk_secretsmanager::Client::new)),
+        signing_key(config, || secrets.clone()),
         &config.public_url,
     ))
 }
@@ -407,6 +407,8 @@ pub fn dispatch_with(
 ) -> anyhow::Result<DispatchConsumer> {
     let from = EmailAddress::parse(&config.email_from).context("NOTIFY_EMAIL_FROM")?;
     // One DynamoDB and one SQS client for the function: each client made is init time.
+    // One Secrets Manager client, made at the first read, for the signing key and FCM's account.
+    let secrets = lazy(sdk, aws_sdk_secretsmanager::Client::new);
     let (store, queues) = (store(config, sdk), queues(config, sdk));
     let dispatch = Dispatch::new(
         store.clone(),
@@ -431,7 +433,7 @@ pub fn dispatch_with(
         },
     );
     let dispatch = dispatch
-        .with_unsubscribe(unsubscribe_links(config, sdk))
+        .with_unsubscribe(unsubscribe_links(config, &secrets))
         .with_webhooks(webhooks(config, store, queues.clone()));
     let web_push: Option<Arc<dyn PushSender>> = match &config.vapid_private_key {
         None => None,
@@ -450,10 +452,7 @@ pub fn dispatch_with(
     let fcm: Option<Arc<dyn PushSender>> =
         config.fcm_service_account_secret_arn.as_ref().map(|arn| {
             Arc::new(LazyFcm {
-                account: SecretValue::new(
-                    lazy(sdk, aws_sdk_secretsmanager::Client::new),
-                    arn.clone(),
-                ),
+                account: SecretValue::new(secrets.clone(), arn.clone()),
                 api_url: config.fcm_api_url.clone(),
                 sender: Default::default(),
             }) as Arc<dyn PushSender>
@@ -487,7 +486,7 @@ pub fn first_key(secrets: &Secrets) -> anyhow::Result<Arc<dyn FirstKey>> {
 }
 
 /// The api function's HTTP API: its first key and the signing key are read through one
-/// Secrets Manager client (each client costs its construction at every cold start).
+/// Secrets Manager client, made at the first read.
 pub fn api_from_env(config: &AwsConfig, sdk: &SdkConfig) -> anyhow::Result<axum::Router> {
     let secrets = lazy(sdk, aws_sdk_secretsmanager::Client::new);
     let first = first_key(&secrets)?;
