@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use notify_aws::wiring;
 use notify_tests::aws::{ApiAnswer, ApiHandler, AwsWorld, WorldOptions, api_event};
 use notify_tests::lambdas::{LambdaSettings, Lambdas};
+use notify_tests::test_log::TestLog;
 use serde_json::{Value, json};
 
 const MEMBERS: usize = 300;
@@ -203,6 +204,7 @@ async fn setup_users(api: &mut ApiHandler) {
 
 async fn wait_final(
     api: &mut ApiHandler,
+    log: &TestLog,
     ids: &[String],
     timeout: Duration,
 ) -> HashMap<String, Value> {
@@ -240,9 +242,10 @@ async fn wait_final(
                 .collect();
             assert!(
                 Instant::now() < deadline,
-                "{} of {} notifications not final, e.g. {left:?}; the last of them read: {last}",
+                "{} of {} notifications not final, e.g. {left:?}; the last of them read: {last}\n{}",
                 ids.len() - done.len(),
-                ids.len()
+                ids.len(),
+                log.lines_about(&left.iter().map(|s| s.as_str()).collect::<Vec<_>>(), 80)
             );
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
@@ -260,10 +263,7 @@ fn count_by(values: impl Iterator<Item = String>) -> HashMap<String, usize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn under_every_fault_at_once_each_message_arrives_exactly_once_and_counts_are_exact() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("error")
-        .with_test_writer()
-        .try_init();
+    let log = TestLog::start("chaos-every-fault");
     // The template's 10 receives before the dead-letter queue, not the tests' 5: under every
     // fault at once on a busy machine, a job's reads before its first send outlast the 2 s
     // budget often enough (and each such receive counts) that 5, and even 7, failed a delivery
@@ -318,7 +318,7 @@ async fn under_every_fault_at_once_each_message_arrives_exactly_once_and_counts_
     }
 
     let started = Instant::now();
-    let finals = wait_final(&mut api, &ids, Duration::from_secs(600)).await;
+    let finals = wait_final(&mut api, &log, &ids, Duration::from_secs(600)).await;
     let took = started.elapsed();
     let report = proxy.report().await;
     proxy.set(no_faults()).await;
@@ -399,10 +399,7 @@ async fn under_every_fault_at_once_each_message_arrives_exactly_once_and_counts_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn when_aws_keeps_failing_the_api_answers_503_and_a_retry_with_the_same_key_sends_once() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("off")
-        .with_test_writer()
-        .try_init();
+    let log = TestLog::start("chaos-aws-keeps-failing");
     let w = world(no_faults()).await;
     let proxy = w.proxy.as_ref().unwrap();
     let mut api = ApiHandler::new(&w);
@@ -447,7 +444,13 @@ async fn when_aws_keeps_failing_the_api_answers_503_and_a_retry_with_the_same_ke
     let id = a.body["id"].as_str().unwrap().to_owned();
     let again = api.call(post.clone()).await;
     assert_eq!(again.body["id"], a.body["id"], "a replay");
-    let finals = wait_final(&mut api, std::slice::from_ref(&id), Duration::from_secs(60)).await;
+    let finals = wait_final(
+        &mut api,
+        &log,
+        std::slice::from_ref(&id),
+        Duration::from_secs(60),
+    )
+    .await;
     assert_eq!(finals[&id]["status"], "completed");
     tokio::time::sleep(Duration::from_secs(1)).await;
     lambdas.stop().await;
@@ -466,10 +469,7 @@ async fn when_aws_keeps_failing_the_api_answers_503_and_a_retry_with_the_same_ke
 /// a send, no send is cut off and nothing repeats.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dispatch_killed_at_its_timeout_loses_nothing_and_repeats_only_a_send_cut_off() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("off")
-        .with_test_writer()
-        .try_init();
+    let log = TestLog::start("chaos-dispatch-killed");
     const GROUP: usize = 40;
     for (reserve_ms, may_repeat) in [(50, true), (1500, false)] {
         // Every kill uses up one of the message's receives, and how many sends fit in an
@@ -505,6 +505,7 @@ async fn dispatch_killed_at_its_timeout_loses_nothing_and_repeats_only_a_send_cu
         let id = a.body["id"].as_str().unwrap().to_owned();
         let finals = wait_final(
             &mut api,
+            &log,
             std::slice::from_ref(&id),
             Duration::from_secs(300),
         )
@@ -543,10 +544,7 @@ async fn dispatch_killed_at_its_timeout_loses_nothing_and_repeats_only_a_send_cu
 /// and without a call per delivery, and go out once SES sends again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_paused_ses_account_makes_deliveries_wait_not_fail() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("off")
-        .with_test_writer()
-        .try_init();
+    let log = TestLog::start("chaos-ses-paused");
     const GROUP: usize = 30;
     let mut w = world(json!({"ses.paused": 1.0})).await;
     w.config.channel_pause_secs = 2;
@@ -601,7 +599,13 @@ async fn a_paused_ses_account_makes_deliveries_wait_not_fail() {
     );
 
     proxy.set(json!({"ses.paused": 0.0})).await;
-    let finals = wait_final(&mut api, std::slice::from_ref(&id), Duration::from_secs(60)).await;
+    let finals = wait_final(
+        &mut api,
+        &log,
+        std::slice::from_ref(&id),
+        Duration::from_secs(60),
+    )
+    .await;
     assert_eq!(finals[&id]["status"], "completed", "{}", finals[&id]);
     assert_eq!(finals[&id]["counts"]["sent"], GROUP);
     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -8,8 +8,9 @@ use async_trait::async_trait;
 use jiff::{SignedDuration, Timestamp};
 
 use notify_aws::store::DynamoStore;
-use notify_core::domain::delivery::{Delivery, Recipient};
+use notify_core::domain::delivery::{Delivery, DeliveryStatus, Recipient};
 use notify_core::domain::fanned_out_page::FannedOutPage;
+use notify_core::domain::job_claim::{JobClaim, JobTotals};
 use notify_core::domain::notification::{Content, Notification, Status, Target};
 use notify_core::domain::template::Parts;
 use notify_core::domain::{Channel, EmailAddress, GroupId, NotificationId};
@@ -41,15 +42,8 @@ impl EmailSender for DiesMidSend {
     }
 }
 
-#[tokio::test]
-async fn a_job_taken_over_after_its_worker_died_sends_the_rest_once_and_counts_the_whole_job() {
-    let w = AwsWorld::start().await;
-    let store = Arc::new(DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&w.sdk),
-        &w.config.table,
-    ));
-    let now = Timestamp::now();
-    let clock = Arc::new(FakeClock::new(now));
+/// A group send of five emails, fanned out as one page whose job is `#0`.
+async fn five_email_group_send(store: &DynamoStore, now: Timestamp) -> (Notification, DispatchJob) {
     let n = Notification {
         id: NotificationId::generate(now),
         to: Target::GroupId(GroupId::parse("everyone").unwrap()),
@@ -91,6 +85,19 @@ async fn a_job_taken_over_after_its_worker_died_sends_the_rest_once_and_counts_t
             })
             .collect(),
     };
+    (n, job)
+}
+
+#[tokio::test]
+async fn a_job_taken_over_after_its_worker_died_sends_the_rest_once_and_counts_the_whole_job() {
+    let w = AwsWorld::start().await;
+    let store = Arc::new(DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&w.sdk),
+        &w.config.table,
+    ));
+    let now = Timestamp::now();
+    let clock = Arc::new(FakeClock::new(now));
+    let (n, job) = five_email_group_send(&store, now).await;
     let settings = DispatchSettings::new(EmailAddress::parse("news@example.com").unwrap());
     let lease = settings.lease;
 
@@ -162,4 +169,67 @@ async fn a_job_taken_over_after_its_worker_died_sends_the_rest_once_and_counts_t
     // The job is done: a late copy of its message sends nothing.
     let report = second.handle(&job).await.unwrap();
     assert_eq!((report.already_done, report.sent), (5, 0), "{report:?}");
+}
+
+#[tokio::test]
+async fn a_worker_killed_after_its_commit_and_before_the_finish_leaves_the_finish_to_the_copy_that_comes_back()
+ {
+    let w = AwsWorld::start().await;
+    let store = Arc::new(DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&w.sdk),
+        &w.config.table,
+    ));
+    let now = Timestamp::now();
+    let (n, job) = five_email_group_send(&store, now).await;
+
+    // The first worker's steps, as its store calls: it claims the job, sends and records every
+    // email, commits the job done, and is killed before it finishes the notification.
+    let claims = store.job_claims().unwrap();
+    let JobClaim::Claimed(lease) = claims
+        .claim_job(&n.id, "#0", now, now + SignedDuration::from_secs(60))
+        .await
+        .unwrap()
+    else {
+        panic!("the first claim should take the job");
+    };
+    let mut totals = JobTotals::default();
+    for item in &job.items {
+        let mut row = Delivery::pending(&n.id, &item.recipient, Channel::Email);
+        row.attempts = 1;
+        row.status = DeliveryStatus::Sent;
+        row.sent_at = Some(now);
+        row.provider_message_id = Some(format!("m-{}", item.recipient.key));
+        assert!(claims.put_job_delivery(&row).await.unwrap());
+        totals.add(row.status);
+    }
+    assert!(
+        claims
+            .commit_job(&n.id, "#0", &lease, totals, true)
+            .await
+            .unwrap()
+    );
+    let counts = store.counts(&n.id).await.unwrap();
+    assert_eq!((counts.sent, counts.pending), (5, 0), "{counts:?}");
+    let stuck = store.get_notification(&n.id).await.unwrap().unwrap();
+    assert_eq!(stuck.status, Status::Sending);
+
+    // Its message comes back after the visibility timeout: the job is done, nothing is sent
+    // again, and the notification is finished.
+    let email = Arc::new(RecordingEmail::default());
+    let again = Dispatch::new(
+        store.clone(),
+        email.clone(),
+        Arc::new(RecordingSms::default()),
+        Arc::new(FakeClock::new(now + SignedDuration::from_secs(120))),
+        DispatchSettings::new(EmailAddress::parse("news@example.com").unwrap()),
+    );
+    let report = again.handle(&job).await.unwrap();
+    assert_eq!(
+        (report.already_done, report.sent, report.retry),
+        (5, 0, false),
+        "{report:?}"
+    );
+    assert!(email.sent.lock().unwrap().is_empty());
+    let finished = store.get_notification(&n.id).await.unwrap().unwrap();
+    assert_eq!(finished.status, Status::Completed);
 }

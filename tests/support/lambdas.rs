@@ -174,6 +174,15 @@ fn mapping(
             else {
                 // Killed at the timeout: the whole batch comes back after its visibility timeout.
                 counters(&stats).1.fetch_add(1, Ordering::Relaxed);
+                let ids: Vec<String> = messages
+                    .iter()
+                    .filter_map(|m| {
+                        let body: serde_json::Value =
+                            serde_json::from_str(m.body().unwrap_or_default()).ok()?;
+                        Some(body["notification_id"].as_str()?.to_owned())
+                    })
+                    .collect();
+                tracing::warn!(queue = %queue_url, ?ids, "invocation killed at its timeout");
                 continue;
             };
             let failed: Vec<&str> = response

@@ -15,6 +15,7 @@ pub mod lambdas;
 pub mod runtime_api;
 pub mod sim;
 pub mod sse;
+pub mod test_log;
 
 pub fn free_port() -> u16 {
     notify_aws_local::emulator::free_port().expect("a free loopback port")

@@ -284,8 +284,17 @@ impl Dispatch {
                 }
                 result
             }
+            // The job's commit landed, but its worker may have been killed before it finished
+            // the notification: a copy of the message that comes back finishes it, or nobody
+            // would until the sweep.
             Ok(JobClaim::Done) => {
                 report.already_done = job.items.iter().map(|i| i.channels.len()).sum();
+                let events = self
+                    .finish(&job.notification_id, &mut report)
+                    .await
+                    .into_iter()
+                    .collect();
+                self.emit(events, deadline).await;
                 Ok(report)
             }
             // Another worker holds it; if that worker dies, this job's retry takes over once
@@ -443,19 +452,28 @@ impl Dispatch {
             tracing::warn!(id = %n.id, job = %c.key, error = %error_chain(&e), "could not commit a dispatch job; its next claim counts its outcomes");
             report.retry = true;
         }
-        match self.store.finish_if_done(&n.id).await {
-            Ok(Some(status)) => {
-                events.push(webhooks::finished_event(&n.id, status, self.clock.now()))
-            }
-            Ok(None) => {}
-            Err(e) => {
-                // Every outcome is recorded; the job's next receive (or the sweep) finishes it.
-                tracing::warn!(id = %n.id, error = %error_chain(&e), "could not finish the notification");
-                report.retry = true;
-            }
-        }
+        events.extend(self.finish(&n.id, &mut report).await);
         self.emit(events, deadline).await;
         Ok(report)
+    }
+
+    /// Marks the notification finished if every delivery is final: its webhook event, if this
+    /// call finished it.
+    async fn finish(
+        &self,
+        id: &NotificationId,
+        report: &mut DispatchReport,
+    ) -> Option<WebhookEvent> {
+        match self.store.finish_if_done(id).await {
+            Ok(Some(status)) => Some(webhooks::finished_event(id, status, self.clock.now())),
+            Ok(None) => None,
+            Err(e) => {
+                // Every outcome is recorded; the job's next receive (or the sweep) finishes it.
+                tracing::warn!(%id, error = %error_chain(&e), "could not finish the notification");
+                report.retry = true;
+                None
+            }
+        }
     }
 
     /// Claims one delivery for its send: its attempt number, or `None` (noted in the report)
