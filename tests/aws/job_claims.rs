@@ -3,11 +3,14 @@
 //! was not recorded and counts the whole job, the dead worker's outcomes included.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use jiff::{SignedDuration, Timestamp};
 
+use notify_aws::handlers::dispatch_event;
 use notify_aws::store::DynamoStore;
+use notify_aws::wiring;
 use notify_core::domain::delivery::{Delivery, DeliveryStatus, Recipient};
 use notify_core::domain::fanned_out_page::FannedOutPage;
 use notify_core::domain::job_claim::{JobClaim, JobTotals};
@@ -40,6 +43,14 @@ impl EmailSender for DiesMidSend {
         }
         Ok(email.message_id.clone())
     }
+}
+
+/// The world's table, as the functions see it.
+fn store(w: &AwsWorld) -> Arc<DynamoStore> {
+    Arc::new(DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&w.sdk),
+        &w.config.table,
+    ))
 }
 
 /// A group send of five emails, fanned out as one page whose job is `#0`.
@@ -91,10 +102,7 @@ async fn five_email_group_send(store: &DynamoStore, now: Timestamp) -> (Notifica
 #[tokio::test]
 async fn a_job_taken_over_after_its_worker_died_sends_the_rest_once_and_counts_the_whole_job() {
     let w = AwsWorld::start().await;
-    let store = Arc::new(DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&w.sdk),
-        &w.config.table,
-    ));
+    let store = store(&w);
     let now = Timestamp::now();
     let clock = Arc::new(FakeClock::new(now));
     let (n, job) = five_email_group_send(&store, now).await;
@@ -175,10 +183,7 @@ async fn a_job_taken_over_after_its_worker_died_sends_the_rest_once_and_counts_t
 async fn a_worker_killed_after_its_commit_and_before_the_finish_leaves_the_finish_to_the_copy_that_comes_back()
  {
     let w = AwsWorld::start().await;
-    let store = Arc::new(DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&w.sdk),
-        &w.config.table,
-    ));
+    let store = store(&w);
     let now = Timestamp::now();
     let (n, job) = five_email_group_send(&store, now).await;
 
@@ -232,4 +237,69 @@ async fn a_worker_killed_after_its_commit_and_before_the_finish_leaves_the_finis
     assert!(email.sent.lock().unwrap().is_empty());
     let finished = store.get_notification(&n.id).await.unwrap().unwrap();
     assert_eq!(finished.status, Status::Completed);
+}
+
+#[tokio::test]
+async fn a_message_whose_job_another_worker_holds_comes_back_after_the_lease_as_a_fresh_copy_and_fails_nothing()
+ {
+    let mut w = AwsWorld::start().await;
+    w.config.dispatch_lease_secs = 2;
+    let store = store(&w);
+    let now = Timestamp::now();
+    let (n, job) = five_email_group_send(&store, now).await;
+    // Another worker holds the job (a copy of its message, or a worker about to be killed).
+    let claims = store.job_claims().unwrap();
+    assert!(matches!(
+        claims
+            .claim_job(&n.id, "#0", now, now + SignedDuration::from_secs(2))
+            .await
+            .unwrap(),
+        JobClaim::Claimed(_)
+    ));
+
+    // The job's message, on the last receive before the dead-letter queue.
+    let consumer = wiring::dispatch(&w.config, &w.sdk).unwrap();
+    consumer
+        .queues
+        .send_dispatch_after(&job, Duration::ZERO)
+        .await
+        .unwrap();
+    let mut e = w.receive_event(&w.config.dispatch_queue_url, 10).await;
+    assert_eq!(e.records.len(), 1);
+    e.records[0].attributes.insert(
+        "ApproximateReceiveCount".into(),
+        w.config.dispatch_max_receives.to_string(),
+    );
+    let r = dispatch_event(&consumer, e.clone(), notify_tests::aws::dispatch_deadline()).await;
+    assert!(
+        r.batch_item_failures.is_empty(),
+        "a wait is not a failure: the message is not reported, so it never reaches the DLQ"
+    );
+    w.settle(&w.config.dispatch_queue_url, &e, &r).await;
+    let counts = store.counts(&n.id).await.unwrap();
+    assert_eq!((counts.pending, counts.failed), (5, 0), "{counts:?}");
+
+    // A fresh copy comes back once the lease has run out, with its receives all ahead of it,
+    // and takes the job over.
+    assert!(
+        w.receive_event(&w.config.dispatch_queue_url, 10)
+            .await
+            .records
+            .is_empty(),
+        "not back before the lease runs out"
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let again = w.receive_event(&w.config.dispatch_queue_url, 10).await;
+    assert_eq!(again.records.len(), 1);
+    assert_eq!(again.records[0].attributes["ApproximateReceiveCount"], "1");
+    let r = dispatch_event(
+        &consumer,
+        again.clone(),
+        notify_tests::aws::dispatch_deadline(),
+    )
+    .await;
+    assert!(r.batch_item_failures.is_empty());
+    let counts = store.counts(&n.id).await.unwrap();
+    assert_eq!((counts.sent, counts.pending), (5, 0), "{counts:?}");
+    assert_eq!(w.moto.raw_emails().await.len(), 5);
 }

@@ -185,8 +185,19 @@ async fn dispatch_record(
                     }
                 }
                 if let Some(after) = report.retry_after {
-                    consumer.retry_after(record, &job, after).await;
-                    return Some(message_id);
+                    // Another worker holds the job: waiting for it is not a failure, so the
+                    // wait must not use up this message's receives (a busy job's copies, from
+                    // SQS's duplicates and killed workers, would reach the dead-letter queue
+                    // and fail deliveries no one tried). A fresh copy comes back after the
+                    // lease; only if it cannot be queued does this message come back instead.
+                    match consumer.queues.send_dispatch_after(&job, after).await {
+                        Ok(()) => return None,
+                        Err(e) => {
+                            tracing::warn!(id = %job.notification_id, error = %error_chain(&e), "could not queue a busy job's copy; its message comes back instead");
+                            consumer.retry_after(record, &job, after).await;
+                            return Some(message_id);
+                        }
+                    }
                 }
                 "some deliveries will be retried".to_owned()
             }

@@ -135,7 +135,8 @@ pub struct DispatchReport {
     pub rest: Option<DispatchJob>,
     pub retry: bool,
     /// When to come back instead of the backoff: a job claimed whole that another worker holds
-    /// is free within one lease (committed, or its holder dead), however often it came before.
+    /// is free within one lease (committed, or its holder dead), however often it came before,
+    /// so it comes back as a fresh copy whose receives are all ahead of it.
     pub retry_after: Option<Duration>,
 }
 
