@@ -13,6 +13,7 @@ import os
 import sys
 import tempfile
 import time
+import urllib.request
 
 os.environ.setdefault("SE_OFFLINE", "true")  # no Selenium Manager download: the system driver
 
@@ -97,11 +98,20 @@ try:
         "return Object.keys(localStorage).length") != 0
     seen["outbox_link_visible"] = driver.find_element(By.ID, "nav-outbox").is_displayed()
 
-    # A reserved send, made by the test a few seconds ahead: its page, left open, follows it
+    # A reserved send, made by the test an hour ahead: its page, left open, follows it
     # from `scheduled` to `completed` without a reload.
     driver.get(f"{base}/console#/notifications/{scenario['reserved']}")
     wait.until(ec.presence_of_element_located((By.ID, "notification-status")))
     seen["reserved_first_status"] = text_of("#notification-status")
+    # Due now: the API moves it, not the page, which must follow on its own.
+    due = urllib.request.Request(
+        f"{base}/v1/notifications/{scenario['reserved']}",
+        method="PATCH",
+        data=json.dumps({"send_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}).encode(),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(due) as answer:
+        assert answer.status == 200, answer.status
     reserved_statuses = []
 
     def reserved_done(d):
