@@ -253,6 +253,14 @@ async fn wait_final(
     done
 }
 
+/// One notification's final state, as `wait_final` waits for it.
+async fn wait_final_one(api: &mut ApiHandler, log: &TestLog, id: &str, timeout: Duration) -> Value {
+    let mut finals = wait_final(api, log, &[id.to_owned()], timeout).await;
+    finals
+        .remove(id)
+        .expect("wait_final returns every id it waited for")
+}
+
 fn count_by(values: impl Iterator<Item = String>) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
     for v in values {
@@ -458,14 +466,8 @@ async fn when_aws_keeps_failing_the_api_answers_503_and_a_retry_with_the_same_ke
     let id = a.body["id"].as_str().unwrap().to_owned();
     let again = api.call(post.clone()).await;
     assert_eq!(again.body["id"], a.body["id"], "a replay");
-    let finals = wait_final(
-        &mut api,
-        &log,
-        std::slice::from_ref(&id),
-        Duration::from_secs(60),
-    )
-    .await;
-    assert_eq!(finals[&id]["status"], "completed");
+    let n = wait_final_one(&mut api, &log, &id, Duration::from_secs(60)).await;
+    assert_eq!(n["status"], "completed");
     tokio::time::sleep(Duration::from_secs(1)).await;
     lambdas.stop().await;
     let to = w
@@ -517,15 +519,9 @@ async fn dispatch_killed_at_its_timeout_loses_nothing_and_repeats_only_a_send_cu
             ))
             .await;
         let id = a.body["id"].as_str().unwrap().to_owned();
-        let finals = wait_final(
-            &mut api,
-            &log,
-            std::slice::from_ref(&id),
-            Duration::from_secs(300),
-        )
-        .await;
-        assert_eq!(finals[&id]["status"], "completed", "{}", finals[&id]);
-        assert_eq!(finals[&id]["counts"]["sent"], GROUP);
+        let n = wait_final_one(&mut api, &log, &id, Duration::from_secs(300)).await;
+        assert_eq!(n["status"], "completed", "{}", n);
+        assert_eq!(n["counts"]["sent"], GROUP);
         tokio::time::sleep(Duration::from_secs(1)).await;
         let killed = lambdas.stats.killed_dispatch.load(Ordering::Relaxed);
         lambdas.stop().await;
@@ -613,15 +609,9 @@ async fn a_paused_ses_account_makes_deliveries_wait_not_fail() {
     );
 
     proxy.set(json!({"ses.paused": 0.0})).await;
-    let finals = wait_final(
-        &mut api,
-        &log,
-        std::slice::from_ref(&id),
-        Duration::from_secs(60),
-    )
-    .await;
-    assert_eq!(finals[&id]["status"], "completed", "{}", finals[&id]);
-    assert_eq!(finals[&id]["counts"]["sent"], GROUP);
+    let n = wait_final_one(&mut api, &log, &id, Duration::from_secs(60)).await;
+    assert_eq!(n["status"], "completed", "{}", n);
+    assert_eq!(n["counts"]["sent"], GROUP);
     tokio::time::sleep(Duration::from_secs(1)).await;
     lambdas.stop().await;
     let emails = count_by(

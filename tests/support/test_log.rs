@@ -2,7 +2,7 @@
 //! it names: the functions run in the test's process, and their spans carry the notification id.
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// The test's log: every `notify_*` event at `info` and up, others at `warn`, in a file of its
@@ -23,10 +23,6 @@ impl TestLog {
             .with_writer(file)
             .try_init();
         Self { path }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// The last `n` lines that mention any of `needles`, for a failure's message.
