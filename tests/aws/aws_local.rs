@@ -12,7 +12,7 @@ use jiff::{SignedDuration, Timestamp};
 use notify_tests::{python, repo_root};
 use serde_json::{Value, json};
 
-fn binary_dir() -> PathBuf {
+pub(crate) fn binary_dir() -> PathBuf {
     std::env::var_os("NOTIFY_FUNCTIONS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
@@ -49,24 +49,44 @@ fn running(pid: u32) -> bool {
     }
 }
 
-struct Up {
+pub(crate) struct Up {
     child: Child,
-    api: String,
-    key: String,
-    state_dir: tempfile::TempDir,
+    pub(crate) api: String,
+    pub(crate) key: String,
+    pub(crate) state_dir: tempfile::TempDir,
 }
 
+/// SIGTERM first, so that aws-local stops moto and the functions' processes it started (a
+/// SIGKILL would leave them running, holding the test's output and the machine's cores).
 impl Drop for Up {
     fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
+            let start = std::time::Instant::now();
+            while start.elapsed() < Duration::from_secs(20) {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
 fn up() -> Up {
+    up_with(&[])
+}
+
+/// `aws-local up` with more arguments.
+pub(crate) fn up_with(more: &[&str]) -> Up {
     let state_dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(binary_dir().join("aws-local"))
         .arg("up")
+        .args(more)
         .args(["--addr", "127.0.0.1:0"])
         .arg("--python")
         .arg(python())
@@ -108,7 +128,12 @@ fn up() -> Up {
     }
 }
 
-async fn call(up: &Up, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+pub(crate) async fn call(
+    up: &Up,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     let mut request = reqwest::Client::new()
         .request(method, format!("{}{path}", up.api))
         .bearer_auth(&up.key);

@@ -21,5 +21,6 @@ mod push;
 mod retention;
 mod sam_template;
 mod schedule;
+mod shipped;
 mod suppressions;
 mod webhooks;

@@ -76,17 +76,22 @@ pub struct Function {
     warm: Mutex<Vec<Environment>>,
     /// Every process started, for the operator (and the tests) to see.
     started: Mutex<Vec<u32>>,
+    /// Where the function's log lines go: its log group, one file for all its environments.
+    log: Option<Arc<Mutex<std::fs::File>>>,
 }
 
 impl Function {
     /// `binary` in `functions_dir`, with `endpoint` as `AWS_ENDPOINT_URL`, at most
-    /// `concurrency` invocations at once.
+    /// `concurrency` invocations at once. Its log lines go to `<log_dir>/<logical id>.log`
+    /// when a directory is given (as CloudWatch Logs keeps them, EMF lines included), else to
+    /// standard error prefixed by its logical id.
     pub fn new(
         stack_name: &str,
         spec: FunctionSpec,
         functions_dir: &std::path::Path,
         endpoint: &str,
         concurrency: usize,
+        log_dir: Option<&std::path::Path>,
     ) -> anyhow::Result<Arc<Self>> {
         let binary = functions_dir.join(&spec.binary);
         anyhow::ensure!(
@@ -99,6 +104,18 @@ impl Function {
         let mut environment = lambda_environment(&name, spec.memory_mb);
         environment.push(("AWS_ENDPOINT_URL".into(), endpoint.to_owned()));
         environment.extend(spec.environment.iter().cloned());
+        let log = match log_dir {
+            Some(dir) => {
+                let path = dir.join(format!("{}.log", spec.logical_id));
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .map_err(|e| anyhow::anyhow!("open {}: {e}", path.display()))?;
+                Some(Arc::new(Mutex::new(file)))
+            }
+            None => None,
+        };
         Ok(Arc::new(Self {
             spec,
             name,
@@ -107,6 +124,7 @@ impl Function {
             concurrency: Arc::new(Semaphore::new(concurrency.max(1))),
             warm: Mutex::new(Vec::new()),
             started: Mutex::new(Vec::new()),
+            log,
         }))
     }
 
@@ -181,10 +199,20 @@ impl Function {
         .flatten()
         {
             let prefix = self.spec.logical_id.clone();
+            let log = self.log.clone();
             tokio::spawn(async move {
                 let mut lines = BufReader::new(stream).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
-                    eprintln!("{prefix} | {line}");
+                    match &log {
+                        // One write per line, on a file opened to append: lines of the
+                        // function's environments never interleave.
+                        Some(file) => {
+                            use std::io::Write;
+                            let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
+                            let _ = file.write_all(format!("{line}\n").as_bytes());
+                        }
+                        None => eprintln!("{prefix} | {line}"),
+                    }
                 }
             });
         }

@@ -74,6 +74,10 @@ struct Up {
     /// Execution environments of the API's function.
     #[arg(long, default_value_t = 4)]
     api_concurrency: usize,
+    /// Write each function's log lines to `<DIR>/<logical id>.log` (its EMF metrics included)
+    /// instead of standard error.
+    #[arg(long, value_name = "DIR")]
+    log_dir: Option<PathBuf>,
     /// Fault rates for the proxy put between the functions and the emulator, as JSON (e.g.
     /// '{"dynamodb.throttle": 0.1}'; see crates/aws-local/aws_fault_proxy.py). None: no proxy.
     #[arg(long)]
@@ -107,6 +111,9 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run(up: Up) -> anyhow::Result<()> {
     let template = Template::load(&up.template)?;
+    if let Some(dir) = &up.log_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
     let mut parameters: HashMap<String, String> = up
         .parameters
         .iter()
@@ -188,6 +195,7 @@ async fn run(up: Up) -> anyhow::Result<()> {
             &up.functions_dir,
             functions_endpoint,
             concurrency,
+            up.log_dir.as_deref(),
         )?;
         for source in &spec.sqs_sources {
             let queue_url = stack

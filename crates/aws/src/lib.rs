@@ -3,6 +3,7 @@
 pub mod config;
 pub mod delivery_tags;
 pub mod email;
+pub mod emf;
 pub mod feedback;
 pub mod handlers;
 pub mod https;
