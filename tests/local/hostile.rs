@@ -267,6 +267,27 @@ async fn malformed_and_oversized_bodies() {
         .await;
     assert_eq!(a.status, 422);
     assert_eq!(a.fields(), ["Idempotency-Key"]);
+    // A body of thousands of unknown keys: the first 20 are named, then a count, and the
+    // answer stays small (it was 3.4 MB for a 247 KB body).
+    let mut many = valid();
+    for i in 0..10_000 {
+        many[format!("unknown_{i:05}")] = json!(1);
+    }
+    let a = d.post("/v1/notifications", many).await;
+    assert_eq!(a.status, 422);
+    let fields = a.fields();
+    assert_eq!(fields.len(), 21, "{fields:?}");
+    assert_eq!(fields[20], "body");
+    assert!(a.text.contains("9980 more fields"), "{}", a.text);
+    assert!(a.text.len() < 16 * 1024, "{} bytes", a.text.len());
+    // Every answer says what it is, and is not sniffed into something else.
+    assert_eq!(a.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(
+        d.get("/v1/notifications")
+            .await
+            .header("x-content-type-options"),
+        Some("nosniff")
+    );
 }
 
 #[tokio::test]
@@ -471,7 +492,10 @@ async fn a_generated_api_key_is_saved_private_and_reused() {
     let mut d = Notifyd::start_process(&[]).await;
     // The harness passes NOTIFY_API_KEY; start a second one without it.
     d.kill9();
-    let dir = tempfile::tempdir().unwrap();
+    let parent = tempfile::tempdir().unwrap();
+    // A directory notifyd makes itself (the tempdir is 0700 already).
+    let data = parent.path().join("data");
+    let dir = &data;
     let port = notify_tests::free_port();
     let out = std::process::Command::new(std::env::var("NOTIFYD_BIN").unwrap_or_else(|_| {
         std::env::current_exe()
@@ -486,13 +510,13 @@ async fn a_generated_api_key_is_saved_private_and_reused() {
     }))
     .env_clear()
     .env("NOTIFY_ADDR", format!("127.0.0.1:{port}"))
-    .env("NOTIFY_DATA_DIR", dir.path())
+    .env("NOTIFY_DATA_DIR", dir)
     .stdout(std::process::Stdio::piped())
     .stderr(std::process::Stdio::null())
     .spawn()
     .unwrap();
     let mut child = out;
-    let key_path = dir.path().join("api-key");
+    let key_path = dir.join("api-key");
     let up = notify_tests::wait_until(Duration::from_secs(20), || {
         key_path.exists() && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     })
@@ -511,6 +535,13 @@ async fn a_generated_api_key_is_saved_private_and_reused() {
         .await
         .unwrap();
     assert_eq!(ok.status(), 200);
+    // The data directory and everything in it are this user's alone: the database holds
+    // webhook secrets, the outbox reset links and unsubscribe tokens.
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(dir), 0o700);
+    for file in ["notify.db", "lock"] {
+        assert_eq!(mode(&dir.join(file)), 0o600, "{file}");
+    }
     child.kill().unwrap();
     let output = child.wait_with_output().unwrap();
     assert!(
@@ -597,4 +628,30 @@ async fn the_served_openapi_spec_and_the_routes_agree() {
             "{route} is served but not documented"
         );
     }
+}
+
+#[tokio::test]
+async fn smtp_credentials_without_tls_stop_the_start_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(notify_tests::notifyd_bin())
+        .env_clear()
+        .env(
+            "NOTIFY_ADDR",
+            format!("127.0.0.1:{}", notify_tests::free_port()),
+        )
+        .env("NOTIFY_DATA_DIR", dir.path())
+        .env("NOTIFY_API_KEY", "test-key-0123456789")
+        .env("NOTIFY_SMTP_URL", "smtp://user:secret@127.0.0.1:2525")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("NOTIFY_SMTP_URL") && stderr.contains("clear text"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("secret"),
+        "the password is not echoed: {stderr}"
+    );
 }

@@ -2,6 +2,7 @@
 //! on loopback) and a real HTTP webhook receiver.
 
 mod api_keys;
+mod budgets;
 mod console;
 mod crash;
 mod faults;

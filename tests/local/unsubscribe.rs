@@ -82,6 +82,15 @@ async fn one_click_unsubscribe_turns_a_category_off_and_the_next_send_skips_the_
             .unwrap()
             .starts_with("text/html")
     );
+    // The page loads nothing and cannot be framed (a framed button could be clicked for the
+    // user).
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
     let html = page.text().await.unwrap();
     assert!(html.contains("<form method=\"post\">"), "{html}");
     let prefs = d.get("/v1/users/ada/preferences").await;

@@ -34,7 +34,7 @@ pub fn python() -> PathBuf {
         .unwrap_or_else(|| repo_root().join(".venv/bin/python"))
 }
 
-fn notifyd_bin() -> PathBuf {
+pub fn notifyd_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("NOTIFYD_BIN") {
         return p.into();
     }
@@ -675,6 +675,14 @@ impl Notifyd {
         match self.running.take() {
             Some(Running::Process(child)) => child,
             _ => panic!("only a notifyd started with start_process can be killed or signalled"),
+        }
+    }
+
+    /// The process's id, when it runs as a process.
+    pub fn pid(&self) -> Option<u32> {
+        match &self.running {
+            Some(Running::Process(child)) => Some(child.id()),
+            _ => None,
         }
     }
 

@@ -440,7 +440,7 @@ impl PreferenceStore for SimStore {
         category: &CategoryId,
         channel: Channel,
         on: bool,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         self.ddb("UpdateItem", 1, 1).await;
         self.inner.set_preference(user, category, channel, on).await
     }

@@ -594,15 +594,26 @@ async fn categories_and_preferences(store: &dyn Store) {
     store.put_preferences(&ada, &wanted).await.unwrap();
     assert_eq!(store.get_preferences(&ada).await.unwrap(), wanted);
 
-    // One switch changes; the others stay.
-    store
-        .set_preference(&bob, &news, Channel::Sms, false)
-        .await
-        .unwrap();
-    store
-        .set_preference(&bob, &news, Channel::Email, true)
-        .await
-        .unwrap();
+    // One switch changes; the others stay. Each write says whether it changed anything (a
+    // channel never set is on): a link clicked twice is one unsubscribe.
+    assert!(
+        store
+            .set_preference(&bob, &news, Channel::Sms, false)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_preference(&bob, &news, Channel::Sms, false)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_preference(&bob, &news, Channel::Email, true)
+            .await
+            .unwrap()
+    );
     let mut found = store
         .find_opt_outs(&news, &[ada.clone(), bob.clone(), eve.clone()])
         .await

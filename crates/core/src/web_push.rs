@@ -220,7 +220,7 @@ impl PushSender for WebPushSender {
             .body(body)
             .send()
             .await
-            .map_err(|e| failed(SendError::transient(error_chain(&e))))?;
+            .map_err(|e| failed(SendError::transient(error_chain(&e.without_url()))))?;
         let status = response.status().as_u16();
         let location = response
             .headers()

@@ -44,6 +44,9 @@ pub(crate) fn outbound_client(
         builder = builder.dns_resolver(std::sync::Arc::new(PublicOnly));
     }
     builder
+        // HTTP(S)_PROXY would send the request through a proxy that resolves the name
+        // itself, past the resolver's check.
+        .no_proxy()
         // An endpoint that hangs must not hold a consumer for long; it gets the message
         // again on the next attempt.
         .timeout(timeout)
@@ -87,7 +90,12 @@ impl WebhookPoster for HttpPoster {
         for (name, value) in headers {
             request = request.header(*name, value);
         }
-        let response = request.send().await.map_err(|e| error_chain(&e))?;
+        // Without the URL: its query may hold the endpoint's secret, and this reason is logged
+        // and stored with the attempt.
+        let response = request
+            .send()
+            .await
+            .map_err(|e| error_chain(&e.without_url()))?;
         let status = response.status();
         if status.is_success() {
             Ok(())

@@ -29,9 +29,40 @@ enum Connect {
 /// SMTP connections kept open and used at once; as many as dispatch jobs run at once.
 pub const SMTP_CONNECTIONS: u32 = 16;
 
+/// Why `NOTIFY_SMTP_URL` cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SmtpUrlError {
+    #[error(
+        "the URL has credentials but no TLS: AUTH would cross the network in clear text \
+         (use smtps://, or smtp://...?tls=required for STARTTLS)"
+    )]
+    CleartextCredentials,
+    #[error("not an SMTP URL lettre takes")]
+    Invalid(#[source] lettre::transport::smtp::Error),
+}
+
+/// Whether `url` (`smtp://user:pass@host`) would send credentials without TLS: plain
+/// `smtp://` with a user and no `tls=required` (`tls=opportunistic` falls back to clear text
+/// when a man in the middle strips STARTTLS).
+fn sends_credentials_in_clear(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("smtp://") else {
+        return false;
+    };
+    let (authority, query) = match rest.split_once('?') {
+        Some((a, q)) => (a, q),
+        None => (rest, ""),
+    };
+    let has_user = authority.split('/').next().is_some_and(|a| a.contains('@'));
+    has_user && !query.split('&').any(|pair| pair == "tls=required")
+}
+
 impl SmtpEmail {
     /// `smtp://host:port` (plain; `?tls=required` for STARTTLS), `smtps://user:pass@host:465`.
-    pub fn from_url(url: &str) -> Result<Self, lettre::transport::smtp::Error> {
+    /// Credentials over plain `smtp://` are refused.
+    pub fn from_url(url: &str) -> Result<Self, SmtpUrlError> {
+        if sends_credentials_in_clear(url) {
+            return Err(SmtpUrlError::CleartextCredentials);
+        }
         // lettre 0.11 leaves Nagle on: its message body and the final `.` are two writes, and the
         // second waits for the server's delayed ACK, about 40 ms a message (fixed upstream, not
         // released). For plain SMTP, the common relay on a private network and the test sink, we
@@ -48,7 +79,8 @@ impl SmtpEmail {
                 },
             });
         }
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)?
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+            .map_err(SmtpUrlError::Invalid)?
             .timeout(Some(Duration::from_secs(30)))
             // With Nagle on (see above), enough connections at once hide most of the stall.
             .pool_config(lettre::transport::smtp::PoolConfig::new().max_size(SMTP_CONNECTIONS))
@@ -199,5 +231,35 @@ impl EmailSender for EmlOutbox {
         file.into_inner().sync_all().await.map_err(io)?;
         tokio::fs::rename(&tmp, &path).await.map_err(io)?;
         Ok(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // lettre's pooled transport starts its pool on the runtime.
+    #[tokio::test]
+    async fn credentials_without_tls_are_refused() {
+        for url in [
+            "smtp://user:pass@relay.example.com:587",
+            "smtp://user:pass@relay.example.com:587?tls=opportunistic",
+            "smtp://user@relay.example.com",
+        ] {
+            assert!(
+                matches!(
+                    SmtpEmail::from_url(url),
+                    Err(SmtpUrlError::CleartextCredentials)
+                ),
+                "{url}"
+            );
+        }
+        for url in [
+            "smtp://127.0.0.1:2525",
+            "smtp://user:pass@relay.example.com:587?tls=required",
+            "smtps://user:pass@relay.example.com:465",
+        ] {
+            assert!(SmtpEmail::from_url(url).is_ok(), "{url}");
+        }
     }
 }

@@ -109,6 +109,24 @@ pub struct Config {
     #[arg(long = "api-key-rps", env = "NOTIFY_API_KEY_RPS", value_parser = positive_rate)]
     pub api_key_rps: Option<f64>,
 
+    /// Seconds a connection has to send a request's head (the request line and headers);
+    /// a client that sends less is disconnected.
+    #[arg(
+        long = "header-read-timeout-secs",
+        env = "NOTIFY_HEADER_READ_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
+    pub header_read_timeout_secs: u64,
+
+    /// Most client connections open at once (inbox streams included); past it, new ones wait
+    /// to be accepted. Keep it under the process's file limit (`ulimit -n`).
+    #[arg(
+        long = "max-connections",
+        env = "NOTIFY_MAX_CONNECTIONS",
+        default_value_t = 512
+    )]
+    pub max_connections: usize,
+
     /// Lets webhook and push endpoints be loopback, private or link-local addresses (development
     /// and tests; otherwise refused, since such a URL could reach into this machine's network).
     #[arg(long = "webhook-allow-private", env = "NOTIFY_WEBHOOK_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]

@@ -5,6 +5,7 @@
 //! The binary adds flags and signals; tests run it in process.
 
 pub mod config;
+mod serve;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -66,6 +67,7 @@ pub struct Notifyd {
     /// The workers' connection's store, which the retention pass prunes through.
     prune_store: Arc<SqliteStore>,
     api_key_rps: Option<f64>,
+    server_limits: serve::Limits,
     cors_origins: Vec<axum::http::HeaderValue>,
     vapid_public_key: String,
     outbox: Option<Arc<dyn Outbox>>,
@@ -73,9 +75,22 @@ pub struct Notifyd {
     lock: std::fs::File,
 }
 
+/// Creates the data directory readable by this user only (0700), and makes an older one so:
+/// it holds the database (webhook secrets, API key hashes), the generated keys and the outbox
+/// (reset links, unsubscribe tokens).
+pub fn private_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("making {} private (0700)", dir.display()))?;
+    }
+    Ok(())
+}
+
 pub async fn build(config: &Config) -> anyhow::Result<Notifyd> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    private_data_dir(&config.data_dir)?;
     let (api_key, new_key) = config::api_key(config).context("API key")?;
     let from = EmailAddress::parse(&config.email_from).context("NOTIFY_EMAIL_FROM")?;
 
@@ -263,6 +278,12 @@ pub async fn build(config: &Config) -> anyhow::Result<Notifyd> {
             .map_err(|e| anyhow::anyhow!("NOTIFY_RETENTION_DAYS {e}"))?,
         prune_store,
         api_key_rps: config.api_key_rps,
+        server_limits: serve::Limits {
+            header_read_timeout: std::time::Duration::from_secs(
+                config.header_read_timeout_secs.max(1),
+            ),
+            max_connections: config.max_connections,
+        },
         cors_origins,
         vapid_public_key,
         outbox,
@@ -373,22 +394,20 @@ impl Notifyd {
             },
         );
         let stop = shutdown.clone();
-        let served = axum::serve(self.listener, router)
-            .with_graceful_shutdown(async move {
-                stop.cancelled().await;
-                // Open inbox streams would hold the shutdown for ever.
-                if let Some(live) = live_inbox {
-                    live.close();
-                }
-                tracing::info!("shutting down: no new requests; finishing what is in flight");
-            })
-            .await
-            .context("serving the API");
+        serve::serve(self.listener, router, self.server_limits, async move {
+            stop.cancelled().await;
+            // Open inbox streams would hold the shutdown for ever.
+            if let Some(live) = live_inbox {
+                live.close();
+            }
+            tracing::info!("shutting down: no new requests; finishing what is in flight");
+        })
+        .await;
         workers.cancel();
         while tasks.join_next().await.is_some() {}
         tracing::info!("stopped");
         drop(self.lock);
-        served
+        Ok(())
     }
 }
 

@@ -1,6 +1,5 @@
 //! The `notifyd` binary: flags and environment, logs, signals; the service is the library.
 
-use anyhow::Context;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
@@ -8,6 +7,12 @@ use notifyd::Config;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Every file notifyd makes (database, WAL, keys, outbox) is its user's alone: 0600, and
+    // 0700 for directories.
+    // SAFETY: umask only swaps the process's file mode mask; no memory is involved.
+    unsafe {
+        libc::umask(0o077);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -16,8 +21,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let config = Config::parse();
     if let Some(command) = &config.command {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("creating {}", config.data_dir.display()))?;
+        notifyd::private_data_dir(&config.data_dir)?;
         return notifyd::admin(&config, command).await;
     }
     let service = notifyd::build(&config).await?;

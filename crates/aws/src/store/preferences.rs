@@ -149,8 +149,9 @@ impl PreferenceStore for DynamoStore {
         category: &CategoryId,
         channel: Channel,
         on: bool,
-    ) -> Result<(), StoreError> {
-        self.client
+    ) -> Result<bool, StoreError> {
+        let answer = self
+            .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(user_pk(user), &preference_sk(category))))
@@ -158,10 +159,20 @@ impl PreferenceStore for DynamoStore {
             .expression_attribute_names("#channel", channel.as_str())
             .expression_attribute_values(":on", AttributeValue::Bool(on))
             .expression_attribute_values(":category", string(category.as_str()))
+            // The item before this write, from the write itself: no read that a concurrent
+            // change could slip between. (ALL_OLD, not UPDATED_OLD: moto leaves an attribute
+            // set to its own value out of UPDATED_OLD.)
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
             .send()
             .await
             .map_err(err)?;
-        Ok(())
+        let before = answer
+            .attributes()
+            .and_then(|old| old.get(channel.as_str()))
+            .and_then(|v| v.as_bool().ok().copied())
+            // Never set: on.
+            .unwrap_or(true);
+        Ok(before != on)
     }
 
     async fn find_opt_outs(

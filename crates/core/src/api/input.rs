@@ -120,6 +120,9 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
+/// Unknown fields named one by one in an answer, per object.
+pub const MAX_UNKNOWN_LISTED: usize = 20;
+
 /// `value` as an object whose keys are all in `allowed`; an unknown key (a typo like `sendAt`)
 /// is an error, never silently ignored.
 pub fn object<'a>(
@@ -135,16 +138,29 @@ pub fn object<'a>(
         );
         return None;
     };
-    for key in map.keys() {
-        if !allowed.contains(&key.as_str()) {
-            errors.add(
-                path(at, key),
-                format!(
-                    "is not a known field (expected one of: {})",
-                    allowed.join(", ")
-                ),
-            );
-        }
+    let unknown: Vec<&String> = map
+        .keys()
+        .filter(|key| !allowed.contains(&key.as_str()))
+        .collect();
+    // Each is named, up to a point: a body of thousands of unknown keys must not get an
+    // answer many times its size.
+    for key in unknown.iter().take(MAX_UNKNOWN_LISTED) {
+        errors.add(
+            path(at, key),
+            format!(
+                "is not a known field (expected one of: {})",
+                allowed.join(", ")
+            ),
+        );
+    }
+    if unknown.len() > MAX_UNKNOWN_LISTED {
+        errors.add(
+            if at.is_empty() { "body" } else { at },
+            format!(
+                "has {} more fields that are not known",
+                unknown.len() - MAX_UNKNOWN_LISTED
+            ),
+        );
     }
     Some(map)
 }

@@ -277,20 +277,35 @@ pub fn router(app: App, keys: Arc<ApiKeys>, options: ApiOptions) -> Router {
         // A span per request (method, path; never a header, so never the key), its status
         // and latency logged as it ends.
         .layer(
-            tower_http::trace::TraceLayer::new_for_http().make_span_with(
-                |request: &Request| {
-                    // The path only: a query may hold an inbox stream's user token.
-                    tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
-                },
-            ),
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                // The path only (a query may hold an inbox stream's user token), and an
+                // unsubscribe link's token left out: it is a credential for its user.
+                let path = request.uri().path();
+                let path = if path.starts_with("/u/") {
+                    "/u/{token}"
+                } else {
+                    path
+                };
+                tracing::debug_span!("request", method = %request.method(), path = %path)
+            }),
         )
         // Outside the routes, so that it answers preflights (which no route takes) too.
         .layer(cors)
         .layer(middleware::from_fn(error::log_server_errors))
+        // No answer is ever sniffed into something it does not say it is.
+        .layer(middleware::map_response(nosniff))
         // `JsonBody` enforces BODY_LIMIT itself, to answer 413 as problem+json.
         .layer(DefaultBodyLimit::disable())
         .service(routes);
     Router::new().fallback_service(layered)
+}
+
+async fn nosniff(mut response: axum::response::Response) -> axum::response::Response {
+    response.headers_mut().insert(
+        axum::http::header::X_CONTENT_TYPE_OPTIONS,
+        axum::http::HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 /// The routes a user's browser calls with a user token.

@@ -11,7 +11,7 @@ use super::input::{self, Errors, JsonBody};
 use super::path::PathId;
 use crate::domain::TemplateId;
 use crate::domain::inbox::{ActionUrl, MAX_URL_CHARS};
-use crate::domain::template::{Compiled, Parts, Template};
+use crate::domain::template::{Compiled, FUEL, Parts, RenderError, Template};
 
 /// Generous for HTML email, well inside the 256 KiB body limit.
 pub const MAX_PART_BYTES: usize = 128 * 1024;
@@ -142,11 +142,35 @@ pub async fn put(
             "needs at least one of subject, text, html, sms, in_app, push",
         );
     }
-    if errors.is_empty()
-        && let Err(compile_errors) = Compiled::compile(&parts)
-    {
-        for (part, why) in compile_errors {
-            errors.add(part, format!("does not compile: {why}"));
+    if errors.is_empty() {
+        // Compiling and the trial render run under the template budget, off the async
+        // workers: a template is its author's code.
+        let checked = parts.clone();
+        let found = tokio::task::spawn_blocking(move || match Compiled::compile(&checked) {
+            Err(compile_errors) => compile_errors
+                .into_iter()
+                .map(|(part, why)| (part, format!("does not compile: {why}")))
+                .collect(),
+            Ok(compiled) => compiled
+                .trial(&checked)
+                .into_iter()
+                .map(|e| match e {
+                    RenderError::OverBudget { part } => (
+                        part,
+                        format!("runs out of the template budget ({FUEL} steps) on sample data"),
+                    ),
+                    RenderError::TooLarge { part, limit } => (
+                        part,
+                        format!("renders to more than {limit} bytes on sample data"),
+                    ),
+                    RenderError::Failed { part, reason } => (part, reason),
+                })
+                .collect::<Vec<_>>(),
+        })
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        for (part, why) in found {
+            errors.add(part, why);
         }
     }
     errors.finish()?;

@@ -66,20 +66,24 @@ pub async fn confirm(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let token = token(path)?;
-    let t = state
+    let (t, changed) = state
         .app
         .unsubscribe
         .unsubscribe(state.app.store.as_ref(), &token)
         .await
         .map_err(link_error)?;
-    let event = WebhookEvent::new(
-        EventType::UserUnsubscribed,
-        state.app.clock.now(),
-        serde_json::json!({"user_id": t.user_id, "category": t.category, "channel": "email"}),
-    );
-    if let Err(e) = state.app.webhooks.emit(vec![event]).await {
-        // The unsubscribe itself is done: it is what the recipient asked for.
-        tracing::error!(error = %crate::ports::error_chain(&e), "user.unsubscribed event lost");
+    // Only a change is an event: every email recipient holds a link, and each post of one
+    // would otherwise be a webhook delivery (on AWS, a message, an invocation and a write).
+    if changed {
+        let event = WebhookEvent::new(
+            EventType::UserUnsubscribed,
+            state.app.clock.now(),
+            serde_json::json!({"user_id": t.user_id, "category": t.category, "channel": "email"}),
+        );
+        if let Err(e) = state.app.webhooks.emit(vec![event]).await {
+            // The unsubscribe itself is done: it is what the recipient asked for.
+            tracing::error!(error = %crate::ports::error_chain(&e), "user.unsubscribed event lost");
+        }
     }
     let category = escape(t.category.as_str());
     Ok(html(format!(
@@ -92,11 +96,18 @@ pub async fn confirm(
     )))
 }
 
+/// The pages load nothing, run nothing and are framed by no one (a framed button can be
+/// clicked for the user); the form posts only back here.
+const PAGE_CSP: &str =
+    "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
 fn html(body: String) -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
             (header::CACHE_CONTROL, "no-store"),
+            (header::CONTENT_SECURITY_POLICY, PAGE_CSP),
+            (header::X_FRAME_OPTIONS, "DENY"),
         ],
         body,
     )

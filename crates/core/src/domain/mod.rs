@@ -9,6 +9,7 @@ pub mod email_view;
 pub mod fanned_out_page;
 pub mod group;
 pub mod inbox;
+pub mod ip_scope;
 pub mod job_claim;
 pub mod notification;
 pub mod preferences;

@@ -1,4 +1,11 @@
 //! Stored templates and their rendering. A template that does not compile never gets stored.
+//!
+//! A template is code its author runs on our machine, so every render has a budget: minijinja
+//! fuel (instructions), a recursion limit, and a cap on each rendered part's size, written
+//! through a writer that stops at the cap. Without it, three nested `range(100000)` loops held
+//! a worker for ever and `{{ "x" * 50000000 }}` rendered a 52 MB email (issue 32).
+
+use std::io::Write;
 
 use minijinja::Environment;
 use serde::{Deserialize, Serialize};
@@ -78,6 +85,66 @@ impl Parts {
     }
 }
 
+/// Instructions one part's render may run: a real email's loops over its order lines use a few
+/// thousand; three nested loops of 100,000 would need 10^15.
+pub const FUEL: u64 = 200_000;
+/// Nested includes, macros and blocks.
+pub const RECURSION_LIMIT: usize = 32;
+
+/// The most a part may render to, in bytes: a subject is one header line (RFC 5322's 998), a
+/// body at most 1 MiB (well under SES's 10 MB message), an SMS its 1,600 characters of up to
+/// four bytes, an inbox item its 64 KiB, a push part the 4 KiB a push service takes.
+pub fn max_rendered_bytes(part: &str) -> usize {
+    match part {
+        "subject" => 998,
+        "text" | "html" => 1024 * 1024,
+        "sms" => 1600 * 4,
+        "in_app.title" | "in_app.body" | "in_app.url" => 64 * 1024,
+        _ => 4 * 1024,
+    }
+}
+
+/// Why a part could not be rendered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    #[error("{part}: the template ran out of its budget ({FUEL} steps, {RECURSION_LIMIT} levels)")]
+    OverBudget { part: &'static str },
+    #[error("{part}: renders to more than {limit} bytes")]
+    TooLarge { part: &'static str, limit: usize },
+    #[error("{part}: {reason}")]
+    Failed { part: &'static str, reason: String },
+}
+
+impl RenderError {
+    /// Whether the template itself is at fault whatever its data: a trial render at `PUT`
+    /// refuses it. Other failures may come from sample data that real data would not have.
+    pub fn is_budget(&self) -> bool {
+        matches!(self, Self::OverBudget { .. } | Self::TooLarge { .. })
+    }
+}
+
+/// A writer that takes at most `limit` bytes and then fails.
+struct Capped {
+    out: Vec<u8>,
+    limit: usize,
+    over: bool,
+}
+
+impl Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.out.len() + buf.len() > self.limit {
+            self.over = true;
+            return Err(std::io::Error::other("over the size cap"));
+        }
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Compiled sources, built once per dispatch job and rendered once per recipient.
 pub struct Compiled {
     env: Environment<'static>,
@@ -103,6 +170,8 @@ impl Compiled {
     /// Every part that fails to compile, with minijinja's reason.
     pub fn compile(parts: &Parts) -> Result<Self, Vec<(&'static str, String)>> {
         let mut env = Environment::new();
+        env.set_fuel(Some(FUEL));
+        env.set_recursion_limit(RECURSION_LIMIT);
         env.set_auto_escape_callback(|name| {
             if name.ends_with(".html") {
                 minijinja::AutoEscape::Html
@@ -125,21 +194,15 @@ impl Compiled {
         }
     }
 
-    /// Renders every part present; a part that fails at render time (e.g. a filter given the
-    /// wrong type) is an error for that recipient only.
-    pub fn render(&self, parts: &Parts, context: &serde_json::Value) -> Result<Parts, String> {
-        let render = |part: &str, present: bool| -> Result<Option<String>, String> {
-            if !present {
-                return Ok(None);
+    /// Renders every part present, each under the budget; a part that fails at render time
+    /// (e.g. a filter given the wrong type, or out of budget) is an error for that recipient.
+    pub fn render(&self, parts: &Parts, context: &serde_json::Value) -> Result<Parts, RenderError> {
+        let render = |part: &'static str, present: bool| -> Result<Option<String>, RenderError> {
+            if present {
+                self.render_part(part, context).map(Some)
+            } else {
+                Ok(None)
             }
-            let template = self
-                .env
-                .get_template(template_name(part))
-                .map_err(|e| describe(&e))?;
-            template
-                .render(context)
-                .map(Some)
-                .map_err(|e| format!("{part}: {}", describe(&e)))
         };
         Ok(Parts {
             subject: render("subject", parts.subject.is_some())?
@@ -157,6 +220,64 @@ impl Compiled {
             push_body: render("push.body", parts.push_body.is_some())?,
             push_url: render("push.url", parts.push_url.is_some())?.map(|s| s.trim().to_owned()),
         })
+    }
+}
+
+/// minijinja reports a too-deep template as an invalid operation with this detail.
+fn is_recursion_limit(e: &minijinja::Error) -> bool {
+    e.detail().is_some_and(|d| d.contains("recursion limit"))
+}
+
+impl Compiled {
+    /// One part, under the budget.
+    fn render_part(
+        &self,
+        part: &'static str,
+        context: &serde_json::Value,
+    ) -> Result<String, RenderError> {
+        let failed = |e: &minijinja::Error| RenderError::Failed {
+            part,
+            reason: describe(e),
+        };
+        let template = self
+            .env
+            .get_template(template_name(part))
+            .map_err(|e| failed(&e))?;
+        let limit = max_rendered_bytes(part);
+        let mut out = Capped {
+            out: Vec::new(),
+            limit,
+            over: false,
+        };
+        match template.render_captured_to(context, &mut out) {
+            Ok(_) => {}
+            Err(_) if out.over => return Err(RenderError::TooLarge { part, limit }),
+            Err(e) if e.kind() == minijinja::ErrorKind::OutOfFuel || is_recursion_limit(&e) => {
+                return Err(RenderError::OverBudget { part });
+            }
+            Err(e) => return Err(failed(&e)),
+        }
+        String::from_utf8(out.out).map_err(|_| RenderError::Failed {
+            part,
+            reason: "rendered text is not UTF-8".into(),
+        })
+    }
+
+    /// Renders every part on sample data (a recipient with no profile, no template data) and
+    /// answers the parts that blow the budget whatever their data: `PUT` refuses those. A part
+    /// that fails on the sample data for another reason may be fine on real data.
+    pub fn trial(&self, parts: &Parts) -> Vec<RenderError> {
+        let sample = serde_json::json!({
+            "user": {"user_id": "sample", "locale": "en", "timezone": "UTC"},
+            "unsubscribe_url": "https://example.com/u/sample",
+        });
+        parts
+            .fields()
+            .into_iter()
+            .filter(|(_, source)| source.is_some())
+            .filter_map(|(part, _)| self.render_part(part, &sample).err())
+            .filter(RenderError::is_budget)
+            .collect()
     }
 }
 
@@ -207,6 +328,84 @@ mod tests {
         assert_eq!(out.text.unwrap(), "Hello <Ada>, ko-KR");
         assert_eq!(out.html.unwrap(), "<p>&lt;Ada&gt;</p>");
         assert_eq!(out.sms.unwrap(), "<Ada>!");
+    }
+
+    fn budget_error(source: &str) -> RenderError {
+        let parts = Parts {
+            text: Some(source.into()),
+            ..Default::default()
+        };
+        Compiled::compile(&parts)
+            .unwrap()
+            .render(&parts, &json!({}))
+            .unwrap_err()
+    }
+
+    #[test]
+    fn nested_loops_run_out_of_fuel() {
+        let started = std::time::Instant::now();
+        let e = budget_error(
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% for k in range(100000) %}x{% endfor %}{% endfor %}{% endfor %}",
+        );
+        assert_eq!(e, RenderError::OverBudget { part: "text" });
+        assert!(e.is_budget());
+        // A guard against a budget that is no budget: far under a second even in a debug build.
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_huge_string_stops_at_the_part_cap() {
+        let e = budget_error(r#"{{ "x" * 50000000 }}"#);
+        assert_eq!(
+            e,
+            RenderError::TooLarge {
+                part: "text",
+                limit: 1024 * 1024
+            }
+        );
+        let subject = Parts {
+            subject: Some(r#"{{ "s" * 999 }}"#.into()),
+            ..Default::default()
+        };
+        let e = Compiled::compile(&subject)
+            .unwrap()
+            .render(&subject, &json!({}))
+            .unwrap_err();
+        assert_eq!(
+            e,
+            RenderError::TooLarge {
+                part: "subject",
+                limit: 998
+            }
+        );
+    }
+
+    #[test]
+    fn deep_recursion_is_over_budget() {
+        let e = budget_error("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}");
+        assert!(e.is_budget(), "{e:?}");
+    }
+
+    #[test]
+    fn an_ordinary_template_with_a_loop_is_well_within_budget() {
+        let parts = Parts {
+            html: Some("<ul>{% for line in lines %}<li>{{ line.name }}: {{ line.price }}</li>{% endfor %}</ul>".into()),
+            ..Default::default()
+        };
+        let lines: Vec<_> = (0..500)
+            .map(|i| json!({"name": format!("item {i}"), "price": i}))
+            .collect();
+        let out = Compiled::compile(&parts)
+            .unwrap()
+            .render(&parts, &json!({"lines": lines}))
+            .unwrap();
+        assert!(out.html.unwrap().contains("item 499"));
+    }
+
+    #[test]
+    fn a_render_error_that_is_not_the_templates_fault_is_not_a_budget_error() {
+        let e = budget_error("{{ 1 // 0 }}");
+        assert!(!e.is_budget(), "{e:?}");
     }
 
     #[test]

@@ -178,36 +178,11 @@ pub fn ip_literal(url: &url::Url) -> Option<std::net::IpAddr> {
     }
 }
 
-/// An address a webhook must not reach unless the deployment allows it: loopback, private,
-/// link-local (the cloud metadata service), carrier-grade NAT, unspecified, multicast. A
-/// webhook URL is the client's, and without this check it could make the service call into
-/// its own network.
+/// An address a webhook or push endpoint must not reach unless the deployment allows it:
+/// anything but global unicast ([`super::ip_scope::is_global`]). A webhook URL is the
+/// client's, and without this check it could make the service call into its own network.
 pub fn is_internal(ip: std::net::IpAddr) -> bool {
-    use std::net::IpAddr;
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || (a == 100 && (64..128).contains(&b))
-                || a == 0
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_internal(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-        }
-    }
+    !super::ip_scope::is_global(ip)
 }
 
 /// Secrets decode as the Standard Webhooks libraries decode them: unused bits of the last

@@ -731,9 +731,9 @@ impl PreferenceStore for MemoryStore {
         category: &CategoryId,
         channel: Channel,
         on: bool,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut inner = self.0.lock().unwrap();
-        inner
+        let before = inner
             .preferences
             .entry(user.clone())
             .or_default()
@@ -741,7 +741,7 @@ impl PreferenceStore for MemoryStore {
             .entry(category.clone())
             .or_default()
             .insert(channel, on);
-        Ok(())
+        Ok(before.unwrap_or(true) != on)
     }
 
     async fn find_opt_outs(

@@ -73,7 +73,9 @@ impl Source {
                 if let Some(url) = unsubscribe {
                     context.insert("unsubscribe_url".into(), url.into());
                 }
-                compiled.render(parts, &serde_json::Value::Object(context))
+                compiled
+                    .render(parts, &serde_json::Value::Object(context))
+                    .map_err(|e| e.to_string())
             }
             Source::Broken(why) => Err(why.clone()),
         }

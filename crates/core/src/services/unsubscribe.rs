@@ -69,17 +69,19 @@ impl UnsubscribeLinks {
     }
 
     /// Follows a link: the token's category is off on email for its user, at once. Saying it
-    /// twice changes nothing more.
+    /// twice changes nothing more; the answer says whether this time changed anything.
     pub async fn unsubscribe(
         &self,
         store: &dyn Store,
         token: &str,
-    ) -> Result<UnsubscribeToken, ServiceError> {
+    ) -> Result<(UnsubscribeToken, bool), ServiceError> {
         let t = self.check(token).await?;
-        store
+        let changed = store
             .set_preference(&t.user_id, &t.category, Channel::Email, false)
             .await?;
-        tracing::info!(user = %t.user_id, category = %t.category, "unsubscribed by link");
-        Ok(t)
+        if changed {
+            tracing::info!(user = %t.user_id, category = %t.category, "unsubscribed by link");
+        }
+        Ok((t, changed))
     }
 }

@@ -138,10 +138,23 @@ impl PreferenceStore for SqliteStore {
         category: &CategoryId,
         channel: Channel,
         on: bool,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let (user, category) = (user.as_str().to_owned(), category.as_str().to_owned());
         self.db
             .call(move |c| {
+                // One connection runs one call at a time: nothing comes between the read and
+                // the write. A channel never set is on.
+                let before: bool = c
+                    .prepare_cached(
+                        "SELECT enabled FROM preferences
+                         WHERE user_id = ?1 AND category = ?2 AND channel = ?3",
+                    )
+                    .and_then(|mut s| {
+                        s.query_row(params![user, category, channel.as_str()], |r| r.get(0))
+                            .optional()
+                    })
+                    .map_err(db_err)?
+                    .unwrap_or(true);
                 c.cached_execute(
                     "INSERT INTO preferences (user_id, category, channel, enabled)
                      VALUES (?1, ?2, ?3, ?4)
@@ -149,7 +162,7 @@ impl PreferenceStore for SqliteStore {
                     params![user, category, channel.as_str(), on],
                 )
                 .map_err(db_err)?;
-                Ok(())
+                Ok(before != on)
             })
             .await
     }

@@ -17,14 +17,15 @@ pub trait PreferenceStore: Send + Sync {
         preferences: &Preferences,
     ) -> Result<(), StoreError>;
     /// Sets one (category, channel), leaving the rest: an unsubscribe, which must not undo a
-    /// preference changed at the same moment.
+    /// preference changed at the same moment. Answers whether it changed anything (a channel
+    /// never set is on), in the same write: a link clicked fifty times emits one event.
     async fn set_preference(
         &self,
         user: &UserId,
         category: &CategoryId,
         channel: Channel,
         on: bool,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
     /// Which of `users` turned `category` off, on which channel: one lookup for a whole
     /// dispatch job.
     async fn find_opt_outs(
