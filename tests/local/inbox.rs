@@ -474,3 +474,54 @@ async fn hostile_inbox_and_token_input_is_named_field_by_field() {
     assert_eq!(stream.body["errors"][0]["field"], "Last-Event-ID");
     assert!(d.get("/healthz").await.status == 200, "still serving");
 }
+
+#[tokio::test]
+async fn a_users_sixth_stream_closes_their_oldest_and_others_are_untouched() {
+    let d = Notifyd::start(&[]).await;
+    for user in ["ada", "bob"] {
+        let a = d.put(&format!("/v1/users/{user}"), json!({})).await;
+        assert_eq!(a.status, 200, "{}", a.text);
+    }
+    let (ada, bob) = (token(&d, "ada").await, token(&d, "bob").await);
+    let url = d.url("/v1/inbox/stream");
+    let mut bobs = SseStream::open(&url, &bob, None).await;
+    let mut adas = Vec::new();
+    for _ in 0..5 {
+        let mut s = SseStream::open(&url, &ada, None).await;
+        assert_eq!(s.next(WAIT).await.unwrap().event, "counts");
+        adas.push(s);
+    }
+    // The sixth: Ada's oldest ends, the other four and Bob's stay open.
+    let mut sixth = SseStream::open(&url, &ada, None).await;
+    assert_eq!(sixth.next(WAIT).await.unwrap().event, "counts");
+    assert!(
+        adas[0].ends_within(WAIT).await,
+        "the oldest stream was closed"
+    );
+    for s in &mut adas[1..] {
+        assert!(!s.ends_within(Duration::from_millis(200)).await);
+    }
+    assert!(!bobs.ends_within(Duration::from_millis(200)).await);
+}
+
+#[tokio::test]
+async fn a_stream_ends_when_its_token_expires() {
+    let d = Notifyd::start(&[]).await;
+    assert_eq!(d.put("/v1/users/ada", json!({})).await.status, 200);
+    // The shortest lifetime a token may have.
+    let a = d
+        .post("/v1/users/ada/tokens", json!({"ttl_seconds": 60}))
+        .await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    let short = a.body["token"].as_str().unwrap().to_owned();
+    let mut stream = SseStream::open(&d.url("/v1/inbox/stream"), &short, None).await;
+    assert_eq!(stream.next(WAIT).await.unwrap().event, "counts");
+    assert!(
+        !stream.ends_within(Duration::from_secs(50)).await,
+        "open while the token lasts"
+    );
+    assert!(
+        stream.ends_within(Duration::from_secs(15)).await,
+        "the stream outlived its token"
+    );
+}

@@ -226,7 +226,7 @@ async fn hostile_push_input_is_named_field_by_field() {
     let nobody = d
         .post(
             "/v1/users/nobody/push-subscriptions",
-            json!({"endpoint": "https://push.example/x", "keys": {
+            json!({"endpoint": "https://fcm.googleapis.com/fcm/send/x", "keys": {
                 "p256dh": "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4",
                 "auth": "BTBZMqHH6r4Tts7J_aSIgg"}}),
         )
@@ -299,4 +299,66 @@ async fn apps_get_pushes_through_fcm_and_an_uninstalled_apps_token_is_removed() 
         "{}",
         left.text
     );
+}
+
+#[tokio::test]
+async fn twenty_slow_push_endpoints_take_one_timeout_not_twenty() {
+    let push = PushService::start().await;
+    let d = Notifyd::start(&[("NOTIFY_WEBHOOK_ALLOW_PRIVATE", "true")]).await;
+    assert_eq!(d.put("/v1/users/ada", json!({})).await.status, 200);
+    let key = d
+        .send(reqwest::Client::new().get(d.url("/v1/push/vapid-public-key")))
+        .await;
+    let vapid = key.body["public_key"].as_str().unwrap().to_owned();
+    let ada = user_token(&d, "ada").await;
+    let mut slow = Vec::new();
+    for i in 0..20 {
+        let name = format!("ada-{i}");
+        let subscription = push.subscribe(&name).await;
+        assert_eq!(register(&d, "ada", &ada, &subscription).await.status, 201);
+        if i > 0 {
+            slow.push(name);
+        }
+    }
+    // Nineteen hang for 30 s; one answers at once.
+    let slow_names: Vec<&str> = slow.iter().map(String::as_str).collect();
+    push.slow(&slow_names, 30, &vapid).await;
+    let started = std::time::Instant::now();
+    let a = d
+        .post(
+            "/v1/notifications",
+            json!({"to": {"user_id": "ada"}, "channels": ["push"],
+                   "content": {"push": {"title": "Hi"}}}),
+        )
+        .await;
+    assert_eq!(a.status, 202, "{}", a.text);
+    let n = d
+        .wait_status(
+            a.body["id"].as_str().unwrap(),
+            &["completed"],
+            Duration::from_secs(25),
+        )
+        .await;
+    assert_eq!(n.body["status"], "completed", "{}", n.text);
+    assert_eq!(n.body["counts"]["sent"], 1, "{}", n.text);
+    // One after another with 10 s each, they took 190 s; all at once, one push timeout.
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn without_private_targets_a_push_endpoint_must_be_a_known_push_service() {
+    let push = PushService::start().await;
+    let d = Notifyd::start(&[]).await;
+    assert_eq!(d.put("/v1/users/ada", json!({})).await.status, 200);
+    let ada = user_token(&d, "ada").await;
+    // A real browser's subscription, but its endpoint is this machine's.
+    let subscription = push.subscribe("ada-laptop").await;
+    let a = register(&d, "ada", &ada, &subscription).await;
+    assert_eq!(a.status, 422, "{}", a.text);
+    assert_eq!(a.body["errors"][0]["field"], "endpoint", "{}", a.text);
+    assert!(a.text.contains("push service"), "{}", a.text);
 }

@@ -357,6 +357,20 @@ impl PushService {
         assert_eq!(r.status(), 204);
     }
 
+    /// Browsers whose pushes the service answers only after `secs`.
+    pub async fn slow(&self, names: &[&str], secs: u64, vapid_public_key: &str) {
+        let r = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{}/_config", self.port))
+            .body(
+                json!({"slow": names, "slow_secs": secs, "vapid_public_key": vapid_public_key})
+                    .to_string(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
+
     /// Every push so far: `{"name", "ok", "status", "payload" | "error", "claims", "headers"}`.
     pub fn received(&self) -> Vec<Value> {
         std::fs::read_to_string(&self.out)

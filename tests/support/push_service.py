@@ -5,8 +5,9 @@ against the key the request names and the key the server announced.
 
 GET /subscribe/<name>       makes a browser: a P-256 key pair and an auth secret; answers the
                             subscription as PushSubscription.toJSON() gives it.
-POST /_config {"gone": [names], "vapid_public_key": "..."}
-                            names answered 410 (unsubscribed); the server's expected key.
+POST /_config {"gone": [names], "vapid_public_key": "...", "slow": [names], "slow_secs": n}
+                            names answered 410 (unsubscribed); the server's expected key;
+                            names answered only after slow_secs (a push service that hangs).
 POST /push/<name>           a push: appended to --out as one JSON line
                             {"name", "ok", "error", "status", "payload", "claims", "headers"}.
 """
@@ -26,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 browsers = {}
-state = {"gone": [], "vapid_public_key": None}
+state = {"gone": [], "vapid_public_key": None, "slow": [], "slow_secs": 8}
 lock = threading.Lock()
 
 
@@ -103,6 +104,9 @@ def main():
                     state.update(json.loads(body))
                 return self.answer(204)
             name = self.path.removeprefix("/push/")
+            with lock:
+                hang = state["slow_secs"] if name in state["slow"] else 0
+            time.sleep(hang)
             headers = {k.lower(): v for k, v in self.headers.items()}
             record = {"name": name, "headers": headers}
             try:

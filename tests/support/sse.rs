@@ -65,6 +65,18 @@ impl SseStream {
         }
     }
 
+    /// Whether the server ends the stream within `wait` (events on the way are read past).
+    pub async fn ends_within(&mut self, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.response.chunk()).await {
+                Err(_) => return false,
+                Ok(Ok(Some(_))) => continue,
+                Ok(Ok(None)) | Ok(Err(_)) => return true,
+            }
+        }
+    }
+
     /// Every event until the stream ends or is quiet for `quiet`.
     pub async fn drain(&mut self, quiet: Duration) -> Vec<SseEvent> {
         let mut events = Vec::new();

@@ -24,6 +24,7 @@ use super::path::PathId;
 use crate::domain::inbox::{InboxCounts, InboxFilter, InboxItem, InboxMark};
 use crate::domain::{CategoryId, NotificationId, UserId};
 use crate::services::inbox::{Inbox, InboxChange};
+use crate::services::stream_slots::TooManyStreams;
 
 /// How often an idle stream sends a comment, so proxies do not close it.
 const HEARTBEAT: Duration = Duration::from_secs(15);
@@ -41,6 +42,22 @@ impl FromRequestParts<ApiState> for InboxUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        InboxSession::from_request_parts(parts, state)
+            .await
+            .map(|s| Self(s.user))
+    }
+}
+
+/// The user a request's token stands for, and until when: a stream ends when its token does.
+pub struct InboxSession {
+    pub user: UserId,
+    pub expires_at: jiff::Timestamp,
+}
+
+impl FromRequestParts<ApiState> for InboxSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
         let from_header = super::bearer(&parts.headers).map(str::to_owned);
         let from_query = || {
             parts.uri.path().ends_with("/inbox/stream").then(|| {
@@ -53,7 +70,10 @@ impl FromRequestParts<ApiState> for InboxUser {
             .or_else(from_query)
             .ok_or(ApiError::BadUserToken("no user token"))?;
         match state.app.user_tokens.verify(&presented).await? {
-            Ok(token) => Ok(Self(token.user_id)),
+            Ok(token) => Ok(Self {
+                user: token.user_id,
+                expires_at: token.expires_at,
+            }),
             Err(e) => Err(ApiError::BadUserToken(match e {
                 crate::domain::user_token::BadUserToken::Invalid => "the user token is not valid",
                 crate::domain::user_token::BadUserToken::Expired => "the user token has expired",
@@ -214,7 +234,7 @@ pub async fn seen_all(
 /// missed.
 pub async fn stream(
     State(state): State<ApiState>,
-    InboxUser(user): InboxUser,
+    InboxSession { user, expires_at }: InboxSession,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
@@ -234,10 +254,29 @@ pub async fn stream(
         }
     };
     let inbox = state.app.inbox.clone();
+    // A slot first: the user's oldest stream closes if they have their fill; past the
+    // process's ceiling the client is asked to come back.
+    let slot = match inbox.live().map(|live| live.slots().open(&user)) {
+        None => None,
+        Some(Ok(slot)) => Some(slot),
+        Some(Err(TooManyStreams)) => return Err(ApiError::RateLimited(Duration::from_secs(5))),
+    };
+    // The stream ends when its token does: a token is a credential for a while, not for ever.
+    let left = expires_at.duration_since(state.app.clock.now());
+    let until_expiry = Duration::try_from(left).unwrap_or(Duration::ZERO);
     // Subscribed before the first read, so nothing falls between the read and the feed.
-    let live: Option<Live> = inbox
-        .live()
-        .map(|live| (live.subscribe(), Box::pin(live.closed()) as _));
+    let live: Option<Live> = inbox.live().map(|live| {
+        let server_closing = live.closed();
+        let evicted = slot.map(|s| s.closed());
+        let ends = async move {
+            tokio::select! {
+                () = server_closing => {}
+                () = async { match evicted { Some(e) => e.await, None => std::future::pending().await } } => {}
+                () = tokio::time::sleep(until_expiry) => {}
+            }
+        };
+        (live.subscribe(), Box::pin(ends) as _)
+    });
     let counts = inbox.counts(&user).await?;
     let start = last.unwrap_or(counts.last_seq);
     let is_live = live.is_some();
@@ -272,7 +311,8 @@ fn counts_event(counts: InboxCounts, covered: u64) -> Event {
         .expect("counts serialize")
 }
 
-/// A live stream's feed, and what ends it (the server shutting down).
+/// A live stream's feed, and what ends it (the server shutting down, a newer stream of the
+/// same user taking its slot, its token expiring).
 type Live = (
     tokio::sync::broadcast::Receiver<InboxChange>,
     std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,

@@ -13,7 +13,9 @@ use super::ApiState;
 use super::input::{self, Errors, JsonBody};
 use super::path::PathId;
 use crate::domain::UserId;
-use crate::domain::push::{MAX_PER_USER, PushSubscription, PushSubscriptionId, PushTarget};
+use crate::domain::push::{
+    MAX_PER_USER, PushSubscription, PushSubscriptionId, PushTarget, is_known_push_service,
+};
 
 /// A subscription as the API shows it: never its keys or token.
 #[derive(Serialize)]
@@ -92,6 +94,15 @@ pub async fn create(
             }
         }
         match PushSubscription::parse(user.clone(), endpoint, p256dh, auth, now) {
+            Ok(s)
+                if !state.app.webhooks.allows_internal()
+                    && !s.endpoint().is_some_and(is_known_push_service) =>
+            {
+                errors.add(
+                    "endpoint",
+                    "must be https on a browser push service (FCM, Mozilla, Windows, Apple)",
+                );
+            }
             Ok(s) => parsed = Some(s),
             Err(bad) => {
                 for (field, why) in bad {

@@ -187,6 +187,36 @@ fn decode(raw: &str) -> Option<Vec<u8>> {
         .ok()
 }
 
+/// The push services browsers subscribe through: Chrome and Edge's old endpoints (FCM),
+/// Firefox (Mozilla), Edge (WNS), Safari (Apple). A subscription's endpoint comes from a
+/// browser, which could name anything; a deployment that does not allow private targets
+/// pushes only to these.
+const PUSH_SERVICES: &[&str] = &[
+    "fcm.googleapis.com",
+    "android.googleapis.com",
+    "push.services.mozilla.com",
+    "notify.windows.com",
+    "push.apple.com",
+];
+
+/// Whether `endpoint` is `https` on a known push service (the service's domain or below it).
+pub fn is_known_push_service(endpoint: &str) -> bool {
+    let Ok(url) = url::Url::parse(endpoint) else {
+        return false;
+    };
+    let Some(url::Host::Domain(host)) = url.host() else {
+        return false;
+    };
+    url.scheme() == "https"
+        && url.port().is_none()
+        && PUSH_SERVICES.iter().any(|service| {
+            host == *service
+                || host
+                    .strip_suffix(service)
+                    .is_some_and(|sub| sub.ends_with('.'))
+        })
+}
+
 fn check_endpoint(raw: &str) -> Result<(), String> {
     if raw.len() > 2000 {
         return Err("must be at most 2000 characters".into());
@@ -219,6 +249,29 @@ mod tests {
     const P256DH: &str =
         "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4";
     const AUTH: &str = "BTBZMqHH6r4Tts7J_aSIgg";
+
+    #[test]
+    fn only_https_on_a_known_push_service_is_known() {
+        for ok in [
+            "https://fcm.googleapis.com/fcm/send/abc",
+            "https://updates.push.services.mozilla.com/wpush/v2/abc",
+            "https://wns2-par02p.notify.windows.com/w/?token=abc",
+            "https://web.push.apple.com/abc",
+        ] {
+            assert!(is_known_push_service(ok), "{ok}");
+        }
+        for bad in [
+            "http://fcm.googleapis.com/fcm/send/abc",
+            "https://fcm.googleapis.com:8443/fcm/send/abc",
+            "https://evilfcm.googleapis.com.example.com/x",
+            "https://notpush.apple.com.attacker.example/x",
+            "https://xpush.apple.com/x",
+            "https://127.0.0.1/x",
+            "https://push.example.com/x",
+        ] {
+            assert!(!is_known_push_service(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn a_subscription_is_checked_part_by_part_and_named_by_its_endpoint() {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 
 use super::ServiceError;
+use super::stream_slots::StreamSlots;
 use crate::domain::inbox::{InboxCounts, InboxFilter, InboxItem, InboxMark, NewInboxItem};
 use crate::domain::{NotificationId, UserId};
 use crate::ports::{Clock, Page, Store, StoreError};
@@ -31,6 +32,7 @@ impl InboxChange {
 pub struct LiveInbox {
     changes: broadcast::Sender<InboxChange>,
     closing: tokio::sync::watch::Sender<bool>,
+    slots: StreamSlots,
 }
 
 impl LiveInbox {
@@ -38,7 +40,13 @@ impl LiveInbox {
         Self {
             changes: broadcast::channel(4096).0,
             closing: tokio::sync::watch::channel(false).0,
+            slots: StreamSlots::default(),
         }
+    }
+
+    /// The open streams, counted per user and in all.
+    pub fn slots(&self) -> &StreamSlots {
+        &self.slots
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<InboxChange> {

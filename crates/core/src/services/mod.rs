@@ -14,6 +14,7 @@ pub mod rate_limit;
 pub mod render;
 pub mod reschedule;
 pub mod retry;
+pub mod stream_slots;
 pub mod unsubscribe;
 pub mod user_tokens;
 pub mod webhooks;

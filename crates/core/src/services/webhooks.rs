@@ -88,6 +88,11 @@ impl Webhooks {
         self
     }
 
+    /// Whether endpoints may be internal addresses (then push endpoints may be anywhere too).
+    pub fn allows_internal(&self) -> bool {
+        self.allow_internal
+    }
+
     /// Why `url` may not be an endpoint, if it may not: it names or resolves to an internal
     /// address (unless allowed), or its host does not resolve. The poster checks the address
     /// it connects to again, since a name may resolve elsewhere later.

@@ -870,9 +870,11 @@ impl Dispatch {
         }
     }
 
-    /// One push to each of the user's subscriptions: sent if any took it. A subscription the
-    /// push service says is gone is removed. A retry (a transient error on every one) pushes
-    /// again to all of them: a browser may show a push twice, never miss one.
+    /// One push to each of the user's subscriptions, all at once, each with `PUSH_TIMEOUT`:
+    /// sent if any took it. A subscription the push service says is gone is removed. A retry
+    /// (a transient error on every one) pushes again to all of them: a browser may show a push
+    /// twice, never miss one. One after another with 10 s each, a user's 20 slow endpoints held
+    /// a worker 200 s an attempt (issue 32).
     async fn push_to_browsers(
         &self,
         recipient: &Recipient,
@@ -897,8 +899,21 @@ impl Dispatch {
             return Err(SendError::permanent("the user has no push subscription"));
         }
         let (mut sent, mut gone, mut first_error) = (0, 0, None);
-        for subscription in &subscriptions {
-            match sender.send(subscription, message).await {
+        let answers =
+            futures::future::join_all(subscriptions.iter().map(|subscription| async move {
+                let answer = tokio::time::timeout(PUSH_TIMEOUT, sender.send(subscription, message))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(PushError::Failed(SendError::transient(format!(
+                            "the push service did not answer within {} s",
+                            PUSH_TIMEOUT.as_secs()
+                        ))))
+                    });
+                (subscription, answer)
+            }))
+            .await;
+        for (subscription, answer) in answers {
+            match answer {
                 Ok(_) => sent += 1,
                 Err(PushError::Gone) => {
                     gone += 1;
@@ -925,6 +940,9 @@ impl Dispatch {
         }
     }
 }
+
+/// How long one push service has to take a push: they answer in well under a second.
+const PUSH_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Runs a store write, trying again through its errors until shortly before the deadline: a
 /// send that happened is recorded if the store takes it by then. A write still running when
