@@ -113,3 +113,55 @@ fn alarms_are_optional_and_cover_what_an_operator_watches() {
         assert!(template.contains(metric), "no alarm on {metric}");
     }
 }
+
+/// The template as `sam deploy` expands it (AWS's own SAM translator, `tests/support/sam_expand.py`).
+fn expanded() -> serde_json::Value {
+    let out = std::process::Command::new(python())
+        .arg(repo_root().join("tests/support/sam_expand.py"))
+        .arg(repo_root().join("template.yaml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_http_api_is_throttled_and_dispatch_sends_only_from_the_sender_address() {
+    let expanded = expanded();
+    let stage = &expanded["stages"][0];
+    assert_eq!(
+        stage["DefaultRouteSettings"],
+        serde_json::json!({
+            "ThrottlingRateLimit": {"Ref": "ApiThrottleRateLimit"},
+            "ThrottlingBurstLimit": {"Ref": "ApiThrottleBurstLimit"},
+        }),
+        "{stage}"
+    );
+    let dispatch = expanded["roles"]["DispatchFunctionRole"].as_array().unwrap();
+    let ses: Vec<&serde_json::Value> = dispatch
+        .iter()
+        .filter(|s| s["Action"].to_string().contains("ses:Send"))
+        .collect();
+    assert_eq!(ses.len(), 1, "{dispatch:?}");
+    assert_eq!(
+        ses[0]["Condition"],
+        serde_json::json!({"StringEquals": {"ses:FromAddress": {"Ref": "SenderAddress"}}}),
+        "{}",
+        ses[0]
+    );
+    // No other role may send email.
+    for (role, statements) in expanded["roles"].as_object().unwrap() {
+        if role != "DispatchFunctionRole" {
+            assert!(
+                !serde_json::Value::Array(statements.as_array().unwrap().clone())
+                    .to_string()
+                    .contains("ses:Send"),
+                "{role} may send email"
+            );
+        }
+    }
+}

@@ -356,6 +356,26 @@ async fn the_products_origin_may_call_the_inbox_from_a_browser_and_others_may_no
     );
     let evil = preflight("https://evil.example").await;
     assert!(evil.headers().get("access-control-allow-origin").is_none());
+    // The page may remove its own push subscription, as the README tells it to.
+    let delete = reqwest::Client::new()
+        .request(
+            reqwest::Method::OPTIONS,
+            d.url("/v1/users/ada/push-subscriptions/psh_0123456789abcdef0123456789abcdef"),
+        )
+        .header("origin", ORIGIN)
+        .header("access-control-request-method", "DELETE")
+        .header("access-control-request-headers", "authorization")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        delete.headers()["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("DELETE"),
+        "{:?}",
+        delete.headers()
+    );
 }
 
 #[tokio::test]

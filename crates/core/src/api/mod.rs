@@ -116,7 +116,8 @@ pub fn router(app: App, keys: Arc<ApiKeys>, options: ApiOptions) -> Router {
         .allow_origin(AllowOrigin::predicate(move |origin, request| {
             is_end_user_route(request.uri.path()) && origins.contains(origin)
         }))
-        .allow_methods([Method::GET, Method::POST])
+        // DELETE: a page removes its own push subscription (`DELETE /v1/users/{id}/push-subscriptions/{sid}`).
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,

@@ -139,7 +139,13 @@ impl ApiKeys {
     fn remember(&self, hash: String, entry: Cached) {
         let mut cache = self.cache.lock().unwrap();
         if cache.len() >= CACHE_MAX && !cache.contains_key(&hash) {
-            cache.clear();
+            // Wrong keys go first: anyone can send them by the thousand, and they must not
+            // push the real ones out (every request of every client would then read the
+            // store). Only the deployment's own keys can be valid, so those stay few.
+            cache.retain(|_, c| c.valid);
+            if cache.len() >= CACHE_MAX {
+                cache.clear();
+            }
         }
         cache.insert(hash, entry);
     }
@@ -260,6 +266,21 @@ mod tests {
         assert_eq!(k.authorize("nk_nope").await.unwrap(), Access::Unknown);
         tokio::time::advance(wait).await;
         assert_eq!(k.authorize("nk_first").await.unwrap(), Access::Allowed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn thousands_of_wrong_keys_do_not_push_a_real_one_out_of_the_cache() {
+        let store = Arc::new(MemoryStore::default());
+        let k = keys(store.clone(), Duration::from_secs(30));
+        let real = k.create("ci".into()).await.unwrap();
+        assert!(known(&k, &real.secret).await);
+        for i in 0..(CACHE_MAX * 2) {
+            assert!(!known(&k, &format!("nk_wrong_{i}")).await);
+        }
+        // Gone from the store behind the cache's back: still known here only if its entry
+        // survived the wrong keys.
+        assert!(store.delete_api_key(&real.key.id).await.unwrap());
+        assert!(known(&k, &real.secret).await, "the real key was pushed out");
     }
 
     #[tokio::test(start_paused = true)]
