@@ -141,7 +141,9 @@ fn the_http_api_is_throttled_and_dispatch_sends_only_from_the_sender_address() {
         }),
         "{stage}"
     );
-    let dispatch = expanded["roles"]["DispatchFunctionRole"].as_array().unwrap();
+    let dispatch = expanded["roles"]["DispatchFunctionRole"]
+        .as_array()
+        .unwrap();
     let ses: Vec<&serde_json::Value> = dispatch
         .iter()
         .filter(|s| s["Action"].to_string().contains("ses:Send"))

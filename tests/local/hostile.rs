@@ -655,3 +655,75 @@ async fn smtp_credentials_without_tls_stop_the_start_with_a_clear_error() {
         "the password is not echoed: {stderr}"
     );
 }
+
+#[tokio::test]
+async fn the_debug_log_holds_no_unsubscribe_token_and_no_webhook_query_secret() {
+    // A closed port on loopback: the webhook post fails, and its failure is logged.
+    let closed = notify_tests::free_port();
+    let d = Notifyd::start_process(&[
+        ("RUST_LOG", "debug"),
+        ("NOTIFY_WEBHOOK_ALLOW_PRIVATE", "true"),
+        ("NOTIFY_WEBHOOK_RETRY_PAUSES", "0.1"),
+    ])
+    .await;
+    let hook = d
+        .post(
+            "/v1/webhooks",
+            json!({"url": format!("http://127.0.0.1:{closed}/hook?secret=s3cr3t-query"),
+                   "events": ["delivery.sent"]}),
+        )
+        .await;
+    assert_eq!(hook.status, 201, "{}", hook.text);
+    d.put_group_of(
+        "news",
+        vec![("ada".into(), json!({"email": "ada@example.org"}))],
+    )
+    .await;
+    let a = d
+        .post(
+            "/v1/notifications",
+            json!({"to": {"group_id": "news"}, "content": {"subject": "Hi", "text": "Hello"}}),
+        )
+        .await;
+    assert_eq!(a.status, 202, "{}", a.text);
+    d.wait_status(
+        a.body["id"].as_str().unwrap(),
+        &["completed"],
+        Duration::from_secs(10),
+    )
+    .await;
+    // The unsubscribe link from the email in the outbox, posted.
+    let outbox = d.data_dir.path().join("outbox/email");
+    let email = std::fs::read_dir(&outbox)
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .find(|m| m.contains("List-Unsubscribe:"))
+        .expect("an email with an unsubscribe link");
+    let link = email
+        .lines()
+        .find_map(|l| l.strip_prefix("List-Unsubscribe: <"))
+        .unwrap()
+        .trim_end_matches('>')
+        .to_owned();
+    let token = link.rsplit('/').next().unwrap().to_owned();
+    assert!(token.len() > 20, "{link}");
+    let r = reqwest::Client::new().post(&link).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    // Until the webhook's failures are in the log.
+    let logged = notify_tests::wait_until(Duration::from_secs(10), || {
+        d.log().contains("webhook post failed")
+    })
+    .await;
+    let log = d.log();
+    assert!(logged, "no webhook failure logged:\n{log}");
+    assert!(
+        log.contains("/u/{token}"),
+        "the request span names the route"
+    );
+    assert!(!log.contains(&token), "the unsubscribe token is in the log");
+    assert!(
+        !log.contains("s3cr3t-query"),
+        "the webhook URL's query is in the log"
+    );
+}
