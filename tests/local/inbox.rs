@@ -173,6 +173,7 @@ async fn only_a_valid_unexpired_user_token_opens_the_inbox_and_it_opens_nothing_
     let expired = UserToken {
         user_id: UserId::parse("ada").unwrap(),
         expires_at: now - jiff::SignedDuration::from_secs(1),
+        generation: 0,
     }
     .sign(
         key.trim().as_bytes(),
@@ -181,6 +182,7 @@ async fn only_a_valid_unexpired_user_token_opens_the_inbox_and_it_opens_nothing_
     let other_deployment = UserToken {
         user_id: UserId::parse("ada").unwrap(),
         expires_at: now + jiff::SignedDuration::from_secs(3600),
+        generation: 0,
     }
     .sign(b"someone else's key", now);
     let mut altered = ada.clone();
@@ -544,4 +546,42 @@ async fn a_stream_ends_when_its_token_expires() {
         stream.ends_within(Duration::from_secs(15)).await,
         "the stream outlived its token"
     );
+}
+
+#[tokio::test]
+async fn tokens_end_when_revoked_and_when_their_user_is_deleted_even_for_a_new_user_of_that_id() {
+    let d = Notifyd::start(&[]).await;
+    users(&d, &["ada", "bob"]).await;
+    let (ada, bob) = (token(&d, "ada").await, token(&d, "bob").await);
+    let inbox = |t: String| {
+        let d = &d;
+        async move {
+            as_user(d, reqwest::Method::GET, "/v1/inbox", &t)
+                .await
+                .status
+        }
+    };
+    assert_eq!(inbox(ada.clone()).await, 200);
+
+    // A revoke ends every token of Ada's so far, at once; Bob's go on; a new one works.
+    assert_eq!(d.delete("/v1/users/ada/tokens").await.status, 204);
+    let refused = as_user(&d, reqwest::Method::GET, "/v1/inbox", &ada).await;
+    assert_eq!(refused.status, 401, "{}", refused.text);
+    assert!(refused.text.contains("revoked"), "{}", refused.text);
+    assert_eq!(inbox(bob.clone()).await, 200);
+    let again = token(&d, "ada").await;
+    assert_eq!(inbox(again.clone()).await, 200);
+    assert_eq!(d.delete("/v1/users/nobody/tokens").await.status, 404);
+
+    // Deleted, Ada's tokens end; made again under the same id, the old ones stay refused.
+    assert_eq!(d.delete("/v1/users/ada").await.status, 204);
+    assert_eq!(inbox(again.clone()).await, 401);
+    users(&d, &["ada"]).await;
+    assert_eq!(
+        inbox(again).await,
+        401,
+        "a new ada revived the old one's token"
+    );
+    let fresh = token(&d, "ada").await;
+    assert_eq!(inbox(fresh).await, 200);
 }

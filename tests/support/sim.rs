@@ -247,6 +247,16 @@ impl UserStore for SimStore {
         self.ddb("DeleteItem", 1, 1).await;
         self.inner.delete_user(id).await
     }
+
+    async fn token_generation(&self, id: &UserId) -> Result<u64, StoreError> {
+        self.ddb("GetItem", 1, 1).await;
+        self.inner.token_generation(id).await
+    }
+
+    async fn bump_token_generation(&self, id: &UserId) -> Result<u64, StoreError> {
+        self.ddb("UpdateItem", 1, 1).await;
+        self.inner.bump_token_generation(id).await
+    }
 }
 
 /// The unsubscribe links' key, read from Secrets Manager once per process as on AWS.

@@ -787,9 +787,15 @@ async fn users_and_templates(store: &dyn Store) {
         !store.get_user(&id).await.unwrap().unwrap().channels.sms,
         "put replaces"
     );
+    // Token generations start at 0, go up one at a time, and outlive the user.
+    assert_eq!(store.token_generation(&id).await.unwrap(), 0);
+    assert_eq!(store.bump_token_generation(&id).await.unwrap(), 1);
+    assert_eq!(store.bump_token_generation(&id).await.unwrap(), 2);
+    assert_eq!(store.token_generation(&id).await.unwrap(), 2);
     assert!(store.delete_user(&id).await.unwrap());
     assert!(!store.delete_user(&id).await.unwrap());
     assert_eq!(store.get_user(&id).await.unwrap(), None);
+    assert_eq!(store.token_generation(&id).await.unwrap(), 2);
 
     let t = Template {
         id: TemplateId::parse("contract-t").unwrap(),

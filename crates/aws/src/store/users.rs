@@ -6,7 +6,7 @@ use notify_core::domain::user::User;
 use notify_core::domain::{GroupId, UserId};
 use notify_core::ports::{StoreError, UserStore};
 
-use super::item::{ItemExt, body, string, to_json};
+use super::item::{ItemExt, body, number, string, to_json};
 use super::keys::key;
 use super::{DynamoStore, READ_CONCURRENCY, err};
 
@@ -85,5 +85,33 @@ impl UserStore for DynamoStore {
         self.delete_prefixed(format!("U#{id}"), "P#").await?;
         self.delete_prefixed(format!("B#{id}"), "").await?;
         self.delete(format!("U#{id}"), "U").await
+    }
+
+    // Its own partition, not the user's: deleting the user must leave it.
+    async fn token_generation(&self, id: &UserId) -> Result<u64, StoreError> {
+        Ok(self
+            .get(format!("TG#{id}"), "TG")
+            .await?
+            .and_then(|item| item.number("generation"))
+            .map_or(0, |n| n.max(0) as u64))
+    }
+
+    async fn bump_token_generation(&self, id: &UserId) -> Result<u64, StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("TG#{id}"), "TG")))
+            .update_expression("ADD generation :one")
+            .expression_attribute_values(":one", number(1))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(err)?;
+        out.attributes()
+            .and_then(|a| a.get("generation"))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| StoreError::Corrupt("a token generation without its number".into()))
     }
 }

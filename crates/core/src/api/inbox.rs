@@ -69,7 +69,12 @@ impl FromRequestParts<ApiState> for InboxSession {
         let presented = from_header
             .or_else(from_query)
             .ok_or(ApiError::BadUserToken("no user token"))?;
-        match state.app.user_tokens.verify(&presented).await? {
+        match state
+            .app
+            .user_tokens
+            .verify(state.app.store.as_ref(), &presented)
+            .await?
+        {
             Ok(token) => Ok(Self {
                 user: token.user_id,
                 expires_at: token.expires_at,
@@ -77,6 +82,7 @@ impl FromRequestParts<ApiState> for InboxSession {
             Err(e) => Err(ApiError::BadUserToken(match e {
                 crate::domain::user_token::BadUserToken::Invalid => "the user token is not valid",
                 crate::domain::user_token::BadUserToken::Expired => "the user token has expired",
+                crate::domain::user_token::BadUserToken::Revoked => "the user token was revoked",
             })),
         }
     }

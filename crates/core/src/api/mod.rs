@@ -174,7 +174,7 @@ pub fn router(app: App, keys: Arc<ApiKeys>, options: ApiOptions) -> Router {
         )
         .route(
             "/v1/users/{user_id}/tokens",
-            axum::routing::post(user_tokens::create),
+            axum::routing::post(user_tokens::create).delete(user_tokens::revoke),
         )
         .route(
             "/v1/users/{user_id}/preferences",
@@ -334,7 +334,12 @@ async fn require_key_or_own_token(
         Ok(Access::Unknown) => {}
         Err(e) => return ApiError::Service(e).into_response(),
     }
-    match state.app.user_tokens.verify(presented).await {
+    match state
+        .app
+        .user_tokens
+        .verify(state.app.store.as_ref(), presented)
+        .await
+    {
         Ok(Ok(token))
             if params.get("user_id").map(String::as_str) == Some(token.user_id.as_str()) =>
         {

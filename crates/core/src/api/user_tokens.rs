@@ -1,5 +1,6 @@
 //! `POST /v1/users/{user_id}/tokens`: the backend (with the API key) mints a token for one of
-//! its users, which that user's browser sends to the inbox routes.
+//! its users, which that user's browser sends to the inbox routes. `DELETE` ends every token
+//! of the user minted so far (a lost device, a leaked token, a signed-out session).
 
 use axum::Json;
 use axum::extract::State;
@@ -44,7 +45,11 @@ pub async fn create(
     let (token, expires_at) = state
         .app
         .user_tokens
-        .issue(&user, SignedDuration::from_secs(ttl))
+        .issue(
+            state.app.store.as_ref(),
+            &user,
+            SignedDuration::from_secs(ttl),
+        )
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -55,4 +60,19 @@ pub async fn create(
         })),
     )
         .into_response())
+}
+
+pub async fn revoke(
+    State(state): State<ApiState>,
+    PathId(user): PathId<UserId>,
+) -> Result<Response, ApiError> {
+    if state.app.store.get_user(&user).await?.is_none() {
+        return Err(ApiError::not_found("user"));
+    }
+    state
+        .app
+        .user_tokens
+        .revoke(state.app.store.as_ref(), &user)
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

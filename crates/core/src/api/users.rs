@@ -116,6 +116,16 @@ pub async fn delete(
     State(state): State<ApiState>,
     PathId(id): PathId<UserId>,
 ) -> Result<Response, ApiError> {
+    // Its tokens end first: a token must not outlive its user, nor serve a user made again
+    // under the same id.
+    if state.app.store.get_user(&id).await?.is_none() {
+        return Err(ApiError::not_found("user"));
+    }
+    state
+        .app
+        .user_tokens
+        .revoke(state.app.store.as_ref(), &id)
+        .await?;
     if !state.app.store.delete_user(&id).await? {
         return Err(ApiError::not_found("user"));
     }

@@ -23,6 +23,9 @@ pub const DEFAULT_TTL_SECONDS: i64 = 3600;
 pub struct UserToken {
     pub user_id: UserId,
     pub expires_at: Timestamp,
+    /// The user's token generation when it was minted: bumping it (a revoke, the user's
+    /// deletion) ends every token of an earlier one.
+    pub generation: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,6 +34,8 @@ pub enum BadUserToken {
     Invalid,
     #[error("the token has expired")]
     Expired,
+    #[error("the token was revoked")]
+    Revoked,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -39,6 +44,9 @@ struct Claims {
     aud: String,
     iat: i64,
     exp: i64,
+    /// Absent in the tokens minted before generations existed: generation 0.
+    #[serde(default, rename = "gen")]
+    generation: u64,
 }
 
 impl UserToken {
@@ -48,6 +56,7 @@ impl UserToken {
             aud: AUDIENCE.to_owned(),
             iat: now.as_second(),
             exp: self.expires_at.as_second(),
+            generation: self.generation,
         };
         jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
@@ -83,6 +92,7 @@ impl UserToken {
         Ok(Self {
             user_id,
             expires_at,
+            generation: data.claims.generation,
         })
     }
 }
@@ -107,6 +117,7 @@ mod tests {
         let token = UserToken {
             user_id: UserId::parse("ada").unwrap(),
             expires_at: at(2_000),
+            generation: 3,
         };
         let jwt = token.sign(b"key", at(1_000));
         assert_eq!(UserToken::verify(&jwt, b"key", at(1_999)), Ok(token));

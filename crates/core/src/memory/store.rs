@@ -51,6 +51,7 @@ struct Inner {
     suppressions: BTreeMap<String, Suppression>,
     categories: BTreeMap<CategoryId, Category>,
     preferences: HashMap<UserId, Preferences>,
+    token_generations: HashMap<UserId, u64>,
     webhooks: BTreeMap<WebhookId, Webhook>,
     /// Each user's items by `seq`.
     inbox: HashMap<UserId, BTreeMap<u64, InboxItem>>,
@@ -152,6 +153,18 @@ impl UserStore for MemoryStore {
         inner.inbox.remove(id);
         inner.push_subscriptions.remove(id);
         Ok(inner.users.remove(id).is_some())
+    }
+
+    async fn token_generation(&self, id: &UserId) -> Result<u64, StoreError> {
+        let inner = self.0.lock().unwrap();
+        Ok(inner.token_generations.get(id).copied().unwrap_or(0))
+    }
+
+    async fn bump_token_generation(&self, id: &UserId) -> Result<u64, StoreError> {
+        let mut inner = self.0.lock().unwrap();
+        let generation = inner.token_generations.entry(id.clone()).or_insert(0);
+        *generation += 1;
+        Ok(*generation)
     }
 }
 

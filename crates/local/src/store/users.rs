@@ -101,4 +101,39 @@ impl UserStore for SqliteStore {
             })
             .await
     }
+
+    async fn token_generation(&self, id: &UserId) -> Result<u64, StoreError> {
+        let id = id.as_str().to_owned();
+        let found: Option<i64> = self
+            .db
+            .call(move |c| {
+                c.cached_row(
+                    "SELECT generation FROM user_token_generations WHERE user_id = ?1",
+                    params![id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_err)
+            })
+            .await?;
+        Ok(found.unwrap_or(0).max(0) as u64)
+    }
+
+    async fn bump_token_generation(&self, id: &UserId) -> Result<u64, StoreError> {
+        let id = id.as_str().to_owned();
+        let generation: i64 = self
+            .db
+            .call(move |c| {
+                c.cached_row(
+                    "INSERT INTO user_token_generations (user_id, generation) VALUES (?1, 1)
+                     ON CONFLICT(user_id) DO UPDATE SET generation = generation + 1
+                     RETURNING generation",
+                    params![id],
+                    |r| r.get(0),
+                )
+                .map_err(db_err)
+            })
+            .await?;
+        Ok(generation.max(0) as u64)
+    }
 }
