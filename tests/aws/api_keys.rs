@@ -98,7 +98,7 @@ async fn a_key_revoked_in_one_environment_stops_in_another_within_the_ttl() {
 }
 
 #[tokio::test]
-async fn the_signing_key_is_read_once_for_user_tokens_and_unsubscribe_links_alike() {
+async fn user_tokens_and_unsubscribe_links_each_have_their_own_key_read_once() {
     let w = AwsWorld::start_with(WorldOptions {
         faults: Some(json!({})),
         ..WorldOptions::default()
@@ -127,7 +127,7 @@ async fn the_signing_key_is_read_once_for_user_tokens_and_unsubscribe_links_alik
     );
     let (status, accepted) = call(&router, "nk_first", send).await;
     assert_eq!(status, 202, "{accepted}");
-    // Its email carries a one-click unsubscribe link: signed with the same key.
+    // Its email carries a one-click unsubscribe link, signed with the other key.
     let message = api_event(
         "api-get-user.json",
         Some(&format!(
@@ -146,8 +146,18 @@ async fn the_signing_key_is_read_once_for_user_tokens_and_unsubscribe_links_alik
             .any(|h| h["name"] == "List-Unsubscribe"),
         "{message}"
     );
+    // A second token and a second link read nothing more.
+    let again = api_event(
+        "api-post-notification-now.json",
+        Some("/v1/users/ada/tokens"),
+        Some(json!({})),
+    );
+    assert_eq!(call(&router, "nk_first", again).await.0, 201);
     let reads = proxy.report().await["calls"]["secretsmanager.GetSecretValue"]
         .as_u64()
         .unwrap_or(0);
-    assert_eq!(reads, 1, "one read of the signing key, shared by both");
+    assert_eq!(
+        reads, 2,
+        "one read of each key: the user tokens' and the links'"
+    );
 }

@@ -168,7 +168,7 @@ async fn only_a_valid_unexpired_user_token_opens_the_inbox_and_it_opens_nothing_
     let d = Notifyd::start(&[]).await;
     users(&d, &["ada"]).await;
     let ada = token(&d, "ada").await;
-    let key = std::fs::read_to_string(d.data_dir.path().join("unsubscribe-key")).unwrap();
+    let key = std::fs::read_to_string(d.data_dir.path().join("user-token-key")).unwrap();
     let now = jiff::Timestamp::now();
     let expired = UserToken {
         user_id: UserId::parse("ada").unwrap(),

@@ -69,6 +69,9 @@ pub struct AwsConfig {
     /// The secret that signs unsubscribe links (`NOTIFY_UNSUBSCRIBE_KEY` instead, for local
     /// runs).
     pub unsubscribe_key_secret_arn: Option<String>,
+    /// The secret that signs user tokens, apart from the unsubscribe key so that each can be
+    /// rotated alone (`NOTIFY_USER_TOKEN_KEY` instead, for local runs).
+    pub user_token_key_secret_arn: Option<String>,
     /// The product's web origins allowed to call the inbox routes (`NOTIFY_CORS_ORIGINS`).
     pub cors_origins: String,
     /// The VAPID key (PKCS#8 P-256, base64url) of Web Push; unset: no push channel.
@@ -163,6 +166,7 @@ impl AwsConfig {
                 == Some("true"),
             public_url: v.var("NOTIFY_PUBLIC_URL")?,
             unsubscribe_key_secret_arn: v.optional("NOTIFY_UNSUBSCRIBE_KEY_SECRET_ARN"),
+            user_token_key_secret_arn: v.optional("NOTIFY_USER_TOKEN_KEY_SECRET_ARN"),
             cors_origins: v.optional("NOTIFY_CORS_ORIGINS").unwrap_or_default(),
             vapid_private_key: v.optional("NOTIFY_VAPID_PRIVATE_KEY"),
             fcm_service_account_secret_arn: v.optional("NOTIFY_FCM_SERVICE_ACCOUNT_SECRET_ARN"),

@@ -190,9 +190,11 @@ pub fn app(config: &AwsConfig, sdk: &SdkConfig, secrets: Secrets) -> anyhow::Res
     );
     let store = store(config, sdk);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    // One key, read once, for both: unsubscribe links and user tokens.
-    let signing = signing_key(config, || secrets);
-    let unsubscribe = Arc::new(UnsubscribeLinks::new(signing.clone(), &config.public_url));
+    // Two keys, each read once at its first use: rotating one leaves the other's links or
+    // tokens alone.
+    let signing = signing_key(config, || secrets.clone());
+    let unsubscribe = Arc::new(UnsubscribeLinks::new(signing, &config.public_url));
+    let token_key = user_token_key(config, secrets);
     let from = EmailAddress::parse(&config.email_from).context("NOTIFY_EMAIL_FROM")?;
     Ok(App {
         preview: Arc::new(Preview::new(
@@ -205,7 +207,7 @@ pub fn app(config: &AwsConfig, sdk: &SdkConfig, secrets: Secrets) -> anyhow::Res
         // No live feed: dispatch runs in other execution environments, so a stream sends what
         // is stored and the browser comes back (`api::inbox::POLL_RETRY`).
         inbox: Arc::new(Inbox::new(store.clone(), clock.clone())),
-        user_tokens: Arc::new(UserTokens::new(signing, clock)),
+        user_tokens: Arc::new(UserTokens::new(token_key, clock)),
         store,
         scheduler: Arc::new(scheduler),
         queues,
@@ -325,20 +327,38 @@ impl PushSender for LazyFcm {
     }
 }
 
-/// The deployment's signing key (unsubscribe links, user tokens): `NOTIFY_UNSUBSCRIBE_KEY`
-/// (for local runs) or else the secret the template generates, read at its first use (no AWS
-/// call at init).
+/// The key of unsubscribe links: `NOTIFY_UNSUBSCRIBE_KEY` (for local runs) or else the secret
+/// the template generates, read at its first use (no AWS call at init).
 fn signing_key(config: &AwsConfig, secrets: impl FnOnce() -> Secrets) -> Arc<dyn SigningKey> {
+    key_from(
+        "NOTIFY_UNSUBSCRIBE_KEY",
+        config.unsubscribe_key_secret_arn.as_ref(),
+        secrets,
+    )
+}
+
+/// The key of user tokens, the same way: `NOTIFY_USER_TOKEN_KEY` or its own secret.
+fn user_token_key(config: &AwsConfig, secrets: Secrets) -> Arc<dyn SigningKey> {
+    key_from(
+        "NOTIFY_USER_TOKEN_KEY",
+        config.user_token_key_secret_arn.as_ref(),
+        || secrets,
+    )
+}
+
+fn key_from(
+    variable: &'static str,
+    secret_arn: Option<&String>,
+    secrets: impl FnOnce() -> Secrets,
+) -> Arc<dyn SigningKey> {
     match (
-        std::env::var("NOTIFY_UNSUBSCRIBE_KEY")
-            .ok()
-            .filter(|k| !k.is_empty()),
-        &config.unsubscribe_key_secret_arn,
+        std::env::var(variable).ok().filter(|k| !k.is_empty()),
+        secret_arn,
     ) {
         (Some(key), _) => Arc::new(StaticSigningKey(key.into_bytes())),
         (None, Some(arn)) => Arc::new(SecretValue::new(secrets(), arn.clone())),
         // A deployment without the secret cannot sign; each link or token asked for says so.
-        (None, None) => Arc::new(MissingKey),
+        (None, None) => Arc::new(MissingKey(variable)),
     }
 }
 
@@ -350,12 +370,13 @@ pub fn unsubscribe_links(config: &AwsConfig, secrets: &Secrets) -> Arc<Unsubscri
     ))
 }
 
-struct MissingKey;
+/// The variable that would have given the key (its secret's is the same with `_SECRET_ARN`).
+struct MissingKey(&'static str);
 
 #[async_trait::async_trait]
 impl SigningKey for MissingKey {
     async fn key(&self) -> Result<Vec<u8>, notify_core::ports::BoxError> {
-        Err("neither NOTIFY_UNSUBSCRIBE_KEY nor NOTIFY_UNSUBSCRIBE_KEY_SECRET_ARN is set".into())
+        Err(format!("neither {0} nor {0}_SECRET_ARN is set", self.0).into())
     }
 }
 

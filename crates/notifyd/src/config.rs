@@ -36,6 +36,14 @@ pub struct Config {
         hide_env_values = true
     )]
     pub unsubscribe_key: Option<String>,
+    /// Signs user tokens; generated at first start and saved to $NOTIFY_DATA_DIR/user-token-key
+    /// when unset. Changing it ends every user token (and leaves unsubscribe links working).
+    #[arg(
+        long = "user-token-key",
+        env = "NOTIFY_USER_TOKEN_KEY",
+        hide_env_values = true
+    )]
+    pub user_token_key: Option<String>,
     /// Where recipients reach this server: unsubscribe links start with it (default: the
     /// listen address).
     #[arg(long = "public-url", env = "NOTIFY_PUBLIC_URL")]
@@ -181,6 +189,15 @@ pub fn api_key(config: &Config) -> std::io::Result<(String, bool)> {
 }
 
 /// The key that signs unsubscribe links: configured, or saved at first start, or new.
+pub fn user_token_key(config: &Config) -> std::io::Result<String> {
+    configured_or_saved(
+        config.user_token_key.as_deref(),
+        &config.data_dir.join("user-token-key"),
+        "",
+    )
+    .map(|(key, _)| key)
+}
+
 pub fn unsubscribe_key(config: &Config) -> std::io::Result<String> {
     configured_or_saved(
         config.unsubscribe_key.as_deref(),

@@ -179,8 +179,9 @@ pub async fn build(config: &Config) -> anyhow::Result<Notifyd> {
     );
     // One process: a stream opened through the API hears of what the workers deliver.
     let live_inbox = Arc::new(LiveInbox::new());
+    let user_token_key = config::user_token_key(config).context("the user-token key")?;
     let user_tokens = Arc::new(UserTokens::new(
-        Arc::new(StaticSigningKey(unsubscribe_key.into_bytes())),
+        Arc::new(StaticSigningKey(user_token_key.into_bytes())),
         clock.clone(),
     ));
     let vapid = VapidKey::from_pkcs8(&config::vapid_key(config).context("the VAPID key")?)
