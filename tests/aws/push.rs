@@ -19,7 +19,7 @@ async fn each_browser_gets_one_push_under_duplicate_deliveries_and_a_gone_one_is
         ..WorldOptions::default()
     })
     .await;
-    w.config.vapid_private_key = Some(notify_core::web_push::VapidKey::generate());
+    w.with_vapid_key().await;
     // The push service is on loopback.
     w.config.webhook_allow_private = true;
     let mut api = ApiHandler::new(&w);
@@ -162,4 +162,58 @@ async fn each_browser_gets_one_push_under_duplicate_deliveries_and_a_gone_one_is
         1,
         "the gone browser is removed: {left}"
     );
+}
+
+#[tokio::test]
+async fn a_vapid_secret_that_does_not_match_the_public_key_fails_the_push_with_the_reason() {
+    let push = PushService::start().await;
+    let mut w = AwsWorld::start().await;
+    w.with_vapid_key().await;
+    // The stack's VapidPublicKey of another pair.
+    let other = notify_core::web_push::VapidKey::generate();
+    w.config.vapid_public_key = Some(
+        notify_core::web_push::VapidKey::from_pkcs8(&other)
+            .unwrap()
+            .public_key(),
+    );
+    w.config.webhook_allow_private = true;
+    let mut api = ApiHandler::new(&w);
+    let (status, _) = call(&mut api, "PUT", "/v1/users/ada", Some(json!({}))).await;
+    assert_eq!(status, 200);
+    let (status, body) = call(
+        &mut api,
+        "POST",
+        "/v1/users/ada/push-subscriptions",
+        Some(push.subscribe("ada").await),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, sent) = call(
+        &mut api,
+        "POST",
+        "/v1/notifications",
+        Some(json!({"to": {"user_id": "ada"}, "channels": ["push"],
+                    "content": {"push": {"title": "Hi"}}})),
+    )
+    .await;
+    assert_eq!(status, 202, "{sent}");
+    w.run_queues().await;
+    let id = sent["id"].as_str().unwrap();
+    let (_, deliveries) = call(
+        &mut api,
+        "GET",
+        &format!("/v1/notifications/{id}/deliveries"),
+        None,
+    )
+    .await;
+    let delivery = &deliveries["items"][0];
+    assert_eq!(delivery["status"], "failed", "{deliveries}");
+    assert!(
+        delivery["error"]
+            .as_str()
+            .unwrap()
+            .contains("does not match"),
+        "{deliveries}"
+    );
+    assert!(push.received().is_empty(), "nothing was pushed");
 }

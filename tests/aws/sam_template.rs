@@ -167,3 +167,28 @@ fn the_http_api_is_throttled_and_dispatch_sends_only_from_the_sender_address() {
         }
     }
 }
+
+#[test]
+fn the_vapid_private_key_is_in_no_environment_and_only_dispatch_reads_its_secret() {
+    let expanded = expanded();
+    for (function, variables) in expanded["variables"].as_object().unwrap() {
+        let text = variables.to_string();
+        assert!(
+            !text.contains("VapidPrivateKey"),
+            "{function}'s environment holds the VAPID private key: {text}"
+        );
+    }
+    assert!(
+        expanded["variables"]["DispatchFunction"]["NOTIFY_VAPID_KEY_SECRET_ARN"]
+            .to_string()
+            .contains("VapidKeySecret")
+    );
+    for (role, statements) in expanded["roles"].as_object().unwrap() {
+        let reads = statements.to_string().contains("VapidKeySecret");
+        assert_eq!(
+            reads,
+            role == "DispatchFunctionRole",
+            "{role}: {statements}"
+        );
+    }
+}

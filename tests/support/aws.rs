@@ -229,15 +229,30 @@ impl AwsWorld {
     /// The secret that `template.yaml` generates for the stack's first API key, holding
     /// `value` (made straight in moto); its ARN.
     pub async fn first_key_secret(&self, value: &str) -> String {
+        self.secret("notify-api-key", value).await
+    }
+
+    /// A secret made in moto, by its name and value; answers its ARN.
+    pub async fn secret(&self, name: &str, value: &str) -> String {
         aws_sdk_secretsmanager::Client::new(&self.direct)
             .create_secret()
-            .name("notify-api-key")
+            .name(name)
             .secret_string(value)
             .send()
             .await
-            .expect("create the API key secret in moto")
+            .unwrap_or_else(|e| panic!("create the secret {name} in moto: {e}"))
             .arn
             .unwrap()
+    }
+
+    /// Web Push on: a new VAPID key pair, its private key in a secret as the stack makes it.
+    pub async fn with_vapid_key(&mut self) {
+        let private = notify_core::web_push::VapidKey::generate();
+        let public = notify_core::web_push::VapidKey::from_pkcs8(&private)
+            .unwrap()
+            .public_key();
+        self.config.vapid_key_secret_arn = Some(self.secret("notify-vapid-key", &private).await);
+        self.config.vapid_public_key = Some(public);
     }
 
     pub fn sqs(&self) -> aws_sdk_sqs::Client {

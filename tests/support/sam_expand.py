@@ -1,6 +1,6 @@
 """Expands template.yaml with AWS's own SAM translator (aws-sam-translator, what `sam deploy`
 runs), and prints the parts the tests check as one JSON object: the HTTP API stage's default
-route settings, and every IAM statement of each function's role. CodeUri is set to an S3 URI
+route settings, every IAM statement of each function's role, and each function's environment. CodeUri is set to an S3 URI
 first, as `sam package` would."""
 
 import json
@@ -32,4 +32,9 @@ for name, resource in resources.items():
         for policy in resource["Properties"].get("Policies", []):
             statements.extend(policy["PolicyDocument"]["Statement"])
         roles[name] = statements
-print(json.dumps({"stages": stages, "roles": roles}))
+variables = {
+    name: r["Properties"].get("Environment", {}).get("Variables", {})
+    for name, r in resources.items()
+    if r["Type"] == "AWS::Lambda::Function"
+}
+print(json.dumps({"stages": stages, "roles": roles, "variables": variables}))

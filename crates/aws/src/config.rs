@@ -74,8 +74,11 @@ pub struct AwsConfig {
     pub user_token_key_secret_arn: Option<String>,
     /// The product's web origins allowed to call the inbox routes (`NOTIFY_CORS_ORIGINS`).
     pub cors_origins: String,
-    /// The VAPID key (PKCS#8 P-256, base64url) of Web Push; unset: no push channel.
-    pub vapid_private_key: Option<String>,
+    /// The secret holding the VAPID key (PKCS#8 P-256, base64url) of Web Push, read by
+    /// dispatch at its first push; unset: no push channel.
+    pub vapid_key_secret_arn: Option<String>,
+    /// The VAPID public key (base64url), which the api serves and dispatch checks its key by.
+    pub vapid_public_key: Option<String>,
     /// Who push services may contact (`mailto:` or `https:`).
     pub vapid_subject: String,
     /// The secret holding a Google service account's JSON key file (FCM); unset: no FCM.
@@ -168,7 +171,8 @@ impl AwsConfig {
             unsubscribe_key_secret_arn: v.optional("NOTIFY_UNSUBSCRIBE_KEY_SECRET_ARN"),
             user_token_key_secret_arn: v.optional("NOTIFY_USER_TOKEN_KEY_SECRET_ARN"),
             cors_origins: v.optional("NOTIFY_CORS_ORIGINS").unwrap_or_default(),
-            vapid_private_key: v.optional("NOTIFY_VAPID_PRIVATE_KEY"),
+            vapid_key_secret_arn: v.optional("NOTIFY_VAPID_KEY_SECRET_ARN"),
+            vapid_public_key: v.optional("NOTIFY_VAPID_PUBLIC_KEY"),
             fcm_service_account_secret_arn: v.optional("NOTIFY_FCM_SERVICE_ACCOUNT_SECRET_ARN"),
             fcm_api_url: v
                 .optional("NOTIFY_FCM_API_URL")

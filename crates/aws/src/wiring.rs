@@ -268,9 +268,13 @@ impl WebhookPoster for LazyPoster {
     }
 }
 
-/// `WebPushSender`, made at the first push (its TLS set-up would be init time otherwise).
+/// `WebPushSender`, made at the first push: its key is read from Secrets Manager then (no AWS
+/// call at init), and its TLS set-up would be init time otherwise.
 struct LazyPush {
-    key: String,
+    key: SecretValue,
+    /// The public key the api serves: a private key that does not match it would sign pushes
+    /// every browser's push service refuses.
+    public_key: Option<String>,
     subject: String,
     allow_internal: bool,
     sender: tokio::sync::OnceCell<WebPushSender>,
@@ -286,12 +290,26 @@ impl PushSender for LazyPush {
         let sender = self
             .sender
             .get_or_try_init(|| async {
-                let key = VapidKey::from_pkcs8(&self.key)?;
-                WebPushSender::new(key, &self.subject, self.allow_internal)
-                    .map_err(|e| format!("the HTTP client could not be made: {e}"))
+                let raw = self.key.read().await.map_err(|e| {
+                    SendError::transient(format!("the VAPID key could not be read: {e}"))
+                })?;
+                let key = VapidKey::from_pkcs8(&raw).map_err(|e| {
+                    SendError::permanent(format!("the VAPID key in its secret: {e}"))
+                })?;
+                if let Some(expected) = &self.public_key
+                    && key.public_key() != *expected
+                {
+                    return Err(SendError::permanent(
+                        "the VAPID key in its secret does not match NOTIFY_VAPID_PUBLIC_KEY \
+                         (the stack's VapidPublicKey)",
+                    ));
+                }
+                WebPushSender::new(key, &self.subject, self.allow_internal).map_err(|e| {
+                    SendError::transient(format!("the HTTP client could not be made: {e}"))
+                })
             })
             .await
-            .map_err(|e| PushError::Failed(SendError::transient(e)))?;
+            .map_err(|e| PushError::Failed(e.clone()))?;
         sender.send(subscription, message).await
     }
 }
@@ -456,20 +474,15 @@ pub fn dispatch_with(
     let dispatch = dispatch
         .with_unsubscribe(unsubscribe_links(config, &secrets))
         .with_webhooks(webhooks(config, store, queues.clone()));
-    let web_push: Option<Arc<dyn PushSender>> = match &config.vapid_private_key {
-        None => None,
-        Some(key) => {
-            // Checked now: a bad key fails the deployment's first invocation, not every push.
-            VapidKey::from_pkcs8(key)
-                .map_err(|e| anyhow::anyhow!("NOTIFY_VAPID_PRIVATE_KEY: {e}"))?;
-            Some(Arc::new(LazyPush {
-                key: key.clone(),
-                subject: config.vapid_subject.clone(),
-                allow_internal: config.webhook_allow_private,
-                sender: Default::default(),
-            }))
-        }
-    };
+    let web_push: Option<Arc<dyn PushSender>> = config.vapid_key_secret_arn.as_ref().map(|arn| {
+        Arc::new(LazyPush {
+            key: SecretValue::new(secrets.clone(), arn.clone()),
+            public_key: config.vapid_public_key.clone(),
+            subject: config.vapid_subject.clone(),
+            allow_internal: config.webhook_allow_private,
+            sender: Default::default(),
+        }) as Arc<dyn PushSender>
+    });
     let fcm: Option<Arc<dyn PushSender>> =
         config.fcm_service_account_secret_arn.as_ref().map(|arn| {
             Arc::new(LazyFcm {
@@ -551,14 +564,26 @@ fn api_with(
             metrics: None,
             cors_origins,
             vapid_public_key: config
-                .vapid_private_key
+                .vapid_public_key
                 .as_deref()
-                .map(VapidKey::from_pkcs8)
+                .map(check_vapid_public_key)
                 .transpose()
-                .map_err(|e| anyhow::anyhow!("NOTIFY_VAPID_PRIVATE_KEY: {e}"))?
-                .map(|k| k.public_key()),
+                .map_err(|e| anyhow::anyhow!("NOTIFY_VAPID_PUBLIC_KEY: {e}"))?,
             // Every message goes to a provider: SES and SNS keep their own records.
             outbox: None,
         },
     ))
+}
+
+/// A VAPID public key as browsers take it (`applicationServerKey`): base64url of an
+/// uncompressed P-256 point, 65 bytes starting with 4.
+fn check_vapid_public_key(key: &str) -> Result<String, String> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(key.trim_end_matches('='))
+        .map_err(|e| format!("is not base64url: {e}"))?;
+    if bytes.len() != 65 || bytes[0] != 4 {
+        return Err("is not an uncompressed P-256 public key (65 bytes starting with 4)".into());
+    }
+    Ok(key.to_owned())
 }

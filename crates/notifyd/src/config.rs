@@ -176,6 +176,9 @@ pub enum Command {
     Redrive,
     /// Prints the ready and dead-lettered jobs of both queues, and exits.
     Queues,
+    /// Prints a new VAPID key pair as the AWS stack's two parameters (`VapidPrivateKey=...`,
+    /// `VapidPublicKey=...`), for `sam deploy --parameter-overrides`, and exits.
+    VapidKeygen,
 }
 
 /// The configured key, or the one saved at first start, or a new one saved now (mode 0600).
@@ -188,7 +191,7 @@ pub fn api_key(config: &Config) -> std::io::Result<(String, bool)> {
     )
 }
 
-/// The key that signs unsubscribe links: configured, or saved at first start, or new.
+/// The key that signs user tokens: configured, or saved at first start, or new.
 pub fn user_token_key(config: &Config) -> std::io::Result<String> {
     configured_or_saved(
         config.user_token_key.as_deref(),
@@ -198,6 +201,7 @@ pub fn user_token_key(config: &Config) -> std::io::Result<String> {
     .map(|(key, _)| key)
 }
 
+/// The key that signs unsubscribe links: configured, or saved at first start, or new.
 pub fn unsubscribe_key(config: &Config) -> std::io::Result<String> {
     configured_or_saved(
         config.unsubscribe_key.as_deref(),

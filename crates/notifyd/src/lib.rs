@@ -430,6 +430,15 @@ fn prometheus() -> notify_core::api::MetricsText {
 
 /// The queue commands: they open the database beside a running notifyd (SQLite allows it).
 pub async fn admin(config: &Config, command: &config::Command) -> anyhow::Result<()> {
+    if let config::Command::VapidKeygen = command {
+        let private = VapidKey::generate();
+        let public = VapidKey::from_pkcs8(&private)
+            .map_err(|e| anyhow::anyhow!("the new VAPID key: {e}"))?
+            .public_key();
+        println!("VapidPrivateKey={private}");
+        println!("VapidPublicKey={public}");
+        return Ok(());
+    }
     let path = config.data_dir.join("notify.db");
     let db =
         Db::open(&path, Durability::Full).with_context(|| format!("opening {}", path.display()))?;
@@ -447,6 +456,7 @@ pub async fn admin(config: &Config, command: &config::Command) -> anyhow::Result
                 let (ready, dead) = queues.depth(queue).await.context("queue depth")?;
                 println!("{}: {ready} ready, {dead} dead-lettered", queue.as_str());
             }
+            config::Command::VapidKeygen => unreachable!("answered above"),
         }
     }
     Ok(())
