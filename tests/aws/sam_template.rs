@@ -192,3 +192,25 @@ fn the_vapid_private_key_is_in_no_environment_and_only_dispatch_reads_its_secret
         );
     }
 }
+
+#[test]
+fn the_role_the_api_may_pass_cannot_reach_the_feedback_queue() {
+    let expanded = expanded();
+    let roles = expanded["roles"].as_object().unwrap();
+    let passed: Vec<String> = roles["ApiFunctionRole"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["Action"].to_string().contains("iam:PassRole"))
+        .map(|s| s["Resource"].to_string())
+        .collect();
+    assert_eq!(passed.len(), 1, "{passed:?}");
+    assert!(passed[0].contains("SchedulerRole"), "{passed:?}");
+    assert!(!passed[0].contains("FeedbackChoreRole"), "{passed:?}");
+    assert!(
+        !roles["SchedulerRole"].to_string().contains("FeedbackQueue"),
+        "the api could schedule messages to the feedback queue: {}",
+        roles["SchedulerRole"]
+    );
+    assert!(roles["FeedbackChoreRole"].to_string().contains("FeedbackQueue"));
+}
