@@ -212,5 +212,9 @@ fn the_role_the_api_may_pass_cannot_reach_the_feedback_queue() {
         "the api could schedule messages to the feedback queue: {}",
         roles["SchedulerRole"]
     );
-    assert!(roles["FeedbackChoreRole"].to_string().contains("FeedbackQueue"));
+    assert!(
+        roles["FeedbackChoreRole"]
+            .to_string()
+            .contains("FeedbackQueue")
+    );
 }

@@ -219,3 +219,21 @@ async fn bad_preferences_and_categories_are_named_field_by_field() {
     assert_eq!(r.body["errors"][0]["field"], "transactional", "required");
     assert_eq!(d.get("/v1/categories/news").await.status, 404);
 }
+
+#[tokio::test]
+async fn one_client_address_gets_120_unsubscribe_calls_a_minute() {
+    let d = Notifyd::start(&[]).await;
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    // Each a different (forged) link: only the client's address is the same.
+    for i in 0..125 {
+        let r = client
+            .get(d.url(&format!("/u/forged{i}.sig{i}")))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert!(statuses[..120].iter().all(|s| *s == 404), "{statuses:?}");
+    assert!(statuses[120..].iter().all(|s| *s == 429), "{statuses:?}");
+}

@@ -51,6 +51,8 @@ pub struct ApiState(Arc<ApiServices>);
 pub struct ApiServices {
     pub app: App,
     keys: Arc<ApiKeys>,
+    /// `/u/{token}`: per link and per client address (see `unsubscribe`).
+    unsubscribe_limits: unsubscribe::Limits,
     metrics: Option<MetricsText>,
     vapid_public_key: Option<String>,
     outbox: Option<Arc<dyn Outbox>>,
@@ -105,6 +107,7 @@ pub fn router(app: App, keys: Arc<ApiKeys>, options: ApiOptions) -> Router {
     let state = ApiState(Arc::new(ApiServices {
         app,
         keys,
+        unsubscribe_limits: unsubscribe::Limits::default(),
         metrics: options.metrics,
         vapid_public_key: options.vapid_public_key,
         outbox: options.outbox,
@@ -300,6 +303,11 @@ pub fn router(app: App, keys: Arc<ApiKeys>, options: ApiOptions) -> Router {
         .service(routes);
     Router::new().fallback_service(layered)
 }
+
+/// The address of the client a request came from, as the runtime saw it (notifyd: the TCP
+/// peer; on AWS: API Gateway's source IP). Behind a reverse proxy it is the proxy's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub std::net::IpAddr);
 
 async fn nosniff(mut response: axum::response::Response) -> axum::response::Response {
     response.headers_mut().insert(

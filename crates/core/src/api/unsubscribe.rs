@@ -10,8 +10,40 @@ use axum::response::{IntoResponse, Response};
 
 use super::ApiError;
 use super::ApiState;
+use super::ClientAddr;
 use crate::domain::webhook::{EventType, WebhookEvent};
 use crate::services::ServiceError;
+use crate::services::keyed_limit::KeyedLimit;
+
+/// How often `/u/` may be called: each link 10 times a minute (a mail scanner and a click
+/// are far below), each client address 120 times a minute. Anyone holding an email holds a
+/// link, and each call is a signature check and maybe a write.
+pub struct Limits {
+    per_link: KeyedLimit,
+    per_address: KeyedLimit,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            per_link: KeyedLimit::new(10.0 / 60.0, 10, 10_000),
+            per_address: KeyedLimit::new(2.0, 120, 10_000),
+        }
+    }
+}
+
+impl Limits {
+    fn check(&self, token: &str, client: Option<ClientAddr>) -> Result<(), ApiError> {
+        if let Some(ClientAddr(ip)) = client {
+            self.per_address
+                .take(&ip.to_string())
+                .map_err(ApiError::RateLimited)?;
+        }
+        // The token's signature part names the link (the same link, however it is encoded).
+        let link = token.rsplit('.').next().unwrap_or(token);
+        self.per_link.take(link).map_err(ApiError::RateLimited)
+    }
+}
 
 /// A token this deployment did not sign names nothing here.
 fn link_error(e: ServiceError) -> ApiError {
@@ -29,9 +61,13 @@ fn token(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> 
 
 pub async fn page(
     State(state): State<ApiState>,
+    client: Option<axum::Extension<ClientAddr>>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let token = token(path)?;
+    state
+        .unsubscribe_limits
+        .check(&token, client.map(|c| c.0))?;
     let t = state
         .app
         .unsubscribe
@@ -63,9 +99,13 @@ pub async fn page(
 /// page): the link alone decides.
 pub async fn confirm(
     State(state): State<ApiState>,
+    client: Option<axum::Extension<ClientAddr>>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let token = token(path)?;
+    state
+        .unsubscribe_limits
+        .check(&token, client.map(|c| c.0))?;
     let (t, changed) = state
         .app
         .unsubscribe

@@ -7,6 +7,7 @@ pub mod dispatch;
 mod error;
 pub mod fanout;
 pub mod inbox;
+pub mod keyed_limit;
 pub mod message;
 pub mod metrics;
 pub mod preview;
