@@ -727,3 +727,29 @@ async fn the_debug_log_holds_no_unsubscribe_token_and_no_webhook_query_secret() 
         "the webhook URL's query is in the log"
     );
 }
+
+#[tokio::test]
+async fn a_client_past_30_failed_authentications_a_minute_is_answered_429_but_known_keys_get_in() {
+    let d = Notifyd::start(&[]).await;
+    // The deployment's key, used once: known in memory from now on.
+    assert_eq!(d.get("/v1/notifications").await.status, 200);
+    let wrong = |i: usize| {
+        d.send(
+            reqwest::Client::new()
+                .get(d.url("/v1/notifications"))
+                .bearer_auth(format!("nk_wrong_{i}")),
+        )
+    };
+    for i in 0..30 {
+        assert_eq!(wrong(i).await.status, 401, "failure {i}");
+    }
+    let refused = wrong(30).await;
+    assert_eq!(refused.status, 429, "{}", refused.text);
+    assert!(refused.header("retry-after").is_some());
+    // No credential is still a plain 401; the known key still gets in.
+    let none = d
+        .send(reqwest::Client::new().get(d.url("/v1/notifications")))
+        .await;
+    assert_eq!(none.status, 401);
+    assert_eq!(d.get("/v1/notifications").await.status, 200);
+}

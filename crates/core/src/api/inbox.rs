@@ -66,9 +66,14 @@ impl FromRequestParts<ApiState> for InboxSession {
                     .map(|(_, v)| v.into_owned())
             })?
         };
+        // No credential costs nothing to refuse: always 401, never counted.
         let presented = from_header
             .or_else(from_query)
             .ok_or(ApiError::BadUserToken("no user token"))?;
+        let client = parts.extensions.get::<super::ClientAddr>().copied();
+        if let Some(wait) = state.over_failures(client, Some(&presented)) {
+            return Err(ApiError::RateLimited(wait));
+        }
         match state
             .app
             .user_tokens
@@ -79,11 +84,20 @@ impl FromRequestParts<ApiState> for InboxSession {
                 user: token.user_id,
                 expires_at: token.expires_at,
             }),
-            Err(e) => Err(ApiError::BadUserToken(match e {
-                crate::domain::user_token::BadUserToken::Invalid => "the user token is not valid",
-                crate::domain::user_token::BadUserToken::Expired => "the user token has expired",
-                crate::domain::user_token::BadUserToken::Revoked => "the user token was revoked",
-            })),
+            Err(e) => Err({
+                state.failed(client);
+                ApiError::BadUserToken(match e {
+                    crate::domain::user_token::BadUserToken::Invalid => {
+                        "the user token is not valid"
+                    }
+                    crate::domain::user_token::BadUserToken::Expired => {
+                        "the user token has expired"
+                    }
+                    crate::domain::user_token::BadUserToken::Revoked => {
+                        "the user token was revoked"
+                    }
+                })
+            }),
         }
     }
 }

@@ -34,6 +34,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::ports::Outbox;
 use crate::services::App;
 use crate::services::api_keys::{Access, ApiKeys};
+use crate::services::keyed_limit::KeyedLimit;
 
 pub use error::ApiError;
 pub use input::BODY_LIMIT;
@@ -53,6 +54,8 @@ pub struct ApiServices {
     keys: Arc<ApiKeys>,
     /// `/u/{token}`: per link and per client address (see `unsubscribe`).
     unsubscribe_limits: unsubscribe::Limits,
+    /// Failed authentications per client address: 30 a minute.
+    failed_auth: KeyedLimit,
     metrics: Option<MetricsText>,
     vapid_public_key: Option<String>,
     outbox: Option<Arc<dyn Outbox>>,
@@ -108,6 +111,7 @@ pub fn router(app: App, keys: Arc<ApiKeys>, options: ApiOptions) -> Router {
         app,
         keys,
         unsubscribe_limits: unsubscribe::Limits::default(),
+        failed_auth: KeyedLimit::new(0.5, 30, 10_000),
         metrics: options.metrics,
         vapid_public_key: options.vapid_public_key,
         outbox: options.outbox,
@@ -304,6 +308,31 @@ pub fn router(app: App, keys: Arc<ApiKeys>, options: ApiOptions) -> Router {
     Router::new().fallback_service(layered)
 }
 
+impl ApiServices {
+    /// Past its failed authentications, a client address gets in only with a key this process
+    /// knows without a read; anything else is answered 429 without costing a store read or a
+    /// signature check.
+    fn over_failures(
+        &self,
+        client: Option<ClientAddr>,
+        presented: Option<&str>,
+    ) -> Option<std::time::Duration> {
+        let ClientAddr(ip) = client?;
+        let wait = self.failed_auth.exhausted(&ip.to_string())?;
+        match presented {
+            Some(secret) if self.keys.known_in_memory(secret) => None,
+            _ => Some(wait),
+        }
+    }
+
+    /// An authentication of `client` failed.
+    fn failed(&self, client: Option<ClientAddr>) {
+        if let Some(ClientAddr(ip)) = client {
+            let _ = self.failed_auth.take(&ip.to_string());
+        }
+    }
+}
+
 /// The address of the client a request came from, as the runtime saw it (notifyd: the TCP
 /// peer; on AWS: API Gateway's source IP). Behind a reverse proxy it is the proxy's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -333,9 +362,14 @@ async fn require_key_or_own_token(
     request: Request,
     next: Next,
 ) -> Response {
+    // No credential costs nothing to refuse: always 401, never counted.
     let Some(presented) = bearer(&headers) else {
         return ApiError::Unauthorized.into_response();
     };
+    let client = request.extensions().get::<ClientAddr>().copied();
+    if let Some(wait) = state.over_failures(client, Some(presented)) {
+        return ApiError::RateLimited(wait).into_response();
+    }
     match state.keys.authorize(presented).await {
         Ok(Access::Allowed) => return next.run(request).await,
         Ok(Access::Limited(wait)) => return ApiError::RateLimited(wait).into_response(),
@@ -353,7 +387,10 @@ async fn require_key_or_own_token(
         {
             next.run(request).await
         }
-        Ok(_) => ApiError::Unauthorized.into_response(),
+        Ok(_) => {
+            state.failed(client);
+            ApiError::Unauthorized.into_response()
+        }
         Err(e) => ApiError::Service(e).into_response(),
     }
 }
@@ -373,12 +410,20 @@ async fn require_api_key(
     request: Request,
     next: Next,
 ) -> Response {
+    // No credential costs nothing to refuse: always 401, never counted.
     let Some(presented) = bearer(&headers) else {
         return ApiError::Unauthorized.into_response();
     };
+    let client = request.extensions().get::<ClientAddr>().copied();
+    if let Some(wait) = state.over_failures(client, Some(presented)) {
+        return ApiError::RateLimited(wait).into_response();
+    }
     match state.keys.authorize(presented).await {
         Ok(Access::Allowed) => next.run(request).await,
-        Ok(Access::Unknown) => ApiError::Unauthorized.into_response(),
+        Ok(Access::Unknown) => {
+            state.failed(client);
+            ApiError::Unauthorized.into_response()
+        }
         Ok(Access::Limited(wait)) => ApiError::RateLimited(wait).into_response(),
         Err(e) => ApiError::Service(e).into_response(),
     }

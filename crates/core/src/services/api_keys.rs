@@ -96,6 +96,24 @@ impl ApiKeys {
         }
     }
 
+    /// Whether `secret` is known without a read: the first key (once read), or a key found
+    /// valid within the cache's time to live. A client address over its failures gets only
+    /// this check, which costs nothing.
+    pub fn known_in_memory(&self, secret: &str) -> bool {
+        let hash = secret_hash(secret);
+        if self
+            .first_hash
+            .get()
+            .is_some_and(|first| constant_time_eq(hash.as_bytes(), first.as_bytes()))
+        {
+            return true;
+        }
+        let cache = self.cache.lock().unwrap();
+        cache
+            .get(&hash)
+            .is_some_and(|c| c.valid && c.checked.elapsed() < self.ttl)
+    }
+
     /// Whether `hash` is the first key's or a stored key's (from the cache within its TTL).
     async fn is_known(&self, hash: &str) -> Result<bool, ServiceError> {
         let first = self

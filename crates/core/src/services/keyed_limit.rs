@@ -24,6 +24,17 @@ impl KeyedLimit {
         }
     }
 
+    /// How long until `key` has one, if it has none now (nothing is taken).
+    pub fn exhausted(&self, key: &str) -> Option<Duration> {
+        let buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        let (tokens, last) = buckets.get(key)?;
+        let now = Instant::now();
+        let tokens = (tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(self.burst);
+        (tokens < 1.0).then(|| {
+            Duration::from_secs_f64((1.0 - tokens) / self.rate).max(Duration::from_secs(1))
+        })
+    }
+
     /// Takes one for `key`, or says how long until there is one.
     pub fn take(&self, key: &str) -> Result<(), Duration> {
         let now = Instant::now();
