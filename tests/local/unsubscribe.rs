@@ -226,7 +226,7 @@ async fn one_client_address_gets_120_unsubscribe_calls_a_minute() {
     let client = reqwest::Client::new();
     let mut statuses = Vec::new();
     // Each a different (forged) link: only the client's address is the same.
-    for i in 0..125 {
+    for i in 0..140 {
         let r = client
             .get(d.url(&format!("/u/forged{i}.sig{i}")))
             .send()
@@ -235,5 +235,9 @@ async fn one_client_address_gets_120_unsubscribe_calls_a_minute() {
         statuses.push(r.status().as_u16());
     }
     assert!(statuses[..120].iter().all(|s| *s == 404), "{statuses:?}");
-    assert!(statuses[120..].iter().all(|s| *s == 429), "{statuses:?}");
+    // The bucket refills at two a second: a slow machine may let one or two more through.
+    assert!(
+        statuses[120..].iter().filter(|s| **s == 429).count() >= 15,
+        "{statuses:?}"
+    );
 }
