@@ -128,6 +128,21 @@ pub(crate) fn up_with(more: &[&str]) -> Up {
     }
 }
 
+/// What the emulator's SES and SNS took, as `aws-local sent --json` prints it.
+pub(crate) fn sent(up: &Up) -> Value {
+    let out = Command::new(binary_dir().join("aws-local"))
+        .args(["sent", "--json", "--state-dir"])
+        .arg(up.state_dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 pub(crate) async fn call(
     up: &Up,
     method: reqwest::Method,
@@ -274,17 +289,7 @@ async fn the_stack_runs_locally_from_the_template_and_stops_with_sigterm() {
         "a reserved send went out at {sent_at}, before {send_at}"
     );
 
-    let out = Command::new(binary_dir().join("aws-local"))
-        .args(["sent", "--json", "--state-dir"])
-        .arg(up.state_dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let sent: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sent = sent(&up);
     let emails = sent["emails"].as_array().unwrap();
     let subjects_to = |to: &str| -> Vec<String> {
         let mut s: Vec<String> = emails

@@ -8,14 +8,13 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use reqwest::Method as M;
 use serde_json::{Value, json};
 
-use crate::aws_local::{Up, binary_dir, call, up_with};
+use crate::aws_local::{Up, call, sent, up_with};
 
 /// The EMF documents among a function's log lines.
 fn emf_documents(log: &Path) -> Vec<Value> {
@@ -131,17 +130,7 @@ async fn wait_completed(up: &Up, ids: &[String], bound: Duration) -> HashMap<Str
 
 /// The emails the emulator's SES took, counted by recipient.
 fn emails_by_recipient(up: &Up) -> HashMap<String, usize> {
-    let out = Command::new(binary_dir().join("aws-local"))
-        .args(["sent", "--json", "--state-dir"])
-        .arg(up.state_dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let sent: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sent = sent(up);
     let mut by = HashMap::new();
     for m in sent["emails"].as_array().unwrap() {
         let raw = m["raw_data"].as_str().unwrap();

@@ -160,7 +160,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Notifyd> {
         .unwrap_or_else(|| format!("http://{addr}"));
     let unsubscribe_key = config::unsubscribe_key(config).context("the unsubscribe key")?;
     let unsubscribe = Arc::new(UnsubscribeLinks::new(
-        Arc::new(StaticSigningKey(unsubscribe_key.clone().into_bytes())),
+        Arc::new(StaticSigningKey(unsubscribe_key.into_bytes())),
         &public_url,
     ));
     // One process: the API and the workers share the endpoints it remembers, so a webhook
